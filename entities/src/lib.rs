@@ -1,0 +1,22 @@
+//! sea-orm entities and migrations for rxledger.
+//!
+//! One schema serves SQLite and PostgreSQL. The tables fall in three groups:
+//! - the log: [`entry`] (exact bytes as received), [`tile`] (the Merkle tree as C2SP tiles),
+//!   [`head`] (the single row advanced by compare-and-swap) and [`checkpoint`] (every signed
+//!   checkpoint, so an auditor can prove none were inconsistent);
+//! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash);
+//! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`].
+
+pub mod alert;
+pub mod checkpoint;
+pub mod company_prefix;
+pub mod device;
+pub mod entry;
+pub mod event;
+pub mod head;
+pub mod migration;
+pub mod organization;
+pub mod site;
+pub mod tile;
+
+pub use migration::Migrator;

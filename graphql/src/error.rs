@@ -1,0 +1,70 @@
+//! Client-facing errors: a stable code and a safe message.
+
+use async_graphql::ErrorExtensions as _;
+use rxledger_store::StoreError;
+
+/// Stable error codes, in `extensions.code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    BadRequest,
+    NotFound,
+    Forbidden,
+    Unauthenticated,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "BAD_REQUEST",
+            Code::NotFound => "NOT_FOUND",
+            Code::Forbidden => "FORBIDDEN",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// An error a client may see.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(Code::BadRequest, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::NotFound(m) => ApiError::new(Code::NotFound, format!("not found: {m}")),
+            StoreError::Proof(p) => ApiError::bad_request(p.to_string()),
+            other => {
+                // The cause goes to the log; the client gets an opaque message.
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(
+                    Code::Internal,
+                    "internal error; the operator's log has the details",
+                )
+            }
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> Self {
+        async_graphql::Error::new(e.message).extend_with(|_, ext| ext.set("code", e.code.as_str()))
+    }
+}

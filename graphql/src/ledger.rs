@@ -1,0 +1,179 @@
+//! Ledger queries: checkpoints, proofs and entries. Public: anyone may audit the log.
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rxledger_store::SignedHead;
+
+use crate::{ApiError, MAX_PAGE, Services};
+
+#[derive(Default)]
+pub struct LedgerQuery;
+
+/// A signed checkpoint (C2SP tlog-checkpoint in signed-note framing).
+#[derive(SimpleObject)]
+pub struct Checkpoint {
+    pub origin: String,
+    /// Number of entries in the tree.
+    pub size: i64,
+    /// RFC 9162 root hash, lowercase hex.
+    pub root_hash: String,
+    /// The same root, base64, as written in the note.
+    pub root_hash_base64: String,
+    /// The whole signed note; verify it with `ledgerPublicKey.verifierKey`.
+    pub note: String,
+}
+
+impl Checkpoint {
+    fn from_head(origin: &str, h: &SignedHead) -> Self {
+        Checkpoint {
+            origin: origin.to_string(),
+            size: h.size as i64,
+            root_hash: hex::encode(h.root),
+            root_hash_base64: B64.encode(h.root),
+            note: h.note.clone(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct InclusionProof {
+    pub index: i64,
+    pub tree_size: i64,
+    /// RFC 9162 leaf hash of the entry, hex.
+    pub leaf_hash: String,
+    /// The audit path, leaf to root, hex.
+    pub hashes: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct ConsistencyProof {
+    pub from_size: i64,
+    pub to_size: i64,
+    pub hashes: Vec<String>,
+}
+
+/// One log entry as mirrored by monitors: the exact bytes, base64.
+#[derive(SimpleObject)]
+pub struct LedgerEntry {
+    pub index: i64,
+    pub leaf_hash: String,
+    pub data_base64: String,
+    /// 1 = device envelope, 2 = API state change.
+    pub kind: i32,
+    pub signer: String,
+}
+
+/// How to check this log's signatures.
+#[derive(SimpleObject)]
+pub struct LedgerKey {
+    pub origin: String,
+    /// SEC1 compressed secp256k1 public key, hex.
+    pub public_key: String,
+    /// The signed-note verifier key, `<name>+<keyid>+<base64>`.
+    pub verifier_key: String,
+}
+
+fn services<'a>(ctx: &'a Context<'_>) -> &'a Services {
+    // The schema is always built with Services (see `crate::schema`).
+    ctx.data_unchecked::<Services>()
+}
+
+fn size_arg(v: i64, what: &str) -> Result<u64, ApiError> {
+    u64::try_from(v).map_err(|_| ApiError::bad_request(format!("{what} must not be negative")))
+}
+
+#[Object]
+impl LedgerQuery {
+    /// The latest signed checkpoint.
+    async fn checkpoint(&self, ctx: &Context<'_>) -> Checkpoint {
+        let s = services(ctx);
+        Checkpoint::from_head(s.ledger.origin(), &s.ledger.head())
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `treeSize` (default: latest).
+    async fn inclusion_proof(
+        &self,
+        ctx: &Context<'_>,
+        index: i64,
+        tree_size: Option<i64>,
+    ) -> Result<InclusionProof> {
+        let s = services(ctx);
+        let index = size_arg(index, "index")?;
+        let size = match tree_size {
+            Some(t) => size_arg(t, "treeSize")?,
+            None => s.ledger.head().size,
+        };
+        let hashes = s
+            .ledger
+            .inclusion_proof(index, size)
+            .await
+            .map_err(ApiError::from)?;
+        let leaf = s.ledger.leaf_hash(index).await.map_err(ApiError::from)?;
+        Ok(InclusionProof {
+            index: index as i64,
+            tree_size: size as i64,
+            leaf_hash: hex::encode(leaf),
+            hashes: hashes.iter().map(hex::encode).collect(),
+        })
+    }
+
+    /// The consistency proof between two tree sizes (default `toSize`: latest).
+    async fn consistency_proof(
+        &self,
+        ctx: &Context<'_>,
+        from_size: i64,
+        to_size: Option<i64>,
+    ) -> Result<ConsistencyProof> {
+        let s = services(ctx);
+        let from = size_arg(from_size, "fromSize")?;
+        let to = match to_size {
+            Some(t) => size_arg(t, "toSize")?,
+            None => s.ledger.head().size,
+        };
+        let hashes = s
+            .ledger
+            .consistency_proof(from, to)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(ConsistencyProof {
+            from_size: from as i64,
+            to_size: to as i64,
+            hashes: hashes.iter().map(hex::encode).collect(),
+        })
+    }
+
+    /// Entries `from .. from + count` (at most 1000), for monitors that mirror the log.
+    async fn entries(&self, ctx: &Context<'_>, from: i64, count: i64) -> Result<Vec<LedgerEntry>> {
+        let s = services(ctx);
+        let from = size_arg(from, "from")?;
+        if !(0..=MAX_PAGE).contains(&count) {
+            return Err(ApiError::bad_request(format!("count must be 0 to {MAX_PAGE}")).into());
+        }
+        let rows = s
+            .ledger
+            .entries(from, count as u64)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LedgerEntry {
+                index: r.idx,
+                leaf_hash: hex::encode(rxledger_core::merkle::leaf_hash(&r.data)),
+                data_base64: B64.encode(&r.data),
+                kind: r.kind as i32,
+                signer: r.signer,
+            })
+            .collect())
+    }
+
+    /// The log's public key and signed-note verifier key.
+    async fn ledger_public_key(&self, ctx: &Context<'_>) -> LedgerKey {
+        let s = services(ctx);
+        LedgerKey {
+            origin: s.ledger.origin().to_string(),
+            public_key: s.ledger.key().public_hex(),
+            verifier_key: s.ledger.verifier().to_vkey(),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! rxledger's core: every rule of the ledger, with no I/O.
+//!
+//! Nothing in this crate touches a file, a socket, a clock or a database. The server, the
+//! offline auditor and the firmware simulator all link it, so there is one implementation of
+//! every rule: Merkle maths and proofs ([`merkle`], [`tiles`]), checkpoints in signed-note
+//! framing ([`checkpoint`]), k256 keys and signatures ([`keys`]), GS1 identifiers ([`gs1`]),
+//! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]).
+
+pub mod checkpoint;
+pub mod envelope;
+pub mod epcis;
+pub mod gs1;
+pub mod keys;
+pub mod merkle;
+pub mod tiles;

@@ -1,0 +1,655 @@
+//! From MQTT messages to ledger entries and receipts.
+//!
+//! Four tasks joined by channels:
+//! - the **event loop** drives the MQTT connection, forwards publishes and carries out acks
+//!   and receipt publishes queued by the sequencer;
+//! - the **batcher** gathers up to `batch_max` messages or `batch_wait`, looks up their
+//!   devices in one query, then verifies signatures, parses and hashes events on every core;
+//! - the **sequencer** appends the batch in one transaction (retrying while the database is
+//!   down, without acking anything), records alerts, then acks each message and publishes its
+//!   receipt;
+//! - shutdown drains: stop forwarding, finish the batches already read, ack them, disconnect.
+//!
+//! Memory is bounded by MQTT flow control, not by hope: a QoS 1 message stays unacknowledged
+//! until its batch commits, the broker sends at most its in-flight limit of unacknowledged
+//! messages (at most 65,535, the packet-id space), and the channel between the event loop and
+//! the batcher is that large. A slow database therefore slows the broker's delivery.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
+use rxledger_core::envelope::{self, EnvelopeError, Opened, Receipt};
+use rxledger_core::epcis;
+use rxledger_core::keys::PublicKey;
+use rxledger_core::merkle;
+use rxledger_store::ledger::EntryKind;
+use rxledger_store::{
+    Admission, Alerts, Ledger, NewAlert, NewEntry, NewEvent, Registry, Severity, now_ms,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Tunables, with the defaults used by `rxledger serve`.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Most messages per ledger transaction.
+    pub batch_max: usize,
+    /// Longest a message waits for its batch to fill.
+    pub batch_wait: Duration,
+    /// Largest MQTT payload accepted; larger ones are rejected with `OVERSIZED`.
+    pub max_payload: usize,
+    /// Threads that verify signatures.
+    pub workers: usize,
+    /// How far in the future a device's `sentAt` or an `eventTime` may be.
+    pub max_clock_skew: Duration,
+    /// Topics are `{topic_root}/devices/{deviceId}/events` and `…/acks`.
+    pub topic_root: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: 1000,
+            batch_wait: Duration::from_millis(50),
+            max_payload: 64 * 1024,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            max_clock_skew: Duration::from_secs(300),
+            topic_root: envelope::DEFAULT_TOPIC_ROOT.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    #[error(
+        "cannot start the embedded MQTT broker on {addr}: {source}. Choose another address with --mqtt-listen ADDR, or use an external broker with --mqtt-url mqtt://host:port"
+    )]
+    BrokerListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad MQTT URL {0}")]
+    MqttUrl(String),
+    #[error("cannot connect to the MQTT broker at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("ingest stopped: {0}")]
+    Stopped(String),
+}
+
+/// Counters, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub appended: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// A running ingest pipeline.
+pub struct Ingest {
+    pub stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Ingest {
+    /// Connects, subscribes and starts the pipeline. Returns once the subscription is
+    /// acknowledged, or an error if the broker cannot be reached within `connect_timeout`.
+    pub async fn start(
+        mut opts: MqttOptions,
+        ledger: Arc<Ledger>,
+        registry: Registry,
+        alerts: Alerts,
+        cfg: IngestConfig,
+        connect_timeout: Duration,
+    ) -> Result<Ingest, IngestError> {
+        let addr = format!("{}:{}", opts.broker_address().0, opts.broker_address().1);
+        opts.set_manual_acks(true)
+            .set_clean_session(false)
+            .set_inflight(1000)
+            .set_max_packet_size(rumqttc_max(cfg.max_payload), rumqttc_max(cfg.max_payload));
+        let (client, eventloop) = AsyncClient::new(opts, 20_000);
+        let stats = Arc::new(Stats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let (raw_tx, raw_rx) = mpsc::channel::<Publish>(65_536);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<Checked>>(2);
+
+        let filter = envelope::shared_events_filter(&cfg.topic_root);
+        let pump = tokio::spawn(pump(
+            eventloop,
+            client.clone(),
+            filter,
+            raw_tx,
+            stop_rx,
+            ready_tx,
+        ));
+        match tokio::time::timeout(connect_timeout, ready_rx).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                pump.abort();
+                return Err(IngestError::Connect {
+                    addr,
+                    reason: "no connection acknowledged in time (is the broker running?)".into(),
+                });
+            }
+        }
+        let batcher = tokio::spawn(batcher(
+            raw_rx,
+            batch_tx,
+            registry,
+            cfg.clone(),
+            stats.clone(),
+        ));
+        let sequencer = tokio::spawn(sequencer(
+            batch_rx,
+            client,
+            cfg.topic_root.clone(),
+            ledger,
+            alerts,
+            stats.clone(),
+        ));
+        Ok(Ingest {
+            stats,
+            stop,
+            tasks: vec![pump, batcher, sequencer],
+        })
+    }
+
+    /// Stops taking messages, commits and acks what was already read, then disconnects.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn rumqttc_max(payload: usize) -> usize {
+    // Room for the topic and headers around the largest payload the broker may pass on.
+    (payload * 4).max(crate::broker::BROKER_MAX_PAYLOAD) + 1024
+}
+
+/// Drives the connection until shutdown has drained and disconnected.
+async fn pump(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filter: String,
+    raw_tx: mpsc::Sender<Publish>,
+    mut stop: watch::Receiver<bool>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut raw_tx = Some(raw_tx);
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            ev = eventloop.poll() => ev,
+            changed = stop.changed(), if raw_tx.is_some() => {
+                if changed.is_err() || *stop.borrow() {
+                    // Stop forwarding: what is not yet read stays unacknowledged at the broker.
+                    let _ = client.try_unsubscribe(filter.clone());
+                    raw_tx = None;
+                }
+                continue;
+            }
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                // While draining (no sender) a message is not acked, so the broker delivers it
+                // again later. Only QoS 0 traffic can overflow (see module docs).
+                if let Some(Err(mpsc::error::TrySendError::Full(p))) =
+                    raw_tx.as_ref().map(|tx| tx.try_send(p))
+                {
+                    tracing::warn!(topic = %p.topic, "ingest queue full; dropping a QoS 0 message");
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to MQTT broker"
+                );
+                if raw_tx.is_some() {
+                    let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                if raw_tx.is_none() && *stop.borrow() {
+                    break;
+                }
+                tracing::warn!(error = %e, "MQTT connection lost; reconnecting in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A message after the batcher: ready to append, or rejected with a reason.
+struct Checked {
+    publish: Publish,
+    device: Option<String>,
+    seq: Option<u64>,
+    payload_hash: String,
+    outcome: Result<Ready, Reject>,
+}
+
+struct Ready {
+    entry: NewEntry,
+    event_ids: Vec<String>,
+}
+
+/// A rejection: a stable code for the device, a message for humans, an alert for regulators.
+#[derive(Debug)]
+pub struct Reject {
+    pub code: &'static str,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Reject {
+    fn new(code: &'static str, message: impl Into<String>, severity: Severity) -> Self {
+        Reject {
+            code,
+            message: message.into(),
+            severity,
+        }
+    }
+}
+
+async fn batcher(
+    mut rx: mpsc::Receiver<Publish>,
+    tx: mpsc::Sender<Vec<Checked>>,
+    registry: Registry,
+    cfg: IngestConfig,
+    stats: Arc<Stats>,
+) {
+    let mut keys: HashMap<String, PublicKey> = HashMap::new();
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.batch_wait;
+        while batch.len() < cfg.batch_max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => batch.push(p),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        stats
+            .received
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let checked = check_batch(batch, &registry, &mut keys, &cfg).await;
+        if tx.send(checked).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Everything about a batch that does not need the ledger: size, topic, envelope, device,
+/// signature, EPCIS validity and event hashes.
+async fn check_batch(
+    batch: Vec<Publish>,
+    registry: &Registry,
+    keys: &mut HashMap<String, PublicKey>,
+    cfg: &IngestConfig,
+) -> Vec<Checked> {
+    let now = now_ms();
+    let mut opened: Vec<(Publish, Option<String>, Result<Opened, Reject>)> = batch
+        .into_iter()
+        .map(|p| {
+            let device = envelope::device_of_topic(&cfg.topic_root, &p.topic).map(str::to_string);
+            let outcome = if p.payload.len() > cfg.max_payload {
+                Err(Reject::new(
+                    "OVERSIZED",
+                    format!(
+                        "payload is {} bytes; the limit is {}",
+                        p.payload.len(),
+                        cfg.max_payload
+                    ),
+                    Severity::Warning,
+                ))
+            } else {
+                match &device {
+                    None => Err(Reject::new(
+                        "BAD_TOPIC",
+                        format!(
+                            "topic {:?} is not {}/devices/{{deviceId}}/events",
+                            p.topic, cfg.topic_root
+                        ),
+                        Severity::Warning,
+                    )),
+                    Some(d) => envelope::open(&p.payload, d).map_err(envelope_reject),
+                }
+            };
+            (p, device, outcome)
+        })
+        .collect();
+
+    // One query for every device in the batch; keys are parsed once per distinct key.
+    let ids: Vec<String> = opened
+        .iter()
+        .filter_map(|(_, d, o)| o.as_ref().ok().and(d.clone()))
+        .collect();
+    // A database outage must not turn into rejections: wait for it, acking nothing.
+    let mut backoff = Duration::from_millis(50);
+    let devices = loop {
+        match registry.devices_by_ids(&ids).await {
+            Ok(d) => break d,
+            Err(e) => {
+                tracing::error!(error = %e, "device lookup failed; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    let mut work = Vec::with_capacity(opened.len());
+    for (p, device, outcome) in opened.drain(..) {
+        let outcome = outcome.and_then(|o| {
+            let id = &o.body.device_id;
+            let row = devices.get(id).ok_or_else(|| {
+                Reject::new(
+                    "UNKNOWN_DEVICE",
+                    format!("device {id:?} is not enrolled"),
+                    Severity::Critical,
+                )
+            })?;
+            if row.status != "active" {
+                return Err(Reject::new(
+                    "DEVICE_REVOKED",
+                    format!("device {id:?} is revoked"),
+                    Severity::Critical,
+                ));
+            }
+            let key = match keys.get(&row.public_key) {
+                Some(k) => *k,
+                None => {
+                    let k = PublicKey::from_sec1_hex(&row.public_key).map_err(|e| {
+                        Reject::new(
+                            "UNKNOWN_DEVICE",
+                            format!("device {id:?} has an unusable enrolled key: {e}"),
+                            Severity::Critical,
+                        )
+                    })?;
+                    keys.insert(row.public_key.clone(), k);
+                    k
+                }
+            };
+            Ok((o, key))
+        });
+        work.push((p, device, outcome));
+    }
+
+    // Signatures, EPCIS parsing and hashing: CPU-bound, spread over the workers.
+    let skew = cfg.max_clock_skew.as_millis() as i64;
+    let per = work.len().div_ceil(cfg.workers.max(1)).max(1);
+    let mut handles = Vec::new();
+    while !work.is_empty() {
+        let chunk: Vec<_> = work.drain(..per.min(work.len())).collect();
+        handles.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|(p, device, outcome)| verify_one(p, device, outcome, now, skew))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok(v) => out.extend(v),
+            Err(e) => tracing::error!(error = %e, "a verification worker panicked"),
+        }
+    }
+    out
+}
+
+fn verify_one(
+    publish: Publish,
+    device: Option<String>,
+    outcome: Result<(Opened, PublicKey), Reject>,
+    now: i64,
+    skew: i64,
+) -> Checked {
+    let payload_hash = envelope::payload_hash(&publish.payload);
+    let seq = outcome.as_ref().ok().map(|(o, _)| o.body.seq);
+    let outcome = outcome.and_then(|(o, key)| {
+        o.verify(&key).map_err(envelope_reject)?;
+        let sent = epcis::parse_time(&o.body.sent_at).map_err(|e| {
+            Reject::new(
+                "MALFORMED_ENVELOPE",
+                format!("sentAt: {e}"),
+                Severity::Warning,
+            )
+        })?;
+        if sent > now + skew {
+            return Err(Reject::new(
+                "CLOCK_SKEW",
+                format!(
+                    "sentAt {} is more than {} s in the future; check the device clock",
+                    o.body.sent_at,
+                    skew / 1000
+                ),
+                Severity::Warning,
+            ));
+        }
+        let mut events = Vec::with_capacity(o.body.events.len());
+        let mut event_ids = Vec::with_capacity(o.body.events.len());
+        for (i, json) in o.body.events.iter().enumerate() {
+            let (ev, id, hash) = check_event(json, now, skew).map_err(|r| Reject {
+                message: format!("events[{i}]: {}", r.message),
+                ..r
+            })?;
+            event_ids.push(id);
+            events.push(NewEvent { hash, ..ev });
+        }
+        Ok(Ready {
+            entry: NewEntry {
+                data: publish.payload.to_vec(),
+                kind: EntryKind::DeviceEnvelope,
+                signer: o.body.device_id.clone(),
+                seq: i64::try_from(o.body.seq).unwrap_or(i64::MAX),
+                events,
+            },
+            event_ids,
+        })
+    });
+    Checked {
+        publish,
+        device,
+        seq,
+        payload_hash,
+        outcome,
+    }
+}
+
+/// Validates one EPCIS event and computes its CBV 2.0 hash ID.
+fn check_event(
+    json: &serde_json::Value,
+    now: i64,
+    skew: i64,
+) -> Result<(NewEvent, String, merkle::Hash), Reject> {
+    let ev = epcis::parse_event(json).map_err(epcis_reject)?;
+    ev.validate_time(now, skew).map_err(epcis_reject)?;
+    let id = epcis::event_hash_id(json).map_err(epcis_reject)?;
+    let hash = epcis::hash_of_id(&id)
+        .ok_or_else(|| Reject::new("MALFORMED_EVENT", "event hash", Severity::Warning))?;
+    let row = NewEvent {
+        hash,
+        event_time_ms: ev.event_time_ms,
+        event_type: ev.kind.as_str().to_string(),
+        action: Some(ev.action.as_str().to_string()),
+        biz_step: ev.biz_step.map(|b| b.as_str().to_string()),
+        disposition: ev.disposition.map(|d| d.as_str().to_string()),
+        read_point: ev.read_point.as_ref().map(|l| l.key()),
+        biz_location: ev.biz_location.as_ref().map(|l| l.key()),
+    };
+    Ok((row, id, hash))
+}
+
+fn envelope_reject(e: EnvelopeError) -> Reject {
+    let code = match &e {
+        EnvelopeError::BadSignature => "BAD_SIGNATURE",
+        EnvelopeError::DeviceMismatch { .. } => "DEVICE_MISMATCH",
+        EnvelopeError::EventCount(_) => "TOO_MANY_EVENTS",
+        _ => "MALFORMED_ENVELOPE",
+    };
+    let severity = if code == "BAD_SIGNATURE" {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    Reject::new(code, e.to_string(), severity)
+}
+
+fn epcis_reject(e: epcis::EpcisError) -> Reject {
+    Reject::new(e.code(), e.to_string(), Severity::Warning)
+}
+
+async fn sequencer(
+    mut rx: mpsc::Receiver<Vec<Checked>>,
+    client: AsyncClient,
+    topic_root: String,
+    ledger: Arc<Ledger>,
+    alerts: Alerts,
+    stats: Arc<Stats>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let entries: Vec<NewEntry> = batch
+            .iter()
+            .filter_map(|c| c.outcome.as_ref().ok().map(|r| r.entry.clone()))
+            .collect();
+        // Nothing is acked until the batch is durable; while the database is down, wait.
+        let mut backoff = Duration::from_millis(50);
+        let result = loop {
+            match ledger.append(entries.clone()).await {
+                Ok(b) => break b,
+                Err(e) => {
+                    tracing::error!(error = %e, "appending a batch failed; retrying in {backoff:?} (nothing was acked)");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        };
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let mut admissions = result.admissions.into_iter();
+        let mut receipts = Vec::with_capacity(batch.len());
+        let mut new_alerts = Vec::new();
+        for c in batch {
+            let mut r = Receipt {
+                v: envelope::VERSION,
+                status: String::new(),
+                device_id: c.device.clone().unwrap_or_default(),
+                seq: c.seq,
+                payload_hash: c.payload_hash.clone(),
+                code: None,
+                message: None,
+                entry_index: None,
+                leaf_hash: None,
+                event_ids: Vec::new(),
+                checkpoint: None,
+            };
+            let reject = match c.outcome {
+                Ok(ready) => {
+                    let admission = admissions.next();
+                    let leaf = hex::encode(merkle::leaf_hash(&ready.entry.data));
+                    match admission {
+                        Some(Admission::Appended { index })
+                        | Some(Admission::Duplicate { index }) => {
+                            let dup = matches!(admission, Some(Admission::Duplicate { .. }));
+                            r.status = if dup { "DUPLICATE" } else { "ACCEPTED" }.into();
+                            r.entry_index = Some(index);
+                            r.leaf_hash = Some(leaf);
+                            r.event_ids = ready.event_ids;
+                            r.checkpoint = Some(result.head.note.clone());
+                            if dup {
+                                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                stats.appended.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None
+                        }
+                        Some(Admission::Replay { last_seq }) => Some(Reject::new(
+                            "REPLAY",
+                            format!(
+                                "sequence number {} is not above the last accepted one ({last_seq}) and is not a resend of it",
+                                c.seq.unwrap_or(0)
+                            ),
+                            Severity::Critical,
+                        )),
+                        Some(Admission::DuplicateEvent { index, event }) => Some(Reject::new(
+                            "DUPLICATE_EVENT",
+                            format!(
+                                "event {} is already in the log at entry {index}",
+                                epcis::id_of_hash(&event)
+                            ),
+                            Severity::Warning,
+                        )),
+                        None => Some(Reject::new("INTERNAL", "no admission", Severity::Critical)),
+                    }
+                }
+                Err(reject) => Some(reject),
+            };
+            if let Some(reject) = reject {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                r.status = "REJECTED".into();
+                r.code = Some(reject.code.to_string());
+                r.message = Some(reject.message.clone());
+                let mut subjects = Vec::new();
+                if let Some(d) = &c.device {
+                    subjects.push(format!("device:{d}"));
+                }
+                new_alerts.push(NewAlert {
+                    code: reject.code.to_string(),
+                    severity: reject.severity,
+                    subjects,
+                    message: reject.message,
+                    evidence: Vec::new(),
+                    raw: Some(c.publish.payload.iter().copied().take(64 * 1024).collect()),
+                });
+            }
+            receipts.push((c.publish, c.device, r));
+        }
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = alerts.record(new_alerts.clone()).await {
+            tracing::error!(error = %e, "recording alerts failed; retrying in {backoff:?} (nothing was acked)");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        for (publish, device, receipt) in receipts {
+            if let Some(d) = device {
+                let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
+                if let Err(e) = client
+                    .publish(
+                        envelope::acks_topic(&topic_root, &d),
+                        QoS::AtLeastOnce,
+                        false,
+                        bytes,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not queue a receipt");
+                }
+            }
+            if let Err(e) = client.ack(&publish).await {
+                tracing::warn!(error = %e, "could not queue a PUBACK");
+            }
+        }
+    }
+    // Drained: everything read was committed and acked. Disconnect after those requests.
+    let _ = client.disconnect().await;
+}

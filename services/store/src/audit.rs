@@ -1,0 +1,336 @@
+//! The offline auditor: recompute everything from the raw entries and compare.
+//!
+//! The auditor trusts nothing the server computed. It reads the entries in index order,
+//! hashes them, rebuilds every tile, and compares each rebuilt full tile and the final
+//! right edge with the stored ones. That catches a changed entry (its leaf no longer matches)
+//! and a changed stored hash (the tile no longer matches) alike. Every checkpoint the log
+//! ever signed must verify and carry the root recomputed at its size, which proves the log
+//! never signed two inconsistent views. A checkpoint saved earlier by a client must also be
+//! consistent with the current log, checked both by recomputation and through the server's
+//! own consistency proof.
+
+use std::collections::BTreeMap;
+
+use rxledger_core::checkpoint::{self, Checkpoint};
+use rxledger_core::keys::LogVerifier;
+use rxledger_core::merkle::{self, CompactRange, Hash};
+use rxledger_core::tiles::{Tile, TileId};
+use rxledger_entities::{checkpoint as cp_row, entry, head, tile};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+use crate::frontier::Frontier;
+use crate::ledger::{read_checkpoint_origin, read_tiles, tile_from_row};
+use crate::{Database, Ledger, StoreError};
+
+/// Entries read per query.
+const PAGE: u64 = 8192;
+
+/// What the audit found. `problems` is empty when the log is sound.
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    pub entries_checked: u64,
+    pub tiles_checked: u64,
+    pub checkpoints_checked: u64,
+    /// Size of the client-saved checkpoint that was proven consistent, if one was given.
+    pub consistent_with: Option<u64>,
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Audits the log in `db` against the log key `verifier`. `saved` is a checkpoint note a
+/// client kept earlier. `progress(done, total)` is called after every page.
+///
+/// Returns `Err` only when the audit cannot run at all (unreachable database, a saved
+/// checkpoint from another log); anything found wrong in the data goes into the report.
+pub async fn audit(
+    db: &Database,
+    verifier: &LogVerifier,
+    saved: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<AuditReport, StoreError> {
+    let head = head::Entity::find_by_id(1i16)
+        .one(&db.conn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the database holds no log (no head row)".into()))?;
+    let origin = read_checkpoint_origin(&head.note)?;
+    let mut report = AuditReport {
+        origin: origin.clone(),
+        ..Default::default()
+    };
+    let saved = match saved {
+        Some(note) => Some(open_saved(note, verifier, &origin)?),
+        None => None,
+    };
+    let head_cp = match checkpoint::open_checkpoint(&head.note, verifier) {
+        Ok(cp) => Some(cp),
+        Err(e) => {
+            report.problems.push(format!(
+                "the head checkpoint does not verify with the log key: {e}"
+            ));
+            None
+        }
+    };
+    let size = match u64::try_from(head.size) {
+        Ok(s) => s,
+        Err(_) => {
+            report
+                .problems
+                .push(format!("head size is negative ({})", head.size));
+            return Ok(report);
+        }
+    };
+    report.size = size;
+    if let Some(cp) =
+        head_cp.filter(|cp| cp.size != size || cp.root.as_slice() != head.root.as_slice())
+    {
+        report.problems.push(format!(
+            "the head row (size {size}) differs from its signed checkpoint (size {})",
+            cp.size
+        ));
+    }
+
+    // Every checkpoint ever signed, by size: each must verify and match the recomputed root.
+    let mut signed: BTreeMap<u64, cp_row::Model> = BTreeMap::new();
+    for row in cp_row::Entity::find()
+        .order_by_asc(cp_row::Column::Size)
+        .all(&db.conn)
+        .await?
+    {
+        signed.insert(row.size.max(0) as u64, row);
+    }
+    let check_checkpoint = |report: &mut AuditReport, at: u64, root: &Hash| {
+        if let Some(row) = signed.get(&at) {
+            report.checkpoints_checked += 1;
+            match checkpoint::open_checkpoint(&row.note, verifier) {
+                Ok(cp) if cp.size == at && &cp.root == root => {}
+                Ok(cp) => report.problems.push(format!(
+                    "checkpoint at size {at} signs root {} but the entries give {}",
+                    hex::encode(cp.root),
+                    hex::encode(root)
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("checkpoint at size {at} does not verify: {e}")),
+            }
+        }
+    };
+
+    let mut range = CompactRange::new();
+    let mut rebuilt = Frontier::default();
+    let mut saved_root: Option<Hash> = None;
+    check_checkpoint(&mut report, 0, &range.root());
+    let mut next = 0u64;
+    while next < size {
+        let rows = entry::Entity::find()
+            .filter(entry::Column::Idx.gte(next as i64))
+            .filter(entry::Column::Idx.lt((next + PAGE).min(size) as i64))
+            .order_by_asc(entry::Column::Idx)
+            .all(&db.conn)
+            .await?;
+        let mut leaves = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.idx as u64 != next + leaves.len() as u64 {
+                report
+                    .problems
+                    .push(format!("entry {} is missing", next + leaves.len() as u64));
+                return Ok(report);
+            }
+            leaves.push(merkle::leaf_hash(&row.data));
+        }
+        if leaves.is_empty() {
+            report.problems.push(format!("entry {next} is missing"));
+            return Ok(report);
+        }
+        for leaf in &leaves {
+            range.push(*leaf);
+            let at = range.size();
+            if saved.as_ref().is_some_and(|s| s.size == at) {
+                saved_root = Some(range.root());
+            }
+            if signed.contains_key(&at) {
+                check_checkpoint(&mut report, at, &range.root());
+            }
+        }
+        let (after, changed) = rebuilt.append(&leaves)?;
+        rebuilt = after;
+        let full: Vec<&Tile> = changed.iter().filter(|t| t.hashes.len() == 256).collect();
+        compare_tiles(db, &full, &mut report).await?;
+        next += leaves.len() as u64;
+        report.entries_checked = next;
+        progress(next, size);
+    }
+    // Entries beyond the head would be a batch that never committed its checkpoint.
+    let beyond = entry::Entity::find()
+        .filter(entry::Column::Idx.gte(size as i64))
+        .one(&db.conn)
+        .await?;
+    if let Some(row) = beyond {
+        report.problems.push(format!(
+            "entry {} exists beyond the head (size {size})",
+            row.idx
+        ));
+    }
+    // The right edge, including partial tiles, must match exactly.
+    let edge: Vec<Tile> = Frontier::ids_for(size)
+        .into_iter()
+        .filter_map(|id| rebuilt_tile(&rebuilt, id))
+        .collect();
+    let edge_refs: Vec<&Tile> = edge.iter().collect();
+    compare_tiles(db, &edge_refs, &mut report).await?;
+
+    report.root = range.root();
+    if head.root.as_slice() != report.root.as_slice() {
+        report.problems.push(format!(
+            "the head root {} differs from the root recomputed from the entries {}",
+            hex::encode(&head.root),
+            hex::encode(report.root)
+        ));
+    }
+    if let Some(s) = saved {
+        check_saved(db, &s, size, saved_root, &mut report).await?;
+    }
+    Ok(report)
+}
+
+fn rebuilt_tile(f: &Frontier, id: TileId) -> Option<Tile> {
+    f.tile(id.level).filter(|t| t.id == id).cloned()
+}
+
+fn open_saved(note: &str, verifier: &LogVerifier, origin: &str) -> Result<Checkpoint, StoreError> {
+    let found = note.lines().next().unwrap_or("").to_string();
+    if found != origin {
+        return Err(StoreError::WrongLog {
+            expected: origin.to_string(),
+            found,
+        });
+    }
+    checkpoint::open_checkpoint(note, verifier).map_err(|e| {
+        StoreError::Invalid(format!(
+            "the saved checkpoint is not signed by this log's key: {e}"
+        ))
+    })
+}
+
+async fn check_saved(
+    db: &Database,
+    saved: &Checkpoint,
+    size: u64,
+    recomputed: Option<Hash>,
+    report: &mut AuditReport,
+) -> Result<(), StoreError> {
+    if saved.size > size {
+        report.problems.push(format!(
+            "the saved checkpoint has size {} but the log now has only {size} entries: the log was truncated",
+            saved.size
+        ));
+        return Ok(());
+    }
+    let recomputed = if saved.size == 0 {
+        Some(merkle::empty_root())
+    } else {
+        recomputed
+    };
+    if recomputed != Some(saved.root) {
+        report.problems.push(format!(
+            "the saved checkpoint at size {} is inconsistent with the log: the entries give a different root",
+            saved.size
+        ));
+        return Ok(());
+    }
+    // The same fact through the client path: the server's proof from stored tiles.
+    if saved.size > 0 && saved.size < size {
+        let proof = consistency_from_tiles(db, saved.size, size).await?;
+        let new_root = report.root;
+        if let Err(e) = merkle::verify_consistency(saved.size, size, &saved.root, &new_root, &proof)
+        {
+            report.problems.push(format!(
+                "the stored tiles give a consistency proof that fails: {e}"
+            ));
+            return Ok(());
+        }
+    }
+    report.consistent_with = Some(saved.size);
+    Ok(())
+}
+
+async fn consistency_from_tiles(
+    db: &Database,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let nodes = merkle::consistency_nodes(old, new)?;
+    let ids = rxledger_core::tiles::tiles_for_nodes(&nodes);
+    let mut set = rxledger_core::tiles::TileSet::with_capacity(ids.len() + 1);
+    for t in read_tiles(&db.conn, &ids).await? {
+        set.insert(t);
+    }
+    Ok(merkle::consistency_proof(old, new, &set)?)
+}
+
+async fn compare_tiles(
+    db: &Database,
+    rebuilt: &[&Tile],
+    report: &mut AuditReport,
+) -> Result<(), StoreError> {
+    let ids: Vec<TileId> = rebuilt.iter().map(|t| t.id).collect();
+    let stored = read_tiles_lenient(db, &ids, report).await?;
+    for t in rebuilt {
+        report.tiles_checked += 1;
+        match stored.iter().find(|s| s.id == t.id) {
+            None => report.problems.push(format!(
+                "tile level {} index {} is missing",
+                t.id.level, t.id.index
+            )),
+            Some(s) if s.hashes != t.hashes => {
+                let at = s
+                    .hashes
+                    .iter()
+                    .zip(&t.hashes)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                let first = t.id.index * 256 + at as u64;
+                report.problems.push(if t.id.level == 0 {
+                    format!("entry {first}: its bytes do not hash to the stored leaf hash (entry or tile changed)")
+                } else {
+                    format!("tile level {} index {} differs from the hashes recomputed from the entries (node {first})", t.id.level, t.id.index)
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Like `read_tiles`, but a malformed row becomes a reported problem rather than an error.
+async fn read_tiles_lenient(
+    db: &Database,
+    ids: &[TileId],
+    report: &mut AuditReport,
+) -> Result<Vec<Tile>, StoreError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let row = tile::Entity::find_by_id((id.level as i16, id.index as i64))
+            .one(&db.conn)
+            .await?;
+        if let Some(row) = row {
+            match tile_from_row(row) {
+                Ok(t) => out.push(t),
+                Err(e) => report.problems.push(e.to_string()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Audits the live ledger of a running node (used by tests and the status page).
+pub async fn audit_ledger(ledger: &Ledger) -> Result<AuditReport, StoreError> {
+    audit(ledger.database(), ledger.verifier(), None, |_, _| {}).await
+}

@@ -1,0 +1,85 @@
+//! Opening the database and running migrations.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+use crate::StoreError;
+
+/// An open, migrated database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub conn: DatabaseConnection,
+    pub url: String,
+}
+
+impl Database {
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+}
+
+/// Turns what a user typed into a sea-orm URL: a bare path means a SQLite file.
+pub fn normalize_url(url: &str) -> String {
+    if url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || url.starts_with("sqlite:")
+    {
+        url.to_string()
+    } else {
+        format!("sqlite://{url}?mode=rwc")
+    }
+}
+
+/// Opens `url` (a SQLite path or URL, or a PostgreSQL URL) and runs pending migrations.
+///
+/// SQLite runs in WAL mode with `synchronous=FULL`: a batch that reported committed survives
+/// power loss, and with batching FULL costs about the same as NORMAL.
+pub async fn connect(url: &str) -> Result<Database, StoreError> {
+    let url = normalize_url(url);
+    let mut opts = ConnectOptions::new(url.clone());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30));
+    if url.starts_with("sqlite:") {
+        // Readers run beside the single writer thanks to WAL.
+        opts.max_connections(4).min_connections(1);
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(false)
+        });
+    } else {
+        opts.max_connections(16).min_connections(1);
+    }
+    let conn = sea_orm::Database::connect(opts)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact(&url),
+            source,
+        })?;
+    rxledger_entities::Migrator::up(&conn, None)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact(&url),
+            source,
+        })?;
+    Ok(Database { conn, url })
+}
+
+/// Hides a password in a database URL before it is printed.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,742 @@
+//! The log: batched sequencing, tile integration, checkpoint signing, proofs.
+//!
+//! One call to [`Ledger::append`] is one database transaction that
+//! 1. reads the head and checks it is where this sequencer left it,
+//! 2. drops entries that are already in the log (same signer and sequence number and same
+//!    bytes) and rejects replays and duplicate events, all inside the transaction so that the
+//!    answer is race-free even with several nodes,
+//! 3. inserts the new entries and their event index rows,
+//! 4. writes the changed tiles, signs a checkpoint over the new root, records it, and
+//! 5. advances the head with `UPDATE head … WHERE size = old`: a compare-and-swap, so a log
+//!    never signs two checkpoints that disagree, whoever else is writing.
+//!
+//! Only after the commit does the caller acknowledge anything. The in-memory frontier is
+//! swapped in after the commit too, so a failed batch leaves no trace in memory or on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use rxledger_core::checkpoint::{self, Checkpoint};
+use rxledger_core::keys::{LogKey, LogVerifier};
+use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
+use rxledger_core::tiles::{self, Tile, TileId, TileSet};
+use rxledger_entities::{checkpoint as cp_row, device, entry, event, head, tile};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
+};
+use tokio::sync::watch;
+
+use crate::frontier::Frontier;
+use crate::{Database, StoreError, now_ms};
+
+/// The primary key of the single head row.
+const HEAD_ID: i16 = 1;
+/// Tiles kept in memory for proofs. Each is at most 8 KiB plus memoised inner levels.
+const TILE_CACHE: usize = 8192;
+/// Rows per INSERT statement; keeps SQLite well under its bound-parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// What kind of bytes an entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A signed envelope from a scanner, exactly as received over MQTT.
+    DeviceEnvelope = 1,
+    /// A state change requested through the API and signed by the ledger's key.
+    ApiStateChange = 2,
+}
+
+/// An entry offered for appending.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub data: Vec<u8>,
+    pub kind: EntryKind,
+    pub signer: String,
+    /// The signer's sequence number. Negative means "none": the entry index is used instead.
+    pub seq: i64,
+    pub events: Vec<NewEvent>,
+}
+
+/// One event inside an entry, for the event index.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// SHA-256 digest of the CBV 2.0 pre-hash string.
+    pub hash: Hash,
+    pub event_time_ms: i64,
+    pub event_type: String,
+    pub action: Option<String>,
+    pub biz_step: Option<String>,
+    pub disposition: Option<String>,
+    pub read_point: Option<String>,
+    pub biz_location: Option<String>,
+}
+
+/// What happened to one offered entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Appended {
+        index: u64,
+    },
+    /// The same signer, sequence number and bytes are already in the log at `index`.
+    Duplicate {
+        index: u64,
+    },
+    /// The sequence number is not above the signer's last one and is not a resend.
+    Replay {
+        last_seq: i64,
+    },
+    /// An event in the entry is already in the log, at entry `index`.
+    DuplicateEvent {
+        index: u64,
+        event: Hash,
+    },
+}
+
+/// The outcome of one batch: an admission per entry, in order, and the head after it.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub admissions: Vec<Admission>,
+    pub head: SignedHead,
+}
+
+/// A committed entry's place in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub index: u64,
+    pub leaf_hash: Hash,
+}
+
+/// The latest signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHead {
+    pub size: u64,
+    pub root: Hash,
+    /// The checkpoint in signed-note form, exactly as signed.
+    pub note: String,
+}
+
+/// The verifiable log on one database.
+pub struct Ledger {
+    db: Database,
+    key: LogKey,
+    origin: String,
+    verifier: LogVerifier,
+    /// The sequencer's view of the right edge. Held across the whole append transaction, so
+    /// one node runs one batch at a time.
+    frontier: tokio::sync::Mutex<Frontier>,
+    cache: Mutex<TileSet>,
+    head: watch::Sender<SignedHead>,
+}
+
+impl Ledger {
+    /// Opens the log in `db`, creating the empty log (and its size-0 checkpoint) on first use.
+    /// Reads only the head and the right-edge tiles, so opening takes the same time at any size.
+    pub async fn open(db: Database, key: LogKey, origin: &str) -> Result<Self, StoreError> {
+        let log_verifier = verifier(&key, origin)?;
+        let txn = db.conn.begin().await?;
+        let row = match head::Entity::find_by_id(HEAD_ID).one(&txn).await? {
+            Some(row) => row,
+            None => {
+                let root = merkle::empty_root();
+                let note = sign(&key, origin, 0, &root)?;
+                let row = head::Model {
+                    id: HEAD_ID,
+                    size: 0,
+                    root: root.to_vec(),
+                    note: note.clone(),
+                    fence: 0,
+                };
+                head::Entity::insert(head::ActiveModel::from(row.clone()))
+                    .exec_without_returning(&txn)
+                    .await?;
+                cp_row::Entity::insert(cp_row::ActiveModel {
+                    size: Set(0),
+                    root: Set(root.to_vec()),
+                    note: Set(note),
+                    signed_ms: Set(now_ms()),
+                })
+                .exec_without_returning(&txn)
+                .await?;
+                row
+            }
+        };
+        txn.commit().await?;
+        let head = parse_head(&row)?;
+        let found = read_checkpoint_origin(&head.note)?;
+        if found != origin {
+            return Err(StoreError::WrongLog {
+                expected: origin.to_string(),
+                found,
+            });
+        }
+        checkpoint::open_checkpoint(&head.note, &log_verifier).map_err(|e| {
+            StoreError::Invalid(format!(
+                "the head checkpoint of this database is not signed by this log key ({e}); wrong --key file?"
+            ))
+        })?;
+        let frontier = load_frontier(&db.conn, head.size).await?;
+        let mut cache = TileSet::with_capacity(TILE_CACHE);
+        for id in Frontier::ids_for(head.size) {
+            if let Some(t) = frontier_tile(&db.conn, id).await? {
+                cache.insert(t);
+            }
+        }
+        let (tx, _) = watch::channel(head);
+        Ok(Ledger {
+            db,
+            key,
+            origin: origin.to_string(),
+            verifier: log_verifier,
+            frontier: tokio::sync::Mutex::new(frontier),
+            cache: Mutex::new(cache),
+            head: tx,
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn key(&self) -> &LogKey {
+        &self.key
+    }
+
+    /// The verifier a client pins to check this log's checkpoints.
+    pub fn verifier(&self) -> &LogVerifier {
+        &self.verifier
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The latest checkpoint this node knows of.
+    pub fn head(&self) -> SignedHead {
+        self.head.borrow().clone()
+    }
+
+    /// A stream of new checkpoints, for subscriptions.
+    pub fn subscribe(&self) -> watch::Receiver<SignedHead> {
+        self.head.subscribe()
+    }
+
+    /// Re-reads the head from the database (another node may have sequenced).
+    pub async fn refresh(&self) -> Result<SignedHead, StoreError> {
+        let row = head::Entity::find_by_id(HEAD_ID)
+            .one(&self.db.conn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
+        let head = parse_head(&row)?;
+        self.head.send_if_modified(|cur| {
+            let newer = head.size > cur.size;
+            if newer {
+                *cur = head.clone();
+            }
+            newer
+        });
+        Ok(self.head())
+    }
+
+    /// Appends a batch in one transaction; see the module docs for the steps.
+    #[tracing::instrument(skip_all, fields(offered = batch.len()))]
+    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Batch, StoreError> {
+        let mut frontier = self.frontier.lock().await;
+        let txn = self.db.conn.begin().await?;
+        let head_row = head::Entity::find_by_id(HEAD_ID)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
+        let old_size = non_negative(head_row.size, "head size")?;
+        if old_size != frontier.size {
+            // Another sequencer moved the log on; continue from where it left off.
+            *frontier = load_frontier(&txn, old_size).await?;
+        }
+        let admissions = admit(&txn, &batch, old_size).await?;
+        let accepted: Vec<(u64, &NewEntry)> = admissions
+            .iter()
+            .zip(&batch)
+            .filter_map(|(a, e)| match a {
+                Admission::Appended { index } => Some((*index, e)),
+                _ => None,
+            })
+            .collect();
+        if accepted.is_empty() {
+            txn.commit().await?;
+            return Ok(Batch {
+                admissions,
+                head: self.head(),
+            });
+        }
+
+        let received = now_ms();
+        let leaves: Vec<Hash> = accepted
+            .iter()
+            .map(|(_, e)| merkle::leaf_hash(&e.data))
+            .collect();
+        insert_entries(&txn, &accepted, received).await?;
+        advance_device_seqs(&txn, &accepted).await?;
+
+        let (next, changed) = frontier.append(&leaves)?;
+        write_tiles(&txn, &changed).await?;
+        let new_size = next.size;
+        let root = {
+            let mut cache = lock(&self.cache);
+            for t in &changed {
+                cache.insert(t.clone());
+            }
+            merkle::root(new_size, &*cache)?
+        };
+        let note = sign(&self.key, &self.origin, new_size, &root)?;
+        cp_row::Entity::insert(cp_row::ActiveModel {
+            size: Set(new_size as i64),
+            root: Set(root.to_vec()),
+            note: Set(note.clone()),
+            signed_ms: Set(received),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        let moved = head::Entity::update_many()
+            .col_expr(head::Column::Size, Expr::value(new_size as i64))
+            .col_expr(head::Column::Root, Expr::value(root.to_vec()))
+            .col_expr(head::Column::Note, Expr::value(note.clone()))
+            .filter(head::Column::Id.eq(HEAD_ID))
+            .filter(head::Column::Size.eq(old_size as i64))
+            .exec(&txn)
+            .await?;
+        if moved.rows_affected != 1 {
+            return Err(StoreError::HeadMoved { expected: old_size });
+        }
+        txn.commit().await?;
+        *frontier = next;
+        let head = SignedHead {
+            size: new_size,
+            root,
+            note,
+        };
+        self.head.send_replace(head.clone());
+        Ok(Batch { admissions, head })
+    }
+
+    /// The audit path of leaf `index` in the tree of `size`.
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(size)?;
+        let nodes = merkle::inclusion_nodes(index, size)?;
+        self.with_nodes(&nodes, |src| merkle::inclusion_proof(index, size, src))
+            .await
+    }
+
+    /// The proof that the tree of `old_size` is a prefix of the tree of `new_size`.
+    pub async fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(new_size)?;
+        let nodes = merkle::consistency_nodes(old_size, new_size)?;
+        self.with_nodes(&nodes, |src| {
+            merkle::consistency_proof(old_size, new_size, src)
+        })
+        .await
+    }
+
+    /// The root of the tree of `size`, from stored tiles.
+    pub async fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        self.check_size(size)?;
+        let nodes = merkle::root_nodes(size);
+        self.with_nodes(&nodes, |src| merkle::root(size, src)).await
+    }
+
+    /// The leaf hash of entry `index`, from the level-0 tile.
+    pub async fn leaf_hash(&self, index: u64) -> Result<Hash, StoreError> {
+        self.check_size(index + 1)?;
+        let id = NodeId { level: 0, index };
+        self.with_nodes(&[id], |src| {
+            src.node(id).ok_or(merkle::ProofError::MissingNode(id))
+        })
+        .await
+    }
+
+    /// Entries `from .. from + count`, in order, for monitors that mirror the log.
+    pub async fn entries(&self, from: u64, count: u64) -> Result<Vec<entry::Model>, StoreError> {
+        Ok(entry::Entity::find()
+            .filter(entry::Column::Idx.gte(from as i64))
+            .filter(entry::Column::Idx.lt(from.saturating_add(count) as i64))
+            .order_by_asc(entry::Column::Idx)
+            .all(&self.db.conn)
+            .await?)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), StoreError> {
+        let head = self.head().size;
+        if size > head {
+            return Err(StoreError::Invalid(format!(
+                "tree size {size} is beyond the latest checkpoint ({head})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes sure the tiles holding `nodes` are cached, then runs `f` over the cache.
+    async fn with_nodes<T>(
+        &self,
+        nodes: &[NodeId],
+        f: impl Fn(&TileSet) -> Result<T, merkle::ProofError>,
+    ) -> Result<T, StoreError> {
+        let mut needed: HashMap<TileId, u64> = HashMap::new();
+        for n in nodes {
+            let (id, width) = tiles::tile_of(*n);
+            let w = needed.entry(id).or_insert(0);
+            *w = (*w).max(width);
+        }
+        let missing: Vec<TileId> = {
+            let cache = lock(&self.cache);
+            needed
+                .iter()
+                .filter(|(id, w)| {
+                    cache
+                        .get(**id)
+                        .is_none_or(|t| (t.hashes.len() as u64) < **w)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if !missing.is_empty() {
+            let found = read_tiles(&self.db.conn, &missing).await?;
+            let mut cache = lock(&self.cache);
+            for t in found {
+                cache.insert(t);
+            }
+        }
+        let cache = lock(&self.cache);
+        f(&cache).map_err(|e| match e {
+            merkle::ProofError::MissingNode(n) => StoreError::Corrupt(format!(
+                "node level {} index {} is not in the stored tiles",
+                n.level, n.index
+            )),
+            other => StoreError::Proof(other),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the cache lock cannot leave it inconsistent: every mutation is a
+    // single insert, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sign(key: &LogKey, origin: &str, size: u64, root: &Hash) -> Result<String, StoreError> {
+    Ok(checkpoint::sign_checkpoint(
+        &Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root: *root,
+        },
+        key,
+    )?)
+}
+
+/// The verifier for checkpoints signed by `key` under the name `origin`.
+pub fn verifier(key: &LogKey, origin: &str) -> Result<LogVerifier, StoreError> {
+    LogVerifier::new(origin, key.public_key())
+        .map_err(|e| StoreError::Invalid(format!("log origin {origin:?} cannot name a key: {e}")))
+}
+
+fn non_negative(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} is negative ({v})")))
+}
+
+fn parse_head(row: &head::Model) -> Result<SignedHead, StoreError> {
+    let root = merkle::hash_from_slice(&row.root).map_err(|_| {
+        StoreError::Corrupt(format!("head root is {} bytes, not 32", row.root.len()))
+    })?;
+    Ok(SignedHead {
+        size: non_negative(row.size, "head size")?,
+        root,
+        note: row.note.clone(),
+    })
+}
+
+/// The origin line of a checkpoint note, without checking its signature.
+pub fn read_checkpoint_origin(note: &str) -> Result<String, StoreError> {
+    note.lines()
+        .next()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| StoreError::Corrupt("the head checkpoint has no origin line".into()))
+}
+
+async fn load_frontier(conn: &impl ConnectionTrait, size: u64) -> Result<Frontier, StoreError> {
+    let found = read_tiles(conn, &Frontier::ids_for(size)).await?;
+    Frontier::from_tiles(size, found)
+}
+
+async fn frontier_tile(
+    conn: &impl ConnectionTrait,
+    id: TileId,
+) -> Result<Option<Tile>, StoreError> {
+    Ok(read_tiles(conn, &[id]).await?.into_iter().next())
+}
+
+/// Reads tiles by id, one query for all of them, checking every row's shape.
+pub(crate) async fn read_tiles(
+    conn: &impl ConnectionTrait,
+    ids: &[TileId],
+) -> Result<Vec<Tile>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_level: HashMap<u8, Vec<i64>> = HashMap::new();
+    for id in ids {
+        by_level.entry(id.level).or_default().push(id.index as i64);
+    }
+    let mut cond = Condition::any();
+    for (level, idxs) in by_level {
+        cond = cond.add(
+            Condition::all()
+                .add(tile::Column::Level.eq(level as i16))
+                .add(tile::Column::Idx.is_in(idxs)),
+        );
+    }
+    let rows = tile::Entity::find().filter(cond).all(conn).await?;
+    rows.into_iter().map(tile_from_row).collect()
+}
+
+pub(crate) fn tile_from_row(row: tile::Model) -> Result<Tile, StoreError> {
+    let n = row.hashes.len();
+    if n == 0
+        || !n.is_multiple_of(32)
+        || n / 32 > tiles::TILE_WIDTH as usize
+        || row.level < 0
+        || row.idx < 0
+    {
+        return Err(StoreError::Corrupt(format!(
+            "tile level {} index {} holds {n} bytes: not 1 to 256 hashes of 32 bytes",
+            row.level, row.idx
+        )));
+    }
+    let hashes = row
+        .hashes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect();
+    Ok(Tile {
+        id: TileId {
+            level: row.level as u8,
+            index: row.idx as u64,
+        },
+        hashes,
+    })
+}
+
+/// Decides, inside the transaction, what to do with each offered entry.
+async fn admit(
+    txn: &impl ConnectionTrait,
+    batch: &[NewEntry],
+    size: u64,
+) -> Result<Vec<Admission>, StoreError> {
+    // Highest sequence numbers already appended, per device signer.
+    let signers: Vec<String> = batch
+        .iter()
+        .filter(|e| e.seq >= 0)
+        .map(|e| e.signer.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut last_seq: HashMap<String, i64> = HashMap::new();
+    for chunk in signers.chunks(INSERT_CHUNK) {
+        for d in device::Entity::find()
+            .filter(device::Column::Id.is_in(chunk.to_vec()))
+            .all(txn)
+            .await?
+        {
+            last_seq.insert(d.id, d.last_seq);
+        }
+    }
+    // Events already in the log.
+    let hashes: Vec<Vec<u8>> = batch
+        .iter()
+        .flat_map(|e| e.events.iter().map(|v| v.hash.to_vec()))
+        .collect();
+    let mut known_events: HashMap<Hash, u64> = HashMap::new();
+    for chunk in hashes.chunks(INSERT_CHUNK) {
+        let rows = event::Entity::find()
+            .select_only()
+            .column(event::Column::Hash)
+            .column(event::Column::EntryIdx)
+            .filter(event::Column::Hash.is_in(chunk.to_vec()))
+            .into_tuple::<(Vec<u8>, i64)>()
+            .all(txn)
+            .await?;
+        for (h, idx) in rows {
+            if let Ok(h) = merkle::hash_from_slice(&h) {
+                known_events.insert(h, idx as u64);
+            }
+        }
+    }
+
+    let mut next = size;
+    let mut seen_in_batch: HashMap<(String, i64), (usize, u64)> = HashMap::new();
+    let mut out = Vec::with_capacity(batch.len());
+    for (i, e) in batch.iter().enumerate() {
+        let last = last_seq.get(&e.signer).copied();
+        let key = (e.signer.clone(), e.seq);
+        if e.seq >= 0 {
+            if let Some((j, index)) = seen_in_batch.get(&key) {
+                out.push(if batch[*j].data == e.data {
+                    Admission::Duplicate { index: *index }
+                } else {
+                    Admission::Replay { last_seq: e.seq }
+                });
+                continue;
+            }
+            if let Some(last) = last.filter(|l| e.seq <= *l) {
+                out.push(match existing_entry(txn, &e.signer, e.seq).await? {
+                    Some(row) if row.data == e.data => Admission::Duplicate {
+                        index: row.idx as u64,
+                    },
+                    _ => Admission::Replay { last_seq: last },
+                });
+                continue;
+            }
+        }
+        if let Some((event, index)) = e
+            .events
+            .iter()
+            .find_map(|v| known_events.get(&v.hash).map(|i| (v.hash, *i)))
+        {
+            out.push(Admission::DuplicateEvent { index, event });
+            continue;
+        }
+        let index = next;
+        next += 1;
+        for v in &e.events {
+            known_events.insert(v.hash, index);
+        }
+        if e.seq >= 0 {
+            seen_in_batch.insert(key, (i, index));
+            if last.is_some() {
+                last_seq.insert(e.signer.clone(), e.seq);
+            }
+        }
+        out.push(Admission::Appended { index });
+    }
+    Ok(out)
+}
+
+async fn existing_entry(
+    txn: &impl ConnectionTrait,
+    signer: &str,
+    seq: i64,
+) -> Result<Option<entry::Model>, StoreError> {
+    Ok(entry::Entity::find()
+        .filter(entry::Column::Signer.eq(signer))
+        .filter(entry::Column::Seq.eq(seq))
+        .one(txn)
+        .await?)
+}
+
+async fn insert_entries(
+    txn: &impl ConnectionTrait,
+    accepted: &[(u64, &NewEntry)],
+    received: i64,
+) -> Result<(), StoreError> {
+    for chunk in accepted.chunks(INSERT_CHUNK) {
+        let rows = chunk.iter().map(|(index, e)| entry::ActiveModel {
+            idx: Set(*index as i64),
+            data: Set(e.data.clone()),
+            kind: Set(e.kind as i16),
+            signer: Set(e.signer.clone()),
+            seq: Set(if e.seq < 0 { *index as i64 } else { e.seq }),
+            received_ms: Set(received),
+        });
+        entry::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    let events: Vec<event::ActiveModel> = accepted
+        .iter()
+        .flat_map(|(index, e)| {
+            e.events
+                .iter()
+                .enumerate()
+                .map(move |(pos, v)| event::ActiveModel {
+                    hash: Set(v.hash.to_vec()),
+                    entry_idx: Set(*index as i64),
+                    position: Set(pos as i32),
+                    event_time_ms: Set(v.event_time_ms),
+                    event_type: Set(v.event_type.clone()),
+                    action: Set(v.action.clone()),
+                    biz_step: Set(v.biz_step.clone()),
+                    disposition: Set(v.disposition.clone()),
+                    read_point: Set(v.read_point.clone()),
+                    biz_location: Set(v.biz_location.clone()),
+                })
+        })
+        .collect();
+    for chunk in events.chunks(INSERT_CHUNK / 2) {
+        event::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn advance_device_seqs(
+    txn: &impl ConnectionTrait,
+    accepted: &[(u64, &NewEntry)],
+) -> Result<(), StoreError> {
+    let mut highest: HashMap<&str, i64> = HashMap::new();
+    for (_, e) in accepted.iter().filter(|(_, e)| e.seq >= 0) {
+        let h = highest.entry(e.signer.as_str()).or_insert(e.seq);
+        *h = (*h).max(e.seq);
+    }
+    for (signer, seq) in highest {
+        device::Entity::update_many()
+            .col_expr(device::Column::LastSeq, Expr::value(seq))
+            .filter(device::Column::Id.eq(signer))
+            .filter(device::Column::LastSeq.lt(seq))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_tiles(txn: &impl ConnectionTrait, changed: &[Tile]) -> Result<(), StoreError> {
+    let rows: Vec<tile::ActiveModel> = changed
+        .iter()
+        .map(|t| tile::ActiveModel {
+            level: Set(t.id.level as i16),
+            idx: Set(t.id.index as i64),
+            hashes: Set(t.hashes.concat()),
+        })
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        tile::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([tile::Column::Level, tile::Column::Idx])
+                    .update_column(tile::Column::Hashes)
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The stored head, without opening the ledger (for `rxledger checkpoint` and the auditor).
+pub async fn read_head(db: &Database) -> Result<SignedHead, StoreError> {
+    let row = head::Entity::find_by_id(HEAD_ID)
+        .one(&db.conn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(
+                "the database holds no log yet (no head row); start `rxledger serve` once".into(),
+            )
+        })?;
+    parse_head(&row)
+}

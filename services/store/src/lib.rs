@@ -1,0 +1,31 @@
+//! rxledger's storage: the verifiable log and the device registry on sea-orm.
+//!
+//! The same code runs on SQLite (the zero-setup default, one file in WAL mode) and on
+//! PostgreSQL. [`Ledger`] is the log: it sequences batches of entries in one transaction
+//! each, integrates them into the tile-stored Merkle tree, signs a checkpoint and advances
+//! the head with a compare-and-swap, so two inconsistent checkpoints can never both be
+//! signed. [`Registry`] holds organizations, sites and devices. [`audit`] recomputes the
+//! whole tree from the raw entries and compares it with what is stored.
+
+pub mod alerts;
+pub mod audit;
+mod db;
+mod error;
+mod frontier;
+pub mod ledger;
+pub mod registry;
+pub mod testdb;
+
+pub use alerts::{Alerts, NewAlert, Severity};
+pub use db::{Database, connect};
+pub use error::StoreError;
+pub use ledger::{Admission, Appended, Batch, Ledger, NewEntry, NewEvent, SignedHead};
+pub use registry::Registry;
+
+/// Milliseconds since the Unix epoch. The store is the only place that reads the clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

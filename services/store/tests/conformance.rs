@@ -1,0 +1,406 @@
+//! One storage conformance suite, run against every backend.
+//!
+//! Each case is an `async fn(Database)`; the `conformance!` macro instantiates it once for
+//! SQLite and once for PostgreSQL. The PostgreSQL instances are `#[ignore]`d with the reason,
+//! and CI runs them with `--ignored` against the machine's server (see `testdb`).
+
+use rxledger_core::checkpoint;
+use rxledger_core::keys::{PublicKey, SigningKey};
+use rxledger_core::merkle;
+use rxledger_store::audit::audit;
+use rxledger_store::ledger::EntryKind;
+use rxledger_store::testdb::TempDb;
+use rxledger_store::{Admission, Database, Ledger, NewEntry, NewEvent, Registry, StoreError};
+use sea_orm::{ConnectionTrait, Statement};
+
+const ORIGIN: &str = "test.rxledger/conformance";
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32]).unwrap()
+}
+
+fn entry(i: u64) -> NewEntry {
+    let mut data = format!("entry {i} ").into_bytes();
+    data.resize(300, b'x');
+    NewEntry {
+        data,
+        kind: EntryKind::ApiStateChange,
+        signer: "api".into(),
+        seq: -1,
+        events: vec![],
+    }
+}
+
+fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEntry {
+    NewEntry {
+        data: format!("{device}:{seq}:{body}").into_bytes(),
+        kind: EntryKind::DeviceEnvelope,
+        signer: device.into(),
+        seq,
+        events: event
+            .map(|e| NewEvent {
+                hash: [e; 32],
+                event_time_ms: 1,
+                event_type: "ObjectEvent".into(),
+                action: Some("ADD".into()),
+                biz_step: Some("commissioning".into()),
+                disposition: Some("active".into()),
+                read_point: None,
+                biz_location: None,
+            })
+            .into_iter()
+            .collect(),
+    }
+}
+
+async fn exec(db: &Database, sql: &str) {
+    db.conn
+        .execute_raw(Statement::from_string(db.backend(), sql.to_string()))
+        .await
+        .unwrap();
+}
+
+/// Appends batches of awkward sizes; every proof verifies against every signed checkpoint.
+async fn proofs_verify_against_checkpoints(db: Database) {
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    assert_eq!(ledger.head().size, 0);
+    assert_eq!(ledger.head().root, merkle::empty_root());
+    let mut heads = vec![ledger.head()];
+    let mut n = 0u64;
+    for batch in [1u64, 255, 256, 700, 3, 1] {
+        let b = ledger
+            .append((n..n + batch).map(entry).collect())
+            .await
+            .unwrap();
+        for (k, a) in b.admissions.iter().enumerate() {
+            assert_eq!(
+                a,
+                &Admission::Appended {
+                    index: n + k as u64
+                }
+            );
+        }
+        n += batch;
+        assert_eq!(b.head.size, n);
+        let cp = checkpoint::open_checkpoint(&b.head.note, ledger.verifier()).unwrap();
+        assert_eq!(
+            (cp.size, cp.root, cp.origin.as_str()),
+            (n, b.head.root, ORIGIN)
+        );
+        heads.push(b.head);
+    }
+    let head = ledger.head();
+    for index in [0, 1, 254, 255, 256, 511, 512, 1000, n - 1] {
+        let proof = ledger.inclusion_proof(index, head.size).await.unwrap();
+        let leaf = merkle::leaf_hash(&entry(index).data);
+        assert_eq!(ledger.leaf_hash(index).await.unwrap(), leaf);
+        merkle::verify_inclusion(&leaf, index, head.size, &proof, &head.root).unwrap();
+    }
+    for old in &heads[1..] {
+        assert_eq!(ledger.root_at(old.size).await.unwrap(), old.root);
+        let proof = ledger.consistency_proof(old.size, head.size).await.unwrap();
+        merkle::verify_consistency(old.size, head.size, &old.root, &head.root, &proof).unwrap();
+    }
+    assert!(matches!(
+        ledger.consistency_proof(0, head.size).await,
+        Err(StoreError::Proof(_))
+    ));
+    assert!(matches!(
+        ledger.inclusion_proof(0, head.size + 1).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let rows = ledger.entries(250, 10).await.unwrap();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows[0].data, entry(250).data);
+    let report = audit(&db, ledger.verifier(), Some(&heads[3].note), |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints_checked, heads.len() as u64);
+    assert_eq!(report.consistent_with, Some(heads[3].size));
+}
+
+/// Reopening reads only the head and right edge and carries on where it stopped.
+async fn reopen_continues(db: Database) {
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    ledger.append((0..300).map(entry).collect()).await.unwrap();
+    let head = ledger.head();
+    drop(ledger);
+    let again = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    assert_eq!(again.head(), head);
+    again.append((300..600).map(entry).collect()).await.unwrap();
+    let p = again.inclusion_proof(10, 600).await.unwrap();
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(&entry(10).data),
+        10,
+        600,
+        &p,
+        &again.head().root,
+    )
+    .unwrap();
+    // Another key or another origin is refused with a clear error.
+    let other = SigningKey::from_bytes(&[9u8; 32]).unwrap();
+    assert!(matches!(
+        Ledger::open(db.clone(), other, ORIGIN).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        Ledger::open(db.clone(), key(), "other.log/x").await,
+        Err(StoreError::WrongLog { .. })
+    ));
+}
+
+/// Two sequencers on one database: the second notices the head moved and continues from it.
+async fn two_sequencers_stay_consistent(db: Database) {
+    let a = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    let b = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    a.append((0..10).map(entry).collect()).await.unwrap();
+    let hb = b.append((10..20).map(entry).collect()).await.unwrap().head;
+    assert_eq!(hb.size, 20);
+    a.append((20..25).map(entry).collect()).await.unwrap();
+    let report = audit(&db, a.verifier(), Some(&hb.note), |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.size, 25);
+}
+
+/// Resends, replays and duplicate events are decided inside the transaction.
+async fn dedup_and_replay(db: Database) {
+    let registry = Registry::new(db.clone());
+    registry
+        .add_organization("acme", "Acme Pharma", "MANUFACTURER")
+        .await
+        .unwrap();
+    registry
+        .add_site("0614141000005", "acme", "Plant")
+        .await
+        .unwrap();
+    let dk = SigningKey::from_bytes(&[3u8; 32]).unwrap();
+    registry
+        .enroll_device("line-1", &dk.public_key(), "acme", "0614141000005")
+        .await
+        .unwrap();
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+
+    let b = ledger
+        .append(vec![
+            device_entry("line-1", 5, "a", Some(1)),
+            device_entry("line-1", 6, "b", Some(2)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.admissions,
+        vec![
+            Admission::Appended { index: 0 },
+            Admission::Appended { index: 1 }
+        ]
+    );
+    let b = ledger
+        .append(vec![
+            device_entry("line-1", 5, "a", Some(1)), // a resend: the original entry
+            device_entry("line-1", 6, "evil", Some(9)), // same seq, other bytes
+            device_entry("line-1", 4, "old", Some(8)), // below the high-water mark
+            device_entry("line-1", 7, "c", Some(2)), // an event already logged
+            device_entry("line-1", 8, "d", Some(3)),
+            device_entry("line-1", 8, "d", Some(3)), // the same message twice in one batch
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.admissions,
+        vec![
+            Admission::Duplicate { index: 0 },
+            Admission::Replay { last_seq: 6 },
+            Admission::Replay { last_seq: 6 },
+            Admission::DuplicateEvent {
+                index: 1,
+                event: [2; 32]
+            },
+            Admission::Appended { index: 2 },
+            Admission::Duplicate { index: 2 },
+        ]
+    );
+    assert_eq!(ledger.head().size, 3);
+    assert_eq!(
+        registry.device("line-1").await.unwrap().unwrap().last_seq,
+        8
+    );
+}
+
+/// The auditor catches a changed entry and, separately, a changed stored hash.
+async fn audit_catches_tampering(db: Database) {
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    ledger.append((0..600).map(entry).collect()).await.unwrap();
+    let v = ledger.verifier().clone();
+    assert!(audit(&db, &v, None, |_, _| {}).await.unwrap().ok());
+
+    let hex_of = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let blob = |b: &[u8]| match db.backend() {
+        sea_orm::DbBackend::Postgres => format!("'\\x{}'::bytea", hex_of(b)),
+        _ => format!("X'{}'", hex_of(b)),
+    };
+    let mut forged = entry(300).data;
+    forged[0] ^= 1;
+    exec(
+        &db,
+        &format!(
+            "UPDATE entries SET data = {} WHERE idx = 300",
+            blob(&forged)
+        ),
+    )
+    .await;
+    let r = audit(&db, &v, None, |_, _| {}).await.unwrap();
+    assert!(!r.ok());
+    assert!(
+        r.problems.iter().any(|p| p.contains("entry 300")),
+        "{:?}",
+        r.problems
+    );
+    exec(
+        &db,
+        &format!(
+            "UPDATE entries SET data = {} WHERE idx = 300",
+            blob(&entry(300).data)
+        ),
+    )
+    .await;
+    assert!(audit(&db, &v, None, |_, _| {}).await.unwrap().ok());
+
+    // Level-1 tile 0 holds the roots of the first two 256-leaf subtrees.
+    exec(
+        &db,
+        &format!(
+            "UPDATE tiles SET hashes = {} WHERE level = 1 AND idx = 0",
+            blob(&[0u8; 64])
+        ),
+    )
+    .await;
+    let r = audit(&db, &v, None, |_, _| {}).await.unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("tile level 1 index 0")),
+        "{:?}",
+        r.problems
+    );
+
+    // A malformed tile row makes the ledger refuse to open rather than serve wrong proofs.
+    exec(
+        &db,
+        &format!(
+            "UPDATE tiles SET hashes = {} WHERE level = 0 AND idx = 2",
+            blob(&[1u8; 31])
+        ),
+    )
+    .await;
+    assert!(matches!(
+        Ledger::open(db.clone(), key(), ORIGIN).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// A checkpoint from another log is refused, not audited.
+async fn audit_refuses_foreign_checkpoint(db: Database) {
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    ledger.append((0..5).map(entry).collect()).await.unwrap();
+    let other_db = TempDb::sqlite().await.unwrap();
+    let other = Ledger::open(
+        other_db.db.clone(),
+        SigningKey::from_bytes(&[8u8; 32]).unwrap(),
+        "other.log/y",
+    )
+    .await
+    .unwrap();
+    other.append((0..5).map(entry).collect()).await.unwrap();
+    let r = audit(&db, ledger.verifier(), Some(&other.head().note), |_, _| {}).await;
+    assert!(matches!(r, Err(StoreError::WrongLog { .. })), "{r:?}");
+}
+
+async fn registry_rules(db: Database) {
+    let r = Registry::new(db.clone());
+    r.add_organization("acme", "Acme", "MANUFACTURER")
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.add_organization("acme", "Again", "MANUFACTURER").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.add_organization("x", "X", "KING").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.add_organization("bad id", "X", "PHARMACY").await,
+        Err(StoreError::Invalid(_))
+    ));
+    r.add_company_prefix("acme", "0614141").await.unwrap();
+    assert!(matches!(
+        r.add_company_prefix("acme", "0614141").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.add_company_prefix("acme", "12ab").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        r.brand_owner("10614141073464").await.unwrap().as_deref(),
+        Some("acme")
+    );
+    assert_eq!(r.brand_owner("10999999073464").await.unwrap(), None);
+    r.add_organization("pharm", "Pharmacy", "PHARMACY")
+        .await
+        .unwrap();
+    r.add_site("0614141000005", "acme", "Plant").await.unwrap();
+    let k: PublicKey = SigningKey::from_bytes(&[3u8; 32]).unwrap().public_key();
+    assert!(matches!(
+        r.enroll_device("d1", &k, "pharm", "0614141000005").await,
+        Err(StoreError::Invalid(_))
+    ));
+    r.enroll_device("d1", &k, "acme", "0614141000005")
+        .await
+        .unwrap();
+    assert_eq!(r.device("d1").await.unwrap().unwrap().status, "active");
+    r.revoke_device("d1").await.unwrap();
+    assert_eq!(r.device("d1").await.unwrap().unwrap().status, "revoked");
+    assert!(matches!(
+        r.revoke_device("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let t = rxledger_store::testdb::TempDb::sqlite().await.unwrap();
+                    super::$case(t.db.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs PostgreSQL: set RXLEDGER_TEST_POSTGRES_URL and run with --ignored (CI does)"]
+                async fn $case() {
+                    let t = rxledger_store::testdb::TempDb::postgres().await.unwrap();
+                    super::$case(t.db.clone()).await;
+                    t.drop_now().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    proofs_verify_against_checkpoints,
+    reopen_continues,
+    two_sequencers_stay_consistent,
+    dedup_and_replay,
+    audit_catches_tampering,
+    audit_refuses_foreign_checkpoint,
+    registry_rules,
+);

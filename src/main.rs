@@ -1,0 +1,511 @@
+//! `rxledger`: the command line. Every flag can also come from an `RXLEDGER_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use rxledger::keyfile;
+use rxledger::server::{self, ServeConfig};
+use rxledger_core::keys::{LogVerifier, PublicKey};
+use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
+use rxledger_store::{Registry, audit};
+
+#[derive(Parser)]
+#[command(
+    name = "rxledger",
+    version,
+    about = "A tamper-evident ledger of GS1 EPCIS events that stops counterfeit medicines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Storage {
+    /// Directory for the default database and key files.
+    #[arg(
+        long,
+        env = "RXLEDGER_DATA_DIR",
+        default_value = "rxledger-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// Database: a SQLite file path or sqlite:// URL, or postgres://user@host/db. Default: DATA_DIR/rxledger.db.
+    #[arg(long, env = "RXLEDGER_DATABASE_URL", global = true)]
+    database: Option<String>,
+}
+
+impl Storage {
+    fn url(&self) -> anyhow::Result<String> {
+        match &self.database {
+            Some(u) => Ok(u.clone()),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                    format!("cannot create data directory {}", self.data_dir.display())
+                })?;
+                Ok(self.data_dir.join("rxledger.db").display().to_string())
+            }
+        }
+    }
+
+    fn key(&self, key: &Option<PathBuf>) -> PathBuf {
+        key.clone().unwrap_or_else(|| self.data_dir.join("log.key"))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the ledger, the MQTT ingest and the HTTP API.
+    Serve(Serve),
+    /// Write a new secp256k1 key (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long, env = "RXLEDGER_KEY")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Recompute the whole log from its raw entries and check every signature and hash.
+    Audit {
+        #[command(flatten)]
+        storage: Storage,
+        /// The log's key file (only its public half is used).
+        #[arg(long, env = "RXLEDGER_KEY")]
+        key: Option<PathBuf>,
+        /// The log's verifier key `<origin>+<keyid>+<base64>`, instead of --key.
+        #[arg(long, env = "RXLEDGER_VERIFIER_KEY")]
+        verifier_key: Option<String>,
+        /// A checkpoint saved earlier: the log must be consistent with it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint (save it to audit against later).
+    Checkpoint {
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Manage sites.
+    #[command(subcommand)]
+    Site(SiteCmd),
+    /// Manage devices.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Print the GraphQL schema (SDL).
+    ExportSchema,
+}
+
+#[derive(Args)]
+struct Serve {
+    #[command(flatten)]
+    storage: Storage,
+    /// The log's signing key; created on first start if missing.
+    #[arg(long, env = "RXLEDGER_KEY")]
+    key: Option<PathBuf>,
+    /// Checkpoint origin line. Default: rxledger.local/<hash of the public key>.
+    #[arg(long, env = "RXLEDGER_ORIGIN")]
+    origin: Option<String>,
+    /// HTTP address for GraphQL and the pages; port 0 picks a free port.
+    #[arg(long, env = "RXLEDGER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Address of the embedded MQTT broker.
+    #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
+    mqtt_listen: SocketAddr,
+    /// Use an external broker instead of the embedded one: mqtt://user:pass@host:port.
+    #[arg(long, env = "RXLEDGER_MQTT_URL")]
+    mqtt_url: Option<String>,
+    /// Topic root: devices publish on ROOT/devices/{id}/events and get receipts on ROOT/devices/{id}/acks.
+    #[arg(long, env = "RXLEDGER_MQTT_TOPIC_ROOT", default_value = "rxledger/v1")]
+    mqtt_topic_root: String,
+    /// MQTT client id of this node; stable across restarts and different on every node.
+    #[arg(long, env = "RXLEDGER_NODE_ID", default_value = "rxledger-node-1")]
+    node_id: String,
+    /// Most entries per ledger transaction.
+    #[arg(long, env = "RXLEDGER_BATCH_MAX", default_value_t = 1000)]
+    batch_max: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    #[arg(long, env = "RXLEDGER_BATCH_WAIT_MS", default_value_t = 50)]
+    batch_wait_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Add an organization.
+    Add {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// MANUFACTURER, WHOLESALER, PHARMACY, REGULATOR or ADMIN.
+        #[arg(long)]
+        role: String,
+    },
+    /// Register a GS1 company prefix to an organization.
+    Prefix {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        prefix: String,
+    },
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteCmd {
+    /// Add a site, identified by its GLN.
+    Add {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        gln: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Enroll a device with its SEC1 compressed public key (hex).
+    Enroll {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        site: String,
+    },
+    /// Revoke a device: its later messages are rejected.
+    Revoke {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        id: String,
+    },
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve(s) => serve(s).await,
+        Command::Keygen { out, force } => {
+            let key = keyfile::generate(&out, force)?;
+            println!("wrote {} (mode 0600)", out.display());
+            println!("public key: {}", key.public_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            storage,
+            key,
+            verifier_key,
+            checkpoint,
+        } => run_audit(&storage, key, verifier_key, checkpoint).await,
+        Command::Checkpoint { storage } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            let head = rxledger_store::ledger::read_head(&db).await?;
+            print!("{}", head.note);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Org(c) => org(c).await,
+        Command::Site(c) => site(c).await,
+        Command::Device(c) => device(c).await,
+        Command::ExportSchema => {
+            print!("{}", rxledger_graphql::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
+    let mqtt = match &s.mqtt_url {
+        Some(url) => MqttTarget::External(MqttUrl::parse(url)?),
+        None => MqttTarget::Embedded {
+            listen: s.mqtt_listen,
+        },
+    };
+    let cfg = ServeConfig {
+        database: s.storage.url()?,
+        key_path: s.storage.key(&s.key),
+        origin: s.origin.clone(),
+        mqtt,
+        http_listen: s.http_listen,
+        node_id: s.node_id.clone(),
+        ingest: IngestConfig {
+            batch_max: s.batch_max.max(1),
+            batch_wait: Duration::from_millis(s.batch_wait_ms),
+            topic_root: s.mqtt_topic_root.clone(),
+            ..IngestConfig::default()
+        },
+    };
+    let app = server::start(cfg.clone()).await?;
+    let head = app.ledger.head();
+    if app.created_key {
+        println!("created log key {}", cfg.key_path.display());
+    }
+    println!("log origin:   {}", app.ledger.origin());
+    println!("public key:   {}", app.ledger.key().public_hex());
+    println!("verifier key: {}", app.ledger.verifier().to_vkey());
+    println!("log size:     {}", head.size);
+    println!(
+        "mqtt:         mqtt://{}:{}",
+        app.mqtt_addr.0, app.mqtt_addr.1
+    );
+    println!("graphql:      http://{}/graphql", app.http_addr);
+    println!("listening on http://{}", app.http_addr);
+    shutdown_signal().await;
+    eprintln!("shutting down: draining batches in flight");
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn run_audit(
+    storage: &Storage,
+    key: Option<PathBuf>,
+    verifier_key: Option<String>,
+    checkpoint: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let url = storage.url()?;
+    let db = rxledger_store::connect(&url).await?;
+    let head = rxledger_store::ledger::read_head(&db).await?;
+    let origin = rxledger_store::ledger::read_checkpoint_origin(&head.note)?;
+    let verifier = match verifier_key {
+        Some(v) => {
+            LogVerifier::from_vkey(&v).map_err(|e| anyhow::anyhow!("bad --verifier-key: {e}"))?
+        }
+        None => {
+            let path = storage.key(&key);
+            let k = keyfile::load(&path)?;
+            LogVerifier::new(&origin, k.public_key()).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
+    if verifier.name() != origin {
+        bail!(
+            "the verifier key is for log {:?} but this database holds log {origin:?}",
+            verifier.name()
+        );
+    }
+    let saved = match &checkpoint {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read checkpoint file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut last = std::time::Instant::now();
+    let report = audit::audit(&db, &verifier, saved.as_deref(), |done, total| {
+        if last.elapsed() > Duration::from_millis(500) || done == total {
+            last = std::time::Instant::now();
+            eprint!("\r{}", progress_bar(done, total));
+        }
+    })
+    .await?;
+    if report.size > 0 {
+        eprintln!();
+    }
+    println!("log:          {}", report.origin);
+    println!("size:         {}", report.size);
+    println!("root:         {}", hex::encode(report.root));
+    println!("entries:      {} rehashed", report.entries_checked);
+    println!("tiles:        {} compared", report.tiles_checked);
+    println!("checkpoints:  {} verified", report.checkpoints_checked);
+    if let Some(s) = report.consistent_with {
+        println!("consistent with the saved checkpoint at size {s}");
+    }
+    if report.ok() {
+        println!("AUDIT PASSED");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &report.problems {
+            println!("PROBLEM: {p}");
+        }
+        println!("AUDIT FAILED: {} problem(s)", report.problems.len());
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 40;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH) as usize;
+    format!(
+        "[{}{}] {done}/{total} entries",
+        "#".repeat(filled),
+        " ".repeat(WIDTH as usize - filled)
+    )
+}
+
+async fn registry(storage: &Storage) -> anyhow::Result<Registry> {
+    Ok(Registry::new(
+        rxledger_store::connect(&storage.url()?).await?,
+    ))
+}
+
+async fn org(c: OrgCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        OrgCmd::Add {
+            storage,
+            id,
+            name,
+            role,
+        } => {
+            let o = registry(&storage)
+                .await?
+                .add_organization(&id, &name, &role.to_uppercase())
+                .await?;
+            println!("added organization {} ({}, {})", o.id, o.name, o.role);
+        }
+        OrgCmd::Prefix {
+            storage,
+            org,
+            prefix,
+        } => {
+            registry(&storage)
+                .await?
+                .add_company_prefix(&org, &prefix)
+                .await?;
+            println!("registered company prefix {prefix} to {org}");
+        }
+        OrgCmd::List { storage } => {
+            for o in registry(&storage).await?.organizations().await? {
+                println!("{}\t{}\t{}", o.id, o.role, o.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn site(c: SiteCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        SiteCmd::Add {
+            storage,
+            gln,
+            org,
+            name,
+        } => {
+            let gln =
+                rxledger_core::gs1::Gln::parse(&gln).map_err(|e| anyhow::anyhow!("--gln: {e}"))?;
+            let s = registry(&storage)
+                .await?
+                .add_site(gln.as_str(), &org, &name)
+                .await?;
+            println!("added site {} ({}) for {}", s.gln, s.name, s.org_id);
+        }
+        SiteCmd::List { storage } => {
+            for s in registry(&storage).await?.sites().await? {
+                println!("{}\t{}\t{}", s.gln, s.org_id, s.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn device(c: DeviceCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        DeviceCmd::Enroll {
+            storage,
+            id,
+            key,
+            org,
+            site,
+        } => {
+            let key = PublicKey::from_sec1_hex(&key).map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+            let d = registry(&storage)
+                .await?
+                .enroll_device(&id, &key, &org, &site)
+                .await?;
+            println!(
+                "enrolled device {} at {} for {}",
+                d.id, d.site_gln, d.org_id
+            );
+        }
+        DeviceCmd::Revoke { storage, id } => {
+            registry(&storage).await?.revoke_device(&id).await?;
+            println!("revoked device {id}");
+        }
+        DeviceCmd::List { storage } => {
+            for d in registry(&storage).await?.devices().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    d.id, d.status, d.org_id, d.site_gln, d.public_key
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,379 @@
+//! The one helper for end-to-end tests: `spawn_app()` starts the real server on port 0 with
+//! a fresh database and an embedded broker, and talks to it over real MQTT and HTTP.
+//!
+//! Backends come from the environment so one test body runs on every combination:
+//! `RXLEDGER_TEST_POSTGRES_URL` switches the database to a fresh PostgreSQL database and
+//! `RXLEDGER_TEST_MQTT_URL` switches to an external broker (each app then gets its own topic
+//! root, so tests sharing one broker never see each other's devices). Tests that need them
+//! are `#[ignore]`d with that reason and CI runs them with `--ignored`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rxledger::server::{self, App, ServeConfig};
+use rxledger_core::envelope::{self, Body, Receipt};
+use rxledger_core::keys::SigningKey;
+use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
+use rxledger_store::testdb::TempDb;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+pub const MQTT_ENV: &str = "RXLEDGER_TEST_MQTT_URL";
+
+/// Which backends a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backends {
+    /// SQLite file and embedded rumqttd: what a fresh clone has.
+    Embedded,
+    /// PostgreSQL and the external broker named by the environment.
+    External,
+}
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub cfg: ServeConfig,
+    pub http: SocketAddr,
+    pub mqtt: (String, u16),
+    pub topic_root: String,
+    pub dir: tempfile::TempDir,
+    pg: Option<TempDb>,
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Backends::Embedded, |_| {}).await
+}
+
+/// Starts a server; `tweak` may adjust the configuration first.
+pub async fn spawn_app_with(backends: Backends, tweak: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let (database, pg, mqtt) = match backends {
+        Backends::Embedded => (
+            dir.path().join("rxledger.db").display().to_string(),
+            None,
+            MqttTarget::Embedded {
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+        ),
+        Backends::External => {
+            let url = std::env::var(MQTT_ENV).unwrap_or_else(|_| {
+                panic!("{MQTT_ENV} is not set, e.g. {MQTT_ENV}=mqtt://127.0.0.1:1883")
+            });
+            let pg = TempDb::postgres().await.unwrap();
+            (
+                pg.url.clone(),
+                Some(pg),
+                MqttTarget::External(MqttUrl::parse(&url).unwrap()),
+            )
+        }
+    };
+    let topic_root = format!("rxledger-test/{}", unique());
+    let mut cfg = ServeConfig {
+        database,
+        key_path: dir.path().join("log.key"),
+        origin: Some("test.rxledger.local/log".into()),
+        mqtt,
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        node_id: format!("rxledger-test-{}", unique()),
+        ingest: IngestConfig {
+            batch_wait: Duration::from_millis(10),
+            topic_root: topic_root.clone(),
+            ..IngestConfig::default()
+        },
+    };
+    tweak(&mut cfg);
+    let app = server::start(cfg.clone()).await.expect("server starts");
+    TestApp {
+        http: app.http_addr,
+        mqtt: app.mqtt_addr.clone(),
+        app: Some(app),
+        cfg,
+        topic_root,
+        dir,
+        pg,
+    }
+}
+
+impl TestApp {
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("app is running")
+    }
+
+    /// Restarts on the same database and key (and, for the embedded broker, a new port).
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        let app = server::start(self.cfg.clone())
+            .await
+            .expect("server restarts");
+        self.http = app.http_addr;
+        self.mqtt = app.mqtt_addr.clone();
+        self.app = Some(app);
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_now().await;
+        }
+    }
+
+    /// POSTs a GraphQL request and returns the whole JSON response.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_as(None, query, variables).await
+    }
+
+    pub async fn graphql_as(&self, bearer: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = serde_json::to_vec(&json!({ "query": query, "variables": variables })).unwrap();
+        let mut headers = vec![("Content-Type", "application/json".to_string())];
+        if let Some(t) = bearer {
+            headers.push(("Authorization", format!("Bearer {t}")));
+        }
+        let (status, body) = http(self.http, "POST", "/graphql", &headers, &body).await;
+        assert!(
+            status == 200 || status == 400,
+            "GraphQL HTTP status {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Creates an organization with a company prefix, a site and an enrolled device.
+    pub async fn enroll(
+        &self,
+        org: &str,
+        role: &str,
+        prefix: Option<&str>,
+        gln: &str,
+        device: &str,
+    ) -> SigningKey {
+        let r = &self.app().registry;
+        if r.organization(org).await.unwrap().is_none() {
+            r.add_organization(org, org, role).await.unwrap();
+        }
+        if let Some(p) = prefix {
+            r.add_company_prefix(org, p).await.unwrap();
+        }
+        if r.site(gln).await.unwrap().is_none() {
+            r.add_site(gln, org, &format!("{org} site")).await.unwrap();
+        }
+        let key = SigningKey::generate();
+        r.enroll_device(device, &key.public_key(), org, gln)
+            .await
+            .unwrap();
+        key
+    }
+
+    pub async fn device(&self, id: &str, key: SigningKey) -> TestDevice {
+        TestDevice::connect(self.mqtt.clone(), &self.topic_root, id, key).await
+    }
+}
+
+/// A minimal HTTP/1.1 client: enough for tests, and no extra dependency.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP response has headers");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
+        if len == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + len]);
+        b = &b[nl + 2 + len + 2..];
+    }
+    out
+}
+
+/// A scanner: signs envelopes with the core crate and waits for receipts.
+pub struct TestDevice {
+    pub id: String,
+    pub key: SigningKey,
+    pub seq: u64,
+    pub topic_root: String,
+    pub client: AsyncClient,
+    receipts: mpsc::UnboundedReceiver<Receipt>,
+}
+
+impl TestDevice {
+    pub async fn connect(
+        mqtt: (String, u16),
+        topic_root: &str,
+        id: &str,
+        key: SigningKey,
+    ) -> TestDevice {
+        let mut opts = MqttOptions::new(format!("dev-{id}-{}", unique()), mqtt.0, mqtt.1);
+        opts.set_max_packet_size(4 << 20, 4 << 20)
+            .set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        client
+            .subscribe(envelope::acks_topic(topic_root, id), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let receipt = serde_json::from_slice::<Receipt>(&p.payload);
+                        if receipt.is_ok_and(|r| tx.send(r).is_err()) {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("device subscribed")
+            .unwrap();
+        TestDevice {
+            id: id.into(),
+            key,
+            seq: 0,
+            topic_root: topic_root.into(),
+            client,
+            receipts: rx,
+        }
+    }
+
+    /// Builds the next signed envelope for `events`.
+    pub fn envelope(&mut self, events: Vec<Value>) -> Vec<u8> {
+        self.seq += 1;
+        let body = Body {
+            v: 1,
+            device_id: self.id.clone(),
+            seq: self.seq,
+            sent_at: now_rfc3339(),
+            events,
+        };
+        envelope::seal(&self.key, &body)
+    }
+
+    pub async fn publish(&self, payload: Vec<u8>) {
+        self.client
+            .publish(
+                envelope::events_topic(&self.topic_root, &self.id),
+                QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Publishes and waits for the receipt of exactly this payload.
+    pub async fn send(&mut self, payload: Vec<u8>) -> Receipt {
+        let hash = envelope::payload_hash(&payload);
+        self.publish(payload).await;
+        self.receipt_for(&hash).await
+    }
+
+    pub async fn send_events(&mut self, events: Vec<Value>) -> Receipt {
+        let payload = self.envelope(events);
+        self.send(payload).await
+    }
+
+    pub async fn receipt_for(&mut self, payload_hash: &str) -> Receipt {
+        loop {
+            let r = self.next_receipt().await;
+            if r.payload_hash == payload_hash {
+                return r;
+            }
+        }
+    }
+
+    pub async fn next_receipt(&mut self) -> Receipt {
+        tokio::time::timeout(Duration::from_secs(20), self.receipts.recv())
+            .await
+            .expect("a receipt within 20 s")
+            .expect("receipt channel open")
+    }
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    rfc3339(rxledger_store::now_ms())
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    rxledger_core::epcis::format_time(ms)
+}
+
+/// An EPCIS 2.0 commissioning ObjectEvent for SGTINs of GTIN 10614141073464.
+pub fn commission(serials: &[&str], lot: &str, expiry: &str) -> Value {
+    let epcs: Vec<String> = serials
+        .iter()
+        .map(|s| format!("urn:epc:id:sgtin:0614141.107346.{s}"))
+        .collect();
+    json!({
+        "type": "ObjectEvent",
+        "eventTime": now_rfc3339(),
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": epcs,
+        "action": "ADD",
+        "bizStep": "commissioning",
+        "disposition": "active",
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
+        "bizLocation": {"id": "urn:epc:id:sgln:0614141.00000.0"},
+        "ilmd": {"cbvmda:lotNumber": lot, "cbvmda:itemExpirationDate": expiry}
+    })
+}

@@ -1,0 +1,195 @@
+//! Scanner ingest end to end: real server, real MQTT, real HTTP.
+//!
+//! Every case runs twice: on the embedded defaults (SQLite, rumqttd) and on PostgreSQL with
+//! the machine's Mosquitto (`#[ignore]`d with the reason; CI runs them with `--ignored`).
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use rxledger_core::checkpoint;
+use rxledger_core::keys::{LogVerifier, SigningKey};
+use rxledger_core::merkle;
+use serde_json::{Value, json};
+
+const GLN: &str = "0614141000005";
+
+async fn manufacturer(app: &TestApp, device: &str) -> TestDevice {
+    let key = app.enroll("acme", "MANUFACTURER", None, GLN, device).await;
+    app.device(device, key).await
+}
+
+async fn log_size(app: &TestApp) -> i64 {
+    let r = app.graphql("{ checkpoint { size } }", json!({})).await;
+    r["data"]["checkpoint"]["size"].as_i64().unwrap()
+}
+
+async fn assert_alert(app: &TestApp, code: &str) {
+    let alerts = app.app().alerts.list(Some(code), 10).await.unwrap();
+    assert!(!alerts.is_empty(), "an alert {code} was recorded");
+    assert!(
+        alerts[0].raw.is_some(),
+        "the alert keeps the rejected bytes"
+    );
+}
+
+/// An enrolled device publishes and gets a receipt; the event is in the ledger with an
+/// inclusion proof that verifies against the signed checkpoint, all checked as a client would.
+async fn receipt_and_proof(backends: Backends) {
+    let app = spawn_app_with(backends, |_| {}).await;
+    let mut dev = manufacturer(&app, "line-1").await;
+    let r = dev
+        .send_events(vec![commission(&["1001", "1002"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.status, "ACCEPTED", "{r:?}");
+    assert_eq!(r.seq, Some(1));
+    let index = r.entry_index.unwrap();
+    assert_eq!(r.event_ids.len(), 1);
+    assert!(
+        r.event_ids[0].starts_with("ni:///sha-256;") && r.event_ids[0].ends_with("?ver=CBV2.0")
+    );
+
+    let k = app
+        .graphql("{ ledgerPublicKey { verifierKey } }", json!({}))
+        .await;
+    let verifier = LogVerifier::from_vkey(
+        k["data"]["ledgerPublicKey"]["verifierKey"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let cp = checkpoint::open_checkpoint(r.checkpoint.as_ref().unwrap(), &verifier).unwrap();
+    assert!(cp.size > index);
+
+    let q = "query($i: Int!, $n: Int) { inclusionProof(index: $i, treeSize: $n) { leafHash hashes } entries(from: $i, count: 1) { dataBase64 } }";
+    let p = app.graphql(q, json!({ "i": index, "n": cp.size })).await;
+    let proof: Vec<merkle::Hash> = p["data"]["inclusionProof"]["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| merkle::hash_from_slice(&hex::decode(h.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(p["data"]["entries"][0]["dataBase64"].as_str().unwrap())
+        .unwrap();
+    let leaf = merkle::leaf_hash(&data);
+    assert_eq!(hex::encode(leaf), r.leaf_hash.clone().unwrap());
+    merkle::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root).unwrap();
+    app.stop().await;
+}
+
+/// Each bad message is rejected with its own code, nothing is appended, an alert is recorded.
+async fn rejections(backends: Backends) {
+    let app = spawn_app_with(backends, |_| {}).await;
+    let mut dev = manufacturer(&app, "line-1").await;
+    assert_eq!(
+        dev.send_events(vec![commission(&["1"], "L1", "2030-01-31")])
+            .await
+            .status,
+        "ACCEPTED"
+    );
+    let before = log_size(&app).await;
+
+    // A forged signature: right device id, wrong key.
+    let mut forger = app.device("line-1", SigningKey::generate()).await;
+    forger.seq = 100;
+    let r = forger
+        .send_events(vec![commission(&["2"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.code.as_deref(), Some("BAD_SIGNATURE"));
+
+    let mut stranger = app.device("nobody", SigningKey::generate()).await;
+    let r = stranger
+        .send_events(vec![commission(&["3"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.code.as_deref(), Some("UNKNOWN_DEVICE"));
+
+    let key = app
+        .enroll("acme", "MANUFACTURER", None, GLN, "line-2")
+        .await;
+    app.app().registry.revoke_device("line-2").await.unwrap();
+    let mut revoked = app.device("line-2", key).await;
+    let r = revoked
+        .send_events(vec![commission(&["4"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.code.as_deref(), Some("DEVICE_REVOKED"));
+
+    let r = dev.send(b"{not json".to_vec()).await;
+    assert_eq!(r.code.as_deref(), Some("MALFORMED_ENVELOPE"));
+
+    let mut bad_gtin = commission(&["5"], "L1", "2030-01-31");
+    bad_gtin["epcList"] = json!(["https://id.gs1.org/01/10614141073465/21/5"]);
+    let r = dev.send_events(vec![bad_gtin]).await;
+    assert_eq!(r.code.as_deref(), Some("INVALID_IDENTIFIER"), "{r:?}");
+    assert!(
+        r.message.as_deref().unwrap_or("").contains("check digit"),
+        "{r:?}"
+    );
+
+    let mut bad_step = commission(&["6"], "L1", "2030-01-31");
+    bad_step["bizStep"] = json!("teleporting");
+    let r = dev.send_events(vec![bad_step]).await;
+    assert_eq!(r.code.as_deref(), Some("UNKNOWN_BIZSTEP"), "{r:?}");
+
+    // A replay: an envelope signed with a sequence number that was already used.
+    let seq = dev.seq;
+    dev.seq = 0;
+    let r = dev
+        .send_events(vec![commission(&["7"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.code.as_deref(), Some("REPLAY"), "{r:?}");
+    dev.seq = seq;
+
+    let mut huge = commission(&["8"], "L1", "2030-01-31");
+    huge["ilmd"]["note"] = Value::String("x".repeat(70 * 1024));
+    let r = dev.send_events(vec![huge]).await;
+    assert_eq!(r.code.as_deref(), Some("OVERSIZED"), "{r:?}");
+
+    assert_eq!(log_size(&app).await, before, "nothing was appended");
+    for code in [
+        "BAD_SIGNATURE",
+        "UNKNOWN_DEVICE",
+        "DEVICE_REVOKED",
+        "MALFORMED_ENVELOPE",
+        "INVALID_IDENTIFIER",
+        "UNKNOWN_BIZSTEP",
+        "REPLAY",
+        "OVERSIZED",
+    ] {
+        assert_alert(&app, code).await;
+    }
+    app.stop().await;
+}
+
+/// The same message delivered twice: one entry, and the original receipt again.
+async fn duplicate_delivery(backends: Backends) {
+    let app = spawn_app_with(backends, |_| {}).await;
+    let mut dev = manufacturer(&app, "line-1").await;
+    let payload = dev.envelope(vec![commission(&["9"], "L1", "2030-01-31")]);
+    let first = dev.send(payload.clone()).await;
+    let second = dev.send(payload).await;
+    assert_eq!(first.status, "ACCEPTED");
+    assert_eq!(second.status, "DUPLICATE");
+    assert_eq!(
+        (&first.entry_index, &first.leaf_hash, &first.event_ids),
+        (&second.entry_index, &second.leaf_hash, &second.event_ids)
+    );
+    assert_eq!(log_size(&app).await, 1);
+    app.stop().await;
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $case() { super::$case(super::Backends::Embedded).await; } )*
+        }
+        mod external {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               #[ignore = "needs PostgreSQL and Mosquitto: set RXLEDGER_TEST_POSTGRES_URL and RXLEDGER_TEST_MQTT_URL and run with --ignored (CI does)"]
+               async fn $case() { super::$case(super::Backends::External).await; } )*
+        }
+    };
+}
+
+both!(receipt_and_proof, rejections, duplicate_delivery);
