@@ -294,6 +294,9 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     if app.created_key {
         println!("created log key {}", cfg.key_path.display());
     }
+    if let Some(token) = &app.first_admin_token {
+        println!("first admin API key (shown once, keep it safe): {token}");
+    }
     println!("log origin:   {}", app.ledger.origin());
     println!("public key:   {}", app.ledger.key().public_hex());
     println!("verifier key: {}", app.ledger.verifier().to_vkey());

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_graphql_poem::{GraphQL, GraphQLSubscription};
+use async_graphql_poem::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use poem::listener::TcpAcceptor;
-use poem::{EndpointExt, Route, get, handler, web::Html};
+use poem::web::{Data, Html};
+use poem::{EndpointExt, Route, get, handler, http::HeaderMap};
+use rxledger_graphql::{Caller, RxSchema};
 use rxledger_ingest::{Ingest, IngestConfig, MqttTarget, broker};
-use rxledger_store::{Alerts, Ledger, Registry};
+use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
@@ -39,8 +41,11 @@ pub struct App {
     pub ledger: Arc<Ledger>,
     pub registry: Registry,
     pub alerts: Alerts,
+    pub api_keys: ApiKeys,
     /// Whether the log key was created by this start.
     pub created_key: bool,
+    /// The first admin token, when this start created it (printed once, never stored).
+    pub first_admin_token: Option<String>,
     ingest: Ingest,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
@@ -65,6 +70,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let ledger = Arc::new(Ledger::open(db.clone(), key, &origin).await?);
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
+    let api_keys = ApiKeys::new(db.clone());
+    let first_admin_token = first_admin(&registry, &api_keys).await?;
 
     let (opts, mqtt_addr) = match &cfg.mqtt {
         MqttTarget::Embedded { listen } => {
@@ -92,12 +99,15 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         ledger: ledger.clone(),
         registry: registry.clone(),
         alerts: alerts.clone(),
+        api_keys: api_keys.clone(),
     };
     let schema = rxledger_graphql::schema(services);
     let routes = Route::new()
-        .at("/graphql", get(graphiql).post(GraphQL::new(schema.clone())))
-        .at("/graphql/ws", get(GraphQLSubscription::new(schema)))
+        .at("/graphql", get(graphiql).post(graphql))
+        .at("/graphql/ws", get(GraphQLSubscription::new(schema.clone())))
         .at("/healthz", get(healthz))
+        .data(schema)
+        .data(api_keys.clone())
         .with(poem::middleware::SizeLimit::new(256 * 1024));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
@@ -127,11 +137,62 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         ledger,
         registry,
         alerts,
+        api_keys,
         created_key,
+        first_admin_token,
         ingest,
         http,
         http_stop,
     })
+}
+
+/// On the very first start there is no way in: create the `admin` organization and one
+/// ADMIN key, whose token the caller prints once.
+async fn first_admin(registry: &Registry, keys: &ApiKeys) -> anyhow::Result<Option<String>> {
+    if keys.has_admin().await? {
+        return Ok(None);
+    }
+    if registry.organization("admin").await?.is_none() {
+        registry.add_organization("admin", "rxledger operator", "ADMIN").await?;
+    }
+    let (token, _) = keys.issue("admin", "ADMIN", "first admin key", None).await?;
+    Ok(Some(token))
+}
+
+/// POST /graphql: resolves the Bearer token to a caller, then runs the query.
+#[handler]
+async fn graphql(schema: Data<&RxSchema>, keys: Data<&ApiKeys>, headers: &HeaderMap, req: GraphQLRequest) -> GraphQLResponse {
+    let mut req = req.0;
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    if let Some(token) = token {
+        match keys.authenticate(token).await {
+            Ok(Ok(p)) => req = req.data(Caller::from_principal(p)),
+            Ok(Err(problem)) => {
+                let (code, msg) = match problem {
+                    rxledger_store::apikeys::TokenProblem::Expired => ("KEY_EXPIRED", "this API key has expired"),
+                    rxledger_store::apikeys::TokenProblem::Revoked => ("KEY_REVOKED", "this API key was revoked"),
+                    rxledger_store::apikeys::TokenProblem::Unknown => ("UNAUTHENTICATED", "unknown API key"),
+                };
+                return error_response(code, msg);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "API key lookup failed");
+                return error_response("INTERNAL", "internal error; the operator's log has the details");
+            }
+        }
+    }
+    schema.execute(req).await.into()
+}
+
+fn error_response(code: &str, message: &str) -> GraphQLResponse {
+    use async_graphql::ErrorExtensions as _;
+    let err = async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code));
+    let resp = async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())]);
+    GraphQLResponse(resp.into())
 }
 
 fn rumqttc_options(node_id: &str, host: &str, port: u16) -> rumqttc::MqttOptions {

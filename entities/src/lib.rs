@@ -8,10 +8,13 @@
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`].
 
 pub mod alert;
+pub mod api_key;
 pub mod checkpoint;
+pub mod commission;
 pub mod company_prefix;
 pub mod device;
 pub mod entry;
+pub mod epc;
 pub mod event;
 pub mod head;
 pub mod migration;

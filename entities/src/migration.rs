@@ -44,6 +44,9 @@ impl MigrationTrait for M0001Initial {
         create(manager, site::Entity).await?;
         create(manager, device::Entity).await?;
         create(manager, alert::Entity).await?;
+        create(manager, api_key::Entity).await?;
+        create(manager, epc::Entity).await?;
+        create(manager, commission::Entity).await?;
         // A signer's sequence number is used once: this is what makes replays detectable and
         // makes a resent envelope find its original entry.
         manager
@@ -64,6 +67,26 @@ impl MigrationTrait for M0001Initial {
                     .name("events_entry_idx")
                     .table(event::Entity)
                     .col(event::Column::EntryIdx)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("epcs_entry_idx")
+                    .table(epc::Entity)
+                    .col(epc::Column::EntryIdx)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("commissions_gtin")
+                    .table(commission::Entity)
+                    .col(commission::Column::Gtin)
                     .if_not_exists()
                     .to_owned(),
             )

@@ -5,14 +5,17 @@
 //! messages never contain internal text (async-graphql's `custom-error-conversion` feature
 //! stops `?` from turning a database error into a client-visible string).
 
+mod admin;
+pub mod auth;
 mod error;
 mod ledger;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
-use rxledger_store::{Alerts, Ledger, Registry};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 
+pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
 
 /// What every resolver can reach.
@@ -21,19 +24,23 @@ pub struct Services {
     pub ledger: Arc<Ledger>,
     pub registry: Registry,
     pub alerts: Alerts,
+    pub api_keys: ApiKeys,
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(ledger::LedgerQuery);
+pub struct Query(ledger::LedgerQuery, admin::AdminQuery);
 
-pub type RxSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+#[derive(MergedObject, Default)]
+pub struct Mutation(admin::AdminMutation);
+
+pub type RxSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 1000;
 
 /// Builds the schema with its limits.
 pub fn schema(services: Services) -> RxSchema {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(services)
         .limit_depth(12)
         .limit_complexity(2_000)
@@ -42,7 +49,7 @@ pub fn schema(services: Services) -> RxSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .finish()
         .sdl()
 }

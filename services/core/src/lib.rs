@@ -12,4 +12,6 @@ pub mod epcis;
 pub mod gs1;
 pub mod keys;
 pub mod merkle;
+pub mod pack;
 pub mod tiles;
+pub mod verdict;

@@ -8,6 +8,7 @@
 //! whole tree from the raw entries and compares it with what is stored.
 
 pub mod alerts;
+pub mod apikeys;
 pub mod audit;
 mod db;
 mod error;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod testdb;
 
 pub use alerts::{Alerts, NewAlert, Severity};
+pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect};
 pub use error::StoreError;
 pub use ledger::{Admission, Appended, Batch, Ledger, NewEntry, NewEvent, SignedHead};

@@ -123,12 +123,21 @@ impl Registry {
     }
 
     /// Adds a site. `gln` must already be a validated 13-digit GLN.
-    pub async fn add_site(
+    pub async fn add_site(&self, gln: &str, org: &str, name: &str) -> Result<site::Model, StoreError> {
+        self.add_site_at(gln, org, name, None).await
+    }
+
+    /// Adds a site with its coordinates (used to spot impossible travel).
+    pub async fn add_site_at(
         &self,
         gln: &str,
         org: &str,
         name: &str,
+        coords: Option<(f64, f64)>,
     ) -> Result<site::Model, StoreError> {
+        if let Some((lat, lon)) = coords.filter(|(lat, lon)| !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon)) {
+            return Err(StoreError::Invalid(format!("coordinates ({lat}, {lon}) are out of range")));
+        }
         self.require_org(org).await?;
         if site::Entity::find_by_id(gln)
             .one(&self.db.conn)
@@ -141,6 +150,8 @@ impl Registry {
             gln: gln.into(),
             org_id: org.into(),
             name: name.into(),
+            latitude: coords.map(|c| c.0),
+            longitude: coords.map(|c| c.1),
         };
         site::Entity::insert(site::ActiveModel::from(row.clone()))
             .exec_without_returning(&self.db.conn)

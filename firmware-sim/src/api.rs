@@ -1,0 +1,333 @@
+//! The server's admin and verification API, as the scenario needs it.
+//!
+//! [`Api`] is what the scenario calls; [`GraphQl`] implements it over HTTP with a minimal
+//! HTTP/1.1 client (one request per connection), so firmware-sim needs no HTTP library.
+//! Tests can implement [`Api`] in memory.
+
+use std::future::Future;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An API failure: the GraphQL `extensions.code` when the server gave one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error("GraphQL error {code}: {message}")]
+    GraphQl { code: String, message: String },
+    #[error("unexpected GraphQL response: {0}")]
+    Shape(String),
+}
+
+impl ApiError {
+    /// The error code, for GraphQL errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::GraphQl { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The product a verification names.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Product {
+    pub gtin: Option<String>,
+    pub serial: Option<String>,
+    pub lot: Option<String>,
+    pub expiry: Option<String>,
+}
+
+/// A reason behind a verdict.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: Option<String>,
+}
+
+/// What `verify(code)` answers.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Verification {
+    pub verdict: String,
+    pub dispensable: bool,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    pub product: Option<Product>,
+}
+
+/// Organization roles, as the API spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Manufacturer,
+    Wholesaler,
+    Pharmacy,
+    Regulator,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Manufacturer => "MANUFACTURER",
+            Role::Wholesaler => "WHOLESALER",
+            Role::Pharmacy => "PHARMACY",
+            Role::Regulator => "REGULATOR",
+        }
+    }
+}
+
+/// The server operations the scenario needs.
+pub trait Api: Sync {
+    fn create_organization(
+        &self,
+        id: &str,
+        name: &str,
+        role: Role,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn add_company_prefix(
+        &self,
+        org: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn add_site(
+        &self,
+        gln: &str,
+        org: &str,
+        name: &str,
+        lat_lon: Option<(f64, f64)>,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn enroll_device(
+        &self,
+        id: &str,
+        public_key: &str,
+        org: &str,
+        site_gln: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn revoke_device(&self, id: &str) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn verify(&self, code: &str) -> impl Future<Output = Result<Verification, ApiError>> + Send;
+    /// The current log size.
+    fn log_size(&self) -> impl Future<Output = Result<u64, ApiError>> + Send;
+}
+
+/// The GraphQL API at `{base}/graphql`.
+#[derive(Clone, Debug)]
+pub struct GraphQl {
+    host: String,
+    port: u16,
+    path_prefix: String,
+    admin_key: Option<String>,
+}
+
+impl GraphQl {
+    /// `base` is `http://host:port[/prefix]`; https is not supported (use a local proxy).
+    pub fn new(base: &str, admin_key: Option<String>) -> Result<GraphQl, ApiError> {
+        let bad = |why: &str| ApiError::Http {
+            url: base.into(),
+            why: why.into(),
+        };
+        let rest = base
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// URLs are supported"))?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad("bad port"))?),
+            None => (hostport, 80),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(GraphQl {
+            host: host.into(),
+            port,
+            path_prefix: path.into(),
+            admin_key,
+        })
+    }
+
+    /// Runs one GraphQL operation and returns `data`, or the first error with its code.
+    pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
+        let body = json!({ "query": query, "variables": variables }).to_string();
+        let mut headers = vec![("Content-Type", "application/json".to_string())];
+        if let Some(k) = &self.admin_key {
+            headers.push(("Authorization", format!("Bearer {k}")));
+        }
+        let path = format!("{}/graphql", self.path_prefix);
+        let (status, bytes) = http(
+            &self.host,
+            self.port,
+            "POST",
+            &path,
+            &headers,
+            body.as_bytes(),
+        )
+        .await
+        .map_err(|why| ApiError::Http {
+            url: format!("http://{}:{}{path}", self.host, self.port),
+            why,
+        })?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::Http {
+            url: path.clone(),
+            why: format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ),
+        })?;
+        if let Some(e) = v["errors"].as_array().and_then(|e| e.first()) {
+            return Err(ApiError::GraphQl {
+                code: e["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or("UNKNOWN")
+                    .to_string(),
+                message: e["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        Ok(v["data"].clone())
+    }
+}
+
+impl Api for GraphQl {
+    async fn create_organization(&self, id: &str, name: &str, role: Role) -> Result<(), ApiError> {
+        let q = "mutation($id: String!, $name: String!, $role: Role!) { createOrganization(input: {id: $id, name: $name, role: $role}) { id } }";
+        self.execute(q, json!({"id": id, "name": name, "role": role.as_str()}))
+            .await
+            .map(drop)
+    }
+
+    async fn add_company_prefix(&self, org: &str, prefix: &str) -> Result<(), ApiError> {
+        let q = "mutation($o: String!, $p: String!) { addCompanyPrefix(orgId: $o, prefix: $p) { id } }";
+        self.execute(q, json!({"o": org, "p": prefix}))
+            .await
+            .map(drop)
+    }
+
+    async fn add_site(
+        &self,
+        gln: &str,
+        org: &str,
+        name: &str,
+        lat_lon: Option<(f64, f64)>,
+    ) -> Result<(), ApiError> {
+        let q = "mutation($g: String!, $o: String!, $n: String!, $lat: Float, $lon: Float) { addSite(input: {gln: $g, orgId: $o, name: $n, latitude: $lat, longitude: $lon}) { gln } }";
+        let (lat, lon) = lat_lon.unzip();
+        self.execute(
+            q,
+            json!({"g": gln, "o": org, "n": name, "lat": lat, "lon": lon}),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn enroll_device(
+        &self,
+        id: &str,
+        public_key: &str,
+        org: &str,
+        site_gln: &str,
+    ) -> Result<(), ApiError> {
+        let q = "mutation($i: String!, $k: String!, $o: String!, $s: String!) { enrollDevice(input: {id: $i, publicKey: $k, orgId: $o, siteGln: $s}) { id status } }";
+        self.execute(q, json!({"i": id, "k": public_key, "o": org, "s": site_gln}))
+            .await
+            .map(drop)
+    }
+
+    async fn revoke_device(&self, id: &str) -> Result<(), ApiError> {
+        let q = "mutation($i: String!) { revokeDevice(id: $i) { id status } }";
+        self.execute(q, json!({"i": id})).await.map(drop)
+    }
+
+    async fn verify(&self, code: &str) -> Result<Verification, ApiError> {
+        let q = "query($c: String!) { verify(code: $c) { verdict dispensable reasons { code message } product { gtin serial lot expiry } } }";
+        let data = self.execute(q, json!({"c": code})).await?;
+        serde_json::from_value(data["verify"].clone())
+            .map_err(|e| ApiError::Shape(format!("verify: {e}: {data}")))
+    }
+
+    async fn log_size(&self) -> Result<u64, ApiError> {
+        let data = self.execute("{ checkpoint { size } }", json!({})).await?;
+        data["checkpoint"]["size"]
+            .as_u64()
+            .ok_or_else(|| ApiError::Shape(format!("checkpoint: {data}")))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the (de-chunked) body.
+pub async fn http(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
+    let mut s = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let io = |e: std::io::Error| e.to_string();
+    s.write_all(req.as_bytes()).await.map_err(io)?;
+    s.write_all(body).await.map_err(io)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.map_err(io)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the response has no header end")?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("the response has no status")?;
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
+        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
+        if len == 0 || b.len() < nl + 2 + len {
+            break;
+        }
+        out.extend_from_slice(&b[nl + 2..nl + 2 + len]);
+        b = b.get(nl + 2 + len + 2..).unwrap_or_default();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_urls() {
+        let g = GraphQl::new("http://127.0.0.1:8080/", None).unwrap();
+        assert_eq!((g.host.as_str(), g.port, g.path_prefix.as_str()), ("127.0.0.1", 8080, ""));
+        let g = GraphQl::new("http://h/api", None).unwrap();
+        assert_eq!((g.port, g.path_prefix.as_str()), (80, "/api"));
+        assert!(GraphQl::new("https://h", None).is_err());
+    }
+
+    #[test]
+    fn dechunks() {
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+    }
+}

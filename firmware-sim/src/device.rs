@@ -1,0 +1,532 @@
+//! A store-and-forward scanner: envelopes go to the durable [`Queue`] first, then to MQTT,
+//! and stay queued until the server's receipt arrives on the device's acks topic.
+//!
+//! One task owns the MQTT connection. On every (re)connection it subscribes to the acks topic
+//! and, once the subscription is acknowledged, publishes the unreceipted envelopes in queue
+//! order, at most [`IN_FLIGHT`] at a time. If receipts stop coming while envelopes are out
+//! (the server is down behind a live broker), everything unreceipted is resent after
+//! `resend_after`. Resends are the exact queued bytes, so the server answers `DUPLICATE` with
+//! the original receipt for anything it already logged.
+//!
+//! rumqttc's own retransmission state is thrown away on every disconnect (a new client is
+//! built), so the queue is the single source of truth for what must be sent. That also lets
+//! the broker address change at run time ([`Device::set_broker`]).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rxledger_core::envelope::{self, Body, Receipt};
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::identity::Identity;
+use crate::queue::{Queue, QueueError, Record};
+
+/// Most envelopes published and not yet receipted, per device.
+pub const IN_FLIGHT: usize = 256;
+
+/// An MQTT broker address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Broker {
+    /// Parses `mqtt://host[:port]` (port 1883) or a bare `host:port`.
+    pub fn parse(url: &str) -> Result<Broker, String> {
+        let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+        if url.contains("://") && !url.starts_with("mqtt://") {
+            return Err(format!(
+                "{url:?}: only mqtt://host:port is supported by firmware-sim"
+            ));
+        }
+        let rest = rest.trim_end_matches('/');
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| format!("{url:?}: the port is not a number"))?,
+            ),
+            None => (rest, 1883),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?}: no host"));
+        }
+        Ok(Broker {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "mqtt://{}:{}", self.host, self.port)
+    }
+}
+
+/// How to run one device.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    pub identity: Identity,
+    pub topic_root: String,
+    pub queue_dir: PathBuf,
+    pub broker: Broker,
+    /// Resend unreceipted envelopes when no receipt has arrived for this long.
+    pub resend_after: Duration,
+}
+
+impl DeviceOptions {
+    pub fn new(identity: Identity, broker: Broker, queue_dir: PathBuf) -> DeviceOptions {
+        DeviceOptions {
+            identity,
+            topic_root: envelope::DEFAULT_TOPIC_ROOT.into(),
+            queue_dir,
+            broker,
+            resend_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors of a running device.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("no receipt for envelope seq {seq} ({hash}) within {waited:?}")]
+    Timeout {
+        seq: u64,
+        hash: String,
+        waited: Duration,
+    },
+    #[error("{0} envelopes still have no receipt after {1:?}")]
+    FlushTimeout(u64, Duration),
+    #[error("the device has stopped")]
+    Stopped,
+}
+
+/// A queued envelope; await its receipt with [`Ticket::receipt`].
+#[derive(Debug)]
+pub struct Ticket {
+    pub seq: u64,
+    pub hash: String,
+    pub payload: Vec<u8>,
+    rx: oneshot::Receiver<Receipt>,
+}
+
+impl Ticket {
+    pub async fn receipt(self, timeout: Duration) -> Result<Receipt, DeviceError> {
+        match tokio::time::timeout(timeout, self.rx).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(DeviceError::Stopped),
+            Err(_) => Err(DeviceError::Timeout {
+                seq: self.seq,
+                hash: self.hash,
+                waited: timeout,
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    broker: Broker,
+    online: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Receipt>>>>,
+    /// Unreceipted envelopes, mirrored from the queue for waiting without the lock.
+    unreceipted: watch::Sender<u64>,
+    connected: watch::Sender<bool>,
+    wake: Notify,
+    /// Publishes made (including resends), for reports.
+    published: AtomicU64,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock is a bug already reported; the queue's files are
+        // consistent after every call, so keep using it.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn waiters(&self) -> MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Receipt>>>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running scanner.
+pub struct Device {
+    id: String,
+    identity: Identity,
+    topic_root: String,
+    shared: Arc<Shared>,
+    target: watch::Sender<Target>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    /// Opens the queue and starts the connection task. Envelopes left unreceipted by an
+    /// earlier run are resent as soon as the broker is reachable.
+    pub fn start(opts: DeviceOptions) -> Result<Device, DeviceError> {
+        let queue = Queue::open(&opts.queue_dir)?;
+        let (unreceipted, _) = watch::channel(queue.unreceipted());
+        let (connected, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(queue),
+            waiters: Mutex::new(HashMap::new()),
+            unreceipted,
+            connected,
+            wake: Notify::new(),
+            published: AtomicU64::new(0),
+        });
+        let (target, target_rx) = watch::channel(Target {
+            broker: opts.broker.clone(),
+            online: true,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(link(
+            shared.clone(),
+            opts.identity.device_id.clone(),
+            opts.topic_root.clone(),
+            opts.resend_after,
+            target_rx,
+            stop_rx,
+        ));
+        Ok(Device {
+            id: opts.identity.device_id.clone(),
+            identity: opts.identity,
+            topic_root: opts.topic_root,
+            shared,
+            target,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn topic_root(&self) -> &str {
+        &self.topic_root
+    }
+
+    /// Signs `events` with the next sequence number, queues the envelope durably and hands it
+    /// to the connection. Returns once it is on disk.
+    pub async fn send(&self, events: Vec<Value>, sent_at: String) -> Result<Ticket, DeviceError> {
+        let key = self.identity.key.clone();
+        let id = self.id.clone();
+        self.enqueue(move |q| {
+            q.push_with(|seq| {
+                let body = Body {
+                    v: envelope::VERSION,
+                    device_id: id,
+                    seq,
+                    sent_at,
+                    events,
+                };
+                envelope::seal(&key, &body)
+            })
+        })
+        .await
+    }
+
+    /// Queues bytes built elsewhere: a resend of an old envelope, or a deliberately bad one.
+    pub async fn send_raw(&self, seq: u64, payload: Vec<u8>) -> Result<Ticket, DeviceError> {
+        self.enqueue(move |q| q.push(seq, payload)).await
+    }
+
+    /// The next sequence number [`send`](Self::send) will use.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.queue().last_seq() + 1
+    }
+
+    async fn enqueue(
+        &self,
+        push: impl FnOnce(&mut Queue) -> Result<Record, QueueError> + Send + 'static,
+    ) -> Result<Ticket, DeviceError> {
+        let shared = self.shared.clone();
+        let (tx, rx) = oneshot::channel();
+        let record = tokio::task::spawn_blocking(move || {
+            let mut q = shared.queue();
+            let record = push(&mut q)?;
+            // Registered before the lock is released, so the link cannot publish (and the
+            // receipt cannot arrive) before someone is waiting for it.
+            shared
+                .waiters()
+                .entry(record.hash.clone())
+                .or_default()
+                .push(tx);
+            shared.unreceipted.send_replace(q.unreceipted());
+            Ok::<_, QueueError>(record)
+        })
+        .await
+        .map_err(|_| DeviceError::Stopped)??;
+        self.shared.wake.notify_one();
+        Ok(Ticket {
+            seq: record.seq,
+            hash: record.hash,
+            payload: record.payload,
+            rx,
+        })
+    }
+
+    /// Envelopes without a receipt.
+    pub fn unreceipted(&self) -> u64 {
+        *self.shared.unreceipted.borrow()
+    }
+
+    /// Publishes made so far, resends included.
+    pub fn published(&self) -> u64 {
+        self.shared.published.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every queued envelope has a receipt.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), DeviceError> {
+        let mut rx = self.shared.unreceipted.subscribe();
+        match tokio::time::timeout(timeout, rx.wait_for(|n| *n == 0)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(DeviceError::Stopped),
+            Err(_) => Err(DeviceError::FlushTimeout(self.unreceipted(), timeout)),
+        }
+    }
+
+    /// Waits until the device is connected and subscribed to its acks.
+    pub async fn connected(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.connected.subscribe();
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Points the device at another broker; it reconnects and resends what is unreceipted.
+    pub fn set_broker(&self, broker: Broker) {
+        self.target.send_modify(|t| t.broker = broker);
+    }
+
+    /// Drops the connection and keeps queueing (an offline period), or comes back.
+    pub fn set_online(&self, online: bool) {
+        self.target.send_modify(|t| t.online = online);
+    }
+
+    /// Every receipt this device has stored, oldest first.
+    pub fn stored_receipts(&self) -> Result<Vec<Receipt>, DeviceError> {
+        Ok(self.shared.queue().receipts()?.collect())
+    }
+
+    /// Stops the connection and writes the queue state.
+    pub async fn shutdown(mut self) -> Result<(), DeviceError> {
+        self.stop.send_replace(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.shared.queue().checkpoint()?;
+        Ok(())
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+fn client_id(device: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{device}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The connection task: connect, subscribe, publish from the queue, record receipts, repeat.
+async fn link(
+    shared: Arc<Shared>,
+    device: String,
+    topic_root: String,
+    resend_after: Duration,
+    mut target: watch::Receiver<Target>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let events_topic = envelope::events_topic(&topic_root, &device);
+    let acks_topic = envelope::acks_topic(&topic_root, &device);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let current = target.borrow_and_update().clone();
+        if !current.online {
+            tokio::select! {
+                _ = target.changed() => continue,
+                _ = stop.changed() => return,
+            }
+        }
+        let mut opts = MqttOptions::new(
+            client_id(&device),
+            current.broker.host.clone(),
+            current.broker.port,
+        );
+        opts.set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(true)
+            .set_inflight(IN_FLIGHT as u16)
+            .set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, IN_FLIGHT * 2 + 16);
+        let mut session = Session {
+            shared: &shared,
+            client: &client,
+            topic: &events_topic,
+            subscribed: false,
+            last_sent: None,
+            last_progress: Instant::now(),
+        };
+        let mut tick = tokio::time::interval(resend_after.max(Duration::from_millis(100)) / 4);
+        let outcome = loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    let _ = client.try_disconnect();
+                    // Give the disconnect a moment to go out; the queue is already durable.
+                    let _ = tokio::time::timeout(Duration::from_millis(100), eventloop.poll()).await;
+                    return;
+                }
+                _ = target.changed() => break Ok(()),
+                _ = shared.wake.notified(), if session.subscribed => session.publish_new(),
+                _ = tick.tick() => {
+                    // Persisting the queue head lazily is safe: a stale head only means resends.
+                    if let Err(e) = shared.queue().checkpoint() {
+                        break Err(e);
+                    }
+                    let waiting = session.subscribed && *shared.unreceipted.borrow() > 0 && session.last_sent.is_some();
+                    if waiting && session.last_progress.elapsed() >= resend_after {
+                        tracing::info!(device, "no receipts for {resend_after:?}; resending");
+                        session.last_sent = None;
+                        session.last_progress = Instant::now();
+                        session.publish_new();
+                    }
+                }
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(50);
+                        let _ = client.try_subscribe(acks_topic.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        session.subscribed = true;
+                        session.last_sent = None;
+                        session.last_progress = Instant::now();
+                        shared.connected.send_replace(true);
+                        session.publish_new();
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == acks_topic => {
+                        match serde_json::from_slice::<Receipt>(&p.payload) {
+                            Ok(r) => {
+                                if let Err(e) = session.receipts(vec![r]) {
+                                    break Err(e);
+                                }
+                            }
+                            Err(e) => tracing::warn!(device, error = %e, "unreadable receipt"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(device, error = %e, "MQTT connection lost");
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        shared.connected.send_replace(false);
+        drop(eventloop);
+        if let Err(e) = outcome {
+            tracing::error!(device, error = %e, "queue failure; the device stops sending");
+            return;
+        }
+        // Back off before reconnecting, unless told to go elsewhere or stop.
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = target.changed() => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// One MQTT connection's view of the queue.
+struct Session<'a> {
+    shared: &'a Shared,
+    client: &'a AsyncClient,
+    topic: &'a str,
+    subscribed: bool,
+    /// Offset of the last envelope published on this connection.
+    last_sent: Option<u64>,
+    last_progress: Instant,
+}
+
+impl Session<'_> {
+    /// Publishes unreceipted envelopes after `last_sent`, within the in-flight window.
+    fn publish_new(&mut self) {
+        let pending = self.shared.queue().pending(IN_FLIGHT);
+        for r in pending {
+            if self.last_sent.is_some_and(|o| r.offset <= o) {
+                continue;
+            }
+            match self
+                .client
+                .try_publish(self.topic, QoS::AtLeastOnce, false, r.payload)
+            {
+                Ok(()) => {
+                    self.last_sent = Some(r.offset);
+                    self.shared.published.fetch_add(1, Ordering::Relaxed);
+                }
+                // Full: the rest goes out after the next receipt or tick.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Stores receipts (fsynced, so the proof is durable before the envelope leaves the
+    /// queue), wakes whoever waits for them and fills the freed in-flight slots.
+    fn receipts(&mut self, receipts: Vec<Receipt>) -> Result<(), QueueError> {
+        let matched = {
+            let mut q = self.shared.queue();
+            let n = q.record_receipts(&receipts)?;
+            self.shared.unreceipted.send_replace(q.unreceipted());
+            n
+        };
+        if matched > 0 {
+            self.last_progress = Instant::now();
+        }
+        let mut waiters = self.shared.waiters();
+        for r in receipts {
+            if let Some(list) = waiters.remove(&r.payload_hash) {
+                let mut list = list.into_iter();
+                if let Some(first) = list.next() {
+                    let _ = first.send(r.clone());
+                }
+                let rest: Vec<_> = list.collect();
+                if !rest.is_empty() {
+                    waiters.insert(r.payload_hash.clone(), rest);
+                }
+            }
+        }
+        drop(waiters);
+        self.publish_new();
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! firmware-sim: a fleet of simulated rxledger scanners.
+//!
+//! Real scanners are the only way to see rxledger work end to end, so this crate behaves like
+//! their firmware: a device [`identity`] (a secp256k1 key, signed with `rxledger-core`, the
+//! same code the server verifies with), a durable store-and-forward [`queue`] and a
+//! [`device`] link that resends until it holds a receipt. On top of that it plays a whole
+//! supply chain with optional counterfeiters ([`scenario`]), generates benchmark load
+//! ([`load`]) and prints pack labels ([`label`]).
+
+pub mod api;
+pub mod device;
+pub mod identity;
+pub mod queue;
+
+pub use api::{Api, GraphQl};
+pub use device::{Broker, Device, DeviceOptions};
+pub use identity::Identity;
+pub use queue::Queue;

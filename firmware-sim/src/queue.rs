@@ -1,0 +1,560 @@
+//! The device's durable store-and-forward queue.
+//!
+//! An MQTT PUBACK only says the broker has the message in memory; the embedded broker loses
+//! it on restart. So a device keeps every envelope on its own disk until it holds the server's
+//! receipt for it, and resends the exact same bytes until then (the server answers a resend
+//! it already logged with `DUPLICATE` and the original receipt).
+//!
+//! A queue is a directory with three files:
+//!
+//! * `outbox.jsonl`: one line per envelope, appended and fsynced *before* it is published:
+//!   `{"seq":7,"hash":"<sha256 of payload, hex>","payload":"<the MQTT payload as a JSON string>"}`.
+//!   Envelopes are JSON text, so the payload round-trips byte for byte.
+//! * `receipts.jsonl`: every receipt received, one JSON line each, fsynced, in arrival order:
+//!   the device's proof of what the log accepted (entry index, leaf hash, checkpoint).
+//! * `state.json`: `{"v":1,"last_seq":S,"head":O}`, replaced atomically (write, fsync, rename).
+//!   `last_seq` is the highest sequence number ever allocated; `head` is the byte offset in
+//!   the outbox of the first envelope without a receipt (all before it have one).
+//!
+//! Memory is bounded: only a window of at most [`WINDOW`] unreceipted envelopes is held; the
+//! rest is streamed from the outbox as the window drains. `head` is persisted lazily: if it is
+//! behind after a crash, the envelopes between are resent and answered `DUPLICATE`, which is
+//! harmless. A torn last line (crash mid-append) is cut off on open; it was never published,
+//! because publishing follows the fsync. When every envelope has a receipt and the outbox has
+//! grown past [`COMPACT_BYTES`], it is truncated; `last_seq` lives in `state.json`, so
+//! sequence numbers are never reused.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use rxledger_core::envelope::{self, Receipt};
+use serde::{Deserialize, Serialize};
+
+/// Most unreceipted envelopes held in memory at once.
+pub const WINDOW: usize = 1024;
+/// Outbox size above which a fully receipted outbox is truncated.
+pub const COMPACT_BYTES: u64 = 1 << 20;
+
+const OUTBOX: &str = "outbox.jsonl";
+const RECEIPTS: &str = "receipts.jsonl";
+const STATE: &str = "state.json";
+
+/// Why the queue could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    #[error("queue {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("queue {path}: line at byte {offset} is corrupt: {why}")]
+    Corrupt {
+        path: String,
+        offset: u64,
+        why: String,
+    },
+    #[error("an envelope must be UTF-8 JSON text")]
+    NotText,
+}
+
+/// One queued envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Byte offset of its line in the outbox.
+    pub offset: u64,
+    pub seq: u64,
+    /// SHA-256 of `payload`, hex: what the receipt's `payloadHash` names.
+    pub hash: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    seq: u64,
+    hash: String,
+    payload: String,
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, Copy, PartialEq, Eq, Debug)]
+struct State {
+    v: u32,
+    last_seq: u64,
+    head: u64,
+}
+
+struct Slot {
+    record: Record,
+    done: bool,
+}
+
+/// A device's durable queue. Not shared between processes.
+pub struct Queue {
+    dir: PathBuf,
+    outbox: File,
+    receipts: File,
+    /// Bytes in the outbox (every line complete).
+    end: u64,
+    /// Outbox bytes already loaded into `window` (or receipted before it).
+    loaded_to: u64,
+    state: State,
+    /// `head` as last written to `state.json`.
+    saved: State,
+    window: VecDeque<Slot>,
+    /// Unreceipted envelopes, in the window and on disk.
+    unreceipted: u64,
+}
+
+impl Queue {
+    /// Opens (or creates) the queue in `dir`, repairing a torn last line.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Queue, QueueError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let state = read_state(&dir)?;
+        let outbox_path = dir.join(OUTBOX);
+        let mut outbox = open_append(&outbox_path)?;
+        let receipts_path = dir.join(RECEIPTS);
+        let mut receipts = open_append(&receipts_path)?;
+        cut_torn_tail(&mut receipts, &receipts_path)?;
+        let end = repair_outbox(&mut outbox, &outbox_path, state.head)?;
+        let head = state.head.min(end);
+        let mut q = Queue {
+            dir,
+            outbox,
+            receipts,
+            end,
+            loaded_to: head,
+            state: State { head, ..state },
+            saved: state,
+            window: VecDeque::new(),
+            unreceipted: 0,
+        };
+        // Stream the unreceipted tail once: count it and find the highest sequence number.
+        let mut count = 0;
+        q.scan(head, |r| {
+            count += 1;
+            q.state.last_seq = q.state.last_seq.max(r.seq);
+        })?;
+        q.unreceipted = count;
+        q.refill()?;
+        Ok(q)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The highest sequence number ever allocated (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.state.last_seq
+    }
+
+    /// Envelopes that have no receipt yet.
+    pub fn unreceipted(&self) -> u64 {
+        self.unreceipted
+    }
+
+    /// Allocates the next sequence number, builds the envelope with it and appends it
+    /// durably. Returns once the envelope is on disk.
+    pub fn push_with(
+        &mut self,
+        build: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<Record, QueueError> {
+        let seq = self.state.last_seq + 1;
+        let payload = build(seq);
+        self.push(seq, payload)
+    }
+
+    /// Appends an envelope built elsewhere (a resend of old bytes, a test's forgery). `seq` is
+    /// only recorded; it raises `last_seq` if higher.
+    pub fn push(&mut self, seq: u64, payload: Vec<u8>) -> Result<Record, QueueError> {
+        let text = std::str::from_utf8(&payload).map_err(|_| QueueError::NotText)?;
+        let hash = envelope::payload_hash(&payload);
+        let mut line = serde_json::to_string(&Line {
+            seq,
+            hash: hash.clone(),
+            payload: text.to_owned(),
+        })
+        .map_err(|e| QueueError::Corrupt {
+            path: self.path(OUTBOX),
+            offset: self.end,
+            why: e.to_string(),
+        })?;
+        line.push('\n');
+        let offset = self.end;
+        let path = self.dir.join(OUTBOX);
+        self.outbox.write_all(line.as_bytes()).map_err(io(&path))?;
+        self.outbox.sync_data().map_err(io(&path))?;
+        self.end += line.len() as u64;
+        self.state.last_seq = self.state.last_seq.max(seq);
+        self.unreceipted += 1;
+        let record = Record {
+            offset,
+            seq,
+            hash,
+            payload,
+        };
+        if self.loaded_to == offset && self.window.len() < WINDOW {
+            self.window.push_back(Slot {
+                record: record.clone(),
+                done: false,
+            });
+            self.loaded_to = self.end;
+        }
+        Ok(record)
+    }
+
+    /// Up to `limit` unreceipted envelopes, oldest first.
+    pub fn pending(&self, limit: usize) -> Vec<Record> {
+        self.window
+            .iter()
+            .filter(|s| !s.done)
+            .take(limit)
+            .map(|s| s.record.clone())
+            .collect()
+    }
+
+    /// Stores a receipt (fsynced) and marks its envelope done. Returns whether it matched an
+    /// envelope still waiting in the window.
+    pub fn record_receipt(&mut self, receipt: &Receipt) -> Result<bool, QueueError> {
+        self.record_receipts(std::slice::from_ref(receipt))
+            .map(|n| n == 1)
+    }
+
+    /// Stores several receipts with one fsync. Returns how many matched waiting envelopes.
+    pub fn record_receipts(&mut self, receipts: &[Receipt]) -> Result<usize, QueueError> {
+        if receipts.is_empty() {
+            return Ok(0);
+        }
+        let mut text = String::new();
+        for r in receipts {
+            // A receipt is a struct of strings and numbers; serialising it cannot fail.
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        let path = self.dir.join(RECEIPTS);
+        self.receipts
+            .write_all(text.as_bytes())
+            .map_err(io(&path))?;
+        self.receipts.sync_data().map_err(io(&path))?;
+        let mut matched = 0;
+        for r in receipts {
+            if let Some(slot) = self
+                .window
+                .iter_mut()
+                .find(|s| !s.done && s.record.hash == r.payload_hash)
+            {
+                slot.done = true;
+                matched += 1;
+                self.unreceipted -= 1;
+            }
+        }
+        while self.window.front().is_some_and(|s| s.done) {
+            self.window.pop_front();
+        }
+        self.state.head = self
+            .window
+            .front()
+            .map_or(self.loaded_to, |s| s.record.offset);
+        self.refill()?;
+        Ok(matched)
+    }
+
+    /// Writes `state.json` if `head` or `last_seq` moved, compacting a fully receipted outbox.
+    pub fn checkpoint(&mut self) -> Result<(), QueueError> {
+        if self.unreceipted == 0 && self.end >= COMPACT_BYTES {
+            // Truncate first: a crash before the state write leaves head beyond the end, which
+            // open() clamps. last_seq is already in memory and written just below.
+            let path = self.dir.join(OUTBOX);
+            self.outbox.set_len(0).map_err(io(&path))?;
+            self.outbox.sync_all().map_err(io(&path))?;
+            self.end = 0;
+            self.loaded_to = 0;
+            self.state.head = 0;
+        }
+        if self.state != self.saved {
+            write_state(&self.dir, &self.state)?;
+            self.saved = self.state;
+        }
+        Ok(())
+    }
+
+    /// Every receipt stored so far, oldest first, streamed from disk.
+    pub fn receipts(&self) -> Result<impl Iterator<Item = Receipt>, QueueError> {
+        let path = self.dir.join(RECEIPTS);
+        let f = File::open(&path).map_err(io(&path))?;
+        Ok(BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok()))
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// Loads outbox lines after `loaded_to` into the window until it is full.
+    fn refill(&mut self) -> Result<(), QueueError> {
+        if self.window.len() >= WINDOW || self.loaded_to >= self.end {
+            return Ok(());
+        }
+        let room = WINDOW - self.window.len();
+        let mut loaded = Vec::new();
+        let mut stop_at = self.end;
+        self.scan_until(self.loaded_to, |r| {
+            if loaded.len() == room {
+                stop_at = stop_at.min(r.offset);
+                return false;
+            }
+            loaded.push(r);
+            true
+        })?;
+        self.loaded_to = stop_at;
+        for record in loaded {
+            self.window.push_back(Slot {
+                record,
+                done: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn scan(&self, from: u64, mut each: impl FnMut(Record)) -> Result<(), QueueError> {
+        self.scan_until(from, |r| {
+            each(r);
+            true
+        })
+    }
+
+    /// Streams outbox records from byte `from` while `each` returns true.
+    fn scan_until(
+        &self,
+        from: u64,
+        mut each: impl FnMut(Record) -> bool,
+    ) -> Result<(), QueueError> {
+        let path = self.dir.join(OUTBOX);
+        let mut f = File::open(&path).map_err(io(&path))?;
+        f.seek(SeekFrom::Start(from)).map_err(io(&path))?;
+        let mut reader = BufReader::new(f.take(self.end - from.min(self.end)));
+        let mut offset = from;
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = reader.read_line(&mut buf).map_err(io(&path))?;
+            if n == 0 {
+                return Ok(());
+            }
+            let corrupt = |why: String| QueueError::Corrupt {
+                path: path.display().to_string(),
+                offset,
+                why,
+            };
+            let line: Line =
+                serde_json::from_str(buf.trim_end()).map_err(|e| corrupt(e.to_string()))?;
+            if envelope::payload_hash(line.payload.as_bytes()) != line.hash {
+                return Err(corrupt("the payload does not match its hash".into()));
+            }
+            let record = Record {
+                offset,
+                seq: line.seq,
+                hash: line.hash,
+                payload: line.payload.into_bytes(),
+            };
+            offset += n as u64;
+            if !each(record) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, QueueError> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// Cuts a partial last line (a crash mid-append) so the file ends with a newline.
+fn cut_torn_tail(f: &mut File, path: &Path) -> Result<(), QueueError> {
+    let len = f.metadata().map_err(io(path))?.len();
+    let mut reader = File::open(path).map_err(io(path))?;
+    let mut pos = len;
+    let mut byte = [0u8; 1];
+    // Walk back to the last newline; a torn tail is at most one line, so this is short.
+    while pos > 0 {
+        reader.seek(SeekFrom::Start(pos - 1)).map_err(io(path))?;
+        reader.read_exact(&mut byte).map_err(io(path))?;
+        if byte[0] == b'\n' {
+            break;
+        }
+        pos -= 1;
+    }
+    if pos != len {
+        f.set_len(pos).map_err(io(path))?;
+        f.sync_all().map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// Streams the outbox from `head`; cuts a torn or unparseable *last* line and returns the
+/// length of the good part. A bad line anywhere else is corruption.
+fn repair_outbox(f: &mut File, path: &Path, head: u64) -> Result<u64, QueueError> {
+    let len = f.metadata().map_err(io(path))?.len();
+    let mut offset = head.min(len);
+    let mut r = File::open(path).map_err(io(path))?;
+    r.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    let mut reader = BufReader::new(r);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = match reader.read_line(&mut buf) {
+            Ok(n) => n,
+            // Invalid UTF-8 can only be a torn write if it is the tail.
+            Err(_) => len - offset,
+        };
+        if n == 0 {
+            return Ok(len);
+        }
+        let complete = buf.ends_with('\n') && serde_json::from_str::<Line>(buf.trim_end()).is_ok();
+        if !complete {
+            if offset + n as u64 >= len {
+                f.set_len(offset).map_err(io(path))?;
+                f.sync_all().map_err(io(path))?;
+                return Ok(offset);
+            }
+            return Err(QueueError::Corrupt {
+                path: path.display().to_string(),
+                offset,
+                why: "not a queue record".into(),
+            });
+        }
+        offset += n as u64;
+    }
+}
+
+fn read_state(dir: &Path) -> Result<State, QueueError> {
+    let path = dir.join(STATE);
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| QueueError::Corrupt {
+            path: path.display().to_string(),
+            offset: 0,
+            why: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+            v: 1,
+            ..State::default()
+        }),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+fn write_state(dir: &Path, state: &State) -> Result<(), QueueError> {
+    let path = dir.join(STATE);
+    let tmp = dir.join("state.json.tmp");
+    let text = serde_json::to_string(state).unwrap_or_default();
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(hash: &str) -> Receipt {
+        Receipt {
+            v: 1,
+            status: "ACCEPTED".into(),
+            device_id: "d".into(),
+            seq: None,
+            payload_hash: hash.into(),
+            code: None,
+            message: None,
+            entry_index: Some(0),
+            leaf_hash: None,
+            event_ids: vec![],
+            checkpoint: None,
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        drop(q);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(OUTBOX))
+            .unwrap();
+        f.write_all(b"{\"seq\":2,\"hash\":\"ab").unwrap();
+        let q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.unreceipted(), 1);
+        assert_eq!(q.last_seq(), 1);
+        assert_eq!(q.pending(10)[0].payload, b"{\"n\":1}");
+    }
+
+    #[test]
+    fn window_streams_from_disk_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        let n = WINDOW as u64 + 10;
+        for _ in 0..n {
+            q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        }
+        assert_eq!(q.window.len(), WINDOW);
+        let all: Vec<_> = q.pending(usize::MAX);
+        let rs: Vec<_> = all.iter().map(|r| receipt(&r.hash)).collect();
+        assert_eq!(q.record_receipts(&rs).unwrap(), WINDOW);
+        let rest = q.pending(usize::MAX);
+        assert_eq!(rest.len(), 10);
+        assert_eq!(rest[0].seq, WINDOW as u64 + 1);
+        let rs: Vec<_> = rest.iter().map(|r| receipt(&r.hash)).collect();
+        q.record_receipts(&rs).unwrap();
+        assert_eq!(q.unreceipted(), 0);
+        q.checkpoint().unwrap();
+        drop(q);
+        let q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.unreceipted(), 0);
+        assert_eq!(q.last_seq(), n);
+        assert_eq!(q.receipts().unwrap().count() as u64, n);
+    }
+
+    #[test]
+    fn out_of_order_receipts_hold_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        let a = q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        let b = q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        assert!(q.record_receipt(&receipt(&b.hash)).unwrap());
+        assert!(!q.record_receipt(&receipt(&b.hash)).unwrap(), "already done");
+        assert_eq!(q.pending(10), vec![a.clone()]);
+        q.checkpoint().unwrap();
+        drop(q);
+        // b's receipt is stored but the head is at a: after a restart both are resent
+        // (b is answered DUPLICATE), never lost.
+        let mut q = Queue::open(dir.path()).unwrap();
+        assert_eq!(q.unreceipted(), 2);
+        assert!(q.record_receipt(&receipt(&a.hash)).unwrap());
+        assert_eq!(q.pending(10)[0].hash, b.hash);
+    }
+}

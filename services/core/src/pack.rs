@@ -1,0 +1,1014 @@
+//! The life of one pack (SGTIN), replayed from the ledger, and the rules that reject an event
+//! at ingest.
+//!
+//! # Why replay instead of a status column
+//!
+//! The ledger is the evidence: every statement we make about a pack ("dispensed on …",
+//! "recalled", "never shipped to you") must point at the entries that prove it, and anyone
+//! holding the same entries must reach the same answer. So the state of a pack is a pure
+//! function of its events, [`derive`], recomputed on demand. Events arrive late and out of
+//! order (a scanner offline for a day, a partner batching uploads), so they are replayed in
+//! business order, `(eventTime, ledger index)`, never in arrival order. A receiving event that
+//! reaches us before its shipping event is therefore judged against the shipping once both are
+//! in the ledger.
+//!
+//! # What the store hands in
+//!
+//! For one pack: every event naming it (epcList, childEPCs, parentID); every event naming a
+//! container it was ever aggregated into, transitively up to [`MAX_NESTING`] levels (the store
+//! walks the closure with [`containers_of`]); and class-level events for its GTIN + lot or its
+//! GTIN ([`classes_of`]), such as a lot recall. [`named_ids`] lists what an event must be
+//! indexed under.
+//!
+//! # Semantics
+//!
+//! - Commissioning: ObjectEvent ADD with bizStep `commissioning` or no bizStep (EPCIS: ADD on an
+//!   ObjectEvent means the objects came into existence). The ILMD gives lot and expiry.
+//! - Aggregation: AggregationEvent ADD/OBSERVE puts the children in the parent from that time;
+//!   DELETE takes the listed children out (all of them when childEPCs is empty). An
+//!   ObjectEvent/TransactionEvent naming a container applies to every pack inside it at that
+//!   time, transitively; each history item records whether it applied directly, through which
+//!   container, or through its class. Aggregation events only change structure.
+//! - Status: dispensing or `dispensed`/`partially_dispensed` → dispensed; destroying or
+//!   `destroyed`/`disposed` → destroyed; `stolen`, `recalled`, `expired` dispositions; bizStep
+//!   decommissioning, disposition `inactive` or ObjectEvent DELETE → decommissioned. Several can
+//!   hold at once (a recalled pack can also be stolen) and none is ever cleared, except a
+//!   dispense by a valid undo: the NMVS also treats recall, theft and destruction as
+//!   irreversible. [`PackState::status`] summarises them by precedence.
+//! - Custody: shipping (`in_transit`) and receiving events with source/destination lists. The
+//!   owner is the `owning_party` destination of the last shipping/receiving event, or the
+//!   submitting organisation of the last receiving event.
+//!
+//! # Undo of a dispense
+//!
+//! CBV has no undo. We represent it as an ObjectEvent OBSERVE on the pack with disposition
+//! `active`, no bizStep, and a business transaction of type [`UNDO_TRANSACTION_TYPE`] whose
+//! value is [`LEDGER_ENTRY_PREFIX`] followed by the ledger index of the dispense it reverses.
+//! A bizTransaction is used (rather than an extension field) because it is part of the typed
+//! [`Event`] and is covered by the CBV event hash, so the reference cannot be stripped. The undo
+//! takes effect only if it names the current dispense, comes from the organisation that
+//! dispensed, and falls within the undo window (10 days, EU Delegated Regulation 2016/161);
+//! otherwise it is recorded as an `UNDO_REJECTED` suspicion and changes nothing.
+//!
+//! # Suspicions are not rejections
+//!
+//! Receiving without a shipment, shipping a pack you do not hold, a second dispense and
+//! impossible travel are recorded as [`Suspicion`]s with their evidence. The events stay in the
+//! ledger: the physical world already happened, and the record of a clone is what lets an
+//! investigator find it. Only [`check_ingest`] rejects, and only what no honest partner can
+//! send: commissioning someone else's product, or a serial that already exists.
+
+use std::collections::HashMap;
+
+use crate::epcis::{Action, BizStep, Disposition, Event, EventKind, Location, SourceDestType};
+use crate::gs1::{self, CalendarDate, EpcId, Gtin, Lot, Sgtin};
+
+/// How deep containers nest: pack in case in pallet in … (4 levels).
+pub const MAX_NESTING: usize = 4;
+/// Faster than any scheduled flight: two sightings needing more are suspicious.
+pub const DEFAULT_MAX_SPEED_KMH: f64 = 900.0;
+/// Two different sites without coordinates within this gap are suspicious.
+pub const UNKNOWN_SITE_MIN_GAP_MS: i64 = 60_000;
+/// EU Delegated Regulation 2016/161 Art. 13: a decommissioning may be reversed within 10 days.
+pub const DEFAULT_UNDO_WINDOW_MS: i64 = 10 * 24 * 3_600_000;
+/// bizTransaction type marking an undo; see the module docs.
+pub const UNDO_TRANSACTION_TYPE: &str = "urn:rxledger:bt:undo";
+/// bizTransaction value prefix: followed by the decimal ledger index of the undone entry.
+pub const LEDGER_ENTRY_PREFIX: &str = "urn:rxledger:ledger-entry:";
+
+/// One ledger entry as the rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    /// Ledger entry index: the evidence every statement points at.
+    pub index: u64,
+    pub event: Event,
+    /// Organisation of the device (or API caller) that submitted it.
+    pub org: String,
+    /// GLN of the submitting device's site.
+    pub site: Option<String>,
+}
+
+/// An event refused at ingest, or a state change refused by the API.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RuleViolation {
+    pub code: &'static str,
+    pub message: String,
+    /// Ledger indexes that justify the refusal (e.g. the original commissioning).
+    pub evidence: Vec<u64>,
+}
+
+impl RuleViolation {
+    /// Only the brand owner of a GTIN (by GS1 company prefix) may commission it.
+    pub const NOT_BRAND_OWNER: &'static str = "NOT_BRAND_OWNER";
+    /// No brand owner is registered for the GTIN.
+    pub const UNKNOWN_PRODUCT: &'static str = "UNKNOWN_PRODUCT";
+    /// The serial exists already (in the ledger or twice in the same event).
+    pub const SERIAL_ALREADY_COMMISSIONED: &'static str = "SERIAL_ALREADY_COMMISSIONED";
+    /// The pack was never commissioned.
+    pub const UNKNOWN_SERIAL: &'static str = "UNKNOWN_SERIAL";
+    /// The requested status is already set (NMVS_NC_PCK_19 "status is already set on pack").
+    pub const STATUS_ALREADY_SET: &'static str = "STATUS_ALREADY_SET";
+    /// The pack is inactive for another reason (NMVS_NC_PCK_22 "pack is already inactive").
+    pub const PACK_INACTIVE: &'static str = "PACK_INACTIVE";
+    /// Nothing to undo (NMVS_NC_PCK_06 "undo attempt doesn't match the pack status").
+    pub const UNDO_STATUS_MISMATCH: &'static str = "UNDO_STATUS_MISMATCH";
+    /// Another party dispensed (NMVS_NC_PCK_21 "undo attempted by different user").
+    pub const UNDO_OTHER_PARTY: &'static str = "UNDO_OTHER_PARTY";
+    /// Past the window (NMVS_NC_PCK_20 "undo timeframe was exceeded").
+    pub const UNDO_WINDOW_PASSED: &'static str = "UNDO_WINDOW_PASSED";
+
+    pub(crate) fn new(code: &'static str, message: impl Into<String>, evidence: Vec<u64>) -> Self {
+        RuleViolation {
+            code,
+            message: message.into(),
+            evidence,
+        }
+    }
+}
+
+/// A pattern worth an investigator's look, never a reason to refuse an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspicion {
+    pub code: &'static str,
+    pub message: String,
+    pub evidence: Vec<u64>,
+}
+
+impl Suspicion {
+    pub const RECEIVED_WITHOUT_SHIPMENT: &'static str = "RECEIVED_WITHOUT_SHIPMENT";
+    pub const SHIPPED_NOT_HELD: &'static str = "SHIPPED_NOT_HELD";
+    pub const DISPENSED_TWICE: &'static str = "DISPENSED_TWICE";
+    pub const IMPOSSIBLE_TRAVEL: &'static str = "IMPOSSIBLE_TRAVEL";
+    /// An undo that names no current dispense, comes from another party or is too late.
+    pub const UNDO_REJECTED: &'static str = "UNDO_REJECTED";
+}
+
+/// Summary status, by precedence: destroyed, dispensed, decommissioned, stolen, recalled,
+/// expired, in transit, active. `Unknown` means never commissioned.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PackStatus {
+    Unknown,
+    Active,
+    InTransit,
+    Dispensed,
+    Destroyed,
+    Stolen,
+    Recalled,
+    Expired,
+    Decommissioned,
+}
+
+impl PackStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PackStatus::Unknown => "UNKNOWN",
+            PackStatus::Active => "ACTIVE",
+            PackStatus::InTransit => "IN_TRANSIT",
+            PackStatus::Dispensed => "DISPENSED",
+            PackStatus::Destroyed => "DESTROYED",
+            PackStatus::Stolen => "STOLEN",
+            PackStatus::Recalled => "RECALLED",
+            PackStatus::Expired => "EXPIRED",
+            PackStatus::Decommissioned => "DECOMMISSIONED",
+        }
+    }
+
+    /// Active and in-transit packs may still be supplied.
+    pub fn is_active(&self) -> bool {
+        matches!(self, PackStatus::Active | PackStatus::InTransit)
+    }
+}
+
+/// Who created the pack, when, and with which lot and expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commissioning {
+    pub index: u64,
+    pub event_time_ms: i64,
+    pub org: String,
+    pub lot: Option<Lot>,
+    pub expiry: Option<CalendarDate>,
+}
+
+/// The event that set a status flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMark {
+    pub index: u64,
+    pub event_time_ms: i64,
+    pub org: String,
+    pub site: Option<String>,
+}
+
+/// Who holds the pack and where.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Custody {
+    /// Owning party (as sent, normalised to a GLN when it is one) or submitting organisation.
+    pub owner: Option<String>,
+    /// Location GLN (or URI).
+    pub location: Option<String>,
+    /// Shipped and not yet received.
+    pub in_transit: bool,
+    /// The event that set this custody.
+    pub index: Option<u64>,
+}
+
+/// How an event reached the pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Direct,
+    /// Through the container the pack was (transitively) inside at the time.
+    Container(EpcId),
+    /// Through a class: `Lgtin` of the pack's GTIN + lot, or its `GtinClass`.
+    Class(EpcId),
+}
+
+/// One event in the pack's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryItem {
+    pub index: u64,
+    pub event_time_ms: i64,
+    pub kind: EventKind,
+    pub action: Action,
+    pub biz_step: Option<BizStep>,
+    pub disposition: Option<Disposition>,
+    pub org: String,
+    pub location: Option<String>,
+    pub via: Via,
+}
+
+/// Everything the verdict and the API need to know about one pack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackState {
+    pub sgtin: Sgtin,
+    pub commissioning: Option<Commissioning>,
+    pub status: PackStatus,
+    /// The event behind `status`.
+    pub status_index: Option<u64>,
+    /// The current (not undone) dispense; a second dispense does not replace the first.
+    pub dispensed: Option<StatusMark>,
+    /// Dispenses reversed by a valid undo.
+    pub undone_dispenses: Vec<StatusMark>,
+    pub recalled: Option<StatusMark>,
+    pub stolen: Option<StatusMark>,
+    pub destroyed: Option<StatusMark>,
+    pub decommissioned: Option<StatusMark>,
+    /// An `expired` disposition; the date check is the verdict's (it knows "now").
+    pub expired: Option<StatusMark>,
+    pub custody: Custody,
+    /// The container the pack is in now, if any.
+    pub container: Option<EpcId>,
+    /// Everyone the pack was shipped to or received by: normalised party/location ids, the
+    /// receiving organisations, and the organisations the directory resolves them to.
+    pub recipients: Vec<String>,
+    pub history: Vec<HistoryItem>,
+    pub suspicions: Vec<Suspicion>,
+}
+
+impl PackState {
+    /// Was the pack ever shipped to or received by this organisation (or its site)?
+    pub fn was_sent_to(&self, org: &str, site: Option<&str>) -> bool {
+        let org = normalise_party(org);
+        self.recipients.iter().any(|r| *r == org)
+            || site.is_some_and(|s| {
+                let s = normalise_party(s);
+                self.recipients.iter().any(|r| *r == s)
+            })
+    }
+}
+
+/// What the rules may know about sites: coordinates (for impossible travel) and the
+/// organisation a GLN belongs to (to match `owning_party`/`location` ids against the
+/// submitting organisation). The store implements it from its registry.
+pub trait SiteDirectory {
+    /// (latitude, longitude) in degrees of a 13-digit GLN.
+    fn coordinates(&self, _gln: &str) -> Option<(f64, f64)> {
+        None
+    }
+    /// Organisation id owning a 13-digit GLN (site or party GLN).
+    fn organization(&self, _gln: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A directory that knows nothing.
+impl SiteDirectory for () {}
+
+/// A directory held in memory: GLN → (organisation, coordinates).
+impl SiteDirectory for HashMap<String, (String, Option<(f64, f64)>)> {
+    fn coordinates(&self, gln: &str) -> Option<(f64, f64)> {
+        self.get(gln).and_then(|(_, c)| *c)
+    }
+    fn organization(&self, gln: &str) -> Option<String> {
+        self.get(gln).map(|(o, _)| o.clone())
+    }
+}
+
+/// Tunables of [`derive_with`].
+#[derive(Clone, Copy)]
+pub struct DeriveOptions<'a> {
+    pub directory: &'a dyn SiteDirectory,
+    pub max_speed_kmh: f64,
+    pub undo_window_ms: i64,
+}
+
+impl Default for DeriveOptions<'_> {
+    fn default() -> Self {
+        DeriveOptions {
+            directory: &(),
+            max_speed_kmh: DEFAULT_MAX_SPEED_KMH,
+            undo_window_ms: DEFAULT_UNDO_WINDOW_MS,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the store needs to fetch
+// ---------------------------------------------------------------------------------------------
+
+/// Every identifier an event must be indexed under: epcList, childEPCs, parentID and the
+/// classes of quantityList/childQuantityList.
+pub fn named_ids(event: &Event) -> Vec<&EpcId> {
+    event
+        .epcs
+        .iter()
+        .chain(&event.children)
+        .chain(event.parent.as_ref())
+        .chain(event.quantities.iter().map(|q| &q.class))
+        .collect()
+}
+
+/// The containers `item` was ever aggregated into (AggregationEvent ADD/OBSERVE with `item` in
+/// childEPCs), in first-seen order. The store calls it on the events of a pack, then on the
+/// events of each container, up to [`MAX_NESTING`] levels.
+pub fn containers_of(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
+    let mut out: Vec<EpcId> = Vec::new();
+    for le in events {
+        let e = &le.event;
+        if e.kind == EventKind::Aggregation && e.action != Action::Delete && e.children.contains(item)
+        {
+            if let Some(p) = &e.parent {
+                if p != item && !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The classes whose events apply to the pack: its GTIN + commissioned lot (from the
+/// commissioning among `events`), and its whole GTIN.
+pub fn classes_of(pack: &Sgtin, events: &[LoggedEvent]) -> Vec<EpcId> {
+    let me = EpcId::Sgtin(pack.clone());
+    let mut out = Vec::with_capacity(2);
+    if let Some(lot) = first_commissioning(&me, events.iter()).and_then(|e| e.event.lot.clone()) {
+        out.push(EpcId::Lgtin {
+            gtin: pack.gtin.clone(),
+            lot,
+        });
+    }
+    out.push(EpcId::GtinClass(pack.gtin.clone()));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest rules
+// ---------------------------------------------------------------------------------------------
+
+/// What [`check_ingest`] needs from the store.
+pub trait IngestContext {
+    /// Organisation owning the GS1 company prefix of the GTIN.
+    fn brand_owner(&self, gtin: &Gtin) -> Option<String>;
+    /// Ledger index of the commissioning of this serial, if any.
+    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<u64>;
+}
+
+/// Is this event a commissioning (ObjectEvent ADD, bizStep commissioning or none)?
+pub fn is_commissioning(event: &Event) -> bool {
+    event.kind == EventKind::Object
+        && event.action == Action::Add
+        && matches!(event.biz_step, None | Some(BizStep::Commissioning))
+}
+
+/// The SGTINs an event commissions, so the store knows what to look up before
+/// [`check_ingest`].
+pub fn commissioned_sgtins(event: &Event) -> Vec<Sgtin> {
+    if !is_commissioning(event) {
+        return Vec::new();
+    }
+    event
+        .epcs
+        .iter()
+        .filter_map(|id| match id {
+            EpcId::Sgtin(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rejects a commissioning by anyone but the brand owner, of an unregistered product, or of a
+/// serial that exists already. Every other event is accepted: suspicious patterns are recorded
+/// by [`derive`], not refused.
+pub fn check_ingest(
+    event: &Event,
+    submitter_org: &str,
+    ctx: &impl IngestContext,
+) -> Result<(), RuleViolation> {
+    let sgtins = commissioned_sgtins(event);
+    let mut owners: Vec<(&Gtin, Option<String>)> = Vec::new();
+    for (i, s) in sgtins.iter().enumerate() {
+        let owner = match owners.iter().find(|(g, _)| *g == &s.gtin) {
+            Some((_, o)) => o.clone(),
+            None => {
+                let o = ctx.brand_owner(&s.gtin);
+                owners.push((&s.gtin, o.clone()));
+                o
+            }
+        };
+        match owner {
+            None => {
+                return Err(RuleViolation::new(
+                    RuleViolation::UNKNOWN_PRODUCT,
+                    format!(
+                        "GTIN {} has no registered brand owner; register its company prefix first",
+                        s.gtin
+                    ),
+                    vec![],
+                ));
+            }
+            Some(o) if o != submitter_org => {
+                return Err(RuleViolation::new(
+                    RuleViolation::NOT_BRAND_OWNER,
+                    format!(
+                        "only the brand owner {o} may commission GTIN {}, not {submitter_org}",
+                        s.gtin
+                    ),
+                    vec![],
+                ));
+            }
+            Some(_) => {}
+        }
+        if sgtins[..i].contains(s) {
+            return Err(RuleViolation::new(
+                RuleViolation::SERIAL_ALREADY_COMMISSIONED,
+                format!("{s} appears twice in the same commissioning event"),
+                vec![],
+            ));
+        }
+        if let Some(index) = ctx.already_commissioned(s) {
+            return Err(RuleViolation::new(
+                RuleViolation::SERIAL_ALREADY_COMMISSIONED,
+                format!("{s} was already commissioned in ledger entry {index}"),
+                vec![index],
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Derivation
+// ---------------------------------------------------------------------------------------------
+
+/// The state of `pack` from its events, with default options (no site directory).
+pub fn derive(pack: &Sgtin, events: &[LoggedEvent]) -> PackState {
+    derive_with(pack, events, &DeriveOptions::default())
+}
+
+/// The state of `pack` from its events (any order; duplicates by index are ignored).
+pub fn derive_with(pack: &Sgtin, events: &[LoggedEvent], opts: &DeriveOptions<'_>) -> PackState {
+    let mut order: Vec<&LoggedEvent> = events.iter().collect();
+    order.sort_by_key(|le| (le.event.event_time_ms, le.index));
+    order.dedup_by_key(|le| le.index);
+    let me = EpcId::Sgtin(pack.clone());
+    let lot = first_commissioning(&me, order.iter().copied()).and_then(|e| e.event.lot.clone());
+    let mut r = Replay {
+        opts,
+        me,
+        lot,
+        parent_of: HashMap::new(),
+        custodians: Vec::new(),
+        shipments: Vec::new(),
+        last_sighting: None,
+        state: PackState {
+            sgtin: pack.clone(),
+            commissioning: None,
+            status: PackStatus::Unknown,
+            status_index: None,
+            dispensed: None,
+            undone_dispenses: Vec::new(),
+            recalled: None,
+            stolen: None,
+            destroyed: None,
+            decommissioned: None,
+            expired: None,
+            custody: Custody::default(),
+            container: None,
+            recipients: Vec::new(),
+            history: Vec::new(),
+            suspicions: Vec::new(),
+        },
+    };
+    for le in order {
+        r.apply(le);
+    }
+    r.finish()
+}
+
+fn first_commissioning<'a>(
+    me: &EpcId,
+    events: impl Iterator<Item = &'a LoggedEvent>,
+) -> Option<&'a LoggedEvent> {
+    events
+        .filter(|le| is_commissioning(&le.event) && le.event.epcs.contains(me))
+        .min_by_key(|le| (le.event.event_time_ms, le.index))
+}
+
+/// A shipment that applied to the pack: where it was sent.
+struct Shipment {
+    index: u64,
+    /// Normalised destination ids (owning/possessing party and location).
+    destinations: Vec<String>,
+}
+
+struct Sighting {
+    site: String,
+    time_ms: i64,
+    index: u64,
+}
+
+struct Replay<'o> {
+    opts: &'o DeriveOptions<'o>,
+    me: EpcId,
+    lot: Option<Lot>,
+    /// child → (parent) as of the current replay time.
+    parent_of: HashMap<EpcId, EpcId>,
+    /// Normalised ids allowed to ship the pack now (holder, and addressee while in transit).
+    custodians: Vec<String>,
+    shipments: Vec<Shipment>,
+    last_sighting: Option<Sighting>,
+    state: PackState,
+}
+
+impl Replay<'_> {
+    fn apply(&mut self, le: &LoggedEvent) {
+        let e = &le.event;
+        if let Some(via) = self.relation(e) {
+            self.state.history.push(HistoryItem {
+                index: le.index,
+                event_time_ms: e.event_time_ms,
+                kind: e.kind,
+                action: e.action,
+                biz_step: e.biz_step,
+                disposition: e.disposition,
+                org: le.org.clone(),
+                location: event_location(e).or_else(|| le.site.as_deref().map(normalise_party)),
+                via: via.clone(),
+            });
+            if e.kind != EventKind::Aggregation {
+                if !matches!(via, Via::Class(_)) {
+                    self.sighting(le);
+                }
+                self.status_effects(le, &via);
+                if !matches!(via, Via::Class(_)) {
+                    self.custody_effects(le, &via);
+                }
+            }
+        }
+        if e.kind == EventKind::Aggregation {
+            self.restructure(e);
+        }
+    }
+
+    /// How `e` reaches the pack, judged with the containment in force just before it.
+    fn relation(&self, e: &Event) -> Option<Via> {
+        let aggregation = e.kind == EventKind::Aggregation;
+        let names = |id: &EpcId, as_ancestor: bool| {
+            if aggregation {
+                e.children.contains(id)
+                    || (e.parent.as_ref() == Some(id) && (!as_ancestor || e.children.is_empty()))
+            } else {
+                e.epcs.contains(id) || e.parent.as_ref() == Some(id)
+            }
+        };
+        if names(&self.me, false) {
+            return Some(Via::Direct);
+        }
+        let mut cur = &self.me;
+        for _ in 0..MAX_NESTING {
+            let Some(p) = self.parent_of.get(cur) else {
+                break;
+            };
+            if p == &self.me {
+                break;
+            }
+            if names(p, true) {
+                return Some(Via::Container(p.clone()));
+            }
+            cur = p;
+        }
+        e.quantities.iter().find_map(|q| match &q.class {
+            EpcId::Lgtin { gtin, lot }
+                if *gtin == self.state.sgtin.gtin && Some(lot) == self.lot.as_ref() =>
+            {
+                Some(Via::Class(q.class.clone()))
+            }
+            EpcId::GtinClass(g) if *g == self.state.sgtin.gtin => Some(Via::Class(q.class.clone())),
+            _ => None,
+        })
+    }
+
+    fn restructure(&mut self, e: &Event) {
+        let Some(parent) = &e.parent else { return };
+        match e.action {
+            Action::Add | Action::Observe => {
+                for c in &e.children {
+                    if c != parent {
+                        self.parent_of.insert(c.clone(), parent.clone());
+                    }
+                }
+            }
+            Action::Delete if e.children.is_empty() => self.parent_of.retain(|_, p| p != parent),
+            Action::Delete => {
+                for c in &e.children {
+                    if self.parent_of.get(c) == Some(parent) {
+                        self.parent_of.remove(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn status_effects(&mut self, le: &LoggedEvent, via: &Via) {
+        let e = &le.event;
+        let mark = || StatusMark {
+            index: le.index,
+            event_time_ms: e.event_time_ms,
+            org: le.org.clone(),
+            site: le.site.clone(),
+        };
+        let s = &mut self.state;
+        if *via == Via::Direct && is_commissioning(e) {
+            if s.commissioning.is_none() {
+                s.commissioning = Some(Commissioning {
+                    index: le.index,
+                    event_time_ms: e.event_time_ms,
+                    org: le.org.clone(),
+                    lot: e.lot.clone(),
+                    expiry: e.item_expiration,
+                });
+            }
+            return;
+        }
+        if let Some(target) = undo_target(e) {
+            self.undo(le, via, target);
+            return;
+        }
+        let step = e.biz_step;
+        let disp = e.disposition;
+        let mut flagged = false;
+        if step == Some(BizStep::Dispensing)
+            || matches!(
+                disp,
+                Some(Disposition::Dispensed | Disposition::PartiallyDispensed)
+            )
+        {
+            flagged = true;
+            match &s.dispensed {
+                Some(first) => {
+                    let first_index = first.index;
+                    s.suspicions.push(Suspicion {
+                        code: Suspicion::DISPENSED_TWICE,
+                        message: format!(
+                            "dispensed again on {} although already dispensed on {}",
+                            crate::epcis::format_time(e.event_time_ms),
+                            crate::epcis::format_time(first.event_time_ms)
+                        ),
+                        evidence: vec![first_index, le.index],
+                    });
+                }
+                None => s.dispensed = Some(mark()),
+            }
+        }
+        if step == Some(BizStep::Destroying)
+            || matches!(disp, Some(Disposition::Destroyed | Disposition::Disposed))
+        {
+            flagged = true;
+            s.destroyed.get_or_insert_with(mark);
+        }
+        let slot = match disp {
+            Some(Disposition::Stolen) => Some(&mut s.stolen),
+            Some(Disposition::Recalled) => Some(&mut s.recalled),
+            Some(Disposition::Expired) => Some(&mut s.expired),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            flagged = true;
+            slot.get_or_insert_with(mark);
+        }
+        let deleted = e.kind == EventKind::Object && e.action == Action::Delete;
+        if !flagged
+            && (step == Some(BizStep::Decommissioning)
+                || disp == Some(Disposition::Inactive)
+                || deleted)
+        {
+            s.decommissioned.get_or_insert_with(mark);
+        }
+    }
+
+    fn undo(&mut self, le: &LoggedEvent, via: &Via, target: u64) {
+        let window = self.opts.undo_window_ms;
+        let s = &mut self.state;
+        let refusal = match &s.dispensed {
+            _ if *via != Via::Direct => Some("an undo must name the pack itself".to_owned()),
+            None => Some(format!("entry {target} is not a current dispense of this pack")),
+            Some(d) if d.index != target => Some(format!(
+                "entry {target} is not the current dispense (entry {})",
+                d.index
+            )),
+            Some(d) if d.org != le.org => {
+                Some("the undo comes from another organisation than the dispense".to_owned())
+            }
+            Some(d) if le.event.event_time_ms - d.event_time_ms > window => {
+                Some("the undo comes after the undo window".to_owned())
+            }
+            Some(d) if le.event.event_time_ms < d.event_time_ms => {
+                Some("the undo is dated before the dispense".to_owned())
+            }
+            Some(_) => None,
+        };
+        match refusal {
+            Some(why) => s.suspicions.push(Suspicion {
+                code: Suspicion::UNDO_REJECTED,
+                message: format!("undo ignored: {why}"),
+                evidence: vec![target, le.index],
+            }),
+            None => {
+                if let Some(d) = s.dispensed.take() {
+                    s.undone_dispenses.push(d);
+                }
+            }
+        }
+    }
+
+    fn custody_effects(&mut self, le: &LoggedEvent, via: &Via) {
+        let e = &le.event;
+        let org = normalise_party(&le.org);
+        let site = le.site.as_deref().map(normalise_party);
+        let here = event_location(e).or_else(|| site.clone());
+        let dest = |kind: SourceDestType| -> Vec<String> {
+            e.destinations
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(|p| normalise_party(&p.id))
+                .collect()
+        };
+        let (dest_owner, dest_loc) = (dest(SourceDestType::OwningParty), dest(SourceDestType::Location));
+
+        if *via == Via::Direct && is_commissioning(e) {
+            self.custodians = vec![org.clone()];
+            self.state.custody = Custody {
+                owner: Some(le.org.clone()),
+                location: here,
+                in_transit: false,
+                index: Some(le.index),
+            };
+            return;
+        }
+        if e.biz_step == Some(BizStep::Shipping) {
+            if !self.custodians.is_empty() && !self.holds(&org, site.as_deref()) {
+                let mut evidence: Vec<u64> = self.state.custody.index.into_iter().collect();
+                evidence.push(le.index);
+                self.state.suspicions.push(Suspicion {
+                    code: Suspicion::SHIPPED_NOT_HELD,
+                    message: format!(
+                        "{} shipped the pack while {} held it",
+                        le.org,
+                        self.state.custody.owner.as_deref().unwrap_or("another party")
+                    ),
+                    evidence,
+                });
+            }
+            let mut destinations: Vec<String> = e
+                .destinations
+                .iter()
+                .map(|p| normalise_party(&p.id))
+                .collect();
+            let resolved: Vec<String> = destinations
+                .iter()
+                .filter_map(|d| self.opts.directory.organization(d))
+                .map(|o| normalise_party(&o))
+                .collect();
+            destinations.extend(resolved);
+            self.custodians = std::iter::once(org).chain(destinations.clone()).collect();
+            for d in &destinations {
+                self.add_recipient(d.clone());
+            }
+            self.shipments.push(Shipment {
+                index: le.index,
+                destinations,
+            });
+            let c = &mut self.state.custody;
+            c.in_transit = true;
+            c.index = Some(le.index);
+            if let Some(o) = dest_owner.first() {
+                c.owner = Some(o.clone());
+            }
+            if let Some(l) = dest_loc.first() {
+                c.location = Some(l.clone());
+            }
+        } else if e.biz_step == Some(BizStep::Receiving) {
+            self.check_receipt(le, &org, site.as_deref(), here.as_deref());
+            let owner = dest_owner.first().cloned().unwrap_or_else(|| le.org.clone());
+            self.custodians = vec![normalise_party(&owner), org.clone()];
+            self.add_recipient(org);
+            for id in dest_owner.iter().chain(&dest_loc).chain(site.iter()) {
+                self.add_recipient(id.clone());
+            }
+            self.state.custody = Custody {
+                owner: Some(owner),
+                location: dest_loc.first().cloned().or(here),
+                in_transit: false,
+                index: Some(le.index),
+            };
+        }
+    }
+
+    fn holds(&self, org: &str, site: Option<&str>) -> bool {
+        self.custodians.iter().any(|c| c == org || Some(c.as_str()) == site)
+            || self
+                .custodians
+                .iter()
+                .filter_map(|c| self.opts.directory.organization(c))
+                .any(|o| normalise_party(&o) == org)
+    }
+
+    fn check_receipt(&mut self, le: &LoggedEvent, org: &str, site: Option<&str>, here: Option<&str>) {
+        let addressed = |d: &String| {
+            d == org
+                || Some(d.as_str()) == site
+                || Some(d.as_str()) == here
+                || self
+                    .opts
+                    .directory
+                    .organization(d)
+                    .is_some_and(|o| normalise_party(&o) == org)
+        };
+        let matched = self
+            .shipments
+            .iter()
+            .any(|s| s.destinations.is_empty() || s.destinations.iter().any(addressed));
+        if matched {
+            return;
+        }
+        let (message, mut evidence) = match self.shipments.last() {
+            None => (
+                format!("{} received the pack but no shipment of it was recorded before", le.org),
+                vec![],
+            ),
+            Some(s) => (
+                format!(
+                    "{} received the pack but it was shipped to {}",
+                    le.org,
+                    s.destinations.join(", ")
+                ),
+                vec![s.index],
+            ),
+        };
+        evidence.push(le.index);
+        self.state.suspicions.push(Suspicion {
+            code: Suspicion::RECEIVED_WITHOUT_SHIPMENT,
+            message,
+            evidence,
+        });
+    }
+
+    fn add_recipient(&mut self, id: String) {
+        if !self.state.recipients.contains(&id) {
+            self.state.recipients.push(id);
+        }
+    }
+
+    /// Impossible travel between consecutive sightings at different sites.
+    fn sighting(&mut self, le: &LoggedEvent) {
+        let site = le
+            .site
+            .as_deref()
+            .map(normalise_party)
+            .or_else(|| event_location(&le.event));
+        let Some(site) = site else { return };
+        let t = le.event.event_time_ms;
+        if let Some(prev) = &self.last_sighting {
+            if prev.site != site {
+                let dt_ms = t - prev.time_ms;
+                let dir = self.opts.directory;
+                let impossible = match (dir.coordinates(&prev.site), dir.coordinates(&site)) {
+                    (Some(a), Some(b)) => {
+                        let km = haversine_km(a, b);
+                        km > 1.0
+                            && (dt_ms <= 0 || km / (dt_ms as f64 / 3_600_000.0) > self.opts.max_speed_kmh)
+                    }
+                    _ => dt_ms < UNKNOWN_SITE_MIN_GAP_MS,
+                };
+                if impossible {
+                    self.state.suspicions.push(Suspicion {
+                        code: Suspicion::IMPOSSIBLE_TRAVEL,
+                        message: format!(
+                            "seen at {} and {} site {} s apart",
+                            prev.site,
+                            site,
+                            dt_ms / 1000
+                        ),
+                        evidence: vec![prev.index, le.index],
+                    });
+                }
+            }
+        }
+        self.last_sighting = Some(Sighting {
+            site,
+            time_ms: t,
+            index: le.index,
+        });
+    }
+
+    fn finish(mut self) -> PackState {
+        let s = &mut self.state;
+        s.container = self.parent_of.get(&self.me).cloned();
+        let ranked = [
+            (PackStatus::Destroyed, &s.destroyed),
+            (PackStatus::Dispensed, &s.dispensed),
+            (PackStatus::Decommissioned, &s.decommissioned),
+            (PackStatus::Stolen, &s.stolen),
+            (PackStatus::Recalled, &s.recalled),
+            (PackStatus::Expired, &s.expired),
+        ];
+        let (status, index) = match (&s.commissioning, ranked.iter().find(|(_, m)| m.is_some())) {
+            (None, _) => (PackStatus::Unknown, None),
+            (Some(_), Some((st, m))) => (*st, m.as_ref().map(|m| m.index)),
+            (Some(c), None) if s.custody.in_transit => (PackStatus::InTransit, s.custody.index.or(Some(c.index))),
+            (Some(c), None) => (PackStatus::Active, s.custody.index.or(Some(c.index))),
+        };
+        s.status = status;
+        s.status_index = index;
+        self.state
+    }
+}
+
+/// The ledger index an undo event reverses, if `e` is one (see the module docs).
+pub fn undo_target(e: &Event) -> Option<u64> {
+    e.biz_transactions
+        .iter()
+        .filter(|t| t.kind.as_deref() == Some(UNDO_TRANSACTION_TYPE))
+        .find_map(|t| t.id.strip_prefix(LEDGER_ENTRY_PREFIX)?.parse().ok())
+}
+
+/// bizLocation, else readPoint, as a normalised id (GLN without extension when an SGLN).
+fn event_location(e: &Event) -> Option<String> {
+    e.biz_location
+        .as_ref()
+        .or(e.read_point.as_ref())
+        .map(|l| match l {
+            Location::Sgln(s) => s.gln.to_string(),
+            Location::Other(uri) => normalise_party(uri),
+        })
+}
+
+/// Party and location ids come as PGLN/SGLN URNs, Digital Links (`/414/`, `/417/`) or bare
+/// GLNs; organisations by their registry id. All GLN forms become the 13-digit GLN (SGLN
+/// extension dropped) so they compare equal; anything else is kept trimmed.
+pub fn normalise_party(id: &str) -> String {
+    let id = id.trim();
+    let lower = id.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("urn:epc:id:pgln:") {
+        let digits: String = rest.chars().filter(|c| *c != '.').collect();
+        if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            if let Some(cd) = gs1::check_digit(&digits) {
+                return format!("{digits}{cd}");
+            }
+        }
+    } else if lower.starts_with("urn:epc:id:sgln:") {
+        if let Ok(EpcId::Sgln(s)) = gs1::parse_epc(id) {
+            return s.gln.to_string();
+        }
+    } else if lower.starts_with("http") {
+        for key in ["/414/", "/417/"] {
+            if let Some(pos) = lower.find(key) {
+                let gln: String = lower[pos + 5..].chars().take(13).collect();
+                if gln.len() == 13 && gln.bytes().all(|b| b.is_ascii_digit()) {
+                    return gln;
+                }
+            }
+        }
+    }
+    id.to_owned()
+}
+
+fn haversine_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+}
