@@ -12,6 +12,7 @@ use poem::web::{Data, Html};
 use poem::{EndpointExt, Route, get, handler, http::HeaderMap};
 use rxledger_graphql::{Caller, RxSchema};
 use rxledger_ingest::{Ingest, IngestConfig, MqttTarget, broker};
+use rxledger_store::packs::Packs;
 use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -42,6 +43,7 @@ pub struct App {
     pub registry: Registry,
     pub alerts: Alerts,
     pub api_keys: ApiKeys,
+    pub packs: Arc<Packs>,
     /// Whether the log key was created by this start.
     pub created_key: bool,
     /// The first admin token, when this start created it (printed once, never stored).
@@ -71,6 +73,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
     let api_keys = ApiKeys::new(db.clone());
+    let packs = Arc::new(Packs::new(db.clone()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
 
     let (opts, mqtt_addr) = match &cfg.mqtt {
@@ -88,6 +91,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         opts,
         ledger.clone(),
         registry.clone(),
+        packs.clone(),
         alerts.clone(),
         cfg.ingest.clone(),
         Duration::from_secs(10),
@@ -138,6 +142,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         registry,
         alerts,
         api_keys,
+        packs,
         created_key,
         first_admin_token,
         ingest,
@@ -153,35 +158,56 @@ async fn first_admin(registry: &Registry, keys: &ApiKeys) -> anyhow::Result<Opti
         return Ok(None);
     }
     if registry.organization("admin").await?.is_none() {
-        registry.add_organization("admin", "rxledger operator", "ADMIN").await?;
+        registry
+            .add_organization("admin", "rxledger operator", "ADMIN")
+            .await?;
     }
-    let (token, _) = keys.issue("admin", "ADMIN", "first admin key", None).await?;
+    let (token, _) = keys
+        .issue("admin", "ADMIN", "first admin key", None)
+        .await?;
     Ok(Some(token))
 }
 
 /// POST /graphql: resolves the Bearer token to a caller, then runs the query.
 #[handler]
-async fn graphql(schema: Data<&RxSchema>, keys: Data<&ApiKeys>, headers: &HeaderMap, req: GraphQLRequest) -> GraphQLResponse {
+async fn graphql(
+    schema: Data<&RxSchema>,
+    keys: Data<&ApiKeys>,
+    headers: &HeaderMap,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
     let mut req = req.0;
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     if let Some(token) = token {
         match keys.authenticate(token).await {
             Ok(Ok(p)) => req = req.data(Caller::from_principal(p)),
             Ok(Err(problem)) => {
                 let (code, msg) = match problem {
-                    rxledger_store::apikeys::TokenProblem::Expired => ("KEY_EXPIRED", "this API key has expired"),
-                    rxledger_store::apikeys::TokenProblem::Revoked => ("KEY_REVOKED", "this API key was revoked"),
-                    rxledger_store::apikeys::TokenProblem::Unknown => ("UNAUTHENTICATED", "unknown API key"),
+                    rxledger_store::apikeys::TokenProblem::Expired => {
+                        ("KEY_EXPIRED", "this API key has expired")
+                    }
+                    rxledger_store::apikeys::TokenProblem::Revoked => {
+                        ("KEY_REVOKED", "this API key was revoked")
+                    }
+                    rxledger_store::apikeys::TokenProblem::Unknown => {
+                        ("UNAUTHENTICATED", "unknown API key")
+                    }
                 };
                 return error_response(code, msg);
             }
             Err(e) => {
                 tracing::error!(error = %e, "API key lookup failed");
-                return error_response("INTERNAL", "internal error; the operator's log has the details");
+                return error_response(
+                    "INTERNAL",
+                    "internal error; the operator's log has the details",
+                );
             }
         }
     }
@@ -191,7 +217,9 @@ async fn graphql(schema: Data<&RxSchema>, keys: Data<&ApiKeys>, headers: &Header
 fn error_response(code: &str, message: &str) -> GraphQLResponse {
     use async_graphql::ErrorExtensions as _;
     let err = async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code));
-    let resp = async_graphql::Response::from_errors(vec![err.into_server_error(async_graphql::Pos::default())]);
+    let resp = async_graphql::Response::from_errors(vec![
+        err.into_server_error(async_graphql::Pos::default()),
+    ]);
     GraphQLResponse(resp.into())
 }
 

@@ -15,7 +15,17 @@ use serde_json::{Value, json};
 const GLN: &str = "0614141000005";
 
 async fn manufacturer(app: &TestApp, device: &str) -> TestDevice {
-    let key = app.enroll("acme", "MANUFACTURER", None, GLN, device).await;
+    let prefix = app
+        .app()
+        .registry
+        .company_prefixes()
+        .await
+        .unwrap()
+        .is_empty()
+        .then_some("0614141");
+    let key = app
+        .enroll("acme", "MANUFACTURER", prefix, GLN, device)
+        .await;
     app.device(device, key).await
 }
 
@@ -145,8 +155,46 @@ async fn rejections(backends: Backends) {
     let r = dev.send_events(vec![huge]).await;
     assert_eq!(r.code.as_deref(), Some("OVERSIZED"), "{r:?}");
 
+    // Business rules: a serial is commissioned once, and only by its brand owner.
+    let r = dev
+        .send_events(vec![commission(&["1"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(
+        r.code.as_deref(),
+        Some("SERIAL_ALREADY_COMMISSIONED"),
+        "{r:?}"
+    );
+    let wkey = app
+        .enroll("wholesale", "WHOLESALER", None, "0614141000012", "dock-1")
+        .await;
+    let mut wholesaler = app.device("dock-1", wkey).await;
+    let r = wholesaler
+        .send_events(vec![commission(&["900"], "L1", "2030-01-31")])
+        .await;
+    assert_eq!(r.code.as_deref(), Some("NOT_BRAND_OWNER"), "{r:?}");
+
+    // One envelope cannot carry the same event twice, nor commission a serial twice.
+    let twice = commission(&["901"], "L1", "2030-01-31");
+    let r = dev.send_events(vec![twice.clone(), twice]).await;
+    assert_eq!(r.code.as_deref(), Some("DUPLICATE_EVENT"), "{r:?}");
+    let mut other = commission(&["902"], "L1", "2030-01-31");
+    let r = dev
+        .send_events(vec![commission(&["902"], "L2", "2030-01-31"), {
+            other["bizLocation"] = json!({"id": "urn:epc:id:sgln:0614141.00001.0"});
+            other
+        }])
+        .await;
+    assert_eq!(
+        r.code.as_deref(),
+        Some("SERIAL_ALREADY_COMMISSIONED"),
+        "{r:?}"
+    );
+
     assert_eq!(log_size(&app).await, before, "nothing was appended");
     for code in [
+        "SERIAL_ALREADY_COMMISSIONED",
+        "NOT_BRAND_OWNER",
+        "DUPLICATE_EVENT",
         "BAD_SIGNATURE",
         "UNKNOWN_DEVICE",
         "DEVICE_REVOKED",

@@ -199,7 +199,8 @@ impl Api for GraphQl {
     }
 
     async fn add_company_prefix(&self, org: &str, prefix: &str) -> Result<(), ApiError> {
-        let q = "mutation($o: String!, $p: String!) { addCompanyPrefix(orgId: $o, prefix: $p) { id } }";
+        let q =
+            "mutation($o: String!, $p: String!) { addCompanyPrefix(orgId: $o, prefix: $p) { id } }";
         self.execute(q, json!({"o": org, "p": prefix}))
             .await
             .map(drop)
@@ -230,9 +231,12 @@ impl Api for GraphQl {
         site_gln: &str,
     ) -> Result<(), ApiError> {
         let q = "mutation($i: String!, $k: String!, $o: String!, $s: String!) { enrollDevice(input: {id: $i, publicKey: $k, orgId: $o, siteGln: $s}) { id status } }";
-        self.execute(q, json!({"i": id, "k": public_key, "o": org, "s": site_gln}))
-            .await
-            .map(drop)
+        self.execute(
+            q,
+            json!({"i": id, "k": public_key, "o": org, "s": site_gln}),
+        )
+        .await
+        .map(drop)
     }
 
     async fn revoke_device(&self, id: &str) -> Result<(), ApiError> {
@@ -320,7 +324,10 @@ mod tests {
     #[test]
     fn parses_base_urls() {
         let g = GraphQl::new("http://127.0.0.1:8080/", None).unwrap();
-        assert_eq!((g.host.as_str(), g.port, g.path_prefix.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(
+            (g.host.as_str(), g.port, g.path_prefix.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
         let g = GraphQl::new("http://h/api", None).unwrap();
         assert_eq!((g.port, g.path_prefix.as_str()), (80, "/api"));
         assert!(GraphQl::new("https://h", None).is_err());

@@ -10,9 +10,14 @@
 pub mod api;
 pub mod device;
 pub mod identity;
+pub mod label;
+pub mod load;
 pub mod queue;
+pub mod scenario;
 
 pub use api::{Api, GraphQl};
 pub use device::{Broker, Device, DeviceOptions};
 pub use identity::Identity;
+pub use load::{LoadOptions, LoadReport, run_load};
 pub use queue::Queue;
+pub use scenario::{ScenarioOptions, ScenarioReport, run_scenario};

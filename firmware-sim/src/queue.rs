@@ -133,12 +133,13 @@ impl Queue {
             unreceipted: 0,
         };
         // Stream the unreceipted tail once: count it and find the highest sequence number.
-        let mut count = 0;
+        let (mut count, mut max_seq) = (0, q.state.last_seq);
         q.scan(head, |r| {
             count += 1;
-            q.state.last_seq = q.state.last_seq.max(r.seq);
+            max_seq = max_seq.max(r.seq);
         })?;
         q.unreceipted = count;
+        q.state.last_seq = max_seq;
         q.refill()?;
         Ok(q)
     }
@@ -159,10 +160,7 @@ impl Queue {
 
     /// Allocates the next sequence number, builds the envelope with it and appends it
     /// durably. Returns once the envelope is on disk.
-    pub fn push_with(
-        &mut self,
-        build: impl FnOnce(u64) -> Vec<u8>,
-    ) -> Result<Record, QueueError> {
+    pub fn push_with(&mut self, build: impl FnOnce(u64) -> Vec<u8>) -> Result<Record, QueueError> {
         let seq = self.state.last_seq + 1;
         let payload = build(seq);
         self.push(seq, payload)
@@ -423,7 +421,7 @@ fn repair_outbox(f: &mut File, path: &Path, head: u64) -> Result<u64, QueueError
         let n = match reader.read_line(&mut buf) {
             Ok(n) => n,
             // Invalid UTF-8 can only be a torn write if it is the tail.
-            Err(_) => len - offset,
+            Err(_) => (len - offset) as usize,
         };
         if n == 0 {
             return Ok(len);
@@ -500,7 +498,8 @@ mod tests {
     fn torn_last_line_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
-        q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
         drop(q);
         let mut f = OpenOptions::new()
             .append(true)
@@ -519,7 +518,8 @@ mod tests {
         let mut q = Queue::open(dir.path()).unwrap();
         let n = WINDOW as u64 + 10;
         for _ in 0..n {
-            q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+            q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+                .unwrap();
         }
         assert_eq!(q.window.len(), WINDOW);
         let all: Vec<_> = q.pending(usize::MAX);
@@ -543,10 +543,17 @@ mod tests {
     fn out_of_order_receipts_hold_the_head() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
-        let a = q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
-        let b = q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes()).unwrap();
+        let a = q
+            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
+        let b = q
+            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
         assert!(q.record_receipt(&receipt(&b.hash)).unwrap());
-        assert!(!q.record_receipt(&receipt(&b.hash)).unwrap(), "already done");
+        assert!(
+            !q.record_receipt(&receipt(&b.hash)).unwrap(),
+            "already done"
+        );
         assert_eq!(q.pending(10), vec![a.clone()]);
         q.checkpoint().unwrap();
         drop(q);

@@ -102,7 +102,13 @@ async fn org_out(s: &Services, o: organization::Model) -> Result<Organization, A
 }
 
 fn site_out(s: site::Model) -> Site {
-    Site { gln: s.gln, org_id: s.org_id, name: s.name, latitude: s.latitude, longitude: s.longitude }
+    Site {
+        gln: s.gln,
+        org_id: s.org_id,
+        name: s.name,
+        latitude: s.latitude,
+        longitude: s.longitude,
+    }
 }
 
 fn device_out(d: device::Model) -> Device {
@@ -123,11 +129,21 @@ pub struct AdminQuery;
 impl AdminQuery {
     /// Every organization (regulators and admins), or the caller's own.
     async fn organizations(&self, ctx: &Context<'_>) -> Result<Vec<Organization>> {
-        let c = require(ctx, &[Role::Admin, Role::Regulator, Role::Manufacturer, Role::Wholesaler, Role::Pharmacy])?;
+        let c = require(
+            ctx,
+            &[
+                Role::Admin,
+                Role::Regulator,
+                Role::Manufacturer,
+                Role::Wholesaler,
+                Role::Pharmacy,
+            ],
+        )?;
         let s = services(ctx);
         let mut out = Vec::new();
         for o in s.registry.organizations().await.map_err(ApiError::from)? {
-            let visible = matches!(c.role(), Some(Role::Admin | Role::Regulator)) || c.org() == Some(o.id.as_str());
+            let visible = matches!(c.role(), Some(Role::Admin | Role::Regulator))
+                || c.org() == Some(o.id.as_str());
             if visible {
                 out.push(org_out(s, o).await?);
             }
@@ -137,27 +153,71 @@ impl AdminQuery {
 
     /// Sites (regulators and admins see all; others their own).
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<Site>> {
-        let c = require(ctx, &[Role::Admin, Role::Regulator, Role::Manufacturer, Role::Wholesaler, Role::Pharmacy])?;
-        let all = services(ctx).registry.sites().await.map_err(ApiError::from)?;
+        let c = require(
+            ctx,
+            &[
+                Role::Admin,
+                Role::Regulator,
+                Role::Manufacturer,
+                Role::Wholesaler,
+                Role::Pharmacy,
+            ],
+        )?;
+        let all = services(ctx)
+            .registry
+            .sites()
+            .await
+            .map_err(ApiError::from)?;
         let seeall = matches!(c.role(), Some(Role::Admin | Role::Regulator));
-        Ok(all.into_iter().filter(|s| seeall || c.org() == Some(s.org_id.as_str())).map(site_out).collect())
+        Ok(all
+            .into_iter()
+            .filter(|s| seeall || c.org() == Some(s.org_id.as_str()))
+            .map(site_out)
+            .collect())
     }
 
     /// Enrolled devices (regulators and admins see all; others their own).
     async fn devices(&self, ctx: &Context<'_>) -> Result<Vec<Device>> {
-        let c = require(ctx, &[Role::Admin, Role::Regulator, Role::Manufacturer, Role::Wholesaler, Role::Pharmacy])?;
-        let all = services(ctx).registry.devices().await.map_err(ApiError::from)?;
+        let c = require(
+            ctx,
+            &[
+                Role::Admin,
+                Role::Regulator,
+                Role::Manufacturer,
+                Role::Wholesaler,
+                Role::Pharmacy,
+            ],
+        )?;
+        let all = services(ctx)
+            .registry
+            .devices()
+            .await
+            .map_err(ApiError::from)?;
         let seeall = matches!(c.role(), Some(Role::Admin | Role::Regulator));
-        Ok(all.into_iter().filter(|d| seeall || c.org() == Some(d.org_id.as_str())).map(device_out).collect())
+        Ok(all
+            .into_iter()
+            .filter(|d| seeall || c.org() == Some(d.org_id.as_str()))
+            .map(device_out)
+            .collect())
     }
 
     /// API keys (admins).
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKeyInfo>> {
         require(ctx, &[Role::Admin])?;
-        let rows = services(ctx).api_keys.list(None).await.map_err(ApiError::from)?;
+        let rows = services(ctx)
+            .api_keys
+            .list(None)
+            .await
+            .map_err(ApiError::from)?;
         Ok(rows
             .into_iter()
-            .map(|k| ApiKeyInfo { id: k.id, org_id: k.org_id, role: k.role, label: k.label, revoked: k.revoked_ms.is_some() })
+            .map(|k| ApiKeyInfo {
+                id: k.id,
+                org_id: k.org_id,
+                role: k.role,
+                label: k.label,
+                revoked: k.revoked_ms.is_some(),
+            })
             .collect())
     }
 }
@@ -167,20 +227,42 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    async fn create_organization(&self, ctx: &Context<'_>, input: OrganizationInput) -> Result<Organization> {
+    async fn create_organization(
+        &self,
+        ctx: &Context<'_>,
+        input: OrganizationInput,
+    ) -> Result<Organization> {
         require(ctx, &[Role::Admin])?;
         let s = services(ctx);
-        let o = s.registry.add_organization(&input.id, &input.name, input.role.as_str()).await.map_err(ApiError::from)?;
+        let o = s
+            .registry
+            .add_organization(&input.id, &input.name, input.role.as_str())
+            .await
+            .map_err(ApiError::from)?;
         Ok(org_out(s, o).await?)
     }
 
     /// Registers a GS1 company prefix: its owner becomes the brand owner of GTINs under it.
-    async fn add_company_prefix(&self, ctx: &Context<'_>, org_id: String, prefix: String) -> Result<Organization> {
+    async fn add_company_prefix(
+        &self,
+        ctx: &Context<'_>,
+        org_id: String,
+        prefix: String,
+    ) -> Result<Organization> {
         require(ctx, &[Role::Admin])?;
         let s = services(ctx);
-        s.registry.add_company_prefix(&org_id, &prefix).await.map_err(ApiError::from)?;
-        let o = s.registry.organization(&org_id).await.map_err(ApiError::from)?;
-        let o = o.ok_or_else(|| ApiError::new(crate::Code::NotFound, format!("organization {org_id}")))?;
+        s.registry
+            .add_company_prefix(&org_id, &prefix)
+            .await
+            .map_err(ApiError::from)?;
+        let o = s
+            .registry
+            .organization(&org_id)
+            .await
+            .map_err(ApiError::from)?;
+        let o = o.ok_or_else(|| {
+            ApiError::new(crate::Code::NotFound, format!("organization {org_id}"))
+        })?;
         Ok(org_out(s, o).await?)
     }
 
@@ -190,7 +272,11 @@ impl AdminMutation {
         let coords = match (input.latitude, input.longitude) {
             (Some(a), Some(b)) => Some((a, b)),
             (None, None) => None,
-            _ => return Err(ApiError::bad_request("give both latitude and longitude, or neither").into()),
+            _ => {
+                return Err(
+                    ApiError::bad_request("give both latitude and longitude, or neither").into(),
+                );
+            }
         };
         let site = services(ctx)
             .registry
@@ -202,8 +288,10 @@ impl AdminMutation {
 
     async fn enroll_device(&self, ctx: &Context<'_>, input: DeviceInput) -> Result<Device> {
         require(ctx, &[Role::Admin])?;
-        let key = PublicKey::from_sec1_hex(&input.public_key).map_err(|e| ApiError::bad_request(format!("publicKey: {e}")))?;
-        let gln = Gln::parse(&input.site_gln).map_err(|e| ApiError::bad_request(format!("siteGln: {e}")))?;
+        let key = PublicKey::from_sec1_hex(&input.public_key)
+            .map_err(|e| ApiError::bad_request(format!("publicKey: {e}")))?;
+        let gln = Gln::parse(&input.site_gln)
+            .map_err(|e| ApiError::bad_request(format!("siteGln: {e}")))?;
         let d = services(ctx)
             .registry
             .enroll_device(&input.id, &key, &input.org_id, gln.as_str())
@@ -215,9 +303,14 @@ impl AdminMutation {
     async fn revoke_device(&self, ctx: &Context<'_>, id: String) -> Result<Device> {
         require(ctx, &[Role::Admin])?;
         let s = services(ctx);
-        s.registry.revoke_device(&id).await.map_err(ApiError::from)?;
+        s.registry
+            .revoke_device(&id)
+            .await
+            .map_err(ApiError::from)?;
         let d = s.registry.device(&id).await.map_err(ApiError::from)?;
-        Ok(device_out(d.ok_or_else(|| ApiError::new(crate::Code::NotFound, format!("device {id}")))?))
+        Ok(device_out(d.ok_or_else(|| {
+            ApiError::new(crate::Code::NotFound, format!("device {id}"))
+        })?))
     }
 
     /// Issues an API key for an organization, with the organization's role unless `role` is given.
@@ -231,17 +324,38 @@ impl AdminMutation {
     ) -> Result<IssuedApiKey> {
         require(ctx, &[Role::Admin])?;
         let s = services(ctx);
-        let org = s.registry.organization(&org_id).await.map_err(ApiError::from)?;
-        let org = org.ok_or_else(|| ApiError::new(crate::Code::NotFound, format!("organization {org_id}")))?;
-        let role = role.or_else(|| Role::parse(&org.role)).unwrap_or(Role::Pharmacy);
+        let org = s
+            .registry
+            .organization(&org_id)
+            .await
+            .map_err(ApiError::from)?;
+        let org = org.ok_or_else(|| {
+            ApiError::new(crate::Code::NotFound, format!("organization {org_id}"))
+        })?;
+        let role = role
+            .or_else(|| Role::parse(&org.role))
+            .unwrap_or(Role::Pharmacy);
         let expires = expires_in_days.map(|d| rxledger_store::now_ms() + i64::from(d) * 86_400_000);
-        let (token, row) = s.api_keys.issue(&org_id, role.as_str(), &label, expires).await.map_err(ApiError::from)?;
-        Ok(IssuedApiKey { id: row.id, token, org_id, role })
+        let (token, row) = s
+            .api_keys
+            .issue(&org_id, role.as_str(), &label, expires)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(IssuedApiKey {
+            id: row.id,
+            token,
+            org_id,
+            role,
+        })
     }
 
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: String) -> Result<bool> {
         require(ctx, &[Role::Admin])?;
-        services(ctx).api_keys.revoke(&id).await.map_err(ApiError::from)?;
+        services(ctx)
+            .api_keys
+            .revoke(&id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(true)
     }
 }

@@ -32,9 +32,15 @@ impl Role {
     }
 
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Manufacturer, Role::Wholesaler, Role::Pharmacy, Role::Regulator, Role::Admin]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [
+            Role::Manufacturer,
+            Role::Wholesaler,
+            Role::Pharmacy,
+            Role::Regulator,
+            Role::Admin,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 
@@ -42,13 +48,21 @@ impl Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
     Anonymous,
-    Key { key_id: String, org_id: String, role: Role },
+    Key {
+        key_id: String,
+        org_id: String,
+        role: Role,
+    },
 }
 
 impl Caller {
     pub fn from_principal(p: Principal) -> Caller {
         match Role::parse(&p.role) {
-            Some(role) => Caller::Key { key_id: p.key_id, org_id: p.org_id, role },
+            Some(role) => Caller::Key {
+                key_id: p.key_id,
+                org_id: p.org_id,
+                role,
+            },
             None => Caller::Anonymous,
         }
     }
@@ -77,7 +91,10 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
 pub fn require<'a>(ctx: &'a Context<'_>, roles: &[Role]) -> Result<&'a Caller, ApiError> {
     let c = caller(ctx);
     match c.role() {
-        None => Err(ApiError::new(Code::Unauthenticated, "this field needs an API key (Authorization: Bearer …)")),
+        None => Err(ApiError::new(
+            Code::Unauthenticated,
+            "this field needs an API key (Authorization: Bearer …)",
+        )),
         Some(r) if roles.contains(&r) => Ok(c),
         Some(r) => Err(ApiError::new(
             Code::Forbidden,

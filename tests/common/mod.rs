@@ -341,6 +341,11 @@ impl TestDevice {
         }
     }
 
+    /// The next receipt if one arrives, `None` if the connection's task ended.
+    pub async fn try_next_receipt(&mut self) -> Option<Receipt> {
+        self.receipts.recv().await
+    }
+
     pub async fn next_receipt(&mut self) -> Receipt {
         tokio::time::timeout(Duration::from_secs(20), self.receipts.recv())
             .await

@@ -161,6 +161,14 @@ pub fn open(bytes: &[u8], topic_device: &str) -> Result<Opened, EnvelopeError> {
     })
 }
 
+/// Reads the body of a logged entry without topic or signer checks (the entry was checked
+/// when it was appended; API state changes are signed by the log itself).
+pub fn read_body(bytes: &[u8]) -> Result<Body, EnvelopeError> {
+    let wire: Wire =
+        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Wire(e.to_string()))?;
+    serde_json::from_str(&wire.payload).map_err(|e| EnvelopeError::Body(e.to_string()))
+}
+
 impl Opened {
     /// Checks the signature over the exact payload bytes.
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {

@@ -204,7 +204,9 @@ pub struct StatusMark {
 /// Who holds the pack and where.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Custody {
-    /// Owning party (as sent, normalised to a GLN when it is one) or submitting organisation.
+    /// The `owning_party` destination of the last shipping/receiving (as the organisation the
+    /// [`SiteDirectory`] resolves it to, else its normalised id), or the submitting
+    /// organisation of a receiving event without one.
     pub owner: Option<String>,
     /// Location GLN (or URI).
     pub location: Option<String>,
@@ -270,10 +272,10 @@ impl PackState {
     /// Was the pack ever shipped to or received by this organisation (or its site)?
     pub fn was_sent_to(&self, org: &str, site: Option<&str>) -> bool {
         let org = normalise_party(org);
-        self.recipients.iter().any(|r| *r == org)
+        self.recipients.contains(&org)
             || site.is_some_and(|s| {
                 let s = normalise_party(s);
-                self.recipients.iter().any(|r| *r == s)
+                self.recipients.contains(&s)
             })
     }
 }
@@ -346,13 +348,14 @@ pub fn containers_of(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
     let mut out: Vec<EpcId> = Vec::new();
     for le in events {
         let e = &le.event;
-        if e.kind == EventKind::Aggregation && e.action != Action::Delete && e.children.contains(item)
+        if e.kind == EventKind::Aggregation
+            && e.action != Action::Delete
+            && e.children.contains(item)
+            && let Some(p) = &e.parent
+            && p != item
+            && !out.contains(p)
         {
-            if let Some(p) = &e.parent {
-                if p != item && !out.contains(p) {
-                    out.push(p.clone());
-                }
-            }
+            out.push(p.clone());
         }
     }
     out
@@ -484,10 +487,12 @@ pub fn derive_with(pack: &Sgtin, events: &[LoggedEvent], opts: &DeriveOptions<'_
     order.dedup_by_key(|le| le.index);
     let me = EpcId::Sgtin(pack.clone());
     let lot = first_commissioning(&me, order.iter().copied()).and_then(|e| e.event.lot.clone());
+    let tracked = container_closure(&me, events);
     let mut r = Replay {
         opts,
         me,
         lot,
+        tracked,
         parent_of: HashMap::new(),
         custodians: Vec::new(),
         shipments: Vec::new(),
@@ -517,6 +522,28 @@ pub fn derive_with(pack: &Sgtin, events: &[LoggedEvent], opts: &DeriveOptions<'_
     r.finish()
 }
 
+/// `item` and the containers it was ever in, transitively, up to [`MAX_NESTING`] levels.
+fn container_closure(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
+    let mut all = vec![item.clone()];
+    let mut level = all.clone();
+    for _ in 0..MAX_NESTING {
+        let mut next = Vec::new();
+        for id in &level {
+            for c in containers_of(id, events) {
+                if !all.contains(&c) {
+                    all.push(c.clone());
+                    next.push(c);
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    all
+}
+
 fn first_commissioning<'a>(
     me: &EpcId,
     events: impl Iterator<Item = &'a LoggedEvent>,
@@ -543,7 +570,9 @@ struct Replay<'o> {
     opts: &'o DeriveOptions<'o>,
     me: EpcId,
     lot: Option<Lot>,
-    /// child → (parent) as of the current replay time.
+    /// The pack and every container it was ever (transitively) aggregated into.
+    tracked: Vec<EpcId>,
+    /// child → parent as of the current replay time, for tracked ids.
     parent_of: HashMap<EpcId, EpcId>,
     /// Normalised ids allowed to ship the pack now (holder, and addressee while in transit).
     custodians: Vec<String>,
@@ -620,21 +649,23 @@ impl Replay<'_> {
         })
     }
 
+    /// Follows packing and unpacking, for the pack and its possible containers only: the
+    /// siblings in a case never matter, and skipping them keeps a derive cheap.
     fn restructure(&mut self, e: &Event) {
         let Some(parent) = &e.parent else { return };
         match e.action {
             Action::Add | Action::Observe => {
-                for c in &e.children {
-                    if c != parent {
-                        self.parent_of.insert(c.clone(), parent.clone());
+                for t in &self.tracked {
+                    if t != parent && e.children.contains(t) {
+                        self.parent_of.insert(t.clone(), parent.clone());
                     }
                 }
             }
             Action::Delete if e.children.is_empty() => self.parent_of.retain(|_, p| p != parent),
             Action::Delete => {
-                for c in &e.children {
-                    if self.parent_of.get(c) == Some(parent) {
-                        self.parent_of.remove(c);
+                for t in &self.tracked {
+                    if e.children.contains(t) && self.parent_of.get(t) == Some(parent) {
+                        self.parent_of.remove(t);
                     }
                 }
             }
@@ -723,7 +754,9 @@ impl Replay<'_> {
         let s = &mut self.state;
         let refusal = match &s.dispensed {
             _ if *via != Via::Direct => Some("an undo must name the pack itself".to_owned()),
-            None => Some(format!("entry {target} is not a current dispense of this pack")),
+            None => Some(format!(
+                "entry {target} is not a current dispense of this pack"
+            )),
             Some(d) if d.index != target => Some(format!(
                 "entry {target} is not the current dispense (entry {})",
                 d.index
@@ -765,7 +798,10 @@ impl Replay<'_> {
                 .map(|p| normalise_party(&p.id))
                 .collect()
         };
-        let (dest_owner, dest_loc) = (dest(SourceDestType::OwningParty), dest(SourceDestType::Location));
+        let (dest_owner, dest_loc) = (
+            dest(SourceDestType::OwningParty),
+            dest(SourceDestType::Location),
+        );
 
         if *via == Via::Direct && is_commissioning(e) {
             self.custodians = vec![org.clone()];
@@ -786,7 +822,11 @@ impl Replay<'_> {
                     message: format!(
                         "{} shipped the pack while {} held it",
                         le.org,
-                        self.state.custody.owner.as_deref().unwrap_or("another party")
+                        self.state
+                            .custody
+                            .owner
+                            .as_deref()
+                            .unwrap_or("another party")
                     ),
                     evidence,
                 });
@@ -814,14 +854,27 @@ impl Replay<'_> {
             c.in_transit = true;
             c.index = Some(le.index);
             if let Some(o) = dest_owner.first() {
-                c.owner = Some(o.clone());
+                c.owner = Some(
+                    self.opts
+                        .directory
+                        .organization(o)
+                        .unwrap_or_else(|| o.clone()),
+                );
             }
             if let Some(l) = dest_loc.first() {
                 c.location = Some(l.clone());
             }
         } else if e.biz_step == Some(BizStep::Receiving) {
             self.check_receipt(le, &org, site.as_deref(), here.as_deref());
-            let owner = dest_owner.first().cloned().unwrap_or_else(|| le.org.clone());
+            let owner = dest_owner
+                .first()
+                .map(|o| {
+                    self.opts
+                        .directory
+                        .organization(o)
+                        .unwrap_or_else(|| o.clone())
+                })
+                .unwrap_or_else(|| le.org.clone());
             self.custodians = vec![normalise_party(&owner), org.clone()];
             self.add_recipient(org);
             for id in dest_owner.iter().chain(&dest_loc).chain(site.iter()) {
@@ -837,7 +890,9 @@ impl Replay<'_> {
     }
 
     fn holds(&self, org: &str, site: Option<&str>) -> bool {
-        self.custodians.iter().any(|c| c == org || Some(c.as_str()) == site)
+        self.custodians
+            .iter()
+            .any(|c| c == org || Some(c.as_str()) == site)
             || self
                 .custodians
                 .iter()
@@ -845,7 +900,13 @@ impl Replay<'_> {
                 .any(|o| normalise_party(&o) == org)
     }
 
-    fn check_receipt(&mut self, le: &LoggedEvent, org: &str, site: Option<&str>, here: Option<&str>) {
+    fn check_receipt(
+        &mut self,
+        le: &LoggedEvent,
+        org: &str,
+        site: Option<&str>,
+        here: Option<&str>,
+    ) {
         let addressed = |d: &String| {
             d == org
                 || Some(d.as_str()) == site
@@ -865,7 +926,10 @@ impl Replay<'_> {
         }
         let (message, mut evidence) = match self.shipments.last() {
             None => (
-                format!("{} received the pack but no shipment of it was recorded before", le.org),
+                format!(
+                    "{} received the pack but no shipment of it was recorded before",
+                    le.org
+                ),
                 vec![],
             ),
             Some(s) => (
@@ -900,30 +964,31 @@ impl Replay<'_> {
             .or_else(|| event_location(&le.event));
         let Some(site) = site else { return };
         let t = le.event.event_time_ms;
-        if let Some(prev) = &self.last_sighting {
-            if prev.site != site {
-                let dt_ms = t - prev.time_ms;
-                let dir = self.opts.directory;
-                let impossible = match (dir.coordinates(&prev.site), dir.coordinates(&site)) {
-                    (Some(a), Some(b)) => {
-                        let km = haversine_km(a, b);
-                        km > 1.0
-                            && (dt_ms <= 0 || km / (dt_ms as f64 / 3_600_000.0) > self.opts.max_speed_kmh)
-                    }
-                    _ => dt_ms < UNKNOWN_SITE_MIN_GAP_MS,
-                };
-                if impossible {
-                    self.state.suspicions.push(Suspicion {
-                        code: Suspicion::IMPOSSIBLE_TRAVEL,
-                        message: format!(
-                            "seen at {} and {} site {} s apart",
-                            prev.site,
-                            site,
-                            dt_ms / 1000
-                        ),
-                        evidence: vec![prev.index, le.index],
-                    });
+        if let Some(prev) = &self.last_sighting
+            && prev.site != site
+        {
+            let dt_ms = t - prev.time_ms;
+            let dir = self.opts.directory;
+            let impossible = match (dir.coordinates(&prev.site), dir.coordinates(&site)) {
+                (Some(a), Some(b)) => {
+                    let km = haversine_km(a, b);
+                    km > 1.0
+                        && (dt_ms <= 0
+                            || km / (dt_ms as f64 / 3_600_000.0) > self.opts.max_speed_kmh)
                 }
+                _ => dt_ms < UNKNOWN_SITE_MIN_GAP_MS,
+            };
+            if impossible {
+                self.state.suspicions.push(Suspicion {
+                    code: Suspicion::IMPOSSIBLE_TRAVEL,
+                    message: format!(
+                        "seen at {} and {} site {} s apart",
+                        prev.site,
+                        site,
+                        dt_ms / 1000
+                    ),
+                    evidence: vec![prev.index, le.index],
+                });
             }
         }
         self.last_sighting = Some(Sighting {
@@ -947,7 +1012,9 @@ impl Replay<'_> {
         let (status, index) = match (&s.commissioning, ranked.iter().find(|(_, m)| m.is_some())) {
             (None, _) => (PackStatus::Unknown, None),
             (Some(_), Some((st, m))) => (*st, m.as_ref().map(|m| m.index)),
-            (Some(c), None) if s.custody.in_transit => (PackStatus::InTransit, s.custody.index.or(Some(c.index))),
+            (Some(c), None) if s.custody.in_transit => {
+                (PackStatus::InTransit, s.custody.index.or(Some(c.index)))
+            }
             (Some(c), None) => (PackStatus::Active, s.custody.index.or(Some(c.index))),
         };
         s.status = status;
@@ -983,10 +1050,11 @@ pub fn normalise_party(id: &str) -> String {
     let lower = id.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("urn:epc:id:pgln:") {
         let digits: String = rest.chars().filter(|c| *c != '.').collect();
-        if digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            if let Some(cd) = gs1::check_digit(&digits) {
-                return format!("{digits}{cd}");
-            }
+        if digits.len() == 12
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Some(cd) = gs1::check_digit(&digits)
+        {
+            return format!("{digits}{cd}");
         }
     } else if lower.starts_with("urn:epc:id:sgln:") {
         if let Ok(EpcId::Sgln(s)) = gs1::parse_epc(id) {
@@ -1011,4 +1079,658 @@ fn haversine_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+}
+
+/// Event builders shared by the unit tests of `pack` and `verdict`.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::collections::HashMap;
+
+    use serde_json::{Value, json};
+
+    use super::LoggedEvent;
+    use crate::epcis::{format_time, parse_event, parse_time};
+    use crate::gs1::{EpcId, Gln, Gtin, Sgtin, Sscc, check_digit, parse_epc};
+
+    pub const GTIN: &str = "09506000134352";
+    pub const MINUTE: i64 = 60_000;
+    pub const DAY: i64 = 86_400_000;
+
+    pub fn t0() -> i64 {
+        parse_time("2025-01-06T08:00:00Z").unwrap()
+    }
+
+    pub fn at(minutes: i64) -> i64 {
+        t0() + minutes * MINUTE
+    }
+
+    pub fn gtin() -> Gtin {
+        Gtin::parse(GTIN).unwrap()
+    }
+
+    pub fn sgtin(serial: &str) -> Sgtin {
+        match parse_epc(&pack_uri(serial)).unwrap() {
+            EpcId::Sgtin(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn pack_uri(serial: &str) -> String {
+        format!("https://id.gs1.org/01/{GTIN}/21/{serial}")
+    }
+
+    pub fn with_cd(body: &str) -> String {
+        format!("{body}{}", check_digit(body).unwrap())
+    }
+
+    pub fn sscc(n: u32) -> Sscc {
+        Sscc::parse(&with_cd(&format!("09506000{n:09}"))).unwrap()
+    }
+
+    pub fn sscc_uri(n: u32) -> String {
+        format!("https://id.gs1.org/00/{}", sscc(n))
+    }
+
+    pub fn gln(n: u32) -> Gln {
+        Gln::parse(&with_cd(&format!("9506000{n:05}"))).unwrap()
+    }
+
+    pub fn pgln(n: u32) -> String {
+        format!("urn:epc:id:pgln:9506000.{n:05}")
+    }
+
+    pub fn sgln(n: u32) -> String {
+        format!("urn:epc:id:sgln:9506000.{n:05}.0")
+    }
+
+    /// Sites 1..=4: manufacturer (Paris), wholesaler (Lyon), pharmacy-a (Marseille),
+    /// pharmacy-b (Berlin).
+    pub fn directory() -> HashMap<String, (String, Option<(f64, f64)>)> {
+        [
+            (1, "mah", (48.85, 2.35)),
+            (2, "wholesaler", (45.76, 4.84)),
+            (3, "pharmacy-a", (43.30, 5.37)),
+            (4, "pharmacy-b", (52.52, 13.40)),
+        ]
+        .into_iter()
+        .map(|(n, org, c)| (gln(n).to_string(), (org.to_owned(), Some(c))))
+        .collect()
+    }
+
+    pub fn org_site(org: &str) -> u32 {
+        match org {
+            "mah" => 1,
+            "wholesaler" => 2,
+            "pharmacy-a" => 3,
+            "pharmacy-b" => 4,
+            _ => 9,
+        }
+    }
+
+    fn base(kind: &str, action: &str, time_ms: i64) -> Value {
+        json!({
+            "type": kind,
+            "action": action,
+            "eventTime": format_time(time_ms),
+            "eventTimeZoneOffset": "+00:00",
+        })
+    }
+
+    pub fn commission(serials: &[&str], time_ms: i64, lot: &str, expiry: &str) -> Value {
+        let mut e = base("ObjectEvent", "ADD", time_ms);
+        e["epcList"] = json!(serials.iter().map(|s| pack_uri(s)).collect::<Vec<_>>());
+        e["bizStep"] = json!("commissioning");
+        e["disposition"] = json!("active");
+        e["bizLocation"] = json!({"id": sgln(1)});
+        e["ilmd"] = json!({"cbvmda:lotNumber": lot, "cbvmda:itemExpirationDate": expiry});
+        e
+    }
+
+    pub fn aggregate(action: &str, parent: &str, children: &[String], time_ms: i64) -> Value {
+        let mut e = base("AggregationEvent", action, time_ms);
+        e["parentID"] = json!(parent);
+        e["childEPCs"] = json!(children);
+        e["bizStep"] = json!(if action == "DELETE" {
+            "unpacking"
+        } else {
+            "packing"
+        });
+        e
+    }
+
+    pub fn ship(epcs: &[String], time_ms: i64, from: u32, to: u32) -> Value {
+        let mut e = base("ObjectEvent", "OBSERVE", time_ms);
+        e["epcList"] = json!(epcs);
+        e["bizStep"] = json!("shipping");
+        e["disposition"] = json!("in_transit");
+        e["readPoint"] = json!({"id": sgln(from)});
+        e["sourceList"] = json!([
+            {"type": "owning_party", "source": pgln(from)},
+            {"type": "location", "source": sgln(from)},
+        ]);
+        e["destinationList"] = json!([
+            {"type": "owning_party", "destination": pgln(to)},
+            {"type": "location", "destination": sgln(to)},
+        ]);
+        e
+    }
+
+    pub fn receive(epcs: &[String], time_ms: i64, at_site: u32) -> Value {
+        let mut e = base("ObjectEvent", "OBSERVE", time_ms);
+        e["epcList"] = json!(epcs);
+        e["bizStep"] = json!("receiving");
+        e["disposition"] = json!("active");
+        e["bizLocation"] = json!({"id": sgln(at_site)});
+        e
+    }
+
+    pub fn observe(epcs: &[String], time_ms: i64, disposition: &str) -> Value {
+        let mut e = base("ObjectEvent", "OBSERVE", time_ms);
+        e["epcList"] = json!(epcs);
+        e["disposition"] = json!(disposition);
+        e
+    }
+
+    /// A ledger entry submitted by `org` from its own site.
+    pub fn logged(index: u64, json: &Value, org: &str) -> LoggedEvent {
+        LoggedEvent {
+            index,
+            event: parse_event(json).unwrap_or_else(|e| panic!("{e}: {json}")),
+            org: org.to_owned(),
+            site: Some(gln(org_site(org)).to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::fixtures::*;
+    use super::*;
+    use crate::verdict::{dispense_event, undo_dispense_event};
+
+    fn packs(serials: &[&str]) -> Vec<String> {
+        serials.iter().map(|s| pack_uri(s)).collect()
+    }
+
+    fn codes(s: &PackState) -> Vec<&'static str> {
+        s.suspicions.iter().map(|x| x.code).collect()
+    }
+
+    /// Commissioned at the manufacturer, packed in case 1, case 1 on pallet 100.
+    fn packed() -> Vec<LoggedEvent> {
+        vec![
+            logged(
+                1,
+                &commission(&["A", "B"], at(0), "L1", "2030-12-31"),
+                "mah",
+            ),
+            logged(
+                2,
+                &aggregate("ADD", &sscc_uri(1), &packs(&["A", "B"]), at(10)),
+                "mah",
+            ),
+            logged(
+                3,
+                &aggregate("ADD", &sscc_uri(100), &[sscc_uri(1)], at(20)),
+                "mah",
+            ),
+        ]
+    }
+
+    fn derive_dir(events: &[LoggedEvent]) -> PackState {
+        let dir = directory();
+        derive_with(
+            &sgtin("A"),
+            events,
+            &DeriveOptions {
+                directory: &dir,
+                ..DeriveOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn commissioning_sets_owner_lot_and_expiry() {
+        let s = derive(&sgtin("A"), &packed()[..1]);
+        let c = s.commissioning.as_ref().unwrap();
+        assert_eq!((c.index, c.org.as_str()), (1, "mah"));
+        assert_eq!(c.lot.as_ref().unwrap().as_str(), "L1");
+        assert_eq!(c.expiry, CalendarDate::new(2030, 12, 31));
+        assert_eq!(s.status, PackStatus::Active);
+        assert_eq!(s.custody.owner.as_deref(), Some("mah"));
+        assert_eq!(s.custody.location, Some(gln(1).to_string()));
+        assert!(s.suspicions.is_empty());
+        assert_eq!(derive(&sgtin("Z"), &packed()).status, PackStatus::Unknown);
+    }
+
+    #[test]
+    fn moves_are_inherited_through_case_and_pallet() {
+        let mut ev = packed();
+        ev.push(logged(4, &ship(&[sscc_uri(100)], at(60), 1, 2), "mah"));
+        let s = derive_dir(&ev);
+        assert_eq!(s.status, PackStatus::InTransit);
+        assert_eq!(s.container, Some(EpcId::Sscc(sscc(1))));
+        let last = s.history.last().unwrap();
+        assert_eq!(last.index, 4);
+        assert_eq!(last.via, Via::Container(EpcId::Sscc(sscc(100))));
+        assert_eq!(s.history[2].via, Via::Container(EpcId::Sscc(sscc(1))));
+        assert_eq!(s.custody.owner.as_deref(), Some("wholesaler"));
+        assert_eq!(
+            derive(&sgtin("A"), &ev).custody.owner,
+            Some(gln(2).to_string())
+        );
+
+        ev.push(logged(
+            5,
+            &receive(&[sscc_uri(100)], at(300), 2),
+            "wholesaler",
+        ));
+        let s = derive_dir(&ev);
+        assert_eq!(s.status, PackStatus::Active);
+        assert_eq!(s.custody.owner.as_deref(), Some("wholesaler"));
+        assert_eq!(s.custody.location, Some(gln(2).to_string()));
+        assert!(s.suspicions.is_empty(), "{:?}", s.suspicions);
+        assert!(s.was_sent_to("wholesaler", None));
+        assert!(!s.was_sent_to("pharmacy-a", None));
+    }
+
+    #[test]
+    fn unpacking_ends_inheritance() {
+        let mut ev = packed();
+        // Pallet unpacked (no children: all out), then the pallet id is reported stolen.
+        ev.push(logged(
+            4,
+            &aggregate("DELETE", &sscc_uri(100), &[], at(30)),
+            "mah",
+        ));
+        ev.push(logged(
+            5,
+            &observe(&[sscc_uri(100)], at(40), "stolen"),
+            "mah",
+        ));
+        let s = derive(&sgtin("A"), &ev);
+        assert!(s.stolen.is_none());
+        assert_eq!(s.container, Some(EpcId::Sscc(sscc(1))));
+        // Pack A taken out of case 1; the case is then stolen with B still inside.
+        ev.push(logged(
+            6,
+            &aggregate("DELETE", &sscc_uri(1), &packs(&["A"]), at(50)),
+            "mah",
+        ));
+        ev.push(logged(7, &observe(&[sscc_uri(1)], at(60), "stolen"), "mah"));
+        let a = derive(&sgtin("A"), &ev);
+        assert!(a.stolen.is_none());
+        assert_eq!(a.container, None);
+        let b = derive(&sgtin("B"), &ev);
+        assert_eq!(b.stolen.as_ref().map(|m| m.index), Some(7));
+        assert_eq!(b.status, PackStatus::Stolen);
+    }
+
+    #[test]
+    fn moves_before_packing_are_not_inherited() {
+        let mut ev = packed();
+        ev.push(logged(4, &observe(&[sscc_uri(1)], at(5), "stolen"), "mah"));
+        assert!(derive(&sgtin("A"), &ev).stolen.is_none());
+    }
+
+    #[test]
+    fn receipt_arriving_before_its_shipping_is_fine_once_both_are_in() {
+        let mut ev = packed();
+        // The receiving reaches the ledger first (index 4) but happened after the shipping.
+        ev.push(logged(
+            4,
+            &receive(&[sscc_uri(100)], at(300), 2),
+            "wholesaler",
+        ));
+        let s = derive_dir(&ev);
+        assert_eq!(codes(&s), [Suspicion::RECEIVED_WITHOUT_SHIPMENT]);
+        assert_eq!(s.suspicions[0].evidence, [4]);
+
+        ev.push(logged(5, &ship(&[sscc_uri(100)], at(60), 1, 2), "mah"));
+        let s = derive_dir(&ev);
+        assert!(s.suspicions.is_empty(), "{:?}", s.suspicions);
+        assert_eq!(s.status, PackStatus::Active);
+        assert_eq!(s.custody.index, Some(4));
+    }
+
+    #[test]
+    fn receiving_a_pack_shipped_to_someone_else() {
+        let mut ev = packed();
+        ev.push(logged(4, &ship(&packs(&["A"]), at(60), 1, 2), "mah"));
+        ev.push(logged(
+            5,
+            &receive(&packs(&["A"]), at(300), 3),
+            "pharmacy-a",
+        ));
+        let s = derive_dir(&ev);
+        assert_eq!(codes(&s), [Suspicion::RECEIVED_WITHOUT_SHIPMENT]);
+        assert_eq!(s.suspicions[0].evidence, [4, 5]);
+    }
+
+    #[test]
+    fn shipping_a_pack_you_do_not_hold() {
+        let mut ev = packed();
+        ev.push(logged(
+            4,
+            &ship(&packs(&["A"]), at(600), 4, 3),
+            "pharmacy-b",
+        ));
+        let s = derive_dir(&ev);
+        assert_eq!(codes(&s), [Suspicion::SHIPPED_NOT_HELD]);
+        assert_eq!(s.suspicions[0].evidence, [1, 4]);
+        // The rightful holder shipping is fine, and so is the addressee forwarding it.
+        let mut ev = packed();
+        ev.push(logged(4, &ship(&packs(&["A"]), at(60), 1, 2), "mah"));
+        ev.push(logged(
+            5,
+            &ship(&packs(&["A"]), at(600), 2, 3),
+            "wholesaler",
+        ));
+        assert!(derive_dir(&ev).suspicions.is_empty());
+    }
+
+    #[test]
+    fn dispensed_twice_keeps_the_first_dispense() {
+        let mut ev = packed();
+        let d1 = dispense_event(&sgtin("A"), &gln(3), at(1000));
+        let d2 = dispense_event(&sgtin("A"), &gln(4), at(3000));
+        ev.push(logged(4, &d1, "pharmacy-a"));
+        ev.push(logged(5, &d2, "pharmacy-b"));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!(s.status, PackStatus::Dispensed);
+        assert_eq!(s.status_index, Some(4));
+        let d = s.dispensed.as_ref().unwrap();
+        assert_eq!((d.index, d.org.as_str()), (4, "pharmacy-a"));
+        assert_eq!(codes(&s), [Suspicion::DISPENSED_TWICE]);
+        assert_eq!(s.suspicions[0].evidence, [4, 5]);
+    }
+
+    #[test]
+    fn impossible_travel_with_coordinates() {
+        let mut ev = packed();
+        // Marseille then Berlin (~1,200 km) 30 minutes apart.
+        ev.push(logged(
+            4,
+            &observe(&packs(&["A"]), at(100), "active"),
+            "pharmacy-a",
+        ));
+        ev.push(logged(
+            5,
+            &observe(&packs(&["A"]), at(130), "active"),
+            "pharmacy-b",
+        ));
+        let s = derive_dir(&ev);
+        assert_eq!(codes(&s), [Suspicion::IMPOSSIBLE_TRAVEL]);
+        assert_eq!(s.suspicions[0].evidence, [4, 5]);
+        // Five hours apart is a flight.
+        ev[4] = logged(5, &observe(&packs(&["A"]), at(400), "active"), "pharmacy-b");
+        assert!(derive_dir(&ev).suspicions.is_empty());
+    }
+
+    #[test]
+    fn impossible_travel_without_coordinates() {
+        let mut ev = packed();
+        let seen = |index: u64, time_ms: i64, site: u32| {
+            let mut le = logged(index, &observe(&packs(&["A"]), time_ms, "active"), "x");
+            le.site = Some(gln(site).to_string());
+            le
+        };
+        ev.push(seen(4, at(100), 7));
+        ev.push(seen(5, at(100) + 30_000, 8));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!(codes(&s), [Suspicion::IMPOSSIBLE_TRAVEL]);
+        ev[4] = seen(5, at(102), 8);
+        assert!(derive(&sgtin("A"), &ev).suspicions.is_empty());
+    }
+
+    #[test]
+    fn undo_by_the_dispenser_within_the_window() {
+        let mut ev = packed();
+        ev.push(logged(
+            4,
+            &dispense_event(&sgtin("A"), &gln(3), at(1000)),
+            "pharmacy-a",
+        ));
+        ev.push(logged(
+            5,
+            &undo_dispense_event(&sgtin("A"), 4, &gln(3), at(1000) + DAY),
+            "pharmacy-a",
+        ));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!(undo_target(&ev[4].event), Some(4));
+        assert_eq!(s.status, PackStatus::Active);
+        assert!(s.dispensed.is_none());
+        assert_eq!(s.undone_dispenses[0].index, 4);
+        assert!(s.suspicions.is_empty());
+        // It can be dispensed again afterwards without DISPENSED_TWICE.
+        ev.push(logged(
+            6,
+            &dispense_event(&sgtin("A"), &gln(3), at(1000) + 2 * DAY),
+            "pharmacy-a",
+        ));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!(s.dispensed.as_ref().map(|d| d.index), Some(6));
+        assert!(s.suspicions.is_empty());
+    }
+
+    #[test]
+    fn invalid_undos_are_ignored_and_recorded() {
+        let base = {
+            let mut ev = packed();
+            ev.push(logged(
+                4,
+                &dispense_event(&sgtin("A"), &gln(3), at(1000)),
+                "pharmacy-a",
+            ));
+            ev
+        };
+        let cases = [
+            (
+                undo_dispense_event(&sgtin("A"), 4, &gln(4), at(1100)),
+                "pharmacy-b",
+            ),
+            (
+                undo_dispense_event(&sgtin("A"), 4, &gln(3), at(1000) + 11 * DAY),
+                "pharmacy-a",
+            ),
+            (
+                undo_dispense_event(&sgtin("A"), 3, &gln(3), at(1100)),
+                "pharmacy-a",
+            ),
+        ];
+        for (undo, org) in cases {
+            let mut ev = base.clone();
+            ev.push(logged(5, &undo, org));
+            let s = derive(&sgtin("A"), &ev);
+            assert_eq!(s.status, PackStatus::Dispensed, "{org}");
+            assert_eq!(codes(&s), [Suspicion::UNDO_REJECTED]);
+        }
+    }
+
+    #[test]
+    fn lot_recall_reaches_packs_inside_cases_but_not_other_lots() {
+        let mut ev = packed();
+        let recall = crate::verdict::recall_lot_event(
+            &gtin(),
+            &crate::gs1::Lot::parse("L1").unwrap(),
+            7,
+            &gln(1),
+            at(500),
+        )
+        .unwrap();
+        ev.push(logged(4, &recall, "mah"));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!(s.status, PackStatus::Recalled);
+        assert_eq!(s.container, Some(EpcId::Sscc(sscc(1))));
+        assert!(matches!(
+            s.history.last().unwrap().via,
+            Via::Class(EpcId::Lgtin { .. })
+        ));
+
+        let mut other = vec![logged(
+            1,
+            &commission(&["A"], at(0), "L2", "2030-12-31"),
+            "mah",
+        )];
+        other.push(logged(4, &recall, "mah"));
+        assert_eq!(derive(&sgtin("A"), &other).status, PackStatus::Active);
+    }
+
+    #[test]
+    fn statuses_from_cbv_vocabulary_and_precedence() {
+        let one = |json: Value| {
+            let mut ev = packed();
+            ev.push(logged(4, &json, "mah"));
+            derive(&sgtin("A"), &ev)
+        };
+        assert_eq!(
+            one(observe(&packs(&["A"]), at(50), "destroyed")).status,
+            PackStatus::Destroyed
+        );
+        assert_eq!(
+            one(observe(&packs(&["A"]), at(50), "expired")).status,
+            PackStatus::Expired
+        );
+        assert_eq!(
+            one(observe(&packs(&["A"]), at(50), "inactive")).status,
+            PackStatus::Decommissioned
+        );
+        let mut gone = observe(&packs(&["A"]), at(50), "inactive");
+        gone["bizStep"] = json!("decommissioning");
+        assert_eq!(one(gone).decommissioned.as_ref().map(|m| m.index), Some(4));
+        let mut deleted = observe(&packs(&["A"]), at(50), "inactive");
+        deleted["action"] = json!("DELETE");
+        deleted.as_object_mut().unwrap().remove("disposition");
+        assert_eq!(one(deleted).status, PackStatus::Decommissioned);
+
+        // Recalled then destroyed: both kept, destroyed wins the summary.
+        let mut ev = packed();
+        ev.push(logged(
+            4,
+            &observe(&packs(&["A"]), at(50), "recalled"),
+            "mah",
+        ));
+        ev.push(logged(
+            5,
+            &observe(&packs(&["A"]), at(60), "destroyed"),
+            "mah",
+        ));
+        let s = derive(&sgtin("A"), &ev);
+        assert_eq!((s.status, s.status_index), (PackStatus::Destroyed, Some(5)));
+        assert!(s.recalled.is_some());
+    }
+
+    #[test]
+    fn duplicate_entries_count_once() {
+        let mut ev = packed();
+        let d = logged(
+            4,
+            &dispense_event(&sgtin("A"), &gln(3), at(1000)),
+            "pharmacy-a",
+        );
+        ev.push(d.clone());
+        ev.push(d);
+        let s = derive(&sgtin("A"), &ev);
+        assert!(s.suspicions.is_empty());
+        assert_eq!(s.history.len(), 4);
+    }
+
+    #[test]
+    fn the_store_can_walk_the_container_closure() {
+        let ev = packed();
+        let me = EpcId::Sgtin(sgtin("A"));
+        assert_eq!(containers_of(&me, &ev), [EpcId::Sscc(sscc(1))]);
+        assert_eq!(
+            containers_of(&EpcId::Sscc(sscc(1)), &ev),
+            [EpcId::Sscc(sscc(100))]
+        );
+        assert!(containers_of(&EpcId::Sscc(sscc(100)), &ev).is_empty());
+        assert_eq!(
+            classes_of(&sgtin("A"), &ev),
+            [
+                EpcId::Lgtin {
+                    gtin: gtin(),
+                    lot: crate::gs1::Lot::parse("L1").unwrap()
+                },
+                EpcId::GtinClass(gtin())
+            ]
+        );
+        assert_eq!(named_ids(&ev[1].event).len(), 3);
+    }
+
+    struct Registry {
+        owner: Option<&'static str>,
+        existing: Option<u64>,
+    }
+
+    impl IngestContext for Registry {
+        fn brand_owner(&self, _: &Gtin) -> Option<String> {
+            self.owner.map(str::to_owned)
+        }
+        fn already_commissioned(&self, s: &Sgtin) -> Option<u64> {
+            self.existing.filter(|_| s.serial.as_str() == "B")
+        }
+    }
+
+    #[test]
+    fn ingest_rules() {
+        let ok = Registry {
+            owner: Some("mah"),
+            existing: None,
+        };
+        let c = logged(
+            1,
+            &commission(&["A", "B"], at(0), "L1", "2030-12-31"),
+            "mah",
+        )
+        .event;
+        assert_eq!(commissioned_sgtins(&c), [sgtin("A"), sgtin("B")]);
+        assert_eq!(check_ingest(&c, "mah", &ok), Ok(()));
+
+        let err = check_ingest(&c, "pharmacy-a", &ok).unwrap_err();
+        assert_eq!(err.code, RuleViolation::NOT_BRAND_OWNER);
+        let unknown = Registry {
+            owner: None,
+            existing: None,
+        };
+        assert_eq!(
+            check_ingest(&c, "mah", &unknown).unwrap_err().code,
+            RuleViolation::UNKNOWN_PRODUCT
+        );
+        let seen = Registry {
+            owner: Some("mah"),
+            existing: Some(42),
+        };
+        let err = check_ingest(&c, "mah", &seen).unwrap_err();
+        assert_eq!(
+            (err.code, err.evidence),
+            (RuleViolation::SERIAL_ALREADY_COMMISSIONED, vec![42])
+        );
+        let twice = logged(
+            1,
+            &commission(&["A", "A"], at(0), "L1", "2030-12-31"),
+            "mah",
+        )
+        .event;
+        assert_eq!(
+            check_ingest(&twice, "mah", &ok).unwrap_err().code,
+            RuleViolation::SERIAL_ALREADY_COMMISSIONED
+        );
+        // Anything that is not a commissioning is accepted, even from a stranger.
+        let d = logged(2, &dispense_event(&sgtin("B"), &gln(3), at(9)), "x").event;
+        assert!(commissioned_sgtins(&d).is_empty());
+        assert_eq!(check_ingest(&d, "x", &seen), Ok(()));
+    }
+
+    #[test]
+    fn party_ids_normalise_to_glns() {
+        let g = gln(2).to_string();
+        assert_eq!(normalise_party(&pgln(2)), g);
+        assert_eq!(normalise_party(&sgln(2)), g);
+        assert_eq!(normalise_party(&format!("https://id.gs1.org/414/{g}")), g);
+        assert_eq!(normalise_party(&format!("https://id.gs1.org/417/{g}")), g);
+        assert_eq!(normalise_party(" acme "), "acme");
+    }
 }

@@ -53,8 +53,8 @@ use serde_json::{Value, json};
 use crate::epcis::format_time;
 use crate::gs1::{CalendarDate, EpcId, Gln, Gs1Error, Gtin, Lot, ScannedCode, Serial, Sgtin};
 use crate::pack::{
-    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleViolation,
-    StatusMark, UNDO_TRANSACTION_TYPE,
+    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleViolation, StatusMark,
+    UNDO_TRANSACTION_TYPE,
 };
 
 /// Why a pack may or may not be dispensed. Declared from most to least severe within a
@@ -281,22 +281,22 @@ pub fn verdict(
 
     let mut genuine = serialised && product_known && commissioning.is_some();
     if let (true, Some(c)) = (serialised, commissioning) {
-        if let (Some(scan_lot), Some(lot)) = (&scanned.lot, &c.lot) {
-            if scan_lot != lot {
-                genuine = false;
-                let hint = if scan_lot.as_str().eq_ignore_ascii_case(lot.as_str()) {
-                    " Only the letter case differs: check the scanner's keyboard settings."
-                } else {
-                    ""
-                };
-                add(
-                    VerdictCode::BatchMismatch,
-                    format!(
-                        "Batch mismatch: the pack says {scan_lot}, the manufacturer registered {lot}. Do not dispense.{hint}"
-                    ),
-                    vec![c.index],
-                );
-            }
+        if let (Some(scan_lot), Some(lot)) = (&scanned.lot, &c.lot)
+            && scan_lot != lot
+        {
+            genuine = false;
+            let hint = if scan_lot.as_str().eq_ignore_ascii_case(lot.as_str()) {
+                " Only the letter case differs: check the scanner's keyboard settings."
+            } else {
+                ""
+            };
+            add(
+                VerdictCode::BatchMismatch,
+                format!(
+                    "Batch mismatch: the pack says {scan_lot}, the manufacturer registered {lot}. Do not dispense.{hint}"
+                ),
+                vec![c.index],
+            );
         }
         if let (Some(scan_exp), Some(exp)) = (&scanned.expiry, &c.expiry) {
             let scanned_day = scan_exp.last_valid_day(year);
@@ -379,14 +379,13 @@ pub fn verdict(
 
     if let (Role::Pharmacy, Some(org), Some(s), true) =
         (viewer.role, viewer.org, state, commissioning.is_some())
+        && !s.was_sent_to(org, viewer.site)
     {
-        if !s.was_sent_to(org, viewer.site) {
-            add(
+        add(
                 VerdictCode::NotInYourCustody,
                 "This pack was never shipped to your pharmacy. You may dispense it, but check where it came from.".into(),
                 vec![],
             );
-        }
     }
 
     if genuine {
@@ -398,7 +397,9 @@ pub fn verdict(
     }
 
     reasons.sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
-    let primary = reasons.first().map_or(VerdictCode::UnknownSerial, |r| r.code);
+    let primary = reasons
+        .first()
+        .map_or(VerdictCode::UnknownSerial, |r| r.code);
     let dispensable = genuine && reasons.iter().all(|r| r.severity <= Severity::Warning);
     let product = scanned.gtin.as_ref().map(|gtin| ProductInfo {
         gtin: commissioning
@@ -572,7 +573,13 @@ pub fn undo_dispense_event(sgtin: &Sgtin, dispense_index: u64, site: &Gln, now_m
 
 /// Packs or containers reported stolen; packs inside a reported container inherit it.
 pub fn stolen_event(items: &[EpcId], site: &Gln, now_ms: i64) -> Result<Value, BuildError> {
-    Ok(object_event(instance_uris(items)?, None, "stolen", site, now_ms))
+    Ok(object_event(
+        instance_uris(items)?,
+        None,
+        "stolen",
+        site,
+        now_ms,
+    ))
 }
 
 /// Packs or containers destroyed.
@@ -676,4 +683,439 @@ fn year_of_day(days: i64) -> u16 {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     u16::try_from(year.clamp(0, 9999)).unwrap_or(2000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::epcis::{event_hash_id, parse_event};
+    use crate::gs1::parse_code;
+    use crate::pack::fixtures::{self, *};
+    use crate::pack::{LoggedEvent, derive};
+
+    fn scan(serial: &str, lot: &str, expiry: &str) -> ScannedCode {
+        parse_code(&format!("(01){GTIN}(17){expiry}(10){lot}(21){serial}")).unwrap()
+    }
+
+    fn history() -> Vec<LoggedEvent> {
+        vec![
+            logged(1, &commission(&["A"], at(0), "L1", "2030-12-31"), "mah"),
+            logged(2, &ship(&[fixtures::pack_uri("A")], at(60), 1, 3), "mah"),
+            logged(
+                3,
+                &receive(&[fixtures::pack_uri("A")], at(600), 3),
+                "pharmacy-a",
+            ),
+        ]
+    }
+
+    fn with(extra: &[(u64, serde_json::Value, &str)]) -> PackState {
+        let mut ev = history();
+        ev.extend(extra.iter().map(|(i, j, o)| logged(*i, j, o)));
+        derive(&sgtin("A"), &ev)
+    }
+
+    fn now() -> i64 {
+        at(0) + 30 * DAY
+    }
+
+    fn pharmacy(org: &str) -> Viewer<'_> {
+        Viewer::org(org, Role::Pharmacy)
+    }
+
+    fn codes(v: &Verdict) -> Vec<VerdictCode> {
+        v.reasons.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn genuine_pack_in_your_custody_is_dispensable() {
+        let s = with(&[]);
+        let v = verdict(
+            &scan("A", "L1", "301231"),
+            Some(&s),
+            true,
+            now(),
+            pharmacy("pharmacy-a"),
+        );
+        assert_eq!(codes(&v), [VerdictCode::Authentic]);
+        assert!(v.dispensable);
+        assert_eq!(v.status, Some(PackStatus::Active));
+        let p = v.product.unwrap();
+        assert_eq!(
+            (p.lot.unwrap().as_str(), p.expiry),
+            ("L1", CalendarDate::new(2030, 12, 31))
+        );
+        // Day 00 means the end of the month, so 301200 matches 2030-12-31.
+        let v = verdict(
+            &scan("A", "L1", "301200"),
+            Some(&s),
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(codes(&v), [VerdictCode::Authentic]);
+    }
+
+    #[test]
+    fn unknown_product_and_unknown_serial() {
+        let v = verdict(
+            &scan("Q", "L1", "301231"),
+            None,
+            false,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(v.primary, VerdictCode::UnknownProduct);
+        assert_eq!(
+            codes(&v),
+            [VerdictCode::UnknownProduct, VerdictCode::UnknownSerial]
+        );
+        assert!(!v.dispensable);
+        let v = verdict(
+            &scan("Q", "L1", "301231"),
+            None,
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(codes(&v), [VerdictCode::UnknownSerial]);
+        assert_eq!(v.reasons[0].severity, Severity::Alert);
+        assert_eq!(VerdictCode::UnknownSerial.emvs_alert(), Some("A3"));
+    }
+
+    #[test]
+    fn codes_without_serial_cannot_be_verified() {
+        let gtin_only = parse_code(&format!("(01){GTIN}")).unwrap();
+        let v = verdict(&gtin_only, None, true, now(), Viewer::anonymous());
+        assert_eq!(codes(&v), [VerdictCode::NoSerial]);
+        assert!(!v.dispensable);
+        let sscc_only = parse_code(&format!("(00){}", sscc(1))).unwrap();
+        let v = verdict(&sscc_only, None, true, now(), Viewer::anonymous());
+        assert_eq!(codes(&v), [VerdictCode::NoSerial]);
+        assert!(v.product.is_none());
+    }
+
+    #[test]
+    fn batch_and_expiry_mismatch() {
+        let s = with(&[]);
+        let v = verdict(
+            &scan("A", "l1", "301231"),
+            Some(&s),
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(codes(&v), [VerdictCode::BatchMismatch]);
+        assert!(v.reasons[0].message.contains("letter case"));
+        assert!(!v.dispensable);
+        let v = verdict(
+            &scan("A", "L1", "301130"),
+            Some(&s),
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(codes(&v), [VerdictCode::ExpiryMismatch]);
+        assert_eq!(v.reasons[0].evidence, [1]);
+    }
+
+    #[test]
+    fn expired_by_date_or_by_event() {
+        let s = with(&[]);
+        let after = parse_time_ms("2031-01-01T00:00:00Z");
+        let v = verdict(
+            &scan("A", "L1", "301231"),
+            Some(&s),
+            true,
+            after,
+            Viewer::anonymous(),
+        );
+        assert_eq!(codes(&v), [VerdictCode::Expired, VerdictCode::Authentic]);
+        assert!(v.reasons[0].message.contains("2030-12-31"));
+        assert!(!v.dispensable);
+        // The last valid day itself is still fine.
+        let last = parse_time_ms("2030-12-31T23:59:00Z");
+        let v = verdict(
+            &scan("A", "L1", "301231"),
+            Some(&s),
+            true,
+            last,
+            Viewer::anonymous(),
+        );
+        assert!(v.dispensable);
+        // Without a commissioned expiry, the scanned one counts.
+        let bare = derive(
+            &sgtin("A"),
+            &[logged(
+                1,
+                &commission(&["A"], at(0), "L1", "2030-12-31"),
+                "mah",
+            )],
+        );
+        let mut no_exp = bare.clone();
+        no_exp.commissioning.as_mut().unwrap().expiry = None;
+        let v = verdict(
+            &scan("A", "L1", "250131"),
+            Some(&no_exp),
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert!(v.has(VerdictCode::Expired));
+        // An `expired` disposition counts even before the date.
+        let s = with(&[(
+            4,
+            observe(&[fixtures::pack_uri("A")], at(700), "expired"),
+            "mah",
+        )]);
+        let v = verdict(
+            &scan("A", "L1", "301231"),
+            Some(&s),
+            true,
+            now(),
+            Viewer::anonymous(),
+        );
+        assert_eq!(v.primary, VerdictCode::Expired);
+        assert_eq!(v.reasons[0].evidence, [4]);
+    }
+
+    fn parse_time_ms(s: &str) -> i64 {
+        crate::epcis::parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn already_dispensed_says_when_but_not_who() {
+        let d = dispense_event(&sgtin("A"), &gln(3), at(1000));
+        let s = with(&[(4, d, "pharmacy-a")]);
+        let code = scan("A", "L1", "301231");
+        let when = moment(at(1000));
+
+        let other = verdict(&code, Some(&s), true, now(), pharmacy("pharmacy-b"));
+        assert_eq!(other.primary, VerdictCode::AlreadyDispensed);
+        let r = &other.reasons[0];
+        assert!(r.message.contains(&when) && r.message.contains("another pharmacy"));
+        assert!(!r.message.contains("pharmacy-a"));
+        assert!(r.evidence.is_empty());
+        assert!(!other.dispensable);
+
+        let public = verdict(&code, Some(&s), true, now(), Viewer::anonymous());
+        assert!(!public.reasons[0].message.contains("pharmacy-a"));
+
+        let own = verdict(
+            &code,
+            Some(&s),
+            true,
+            at(1000) + DAY,
+            pharmacy("pharmacy-a"),
+        );
+        assert!(own.reasons[0].message.contains("your pharmacy"));
+        assert!(own.reasons[0].message.contains("undo"));
+        assert_eq!(own.reasons[0].evidence, [4]);
+
+        let regulator = verdict(
+            &code,
+            Some(&s),
+            true,
+            now(),
+            Viewer::org("agency", Role::Regulator),
+        );
+        assert!(regulator.reasons[0].message.contains("pharmacy-a"));
+    }
+
+    #[test]
+    fn inactive_statuses_block() {
+        let code = scan("A", "L1", "301231");
+        for (disp, expected) in [
+            ("recalled", VerdictCode::Recalled),
+            ("stolen", VerdictCode::Stolen),
+            ("destroyed", VerdictCode::Destroyed),
+            ("inactive", VerdictCode::Decommissioned),
+        ] {
+            let s = with(&[(4, observe(&[fixtures::pack_uri("A")], at(700), disp), "mah")]);
+            let v = verdict(&code, Some(&s), true, now(), Viewer::anonymous());
+            assert_eq!(v.primary, expected, "{disp}");
+            assert_eq!(v.reasons[0].evidence, [4]);
+            assert!(!v.dispensable);
+            assert!(v.has(VerdictCode::Authentic));
+        }
+    }
+
+    #[test]
+    fn most_severe_reason_first() {
+        let s = with(&[
+            (
+                4,
+                observe(&[fixtures::pack_uri("A")], at(700), "recalled"),
+                "mah",
+            ),
+            (
+                5,
+                observe(&[fixtures::pack_uri("A")], at(800), "stolen"),
+                "mah",
+            ),
+        ]);
+        let after = parse_time_ms("2031-06-01T00:00:00Z");
+        let v = verdict(
+            &scan("A", "L1", "301231"),
+            Some(&s),
+            true,
+            after,
+            pharmacy("pharmacy-b"),
+        );
+        assert_eq!(
+            codes(&v),
+            [
+                VerdictCode::Stolen,
+                VerdictCode::Recalled,
+                VerdictCode::Expired,
+                VerdictCode::NotInYourCustody,
+                VerdictCode::Authentic
+            ]
+        );
+    }
+
+    #[test]
+    fn not_in_your_custody_is_a_warning_for_pharmacies() {
+        let s = with(&[]);
+        let code = scan("A", "L1", "301231");
+        let v = verdict(&code, Some(&s), true, now(), pharmacy("pharmacy-b"));
+        assert_eq!(v.primary, VerdictCode::NotInYourCustody);
+        assert_eq!(v.reasons[0].severity, Severity::Warning);
+        assert!(v.dispensable);
+        let by_site = pharmacy("elsewhere").at_site("9506000000039");
+        assert_eq!(gln(3).as_str(), "9506000000039");
+        assert!(!verdict(&code, Some(&s), true, now(), by_site).has(VerdictCode::NotInYourCustody));
+        let wholesaler = Viewer::org("pharmacy-b", Role::Wholesaler);
+        assert!(
+            !verdict(&code, Some(&s), true, now(), wholesaler).has(VerdictCode::NotInYourCustody)
+        );
+    }
+
+    #[test]
+    fn undo_rules() {
+        let s = with(&[(
+            4,
+            dispense_event(&sgtin("A"), &gln(3), at(1000)),
+            "pharmacy-a",
+        )]);
+        assert_eq!(
+            can_undo(&s, "pharmacy-a", at(1000) + DAY, DEFAULT_UNDO_WINDOW_MS),
+            Ok(4)
+        );
+        let code = |r: Result<u64, RuleViolation>| r.unwrap_err().code;
+        assert_eq!(
+            code(can_undo(&s, "pharmacy-b", at(1001), DEFAULT_UNDO_WINDOW_MS)),
+            RuleViolation::UNDO_OTHER_PARTY
+        );
+        assert_eq!(
+            code(can_undo(
+                &s,
+                "pharmacy-a",
+                at(1000) + 11 * DAY,
+                DEFAULT_UNDO_WINDOW_MS
+            )),
+            RuleViolation::UNDO_WINDOW_PASSED
+        );
+        assert_eq!(
+            code(can_undo(
+                &with(&[]),
+                "pharmacy-a",
+                now(),
+                DEFAULT_UNDO_WINDOW_MS
+            )),
+            RuleViolation::UNDO_STATUS_MISMATCH
+        );
+    }
+
+    #[test]
+    fn status_change_rules() {
+        let active = with(&[]);
+        assert_eq!(
+            can_change_status(Some(&active), StatusChange::Dispense),
+            Ok(())
+        );
+        assert_eq!(
+            can_change_status(None, StatusChange::Dispense)
+                .unwrap_err()
+                .code,
+            RuleViolation::UNKNOWN_SERIAL
+        );
+        let dispensed = with(&[(
+            4,
+            dispense_event(&sgtin("A"), &gln(3), at(1000)),
+            "pharmacy-a",
+        )]);
+        let err = can_change_status(Some(&dispensed), StatusChange::Dispense).unwrap_err();
+        assert_eq!(
+            (err.code, err.evidence),
+            (RuleViolation::STATUS_ALREADY_SET, vec![])
+        );
+        let recalled = with(&[(
+            4,
+            observe(&[fixtures::pack_uri("A")], at(700), "recalled"),
+            "mah",
+        )]);
+        let err = can_change_status(Some(&recalled), StatusChange::Dispense).unwrap_err();
+        assert_eq!(
+            (err.code, err.evidence),
+            (RuleViolation::PACK_INACTIVE, vec![4])
+        );
+    }
+
+    #[test]
+    fn builders_parse_and_hash() {
+        let lot = Lot::parse("L1").unwrap();
+        let site = gln(3);
+        let events = [
+            dispense_event(&sgtin("A"), &site, now()),
+            undo_dispense_event(&sgtin("A"), 4, &site, now()),
+            stolen_event(
+                &[EpcId::Sscc(sscc(1)), EpcId::Sgtin(sgtin("A"))],
+                &site,
+                now(),
+            )
+            .unwrap(),
+            destroy_event(&[EpcId::Sgtin(sgtin("A"))], &site, now()).unwrap(),
+            recall_lot_event(&gtin(), &lot, 7, &site, now()).unwrap(),
+        ];
+        for e in &events {
+            let parsed = parse_event(e).unwrap_or_else(|err| panic!("{err}: {e}"));
+            assert_eq!(parsed.event_time_ms, now());
+            let id = event_hash_id(e).unwrap();
+            assert!(id.starts_with("ni:///sha-256;"), "{id}");
+        }
+        let recall = parse_event(&events[4]).unwrap();
+        assert_eq!(
+            recall.quantities[0].class,
+            EpcId::Lgtin {
+                gtin: gtin(),
+                lot: lot.clone()
+            }
+        );
+        assert_eq!(
+            recall.disposition,
+            Some(crate::epcis::Disposition::Recalled)
+        );
+        assert_eq!(
+            crate::pack::undo_target(&parse_event(&events[1]).unwrap()),
+            Some(4)
+        );
+        assert_eq!(stolen_event(&[], &site, now()), Err(BuildError::Empty));
+        assert!(matches!(
+            destroy_event(&[EpcId::GtinClass(gtin())], &site, now()),
+            Err(BuildError::NotAnInstance(_))
+        ));
+        assert!(matches!(
+            recall_lot_event(&gtin(), &lot, 3, &site, now()),
+            Err(BuildError::Identifier(_))
+        ));
+    }
+
+    #[test]
+    fn year_of_day_matches_the_calendar() {
+        for (y, m, d) in [(1970, 1, 1), (2024, 2, 29), (2025, 12, 31), (2100, 3, 1)] {
+            let day = CalendarDate::new(y, m, d).unwrap().days_since_epoch();
+            assert_eq!(year_of_day(day), y);
+        }
+    }
 }

@@ -10,7 +10,7 @@ use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::envelope::{self, Body, EnvelopeError, Receipt};
 use rxledger_core::keys::{self, LogVerifier, PublicKey, SigningKey};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
-use rxledger_core::epcis;
+use rxledger_core::{epcis, gs1};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -42,7 +42,8 @@ const ROOT_BASE64: &str = "+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=";
 const CHECKPOINT_BODY_SHA256: &str =
     "4c2ce12b1595657ca2acf612c873bfe956e20f978ede7e5ed3e8eeb2a5728f6a";
 const CHECKPOINT_SIG: &str = "5a9538891868c888eee86188e18c2324cc0e7549781ea1062f06206579c4d56506597d8717a02cbbcd10a9e47f6a3c8396cc80f38465126d6b633cd9a3cadf27";
-const CHECKPOINT_SIG_LINE_B64: &str = "02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=";
+const CHECKPOINT_SIG_LINE_B64: &str =
+    "02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=";
 const CHECKPOINT_NOTE: &str = "example.com/rxledger\n1\n+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=\n\n\u{2014} example.com/rxledger 02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=\n";
 const RECEIPT: &str = r#"{"v":1,"status":"ACCEPTED","deviceId":"acme-line-1","seq":1,"payloadHash":"187e006b937cf79482696b239cdf87edb03a72821043f27cb412a472b0a5b849","entryIndex":0,"leafHash":"f8f621ba83b4b7d5625a26d14b1f6f4de52adfb3cd9c222892c1db77025ce8f8","eventIds":["ni:///sha-256;775694c0cef27a267534e3ac0e9a44f75495ecc2c56b382bd73cab7ec08af592?ver=CBV2.0"],"checkpoint":"example.com/rxledger\n1\n+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=\n\n— example.com/rxledger 02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=\n"}"#;
 const FORGED_PAYLOAD_SHA256: &str =
@@ -56,7 +57,7 @@ const PROOF_3: [&str; 2] = [
     "a350adbce5ef6d08211b6b64e2a179028b866a6c5c6f7f6dce15c048b26021b8",
     "c59691bfc160f07c740042d2a6f5e78566500a81d3a44e3ddf3fd7ae9bbc3eea",
 ];
-const ROOT_3: &str = "TODO";
+const ROOT_3: &str = "bc7af5df3cb2778175ce0df8467230cef62531c9064617a444c9aa103e4c7f22";
 
 fn device_key() -> SigningKey {
     SigningKey::from_bytes(&std::array::from_fn(|i| i as u8 + 0x01)).unwrap()
@@ -107,7 +108,10 @@ fn keys() {
     let dev = device_key();
     assert_eq!(dev.to_secret_hex(), DEVICE_SECRET);
     assert_eq!(dev.public_hex(), DEVICE_PUBLIC);
-    assert_eq!(PublicKey::from_sec1_hex(DEVICE_PUBLIC), Ok(dev.public_key()));
+    assert_eq!(
+        PublicKey::from_sec1_hex(DEVICE_PUBLIC),
+        Ok(dev.public_key())
+    );
     let log = log_key();
     assert_eq!(log.to_secret_hex(), LOG_SECRET);
     assert_eq!(log.public_hex(), LOG_PUBLIC);
@@ -133,7 +137,10 @@ fn envelope() {
     assert_eq!(hex::encode(merkle::leaf_hash(&sealed)), LEAF_HASH);
 
     let opened = envelope::open(&sealed, DEVICE_ID).unwrap();
-    assert_eq!(opened.signed, PAYLOAD, "the signed bytes are the unescaped string");
+    assert_eq!(
+        opened.signed, PAYLOAD,
+        "the signed bytes are the unescaped string"
+    );
     assert_eq!(opened.body, body());
     assert_eq!(hex::encode(opened.sig), SIG);
     opened.verify(&dev.public_key()).unwrap();
@@ -187,7 +194,10 @@ fn event_hash_id() {
     assert_eq!(epcis::event_hash_id(&e).unwrap(), EVENT_ID);
     assert_eq!(
         EVENT_ID,
-        format!("ni:///sha-256;{}?ver=CBV2.0", hex::encode(Sha256::digest(PREHASH)))
+        format!(
+            "ni:///sha-256;{}?ver=CBV2.0",
+            hex::encode(Sha256::digest(PREHASH))
+        )
     );
 }
 
@@ -243,8 +253,14 @@ fn receipts() {
     let index = parsed.entry_index.unwrap();
     assert!(index < cp.size);
     let leaf = merkle::leaf_hash(MQTT_PAYLOAD.as_bytes());
-    assert_eq!(parsed.leaf_hash.as_deref(), Some(hex::encode(leaf).as_str()));
-    assert_eq!(parsed.payload_hash, envelope::payload_hash(MQTT_PAYLOAD.as_bytes()));
+    assert_eq!(
+        parsed.leaf_hash.as_deref(),
+        Some(hex::encode(leaf).as_str())
+    );
+    assert_eq!(
+        parsed.payload_hash,
+        envelope::payload_hash(MQTT_PAYLOAD.as_bytes())
+    );
     merkle::verify_inclusion(&leaf, index, cp.size, &[], &cp.root).unwrap();
 
     // The same body signed by a key that is not the device's: BAD_SIGNATURE.
@@ -278,8 +294,14 @@ impl NodeSource for Leaves {
         if id.level == 0 {
             return self.0.get(usize::try_from(id.index).ok()?).copied();
         }
-        let left = self.node(NodeId { level: id.level - 1, index: id.index * 2 })?;
-        let right = self.node(NodeId { level: id.level - 1, index: id.index * 2 + 1 })?;
+        let left = self.node(NodeId {
+            level: id.level - 1,
+            index: id.index * 2,
+        })?;
+        let right = self.node(NodeId {
+            level: id.level - 1,
+            index: id.index * 2 + 1,
+        })?;
         Some(merkle::node_hash(&left, &right))
     }
 }
@@ -310,6 +332,110 @@ fn secp256k1_order() {
         format!("{:X}", k256::Secp256k1::ORDER),
         "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141"
     );
+}
+
+/// The identifier table of §6.3: each URN and Digital Link pair names the same identifier.
+const IDENTIFIER_FORMS: [(&str, &str); 5] = [
+    (
+        "urn:epc:id:sgtin:0614141.107346.1001",
+        "https://id.gs1.org/01/10614141073464/21/1001",
+    ),
+    (
+        "urn:epc:id:sscc:0614141.1234567890",
+        "https://id.gs1.org/00/106141412345678908",
+    ),
+    (
+        "urn:epc:id:sgln:0614141.00000.0",
+        "https://id.gs1.org/414/0614141000005",
+    ),
+    (
+        "urn:epc:class:lgtin:0614141.107346.L2026A",
+        "https://id.gs1.org/01/10614141073464/10/L2026A",
+    ),
+    (
+        "urn:epc:idpat:sgtin:0614141.107346.*",
+        "https://id.gs1.org/01/10614141073464",
+    ),
+];
+
+#[test]
+fn identifier_forms() {
+    for (urn, dl) in IDENTIFIER_FORMS {
+        assert_eq!(gs1::parse_epc(urn), gs1::parse_epc(dl), "{urn} vs {dl}");
+        assert!(gs1::parse_epc(urn).is_ok(), "{urn}");
+    }
+    // A wrong Digital Link check digit is refused (INVALID_IDENTIFIER on the wire).
+    let mut e = event();
+    e["epcList"][0] = json!("https://id.gs1.org/01/10614141073465/21/1001");
+    assert_eq!(
+        epcis::parse_event(&e).unwrap_err().code(),
+        "INVALID_IDENTIFIER"
+    );
+    // Every vocabulary form of §6.2 is the same term.
+    for form in [
+        "in_transit",
+        "urn:epcglobal:cbv:disp:in_transit",
+        "https://ref.gs1.org/cbv/Disp-in_transit",
+        "https://gs1.org/voc/Disp-in_transit",
+        "cbv:Disp-in_transit",
+    ] {
+        assert_eq!(
+            epcis::Disposition::parse(form),
+            Some(epcis::Disposition::InTransit),
+            "{form}"
+        );
+    }
+    for form in [
+        "shipping",
+        "urn:epcglobal:cbv:bizstep:shipping",
+        "https://ref.gs1.org/cbv/BizStep-shipping",
+        "https://gs1.org/voc/BizStep-shipping",
+        "cbv:BizStep-shipping",
+    ] {
+        assert_eq!(
+            epcis::BizStep::parse(form),
+            Some(epcis::BizStep::Shipping),
+            "{form}"
+        );
+    }
+    assert_eq!(epcis::BizStep::parse("recall"), None);
+}
+
+/// Every code the server can put in a receipt (pipeline.rs, `EpcisError::code`,
+/// `pack::RuleViolation` codes of `check_ingest`).
+const CODES: [&str; 21] = [
+    "OVERSIZED",
+    "BAD_TOPIC",
+    "MALFORMED_ENVELOPE",
+    "TOO_MANY_EVENTS",
+    "DEVICE_MISMATCH",
+    "UNKNOWN_DEVICE",
+    "DEVICE_REVOKED",
+    "BAD_SIGNATURE",
+    "CLOCK_SKEW",
+    "MALFORMED_EVENT",
+    "INVALID_IDENTIFIER",
+    "UNKNOWN_BIZSTEP",
+    "UNKNOWN_DISPOSITION",
+    "BAD_EVENT_TIME",
+    "UNSUPPORTED_EVENT",
+    "REPLAY",
+    "DUPLICATE_EVENT",
+    "INTERNAL",
+    "UNKNOWN_PRODUCT",
+    "NOT_BRAND_OWNER",
+    "SERIAL_ALREADY_COMMISSIONED",
+];
+
+#[test]
+fn doc_lists_every_rejection_code() {
+    let doc = doc();
+    for code in CODES {
+        assert!(
+            doc.contains(&format!("| `{code}` |")),
+            "docs/PROTOCOL.md has no row for {code}"
+        );
+    }
 }
 
 fn doc() -> String {
@@ -354,8 +480,12 @@ fn doc_quotes_every_vector() {
         "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141",
     ]
     .into_iter()
+    .chain(IDENTIFIER_FORMS.iter().flat_map(|(u, d)| [*u, *d]))
     .chain(lens.iter().map(String::as_str))
     .collect();
     let missing: Vec<&str> = quoted.into_iter().filter(|v| !doc.contains(v)).collect();
-    assert!(missing.is_empty(), "docs/PROTOCOL.md does not quote: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "docs/PROTOCOL.md does not quote: {missing:#?}"
+    );
 }

@@ -15,7 +15,7 @@
 //! messages (at most 65,535, the packet-id space), and the channel between the event loop and
 //! the batcher is that large. A slow database therefore slows the broker's delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,11 +23,15 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
 use rxledger_core::envelope::{self, EnvelopeError, Opened, Receipt};
 use rxledger_core::epcis;
+use rxledger_core::gs1::{Gtin, Sgtin};
 use rxledger_core::keys::PublicKey;
 use rxledger_core::merkle;
+use rxledger_core::pack::{self, IngestContext};
 use rxledger_store::ledger::EntryKind;
+use rxledger_store::packs::{self, Packs};
 use rxledger_store::{
-    Admission, Alerts, Ledger, NewAlert, NewEntry, NewEvent, Registry, Severity, now_ms,
+    Admission, Alerts, Ledger, NewAlert, NewCommission, NewEntry, NewEvent, Registry, Severity,
+    now_ms,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -107,6 +111,7 @@ impl Ingest {
         mut opts: MqttOptions,
         ledger: Arc<Ledger>,
         registry: Registry,
+        packs: Arc<Packs>,
         alerts: Alerts,
         cfg: IngestConfig,
         connect_timeout: Duration,
@@ -154,6 +159,7 @@ impl Ingest {
             client,
             cfg.topic_root.clone(),
             ledger,
+            packs,
             alerts,
             stats.clone(),
         ));
@@ -253,6 +259,9 @@ struct Checked {
 struct Ready {
     entry: NewEntry,
     event_ids: Vec<String>,
+    /// The submitting device's organization, for the business rules.
+    org: String,
+    parsed: Vec<epcis::Event>,
 }
 
 /// A rejection: a stable code for the device, a message for humans, an alert for regulators.
@@ -261,6 +270,8 @@ pub struct Reject {
     pub code: &'static str,
     pub message: String,
     pub severity: Severity,
+    /// Ledger indices that justify the rejection.
+    pub evidence: Vec<u64>,
 }
 
 impl Reject {
@@ -269,6 +280,116 @@ impl Reject {
             code,
             message: message.into(),
             severity,
+            evidence: Vec::new(),
+        }
+    }
+}
+
+/// What the ingest rules know about one batch.
+struct RuleContext<'a> {
+    prefixes: &'a [(String, String)],
+    /// Serials already in the ledger, by sgtin key: the entry that commissioned them.
+    existing: &'a HashMap<String, u64>,
+    /// (signer, seq) of those entries: a resend of the very envelope is not a violation (the
+    /// ledger answers it with the original receipt).
+    origins: &'a HashMap<u64, (String, i64)>,
+    me: (&'a str, i64),
+    /// Serials commissioned earlier in this batch, and earlier in this envelope.
+    in_batch: &'a HashSet<String>,
+    in_envelope: &'a HashSet<String>,
+}
+
+/// Stands for "earlier in this batch": the index is not known before the append.
+const IN_THIS_BATCH: u64 = u64::MAX;
+
+impl IngestContext for RuleContext<'_> {
+    fn brand_owner(&self, gtin: &Gtin) -> Option<String> {
+        packs::owner_of(self.prefixes, gtin)
+    }
+
+    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<u64> {
+        let key = packs::sgtin_key(sgtin);
+        if let Some(index) = self.existing.get(&key) {
+            let resend = self
+                .origins
+                .get(index)
+                .is_some_and(|(s, q)| s == self.me.0 && *q == self.me.1);
+            return (!resend).then_some(*index);
+        }
+        (self.in_batch.contains(&key) || self.in_envelope.contains(&key)).then_some(IN_THIS_BATCH)
+    }
+}
+
+/// Applies the rules that need the ledger (brand ownership, one commissioning per serial),
+/// turning violating messages into rejections before the batch is appended.
+async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
+    let keys: Vec<String> = batch
+        .iter()
+        .filter_map(|c| c.outcome.as_ref().ok())
+        .flat_map(|r| {
+            r.entry
+                .events
+                .iter()
+                .flat_map(|e| e.commissions.iter().map(|c| c.sgtin.clone()))
+        })
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(50);
+    let (prefixes, existing, origins) = loop {
+        let lookups = async {
+            let prefixes = packs.prefixes().await?;
+            let existing = packs.commissioned(&keys).await?;
+            let idx: Vec<u64> = existing.values().copied().collect();
+            let origins = packs.signers_of(&idx).await?;
+            Ok::<_, rxledger_store::StoreError>((prefixes, existing, origins))
+        };
+        match lookups.await {
+            Ok(v) => break v,
+            Err(e) => {
+                tracing::error!(error = %e, "rule lookups failed; retrying in {backoff:?} (nothing was acked)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    let mut in_batch: HashSet<String> = HashSet::new();
+    for c in batch.iter_mut() {
+        let Ok(ready) = &c.outcome else { continue };
+        let mut in_envelope: HashSet<String> = HashSet::new();
+        let mut violation = None;
+        for (ev, row) in ready.parsed.iter().zip(&ready.entry.events) {
+            let ctx = RuleContext {
+                prefixes: &prefixes,
+                existing: &existing,
+                origins: &origins,
+                me: (&ready.entry.signer, ready.entry.seq),
+                in_batch: &in_batch,
+                in_envelope: &in_envelope,
+            };
+            if let Err(v) = pack::check_ingest(ev, &ready.org, &ctx) {
+                violation = Some(v);
+                break;
+            }
+            in_envelope.extend(row.commissions.iter().map(|c| c.sgtin.clone()));
+        }
+        match violation {
+            Some(v) => {
+                c.outcome = Err(Reject {
+                    code: v.code,
+                    message: v
+                        .message
+                        .replace(&IN_THIS_BATCH.to_string(), "earlier in this batch"),
+                    severity: Severity::Critical,
+                    evidence: v
+                        .evidence
+                        .into_iter()
+                        .filter(|i| *i != IN_THIS_BATCH)
+                        .collect(),
+                });
+            }
+            None => in_batch.extend(in_envelope),
         }
     }
 }
@@ -390,7 +511,7 @@ async fn check_batch(
                     k
                 }
             };
-            Ok((o, key))
+            Ok((o, key, row.org_id.clone()))
         });
         work.push((p, device, outcome));
     }
@@ -421,13 +542,13 @@ async fn check_batch(
 fn verify_one(
     publish: Publish,
     device: Option<String>,
-    outcome: Result<(Opened, PublicKey), Reject>,
+    outcome: Result<(Opened, PublicKey, String), Reject>,
     now: i64,
     skew: i64,
 ) -> Checked {
     let payload_hash = envelope::payload_hash(&publish.payload);
-    let seq = outcome.as_ref().ok().map(|(o, _)| o.body.seq);
-    let outcome = outcome.and_then(|(o, key)| {
+    let seq = outcome.as_ref().ok().map(|(o, _, _)| o.body.seq);
+    let outcome = outcome.and_then(|(o, key, org)| {
         o.verify(&key).map_err(envelope_reject)?;
         let sent = epcis::parse_time(&o.body.sent_at).map_err(|e| {
             Reject::new(
@@ -449,23 +570,41 @@ fn verify_one(
         }
         let mut events = Vec::with_capacity(o.body.events.len());
         let mut event_ids = Vec::with_capacity(o.body.events.len());
+        let mut parsed = Vec::with_capacity(o.body.events.len());
         for (i, json) in o.body.events.iter().enumerate() {
-            let (ev, id, hash) = check_event(json, now, skew).map_err(|r| Reject {
+            let (row, id, ev) = check_event(json, &org, now, skew).map_err(|r| Reject {
                 message: format!("events[{i}]: {}", r.message),
                 ..r
             })?;
+            if let Some(j) = event_ids.iter().position(|e| *e == id) {
+                return Err(Reject::new(
+                    "DUPLICATE_EVENT",
+                    format!("events[{i}] is the same event as events[{j}] ({id})"),
+                    Severity::Warning,
+                ));
+            }
             event_ids.push(id);
-            events.push(NewEvent { hash, ..ev });
+            events.push(row);
+            parsed.push(ev);
         }
+        let seq = i64::try_from(o.body.seq).map_err(|_| {
+            Reject::new(
+                "MALFORMED_ENVELOPE",
+                "seq must be below 2^63",
+                Severity::Warning,
+            )
+        })?;
         Ok(Ready {
             entry: NewEntry {
                 data: publish.payload.to_vec(),
                 kind: EntryKind::DeviceEnvelope,
                 signer: o.body.device_id.clone(),
-                seq: i64::try_from(o.body.seq).unwrap_or(i64::MAX),
+                seq,
                 events,
             },
             event_ids,
+            org,
+            parsed,
         })
     });
     Checked {
@@ -480,9 +619,10 @@ fn verify_one(
 /// Validates one EPCIS event and computes its CBV 2.0 hash ID.
 fn check_event(
     json: &serde_json::Value,
+    org: &str,
     now: i64,
     skew: i64,
-) -> Result<(NewEvent, String, merkle::Hash), Reject> {
+) -> Result<(NewEvent, String, epcis::Event), Reject> {
     let ev = epcis::parse_event(json).map_err(epcis_reject)?;
     ev.validate_time(now, skew).map_err(epcis_reject)?;
     let id = epcis::event_hash_id(json).map_err(epcis_reject)?;
@@ -497,8 +637,21 @@ fn check_event(
         disposition: ev.disposition.map(|d| d.as_str().to_string()),
         read_point: ev.read_point.as_ref().map(|l| l.key()),
         biz_location: ev.biz_location.as_ref().map(|l| l.key()),
+        ids: packs::index_keys(&ev),
+        commissions: pack::commissioned_sgtins(&ev)
+            .iter()
+            .map(|s| NewCommission {
+                sgtin: packs::sgtin_key(s),
+                gtin: s.gtin.to_string(),
+                org: org.to_string(),
+                lot: ev.lot.as_ref().map(|l| l.as_str().to_string()),
+                expiry: ev
+                    .item_expiration
+                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
+            })
+            .collect(),
     };
-    Ok((row, id, hash))
+    Ok((row, id, ev))
 }
 
 fn envelope_reject(e: EnvelopeError) -> Reject {
@@ -520,31 +673,70 @@ fn epcis_reject(e: epcis::EpcisError) -> Reject {
     Reject::new(e.code(), e.to_string(), Severity::Warning)
 }
 
+/// A batch's admissions, one per entry, and the head after it.
+struct Appended {
+    admissions: Vec<Admission>,
+    head: rxledger_store::SignedHead,
+}
+
+/// Appends a batch, waiting out database outages (nothing is acked meanwhile). If the batch
+/// breaks a database constraint, which the checks before should have made impossible, one
+/// bad envelope must not stall ingest forever: the entries are appended one by one and the
+/// offender alone is refused.
+async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match ledger.append(entries.clone()).await {
+            Ok(b) => {
+                return Appended {
+                    admissions: b.admissions,
+                    head: b.head,
+                };
+            }
+            Err(e) if e.is_conflict() && entries.len() > 1 => {
+                tracing::error!(error = %e, "a batch broke a constraint; appending its entries one by one");
+                let mut admissions = Vec::with_capacity(entries.len());
+                let mut head = ledger.head();
+                for entry in entries {
+                    let one = Box::pin(append_durably(ledger, vec![entry])).await;
+                    admissions.extend(one.admissions);
+                    head = one.head;
+                }
+                return Appended { admissions, head };
+            }
+            Err(e) if e.is_conflict() => {
+                tracing::error!(error = %e, "an entry broke a constraint and was refused");
+                return Appended {
+                    admissions: vec![Admission::Conflict],
+                    head: ledger.head(),
+                };
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "appending a batch failed; retrying in {backoff:?} (nothing was acked)");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 async fn sequencer(
     mut rx: mpsc::Receiver<Vec<Checked>>,
     client: AsyncClient,
     topic_root: String,
     ledger: Arc<Ledger>,
+    packs: Arc<Packs>,
     alerts: Alerts,
     stats: Arc<Stats>,
 ) {
-    while let Some(batch) = rx.recv().await {
+    while let Some(mut batch) = rx.recv().await {
+        apply_rules(&mut batch, &packs).await;
         let entries: Vec<NewEntry> = batch
             .iter()
             .filter_map(|c| c.outcome.as_ref().ok().map(|r| r.entry.clone()))
             .collect();
         // Nothing is acked until the batch is durable; while the database is down, wait.
-        let mut backoff = Duration::from_millis(50);
-        let result = loop {
-            match ledger.append(entries.clone()).await {
-                Ok(b) => break b,
-                Err(e) => {
-                    tracing::error!(error = %e, "appending a batch failed; retrying in {backoff:?} (nothing was acked)");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        };
+        let result = append_durably(&ledger, entries).await;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let mut admissions = result.admissions.into_iter();
         let mut receipts = Vec::with_capacity(batch.len());
@@ -599,7 +791,11 @@ async fn sequencer(
                             ),
                             Severity::Warning,
                         )),
-                        None => Some(Reject::new("INTERNAL", "no admission", Severity::Critical)),
+                        Some(Admission::Conflict) | None => Some(Reject::new(
+                            "INTERNAL",
+                            "the envelope conflicts with data already in the ledger and was not stored; the operator was alerted",
+                            Severity::Critical,
+                        )),
                     }
                 }
                 Err(reject) => Some(reject),
@@ -618,7 +814,7 @@ async fn sequencer(
                     severity: reject.severity,
                     subjects,
                     message: reject.message,
-                    evidence: Vec::new(),
+                    evidence: reject.evidence,
                     raw: Some(c.publish.payload.iter().copied().take(64 * 1024).collect()),
                 });
             }

@@ -20,12 +20,14 @@
 
 use std::time::{Duration, Instant};
 
+use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::keys::SigningKey;
 use rxledger_core::merkle::{self, Hash};
+use rxledger_entities::entry;
 use rxledger_store::ledger::EntryKind;
 use rxledger_store::testdb::{POSTGRES_ENV, TempDb};
 use rxledger_store::{Database, Ledger, NewEntry, connect};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, EntityTrait, Set, Statement, TransactionTrait};
 
 const ORIGIN: &str = "bench.rxledger/ledger";
 const ENTRY_BYTES: usize = 300;
@@ -126,6 +128,7 @@ async fn run(args: Args) -> Result<(), Error> {
     for backend in backends {
         let mut out = format!("\n### {}\n\n", backend.name());
         out += &throughput(backend, &batches, args.runs).await?;
+        out += &breakdown(backend, args.batch as u64).await?;
         out += &large_log(backend, &args).await?;
         println!("{out}");
         report += &out;
@@ -206,6 +209,115 @@ async fn throughput(backend: Backend, batches: &[usize], runs: usize) -> Result<
         drop(ledger);
         tmp.drop_now().await;
     }
+    Ok(out)
+}
+
+/// Where the time of one append goes: its parts timed on their own, interleaved with full
+/// appends so that all figures come from the same moments of a noisy machine.
+async fn breakdown(backend: Backend, b: u64) -> Result<String, Error> {
+    const ROUNDS: usize = 30;
+    let tmp = backend.fresh().await?;
+    let ledger = Ledger::open(tmp.db.clone(), key(), ORIGIN).await?;
+    append_timed(&ledger, 10 * b, b).await?;
+    let scratch = backend.fresh().await?;
+    let conn = &scratch.db.conn;
+    let exec = |sql: &str| Statement::from_string(scratch.db.backend(), sql.to_string());
+    conn.execute_raw(exec("CREATE TABLE bench_commit (x BIGINT)"))
+        .await?;
+    let (mut hash, mut sign, mut commit, mut insert, mut append) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut next_idx = 0i64;
+    for _ in 0..ROUNDS {
+        let entries = batch(ledger.head().size, b);
+        let t = Instant::now();
+        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(&e.data)).collect();
+        hash.push(t.elapsed());
+        std::hint::black_box(leaves);
+
+        let t = Instant::now();
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: next_idx as u64,
+            root: [1; 32],
+        };
+        std::hint::black_box(checkpoint::sign_checkpoint(&cp, &key())?);
+        sign.push(t.elapsed());
+
+        // One tiny write and a durable commit: the fixed cost of any transaction.
+        let t = Instant::now();
+        let txn = conn.begin().await?;
+        txn.execute_raw(exec("INSERT INTO bench_commit (x) VALUES (1)"))
+            .await?;
+        txn.commit().await?;
+        commit.push(t.elapsed());
+
+        // The entry rows alone, as `insert_entries` writes them, plus a commit.
+        let t = Instant::now();
+        let txn = conn.begin().await?;
+        for chunk in entries.chunks(500) {
+            let rows: Vec<entry::ActiveModel> = chunk
+                .iter()
+                .map(|e| {
+                    next_idx += 1;
+                    entry::ActiveModel {
+                        idx: Set(next_idx),
+                        data: Set(e.data.clone()),
+                        kind: Set(e.kind as i16),
+                        signer: Set(e.signer.clone()),
+                        seq: Set(next_idx),
+                        received_ms: Set(0),
+                    }
+                })
+                .collect();
+            entry::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        insert.push(t.elapsed());
+
+        let t = Instant::now();
+        ledger.append(entries).await?;
+        append.push(t.elapsed());
+    }
+    let med = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (hash, sign, commit, insert, append) = (
+        med(&mut hash),
+        med(&mut sign),
+        med(&mut commit),
+        med(&mut insert),
+        med(&mut append),
+    );
+    let rest = append.saturating_sub(insert + hash + sign);
+    let line = |what: &str, d: Duration| {
+        format!(
+            "| {what} | {:.3} | {:.0}% |\n",
+            ms(d),
+            100.0 * d.as_secs_f64() / append.as_secs_f64()
+        )
+    };
+    let mut out = format!(
+        "\nWhere an append of {b} goes (medians of {ROUNDS} interleaved rounds)\n\n\
+         | part | ms | share of append |\n|---|---:|---:|\n"
+    );
+    out += &line("`Ledger::append`, whole", append);
+    out += &line(
+        "entry rows: `insert_many` in 500-row chunks + commit",
+        insert,
+    );
+    out += &line("… of which an empty durable commit", commit);
+    out += &line("leaf hashes", hash);
+    out += &line("checkpoint signature", sign);
+    out += &line(
+        "rest: head read, tiles, checkpoint row, head CAS, tree root",
+        rest,
+    );
+    drop(ledger);
+    tmp.drop_now().await;
+    scratch.drop_now().await;
     Ok(out)
 }
 

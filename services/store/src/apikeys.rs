@@ -50,10 +50,12 @@ impl ApiKeys {
             return Err(StoreError::Invalid(format!("unknown role {role:?}")));
         }
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| StoreError::Invalid(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| StoreError::Invalid(format!("no OS randomness: {e}")))?;
         let token = format!("{TOKEN_PREFIX}{}", hex::encode(secret));
         let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| StoreError::Invalid(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut id)
+            .map_err(|e| StoreError::Invalid(format!("no OS randomness: {e}")))?;
         let row = api_key::Model {
             id: hex::encode(id),
             token_hash: hash(&token),
@@ -71,7 +73,10 @@ impl ApiKeys {
     }
 
     /// Who a token belongs to, or why it is refused.
-    pub async fn authenticate(&self, token: &str) -> Result<Result<Principal, TokenProblem>, StoreError> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+    ) -> Result<Result<Principal, TokenProblem>, StoreError> {
         let Some(row) = api_key::Entity::find()
             .filter(api_key::Column::TokenHash.eq(hash(token)))
             .one(&self.db.conn)
@@ -85,7 +90,11 @@ impl ApiKeys {
         if row.expires_ms.is_some_and(|e| e <= now_ms()) {
             return Ok(Err(TokenProblem::Expired));
         }
-        Ok(Ok(Principal { key_id: row.id, org_id: row.org_id, role: row.role }))
+        Ok(Ok(Principal {
+            key_id: row.id,
+            org_id: row.org_id,
+            role: row.role,
+        }))
     }
 
     pub async fn revoke(&self, id: &str) -> Result<(), StoreError> {

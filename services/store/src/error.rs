@@ -34,3 +34,11 @@ pub enum StoreError {
     #[error("not found: {0}")]
     NotFound(String),
 }
+
+impl StoreError {
+    /// Whether the database refused the write because of a uniqueness constraint: retrying
+    /// the same write cannot succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Db(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))))
+    }
+}

@@ -20,7 +20,7 @@ use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::keys::{LogKey, LogVerifier};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
 use rxledger_core::tiles::{self, Tile, TileId, TileSet};
-use rxledger_entities::{checkpoint as cp_row, device, entry, event, head, tile};
+use rxledger_entities::{checkpoint as cp_row, commission, device, entry, epc, event, head, tile};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -70,6 +70,23 @@ pub struct NewEvent {
     pub disposition: Option<String>,
     pub read_point: Option<String>,
     pub biz_location: Option<String>,
+    /// Index keys of every identifier the event names, with their role (see `epc` entity).
+    pub ids: Vec<(String, i16)>,
+    /// Serials this event commissions.
+    pub commissions: Vec<NewCommission>,
+}
+
+/// A serial being commissioned, for the `commissions` table.
+#[derive(Clone, Debug)]
+pub struct NewCommission {
+    /// `gtin14.serial`.
+    pub sgtin: String,
+    pub gtin: String,
+    /// The commissioning organization.
+    pub org: String,
+    pub lot: Option<String>,
+    /// ISO date of the last valid day.
+    pub expiry: Option<String>,
 }
 
 /// What happened to one offered entry.
@@ -91,6 +108,9 @@ pub enum Admission {
         index: u64,
         event: Hash,
     },
+    /// Not appended because it broke a database constraint (only reported by callers that
+    /// retry entries one by one after [`StoreError::is_conflict`]).
+    Conflict,
 }
 
 /// The outcome of one batch: an admission per entry, in order, and the head after it.
@@ -680,6 +700,46 @@ async fn insert_entries(
         .collect();
     for chunk in events.chunks(INSERT_CHUNK / 2) {
         event::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    // The identifier index: an event names an EPC once, whatever its roles.
+    let mut ids: Vec<epc::ActiveModel> = Vec::new();
+    let mut commissions: Vec<commission::ActiveModel> = Vec::new();
+    for (index, e) in accepted {
+        for (pos, v) in e.events.iter().enumerate() {
+            let mut seen = HashSet::new();
+            for (key, role) in &v.ids {
+                if seen.insert(key) {
+                    ids.push(epc::ActiveModel {
+                        epc: Set(key.clone()),
+                        event_hash: Set(v.hash.to_vec()),
+                        entry_idx: Set(*index as i64),
+                        position: Set(pos as i32),
+                        event_time_ms: Set(v.event_time_ms),
+                        role: Set(*role),
+                    });
+                }
+            }
+            for c in &v.commissions {
+                commissions.push(commission::ActiveModel {
+                    sgtin: Set(c.sgtin.clone()),
+                    gtin: Set(c.gtin.clone()),
+                    entry_idx: Set(*index as i64),
+                    org_id: Set(c.org.clone()),
+                    lot: Set(c.lot.clone()),
+                    expiry: Set(c.expiry.clone()),
+                });
+            }
+        }
+    }
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        epc::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    for chunk in commissions.chunks(INSERT_CHUNK / 2) {
+        commission::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(txn)
             .await?;
     }

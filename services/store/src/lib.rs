@@ -14,6 +14,7 @@ mod db;
 mod error;
 mod frontier;
 pub mod ledger;
+pub mod packs;
 pub mod registry;
 pub mod testdb;
 
@@ -21,7 +22,9 @@ pub use alerts::{Alerts, NewAlert, Severity};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect};
 pub use error::StoreError;
-pub use ledger::{Admission, Appended, Batch, Ledger, NewEntry, NewEvent, SignedHead};
+pub use ledger::{
+    Admission, Appended, Batch, Ledger, NewCommission, NewEntry, NewEvent, SignedHead,
+};
 pub use registry::Registry;
 
 /// Milliseconds since the Unix epoch. The store is the only place that reads the clock.

@@ -123,7 +123,12 @@ impl Registry {
     }
 
     /// Adds a site. `gln` must already be a validated 13-digit GLN.
-    pub async fn add_site(&self, gln: &str, org: &str, name: &str) -> Result<site::Model, StoreError> {
+    pub async fn add_site(
+        &self,
+        gln: &str,
+        org: &str,
+        name: &str,
+    ) -> Result<site::Model, StoreError> {
         self.add_site_at(gln, org, name, None).await
     }
 
@@ -135,8 +140,12 @@ impl Registry {
         name: &str,
         coords: Option<(f64, f64)>,
     ) -> Result<site::Model, StoreError> {
-        if let Some((lat, lon)) = coords.filter(|(lat, lon)| !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon)) {
-            return Err(StoreError::Invalid(format!("coordinates ({lat}, {lon}) are out of range")));
+        if let Some((lat, lon)) = coords
+            .filter(|(lat, lon)| !(-90.0..=90.0).contains(lat) || !(-180.0..=180.0).contains(lon))
+        {
+            return Err(StoreError::Invalid(format!(
+                "coordinates ({lat}, {lon}) are out of range"
+            )));
         }
         self.require_org(org).await?;
         if site::Entity::find_by_id(gln)

@@ -47,6 +47,8 @@ fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEnt
                 disposition: Some("active".into()),
                 read_point: None,
                 biz_location: None,
+                ids: vec![],
+                commissions: vec![],
             })
             .into_iter()
             .collect(),

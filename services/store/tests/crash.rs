@@ -79,7 +79,10 @@ fn sigkill_mid_batch_loses_nothing_committed() {
         eprintln!("round {round}: killed at head {crashed_at}, last acked {last}");
     }
     // Not asserted (timing decides it), but shown so a reader can see the coverage.
-    eprintln!("{interrupted} of {} kills rolled a batch back", ROUNDS.len());
+    eprintln!(
+        "{interrupted} of {} kills rolled a batch back",
+        ROUNDS.len()
+    );
 }
 
 /// Reopens the log after a kill and checks it. Returns the size found on reopening, and the
@@ -89,14 +92,20 @@ async fn check_after_crash(path: &str, acked: &[(u64, Hash)]) -> (u64, (u64, Has
     let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
     let head = ledger.head();
     for &(size, root) in acked {
-        assert!(size <= head.size, "acked size {size} lost: head is {}", head.size);
+        assert!(
+            size <= head.size,
+            "acked size {size} lost: head is {}",
+            head.size
+        );
         assert_eq!(ledger.root_at(size).await.unwrap(), root, "root at {size}");
         if size > 0 && size < head.size {
             let proof = ledger.consistency_proof(size, head.size).await.unwrap();
             merkle::verify_consistency(size, head.size, &root, &head.root, &proof).unwrap();
         }
     }
-    let report = audit(&db, ledger.verifier(), None, |_, _| {}).await.unwrap();
+    let report = audit(&db, ledger.verifier(), None, |_, _| {})
+        .await
+        .unwrap();
     assert!(report.ok(), "audit after crash: {:?}", report.problems);
     assert_eq!(report.size, head.size);
 
@@ -133,7 +142,13 @@ fn child(path: &str) -> ! {
         for n in BATCHES.iter().cycle() {
             let size = ledger.head().size;
             let b = ledger.append(batch(size, *n)).await.unwrap();
-            writeln!(out, "committed {} {}", b.head.size, hex::encode(b.head.root)).unwrap();
+            writeln!(
+                out,
+                "committed {} {}",
+                b.head.size,
+                hex::encode(b.head.root)
+            )
+            .unwrap();
             out.flush().unwrap();
         }
         unreachable!("BATCHES.iter().cycle() never ends")

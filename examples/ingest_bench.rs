@@ -1,0 +1,254 @@
+//! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
+//!
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW]`
+//!
+//! In one process: the real server (embedded rumqttd, SQLite in a temp dir, default batch
+//! settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
+//! Envelopes are signed before the clock starts. It prints, in the same run, the bare k256
+//! verification rate on one and on all cores (the ceiling), the end-to-end rate and its ratio
+//! to the ceiling, publish→receipt latency percentiles, and RSS over the run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rxledger::server::{self, ServeConfig};
+use rxledger_core::envelope::{self, Body, Receipt};
+use rxledger_core::keys::SigningKey;
+use rxledger_ingest::{IngestConfig, MqttTarget};
+use serde_json::json;
+use tokio::sync::{Mutex, Semaphore};
+
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn verify_rate(threads: usize) -> f64 {
+    let key = SigningKey::from_bytes(&[5u8; 32]).unwrap();
+    let msg = vec![7u8; 300];
+    let sig = key.sign(&msg);
+    let pk = key.public_key();
+    let per = 20_000;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per {
+                    pk.verify(&msg, &sig).unwrap();
+                }
+            });
+        }
+    });
+    (per * threads) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn event(serial: u64) -> serde_json::Value {
+    json!({
+        "type": "ObjectEvent",
+        "eventTime": "2026-11-25T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [format!("urn:epc:id:sgtin:0614141.107346.B{serial}")],
+        "action": "ADD",
+        "bizStep": "commissioning",
+        "disposition": "active",
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
+        "ilmd": {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2030-01-31"}
+    })
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let total = *args.first().unwrap_or(&100_000);
+    let devices = *args.get(1).unwrap_or(&8) as usize;
+    let window = *args.get(2).unwrap_or(&4_000) as usize;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+
+    let v1 = verify_rate(1);
+    let vn = verify_rate(cores);
+    println!("k256 verify: {v1:.0}/s on 1 core, {vn:.0}/s on {cores} cores (the ceiling)");
+
+    let dir = tempfile::tempdir()?;
+    let cfg = ServeConfig {
+        database: dir.path().join("bench.db").display().to_string(),
+        key_path: dir.path().join("log.key"),
+        origin: None,
+        mqtt: MqttTarget::Embedded {
+            listen: "127.0.0.1:0".parse()?,
+        },
+        http_listen: "127.0.0.1:0".parse()?,
+        node_id: "bench-node".into(),
+        ingest: IngestConfig::default(),
+    };
+    let app = server::start(cfg).await?;
+    app.registry
+        .add_organization("acme", "Acme", "MANUFACTURER")
+        .await?;
+    app.registry.add_company_prefix("acme", "0614141").await?;
+    app.registry
+        .add_site("0614141000005", "acme", "Plant")
+        .await?;
+
+    // Sign everything before the clock starts.
+    let per_dev = total / devices as u64;
+    let mut work = Vec::new();
+    for d in 0..devices {
+        let key = SigningKey::generate();
+        let id = format!("bench-{d}");
+        app.registry
+            .enroll_device(&id, &key.public_key(), "acme", "0614141000005")
+            .await?;
+        let envs: Vec<Vec<u8>> = (0..per_dev)
+            .map(|i| {
+                let body = Body {
+                    v: 1,
+                    device_id: id.clone(),
+                    seq: i + 1,
+                    sent_at: "2026-11-25T10:00:00.000Z".into(),
+                    events: vec![event(d as u64 * per_dev + i)],
+                };
+                envelope::seal(&key, &body)
+            })
+            .collect();
+        work.push((id, envs));
+    }
+    let total = per_dev * devices as u64;
+    println!(
+        "signed {total} envelopes for {devices} devices; RSS {:.0} MB",
+        rss_mb()
+    );
+
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let counts = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+    let (mqtt_host, mqtt_port) = app.mqtt_addr.clone();
+    let start = Instant::now();
+    let rss_sampler = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            println!(
+                "t={:>4.0} s  RSS {:.0} MB",
+                start.elapsed().as_secs_f64(),
+                rss_mb()
+            );
+        }
+    });
+    let mut tasks = Vec::new();
+    for (id, envs) in work {
+        let (latencies, counts) = (latencies.clone(), counts.clone());
+        let (host, port) = (mqtt_host.clone(), mqtt_port);
+        tasks.push(tokio::spawn(async move {
+            let mut opts = MqttOptions::new(format!("{id}-client"), host, port);
+            opts.set_max_packet_size(1 << 20, 1 << 20)
+                .set_inflight(1000);
+            let (client, mut el) = AsyncClient::new(opts, 10_000);
+            client
+                .subscribe(
+                    envelope::acks_topic(envelope::DEFAULT_TOPIC_ROOT, &id),
+                    QoS::AtLeastOnce,
+                )
+                .await
+                .unwrap();
+            let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+            let window = Arc::new(Semaphore::new(window / devices.max(1)));
+            let n = envs.len();
+            let (sent2, window2) = (sent.clone(), window.clone());
+            let reader = tokio::spawn(async move {
+                let mut got = 0;
+                let mut mine = Vec::with_capacity(n);
+                let mut local: HashMap<String, u64> = HashMap::new();
+                while got < n {
+                    match el.poll().await {
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let r: Receipt = serde_json::from_slice(&p.payload).unwrap();
+                            if let Some(t) = sent2.lock().await.remove(&r.payload_hash) {
+                                mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                                got += 1;
+                                window2.add_permits(1);
+                            }
+                            *local.entry(r.code.unwrap_or(r.status)).or_default() += 1;
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("client connection failed: {e}"),
+                    }
+                }
+                (mine, local)
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for e in envs {
+                window.acquire().await.unwrap().forget();
+                sent.lock()
+                    .await
+                    .insert(envelope::payload_hash(&e), Instant::now());
+                client
+                    .publish(
+                        envelope::events_topic(envelope::DEFAULT_TOPIC_ROOT, &id),
+                        QoS::AtLeastOnce,
+                        false,
+                        e,
+                    )
+                    .await
+                    .unwrap();
+            }
+            let (mine, local) = reader.await.unwrap();
+            latencies.lock().await.extend(mine);
+            let mut c = counts.lock().await;
+            for (k, v) in local {
+                *c.entry(k).or_default() += v;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    rss_sampler.abort();
+    let rate = total as f64 / secs;
+    let mut l = latencies.lock().await.clone();
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!("ingested {total} envelopes in {secs:.1} s: {rate:.0} events/s end to end");
+    println!("ratio to the {cores}-core verify ceiling: {:.2}", rate / vn);
+    println!(
+        "publish→receipt latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(&l, 0.5),
+        pct(&l, 0.99),
+        pct(&l, 1.0)
+    );
+    println!("receipts by status: {:?}", counts.lock().await);
+    println!(
+        "ingest stats: appended {}, duplicates {}, rejected {}, batches {}",
+        app.ingest_stats()
+            .appended
+            .load(std::sync::atomic::Ordering::Relaxed),
+        app.ingest_stats()
+            .duplicates
+            .load(std::sync::atomic::Ordering::Relaxed),
+        app.ingest_stats()
+            .rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        app.ingest_stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!("RSS at end {:.0} MB", rss_mb());
+    app.shutdown().await;
+    Ok(())
+}

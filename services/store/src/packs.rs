@@ -1,0 +1,285 @@
+//! Reading a pack's events back out of the log, for the rules in `rxledger_core::pack`.
+//!
+//! The `epcs` table indexes every identifier an event names. A pack's history is the events
+//! that name it, plus those of every container it was ever packed into (up to
+//! `MAX_NESTING` levels), plus class-level events for its lot (a recall). Each event is read
+//! from the exact logged bytes and parsed again by the core: the index only says where to look,
+//! the ledger is the source of truth. Parsed events are cached by position, because a pallet's
+//! events are shared by every pack on it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rxledger_core::envelope;
+use rxledger_core::epcis;
+use rxledger_core::gs1::{EpcId, Gtin, Sgtin};
+use rxledger_core::pack::{self, LoggedEvent};
+use rxledger_entities::{commission, company_prefix, device, entry, epc, site};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+
+use crate::{Database, StoreError};
+
+/// Most parsed events kept in memory.
+const CACHE: usize = 50_000;
+
+/// The index key of an identifier.
+pub fn epc_key(id: &EpcId) -> String {
+    match id {
+        EpcId::Sgtin(s) => sgtin_key(s),
+        EpcId::Sscc(s) => format!("sscc:{s}"),
+        EpcId::Sgln(s) => format!("sgln:{}.{}", s.gln, s.extension.as_deref().unwrap_or("0")),
+        EpcId::Lgtin { gtin, lot } => format!("lgtin:{gtin}.{}", lot.as_str()),
+        EpcId::GtinClass(g) => format!("gtin:{g}"),
+    }
+}
+
+pub fn sgtin_key(s: &Sgtin) -> String {
+    format!("sgtin:{}.{}", s.gtin, s.serial.as_str())
+}
+
+/// Index rows for one parsed event: (key, role) with role 0 = epcList, 1 = parent,
+/// 2 = child, 3 = class.
+pub fn index_keys(e: &epcis::Event) -> Vec<(String, i16)> {
+    let mut out: Vec<(String, i16)> = Vec::new();
+    out.extend(e.epcs.iter().map(|id| (epc_key(id), 0)));
+    out.extend(e.parent.iter().map(|id| (epc_key(id), 1)));
+    out.extend(e.children.iter().map(|id| (epc_key(id), 2)));
+    out.extend(e.quantities.iter().map(|q| (epc_key(&q.class), 3)));
+    out
+}
+
+/// Reads pack histories and the facts the ingest rules need.
+pub struct Packs {
+    db: Database,
+    cache: Mutex<HashMap<(i64, i32), Arc<LoggedEvent>>>,
+    signers: Mutex<HashMap<String, (String, Option<String>)>>,
+}
+
+impl Packs {
+    pub fn new(db: Database) -> Self {
+        Packs {
+            db,
+            cache: Mutex::new(HashMap::new()),
+            signers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every event that applies to `pack`: its own, its containers' (transitively) and its
+    /// classes'. Unordered; the core sorts by event time.
+    pub async fn events(&self, pack: &Sgtin) -> Result<Vec<LoggedEvent>, StoreError> {
+        let me = EpcId::Sgtin(pack.clone());
+        let mut out: Vec<LoggedEvent> = Vec::new();
+        let mut seen: HashSet<(i64, i32)> = HashSet::new();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut frontier = vec![me.clone()];
+        for level in 0..=pack::MAX_NESTING {
+            let keys: Vec<String> = frontier
+                .iter()
+                .map(epc_key)
+                .filter(|k| visited.insert(k.clone()))
+                .collect();
+            self.load(&keys, &mut seen, &mut out).await?;
+            if level == 0 {
+                let classes: Vec<String> = pack::classes_of(pack, &out)
+                    .iter()
+                    .map(epc_key)
+                    .filter(|k| visited.insert(k.clone()))
+                    .collect();
+                self.load(&classes, &mut seen, &mut out).await?;
+            }
+            let mut next = Vec::new();
+            for id in &frontier {
+                for c in pack::containers_of(id, &out) {
+                    if !visited.contains(&epc_key(&c)) && !next.contains(&c) {
+                        next.push(c);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        Ok(out)
+    }
+
+    async fn load(
+        &self,
+        keys: &[String],
+        seen: &mut HashSet<(i64, i32)>,
+        out: &mut Vec<LoggedEvent>,
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let rows = epc::Entity::find()
+            .filter(epc::Column::Epc.is_in(keys.to_vec()))
+            .all(&self.db.conn)
+            .await?;
+        let mut wanted: Vec<(i64, i32)> = Vec::new();
+        for r in rows {
+            if seen.insert((r.entry_idx, r.position)) {
+                wanted.push((r.entry_idx, r.position));
+            }
+        }
+        let mut missing: Vec<i64> = Vec::new();
+        {
+            let cache = lock(&self.cache);
+            for k in &wanted {
+                match cache.get(k) {
+                    Some(e) => out.push((**e).clone()),
+                    None => missing.push(k.0),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let entries = entry::Entity::find()
+            .filter(entry::Column::Idx.is_in(missing))
+            .all(&self.db.conn)
+            .await?;
+        for e in entries {
+            let body = envelope::read_body(&e.data).map_err(|err| {
+                StoreError::Corrupt(format!(
+                    "entry {} does not parse as an envelope: {err}",
+                    e.idx
+                ))
+            })?;
+            let (org, site) = self.signer(&e.signer).await?;
+            for (pos, json) in body.events.iter().enumerate() {
+                let key = (e.idx, pos as i32);
+                if !wanted.contains(&key) {
+                    continue;
+                }
+                let event = epcis::parse_event(json).map_err(|err| {
+                    StoreError::Corrupt(format!(
+                        "entry {} event {pos} no longer parses: {err}",
+                        e.idx
+                    ))
+                })?;
+                let logged = LoggedEvent {
+                    index: e.idx as u64,
+                    event,
+                    org: org.clone(),
+                    site: site.clone(),
+                };
+                let mut cache = lock(&self.cache);
+                if cache.len() >= CACHE {
+                    cache.clear();
+                }
+                cache.insert(key, Arc::new(logged.clone()));
+                out.push(logged);
+            }
+        }
+        Ok(())
+    }
+
+    /// The organization and site of a signer: a device, or `org:<id>` for API state changes.
+    async fn signer(&self, signer: &str) -> Result<(String, Option<String>), StoreError> {
+        if let Some(org) = signer.strip_prefix("org:") {
+            return Ok((org.to_string(), None));
+        }
+        if let Some(v) = lock(&self.signers).get(signer) {
+            return Ok(v.clone());
+        }
+        let d = device::Entity::find_by_id(signer)
+            .one(&self.db.conn)
+            .await?;
+        let v = match d {
+            Some(d) => (d.org_id, Some(d.site_gln)),
+            None => (String::new(), None),
+        };
+        lock(&self.signers).insert(signer.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// Which of these SGTIN keys are already commissioned, and at which entry.
+    pub async fn commissioned(&self, keys: &[String]) -> Result<HashMap<String, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(500) {
+            for r in commission::Entity::find()
+                .filter(commission::Column::Sgtin.is_in(chunk.to_vec()))
+                .all(&self.db.conn)
+                .await?
+            {
+                out.insert(r.sgtin, r.entry_idx as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    /// (signer, seq) of these entries.
+    pub async fn signers_of(
+        &self,
+        indices: &[u64],
+    ) -> Result<HashMap<u64, (String, i64)>, StoreError> {
+        let mut out = HashMap::new();
+        let idx: Vec<i64> = indices.iter().map(|i| *i as i64).collect();
+        for chunk in idx.chunks(500) {
+            let rows = entry::Entity::find()
+                .select_only()
+                .column(entry::Column::Idx)
+                .column(entry::Column::Signer)
+                .column(entry::Column::Seq)
+                .filter(entry::Column::Idx.is_in(chunk.to_vec()))
+                .into_tuple::<(i64, String, i64)>()
+                .all(&self.db.conn)
+                .await?;
+            for (i, signer, seq) in rows {
+                out.insert(i as u64, (signer, seq));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any pack of this GTIN was ever commissioned.
+    pub async fn product_known(&self, gtin: &Gtin) -> Result<bool, StoreError> {
+        Ok(commission::Entity::find()
+            .filter(commission::Column::Gtin.eq(gtin.as_str()))
+            .one(&self.db.conn)
+            .await?
+            .is_some())
+    }
+
+    /// Every registered company prefix and its owner.
+    pub async fn prefixes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(company_prefix::Entity::find()
+            .all(&self.db.conn)
+            .await?
+            .into_iter()
+            .map(|p| (p.prefix, p.org_id))
+            .collect())
+    }
+
+    /// GLN → (organization, coordinates), for the rules' site directory.
+    pub async fn directory(
+        &self,
+    ) -> Result<HashMap<String, (String, Option<(f64, f64)>)>, StoreError> {
+        let rows = site::Entity::find().all(&self.db.conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(|s| {
+                let coords = s.latitude.zip(s.longitude);
+                (s.gln, (s.org_id, coords))
+            })
+            .collect())
+    }
+}
+
+/// The brand owner of a GTIN among registered prefixes (longest match).
+pub fn owner_of(prefixes: &[(String, String)], gtin: &Gtin) -> Option<String> {
+    let body = gtin.as_str().get(1..).unwrap_or("");
+    prefixes
+        .iter()
+        .filter(|(p, _)| body.starts_with(p.as_str()))
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, o)| o.clone())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every mutation is a single insert or clear; a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

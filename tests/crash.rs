@@ -1,0 +1,244 @@
+//! Crash safety of ingest: `kill -9` the real binary while a client publishes 10,000 events.
+//!
+//! Every event the client holds a receipt for must be in the ledger exactly once after the
+//! restart; after the client resends what has no receipt (the exact same bytes), all 10,000
+//! are there exactly once, and `rxledger audit` passes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use rxledger_core::envelope;
+use rxledger_core::keys::SigningKey;
+use rxledger_store::ledger::read_head;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
+const TOTAL: u64 = 10_000;
+
+fn cli(data: &Path, args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rxledger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `rxledger serve` on free ports and returns it with its MQTT port.
+fn serve(data: &Path) -> (Child, u16) {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--batch-wait-ms",
+            "20",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RXLEDGER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut port = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("mqtt:") {
+            port = rest
+                .trim()
+                .rsplit(':')
+                .next()
+                .map(|p| p.parse::<u16>().unwrap());
+        }
+        if line.starts_with("listening on") {
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, port.expect("serve printed its MQTT address"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let key = SigningKey::generate();
+    cli(
+        data,
+        &[
+            "org",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "Acme",
+            "--role",
+            "MANUFACTURER",
+        ],
+    );
+    cli(
+        data,
+        &["org", "prefix", "--org", "acme", "--prefix", "0614141"],
+    );
+    cli(
+        data,
+        &[
+            "site",
+            "add",
+            "--gln",
+            "0614141000005",
+            "--org",
+            "acme",
+            "--name",
+            "Plant",
+        ],
+    );
+    cli(
+        data,
+        &[
+            "device",
+            "enroll",
+            "--id",
+            "line-1",
+            "--key",
+            &key.public_hex(),
+            "--org",
+            "acme",
+            "--site",
+            "0614141000005",
+        ],
+    );
+
+    let (mut server, port) = serve(data);
+    let mut dev = TestDevice::connect(
+        ("127.0.0.1".into(), port),
+        envelope::DEFAULT_TOPIC_ROOT,
+        "line-1",
+        key.clone(),
+    )
+    .await;
+    let envelopes: Vec<Vec<u8>> = (0..TOTAL)
+        .map(|i| dev.envelope(vec![commission(&[&format!("C{i}")], "L1", "2030-01-31")]))
+        .collect();
+    for e in &envelopes {
+        dev.publish(e.clone()).await;
+    }
+    // Kill the server once a part of the stream has been receipted.
+    let mut receipts: HashMap<String, u64> = HashMap::new();
+    while receipts.len() < 2_000 {
+        let r = dev.next_receipt().await;
+        assert!(r.status == "ACCEPTED" || r.status == "DUPLICATE", "{r:?}");
+        let index = r.entry_index.unwrap();
+        assert_eq!(
+            *receipts.entry(r.payload_hash.clone()).or_insert(index),
+            index,
+            "a redelivery gets the original receipt"
+        );
+    }
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    // Receipts already in flight when the process died still count as held.
+    while let Ok(Some(r)) =
+        tokio::time::timeout(Duration::from_millis(200), dev.try_next_receipt()).await
+    {
+        receipts.insert(r.payload_hash.clone(), r.entry_index.unwrap());
+    }
+    assert!(
+        (receipts.len() as u64) < TOTAL,
+        "the kill came before the end of the stream"
+    );
+
+    // After the restart, everything receipted is there, once, at the receipted index.
+    let db = rxledger_store::connect(&data.join("rxledger.db").display().to_string())
+        .await
+        .unwrap();
+    let (server, port) = serve(data);
+    let mut server = server;
+    let ledger_rows = all_entries(&db).await;
+    let by_hash: HashMap<String, u64> = ledger_rows
+        .iter()
+        .map(|(i, d)| (envelope::payload_hash(d), *i))
+        .collect();
+    assert_eq!(
+        by_hash.len(),
+        ledger_rows.len(),
+        "no envelope is in the ledger twice"
+    );
+    for (hash, index) in &receipts {
+        assert_eq!(
+            by_hash.get(hash),
+            Some(index),
+            "a receipted envelope is in the ledger at its receipted index"
+        );
+    }
+
+    // The client resends everything without a receipt, byte for byte.
+    let mut dev = TestDevice::connect(
+        ("127.0.0.1".into(), port),
+        envelope::DEFAULT_TOPIC_ROOT,
+        "line-1",
+        key,
+    )
+    .await;
+    let missing: Vec<&Vec<u8>> = envelopes
+        .iter()
+        .filter(|e| !receipts.contains_key(&envelope::payload_hash(e)))
+        .collect();
+    for e in &missing {
+        dev.publish((*e).clone()).await;
+    }
+    for _ in 0..missing.len() {
+        let r = dev.next_receipt().await;
+        assert!(r.status == "ACCEPTED" || r.status == "DUPLICATE", "{r:?}");
+    }
+    let rows = all_entries(&db).await;
+    assert_eq!(rows.len() as u64, TOTAL, "all 10,000 are in the ledger");
+    let distinct: std::collections::HashSet<String> = rows
+        .iter()
+        .map(|(_, d)| envelope::payload_hash(d))
+        .collect();
+    assert_eq!(distinct.len() as u64, TOTAL, "each exactly once");
+    assert_eq!(read_head(&db).await.unwrap().size, TOTAL);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = Command::new(BIN)
+        .arg("audit")
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("AUDIT PASSED"),
+        "{report}"
+    );
+}
+
+async fn all_entries(db: &rxledger_store::Database) -> Vec<(u64, Vec<u8>)> {
+    use rxledger_entities::entry;
+    use sea_orm::{EntityTrait, QueryOrder};
+    entry::Entity::find()
+        .order_by_asc(entry::Column::Idx)
+        .all(&db.conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.idx as u64, e.data))
+        .collect()
+}
