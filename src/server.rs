@@ -104,6 +104,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         registry: registry.clone(),
         alerts: alerts.clone(),
         api_keys: api_keys.clone(),
+        packs: packs.clone(),
     };
     let schema = rxledger_graphql::schema(services);
     let routes = Route::new()
@@ -220,7 +221,7 @@ fn error_response(code: &str, message: &str) -> GraphQLResponse {
     let resp = async_graphql::Response::from_errors(vec![
         err.into_server_error(async_graphql::Pos::default()),
     ]);
-    GraphQLResponse(resp.into())
+    GraphQLResponse(resp)
 }
 
 fn rumqttc_options(node_id: &str, host: &str, port: u16) -> rumqttc::MqttOptions {

@@ -10,6 +10,10 @@ pub enum Code {
     NotFound,
     Forbidden,
     Unauthenticated,
+    /// A scanned code or identifier that cannot be read; the message says where and why.
+    InvalidCode,
+    /// A business rule refused the change (UNKNOWN_SERIAL, STATUS_ALREADY_SET, UNDO_WINDOW_PASSED, ...).
+    Rule(&'static str),
     Internal,
 }
 
@@ -20,6 +24,8 @@ impl Code {
             Code::NotFound => "NOT_FOUND",
             Code::Forbidden => "FORBIDDEN",
             Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::InvalidCode => "INVALID_CODE",
+            Code::Rule(code) => code,
             Code::Internal => "INTERNAL",
         }
     }

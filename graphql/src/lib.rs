@@ -9,6 +9,7 @@ mod admin;
 pub mod auth;
 mod error;
 mod ledger;
+mod packs;
 
 use std::sync::Arc;
 
@@ -25,13 +26,14 @@ pub struct Services {
     pub registry: Registry,
     pub alerts: Alerts,
     pub api_keys: ApiKeys,
+    pub packs: Arc<rxledger_store::packs::Packs>,
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(ledger::LedgerQuery, admin::AdminQuery);
+pub struct Query(packs::PackQuery, ledger::LedgerQuery, admin::AdminQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(admin::AdminMutation);
+pub struct Mutation(packs::PackMutation, admin::AdminMutation);
 
 pub type RxSchema = Schema<Query, Mutation, EmptySubscription>;
 

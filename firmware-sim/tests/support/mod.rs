@@ -69,14 +69,18 @@ impl Server {
     /// Starts again on the same database and log key; the embedded broker gets a new port.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.app = Some(server::start(self.cfg.clone()).await.expect("server restarts"));
+        self.app = Some(
+            server::start(self.cfg.clone())
+                .await
+                .expect("server restarts"),
+        );
     }
 
     pub fn log_size(&self) -> u64 {
         self.app().ledger.head().size
     }
 
-    /// Enrolls a manufacturer device and returns its key.
+    /// Enrolls a device of the manufacturer that owns company prefix 0614141.
     pub async fn enroll(&self, device: &str) -> SigningKey {
         let r = &self.app().registry;
         if r.organization("acme").await.unwrap().is_none() {
@@ -84,6 +88,7 @@ impl Server {
                 .await
                 .unwrap();
             r.add_site(GLN, "acme", "acme site").await.unwrap();
+            r.add_company_prefix("acme", "0614141").await.unwrap();
         }
         let key = SigningKey::generate();
         r.enroll_device(device, &key.public_key(), "acme", GLN)

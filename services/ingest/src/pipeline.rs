@@ -30,8 +30,7 @@ use rxledger_core::pack::{self, IngestContext};
 use rxledger_store::ledger::EntryKind;
 use rxledger_store::packs::{self, Packs};
 use rxledger_store::{
-    Admission, Alerts, Ledger, NewAlert, NewCommission, NewEntry, NewEvent, Registry, Severity,
-    now_ms,
+    Admission, Alerts, Ledger, NewAlert, NewEntry, NewEvent, Registry, Severity, now_ms,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -616,42 +615,14 @@ fn verify_one(
     }
 }
 
-/// Validates one EPCIS event and computes its CBV 2.0 hash ID.
+/// Validates one EPCIS event and computes its CBV 2.0 hash ID and index rows.
 fn check_event(
     json: &serde_json::Value,
     org: &str,
     now: i64,
     skew: i64,
 ) -> Result<(NewEvent, String, epcis::Event), Reject> {
-    let ev = epcis::parse_event(json).map_err(epcis_reject)?;
-    ev.validate_time(now, skew).map_err(epcis_reject)?;
-    let id = epcis::event_hash_id(json).map_err(epcis_reject)?;
-    let hash = epcis::hash_of_id(&id)
-        .ok_or_else(|| Reject::new("MALFORMED_EVENT", "event hash", Severity::Warning))?;
-    let row = NewEvent {
-        hash,
-        event_time_ms: ev.event_time_ms,
-        event_type: ev.kind.as_str().to_string(),
-        action: Some(ev.action.as_str().to_string()),
-        biz_step: ev.biz_step.map(|b| b.as_str().to_string()),
-        disposition: ev.disposition.map(|d| d.as_str().to_string()),
-        read_point: ev.read_point.as_ref().map(|l| l.key()),
-        biz_location: ev.biz_location.as_ref().map(|l| l.key()),
-        ids: packs::index_keys(&ev),
-        commissions: pack::commissioned_sgtins(&ev)
-            .iter()
-            .map(|s| NewCommission {
-                sgtin: packs::sgtin_key(s),
-                gtin: s.gtin.to_string(),
-                org: org.to_string(),
-                lot: ev.lot.as_ref().map(|l| l.as_str().to_string()),
-                expiry: ev
-                    .item_expiration
-                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
-            })
-            .collect(),
-    };
-    Ok((row, id, ev))
+    packs::index_event(json, org, now, skew).map_err(epcis_reject)
 }
 
 fn envelope_reject(e: EnvelopeError) -> Reject {

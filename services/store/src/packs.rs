@@ -17,7 +17,7 @@ use rxledger_core::pack::{self, LoggedEvent};
 use rxledger_entities::{commission, company_prefix, device, entry, epc, site};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::{Database, StoreError};
+use crate::{Database, NewCommission, NewEvent, StoreError};
 
 /// Most parsed events kept in memory.
 const CACHE: usize = 50_000;
@@ -46,6 +46,48 @@ pub fn index_keys(e: &epcis::Event) -> Vec<(String, i16)> {
     out.extend(e.children.iter().map(|id| (epc_key(id), 2)));
     out.extend(e.quantities.iter().map(|q| (epc_key(&q.class), 3)));
     out
+}
+
+/// Validates one EPCIS event (parse, time sanity, CBV hash) and builds its index rows. Used
+/// for device envelopes and for API state changes alike.
+pub fn index_event(
+    json: &serde_json::Value,
+    org: &str,
+    now_ms: i64,
+    max_skew_ms: i64,
+) -> Result<(NewEvent, String, epcis::Event), epcis::EpcisError> {
+    let ev = epcis::parse_event(json)?;
+    ev.validate_time(now_ms, max_skew_ms)?;
+    let id = epcis::event_hash_id(json)?;
+    let hash = epcis::hash_of_id(&id).ok_or_else(|| epcis::EpcisError::InvalidValue {
+        path: "eventID".into(),
+        expected: "a CBV 2.0 hash ID",
+        got: id.clone(),
+    })?;
+    let row = NewEvent {
+        hash,
+        event_time_ms: ev.event_time_ms,
+        event_type: ev.kind.as_str().to_string(),
+        action: Some(ev.action.as_str().to_string()),
+        biz_step: ev.biz_step.map(|b| b.as_str().to_string()),
+        disposition: ev.disposition.map(|d| d.as_str().to_string()),
+        read_point: ev.read_point.as_ref().map(|l| l.key()),
+        biz_location: ev.biz_location.as_ref().map(|l| l.key()),
+        ids: index_keys(&ev),
+        commissions: pack::commissioned_sgtins(&ev)
+            .iter()
+            .map(|s| NewCommission {
+                sgtin: sgtin_key(s),
+                gtin: s.gtin.to_string(),
+                org: org.to_string(),
+                lot: ev.lot.as_ref().map(|l| l.as_str().to_string()),
+                expiry: ev
+                    .item_expiration
+                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
+            })
+            .collect(),
+    };
+    Ok((row, id, ev))
 }
 
 /// Reads pack histories and the facts the ingest rules need.
@@ -235,6 +277,33 @@ impl Packs {
         Ok(out)
     }
 
+    /// Every commissioned pack of a lot, with the organization that commissioned it.
+    pub async fn lot_serials(
+        &self,
+        gtin: &Gtin,
+        lot: &rxledger_core::gs1::Lot,
+    ) -> Result<Vec<(Sgtin, String)>, StoreError> {
+        let rows = commission::Entity::find()
+            .filter(commission::Column::Gtin.eq(gtin.as_str()))
+            .filter(commission::Column::Lot.eq(lot.as_str()))
+            .all(&self.db.conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let serial = r.sgtin.rsplit_once('.').map(|(_, s)| s)?;
+                let serial = rxledger_core::gs1::Serial::parse(serial).ok()?;
+                Some((
+                    Sgtin {
+                        gtin: gtin.clone(),
+                        serial,
+                    },
+                    r.org_id,
+                ))
+            })
+            .collect())
+    }
+
     /// Whether any pack of this GTIN was ever commissioned.
     pub async fn product_known(&self, gtin: &Gtin) -> Result<bool, StoreError> {
         Ok(commission::Entity::find()
@@ -282,4 +351,43 @@ pub fn owner_of(prefixes: &[(String, String)], gtin: &Gtin) -> Option<String> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every mutation is a single insert or clear; a poisoned lock is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Appends a state change requested through the API (dispense, undo, stolen, destroy,
+/// recall) as a ledger entry of its own, signed by the log key and attributed to `org`.
+/// Returns the entry index and the checkpoint that includes it.
+pub async fn append_state_change(
+    ledger: &crate::Ledger,
+    org: &str,
+    event: serde_json::Value,
+) -> Result<(u64, crate::SignedHead), StoreError> {
+    let now = crate::now_ms();
+    let (row, _, _) = index_event(&event, org, now, 60_000).map_err(|e| {
+        StoreError::Invalid(format!("the state change is not a valid EPCIS event: {e}"))
+    })?;
+    let body = envelope::Body {
+        v: envelope::VERSION,
+        device_id: format!("org:{org}"),
+        seq: 0,
+        sent_at: epcis::format_time(now),
+        events: vec![event],
+    };
+    let data = envelope::seal(ledger.key(), &body);
+    let entry = crate::NewEntry {
+        data,
+        kind: crate::ledger::EntryKind::ApiStateChange,
+        signer: format!("org:{org}"),
+        seq: -1,
+        events: vec![row],
+    };
+    let batch = ledger.append(vec![entry]).await?;
+    match batch.admissions.first() {
+        Some(crate::Admission::Appended { index }) => Ok((*index, batch.head)),
+        Some(crate::Admission::DuplicateEvent { index, .. }) => Err(StoreError::Invalid(format!(
+            "the same state change is already in the log at entry {index}"
+        ))),
+        other => Err(StoreError::Invalid(format!(
+            "the state change was not appended: {other:?}"
+        ))),
+    }
 }

@@ -1,0 +1,534 @@
+//! Pack queries and state changes: `verify`, `provenance`, `lot`, and dispense, undo, stolen,
+//! destroy, recall. Thin: parsing and rules live in the core, history in the store.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use rxledger_core::gs1::{self, Gln, Gtin, Lot, ScannedCode, Sgtin};
+use rxledger_core::pack::{self, DeriveOptions, PackState};
+use rxledger_core::verdict::{self, StatusChange, Viewer};
+use rxledger_store::packs::append_state_change;
+
+use crate::admin::services;
+use crate::auth::{Caller, Role, caller, require};
+use crate::{ApiError, Code, Services};
+
+/// How long a pharmacy may undo its own dispense (EU FMD: 10 days).
+pub const UNDO_WINDOW_MS: i64 = 10 * 86_400_000;
+
+#[derive(SimpleObject)]
+pub struct Verification {
+    /// AUTHENTIC, UNKNOWN_PRODUCT, UNKNOWN_SERIAL, BATCH_MISMATCH, EXPIRY_MISMATCH, EXPIRED,
+    /// ALREADY_DISPENSED, RECALLED, STOLEN, DESTROYED, DECOMMISSIONED, NOT_IN_YOUR_CUSTODY or NO_SERIAL.
+    pub verdict: String,
+    /// Whether the pack may be handed to a patient.
+    pub dispensable: bool,
+    pub reasons: Vec<ReasonOut>,
+    pub product: Option<Product>,
+    /// ACTIVE, IN_TRANSIT, DISPENSED, ... or UNKNOWN.
+    pub status: Option<String>,
+    /// The ledger entries the verdict rests on, each with an inclusion proof.
+    pub evidence: Vec<Evidence>,
+    /// The checkpoint the proofs verify against.
+    pub checkpoint_size: i64,
+    pub checkpoint_note: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ReasonOut {
+    pub code: String,
+    /// BLOCKING or WARNING.
+    pub severity: String,
+    pub message: String,
+    pub evidence: Vec<i64>,
+}
+
+#[derive(SimpleObject)]
+pub struct Product {
+    pub gtin: String,
+    pub serial: Option<String>,
+    pub lot: Option<String>,
+    /// ISO date of the last day the pack may be used.
+    pub expiry: Option<String>,
+}
+
+/// A ledger entry with its RFC 9162 inclusion proof.
+#[derive(SimpleObject)]
+pub struct Evidence {
+    pub index: i64,
+    pub leaf_hash: String,
+    pub tree_size: i64,
+    pub proof: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct Provenance {
+    pub gtin: String,
+    pub serial: String,
+    pub status: String,
+    pub lot: Option<String>,
+    pub expiry: Option<String>,
+    /// Current owner and location (regulators, and the owner itself).
+    pub custodian: Option<String>,
+    pub location: Option<String>,
+    /// The case or pallet the pack is in now.
+    pub parent: Option<String>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(SimpleObject)]
+pub struct HistoryEntry {
+    pub index: i64,
+    pub event_time: String,
+    pub event_type: String,
+    pub action: String,
+    pub biz_step: Option<String>,
+    pub disposition: Option<String>,
+    /// The submitting organization (hidden from other trading partners).
+    pub organization: Option<String>,
+    pub location: Option<String>,
+    /// DIRECT, or the container / class the event reached the pack through.
+    pub via: String,
+    pub evidence: Evidence,
+}
+
+#[derive(SimpleObject)]
+pub struct LotStatus {
+    pub gtin: String,
+    pub lot: String,
+    pub packs: i64,
+    pub by_status: Vec<Count>,
+    pub by_custodian: Vec<Count>,
+}
+
+#[derive(SimpleObject)]
+pub struct Count {
+    pub key: String,
+    pub count: i64,
+}
+
+/// The result of a state change: its ledger entry and the pack's verdict afterwards.
+#[derive(SimpleObject)]
+pub struct StateChange {
+    pub entry_index: i64,
+    pub checkpoint_size: i64,
+    pub verification: Option<Verification>,
+}
+
+fn viewer(c: &Caller) -> Viewer<'_> {
+    match c {
+        Caller::Anonymous => Viewer::anonymous(),
+        Caller::Key { org_id, role, .. } => Viewer::org(
+            org_id,
+            match role {
+                Role::Pharmacy => verdict::Role::Pharmacy,
+                Role::Wholesaler => verdict::Role::Wholesaler,
+                Role::Manufacturer => verdict::Role::Manufacturer,
+                Role::Regulator | Role::Admin => verdict::Role::Regulator,
+            },
+        ),
+    }
+}
+
+fn parse(code: &str) -> Result<ScannedCode, ApiError> {
+    gs1::parse_code(code)
+        .map_err(|e| ApiError::new(Code::InvalidCode, format!("cannot read the code: {e}")))
+}
+
+fn iso(d: gs1::CalendarDate) -> String {
+    format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
+}
+
+async fn state_of(s: &Services, sgtin: &Sgtin) -> Result<Option<PackState>, ApiError> {
+    let events = s.packs.events(sgtin).await?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let directory = s.packs.directory().await?;
+    let opts = DeriveOptions {
+        directory: &directory,
+        undo_window_ms: UNDO_WINDOW_MS,
+        ..DeriveOptions::default()
+    };
+    Ok(Some(pack::derive_with(sgtin, &events, &opts)))
+}
+
+async fn evidence(s: &Services, indices: &[u64], size: u64) -> Result<Vec<Evidence>, ApiError> {
+    let mut out = Vec::new();
+    for &index in indices {
+        if index >= size {
+            continue;
+        }
+        let proof = s.ledger.inclusion_proof(index, size).await?;
+        let leaf = s.ledger.leaf_hash(index).await?;
+        out.push(Evidence {
+            index: index as i64,
+            leaf_hash: hex::encode(leaf),
+            tree_size: size as i64,
+            proof: proof.iter().map(hex::encode).collect(),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn verification(
+    s: &Services,
+    c: &Caller,
+    code: &str,
+) -> Result<Verification, ApiError> {
+    let scanned = parse(code)?;
+    let state = match scanned.sgtin() {
+        Some(sgtin) => state_of(s, &sgtin).await?,
+        None => None,
+    };
+    let product_known = match &scanned.gtin {
+        Some(g) => {
+            s.packs.product_known(g).await?
+                || rxledger_store::packs::owner_of(&s.packs.prefixes().await?, g).is_some()
+        }
+        None => false,
+    };
+    let v = verdict::verdict(
+        &scanned,
+        state.as_ref(),
+        product_known,
+        rxledger_store::now_ms(),
+        viewer(c),
+    );
+    let head = s.ledger.head();
+    let mut cited: Vec<u64> = v
+        .reasons
+        .iter()
+        .flat_map(|r| r.evidence.iter().copied())
+        .collect();
+    cited.sort_unstable();
+    cited.dedup();
+    Ok(Verification {
+        verdict: v.primary.as_str().to_string(),
+        dispensable: v.dispensable,
+        reasons: v
+            .reasons
+            .iter()
+            .map(|r| ReasonOut {
+                code: r.code.as_str().to_string(),
+                severity: format!("{:?}", r.severity).to_uppercase(),
+                message: r.message.clone(),
+                evidence: r.evidence.iter().map(|i| *i as i64).collect(),
+            })
+            .collect(),
+        product: v.product.as_ref().map(|p| Product {
+            gtin: p.gtin.to_string(),
+            serial: p.serial.as_ref().map(|x| x.as_str().to_string()),
+            lot: p.lot.as_ref().map(|x| x.as_str().to_string()),
+            expiry: p.expiry.map(iso),
+        }),
+        status: v.status.map(|st| st.as_str().to_string()),
+        evidence: evidence(s, &cited, head.size).await?,
+        checkpoint_size: head.size as i64,
+        checkpoint_note: head.note,
+    })
+}
+
+#[derive(Default)]
+pub struct PackQuery;
+
+#[Object]
+impl PackQuery {
+    /// The verdict for a scanned code: a GS1 Digital Link URI, an EPC URN, `(01)…(21)…` text
+    /// or a raw DataMatrix scan (with `]d2` and GS separators or their wedge substitutes).
+    /// Open to anonymous callers, who get the public verdict.
+    async fn verify(&self, ctx: &Context<'_>, code: String) -> Result<Verification> {
+        Ok(verification(services(ctx), caller(ctx), &code).await?)
+    }
+
+    /// A pack's full history, including what it inherits from its cases and pallets. Trading
+    /// partners see the events their own organization submitted; regulators see everything.
+    async fn provenance(&self, ctx: &Context<'_>, code: String) -> Result<Option<Provenance>> {
+        let c = require(
+            ctx,
+            &[
+                Role::Admin,
+                Role::Regulator,
+                Role::Manufacturer,
+                Role::Wholesaler,
+                Role::Pharmacy,
+            ],
+        )?;
+        let s = services(ctx);
+        let sgtin = parse(&code)?.sgtin().ok_or_else(|| {
+            ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)")
+        })?;
+        let Some(state) = state_of(s, &sgtin).await? else {
+            return Ok(None);
+        };
+        let all = matches!(c.role(), Some(Role::Admin | Role::Regulator));
+        let mine = |org: &str| all || c.org() == Some(org);
+        let head = s.ledger.head();
+        let mut history = Vec::new();
+        for h in state.history.iter().filter(|h| mine(&h.org)) {
+            let ev = evidence(s, &[h.index], head.size).await?.pop();
+            let Some(ev) = ev else { continue };
+            history.push(HistoryEntry {
+                index: h.index as i64,
+                event_time: rxledger_core::epcis::format_time(h.event_time_ms),
+                event_type: h.kind.as_str().to_string(),
+                action: h.action.as_str().to_string(),
+                biz_step: h.biz_step.map(|b| b.as_str().to_string()),
+                disposition: h.disposition.map(|d| d.as_str().to_string()),
+                organization: Some(h.org.clone()),
+                location: h.location.clone(),
+                via: match &h.via {
+                    pack::Via::Direct => "DIRECT".to_string(),
+                    pack::Via::Container(id) | pack::Via::Class(id) => {
+                        rxledger_store::packs::epc_key(id)
+                    }
+                },
+                evidence: ev,
+            });
+        }
+        let custodian_visible = all
+            || state
+                .custody
+                .owner
+                .as_deref()
+                .is_some_and(|o| c.org() == Some(o));
+        Ok(Some(Provenance {
+            gtin: sgtin.gtin.to_string(),
+            serial: sgtin.serial.as_str().to_string(),
+            status: state.status.as_str().to_string(),
+            lot: state
+                .commissioning
+                .as_ref()
+                .and_then(|x| x.lot.as_ref())
+                .map(|l| l.as_str().to_string()),
+            expiry: state.commissioning.as_ref().and_then(|x| x.expiry).map(iso),
+            custodian: state.custody.owner.clone().filter(|_| custodian_visible),
+            location: state.custody.location.clone().filter(|_| custodian_visible),
+            parent: state
+                .container
+                .as_ref()
+                .map(rxledger_store::packs::epc_key)
+                .filter(|_| custodian_visible),
+            history,
+        }))
+    }
+
+    /// Where every pack of a lot is now, with counts by status and by custodian: what a recall
+    /// needs. Regulators and the lot's brand owner.
+    async fn lot(&self, ctx: &Context<'_>, gtin: String, lot: String) -> Result<LotStatus> {
+        let c = require(ctx, &[Role::Admin, Role::Regulator, Role::Manufacturer])?;
+        let s = services(ctx);
+        let g = Gtin::parse(&gtin)
+            .map_err(|e| ApiError::new(Code::InvalidCode, format!("gtin: {e}")))?;
+        let l =
+            Lot::parse(&lot).map_err(|e| ApiError::new(Code::InvalidCode, format!("lot: {e}")))?;
+        if c.role() == Some(Role::Manufacturer) {
+            let owner = rxledger_store::packs::owner_of(
+                &s.packs.prefixes().await.map_err(ApiError::from)?,
+                &g,
+            );
+            if owner.as_deref() != c.org() {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "only the brand owner or a regulator may see a lot",
+                )
+                .into());
+            }
+        }
+        let rows = s.packs.lot_serials(&g, &l).await.map_err(ApiError::from)?;
+        let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
+        let mut by_custodian: BTreeMap<String, i64> = BTreeMap::new();
+        for (sgtin, commissioner) in &rows {
+            if let Some(st) = state_of(s, sgtin).await? {
+                *by_status.entry(st.status.as_str().to_string()).or_default() += 1;
+                *by_custodian
+                    .entry(
+                        st.custody
+                            .owner
+                            .clone()
+                            .unwrap_or_else(|| commissioner.clone()),
+                    )
+                    .or_default() += 1;
+            }
+        }
+        let counts = |m: BTreeMap<String, i64>| {
+            m.into_iter()
+                .map(|(key, count)| Count { key, count })
+                .collect()
+        };
+        Ok(LotStatus {
+            gtin: g.to_string(),
+            lot: l.as_str().to_string(),
+            packs: rows.len() as i64,
+            by_status: counts(by_status),
+            by_custodian: counts(by_custodian),
+        })
+    }
+}
+
+/// The caller's organization and the GLN of its first site: where its state changes happen.
+async fn actor(s: &Services, c: &Caller) -> Result<(String, Gln), ApiError> {
+    let org = c
+        .org()
+        .ok_or_else(|| ApiError::new(Code::Unauthenticated, "an API key is needed"))?
+        .to_string();
+    let site = s
+        .registry
+        .sites()
+        .await?
+        .into_iter()
+        .find(|x| x.org_id == org)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("organization {org} has no registered site (GLN)"))
+        })?;
+    let gln = Gln::parse(&site.gln).map_err(|e| ApiError::bad_request(format!("site GLN: {e}")))?;
+    Ok((org, gln))
+}
+
+fn rule(v: pack::RuleViolation) -> ApiError {
+    ApiError::new(Code::Rule(v.code), v.message)
+}
+
+async fn change(
+    s: &Services,
+    c: &Caller,
+    code: &str,
+    what: StatusChange,
+) -> Result<StateChange, ApiError> {
+    let sgtin = parse(code)?
+        .sgtin()
+        .ok_or_else(|| ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)"))?;
+    let (org, gln) = actor(s, c).await?;
+    let state = state_of(s, &sgtin).await?;
+    verdict::can_change_status(state.as_ref(), what).map_err(rule)?;
+    let now = rxledger_store::now_ms();
+    let item = gs1::EpcId::Sgtin(sgtin.clone());
+    let event = match what {
+        StatusChange::Dispense => verdict::dispense_event(&sgtin, &gln, now),
+        StatusChange::Stolen => verdict::stolen_event(&[item], &gln, now)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        StatusChange::Destroy => verdict::destroy_event(&[item], &gln, now)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        _ => return Err(ApiError::bad_request("unsupported state change")),
+    };
+    let (index, head) = append_state_change(&s.ledger, &org, event).await?;
+    Ok(StateChange {
+        entry_index: index as i64,
+        checkpoint_size: head.size as i64,
+        verification: Some(verification(s, c, code).await?),
+    })
+}
+
+#[derive(Default)]
+pub struct PackMutation;
+
+#[Object]
+impl PackMutation {
+    /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only.
+    async fn dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
+        let c = require(ctx, &[Role::Pharmacy])?;
+        Ok(change(services(ctx), c, &code, StatusChange::Dispense).await?)
+    }
+
+    /// Undoes the caller's own dispense within 10 days.
+    async fn undo_dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
+        let c = require(ctx, &[Role::Pharmacy])?;
+        let s = services(ctx);
+        let sgtin = parse(&code)?.sgtin().ok_or_else(|| {
+            ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)")
+        })?;
+        let (org, gln) = actor(s, c).await?;
+        let state = state_of(s, &sgtin).await?.ok_or_else(|| {
+            ApiError::new(
+                Code::Rule("UNKNOWN_SERIAL"),
+                "the pack was never commissioned",
+            )
+        })?;
+        let now = rxledger_store::now_ms();
+        let dispense = verdict::can_undo(&state, &org, now, UNDO_WINDOW_MS).map_err(rule)?;
+        let event = verdict::undo_dispense_event(&sgtin, dispense, &gln, now);
+        let (index, head) = append_state_change(&s.ledger, &org, event)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(StateChange {
+            entry_index: index as i64,
+            checkpoint_size: head.size as i64,
+            verification: Some(verification(s, c, &code).await?),
+        })
+    }
+
+    /// Reports a pack stolen. Any trading partner or a regulator.
+    async fn report_stolen(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
+        let c = require(
+            ctx,
+            &[
+                Role::Pharmacy,
+                Role::Wholesaler,
+                Role::Manufacturer,
+                Role::Regulator,
+            ],
+        )?;
+        Ok(change(services(ctx), c, &code, StatusChange::Stolen).await?)
+    }
+
+    /// Records a pack destroyed. Any trading partner or a regulator.
+    async fn destroy(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
+        let c = require(
+            ctx,
+            &[
+                Role::Pharmacy,
+                Role::Wholesaler,
+                Role::Manufacturer,
+                Role::Regulator,
+            ],
+        )?;
+        Ok(change(services(ctx), c, &code, StatusChange::Destroy).await?)
+    }
+
+    /// Recalls every pack of a lot, including packs inside cases and pallets. The brand owner
+    /// or a regulator.
+    async fn recall_lot(
+        &self,
+        ctx: &Context<'_>,
+        gtin: String,
+        lot: String,
+    ) -> Result<StateChange> {
+        let c = require(ctx, &[Role::Manufacturer, Role::Regulator])?;
+        let s = services(ctx);
+        let g = Gtin::parse(&gtin)
+            .map_err(|e| ApiError::new(Code::InvalidCode, format!("gtin: {e}")))?;
+        let l =
+            Lot::parse(&lot).map_err(|e| ApiError::new(Code::InvalidCode, format!("lot: {e}")))?;
+        let prefixes = s.packs.prefixes().await.map_err(ApiError::from)?;
+        let body = g.as_str().get(1..).unwrap_or("");
+        let owner = prefixes
+            .iter()
+            .filter(|(p, _)| body.starts_with(p.as_str()))
+            .max_by_key(|(p, _)| p.len());
+        let Some((prefix, owner)) = owner else {
+            return Err(ApiError::new(
+                Code::Rule("UNKNOWN_PRODUCT"),
+                "no brand owner is registered for this GTIN",
+            )
+            .into());
+        };
+        if c.role() == Some(Role::Manufacturer) && c.org() != Some(owner.as_str()) {
+            return Err(ApiError::new(
+                Code::Forbidden,
+                "only the brand owner or a regulator may recall a lot",
+            )
+            .into());
+        }
+        let (org, gln) = actor(s, c).await?;
+        let event = verdict::recall_lot_event(&g, &l, prefix.len(), &gln, rxledger_store::now_ms())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let (index, head) = append_state_change(&s.ledger, &org, event)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(StateChange {
+            entry_index: index as i64,
+            checkpoint_size: head.size as i64,
+            verification: None,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! A pharmacy client written against the committed `graphql/schema.graphql` only: plain
+//! GraphQL over HTTP, as any pharmacy software would do it.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict dispensable reasons { code severity message evidence } product { gtin serial lot expiry } status evidence { index leafHash treeSize proof } checkpointSize } }";
+
+fn code_of(r: &Value) -> Option<&str> {
+    r["errors"][0]["extensions"]["code"].as_str()
+}
+
+async fn admin(app: &TestApp, q: &str, vars: Value) -> Value {
+    let token = app
+        .app()
+        .first_admin_token
+        .clone()
+        .expect("first start printed an admin key");
+    let r = app.graphql_as(Some(&token), q, vars).await;
+    assert!(r["errors"].is_null(), "{r}");
+    r["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_dispense_verify_again() {
+    let app = spawn_app().await;
+    let key = app
+        .enroll(
+            "acme",
+            "MANUFACTURER",
+            Some("0614141"),
+            "0614141000005",
+            "line-1",
+        )
+        .await;
+    let mut line = app.device("line-1", key).await;
+    let r = line
+        .send_events(vec![commission(&["1001", "1002"], "L1", "2031-06-30")])
+        .await;
+    assert_eq!(r.status, "ACCEPTED", "{r:?}");
+
+    admin(&app, "mutation { createOrganization(input: {id: \"corner\", name: \"Corner Pharmacy\", role: PHARMACY}) { id } }", json!({})).await;
+    admin(&app, "mutation { addSite(input: {gln: \"0614141000029\", orgId: \"corner\", name: \"Corner\"}) { gln } }", json!({})).await;
+    let issued = admin(
+        &app,
+        "mutation { issueApiKey(orgId: \"corner\", label: \"till 1\") { token role } }",
+        json!({}),
+    )
+    .await;
+    let pharmacy = issued["issueApiKey"]["token"].as_str().unwrap().to_string();
+    assert_eq!(issued["issueApiKey"]["role"], "PHARMACY");
+
+    // Anonymous verification of a genuine pack, by its DataMatrix scan with a GS separator.
+    let scan = "]d2011061414107346417310630\u{1d}10L1\u{1d}211001";
+    let anon = app.graphql(VERIFY, json!({ "code": scan })).await;
+    assert!(anon["errors"].is_null(), "{anon}");
+    let v = &anon["data"]["verify"];
+    assert_eq!(v["verdict"], "AUTHENTIC", "{v}");
+    assert_eq!(v["dispensable"], true);
+    assert_eq!(v["product"]["lot"], "L1");
+
+    // The pharmacy dispenses it, then scanning again shows ALREADY_DISPENSED.
+    let d = app
+        .graphql_as(Some(&pharmacy), "mutation($c: String!) { dispense(code: $c) { entryIndex verification { verdict dispensable } } }", json!({ "c": "https://id.gs1.org/01/10614141073464/21/1001" }))
+        .await;
+    assert!(d["errors"].is_null(), "{d}");
+    assert_eq!(
+        d["data"]["dispense"]["verification"]["verdict"],
+        "ALREADY_DISPENSED"
+    );
+    let again = app
+        .graphql_as(
+            Some(&pharmacy),
+            VERIFY,
+            json!({ "code": "(01)10614141073464(21)1001" }),
+        )
+        .await;
+    assert_eq!(
+        again["data"]["verify"]["verdict"], "ALREADY_DISPENSED",
+        "{again}"
+    );
+    assert_eq!(again["data"]["verify"]["dispensable"], false);
+    assert!(
+        !again["data"]["verify"]["evidence"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the verdict cites ledger entries with proofs"
+    );
+
+    // A second dispense is refused; the same pharmacy may undo its own dispense.
+    let twice = app
+        .graphql_as(
+            Some(&pharmacy),
+            "mutation { dispense(code: \"urn:epc:id:sgtin:0614141.107346.1001\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+    assert!(code_of(&twice).is_some(), "{twice}");
+    let undo = app.graphql_as(Some(&pharmacy), "mutation { undoDispense(code: \"urn:epc:id:sgtin:0614141.107346.1001\") { verification { verdict dispensable } } }", json!({})).await;
+    // Active again. This pharmacy never received the pack through the supply chain, which it
+    // is told as a warning that does not block dispensing.
+    assert_eq!(
+        undo["data"]["undoDispense"]["verification"]["verdict"], "NOT_IN_YOUR_CUSTODY",
+        "{undo}"
+    );
+    assert_eq!(
+        undo["data"]["undoDispense"]["verification"]["dispensable"], true,
+        "{undo}"
+    );
+
+    // Never commissioned: a probable counterfeit.
+    let fake = app
+        .graphql(VERIFY, json!({ "code": "(01)10614141073464(21)FAKE1" }))
+        .await;
+    assert_eq!(
+        fake["data"]["verify"]["verdict"], "UNKNOWN_SERIAL",
+        "{fake}"
+    );
+    assert_eq!(fake["data"]["verify"]["dispensable"], false);
+
+    // Bad input gets its documented error code.
+    let bad = app
+        .graphql(VERIFY, json!({ "code": "(01)10614141073465(21)1001" }))
+        .await;
+    assert_eq!(code_of(&bad), Some("INVALID_CODE"), "{bad}");
+    assert!(
+        bad["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("check digit"),
+        "{bad}"
+    );
+    let anon_dispense = app
+        .graphql(
+            "mutation { dispense(code: \"(01)10614141073464(21)1002\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code_of(&anon_dispense), Some("UNAUTHENTICATED"));
+    let expired = admin(
+        &app,
+        "mutation { issueApiKey(orgId: \"corner\", label: \"old\", expiresInDays: 0) { token } }",
+        json!({}),
+    )
+    .await;
+    let r = app
+        .graphql_as(
+            expired["issueApiKey"]["token"].as_str(),
+            VERIFY,
+            json!({ "code": "(01)10614141073464(21)1002" }),
+        )
+        .await;
+    assert_eq!(code_of(&r), Some("KEY_EXPIRED"), "{r}");
+    app.stop().await;
+}
