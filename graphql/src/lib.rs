@@ -9,11 +9,12 @@ mod admin;
 pub mod auth;
 mod error;
 mod ledger;
+mod live;
 mod packs;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 
 pub use auth::{Caller, Role};
@@ -30,19 +31,24 @@ pub struct Services {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(packs::PackQuery, ledger::LedgerQuery, admin::AdminQuery);
+pub struct Query(
+    packs::PackQuery,
+    ledger::LedgerQuery,
+    admin::AdminQuery,
+    live::AlertQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(packs::PackMutation, admin::AdminMutation);
 
-pub type RxSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type RxSchema = Schema<Query, Mutation, live::Live>;
 
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 1000;
 
 /// Builds the schema with its limits.
 pub fn schema(services: Services) -> RxSchema {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
         .limit_depth(12)
         .limit_complexity(2_000)
@@ -51,7 +57,7 @@ pub fn schema(services: Services) -> RxSchema {
 
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+    Schema::build(Query::default(), Mutation::default(), live::Live)
         .finish()
         .sdl()
 }

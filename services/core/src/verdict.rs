@@ -358,7 +358,7 @@ pub fn verdict(
         }
     }
 
-    if serialised {
+    if scanned.gtin.is_some() {
         let expiry = commissioning
             .and_then(|c| c.expiry)
             .or_else(|| scanned.expiry.as_ref().map(|e| e.last_valid_day(year)));
@@ -397,14 +397,14 @@ pub fn verdict(
     }
 
     reasons.sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
+    // Never empty: a scan without GTIN or serial gets NO_SERIAL, a serialised one either
+    // UNKNOWN_SERIAL, a mismatch or AUTHENTIC. The fallback is the safe answer regardless.
     let primary = reasons
         .first()
         .map_or(VerdictCode::UnknownSerial, |r| r.code);
     let dispensable = genuine && reasons.iter().all(|r| r.severity <= Severity::Warning);
     let product = scanned.gtin.as_ref().map(|gtin| ProductInfo {
-        gtin: commissioning
-            .and(state)
-            .map_or_else(|| gtin.clone(), |s| s.sgtin.gtin.clone()),
+        gtin: gtin.clone(),
         serial: scanned.serial.clone(),
         lot: commissioning
             .and_then(|c| c.lot.clone())
@@ -789,6 +789,10 @@ mod tests {
         let v = verdict(&gtin_only, None, true, now(), Viewer::anonymous());
         assert_eq!(codes(&v), [VerdictCode::NoSerial]);
         assert!(!v.dispensable);
+        // A printed expiry is still checked.
+        let old = parse_code(&format!("(01){GTIN}(17)241231")).unwrap();
+        let v = verdict(&old, None, true, now(), Viewer::anonymous());
+        assert_eq!(codes(&v), [VerdictCode::NoSerial, VerdictCode::Expired]);
         let sscc_only = parse_code(&format!("(00){}", sscc(1))).unwrap();
         let v = verdict(&sscc_only, None, true, now(), Viewer::anonymous());
         assert_eq!(codes(&v), [VerdictCode::NoSerial]);

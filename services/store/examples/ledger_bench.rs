@@ -182,9 +182,10 @@ async fn append_timed(ledger: &Ledger, n: u64, b: u64) -> Result<Duration, Error
 async fn throughput(backend: Backend, batches: &[usize], runs: usize) -> Result<String, Error> {
     let mut out = String::from(
         "Durable appends of 300-byte entries (time inside `Ledger::append`, commit included)\n\n\
-         | batch | entries/run | runs | median entries/s | min | max | median ms/batch |\n\
-         |---:|---:|---:|---:|---:|---:|---:|\n",
+         | batch | entries/run | runs | median entries/s | min | max | median ms/batch | vs first row |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let mut first = None;
     for &b in batches {
         let b = b as u64;
         // About a second per run at the expected rates.
@@ -199,11 +200,13 @@ async fn throughput(backend: Backend, batches: &[usize], runs: usize) -> Result<
         }
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
+        let base = *first.get_or_insert(median);
         out += &format!(
-            "| {b} | {per_run} | {runs} | **{median:.0}** | {:.0} | {:.0} | {:.2} |\n",
+            "| {b} | {per_run} | {runs} | **{median:.0}** | {:.0} | {:.0} | {:.2} | {:.2}× |\n",
             rates[0],
             rates[rates.len() - 1],
             1000.0 * b as f64 / median,
+            median / base,
         );
         eprintln!("{} batch {b}: {rates:.0?}", backend.name());
         drop(ledger);
@@ -362,6 +365,7 @@ async fn large_log(backend: Backend, args: &Args) -> Result<String, Error> {
         "\nStart-up (median of runs; `connect` = new pool + migration check, `open` = `Ledger::open`)\n\n\
          | log size | runs | connect ms | open ms (median) | open ms (max) |\n|---:|---:|---:|---:|---:|\n",
     );
+    let mut open_medians = Vec::new();
     for (size, db) in [(SMALL_LOG, &small), (n, &tmp)] {
         let runs = args.runs.max(5);
         let mut connects = Vec::new();
@@ -381,6 +385,7 @@ async fn large_log(backend: Backend, args: &Args) -> Result<String, Error> {
         }
         connects.sort();
         opens.sort();
+        open_medians.push(opens[runs / 2].as_secs_f64());
         table += &format!(
             "| {size} | {runs} | {:.1} | **{:.2}** | {:.2} |\n",
             ms(connects[runs / 2]),
@@ -389,6 +394,10 @@ async fn large_log(backend: Backend, args: &Args) -> Result<String, Error> {
         );
     }
     out += &table;
+    out += &format!(
+        "\n`Ledger::open` at {n} entries takes {:.2}× the time it takes at {SMALL_LOG}.\n",
+        open_medians[1] / open_medians[0]
+    );
     small.drop_now().await;
     tmp.drop_now().await;
     Ok(out)
