@@ -792,7 +792,7 @@ mod tests {
         // A printed expiry is still checked.
         let old = parse_code(&format!("(01){GTIN}(17)241231")).unwrap();
         let v = verdict(&old, None, true, now(), Viewer::anonymous());
-        assert_eq!(codes(&v), [VerdictCode::NoSerial, VerdictCode::Expired]);
+        assert_eq!(codes(&v), [VerdictCode::Expired, VerdictCode::NoSerial]);
         let sscc_only = parse_code(&format!("(00){}", sscc(1))).unwrap();
         let v = verdict(&sscc_only, None, true, now(), Viewer::anonymous());
         assert_eq!(codes(&v), [VerdictCode::NoSerial]);

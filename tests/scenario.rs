@@ -1,0 +1,99 @@
+//! The supply chain, end to end: firmware-sim plays a realistic scenario (commissioning,
+//! packing, shipping, receiving, unpacking, dispensing, plus every counterfeit and fault
+//! injection) against the real server, and checks every receipt and every verdict.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use firmware_sim::device::Broker;
+use firmware_sim::scenario::{self, Injections, ScenarioOptions};
+use rxledger_core::envelope;
+use rxledger_ingest::{MqttTarget, MqttUrl};
+
+fn options(app: &TestApp) -> ScenarioOptions {
+    let token = app.app().first_admin_token.clone().expect("a fresh server prints its first admin key");
+    let mut opts = ScenarioOptions::new(
+        &format!("http://{}", app.http),
+        Broker { host: app.mqtt.0.clone(), port: app.mqtt.1 },
+        Some(token),
+    );
+    opts.packs = 30;
+    opts.pharmacies = 3;
+    opts.inject = Injections::all();
+    opts.topic_root = app.topic_root.clone();
+    opts.offline_for = Duration::from_millis(500);
+    opts.receipt_timeout = Duration::from_secs(60);
+    opts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_with_every_injection_meets_every_expectation() {
+    let app = spawn_app().await;
+    let report = scenario::run_scenario(options(&app)).await.unwrap();
+    assert!(report.ok(), "{}", report.summary());
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger).await.unwrap();
+    assert!(audit.ok(), "{:?}", audit.problems);
+    app.stop().await;
+}
+
+/// A private Mosquitto on a free port, so the test may stop it without disturbing anyone.
+fn mosquitto(port: u16, dir: &std::path::Path) -> Child {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 200000\nmax_inflight_messages 1000\n"),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto is installed");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("mosquitto did not start on port {port}");
+}
+
+/// The broker is stopped for 10 s in the middle of a scenario: nothing is lost and nothing is
+/// in the ledger twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the mosquitto binary (CI installs it): run with --ignored external::"]
+async fn external_broker_outage_during_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut broker = mosquitto(port, dir.path());
+    let app = spawn_app_with(Backends::Embedded, |cfg| {
+        cfg.mqtt = MqttTarget::External(MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap());
+    })
+    .await;
+    let mut opts = options(&app);
+    opts.packs = 60;
+    let run = tokio::spawn(scenario::run_scenario(opts));
+    // Stop the broker once the chain is under way, for 10 s.
+    let ledger = app.app().ledger.clone();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while ledger.head().size < 5 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the scenario starts appending");
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut broker = mosquitto(port, dir.path());
+    let report = run.await.unwrap().unwrap();
+    broker.kill().ok();
+    assert!(report.ok(), "{}", report.summary());
+
+    let rows = app.app().ledger.entries(0, 1_000_000).await.unwrap();
+    let distinct: HashSet<String> = rows.iter().map(|r| envelope::payload_hash(&r.data)).collect();
+    assert_eq!(distinct.len(), rows.len(), "no envelope is in the ledger twice");
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger).await.unwrap();
+    assert!(audit.ok(), "{:?}", audit.problems);
+    app.stop().await;
+}
