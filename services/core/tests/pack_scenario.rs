@@ -505,7 +505,7 @@ fn before_the_recall_an_undispensed_pack_was_fine() {
 }
 
 #[test]
-fn a_verdict_with_a_twenty_event_history_is_cheap() {
+fn a_twenty_event_history_through_case_and_pallet_gives_the_recall() {
     let w = world();
     // S0550: commissioning, packing, pallet, shipping, receiving, unpacking, case shipping,
     // receiving, unpacking, recall… padded to 20 with repeated observations.
@@ -526,19 +526,9 @@ fn a_verdict_with_a_twenty_event_history_is_cheap() {
         directory: &w.directory,
         ..DeriveOptions::default()
     };
-    let mut times: Vec<u128> = (0..300)
-        .map(|_| {
-            let t = Instant::now();
-            let state = derive_with(&sgtin("S0550"), &events, &opts);
-            let v = verdict(&code, Some(&state), true, w.now, pharmacy(1));
-            assert_eq!(v.primary, VerdictCode::Recalled);
-            t.elapsed().as_micros()
-        })
-        .collect();
-    times.sort_unstable();
-    let (median, p99) = (times[times.len() / 2], times[times.len() * 99 / 100]);
-    eprintln!("derive + verdict, 20 events: median {median} µs, p99 {p99} µs");
-    // The target is p99 < 2 ms in release; a median bound keeps a loaded CI machine from
-    // turning scheduling noise into a failure.
-    assert!(median < 2_000, "median {median} µs");
+    // Timing lives in the verdict benchmark (BENCHMARKS.md), never in a test.
+    let state = derive_with(&sgtin("S0550"), &events, &opts);
+    let v = verdict(&code, Some(&state), true, w.now, pharmacy(1));
+    assert_eq!(v.primary, VerdictCode::Recalled);
+    assert!(events.len() >= 20);
 }
