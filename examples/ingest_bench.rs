@@ -248,6 +248,19 @@ async fn main() -> anyhow::Result<()> {
             .batches
             .load(std::sync::atomic::Ordering::Relaxed)
     );
+    let st = app.ingest_stats();
+    let b = st.batches.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
+    let ms = |a: &std::sync::atomic::AtomicU64| {
+        a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0 / b
+    };
+    println!(
+        "per batch (ms): check {:.2}, rules {:.2}, append {:.2}, acks+receipts {:.2}; {:.0} envelopes per batch",
+        ms(&st.check_us),
+        ms(&st.rules_us),
+        ms(&st.append_us),
+        ms(&st.ack_us),
+        total as f64 / b
+    );
     println!("RSS at end {:.0} MB", rss_mb());
     app.shutdown().await;
     Ok(())

@@ -15,10 +15,17 @@ use rxledger_core::envelope;
 use rxledger_ingest::{MqttTarget, MqttUrl};
 
 fn options(app: &TestApp) -> ScenarioOptions {
-    let token = app.app().first_admin_token.clone().expect("a fresh server prints its first admin key");
+    let token = app
+        .app()
+        .first_admin_token
+        .clone()
+        .expect("a fresh server prints its first admin key");
     let mut opts = ScenarioOptions::new(
         &format!("http://{}", app.http),
-        Broker { host: app.mqtt.0.clone(), port: app.mqtt.1 },
+        Broker {
+            host: app.mqtt.0.clone(),
+            port: app.mqtt.1,
+        },
         Some(token),
     );
     opts.packs = 30;
@@ -35,7 +42,9 @@ async fn scenario_with_every_injection_meets_every_expectation() {
     let app = spawn_app().await;
     let report = scenario::run_scenario(options(&app)).await.unwrap();
     assert!(report.ok(), "{}", report.summary());
-    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger).await.unwrap();
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)
+        .await
+        .unwrap();
     assert!(audit.ok(), "{:?}", audit.problems);
     app.stop().await;
 }
@@ -48,26 +57,39 @@ fn mosquitto(port: u16, dir: &std::path::Path) -> Child {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 200000\nmax_inflight_messages 1000\n"),
     )
     .unwrap();
-    let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto is installed");
+    let mut child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return child;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    child.kill().ok();
+    child.wait().ok();
     panic!("mosquitto did not start on port {port}");
 }
 
 /// The broker is stopped for 10 s in the middle of a scenario: nothing is lost and nothing is
 /// in the ledger twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the mosquitto binary (CI installs it): run with --ignored external::"]
+#[ignore = "needs the mosquitto binary, as on the CI machine: run with --ignored external"]
 async fn external_broker_outage_during_scenario() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut broker = mosquitto(port, dir.path());
     let app = spawn_app_with(Backends::Embedded, |cfg| {
-        cfg.mqtt = MqttTarget::External(MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap());
+        cfg.mqtt =
+            MqttTarget::External(MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap());
     })
     .await;
     let mut opts = options(&app);
@@ -88,12 +110,22 @@ async fn external_broker_outage_during_scenario() {
     let mut broker = mosquitto(port, dir.path());
     let report = run.await.unwrap().unwrap();
     broker.kill().ok();
+    broker.wait().ok();
     assert!(report.ok(), "{}", report.summary());
 
     let rows = app.app().ledger.entries(0, 1_000_000).await.unwrap();
-    let distinct: HashSet<String> = rows.iter().map(|r| envelope::payload_hash(&r.data)).collect();
-    assert_eq!(distinct.len(), rows.len(), "no envelope is in the ledger twice");
-    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger).await.unwrap();
+    let distinct: HashSet<String> = rows
+        .iter()
+        .map(|r| envelope::payload_hash(&r.data))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        rows.len(),
+        "no envelope is in the ledger twice"
+    );
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)
+        .await
+        .unwrap();
     assert!(audit.ok(), "{:?}", audit.problems);
     app.stop().await;
 }

@@ -79,6 +79,8 @@ pub struct ScenarioReport {
     pub log_growth: u64,
     pub failures: Vec<String>,
     pub elapsed_ms: u128,
+    /// A few checked codes and the verdict each gave, to try by hand (README tour).
+    pub samples: Vec<(String, String)>,
 }
 
 impl ScenarioReport {
@@ -98,6 +100,9 @@ impl ScenarioReport {
             self.log_growth,
             self.elapsed_ms as f64 / 1000.0
         );
+        for (code, verdict) in &self.samples {
+            s.push_str(&format!("  try verify(code: {code:?})  -> {verdict}\n"));
+        }
         if self.ok() {
             s.push_str("every expectation held\n");
         } else {
@@ -323,6 +328,15 @@ pub async fn run_scenario_with<A: Api>(
         report.verdicts_checked += 1;
         match api.verify(&v.code).await {
             Ok(answer) => {
+                let seen = report
+                    .samples
+                    .iter()
+                    .any(|(_, verdict)| *verdict == answer.verdict);
+                if !seen && report.samples.len() < 6 {
+                    report
+                        .samples
+                        .push((v.code.clone(), answer.verdict.clone()));
+                }
                 if let Err(e) = v.check(&answer) {
                     report
                         .failures

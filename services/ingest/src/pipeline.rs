@@ -50,6 +50,10 @@ pub struct IngestConfig {
     pub max_clock_skew: Duration,
     /// Topics are `{topic_root}/devices/{deviceId}/events` and `…/acks`.
     pub topic_root: String,
+    /// MQTT connections this node opens, all in the shared subscription. Brokers cap the
+    /// unacknowledged deliveries per connection (rumqttd at 100), and acks wait for the
+    /// commit, so several connections keep the pipeline full.
+    pub connections: usize,
 }
 
 impl Default for IngestConfig {
@@ -63,6 +67,7 @@ impl Default for IngestConfig {
                 .unwrap_or(2),
             max_clock_skew: Duration::from_secs(300),
             topic_root: envelope::DEFAULT_TOPIC_ROOT.to_string(),
+            connections: 4,
         }
     }
 }
@@ -94,6 +99,12 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
     pub batches: AtomicU64,
+    /// Cumulative microseconds per stage, for benchmarks: checking (envelope, device lookup,
+    /// signatures, EPCIS), rules, append (one transaction), acks and receipts.
+    pub check_us: AtomicU64,
+    pub rules_us: AtomicU64,
+    pub append_us: AtomicU64,
+    pub ack_us: AtomicU64,
 }
 
 /// A running ingest pipeline.
@@ -120,30 +131,48 @@ impl Ingest {
             .set_clean_session(false)
             .set_inflight(1000)
             .set_max_packet_size(rumqttc_max(cfg.max_payload), rumqttc_max(cfg.max_payload));
-        let (client, eventloop) = AsyncClient::new(opts, 20_000);
         let stats = Arc::new(Stats::default());
         let (stop, stop_rx) = watch::channel(false);
-        let (raw_tx, raw_rx) = mpsc::channel::<Publish>(65_536);
-        let (ready_tx, ready_rx) = oneshot::channel();
+        let (raw_tx, raw_rx) = mpsc::channel::<Delivery>(65_536);
         let (batch_tx, batch_rx) = mpsc::channel::<Vec<Checked>>(2);
-
         let filter = envelope::shared_events_filter(&cfg.topic_root);
-        let pump = tokio::spawn(pump(
-            eventloop,
-            client.clone(),
-            filter,
-            raw_tx,
-            stop_rx,
-            ready_tx,
-        ));
-        match tokio::time::timeout(connect_timeout, ready_rx).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
-                pump.abort();
-                return Err(IngestError::Connect {
-                    addr,
-                    reason: "no connection acknowledged in time (is the broker running?)".into(),
-                });
+        let base_id = opts.client_id();
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        let mut readies = Vec::new();
+        for conn in 0..cfg.connections.max(1) {
+            let mut o = opts.clone();
+            if conn > 0 {
+                o.set_client_id(format!("{base_id}-{conn}"));
+            }
+            let (client, eventloop) = AsyncClient::new(o, 20_000);
+            let (ready_tx, ready_rx) = oneshot::channel();
+            tasks.push(tokio::spawn(pump(
+                conn,
+                eventloop,
+                client.clone(),
+                filter.clone(),
+                raw_tx.clone(),
+                stop_rx.clone(),
+                ready_tx,
+            )));
+            clients.push(client);
+            readies.push(ready_rx);
+        }
+        drop(raw_tx);
+        for ready_rx in readies {
+            match tokio::time::timeout(connect_timeout, ready_rx).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    for t in &tasks {
+                        t.abort();
+                    }
+                    return Err(IngestError::Connect {
+                        addr,
+                        reason: "no connection acknowledged in time (is the broker running?)"
+                            .into(),
+                    });
+                }
             }
         }
         let batcher = tokio::spawn(batcher(
@@ -155,18 +184,16 @@ impl Ingest {
         ));
         let sequencer = tokio::spawn(sequencer(
             batch_rx,
-            client,
+            clients,
             cfg.topic_root.clone(),
             ledger,
             packs,
             alerts,
             stats.clone(),
         ));
-        Ok(Ingest {
-            stats,
-            stop,
-            tasks: vec![pump, batcher, sequencer],
-        })
+        tasks.push(batcher);
+        tasks.push(sequencer);
+        Ok(Ingest { stats, stop, tasks })
     }
 
     /// Stops taking messages, commits and acks what was already read, then disconnects.
@@ -185,10 +212,11 @@ fn rumqttc_max(payload: usize) -> usize {
 
 /// Drives the connection until shutdown has drained and disconnected.
 async fn pump(
+    conn: usize,
     mut eventloop: EventLoop,
     client: AsyncClient,
     filter: String,
-    raw_tx: mpsc::Sender<Publish>,
+    raw_tx: mpsc::Sender<Delivery>,
     mut stop: watch::Receiver<bool>,
     ready: oneshot::Sender<()>,
 ) {
@@ -211,8 +239,8 @@ async fn pump(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 // While draining (no sender) a message is not acked, so the broker delivers it
                 // again later. Only QoS 0 traffic can overflow (see module docs).
-                if let Some(Err(mpsc::error::TrySendError::Full(p))) =
-                    raw_tx.as_ref().map(|tx| tx.try_send(p))
+                if let Some(Err(mpsc::error::TrySendError::Full((_, p)))) =
+                    raw_tx.as_ref().map(|tx| tx.try_send((conn, p)))
                 {
                     tracing::warn!(topic = %p.topic, "ingest queue full; dropping a QoS 0 message");
                 }
@@ -247,7 +275,11 @@ async fn pump(
 }
 
 /// A message after the batcher: ready to append, or rejected with a reason.
+/// A message and the index of the connection it came on (its PUBACK must go back there).
+type Delivery = (usize, Publish);
+
 struct Checked {
+    conn: usize,
     publish: Publish,
     device: Option<String>,
     seq: Option<u64>,
@@ -354,8 +386,14 @@ async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
         }
     };
     let mut in_batch: HashSet<String> = HashSet::new();
+    let mut envelopes: HashSet<(String, i64)> = HashSet::new();
     for c in batch.iter_mut() {
         let Ok(ready) = &c.outcome else { continue };
+        // A second copy of an envelope in the same batch is a redelivery: the ledger answers
+        // it with the first copy's receipt, so the rules must not judge it again.
+        if !envelopes.insert((ready.entry.signer.clone(), ready.entry.seq)) {
+            continue;
+        }
         let mut in_envelope: HashSet<String> = HashSet::new();
         let mut violation = None;
         for (ev, row) in ready.parsed.iter().zip(&ready.entry.events) {
@@ -393,8 +431,11 @@ async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
     }
 }
 
+/// How long the batcher waits for one more message before closing a batch early.
+const LINGER: Duration = Duration::from_millis(2);
+
 async fn batcher(
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::Receiver<Delivery>,
     tx: mpsc::Sender<Vec<Checked>>,
     registry: Registry,
     cfg: IngestConfig,
@@ -404,9 +445,13 @@ async fn batcher(
     loop {
         let Some(first) = rx.recv().await else { break };
         let mut batch = vec![first];
+        // A batch closes when it is full, when `batch_wait` has passed, or when the intake
+        // has been idle for `LINGER`: brokers cap unacknowledged deliveries (rumqttd at 100
+        // per connection), and those only resume after this batch commits and is acked.
         let deadline = tokio::time::Instant::now() + cfg.batch_wait;
         while batch.len() < cfg.batch_max {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+            let linger = (tokio::time::Instant::now() + LINGER).min(deadline);
+            match tokio::time::timeout_at(linger, rx.recv()).await {
                 Ok(Some(p)) => batch.push(p),
                 Ok(None) | Err(_) => break,
             }
@@ -414,7 +459,11 @@ async fn batcher(
         stats
             .received
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let t = std::time::Instant::now();
         let checked = check_batch(batch, &registry, &mut keys, &cfg).await;
+        stats
+            .check_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         if tx.send(checked).await.is_err() {
             break;
         }
@@ -424,15 +473,15 @@ async fn batcher(
 /// Everything about a batch that does not need the ledger: size, topic, envelope, device,
 /// signature, EPCIS validity and event hashes.
 async fn check_batch(
-    batch: Vec<Publish>,
+    batch: Vec<Delivery>,
     registry: &Registry,
     keys: &mut HashMap<String, PublicKey>,
     cfg: &IngestConfig,
 ) -> Vec<Checked> {
     let now = now_ms();
-    let mut opened: Vec<(Publish, Option<String>, Result<Opened, Reject>)> = batch
+    let mut opened: Vec<(Delivery, Option<String>, Result<Opened, Reject>)> = batch
         .into_iter()
-        .map(|p| {
+        .map(|(conn, p)| {
             let device = envelope::device_of_topic(&cfg.topic_root, &p.topic).map(str::to_string);
             let outcome = if p.payload.len() > cfg.max_payload {
                 Err(Reject::new(
@@ -457,7 +506,7 @@ async fn check_batch(
                     Some(d) => envelope::open(&p.payload, d).map_err(envelope_reject),
                 }
             };
-            (p, device, outcome)
+            ((conn, p), device, outcome)
         })
         .collect();
 
@@ -524,7 +573,7 @@ async fn check_batch(
         handles.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|(p, device, outcome)| verify_one(p, device, outcome, now, skew))
+                .map(|((conn, p), device, outcome)| verify_one(conn, p, device, outcome, now, skew))
                 .collect::<Vec<_>>()
         }));
     }
@@ -539,6 +588,7 @@ async fn check_batch(
 }
 
 fn verify_one(
+    conn: usize,
     publish: Publish,
     device: Option<String>,
     outcome: Result<(Opened, PublicKey, String), Reject>,
@@ -607,6 +657,7 @@ fn verify_one(
         })
     });
     Checked {
+        conn,
         publish,
         device,
         seq,
@@ -693,7 +744,7 @@ async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
 
 async fn sequencer(
     mut rx: mpsc::Receiver<Vec<Checked>>,
-    client: AsyncClient,
+    clients: Vec<AsyncClient>,
     topic_root: String,
     ledger: Arc<Ledger>,
     packs: Arc<Packs>,
@@ -701,13 +752,22 @@ async fn sequencer(
     stats: Arc<Stats>,
 ) {
     while let Some(mut batch) = rx.recv().await {
+        let t = std::time::Instant::now();
         apply_rules(&mut batch, &packs).await;
+        stats
+            .rules_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let t = std::time::Instant::now();
         let entries: Vec<NewEntry> = batch
             .iter()
             .filter_map(|c| c.outcome.as_ref().ok().map(|r| r.entry.clone()))
             .collect();
         // Nothing is acked until the batch is durable; while the database is down, wait.
         let result = append_durably(&ledger, entries).await;
+        stats
+            .append_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let t = std::time::Instant::now();
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let mut admissions = result.admissions.into_iter();
         let mut receipts = Vec::with_capacity(batch.len());
@@ -789,7 +849,7 @@ async fn sequencer(
                     raw: Some(c.publish.payload.iter().copied().take(64 * 1024).collect()),
                 });
             }
-            receipts.push((c.publish, c.device, r));
+            receipts.push((c.conn, c.publish, c.device, r));
         }
         let mut backoff = Duration::from_millis(50);
         while let Err(e) = alerts.record(new_alerts.clone()).await {
@@ -797,7 +857,8 @@ async fn sequencer(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
-        for (publish, device, receipt) in receipts {
+        for (conn, publish, device, receipt) in receipts {
+            let client = &clients[conn.min(clients.len() - 1)];
             if let Some(d) = device {
                 let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
                 if let Err(e) = client
@@ -816,7 +877,12 @@ async fn sequencer(
                 tracing::warn!(error = %e, "could not queue a PUBACK");
             }
         }
+        stats
+            .ack_us
+            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
     // Drained: everything read was committed and acked. Disconnect after those requests.
-    let _ = client.disconnect().await;
+    for client in &clients {
+        let _ = client.disconnect().await;
+    }
 }

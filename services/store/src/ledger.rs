@@ -35,6 +35,9 @@ use crate::{Database, StoreError, now_ms};
 const HEAD_ID: i16 = 1;
 /// Tiles kept in memory for proofs. Each is at most 8 KiB plus memoised inner levels.
 const TILE_CACHE: usize = 8192;
+/// How far below a device's highest sequence number an unseen number is still accepted, as a
+/// message that was overtaken in transit. Older ones are refused as replays.
+pub const REPLAY_WINDOW: i64 = 4096;
 /// Rows per INSERT statement; keeps SQLite well under its bound-parameter limit.
 const INSERT_CHUNK: usize = 500;
 
@@ -615,13 +618,23 @@ async fn admit(
                 continue;
             }
             if let Some(last) = last.filter(|l| e.seq <= *l) {
-                out.push(match existing_entry(txn, &e.signer, e.seq).await? {
-                    Some(row) if row.data == e.data => Admission::Duplicate {
+                // At or below the high-water mark: a resend, a reused number, or a message
+                // overtaken by a later one (several broker connections or nodes share the
+                // work, so order across them is not kept). Only the first two are refused.
+                let verdict = match existing_entry(txn, &e.signer, e.seq).await? {
+                    Some(row) if row.data == e.data => Some(Admission::Duplicate {
                         index: row.idx as u64,
-                    },
-                    _ => Admission::Replay { last_seq: last },
-                });
-                continue;
+                    }),
+                    Some(_) => Some(Admission::Replay { last_seq: last }),
+                    None if e.seq <= last - REPLAY_WINDOW => {
+                        Some(Admission::Replay { last_seq: last })
+                    }
+                    None => None,
+                };
+                if let Some(a) = verdict {
+                    out.push(a);
+                    continue;
+                }
             }
         }
         if let Some((event, index)) = e
@@ -640,7 +653,7 @@ async fn admit(
         if e.seq >= 0 {
             seen_in_batch.insert(key, (i, index));
             if last.is_some() {
-                last_seq.insert(e.signer.clone(), e.seq);
+                last_seq.insert(e.signer.clone(), e.seq.max(last.unwrap_or(e.seq)));
             }
         }
         out.push(Admission::Appended { index });

@@ -203,7 +203,7 @@ async fn dedup_and_replay(db: Database) {
         .append(vec![
             device_entry("line-1", 5, "a", Some(1)), // a resend: the original entry
             device_entry("line-1", 6, "evil", Some(9)), // same seq, other bytes
-            device_entry("line-1", 4, "old", Some(8)), // below the high-water mark
+            device_entry("line-1", 4, "late", Some(8)), // overtaken in transit: accepted
             device_entry("line-1", 7, "c", Some(2)), // an event already logged
             device_entry("line-1", 8, "d", Some(3)),
             device_entry("line-1", 8, "d", Some(3)), // the same message twice in one batch
@@ -215,19 +215,34 @@ async fn dedup_and_replay(db: Database) {
         vec![
             Admission::Duplicate { index: 0 },
             Admission::Replay { last_seq: 6 },
-            Admission::Replay { last_seq: 6 },
+            Admission::Appended { index: 2 },
             Admission::DuplicateEvent {
                 index: 1,
                 event: [2; 32]
             },
-            Admission::Appended { index: 2 },
-            Admission::Duplicate { index: 2 },
+            Admission::Appended { index: 3 },
+            Admission::Duplicate { index: 3 },
         ]
     );
-    assert_eq!(ledger.head().size, 3);
+    // Far below the high-water mark, an unseen number is a replay.
+    let b = ledger
+        .append(vec![
+            device_entry("line-1", 9000, "e", Some(10)),
+            device_entry("line-1", 4000, "f", Some(11)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.admissions,
+        vec![
+            Admission::Appended { index: 4 },
+            Admission::Replay { last_seq: 9000 }
+        ]
+    );
+    assert_eq!(ledger.head().size, 5);
     assert_eq!(
         registry.device("line-1").await.unwrap().unwrap().last_seq,
-        8
+        9000
     );
 }
 
