@@ -55,6 +55,9 @@ pub async fn connect(url: &str) -> Result<Database, StoreError> {
     } else {
         opts.max_connections(16).min_connections(1);
     }
+    if !url.starts_with("sqlite:") {
+        probe(&url).await?;
+    }
     let conn = sea_orm::Database::connect(opts)
         .await
         .map_err(|source| StoreError::Connect {
@@ -68,6 +71,35 @@ pub async fn connect(url: &str) -> Result<Database, StoreError> {
             source,
         })?;
     Ok(Database { conn, url })
+}
+
+/// Fails fast, and says why, when the database server cannot even be reached: the pool would
+/// otherwise retry until its acquire timeout and report only "pool timed out".
+async fn probe(url: &str) -> Result<(), StoreError> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let hostport = hostport.split(['/', '?']).next().unwrap_or("");
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => (h.to_string(), p.parse::<u16>().unwrap_or(5432)),
+        _ => (hostport.to_string(), 5432),
+    };
+    if host.is_empty() {
+        return Ok(()); // a Unix socket URL: let the driver report on it
+    }
+    let reason = match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 5 s".to_string(),
+    };
+    Err(StoreError::Unreachable {
+        url: redact(url),
+        reason: format!("cannot reach {host}:{port}: {reason}"),
+    })
 }
 
 /// Hides a password in a database URL before it is printed.

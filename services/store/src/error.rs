@@ -12,6 +12,8 @@ pub enum StoreError {
         #[source]
         source: sea_orm::DbErr,
     },
+    #[error("cannot open database {url}: {reason} (is the database server running and reachable?)")]
+    Unreachable { url: String, reason: String },
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// Stored data fails a structural check (a hash that is not 32 bytes, a tile of the

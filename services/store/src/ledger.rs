@@ -601,6 +601,27 @@ async fn admit(
             }
         }
     }
+    // Entries already logged under the (signer, seq) of any entry at or below its signer's
+    // high-water mark: one query per signer, not one per entry.
+    let mut logged: HashMap<(String, i64), (u64, Vec<u8>)> = HashMap::new();
+    let mut low: HashMap<&str, Vec<i64>> = HashMap::new();
+    for e in batch.iter().filter(|e| e.seq >= 0) {
+        if last_seq.get(&e.signer).is_some_and(|l| e.seq <= *l) {
+            low.entry(e.signer.as_str()).or_default().push(e.seq);
+        }
+    }
+    for (signer, seqs) in low {
+        for chunk in seqs.chunks(INSERT_CHUNK) {
+            let rows = entry::Entity::find()
+                .filter(entry::Column::Signer.eq(signer))
+                .filter(entry::Column::Seq.is_in(chunk.to_vec()))
+                .all(txn)
+                .await?;
+            for r in rows {
+                logged.insert((r.signer, r.seq), (r.idx as u64, r.data));
+            }
+        }
+    }
 
     let mut next = size;
     let mut seen_in_batch: HashMap<(String, i64), (usize, u64)> = HashMap::new();
@@ -621,10 +642,10 @@ async fn admit(
                 // At or below the high-water mark: a resend, a reused number, or a message
                 // overtaken by a later one (several broker connections or nodes share the
                 // work, so order across them is not kept). Only the first two are refused.
-                let verdict = match existing_entry(txn, &e.signer, e.seq).await? {
-                    Some(row) if row.data == e.data => Some(Admission::Duplicate {
-                        index: row.idx as u64,
-                    }),
+                let verdict = match logged.get(&key) {
+                    Some((index, data)) if *data == e.data => {
+                        Some(Admission::Duplicate { index: *index })
+                    }
                     Some(_) => Some(Admission::Replay { last_seq: last }),
                     None if e.seq <= last - REPLAY_WINDOW => {
                         Some(Admission::Replay { last_seq: last })
@@ -659,18 +680,6 @@ async fn admit(
         out.push(Admission::Appended { index });
     }
     Ok(out)
-}
-
-async fn existing_entry(
-    txn: &impl ConnectionTrait,
-    signer: &str,
-    seq: i64,
-) -> Result<Option<entry::Model>, StoreError> {
-    Ok(entry::Entity::find()
-        .filter(entry::Column::Signer.eq(signer))
-        .filter(entry::Column::Seq.eq(seq))
-        .one(txn)
-        .await?)
 }
 
 async fn insert_entries(
