@@ -226,6 +226,68 @@ async fn duplicate_delivery(backends: Backends) {
     app.stop().await;
 }
 
+/// Suspicious histories are not refused but become alerts: a pack dispensed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_dispensed_twice_raises_an_alert() {
+    let app = spawn_app().await;
+    let mut line = manufacturer(&app, "line-1").await;
+    assert_eq!(
+        line.send_events(vec![commission(&["D1"], "L1", "2031-01-31")])
+            .await
+            .status,
+        "ACCEPTED"
+    );
+    let key = app
+        .enroll("corner", "PHARMACY", None, "0614141000029", "till-1")
+        .await;
+    let mut till = app.device("till-1", key).await;
+    let dispense = |minutes_ago: i64| {
+        json!({
+            "type": "ObjectEvent",
+            "eventTime": rfc3339(rxledger_store::now_ms() - minutes_ago * 60_000),
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": ["urn:epc:id:sgtin:0614141.107346.D1"],
+            "action": "OBSERVE",
+            "bizStep": "dispensing",
+            "disposition": "dispensed",
+            "readPoint": {"id": "urn:epc:id:sgln:0614141.00002.0"}
+        })
+    };
+    assert_eq!(
+        till.send_events(vec![dispense(10)]).await.status,
+        "ACCEPTED"
+    );
+    assert_eq!(
+        till.send_events(vec![dispense(1)]).await.status,
+        "ACCEPTED",
+        "suspicious, not refused"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let alerts = app
+            .app()
+            .alerts
+            .list(Some("DISPENSED_TWICE"), 10)
+            .await
+            .unwrap();
+        if let Some(a) = alerts.first() {
+            assert!(a.subject.contains("sgtin:10614141073464.D1"), "{a:?}");
+            assert_eq!(
+                a.evidence_entries.split_whitespace().count(),
+                2,
+                "both dispenses are evidence: {a:?}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DISPENSED_TWICE alert within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 macro_rules! both {
     ($($case:ident),* $(,)?) => {
         mod embedded {

@@ -15,6 +15,7 @@
 //! answered with its original receipt.
 
 pub mod broker;
+mod monitor;
 mod mqtt;
 pub mod pipeline;
 

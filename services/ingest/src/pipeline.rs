@@ -33,6 +33,8 @@ use rxledger_store::{
     Admission, Alerts, Ledger, NewAlert, NewEntry, NewEvent, Registry, Severity, now_ms,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::monitor;
 use tokio::task::JoinHandle;
 
 /// Tunables, with the defaults used by `rxledger serve`.
@@ -751,6 +753,7 @@ async fn sequencer(
     alerts: Alerts,
     stats: Arc<Stats>,
 ) {
+    let monitor = monitor::spawn(packs.clone(), alerts.clone());
     while let Some(mut batch) = rx.recv().await {
         let t = std::time::Instant::now();
         apply_rules(&mut batch, &packs).await;
@@ -770,6 +773,7 @@ async fn sequencer(
         let t = std::time::Instant::now();
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let mut admissions = result.admissions.into_iter();
+        let mut watch_list = Vec::new();
         let mut receipts = Vec::with_capacity(batch.len());
         let mut new_alerts = Vec::new();
         for c in batch {
@@ -803,6 +807,8 @@ async fn sequencer(
                                 stats.duplicates.fetch_add(1, Ordering::Relaxed);
                             } else {
                                 stats.appended.fetch_add(1, Ordering::Relaxed);
+                                watch_list
+                                    .extend(ready.parsed.iter().flat_map(monitor::packs_to_watch));
                             }
                             None
                         }
@@ -880,6 +886,9 @@ async fn sequencer(
         stats
             .ack_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if !watch_list.is_empty() && monitor.try_send(watch_list).is_err() {
+            tracing::warn!("the suspicion monitor is behind; some packs were not re-examined");
+        }
     }
     // Drained: everything read was committed and acked. Disconnect after those requests.
     for client in &clients {

@@ -1,0 +1,99 @@
+//! Suspicious histories, found after the fact.
+//!
+//! Events are never refused for looking wrong (real data arrives late and out of order), but
+//! each committed shipping, receiving or dispensing event makes the packs it names worth a
+//! second look: their state is derived again from the ledger and every new suspicion
+//! (received without a shipment, shipped by a non-holder, dispensed twice, impossible travel)
+//! becomes an alert. This runs beside the pipeline and never delays an ack.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use rxledger_core::epcis::{BizStep, Event};
+use rxledger_core::gs1::{EpcId, Sgtin};
+use rxledger_core::pack::{self, DeriveOptions};
+use rxledger_store::packs::{Packs, sgtin_key};
+use rxledger_store::{Alerts, NewAlert, Severity};
+use tokio::sync::mpsc;
+
+/// Batches of packs waiting to be re-examined.
+const QUEUE: usize = 64;
+
+/// The SGTINs an event names directly, when its business step can reveal a suspicion.
+pub fn packs_to_watch(e: &Event) -> Vec<Sgtin> {
+    let relevant = matches!(
+        e.biz_step,
+        Some(BizStep::Shipping | BizStep::Receiving | BizStep::Dispensing)
+    );
+    if !relevant {
+        return Vec::new();
+    }
+    e.epcs
+        .iter()
+        .filter_map(|id| match id {
+            EpcId::Sgtin(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Sgtin>>(QUEUE);
+    tokio::spawn(async move {
+        // Suspicions already reported, so a pack seen again does not repeat its alerts.
+        let mut reported: HashSet<(String, String, Vec<u64>)> = HashSet::new();
+        while let Some(batch) = rx.recv().await {
+            let directory = match packs.directory().await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "suspicion monitor: cannot read sites");
+                    continue;
+                }
+            };
+            let mut histories = Vec::with_capacity(batch.len());
+            for sgtin in batch {
+                match packs.events(&sgtin).await {
+                    Ok(events) => histories.push((sgtin, events)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "suspicion monitor: cannot read a pack's events")
+                    }
+                }
+            }
+            let new = judge(&histories, &directory, &mut reported);
+            if let Err(e) = alerts.record(new).await {
+                tracing::warn!(error = %e, "suspicion monitor: cannot record alerts");
+            }
+        }
+    });
+    tx
+}
+
+/// Derives each pack's state and returns the suspicions not reported before.
+fn judge(
+    histories: &[(Sgtin, Vec<pack::LoggedEvent>)],
+    directory: &std::collections::HashMap<String, (String, Option<(f64, f64)>)>,
+    reported: &mut HashSet<(String, String, Vec<u64>)>,
+) -> Vec<NewAlert> {
+    let opts = DeriveOptions {
+        directory,
+        ..DeriveOptions::default()
+    };
+    let mut new = Vec::new();
+    for (sgtin, events) in histories {
+        let state = pack::derive_with(sgtin, events, &opts);
+        let subject = sgtin_key(sgtin);
+        for s in state.suspicions {
+            if reported.insert((s.code.to_string(), subject.clone(), s.evidence.clone())) {
+                new.push(NewAlert {
+                    code: s.code.to_string(),
+                    severity: Severity::Warning,
+                    subjects: vec![subject.clone()],
+                    message: s.message,
+                    evidence: s.evidence,
+                    raw: None,
+                });
+            }
+        }
+    }
+    new
+}
