@@ -16,6 +16,9 @@ use rxledger_store::packs::{Packs, sgtin_key};
 use rxledger_store::{Alerts, NewAlert, Severity};
 use tokio::sync::mpsc;
 
+/// (code, pack, evidence) of a suspicion already reported.
+type Reported = HashSet<(String, String, Vec<u64>)>;
+
 /// Batches of packs waiting to be re-examined.
 const QUEUE: usize = 64;
 
@@ -41,7 +44,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
     let (tx, mut rx) = mpsc::channel::<Vec<Sgtin>>(QUEUE);
     tokio::spawn(async move {
         // Suspicions already reported, so a pack seen again does not repeat its alerts.
-        let mut reported: HashSet<(String, String, Vec<u64>)> = HashSet::new();
+        let mut reported: Reported = HashSet::new();
         while let Some(batch) = rx.recv().await {
             let directory = match packs.directory().await {
                 Ok(d) => d,
@@ -72,7 +75,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
 fn judge(
     histories: &[(Sgtin, Vec<pack::LoggedEvent>)],
     directory: &std::collections::HashMap<String, (String, Option<(f64, f64)>)>,
-    reported: &mut HashSet<(String, String, Vec<u64>)>,
+    reported: &mut Reported,
 ) -> Vec<NewAlert> {
     let opts = DeriveOptions {
         directory,
