@@ -74,7 +74,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
 /// Derives each pack's state and returns the suspicions not reported before.
 fn judge(
     histories: &[(Sgtin, Vec<pack::LoggedEvent>)],
-    directory: &std::collections::HashMap<String, (String, Option<(f64, f64)>)>,
+    directory: &dyn pack::SiteDirectory,
     reported: &mut Reported,
 ) -> Vec<NewAlert> {
     let opts = DeriveOptions {
