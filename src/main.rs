@@ -216,7 +216,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,rumqttd=warn,sqlx=warn")
+                tracing_subscriber::EnvFilter::new(
+                    "info,rumqttd=warn,sqlx=warn,sea_orm_migration=warn",
+                )
             }),
         )
         .with_writer(std::io::stderr)

@@ -78,7 +78,7 @@ impl Default for IngestConfig {
 #[non_exhaustive]
 pub enum IngestError {
     #[error(
-        "cannot start the embedded MQTT broker on {addr}: {source}. Choose another address with --mqtt-listen ADDR, or use an external broker with --mqtt-url mqtt://host:port"
+        "cannot start the embedded MQTT broker on {addr} (choose another address with --mqtt-listen ADDR, or use an external broker with --mqtt-url mqtt://host:port)"
     )]
     BrokerListen {
         addr: std::net::SocketAddr,
