@@ -98,6 +98,14 @@ enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Issue a new ADMIN API key for the `admin` organization and print it (once).
+    AdminKey {
+        #[command(flatten)]
+        storage: Storage,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "issued by rxledger admin-key")]
+        label: String,
+    },
     /// Print the GraphQL schema (SDL).
     ExportSchema,
 }
@@ -263,6 +271,23 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Org(c) => org(c).await,
         Command::Site(c) => site(c).await,
         Command::Device(c) => device(c).await,
+        Command::AdminKey { storage, label } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            let registry = Registry::new(db.clone());
+            if registry.organization("admin").await?.is_none() {
+                registry
+                    .add_organization("admin", "rxledger operator", "ADMIN")
+                    .await?;
+            }
+            let (token, row) = rxledger_store::ApiKeys::new(db)
+                .issue("admin", "ADMIN", &label, None)
+                .await?;
+            println!(
+                "admin API key {} (shown once, keep it safe): {token}",
+                row.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExportSchema => {
             print!("{}", rxledger_graphql::sdl());
             Ok(ExitCode::SUCCESS)

@@ -203,3 +203,13 @@ async fn corrupt_rows_stop_the_server_before_it_writes() {
         before
     );
 }
+
+#[test]
+fn admin_key_prints_a_new_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["admin-key", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let token = out.split_whitespace().last().unwrap();
+    assert!(token.starts_with("rxl_") && token.len() == 68, "{out}");
+}
