@@ -121,6 +121,34 @@ async fn verify_dispense_verify_again() {
     );
     assert_eq!(fake["data"]["verify"]["dispensable"], false);
 
+    // The pharmacy pages through its own events, EPCIS-style; the manufacturer's are not its.
+    let q = "query($f: EventFilterInput, $after: String) { events(filter: $f, first: 1, after: $after) { nodes { eventId bizStep entryIndex } endCursor hasNextPage } }";
+    let f = json!({ "anyEpc": "urn:epc:id:sgtin:0614141.107346.1001" });
+    let p1 = app.graphql_as(Some(&pharmacy), q, json!({ "f": f })).await;
+    assert_eq!(
+        p1["data"]["events"]["nodes"][0]["bizStep"], "dispensing",
+        "{p1}"
+    );
+    assert_eq!(p1["data"]["events"]["hasNextPage"], true, "{p1}");
+    let p2 = app
+        .graphql_as(
+            Some(&pharmacy),
+            q,
+            json!({ "f": f, "after": p1["data"]["events"]["endCursor"] }),
+        )
+        .await;
+    assert_eq!(
+        p2["data"]["events"]["nodes"].as_array().unwrap().len(),
+        1,
+        "the undo: {p2}"
+    );
+    assert_eq!(
+        p2["data"]["events"]["hasNextPage"], false,
+        "the commissioning is the manufacturer's: {p2}"
+    );
+    let anon_events = app.graphql(q, json!({ "f": f })).await;
+    assert_eq!(code_of(&anon_events), Some("UNAUTHENTICATED"));
+
     // Bad input gets its documented error code.
     let bad = app
         .graphql(VERIFY, json!({ "code": "(01)10614141073465(21)1001" }))

@@ -33,6 +33,7 @@ pub struct Services {
 #[derive(MergedObject, Default)]
 pub struct Query(
     packs::PackQuery,
+    packs::EventQuery,
     ledger::LedgerQuery,
     admin::AdminQuery,
     live::AlertQuery,

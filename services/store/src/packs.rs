@@ -391,3 +391,89 @@ pub async fn append_state_change(
         ))),
     }
 }
+
+/// EPCIS-style filters over the event index (the names follow the EPCIS query interface).
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// MATCH_anyEPC: events that name this identifier in any role.
+    pub any_epc: Option<EpcId>,
+    /// GE_eventTime / LT_eventTime, Unix milliseconds.
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub biz_step: Option<String>,
+    pub disposition: Option<String>,
+    /// Location keys as `epcis::Location::key` makes them (a GLN, or GLN.extension).
+    pub biz_location: Option<String>,
+    pub read_point: Option<String>,
+    /// Only events whose entries were signed by one of these signers (access control).
+    pub signers: Option<Vec<String>>,
+}
+
+impl Packs {
+    /// One page of events in ledger order, after the cursor `(entry index, position)`.
+    pub async fn events_page(
+        &self,
+        f: &EventFilter,
+        first: u64,
+        after: Option<(i64, i32)>,
+    ) -> Result<Vec<rxledger_entities::event::Model>, StoreError> {
+        use rxledger_entities::event;
+        use sea_orm::sea_query::Query;
+        use sea_orm::{Condition, QueryOrder};
+        let mut q = event::Entity::find();
+        if let Some(id) = &f.any_epc {
+            q = q.filter(
+                event::Column::Hash.in_subquery(
+                    Query::select()
+                        .column(epc::Column::EventHash)
+                        .from(epc::Entity)
+                        .and_where(epc::Column::Epc.eq(epc_key(id)))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(t) = f.from_ms {
+            q = q.filter(event::Column::EventTimeMs.gte(t));
+        }
+        if let Some(t) = f.until_ms {
+            q = q.filter(event::Column::EventTimeMs.lt(t));
+        }
+        if let Some(v) = &f.biz_step {
+            q = q.filter(event::Column::BizStep.eq(v.clone()));
+        }
+        if let Some(v) = &f.disposition {
+            q = q.filter(event::Column::Disposition.eq(v.clone()));
+        }
+        if let Some(v) = &f.biz_location {
+            q = q.filter(event::Column::BizLocation.eq(v.clone()));
+        }
+        if let Some(v) = &f.read_point {
+            q = q.filter(event::Column::ReadPoint.eq(v.clone()));
+        }
+        if let Some(signers) = &f.signers {
+            q = q.filter(
+                event::Column::EntryIdx.in_subquery(
+                    Query::select()
+                        .column(entry::Column::Idx)
+                        .from(entry::Entity)
+                        .and_where(entry::Column::Signer.is_in(signers.clone()))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some((idx, pos)) = after {
+            q = q.filter(
+                Condition::any().add(event::Column::EntryIdx.gt(idx)).add(
+                    Condition::all()
+                        .add(event::Column::EntryIdx.eq(idx))
+                        .add(event::Column::Position.gt(pos)),
+                ),
+            );
+        }
+        Ok(q.order_by_asc(event::Column::EntryIdx)
+            .order_by_asc(event::Column::Position)
+            .limit(first)
+            .all(&self.db.conn)
+            .await?)
+    }
+}
