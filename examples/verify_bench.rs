@@ -1,0 +1,1128 @@
+//! Verdict and `verify` benchmark (issues 4 and 5): a realistic million-pack log, then the
+//! verdict read from the database in process and `verify` over HTTP.
+//!
+//! `cargo run --release --example verify_bench -- [--packs 1000000] [--clients 64]
+//! [--seconds 20] [--postgres URL] [--dir DIR]`
+//!
+//! 1. Starts the real server in process (temporary SQLite database unless `--postgres`,
+//!    embedded broker and HTTP on port 0) and registers a manufacturer (company prefix
+//!    0614141), a wholesaler and `--pharmacies` pharmacies, each with a site.
+//! 2. Loads the packs straight through the store, not MQTT: the same envelope, signer and index
+//!    rows as `append_state_change`, about 1,000 entries per `Ledger::append`. Per pallet of
+//!    1,000 packs: 10 commissionings of 100 serials (lot, expiry), 10 case packings, the
+//!    pallet packing, 11 pallet events at the manufacturer and the wholesaler (shipping and
+//!    receiving among them), the pallet unpacking, picking, shipping and receiving of each case
+//!    to a pharmacy, the case unpacking, and the dispensing of one pack per case. A pack thus has
+//!    19 (1 % of packs: 20) events in its history, 15 of them inherited from its case and pallet.
+//! 3. Benchmark A: `verify`'s resolver stages, in process, over random packs: `Packs::events`,
+//!    the site directory, `derive_with`, the product checks, `verdict` and the inclusion proof
+//!    of the evidence, with a warm event cache and with a fresh `Packs` (cold cache) per pack.
+//! 4. Benchmark B: anonymous `verify` over HTTP/1.1 keep-alive from `--clients` tasks for
+//!    `--seconds`, after a `{ __typename }` run that gives the HTTP + GraphQL floor.
+//!
+//! With `--dir DIR` the database and log key live in DIR and a second run reuses the loaded
+//! packs. `--serve-for SECS` only loads and serves; `--client ADDR` only runs benchmark B
+//! against a server started that way, so the client can run in a process of its own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use rxledger::server::{self, App, ServeConfig};
+use rxledger_core::envelope::{self, Body};
+use rxledger_core::gs1::{self, Sscc};
+use rxledger_core::pack::{self, DeriveOptions};
+use rxledger_core::verdict::{self, Viewer};
+use rxledger_ingest::{IngestConfig, MqttTarget};
+use rxledger_store::ledger::EntryKind;
+use rxledger_store::packs::{self as store_packs, Packs};
+use rxledger_store::{Admission, Ledger, NewEntry};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The manufacturer's GS1 company prefix and the product every pack is of.
+const MFR_PREFIX: &str = "0614141";
+const ITEM_REF: &str = "107346";
+const GTIN: &str = "10614141073464";
+const WHS_PREFIX: &str = "4012345";
+const PHARMACY_PREFIX: &str = "5012345";
+const PACKS_PER_CASE: u64 = 100;
+const CASES_PER_PALLET: u64 = 10;
+const PACKS_PER_PALLET: u64 = PACKS_PER_CASE * CASES_PER_PALLET;
+/// Pallets per `Ledger::append`: 83 entries each, so about 1,000 entries per batch.
+const PALLETS_PER_BATCH: u64 = 12;
+const HOUR_MS: i64 = 3_600_000;
+/// The undo window `verify` derives with (graphql `UNDO_WINDOW_MS`).
+const UNDO_WINDOW_MS: i64 = 10 * 86_400_000;
+/// The selection a pharmacy app would ask for: everything.
+const VERIFY_QUERY: &str = "query($code:String!){verify(code:$code){verdict dispensable status \
+    reasons{code severity message evidence} product{gtin serial lot expiry} \
+    evidence{index leafHash treeSize proof} checkpointSize checkpointNote}}";
+
+#[derive(Parser, Debug)]
+#[command(about = "Verdict and verify-over-HTTP benchmark (issues 4 and 5)")]
+struct Args {
+    /// Packs to load (a multiple of 1,000: whole pallets).
+    #[arg(long, default_value_t = 1_000_000)]
+    packs: u64,
+    /// Concurrent HTTP clients, each with one keep-alive connection.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Length of the HTTP run.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Random packs for the in-process benchmark.
+    #[arg(long, default_value_t = 2_000)]
+    samples: usize,
+    /// Pharmacies the cases are shipped to (each one a registered site).
+    #[arg(long, default_value_t = 100)]
+    pharmacies: u64,
+    /// An empty PostgreSQL database to use instead of a temporary SQLite file.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Keep the SQLite database and log key here; a later run with the same --packs reuses them.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Only load and serve HTTP for this many seconds (for a client in another process).
+    #[arg(long)]
+    serve_for: Option<u64>,
+    /// Only run the HTTP benchmark against a server at this address.
+    #[arg(long)]
+    client: Option<SocketAddr>,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.packs == 0 || !args.packs.is_multiple_of(PACKS_PER_PALLET) {
+        bail!("--packs must be a positive multiple of {PACKS_PER_PALLET}");
+    }
+    if let Some(addr) = args.client {
+        http_benchmarks(addr, &args).await?;
+        return Ok(());
+    }
+    println!("machine: {}", machine());
+
+    let tmp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let database = match &args.postgres {
+        Some(url) => url.clone(),
+        None => dir.join("bench.db").display().to_string(),
+    };
+    let cfg = ServeConfig {
+        database,
+        key_path: dir.join("log.key"),
+        origin: Some("bench.rxledger.local/log".into()),
+        mqtt: MqttTarget::Embedded {
+            listen: "127.0.0.1:0".parse()?,
+        },
+        http_listen: "127.0.0.1:0".parse()?,
+        node_id: "verify-bench".into(),
+        ingest: IngestConfig::default(),
+    };
+    let app = server::start(cfg).await?;
+    load_or_reuse(&app, &dir, &args).await?;
+    println!(
+        "database: {}; RSS {:.0} MB",
+        database_size(&dir, args.postgres.is_some()),
+        rss_mb()
+    );
+
+    if let Some(secs) = args.serve_for {
+        println!("serving on {} for {secs} s", app.http_addr);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        app.shutdown().await;
+        return Ok(());
+    }
+
+    in_process_benchmarks(&app, &args).await?;
+    http_benchmarks(app.http_addr, &args).await?;
+    println!("RSS at end {:.0} MB", rss_mb());
+    app.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+/// Loads `--packs` packs unless `dir` already holds exactly them (from an earlier `--dir` run).
+async fn load_or_reuse(app: &App, dir: &Path, args: &Args) -> anyhow::Result<()> {
+    let marker = dir.join("loaded.txt");
+    let want = format!("{} {}", args.packs, args.pharmacies);
+    let size = app.ledger.head().size;
+    if size > 0 {
+        let have = std::fs::read_to_string(&marker).unwrap_or_default();
+        if have.trim() != want {
+            bail!(
+                "the database in {} already holds {size} entries of another load ({have:?}, want {want:?})",
+                dir.display()
+            );
+        }
+        println!(
+            "reusing {} packs in {} ({size} entries)",
+            args.packs,
+            dir.display()
+        );
+        return Ok(());
+    }
+    register(app, args.pharmacies).await?;
+    let start = Instant::now();
+    let entries = load(app.ledger.clone(), args.packs, args.pharmacies).await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "loaded {} packs as {entries} entries in {secs:.1} s ({:.0} packs/s, {:.0} entries/s)",
+        args.packs,
+        args.packs as f64 / secs,
+        entries as f64 / secs
+    );
+    std::fs::write(&marker, want)?;
+    Ok(())
+}
+
+async fn register(app: &App, pharmacies: u64) -> anyhow::Result<()> {
+    let r = &app.registry;
+    r.add_organization("acme", "Acme Pharma", "MANUFACTURER")
+        .await?;
+    r.add_company_prefix("acme", MFR_PREFIX).await?;
+    r.add_site(&gln(MFR_PREFIX, 1), "acme", "Acme packaging plant")
+        .await?;
+    r.add_organization("whs", "Central Wholesale", "WHOLESALER")
+        .await?;
+    r.add_site(&gln(WHS_PREFIX, 1), "whs", "Central Wholesale DC")
+        .await?;
+    for p in 0..pharmacies {
+        let id = pharmacy_org(p);
+        r.add_organization(&id, &id, "PHARMACY").await?;
+        r.add_site(&gln(PHARMACY_PREFIX, p + 1), &id, &id).await?;
+    }
+    Ok(())
+}
+
+/// Builds and signs batches on a thread of its own while this task appends the previous one.
+async fn load(ledger: Arc<Ledger>, packs: u64, pharmacies: u64) -> anyhow::Result<u64> {
+    let pallets = packs / PACKS_PER_PALLET;
+    let base_ms = rxledger_store::now_ms() - 40 * 24 * HOUR_MS;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<NewEntry>>>(2);
+    let signer = ledger.clone();
+    let producer = std::thread::spawn(move || {
+        let mut first = 0;
+        while first < pallets {
+            let last = (first + PALLETS_PER_BATCH).min(pallets);
+            let batch = (first..last)
+                .flat_map(|p| pallet_events(p, base_ms, pharmacies))
+                .map(|(org, event)| entry(&signer, &org, event))
+                .collect::<anyhow::Result<Vec<_>>>();
+            if tx.blocking_send(batch).is_err() {
+                return;
+            }
+            first = last;
+        }
+    });
+    let mut appended = 0u64;
+    let mut last_report = Instant::now();
+    while let Some(batch) = rx.recv().await {
+        let batch = batch?;
+        let offered = batch.len();
+        let done = ledger.append(batch).await?;
+        let ok = done
+            .admissions
+            .iter()
+            .filter(|a| matches!(a, Admission::Appended { .. }))
+            .count();
+        if ok != offered {
+            bail!(
+                "only {ok} of {offered} entries were appended: {:?}",
+                done.admissions
+                    .iter()
+                    .find(|a| !matches!(a, Admission::Appended { .. }))
+            );
+        }
+        appended += ok as u64;
+        if last_report.elapsed() > Duration::from_secs(15) {
+            last_report = Instant::now();
+            println!(
+                "  … {appended} entries, {} packs, RSS {:.0} MB",
+                appended / 83 * PACKS_PER_PALLET,
+                rss_mb()
+            );
+        }
+    }
+    producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the batch builder panicked"))?;
+    Ok(appended)
+}
+
+/// One entry exactly as `append_state_change` writes it: one event, sealed by the log key,
+/// signer `org:<org>`, no sequence number.
+fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
+    let now = rxledger_store::now_ms();
+    let (row, _, _) = store_packs::index_event(&event, org, now, 60_000)
+        .with_context(|| format!("generated event is invalid: {event}"))?;
+    let body = Body {
+        v: envelope::VERSION,
+        device_id: format!("org:{org}"),
+        seq: 0,
+        sent_at: rxledger_core::epcis::format_time(now),
+        events: vec![event],
+    };
+    Ok(NewEntry {
+        data: envelope::seal(ledger.key(), &body),
+        kind: EntryKind::ApiStateChange,
+        signer: format!("org:{org}"),
+        seq: -1,
+        events: vec![row],
+    })
+}
+
+/// The 83 events of one pallet, in business order, with the submitting organization.
+fn pallet_events(pallet: u64, base_ms: i64, pharmacies: u64) -> Vec<(String, Value)> {
+    let t = |hour: i64| base_ms + hour * HOUR_MS + pallet as i64 * 1_000;
+    let mfr = site(MFR_PREFIX, 1);
+    let whs = site(WHS_PREFIX, 1);
+    let cases: Vec<u64> = (0..CASES_PER_PALLET)
+        .map(|c| pallet * CASES_PER_PALLET + c)
+        .collect();
+    let case_ids: Vec<String> = cases.iter().map(|c| sscc(0, *c)).collect();
+    let pallet_id = sscc(1, pallet);
+    let acme = |e: Value| ("acme".to_string(), e);
+    let wholesaler = |e: Value| ("whs".to_string(), e);
+    let mut out = Vec::with_capacity(83);
+
+    for &c in &cases {
+        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
+            .map(sgtin_urn)
+            .collect();
+        let mut e = object(t(0), "ADD", "commissioning", "active", &packs, &mfr);
+        e["ilmd"] = json!({
+            "cbvmda:lotNumber": lot_of(c * PACKS_PER_CASE),
+            "cbvmda:itemExpirationDate": "2030-12-31"
+        });
+        out.push(acme(e));
+    }
+    for (&c, case_id) in cases.iter().zip(&case_ids) {
+        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
+            .map(sgtin_urn)
+            .collect();
+        out.push(acme(aggregation(t(1), "ADD", case_id, &packs, &mfr)));
+    }
+    out.push(acme(aggregation(t(2), "ADD", &pallet_id, &case_ids, &mfr)));
+    let one = std::slice::from_ref(&pallet_id);
+    let desadv = format!("urn:epcglobal:cbv:bt:{}:D{pallet}", gln(MFR_PREFIX, 1));
+    for (hour, step, disp) in [
+        (3, "storing", "sellable_not_accessible"),
+        (4, "inspecting", "conformant"),
+        (5, "staging_outbound", "in_progress"),
+        (6, "loading", "in_progress"),
+    ] {
+        out.push(acme(object(t(hour), "OBSERVE", step, disp, one, &mfr)));
+    }
+    let acme_party = (party(MFR_PREFIX, 1), mfr.clone());
+    let whs_party = (party(WHS_PREFIX, 1), whs.clone());
+    out.push(acme(transfer(
+        t(7),
+        "shipping",
+        one,
+        &mfr,
+        &acme_party,
+        &whs_party,
+        &desadv,
+    )));
+    out.push(acme(object(
+        t(8),
+        "OBSERVE",
+        "departing",
+        "in_transit",
+        one,
+        &mfr,
+    )));
+    out.push(wholesaler(object(
+        t(20),
+        "OBSERVE",
+        "arriving",
+        "in_transit",
+        one,
+        &whs,
+    )));
+    out.push(wholesaler(object(
+        t(21),
+        "OBSERVE",
+        "unloading",
+        "in_progress",
+        one,
+        &whs,
+    )));
+    out.push(wholesaler(transfer(
+        t(22),
+        "receiving",
+        one,
+        &whs,
+        &acme_party,
+        &whs_party,
+        &desadv,
+    )));
+    out.push(wholesaler(object(
+        t(23),
+        "OBSERVE",
+        "accepting",
+        "sellable_not_accessible",
+        one,
+        &whs,
+    )));
+    out.push(wholesaler(object(
+        t(24),
+        "OBSERVE",
+        "storing",
+        "sellable_accessible",
+        one,
+        &whs,
+    )));
+    out.push(wholesaler(aggregation(
+        t(30),
+        "DELETE",
+        &pallet_id,
+        &case_ids,
+        &whs,
+    )));
+
+    for (&c, case_id) in cases.iter().zip(&case_ids) {
+        let ph = c % pharmacies;
+        let ph_site = site(PHARMACY_PREFIX, ph + 1);
+        let ph_party = (party(PHARMACY_PREFIX, ph + 1), ph_site.clone());
+        let ph_org = pharmacy_org(ph);
+        let one = std::slice::from_ref(case_id);
+        let desadv = format!("urn:epcglobal:cbv:bt:{}:C{c}", gln(WHS_PREFIX, 1));
+        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
+            .map(sgtin_urn)
+            .collect();
+        out.push(wholesaler(object(
+            t(31),
+            "OBSERVE",
+            "picking",
+            "in_progress",
+            one,
+            &whs,
+        )));
+        out.push(wholesaler(transfer(
+            t(32),
+            "shipping",
+            one,
+            &whs,
+            &whs_party,
+            &ph_party,
+            &desadv,
+        )));
+        out.push((
+            ph_org.clone(),
+            transfer(
+                t(40),
+                "receiving",
+                one,
+                &ph_site,
+                &whs_party,
+                &ph_party,
+                &desadv,
+            ),
+        ));
+        out.push((
+            ph_org.clone(),
+            aggregation(t(41), "DELETE", case_id, &packs, &ph_site),
+        ));
+        out.push((
+            ph_org,
+            object(
+                t(50),
+                "OBSERVE",
+                "dispensing",
+                "dispensed",
+                &[sgtin_urn(c * PACKS_PER_CASE)],
+                &ph_site,
+            ),
+        ));
+    }
+    out
+}
+
+fn object(
+    ms: i64,
+    action: &str,
+    step: &str,
+    disposition: &str,
+    epcs: &[String],
+    at: &str,
+) -> Value {
+    json!({
+        "type": "ObjectEvent",
+        "eventTime": rxledger_core::epcis::format_time(ms),
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": epcs,
+        "action": action,
+        "bizStep": step,
+        "disposition": disposition,
+        "readPoint": {"id": at},
+        "bizLocation": {"id": at},
+    })
+}
+
+fn aggregation(ms: i64, action: &str, parent: &str, children: &[String], at: &str) -> Value {
+    let step = if action == "ADD" {
+        "packing"
+    } else {
+        "unpacking"
+    };
+    json!({
+        "type": "AggregationEvent",
+        "eventTime": rxledger_core::epcis::format_time(ms),
+        "eventTimeZoneOffset": "+00:00",
+        "parentID": parent,
+        "childEPCs": children,
+        "action": action,
+        "bizStep": step,
+        "disposition": "in_progress",
+        "readPoint": {"id": at},
+        "bizLocation": {"id": at},
+    })
+}
+
+/// Shipping or receiving between two (owning party, location) pairs.
+fn transfer(
+    ms: i64,
+    step: &str,
+    epcs: &[String],
+    at: &str,
+    from: &(String, String),
+    to: &(String, String),
+    desadv: &str,
+) -> Value {
+    let disposition = if step == "shipping" {
+        "in_transit"
+    } else {
+        "in_progress"
+    };
+    let mut e = object(ms, "OBSERVE", step, disposition, epcs, at);
+    e["bizTransactionList"] = json!([{ "type": "desadv", "bizTransaction": desadv }]);
+    e["sourceList"] = json!([
+        { "type": "owning_party", "source": from.0 },
+        { "type": "location", "source": from.1 },
+    ]);
+    e["destinationList"] = json!([
+        { "type": "owning_party", "destination": to.0 },
+        { "type": "location", "destination": to.1 },
+    ]);
+    e
+}
+
+fn sgtin_urn(pack: u64) -> String {
+    format!("urn:epc:id:sgtin:{MFR_PREFIX}.{ITEM_REF}.{}", serial(pack))
+}
+
+fn serial(pack: u64) -> String {
+    format!("P{pack:08}")
+}
+
+/// One lot per 10,000 packs.
+fn lot_of(pack: u64) -> String {
+    format!("L{:05}", pack / 10_000)
+}
+
+/// An SSCC (extension digit, company prefix, serial reference, check digit) as an EPC URN;
+/// extension 0 for cases, 1 for pallets.
+fn sscc(extension: u8, n: u64) -> String {
+    let body = format!("{extension}{MFR_PREFIX}{n:09}");
+    // `body` is 17 digits, so a check digit exists and `Sscc::parse` accepts the result.
+    let digits = format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'));
+    let s = Sscc::parse(&digits).expect("a generated SSCC has a valid check digit");
+    s.to_epc_urn(MFR_PREFIX.len())
+        .expect("a 7-digit company prefix is valid")
+}
+
+fn gln(prefix: &str, location: u64) -> String {
+    let body = format!("{prefix}{location:05}");
+    format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'))
+}
+
+fn site(prefix: &str, location: u64) -> String {
+    format!("urn:epc:id:sgln:{prefix}.{location:05}.0")
+}
+
+/// A PGLN naming the party whose site this is (normalises to the site's GLN).
+fn party(prefix: &str, location: u64) -> String {
+    format!("urn:epc:id:pgln:{prefix}.{location:05}")
+}
+
+fn pharmacy_org(p: u64) -> String {
+    format!("pharmacy-{p:03}")
+}
+
+/// What a pharmacist's scanner sends: GTIN, expiry, lot and serial.
+fn scan_code(pack: u64) -> String {
+    format!(
+        "(01){GTIN}(17)301231(10){}(21){}",
+        lot_of(pack),
+        serial(pack)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark A: the resolver's stages, in process
+// ---------------------------------------------------------------------------------------------
+
+/// Microseconds spent in each stage of one verdict.
+#[derive(Default, Clone, Copy)]
+struct Stages {
+    parse: f64,
+    events: f64,
+    directory: f64,
+    derive: f64,
+    product: f64,
+    verdict: f64,
+    evidence: f64,
+    history: usize,
+    found: usize,
+}
+
+impl Stages {
+    /// `Packs::events` + `derive_with` + `verdict`: the issue-4 figure.
+    fn core(&self) -> f64 {
+        self.events + self.derive + self.verdict
+    }
+    fn total(&self) -> f64 {
+        self.parse
+            + self.events
+            + self.directory
+            + self.derive
+            + self.product
+            + self.verdict
+            + self.evidence
+    }
+}
+
+/// Exactly what `graphql::packs::verification` does for an anonymous caller, timed per stage.
+async fn timed_verdict(
+    ledger: &Ledger,
+    packs: &Packs,
+    code: &str,
+    pre: Option<&Prefetched>,
+) -> anyhow::Result<Stages> {
+    let mut s = Stages::default();
+    let mut t = Instant::now();
+    let lap = |t: &mut Instant| {
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        *t = Instant::now();
+        us
+    };
+    let scanned = gs1::parse_code(code)?;
+    let sgtin = scanned.sgtin().context("the code has a serial")?;
+    s.parse = lap(&mut t);
+    let events = packs.events(&sgtin).await?;
+    s.events = lap(&mut t);
+    s.found = events.len();
+    let fetched;
+    let directory = match pre {
+        Some(p) => &p.directory,
+        None => {
+            fetched = packs.directory().await?;
+            &fetched
+        }
+    };
+    s.directory = lap(&mut t);
+    let state = {
+        let opts = DeriveOptions {
+            directory,
+            undo_window_ms: UNDO_WINDOW_MS,
+            ..DeriveOptions::default()
+        };
+        pack::derive_with(&sgtin, &events, &opts)
+    };
+    s.derive = lap(&mut t);
+    s.history = state.history.len();
+    let gtin = scanned.gtin.as_ref().context("the code has a GTIN")?;
+    let known = match pre {
+        Some(p) => p.known,
+        None => {
+            packs.product_known(gtin).await?
+                || store_packs::owner_of(&packs.prefixes().await?, gtin).is_some()
+        }
+    };
+    s.product = lap(&mut t);
+    let v = verdict::verdict(
+        &scanned,
+        Some(&state),
+        known,
+        rxledger_store::now_ms(),
+        Viewer::anonymous(),
+    );
+    s.verdict = lap(&mut t);
+    let head = ledger.head();
+    let mut cited: Vec<u64> = v
+        .reasons
+        .iter()
+        .flat_map(|r| r.evidence.iter().copied())
+        .collect();
+    cited.sort_unstable();
+    cited.dedup();
+    for index in cited {
+        let proof = ledger.inclusion_proof(index, head.size).await?;
+        let leaf = ledger.leaf_hash(index).await?;
+        std::hint::black_box((proof, leaf));
+    }
+    s.evidence = lap(&mut t);
+    Ok(s)
+}
+
+async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
+    let db = app.ledger.database().clone();
+    let mut rng = Rng(0x5eed_1234);
+    let sample: Vec<u64> = (0..args.samples).map(|_| rng.below(args.packs)).collect();
+    let codes: Vec<String> = sample.iter().map(|p| scan_code(*p)).collect();
+
+    // A sanity check that the sample is what the brief asks for.
+    let probe = timed_verdict(&app.ledger, &app.packs, &codes[0], None).await?;
+    println!(
+        "\nA. verdict in process, {} random packs (pack {} has {} history items)",
+        args.samples, sample[0], probe.history
+    );
+
+    let cold_packs = || Packs::new(db.clone());
+    let mut cold = Vec::with_capacity(codes.len());
+    let start = Instant::now();
+    for code in &codes {
+        cold.push(timed_verdict(&app.ledger, &cold_packs(), code, None).await?);
+    }
+    let cold_secs = start.elapsed().as_secs_f64();
+
+    let warm_packs = Packs::new(db.clone());
+    for code in &codes {
+        timed_verdict(&app.ledger, &warm_packs, code, None).await?;
+    }
+    let mut warm = Vec::with_capacity(codes.len());
+    let start = Instant::now();
+    for code in &codes {
+        warm.push(timed_verdict(&app.ledger, &warm_packs, code, None).await?);
+    }
+    let warm_secs = start.elapsed().as_secs_f64();
+
+    let hist: Vec<f64> = warm.iter().map(|s| s.history as f64).collect();
+    let mut found: Vec<f64> = warm.iter().map(|s| s.found as f64).collect();
+    found.sort_by(f64::total_cmp);
+    println!(
+        "events per pack from Packs::events: median {:.0}",
+        quantile(&found, 0.5)
+    );
+    println!(
+        "history items per pack: min {:.0}, median {:.0}, max {:.0}",
+        quantile(&hist, 0.0),
+        quantile(&hist, 0.5),
+        quantile(&hist, 1.0)
+    );
+    for (name, runs, secs) in [("cold", &cold, cold_secs), ("warm", &warm, warm_secs)] {
+        println!(
+            "{name} event cache ({} verdicts in {secs:.2} s, {:.0}/s on one task):",
+            runs.len(),
+            runs.len() as f64 / secs
+        );
+        stage_line("  events+derive+verdict", runs, Stages::core);
+        stage_line("  Packs::events (DB)   ", runs, |s| s.events);
+        stage_line("  directory (DB)       ", runs, |s| s.directory);
+        stage_line("  derive_with          ", runs, |s| s.derive);
+        stage_line("  product checks (DB)  ", runs, |s| s.product);
+        stage_line("  verdict              ", runs, |s| s.verdict);
+        stage_line("  evidence proofs      ", runs, |s| s.evidence);
+        stage_line("  parse code           ", runs, |s| s.parse);
+        stage_line("  whole resolver       ", runs, Stages::total);
+    }
+
+    // The resolver through async-graphql, without HTTP.
+    let schema = rxledger_graphql::schema(rxledger_graphql::Services {
+        ledger: app.ledger.clone(),
+        registry: app.registry.clone(),
+        alerts: app.alerts.clone(),
+        api_keys: app.api_keys.clone(),
+        packs: app.packs.clone(),
+    });
+    for code in &codes {
+        schema.execute(verify_request(code)).await;
+    }
+    let mut lat = Vec::with_capacity(codes.len());
+    for code in &codes {
+        let t = Instant::now();
+        let r = schema.execute(verify_request(code)).await;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        if !r.errors.is_empty() {
+            bail!("verify failed: {:?}", r.errors);
+        }
+    }
+    let mut trivial = Vec::with_capacity(codes.len());
+    for _ in &codes {
+        let t = Instant::now();
+        schema.execute("{ __typename }").await;
+        trivial.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    println!("schema.execute, warm cache, one task:");
+    println!("  verify                 {}", summary_us(&mut lat));
+    println!("  {{ __typename }}         {}", summary_us(&mut trivial));
+
+    // What the resolver alone sustains on this machine, and with the fixes suggested below.
+    let gtin = gs1::Gtin::parse(GTIN)?;
+    let pre = Arc::new(Prefetched {
+        directory: app.packs.directory().await?,
+        known: app.packs.product_known(&gtin).await?,
+    });
+    println!(
+        "resolver alone, {} concurrent tasks, 5 s, shared warm Packs:",
+        args.clients
+    );
+    for (name, p) in [
+        ("as is                  ", None),
+        ("directory+product held ", Some(pre.clone())),
+    ] {
+        let (n, mut lat) = resolver_run(app, args, p).await?;
+        println!("  {name} {:.0}/s  {}", n as f64 / 5.0, summary_us(&mut lat));
+    }
+    Ok(())
+}
+
+/// Facts that change only when the registry changes, held in memory (suggested fix).
+struct Prefetched {
+    directory: std::collections::HashMap<String, (String, Option<(f64, f64)>)>,
+    known: bool,
+}
+
+async fn resolver_run(
+    app: &App,
+    args: &Args,
+    pre: Option<Arc<Prefetched>>,
+) -> anyhow::Result<(u64, Vec<f64>)> {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (ledger, packs, pre, n) = (
+            app.ledger.clone(),
+            app.packs.clone(),
+            pre.clone(),
+            args.packs,
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x1234_5678 ^ (c as u64 + 1));
+            let mut lat = Vec::new();
+            while Instant::now() < end {
+                let code = scan_code(rng.below(n));
+                let t = Instant::now();
+                timed_verdict(&ledger, &packs, &code, pre.as_deref()).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all.len() as u64, all))
+}
+
+fn verify_request(code: &str) -> async_graphql::Request {
+    async_graphql::Request::new(VERIFY_QUERY)
+        .variables(async_graphql::Variables::from_json(json!({ "code": code })))
+}
+
+fn stage_line(name: &str, runs: &[Stages], f: impl Fn(&Stages) -> f64) {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    println!("{name} {}", summary_us(&mut v));
+}
+
+fn summary_us(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms",
+        quantile(v, 0.5) / 1e3,
+        quantile(v, 0.99) / 1e3,
+        quantile(v, 1.0) / 1e3
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark B: verify over HTTP
+// ---------------------------------------------------------------------------------------------
+
+async fn http_benchmarks(addr: SocketAddr, args: &Args) -> anyhow::Result<()> {
+    let floor = json!({ "query": "{ __typename }" }).to_string();
+    println!(
+        "\nB. HTTP/1.1 keep-alive, {} clients, anonymous, against {addr}",
+        args.clients
+    );
+    let r = http_run(addr, args, 5, move |_| floor.clone()).await?;
+    r.print("{ __typename } (HTTP + GraphQL floor), 5 s");
+    let packs = args.packs;
+    let r = http_run(addr, args, args.seconds, move |rng| {
+        json!({ "query": VERIFY_QUERY, "variables": { "code": scan_code(rng.below(packs)) } })
+            .to_string()
+    })
+    .await?;
+    r.print(&format!("verify, random packs, {} s", args.seconds));
+    println!(
+        "  verdicts: {}",
+        r.verdicts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+struct HttpReport {
+    requests: u64,
+    secs: f64,
+    latencies_us: Vec<f64>,
+    errors: u64,
+    verdicts: std::collections::BTreeMap<String, u64>,
+}
+
+impl HttpReport {
+    fn print(&self, what: &str) {
+        let mut l = self.latencies_us.clone();
+        println!(
+            "  {what}: {} requests, {:.0}/s, errors {}; latency {}",
+            self.requests,
+            self.requests as f64 / self.secs,
+            self.errors,
+            summary_us(&mut l)
+        );
+    }
+}
+
+/// Runs `clients` keep-alive connections for one second of warm-up plus `seconds`, each sending
+/// the next body from `body` as soon as the previous answer is in.
+async fn http_run(
+    addr: SocketAddr,
+    args: &Args,
+    seconds: u64,
+    body: impl Fn(&mut Rng) -> String + Send + Sync + 'static,
+) -> anyhow::Result<HttpReport> {
+    let body = Arc::new(body);
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let end = warm_until + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (c as u64 + 1));
+            let mut conn = Conn::open(addr).await?;
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut verdicts = std::collections::BTreeMap::<String, u64>::new();
+            loop {
+                let b = body(&mut rng);
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                let (status, resp) = conn.post(addr, "/graphql", b.as_bytes()).await?;
+                let done = Instant::now();
+                if done < warm_until {
+                    continue;
+                }
+                lat.push((done - t).as_secs_f64() * 1e6);
+                let v: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
+                if status != 200 || v.get("errors").is_some() || v.get("data").is_none() {
+                    errors += 1;
+                } else if let Some(verdict) =
+                    v.pointer("/data/verify/verdict").and_then(|x| x.as_str())
+                {
+                    *verdicts.entry(verdict.to_string()).or_default() += 1;
+                }
+            }
+            anyhow::Ok((lat, errors, verdicts))
+        }));
+    }
+    let mut report = HttpReport {
+        requests: 0,
+        secs: seconds as f64,
+        latencies_us: Vec::new(),
+        errors: 0,
+        verdicts: Default::default(),
+    };
+    for t in tasks {
+        let (lat, errors, verdicts) = t.await??;
+        report.requests += lat.len() as u64;
+        report.latencies_us.extend(lat);
+        report.errors += errors;
+        for (k, v) in verdicts {
+            *report.verdicts.entry(k).or_default() += v;
+        }
+    }
+    Ok(report)
+}
+
+/// A keep-alive HTTP/1.1 connection: enough for POSTing GraphQL, no extra dependency.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    async fn post(
+        &mut self,
+        addr: SocketAddr,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.stream.write_all(&req).await?;
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("HTTP status line")?;
+        let length = head.lines().find_map(|l| {
+            l.strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        });
+        self.buf.drain(..head_end + 4);
+        let body = match length {
+            Some(n) => {
+                while self.buf.len() < n {
+                    self.fill().await?;
+                }
+                self.buf.drain(..n).collect()
+            }
+            None if head.contains("transfer-encoding: chunked") => self.chunked().await?,
+            None => bail!("response without length: {head}"),
+        };
+        Ok((status, body))
+    }
+
+    async fn chunked(&mut self) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let nl = loop {
+                if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break p;
+                }
+                self.fill().await?;
+            };
+            let len = usize::from_str_radix(String::from_utf8_lossy(&self.buf[..nl]).trim(), 16)?;
+            self.buf.drain(..nl + 2);
+            while self.buf.len() < len + 2 {
+                self.fill().await?;
+            }
+            out.extend(self.buf.drain(..len));
+            self.buf.drain(..2);
+            if len == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// SplitMix64: reproducible samples without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn database_size(dir: &Path, postgres: bool) -> String {
+    if postgres {
+        return "PostgreSQL".into();
+    }
+    let mb: u64 = ["bench.db", "bench.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum::<u64>()
+        / 1_000_000;
+    format!("SQLite, {mb} MB")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mem_gb = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+        / 1024.0;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}, {mem_gb:.0} GB RAM")
+}
