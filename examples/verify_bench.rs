@@ -771,7 +771,7 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
     // What the resolver alone sustains on this machine, and with the fixes suggested below.
     let gtin = gs1::Gtin::parse(GTIN)?;
     let pre = Arc::new(Prefetched {
-        directory: app.packs.directory().await?,
+        directory: (*app.packs.directory().await?).clone(),
         known: app.packs.product_known(&gtin).await?,
     });
     println!(

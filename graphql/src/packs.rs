@@ -146,7 +146,7 @@ async fn state_of(s: &Services, sgtin: &Sgtin) -> Result<Option<PackState>, ApiE
     }
     let directory = s.packs.directory().await?;
     let opts = DeriveOptions {
-        directory: &directory,
+        directory: directory.as_ref(),
         undo_window_ms: UNDO_WINDOW_MS,
         ..DeriveOptions::default()
     };

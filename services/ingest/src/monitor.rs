@@ -62,7 +62,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
                     }
                 }
             }
-            let new = judge(&histories, &directory, &mut reported);
+            let new = judge(&histories, directory.as_ref(), &mut reported);
             if let Err(e) = alerts.record(new).await {
                 tracing::warn!(error = %e, "suspicion monitor: cannot record alerts");
             }

@@ -13,6 +13,9 @@ use crate::StoreError;
 pub struct Database {
     pub conn: DatabaseConnection,
     pub url: String,
+    /// Bumped by every registry change made through this process, so in-memory copies of
+    /// registry data (sites, prefixes) know when to reload.
+    pub registry_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Database {
@@ -70,7 +73,11 @@ pub async fn connect(url: &str) -> Result<Database, StoreError> {
             url: redact(&url),
             source,
         })?;
-    Ok(Database { conn, url })
+    Ok(Database {
+        conn,
+        url,
+        registry_generation: Default::default(),
+    })
 }
 
 /// Fails fast, and says why, when the database server cannot even be reached: the pool would

@@ -95,7 +95,23 @@ pub struct Packs {
     db: Database,
     cache: Mutex<HashMap<(i64, i32), Arc<LoggedEvent>>>,
     signers: Mutex<HashMap<String, (String, Option<String>)>>,
+    registry: Mutex<Option<RegistryCopy>>,
 }
+
+/// Registry data read on every verify and every batch, kept in memory. It is reloaded when
+/// this process changes the registry (the generation moves) and at least every
+/// `REGISTRY_TTL`, for changes made by another process (the CLI, another node).
+struct RegistryCopy {
+    generation: u64,
+    loaded: std::time::Instant,
+    prefixes: Arc<Vec<(String, String)>>,
+    directory: Arc<Directory>,
+}
+
+/// GLN → (organization, coordinates).
+pub type Directory = HashMap<String, (String, Option<(f64, f64)>)>;
+
+const REGISTRY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Packs {
     pub fn new(db: Database) -> Self {
@@ -103,6 +119,7 @@ impl Packs {
             db,
             cache: Mutex::new(HashMap::new()),
             signers: Mutex::new(HashMap::new()),
+            registry: Mutex::new(None),
         }
     }
 
@@ -314,27 +331,52 @@ impl Packs {
     }
 
     /// Every registered company prefix and its owner.
-    pub async fn prefixes(&self) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(company_prefix::Entity::find()
+    pub async fn prefixes(&self) -> Result<Arc<Vec<(String, String)>>, StoreError> {
+        Ok(self.registry_copy().await?.0)
+    }
+
+    /// GLN → (organization, coordinates), for the rules' site directory.
+    pub async fn directory(&self) -> Result<Arc<Directory>, StoreError> {
+        Ok(self.registry_copy().await?.1)
+    }
+
+    async fn registry_copy(
+        &self,
+    ) -> Result<(Arc<Vec<(String, String)>>, Arc<Directory>), StoreError> {
+        let generation = self
+            .db
+            .registry_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        if let Some(c) = lock(&self.registry).as_ref()
+            && c.generation == generation
+            && c.loaded.elapsed() < REGISTRY_TTL
+        {
+            return Ok((c.prefixes.clone(), c.directory.clone()));
+        }
+        let prefixes: Vec<(String, String)> = company_prefix::Entity::find()
             .all(&self.db.conn)
             .await?
             .into_iter()
             .map(|p| (p.prefix, p.org_id))
-            .collect())
-    }
-
-    /// GLN → (organization, coordinates), for the rules' site directory.
-    pub async fn directory(
-        &self,
-    ) -> Result<HashMap<String, (String, Option<(f64, f64)>)>, StoreError> {
-        let rows = site::Entity::find().all(&self.db.conn).await?;
-        Ok(rows
+            .collect();
+        let directory: Directory = site::Entity::find()
+            .all(&self.db.conn)
+            .await?
             .into_iter()
             .map(|s| {
                 let coords = s.latitude.zip(s.longitude);
                 (s.gln, (s.org_id, coords))
             })
-            .collect())
+            .collect();
+        let copy = RegistryCopy {
+            generation,
+            loaded: std::time::Instant::now(),
+            prefixes: Arc::new(prefixes),
+            directory: Arc::new(directory),
+        };
+        let out = (copy.prefixes.clone(), copy.directory.clone());
+        *lock(&self.registry) = Some(copy);
+        Ok(out)
     }
 }
 

@@ -93,6 +93,7 @@ impl Registry {
                 owner.org_id
             )));
         }
+        self.bump();
         company_prefix::Entity::insert(company_prefix::ActiveModel {
             prefix: Set(prefix.into()),
             org_id: Set(org.into()),
@@ -162,6 +163,7 @@ impl Registry {
             latitude: coords.map(|c| c.0),
             longitude: coords.map(|c| c.1),
         };
+        self.bump();
         site::Entity::insert(site::ActiveModel::from(row.clone()))
             .exec_without_returning(&self.db.conn)
             .await?;
@@ -266,6 +268,12 @@ impl Registry {
             .order_by_asc(device::Column::Id)
             .all(&self.db.conn)
             .await?)
+    }
+
+    fn bump(&self) {
+        self.db
+            .registry_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     async fn require_org(&self, org: &str) -> Result<(), StoreError> {
