@@ -5,7 +5,7 @@ use rxledger_core::gs1::Gln;
 use rxledger_core::keys::PublicKey;
 use rxledger_entities::{device, organization, site};
 
-use crate::auth::{Role, require};
+use crate::auth::{KEYED, Role, require};
 use crate::{ApiError, Services};
 
 #[derive(SimpleObject)]
@@ -129,22 +129,11 @@ pub struct AdminQuery;
 impl AdminQuery {
     /// Every organization (regulators and admins), or the caller's own.
     async fn organizations(&self, ctx: &Context<'_>) -> Result<Vec<Organization>> {
-        let c = require(
-            ctx,
-            &[
-                Role::Admin,
-                Role::Regulator,
-                Role::Manufacturer,
-                Role::Wholesaler,
-                Role::Pharmacy,
-            ],
-        )?;
+        let c = require(ctx, KEYED)?;
         let s = services(ctx);
         let mut out = Vec::new();
         for o in s.registry.organizations().await.map_err(ApiError::from)? {
-            let visible = matches!(c.role(), Some(Role::Admin | Role::Regulator))
-                || c.org() == Some(o.id.as_str());
-            if visible {
+            if c.may_see(&o.id) {
                 out.push(org_out(s, o).await?);
             }
         }
@@ -153,50 +142,30 @@ impl AdminQuery {
 
     /// Sites (regulators and admins see all; others their own).
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<Site>> {
-        let c = require(
-            ctx,
-            &[
-                Role::Admin,
-                Role::Regulator,
-                Role::Manufacturer,
-                Role::Wholesaler,
-                Role::Pharmacy,
-            ],
-        )?;
+        let c = require(ctx, KEYED)?;
         let all = services(ctx)
             .registry
             .sites()
             .await
             .map_err(ApiError::from)?;
-        let seeall = matches!(c.role(), Some(Role::Admin | Role::Regulator));
         Ok(all
             .into_iter()
-            .filter(|s| seeall || c.org() == Some(s.org_id.as_str()))
+            .filter(|s| c.may_see(&s.org_id))
             .map(site_out)
             .collect())
     }
 
     /// Enrolled devices (regulators and admins see all; others their own).
     async fn devices(&self, ctx: &Context<'_>) -> Result<Vec<Device>> {
-        let c = require(
-            ctx,
-            &[
-                Role::Admin,
-                Role::Regulator,
-                Role::Manufacturer,
-                Role::Wholesaler,
-                Role::Pharmacy,
-            ],
-        )?;
+        let c = require(ctx, KEYED)?;
         let all = services(ctx)
             .registry
             .devices()
             .await
             .map_err(ApiError::from)?;
-        let seeall = matches!(c.role(), Some(Role::Admin | Role::Regulator));
         Ok(all
             .into_iter()
-            .filter(|d| seeall || c.org() == Some(d.org_id.as_str()))
+            .filter(|d| c.may_see(&d.org_id))
             .map(device_out)
             .collect())
     }

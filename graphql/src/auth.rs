@@ -44,6 +44,15 @@ impl Role {
     }
 }
 
+/// Every role: the fields any API key may use (but not anonymous callers).
+pub const KEYED: &[Role] = &[
+    Role::Admin,
+    Role::Regulator,
+    Role::Manufacturer,
+    Role::Wholesaler,
+    Role::Pharmacy,
+];
+
 /// The caller of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -72,6 +81,11 @@ impl Caller {
             Caller::Anonymous => None,
             Caller::Key { role, .. } => Some(*role),
         }
+    }
+
+    /// Regulators and admins see every organization's data; others only their own.
+    pub fn may_see(&self, org: &str) -> bool {
+        matches!(self.role(), Some(Role::Admin | Role::Regulator)) || self.org() == Some(org)
     }
 
     pub fn org(&self) -> Option<&str> {

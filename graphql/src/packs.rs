@@ -10,7 +10,7 @@ use rxledger_core::verdict::{self, StatusChange, Viewer};
 use rxledger_store::packs::append_state_change;
 
 use crate::admin::services;
-use crate::auth::{Caller, Role, caller, require};
+use crate::auth::{Caller, KEYED, Role, caller, require};
 use crate::{ApiError, Code, Services};
 
 /// How long a pharmacy may undo its own dispense (EU FMD: 10 days).
@@ -244,16 +244,7 @@ impl PackQuery {
     /// A pack's full history, including what it inherits from its cases and pallets. Trading
     /// partners see the events their own organization submitted; regulators see everything.
     async fn provenance(&self, ctx: &Context<'_>, code: String) -> Result<Option<Provenance>> {
-        let c = require(
-            ctx,
-            &[
-                Role::Admin,
-                Role::Regulator,
-                Role::Manufacturer,
-                Role::Wholesaler,
-                Role::Pharmacy,
-            ],
-        )?;
+        let c = require(ctx, KEYED)?;
         let s = services(ctx);
         let sgtin = parse(&code)?.sgtin().ok_or_else(|| {
             ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)")
@@ -261,11 +252,9 @@ impl PackQuery {
         let Some(state) = state_of(s, &sgtin).await? else {
             return Ok(None);
         };
-        let all = matches!(c.role(), Some(Role::Admin | Role::Regulator));
-        let mine = |org: &str| all || c.org() == Some(org);
         let head = s.ledger.head();
         let mut history = Vec::new();
-        for h in state.history.iter().filter(|h| mine(&h.org)) {
+        for h in state.history.iter().filter(|h| c.may_see(&h.org)) {
             let ev = evidence(s, &[h.index], head.size).await?.pop();
             let Some(ev) = ev else { continue };
             history.push(HistoryEntry {
@@ -286,12 +275,7 @@ impl PackQuery {
                 evidence: ev,
             });
         }
-        let custodian_visible = all
-            || state
-                .custody
-                .owner
-                .as_deref()
-                .is_some_and(|o| c.org() == Some(o));
+        let custodian_visible = c.may_see(state.custody.owner.as_deref().unwrap_or(""));
         Ok(Some(Provenance {
             gtin: sgtin.gtin.to_string(),
             serial: sgtin.serial.as_str().to_string(),
@@ -588,16 +572,7 @@ impl EventQuery {
         #[graphql(default = 50)] first: i64,
         after: Option<String>,
     ) -> Result<EventPage> {
-        let c = require(
-            ctx,
-            &[
-                Role::Admin,
-                Role::Regulator,
-                Role::Manufacturer,
-                Role::Wholesaler,
-                Role::Pharmacy,
-            ],
-        )?;
+        let c = require(ctx, KEYED)?;
         let s = services(ctx);
         if !(1..=crate::MAX_PAGE).contains(&first) {
             return Err(

@@ -68,26 +68,27 @@ const MATRIX: &[(&str, [bool; 6])] = &[
     ),
 ];
 
-#[tokio::test]
-async fn every_role_against_every_field() {
-    let t = TempDb::sqlite().await.unwrap();
+/// The real services on a fresh SQLite database.
+async fn services(t: &TempDb) -> Services {
     let db = t.db.clone();
-    let ledger = Arc::new(
-        Ledger::open(
-            db.clone(),
-            SigningKey::from_bytes(&[1u8; 32]).unwrap(),
-            "roles.test/log",
-        )
-        .await
-        .unwrap(),
-    );
-    let services = Services {
-        ledger,
+    let key = SigningKey::from_bytes(&[1u8; 32]).unwrap();
+    Services {
+        ledger: Arc::new(
+            Ledger::open(db.clone(), key, "roles.test/log")
+                .await
+                .unwrap(),
+        ),
         registry: Registry::new(db.clone()),
         alerts: Alerts::new(db.clone()),
         api_keys: ApiKeys::new(db.clone()),
-        packs: Arc::new(Packs::new(db.clone())),
-    };
+        packs: Arc::new(Packs::new(db)),
+    }
+}
+
+#[tokio::test]
+async fn every_role_against_every_field() {
+    let t = TempDb::sqlite().await.unwrap();
+    let services = services(&t).await;
     // Every caller's organization "o" owns the GTIN's company prefix, so brand-owner checks
     // do not hide what the role allows.
     services
@@ -172,23 +173,7 @@ async fn every_role_against_every_field() {
 #[tokio::test]
 async fn depth_and_complexity_bombs_are_refused() {
     let t = TempDb::sqlite().await.unwrap();
-    let db = t.db.clone();
-    let ledger = Arc::new(
-        Ledger::open(
-            db.clone(),
-            SigningKey::from_bytes(&[1u8; 32]).unwrap(),
-            "bombs.test/log",
-        )
-        .await
-        .unwrap(),
-    );
-    let schema = rxledger_graphql::schema(Services {
-        ledger,
-        registry: Registry::new(db.clone()),
-        alerts: Alerts::new(db.clone()),
-        api_keys: ApiKeys::new(db.clone()),
-        packs: Arc::new(Packs::new(db.clone())),
-    });
+    let schema = rxledger_graphql::schema(services(&t).await);
     let deep = format!(
         "{{ __schema {{ types {}name{} }} }}",
         "{ fields { type { ofType ".repeat(4),
