@@ -35,9 +35,6 @@ use crate::{Database, StoreError, now_ms};
 const HEAD_ID: i16 = 1;
 /// Tiles kept in memory for proofs. Each is at most 8 KiB plus memoised inner levels.
 const TILE_CACHE: usize = 8192;
-/// How far below a device's highest sequence number an unseen number is still accepted, as a
-/// message that was overtaken in transit. Older ones are refused as replays.
-pub const REPLAY_WINDOW: i64 = 4096;
 /// Rows per INSERT statement; keeps SQLite well under its bound-parameter limit.
 const INSERT_CHUNK: usize = 500;
 
@@ -641,15 +638,14 @@ async fn admit(
             if let Some(last) = last.filter(|l| e.seq <= *l) {
                 // At or below the high-water mark: a resend, a reused number, or a message
                 // overtaken by a later one (several broker connections or nodes share the
-                // work, so order across them is not kept). Only the first two are refused.
+                // work, so order across them is not kept; devices may number by time, so no
+                // distance below the mark is suspicious in itself). Only a reused number is
+                // refused: an old envelope resent byte for byte changes nothing.
                 let verdict = match logged.get(&key) {
                     Some((index, data)) if *data == e.data => {
                         Some(Admission::Duplicate { index: *index })
                     }
                     Some(_) => Some(Admission::Replay { last_seq: last }),
-                    None if e.seq <= last - REPLAY_WINDOW => {
-                        Some(Admission::Replay { last_seq: last })
-                    }
                     None => None,
                 };
                 if let Some(a) = verdict {

@@ -224,11 +224,13 @@ async fn dedup_and_replay(db: Database) {
             Admission::Duplicate { index: 3 },
         ]
     );
-    // Far below the high-water mark, an unseen number is a replay.
+    // Far below the high-water mark an unseen number is still a late message, not a replay:
+    // devices may number by time. Reusing a number for other bytes is a replay.
     let b = ledger
         .append(vec![
             device_entry("line-1", 9000, "e", Some(10)),
             device_entry("line-1", 4000, "f", Some(11)),
+            device_entry("line-1", 9000, "g", Some(12)),
         ])
         .await
         .unwrap();
@@ -236,10 +238,11 @@ async fn dedup_and_replay(db: Database) {
         b.admissions,
         vec![
             Admission::Appended { index: 4 },
+            Admission::Appended { index: 5 },
             Admission::Replay { last_seq: 9000 }
         ]
     );
-    assert_eq!(ledger.head().size, 5);
+    assert_eq!(ledger.head().size, 6);
     assert_eq!(
         registry.device("line-1").await.unwrap().unwrap().last_seq,
         9000
