@@ -80,13 +80,19 @@ async fn every_envelope_gets_a_receipt_and_one_log_entry() {
     // A device that crashed after the server committed but before it stored the receipt
     // resends the same bytes from its queue and gets the original receipt back.
     let q = Queue::open(dir.path().join("line-1")).unwrap();
-    let first = q.receipts().unwrap().next().unwrap();
+    // Receipts are stored in arrival order, and envelopes may be appended in any order.
+    let receipts: Vec<Receipt> = q.receipts().unwrap().collect();
     drop(q);
     let stored_payload = std::fs::read_to_string(dir.path().join("line-1/outbox.jsonl"))
         .ok()
         .and_then(|t| t.lines().next().map(str::to_owned));
     if let Some(line) = stored_payload {
         let v: Value = serde_json::from_str(&line).unwrap();
+        let first = receipts
+            .iter()
+            .find(|r| Some(r.payload_hash.as_str()) == v["hash"].as_str())
+            .expect("the first envelope has a stored receipt")
+            .clone();
         let crashed = tempfile::tempdir().unwrap();
         let mut q = Queue::open(crashed.path().join("line-1")).unwrap();
         q.push(1, v["payload"].as_str().unwrap().as_bytes().to_vec())
