@@ -30,6 +30,24 @@ async fn create<E: EntityTrait>(manager: &SchemaManager<'_>, entity: E) -> Resul
         .await
 }
 
+async fn index<E, C, const N: usize>(
+    manager: &SchemaManager<'_>,
+    mut stmt: IndexCreateStatement,
+    name: &str,
+    table: E,
+    cols: [C; N],
+) -> Result<(), DbErr>
+where
+    E: EntityTrait,
+    C: sea_orm::ColumnTrait,
+{
+    stmt.name(name).table(table).if_not_exists();
+    for c in cols {
+        stmt.col(c);
+    }
+    manager.create_index(stmt).await
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for M0001Initial {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -49,58 +67,48 @@ impl MigrationTrait for M0001Initial {
         create(manager, commission::Entity).await?;
         // A signer's sequence number is used once: this is what makes replays detectable and
         // makes a resent envelope find its original entry.
-        manager
-            .create_index(
-                Index::create()
-                    .name("entries_signer_seq")
-                    .table(entry::Entity)
-                    .col(entry::Column::Signer)
-                    .col(entry::Column::Seq)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("events_entry_idx")
-                    .table(event::Entity)
-                    .col(event::Column::EntryIdx)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("epcs_entry_idx")
-                    .table(epc::Entity)
-                    .col(epc::Column::EntryIdx)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("commissions_gtin")
-                    .table(commission::Entity)
-                    .col(commission::Column::Gtin)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("alerts_created")
-                    .table(alert::Entity)
-                    .col(alert::Column::CreatedMs)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
+        let mut unique = Index::create();
+        unique.unique();
+        index(
+            manager,
+            unique,
+            "entries_signer_seq",
+            entry::Entity,
+            [entry::Column::Signer, entry::Column::Seq],
+        )
+        .await?;
+        index(
+            manager,
+            Index::create(),
+            "events_entry_idx",
+            event::Entity,
+            [event::Column::EntryIdx],
+        )
+        .await?;
+        index(
+            manager,
+            Index::create(),
+            "epcs_entry_idx",
+            epc::Entity,
+            [epc::Column::EntryIdx],
+        )
+        .await?;
+        index(
+            manager,
+            Index::create(),
+            "commissions_gtin",
+            commission::Entity,
+            [commission::Column::Gtin],
+        )
+        .await?;
+        index(
+            manager,
+            Index::create(),
+            "alerts_created",
+            alert::Entity,
+            [alert::Column::CreatedMs],
+        )
+        .await?;
         Ok(())
     }
 }
