@@ -484,11 +484,7 @@ impl PackMutation {
         let l =
             Lot::parse(&lot).map_err(|e| ApiError::new(Code::InvalidCode, format!("lot: {e}")))?;
         let prefixes = s.packs.prefixes().await.map_err(ApiError::from)?;
-        let body = g.as_str().get(1..).unwrap_or("");
-        let owner = prefixes
-            .iter()
-            .filter(|(p, _)| body.starts_with(p.as_str()))
-            .max_by_key(|(p, _)| p.len());
+        let owner = rxledger_store::packs::owning_prefix(&prefixes, &g);
         let Some((prefix, owner)) = owner else {
             return Err(ApiError::new(
                 Code::Rule("UNKNOWN_PRODUCT"),
@@ -496,7 +492,7 @@ impl PackMutation {
             )
             .into());
         };
-        if c.role() == Some(Role::Manufacturer) && c.org() != Some(owner.as_str()) {
+        if c.role() == Some(Role::Manufacturer) && c.org() != Some(owner) {
             return Err(ApiError::new(
                 Code::Forbidden,
                 "only the brand owner or a regulator may recall a lot",

@@ -382,12 +382,21 @@ impl Packs {
 
 /// The brand owner of a GTIN among registered prefixes (longest match).
 pub fn owner_of(prefixes: &[(String, String)], gtin: &Gtin) -> Option<String> {
+    owning_prefix(prefixes, gtin).map(|(_, o)| o.to_string())
+}
+
+/// The registered (prefix, owner) that a GTIN falls under: the longest prefix matching the
+/// GTIN without its indicator digit.
+pub fn owning_prefix<'a>(
+    prefixes: &'a [(String, String)],
+    gtin: &Gtin,
+) -> Option<(&'a str, &'a str)> {
     let body = gtin.as_str().get(1..).unwrap_or("");
     prefixes
         .iter()
         .filter(|(p, _)| body.starts_with(p.as_str()))
         .max_by_key(|(p, _)| p.len())
-        .map(|(_, o)| o.clone())
+        .map(|(p, o)| (p.as_str(), o.as_str()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

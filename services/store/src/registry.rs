@@ -110,19 +110,6 @@ impl Registry {
             .await?)
     }
 
-    /// The organization whose registered prefix starts `gtin14` (ignoring the indicator digit).
-    pub async fn brand_owner(&self, gtin14: &str) -> Result<Option<String>, StoreError> {
-        let body = gtin14.get(1..).unwrap_or("");
-        let candidates: Vec<String> = (6..=12)
-            .filter_map(|n| body.get(..n).map(str::to_string))
-            .collect();
-        Ok(company_prefix::Entity::find()
-            .filter(company_prefix::Column::Prefix.is_in(candidates))
-            .one(&self.db.conn)
-            .await?
-            .map(|p| p.org_id))
-    }
-
     /// Adds a site. `gln` must already be a validated 13-digit GLN.
     pub async fn add_site(
         &self,
