@@ -12,6 +12,17 @@
 //!
 //! Only after the commit does the caller acknowledge anything. The in-memory frontier is
 //! swapped in after the commit too, so a failed batch leaves no trace in memory or on disk.
+//!
+//! # Several nodes on one PostgreSQL
+//!
+//! Exactly one node sequences at a time: step 1 starts by taking the sequencer lease, the
+//! transaction-scoped advisory lock [`SEQUENCER_LOCK`]. The lease and every write it guards
+//! live in the same transaction, so the lease is also the fencing token: a node that stalls
+//! while holding it (a pause, a partition) is cut off by
+//! `idle_in_transaction_session_timeout` ([`LEASE_IDLE_TIMEOUT`]), its transaction rolls back,
+//! and nothing it signs afterwards can commit. A node that dies releases the lease when its
+//! connection closes, so another takes over within seconds. The head compare-and-swap stays
+//! as a second line of defence.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -137,6 +148,12 @@ pub struct SignedHead {
 }
 
 /// The verifiable log on one database.
+/// The PostgreSQL advisory lock key of the sequencer lease ("rxledger" in ASCII, truncated).
+pub const SEQUENCER_LOCK: i64 = 0x72786c6564676572;
+/// How long a node may sit idle inside a sequencing transaction before PostgreSQL ends its
+/// session, releasing the lease.
+pub const LEASE_IDLE_TIMEOUT: &str = "10s";
+
 pub struct Ledger {
     db: Database,
     key: LogKey,
@@ -263,14 +280,28 @@ impl Ledger {
     pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Batch, StoreError> {
         let mut frontier = self.frontier.lock().await;
         let txn = self.db.conn.begin().await?;
+        if self.db.backend() == sea_orm::DbBackend::Postgres {
+            txn.execute_unprepared(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \
+                 SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
+            ))
+            .await?;
+        }
         let head_row = head::Entity::find_by_id(HEAD_ID)
             .one(&txn)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
         let old_size = non_negative(head_row.size, "head size")?;
         if old_size != frontier.size {
-            // Another sequencer moved the log on; continue from where it left off.
+            // Another sequencer moved the log on; continue from where it left off. Its
+            // right-edge tiles (committed, so safe to keep whatever happens to this batch)
+            // replace the narrower ones cached here, which the new root is computed from.
             *frontier = load_frontier(&txn, old_size).await?;
+            let edge = read_tiles(&txn, &Frontier::ids_for(old_size)).await?;
+            let mut cache = lock(&self.cache);
+            for t in edge {
+                cache.insert(t);
+            }
         }
         let admissions = admit(&txn, &batch, old_size).await?;
         let accepted: Vec<(u64, &NewEntry)> = admissions
@@ -305,29 +336,45 @@ impl Ledger {
             for t in &changed {
                 cache.insert(t.clone());
             }
-            merkle::root(new_size, &*cache)?
+            merkle::root(new_size, &*cache)
         };
-        let note = sign(&self.key, &self.origin, new_size, &root)?;
-        cp_row::Entity::insert(cp_row::ActiveModel {
-            size: Set(new_size as i64),
-            root: Set(root.to_vec()),
-            note: Set(note.clone()),
-            signed_ms: Set(received),
-        })
-        .exec_without_returning(&txn)
-        .await?;
-        let moved = head::Entity::update_many()
-            .col_expr(head::Column::Size, Expr::value(new_size as i64))
-            .col_expr(head::Column::Root, Expr::value(root.to_vec()))
-            .col_expr(head::Column::Note, Expr::value(note.clone()))
-            .filter(head::Column::Id.eq(HEAD_ID))
-            .filter(head::Column::Size.eq(old_size as i64))
-            .exec(&txn)
+        let finish = async {
+            let root = root?;
+            let note = sign(&self.key, &self.origin, new_size, &root)?;
+            cp_row::Entity::insert(cp_row::ActiveModel {
+                size: Set(new_size as i64),
+                root: Set(root.to_vec()),
+                note: Set(note.clone()),
+                signed_ms: Set(received),
+            })
+            .exec_without_returning(&txn)
             .await?;
-        if moved.rows_affected != 1 {
-            return Err(StoreError::HeadMoved { expected: old_size });
-        }
-        txn.commit().await?;
+            let moved = head::Entity::update_many()
+                .col_expr(head::Column::Size, Expr::value(new_size as i64))
+                .col_expr(head::Column::Root, Expr::value(root.to_vec()))
+                .col_expr(head::Column::Note, Expr::value(note.clone()))
+                .filter(head::Column::Id.eq(HEAD_ID))
+                .filter(head::Column::Size.eq(old_size as i64))
+                .exec(&txn)
+                .await?;
+            if moved.rows_affected != 1 {
+                return Err(StoreError::HeadMoved { expected: old_size });
+            }
+            txn.commit().await?;
+            Ok::<_, StoreError>((root, note))
+        };
+        let (root, note) = match finish.await {
+            Ok(x) => x,
+            Err(e) => {
+                // The new tiles never reached the database: forget them, so that proofs keep
+                // being served from what is committed.
+                let mut cache = lock(&self.cache);
+                for t in &changed {
+                    cache.remove(t.id);
+                }
+                return Err(e);
+            }
+        };
         *frontier = next;
         let head = SignedHead {
             size: new_size,
