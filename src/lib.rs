@@ -4,4 +4,5 @@
 //! and the HTTP API together and is what the end-to-end tests start on port 0.
 
 pub mod keyfile;
+pub mod ratelimit;
 pub mod server;

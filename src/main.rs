@@ -123,6 +123,14 @@ struct Serve {
     /// HTTP address for GraphQL and the pages; port 0 picks a free port.
     #[arg(long, env = "RXLEDGER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
+    /// Public base URL of this service: the domain of the GS1 Digital Links printed into QR
+    /// codes (e.g. https://verify.example.org). Default: http://{--http-listen}.
+    #[arg(long, env = "RXLEDGER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// GraphQL requests per second allowed per API key (anonymous: per client IP); bursts
+    /// may reach twice this.
+    #[arg(long, env = "RXLEDGER_RATE_LIMIT", default_value_t = 100.0)]
+    rate_limit: f64,
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -315,6 +323,11 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             topic_root: s.mqtt_topic_root.clone(),
             ..IngestConfig::default()
         },
+        public_url: s.public_url.clone(),
+        rate_limit: rxledger::ratelimit::RateLimit {
+            per_second: s.rate_limit,
+            burst: s.rate_limit * 2.0,
+        },
     };
     let app = server::start(cfg.clone()).await?;
     let head = app.ledger.head();
@@ -333,6 +346,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         app.mqtt_addr.0, app.mqtt_addr.1
     );
     println!("graphql:      http://{}/graphql", app.http_addr);
+    println!("pharmacist:   http://{}/", app.http_addr);
     println!("listening on http://{}", app.http_addr);
     shutdown_signal().await;
     eprintln!("shutting down: draining batches in flight");

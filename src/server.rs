@@ -10,7 +10,7 @@ use async_graphql_poem::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use poem::listener::TcpAcceptor;
 use poem::web::{Data, Html};
 use poem::{EndpointExt, Route, get, handler, http::HeaderMap};
-use rxledger_graphql::{Caller, RxSchema};
+use rxledger_graphql::RxSchema;
 use rxledger_ingest::{Ingest, IngestConfig, MqttTarget, broker};
 use rxledger_store::packs::Packs;
 use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
@@ -32,7 +32,15 @@ pub struct ServeConfig {
     /// MQTT client id of this node: stable across restarts, different on every node.
     pub node_id: String,
     pub ingest: IngestConfig,
+    /// The public base URL printed into QR codes and used as the Digital Link domain, e.g.
+    /// `https://verify.example.org`; by default `http://{the HTTP listen address}`.
+    pub public_url: Option<String>,
+    /// GraphQL requests allowed per API key (anonymous callers: per IP).
+    pub rate_limit: crate::ratelimit::RateLimit,
 }
+
+/// Largest GraphQL request body.
+pub const MAX_API_BODY: usize = 256 * 1024;
 
 /// A running server.
 pub struct App {
@@ -49,6 +57,7 @@ pub struct App {
     /// The first admin token, when this start created it (printed once, never stored).
     pub first_admin_token: Option<String>,
     ingest: Ingest,
+    follower: JoinHandle<()>,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -75,6 +84,21 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::new(db.clone()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
+    // Other nodes may sequence too: follow the shared head so that queries and checkpoint
+    // subscriptions here see their entries within a second.
+    let follower = {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = ledger.refresh().await {
+                    tracing::debug!(error = %e, "reading the shared head failed");
+                }
+            }
+        })
+    };
 
     let (opts, mqtt_addr) = match &cfg.mqtt {
         MqttTarget::Embedded { listen } => {
@@ -107,13 +131,6 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         packs: packs.clone(),
     };
     let schema = rxledger_graphql::schema(services);
-    let routes = Route::new()
-        .at("/graphql", get(graphiql).post(graphql))
-        .at("/graphql/ws", get(GraphQLSubscription::new(schema.clone())))
-        .at("/healthz", get(healthz))
-        .data(schema)
-        .data(api_keys.clone())
-        .with(poem::middleware::SizeLimit::new(256 * 1024));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
             "cannot listen for HTTP on {}; choose another with --http-listen ADDR",
@@ -122,6 +139,32 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     })?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
+    let web = rxledger_web::Web {
+        schema: schema.clone(),
+        keys: api_keys.clone(),
+        packs: packs.clone(),
+        registry: registry.clone(),
+        base_url: cfg
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{http_addr}"))
+            .trim_end_matches('/')
+            .to_string(),
+    };
+    let limit = || poem::middleware::SizeLimit::new(MAX_API_BODY);
+    let api = Route::new()
+        .at("/graphql", get(graphiql).post(graphql).with(limit()))
+        .at(
+            "/graphql/ws",
+            get(GraphQLSubscription::new(schema.clone())).with(limit()),
+        )
+        .at("/healthz", get(healthz));
+    let routes = rxledger_web::friendly_errors(
+        rxledger_web::mount(api, &web)
+            .data(schema)
+            .data(api_keys.clone())
+            .data(Arc::new(crate::ratelimit::Limiter::new(cfg.rate_limit))),
+    );
     let acceptor = TcpAcceptor::from_std(listener)?;
     let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
@@ -147,6 +190,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         created_key,
         first_admin_token,
         ingest,
+        follower,
         http,
         http_stop,
     })
@@ -169,50 +213,49 @@ async fn first_admin(registry: &Registry, keys: &ApiKeys) -> anyhow::Result<Opti
     Ok(Some(token))
 }
 
-/// POST /graphql: resolves the Bearer token to a caller, then runs the query.
+/// POST /graphql: resolves the Bearer token to a caller, takes a token from the caller's rate
+/// limit bucket, then runs the query.
 #[handler]
 async fn graphql(
     schema: Data<&RxSchema>,
     keys: Data<&ApiKeys>,
+    limiter: Data<&Arc<crate::ratelimit::Limiter>>,
+    remote: &poem::web::RemoteAddr,
     headers: &HeaderMap,
     req: GraphQLRequest,
-) -> GraphQLResponse {
+) -> poem::Response {
+    use poem::IntoResponse as _;
     let mut req = req.0;
-    let token = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    if let Some(token) = token {
-        match keys.authenticate(token).await {
-            Ok(Ok(p)) => req = req.data(Caller::from_principal(p)),
-            Ok(Err(problem)) => {
-                let (code, msg) = match problem {
-                    rxledger_store::apikeys::TokenProblem::Expired => {
-                        ("KEY_EXPIRED", "this API key has expired")
-                    }
-                    rxledger_store::apikeys::TokenProblem::Revoked => {
-                        ("KEY_REVOKED", "this API key was revoked")
-                    }
-                    rxledger_store::apikeys::TokenProblem::Unknown => {
-                        ("UNAUTHENTICATED", "unknown API key")
-                    }
-                };
-                return error_response(code, msg);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "API key lookup failed");
-                return error_response(
-                    "INTERNAL",
-                    "internal error; the operator's log has the details",
-                );
-            }
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let bucket = match rxledger_graphql::authenticate(&keys, auth).await {
+        Ok(rxledger_graphql::Caller::Anonymous) => remote
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        Ok(caller) => {
+            let bucket = match &caller {
+                rxledger_graphql::Caller::Key { key_id, .. } => format!("key:{key_id}"),
+                rxledger_graphql::Caller::Anonymous => String::new(),
+            };
+            req = req.data(caller);
+            bucket
         }
+        Err(refused) => return error_response(refused.code, refused.message).into_response(),
+    };
+    if let Err(wait) = limiter.check(&bucket) {
+        let mut resp = error_response(
+            "RATE_LIMITED",
+            "too many requests for this API key; slow down and retry after the Retry-After delay",
+        )
+        .into_response();
+        resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
+        resp.headers_mut().insert(
+            "retry-after",
+            poem::http::HeaderValue::from(wait.ceil().max(1.0) as u64),
+        );
+        return resp;
     }
-    schema.execute(req).await.into()
+    GraphQLResponse::from(schema.execute(req).await).into_response()
 }
 
 fn error_response(code: &str, message: &str) -> GraphQLResponse {
@@ -233,6 +276,7 @@ fn rumqttc_options(node_id: &str, host: &str, port: u16) -> rumqttc::MqttOptions
 impl App {
     /// Stops taking messages, commits and acks batches in flight, then stops HTTP.
     pub async fn shutdown(self) {
+        self.follower.abort();
         self.ingest.shutdown().await;
         let _ = self.http_stop.send(());
         let _ = self.http.await;

@@ -26,20 +26,7 @@ async fn admin(app: &TestApp, q: &str, vars: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_dispense_verify_again() {
     let app = spawn_app().await;
-    let key = app
-        .enroll(
-            "acme",
-            "MANUFACTURER",
-            Some("0614141"),
-            "0614141000005",
-            "line-1",
-        )
-        .await;
-    let mut line = app.device("line-1", key).await;
-    let r = line
-        .send_events(vec![commission(&["1001", "1002"], "L1", "2031-06-30")])
-        .await;
-    assert_eq!(r.status, "ACCEPTED", "{r:?}");
+    app.acme_with_packs(&["1001", "1002"]).await;
 
     admin(&app, "mutation { createOrganization(input: {id: \"corner\", name: \"Corner Pharmacy\", role: PHARMACY}) { id } }", json!({})).await;
     admin(&app, "mutation { addSite(input: {gln: \"0614141000029\", orgId: \"corner\", name: \"Corner\"}) { gln } }", json!({})).await;
@@ -182,5 +169,52 @@ async fn verify_dispense_verify_again() {
         )
         .await;
     assert_eq!(code_of(&r), Some("KEY_EXPIRED"), "{r}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_has_its_own_rate_limit() {
+    let app = spawn_app_with(Backends::Embedded, |cfg| {
+        cfg.rate_limit = rxledger::ratelimit::RateLimit {
+            per_second: 0.001,
+            burst: 3.0,
+        }
+    })
+    .await;
+    let admin = app.app().first_admin_token.clone().unwrap();
+    let (other, _) = app
+        .app()
+        .api_keys
+        .issue("admin", "ADMIN", "second", None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let r = app
+            .graphql_as(Some(&admin), "{ me { orgId } }", json!({}))
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let body = serde_json::to_vec(&json!({ "query": "{ me { orgId } }" })).unwrap();
+    let (status, resp) = http(
+        app.http,
+        "POST",
+        "/graphql",
+        &[
+            ("Content-Type", "application/json".into()),
+            ("Authorization", format!("Bearer {admin}")),
+        ],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 429);
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(code_of(&v), Some("RATE_LIMITED"), "{v}");
+    // Another key, and anonymous callers, have their own buckets.
+    let r = app
+        .graphql_as(Some(&other), "{ me { orgId } }", json!({}))
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let r = app.graphql("{ checkpoint { size } }", json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
     app.stop().await;
 }

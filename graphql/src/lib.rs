@@ -11,6 +11,7 @@ mod error;
 mod ledger;
 mod live;
 mod packs;
+mod status;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
+pub use status::AuditState;
 
 /// What every resolver can reach.
 #[derive(Clone)]
@@ -37,10 +39,15 @@ pub struct Query(
     ledger::LedgerQuery,
     admin::AdminQuery,
     live::AlertQuery,
+    status::StatusQuery,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(packs::PackMutation, admin::AdminMutation);
+pub struct Mutation(
+    packs::PackMutation,
+    admin::AdminMutation,
+    status::StatusMutation,
+);
 
 pub type RxSchema = Schema<Query, Mutation, live::Live>;
 
@@ -51,6 +58,7 @@ pub const MAX_PAGE: i64 = 1000;
 pub fn schema(services: Services) -> RxSchema {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
+        .data(AuditState::default())
         .limit_depth(12)
         .limit_complexity(2_000)
         .finish()
@@ -61,4 +69,52 @@ pub fn sdl() -> String {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .finish()
         .sdl()
+}
+
+/// Why a request's Bearer token was refused: a stable code and a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRefused {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// Turns an `Authorization` header value into the caller: anonymous without one, the key's
+/// organization and role with a valid `Bearer` token, refused otherwise. Shared by `/graphql`
+/// and the web pages so every HTTP entry point treats keys alike.
+pub async fn authenticate(
+    keys: &ApiKeys,
+    authorization: Option<&str>,
+) -> Result<Caller, TokenRefused> {
+    let token = authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return Ok(Caller::Anonymous);
+    };
+    use rxledger_store::apikeys::TokenProblem;
+    match keys.authenticate(token).await {
+        Ok(Ok(p)) => Ok(Caller::from_principal(p)),
+        Ok(Err(TokenProblem::Expired)) => Err(TokenRefused {
+            code: "KEY_EXPIRED",
+            message: "this API key has expired",
+        }),
+        Ok(Err(TokenProblem::Revoked)) => Err(TokenRefused {
+            code: "KEY_REVOKED",
+            message: "this API key was revoked",
+        }),
+        Ok(Err(TokenProblem::Unknown)) => Err(TokenRefused {
+            code: "UNAUTHENTICATED",
+            message: "unknown API key",
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "API key lookup failed");
+            Err(TokenRefused {
+                code: "INTERNAL",
+                message: "internal error; the operator's log has the details",
+            })
+        }
+    }
 }

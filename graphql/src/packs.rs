@@ -32,6 +32,22 @@ pub struct Verification {
     /// The checkpoint the proofs verify against.
     pub checkpoint_size: i64,
     pub checkpoint_note: String,
+    /// What happened to the pack, oldest first, without any party's identity or location: fit
+    /// for an anonymous caller. `provenance` gives entitled callers the full history.
+    pub timeline: Vec<TimelineStep>,
+}
+
+/// One step of a pack's public timeline.
+#[derive(SimpleObject)]
+pub struct TimelineStep {
+    pub index: i64,
+    pub event_time: String,
+    pub event_type: String,
+    pub action: String,
+    pub biz_step: Option<String>,
+    pub disposition: Option<String>,
+    /// Whether the step reached the pack through its case, pallet or lot.
+    pub inherited: bool,
 }
 
 #[derive(SimpleObject)]
@@ -226,6 +242,19 @@ pub(crate) async fn verification(
         evidence: evidence(s, &cited, head.size).await?,
         checkpoint_size: head.size as i64,
         checkpoint_note: head.note,
+        timeline: state
+            .iter()
+            .flat_map(|st| st.history.iter())
+            .map(|h| TimelineStep {
+                index: h.index as i64,
+                event_time: rxledger_core::epcis::format_time(h.event_time_ms),
+                event_type: h.kind.as_str().to_string(),
+                action: h.action.as_str().to_string(),
+                biz_step: h.biz_step.map(|b| b.as_str().to_string()),
+                disposition: h.disposition.map(|d| d.as_str().to_string()),
+                inherited: !matches!(h.via, pack::Via::Direct),
+            })
+            .collect(),
     })
 }
 

@@ -98,6 +98,11 @@ async fn main() -> anyhow::Result<()> {
         http_listen: "127.0.0.1:0".parse()?,
         node_id: "bench-node".into(),
         ingest: IngestConfig::default(),
+        public_url: None,
+        rate_limit: rxledger::ratelimit::RateLimit {
+            per_second: 1e9,
+            burst: 1e9,
+        },
     };
     let app = server::start(cfg).await?;
     app.registry

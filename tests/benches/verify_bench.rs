@@ -124,6 +124,11 @@ async fn main() -> anyhow::Result<()> {
         http_listen: "127.0.0.1:0".parse()?,
         node_id: "verify-bench".into(),
         ingest: IngestConfig::default(),
+        public_url: None,
+        rate_limit: rxledger::ratelimit::RateLimit {
+            per_second: 1e9,
+            burst: 1e9,
+        },
     };
     let app = server::start(cfg).await?;
     load_or_reuse(&app, &dir, &args).await?;

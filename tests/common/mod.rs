@@ -92,6 +92,8 @@ pub async fn spawn_app_with(backends: Backends, tweak: impl FnOnce(&mut ServeCon
             topic_root: topic_root.clone(),
             ..IngestConfig::default()
         },
+        public_url: None,
+        rate_limit: rxledger::ratelimit::RateLimit::default(),
     };
     tweak(&mut cfg);
     let app = server::start(cfg.clone()).await.expect("server starts");
@@ -179,6 +181,26 @@ impl TestApp {
         key
     }
 
+    /// The manufacturer `acme` (prefix 0614141, site 0614141000005) with its line `line-1`,
+    /// which has commissioned `serials` of GTIN 10614141073464, lot L1, expiry 2031-06-30.
+    pub async fn acme_with_packs(&self, serials: &[&str]) -> TestDevice {
+        let key = self
+            .enroll(
+                "acme",
+                "MANUFACTURER",
+                Some("0614141"),
+                "0614141000005",
+                "line-1",
+            )
+            .await;
+        let mut line = self.device("line-1", key).await;
+        let r = line
+            .send_events(vec![commission(serials, "L1", "2031-06-30")])
+            .await;
+        assert_eq!(r.status, "ACCEPTED", "{r:?}");
+        line
+    }
+
     pub async fn device(&self, id: &str, key: SigningKey) -> TestDevice {
         TestDevice::connect(self.mqtt.clone(), &self.topic_root, id, key).await
     }
@@ -202,9 +224,29 @@ pub async fn http(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
+    // A server may answer (413, say) and close before reading the whole body: keep what it
+    // said even when the rest of the body cannot be written or the connection is reset.
+    let _ = s.write_all(body).await;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        // Some servers (chromedriver) keep the connection open despite `Connection: close`:
+        // stop once the whole Content-Length has arrived.
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if len.is_some_and(|len| buf.len() >= end + 4 + len) {
+                break;
+            }
+        }
+    }
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

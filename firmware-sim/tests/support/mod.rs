@@ -40,6 +40,8 @@ impl Server {
                 topic_root: topic_root.clone(),
                 ..IngestConfig::default()
             },
+            public_url: None,
+            rate_limit: rxledger::ratelimit::RateLimit::default(),
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {

@@ -1,0 +1,110 @@
+//! Who am I, and the ledger's status for regulators: size, checkpoint and the last audit.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use tokio::sync::Mutex;
+
+use crate::admin::services;
+use crate::auth::{Caller, Role, caller, require};
+use crate::{ApiError, Code};
+
+/// The result of the last audit run through this node, kept in memory.
+#[derive(Clone, Default)]
+pub struct AuditState(Arc<Mutex<Option<AuditResult>>>);
+
+#[derive(SimpleObject, Clone)]
+pub struct AuditResult {
+    /// When the audit finished, RFC 3339 UTC.
+    pub finished_at: String,
+    pub ok: bool,
+    pub tree_size: i64,
+    pub entries_checked: i64,
+    pub tiles_checked: i64,
+    pub checkpoints_checked: i64,
+    /// Empty when the log is sound.
+    pub problems: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    pub org_id: String,
+    pub role: Role,
+}
+
+#[derive(SimpleObject)]
+pub struct LedgerStatus {
+    pub origin: String,
+    pub size: i64,
+    pub root_hash: String,
+    pub checkpoint_note: String,
+    /// The last audit run on this node since it started (`runAudit`), if any.
+    pub last_audit: Option<AuditResult>,
+}
+
+#[derive(Default)]
+pub struct StatusQuery;
+
+#[Object]
+impl StatusQuery {
+    /// The caller's organization and role; null without an API key.
+    async fn me(&self, ctx: &Context<'_>) -> Option<Me> {
+        match caller(ctx) {
+            Caller::Anonymous => None,
+            Caller::Key { org_id, role, .. } => Some(Me {
+                org_id: org_id.clone(),
+                role: *role,
+            }),
+        }
+    }
+
+    /// The ledger's size, checkpoint and last audit. Regulators and admins.
+    async fn ledger_status(&self, ctx: &Context<'_>) -> Result<LedgerStatus> {
+        require(ctx, &[Role::Regulator, Role::Admin])?;
+        let s = services(ctx);
+        let head = s.ledger.head();
+        let last = ctx.data_unchecked::<AuditState>().0.lock().await.clone();
+        Ok(LedgerStatus {
+            origin: s.ledger.origin().to_string(),
+            size: head.size as i64,
+            root_hash: hex::encode(head.root),
+            checkpoint_note: head.note,
+            last_audit: last,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct StatusMutation;
+
+#[Object]
+impl StatusMutation {
+    /// Audits the whole ledger now (every leaf, tile and checkpoint; see `rxledger audit`) and
+    /// keeps the result for `ledgerStatus`. Regulators and admins; one audit at a time.
+    async fn run_audit(&self, ctx: &Context<'_>) -> Result<AuditResult> {
+        require(ctx, &[Role::Regulator, Role::Admin])?;
+        let s = services(ctx);
+        let state = ctx.data_unchecked::<AuditState>();
+        let mut last = state.0.lock().await;
+        let report = rxledger_store::audit::audit_ledger(&s.ledger)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit could not run");
+                ApiError::new(
+                    Code::Internal,
+                    "the audit could not run; see the operator's log",
+                )
+            })?;
+        let result = AuditResult {
+            finished_at: rxledger_core::epcis::format_time(rxledger_store::now_ms()),
+            ok: report.ok(),
+            tree_size: report.size as i64,
+            entries_checked: report.entries_checked as i64,
+            tiles_checked: report.tiles_checked as i64,
+            checkpoints_checked: report.checkpoints_checked as i64,
+            problems: report.problems,
+        };
+        *last = Some(result.clone());
+        Ok(result)
+    }
+}

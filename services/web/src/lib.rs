@@ -1,0 +1,605 @@
+//! rxledger's web side, for people who do not write GraphQL:
+//!
+//! - `GET /01/{gtin}[/10/{lot}]/21/{serial}[?17=YYMMDD]`: the GS1 Digital Link resolver. A
+//!   browser gets a verification page, `Accept: application/json` the verification as JSON,
+//!   and `?linkType=verificationService` the GS1 Lightweight Verification Messaging answer
+//!   ([`lvm`]). The VRS path form `/verify/gtin/{gtin}/lot/{lot}/ser/{serial}?exp=` is accepted
+//!   too.
+//! - `GET /qr/{gtin}/{serial}.svg|.png`: the pack's Digital Link as a QR code.
+//! - `GET /labels/{gtin}/{lot}.svg`: a printable label sheet of a lot, for the packaging line.
+//! - `GET /`: the pharmacist's page (scanner input, photo upload, dispense and undo, and the
+//!   regulator's views); `POST /scan` decodes a photo of a QR code.
+//!
+//! Every answer comes from the GraphQL schema (`verify`), so a verdict is the same on every
+//! channel and access control lives in one place. Bad input gets a page or a JSON error with
+//! a stable code, never a 500.
+
+pub mod html;
+pub mod lvm;
+pub mod qr;
+
+use std::sync::Arc;
+
+use async_graphql::Variables;
+use poem::http::{HeaderMap, StatusCode, header};
+use poem::web::{Data, Path, Query};
+use poem::{
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post,
+};
+use rxledger_core::gs1::{self, Expiry, Gtin, Lot, Serial, Sgtin};
+use rxledger_graphql::{Caller, RxSchema};
+use rxledger_store::packs::Packs;
+use rxledger_store::{ApiKeys, Registry};
+use serde_json::{Value, json};
+
+/// Largest photo `POST /scan` takes.
+pub const MAX_PHOTO_BYTES: usize = 12 << 20;
+/// Labels on one sheet: 3 columns by 7 rows on A4.
+const LABELS_PER_SHEET: usize = 21;
+
+/// What the pages need.
+#[derive(Clone)]
+pub struct Web {
+    pub schema: RxSchema,
+    pub keys: ApiKeys,
+    pub packs: Arc<Packs>,
+    pub registry: Registry,
+    /// The Digital Link domain printed into QR codes, e.g. `https://verify.example.org`;
+    /// no trailing slash.
+    pub base_url: String,
+}
+
+/// Adds the web routes to `route`.
+pub fn mount(route: Route, web: &Web) -> Route {
+    route
+        .at("/", get(index))
+        .at("/assets/:name", get(asset))
+        .at(
+            "/scan",
+            post(scan)
+                .with(poem::middleware::SizeLimit::new(MAX_PHOTO_BYTES))
+                .data(web.clone()),
+        )
+        .at("/qr/:gtin/:file", get(qr_code).data(web.clone()))
+        .at("/labels/:gtin/:file", get(labels).data(web.clone()))
+        .at("/01/*rest", get(resolve).data(web.clone()))
+        .at("/verify/*rest", get(resolve).data(web.clone()))
+}
+
+/// Renders every error poem itself raises (unknown path, bad path parameter, body too large,
+/// wrong method) as a page or JSON with a stable code, so no request ends in a bare error.
+pub fn friendly_errors<E: poem::Endpoint + 'static>(ep: E) -> impl poem::Endpoint {
+    ep.around(|ep, req| async move {
+        let path_ = req.uri().path();
+        let json = wants_json(req.headers()) || path_.starts_with("/graphql") || path_ == "/scan";
+        let path = req.uri().path().to_string();
+        match ep.call(req).await {
+            Ok(r) => Ok(r.into_response()),
+            Err(e) => {
+                let status = e.status();
+                let (code, message) = match status {
+                    StatusCode::NOT_FOUND => ("NOT_FOUND", format!("nothing is served at {path}")),
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        ("TOO_LARGE", "the request body is too large".into())
+                    }
+                    StatusCode::METHOD_NOT_ALLOWED => {
+                        ("BAD_REQUEST", format!("{path} does not take this method"))
+                    }
+                    s if s.is_server_error() => {
+                        tracing::error!(error = %e, path, "request failed");
+                        (
+                            "INTERNAL",
+                            "internal error; the operator's log has the details".into(),
+                        )
+                    }
+                    _ => ("BAD_REQUEST", e.to_string()),
+                };
+                Ok(Problem::new(status, code, message).respond(json))
+            }
+        }
+    })
+}
+
+const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict dispensable \
+    reasons { code severity message evidence } product { gtin serial lot expiry } status \
+    evidence { index leafHash treeSize proof } checkpointSize checkpointNote \
+    timeline { index eventTime eventType action bizStep disposition inherited } } }";
+
+/// A refusal with a stable code, rendered as a page or as JSON.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "Too large",
+            s if s.is_server_error() => "Temporarily unavailable",
+            _ => "Cannot read this code",
+        }
+    }
+
+    /// JSON for machines, a page for browsers.
+    pub fn respond(&self, json: bool) -> Response {
+        if json {
+            json_response(
+                self.status,
+                &json!({ "error": { "code": self.code, "message": self.message } }),
+            )
+        } else {
+            let hint = match self.status {
+                StatusCode::NOT_FOUND => {
+                    "Check the address, or scan the pack again from the pharmacist's page."
+                }
+                s if s.is_server_error() => "Please try again in a minute.",
+                _ => {
+                    "Scan the code again, or type what is printed next to it on the pack: \
+                     GTIN (01), batch (10), expiry (17) and serial number (21)."
+                }
+            };
+            Response::builder()
+                .status(self.status)
+                .content_type("text/html; charset=utf-8")
+                .body(html::error_page(self.title(), &self.message, hint))
+        }
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(v.to_string())
+}
+
+/// Whether the client asked for JSON rather than a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    rxledger_graphql::authenticate(&web.keys, auth)
+        .await
+        .map_err(|r| {
+            let status = if r.code == "INTERNAL" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            Problem::new(status, r.code, r.message)
+        })
+}
+
+/// Runs GraphQL `verify` for `code` as `caller`; the JSON of the `verify` field.
+pub async fn verify(web: &Web, caller: Caller, code: &str) -> Result<Value, Problem> {
+    let mut req = async_graphql::Request::new(VERIFY)
+        .variables(Variables::from_json(json!({ "code": code })));
+    if caller != Caller::Anonymous {
+        req = req.data(caller);
+    }
+    let resp = web.schema.execute(req).await;
+    if let Some(e) = resp.errors.first() {
+        let code = e
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .and_then(|c| c.clone().into_json().ok())
+            .and_then(|c| c.as_str().map(str::to_string))
+            .unwrap_or_else(|| "INTERNAL".into());
+        let status = match code.as_str() {
+            "INTERNAL" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        return Err(Problem::new(status, &code, e.message.clone()));
+    }
+    let data = resp.data.into_json().map_err(|_| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "internal error; the operator's log has the details",
+        )
+    })?;
+    Ok(data["verify"].clone())
+}
+
+/// The pharmacist's page and its assets, compiled into the binary.
+#[handler]
+fn index() -> Response {
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../assets/index.html"))
+}
+
+#[handler]
+fn asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
+    let (ty, body) = match name.as_str() {
+        "app.js" => (
+            "text/javascript; charset=utf-8",
+            include_str!("../assets/app.js"),
+        ),
+        "app.css" => ("text/css; charset=utf-8", include_str!("../assets/app.css")),
+        _ => {
+            return Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset")
+                .respond(wants_json(headers));
+        }
+    };
+    Response::builder()
+        .content_type(ty)
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+}
+
+/// `POST /scan` with a PNG or JPEG photo as the body: the codes found in it.
+#[handler]
+async fn scan(body: Body) -> Response {
+    let bytes = match body.into_bytes_limit(MAX_PHOTO_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "TOO_LARGE",
+                format!("the photo is larger than {} MiB", MAX_PHOTO_BYTES >> 20),
+            )
+            .respond(true);
+        }
+    };
+    let decoded = tokio::task::spawn_blocking(move || qr::decode(&bytes)).await;
+    match decoded {
+        Ok(Ok(codes)) => json_response(StatusCode::OK, &json!({ "codes": codes })),
+        Ok(Err(e)) => {
+            let code = match e {
+                qr::QrError::Unreadable(_) => "UNREADABLE_IMAGE",
+                qr::QrError::NoCode => "NO_CODE_FOUND",
+                qr::QrError::Damaged(_) => "DAMAGED_CODE",
+                qr::QrError::TooLong => "TOO_LARGE",
+            };
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).respond(true)
+        }
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "the image decoder failed; try another photo",
+        )
+        .respond(true),
+    }
+}
+
+fn bad_code(e: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "INVALID_CODE", e.to_string())
+}
+
+/// Converts an ISO date (`2031-06-30`) to GS1 YYMMDD.
+fn yymmdd(iso: &str) -> Option<String> {
+    let digits: String = iso.chars().filter(char::is_ascii_digit).collect();
+    (digits.len() == 8).then(|| digits[2..].to_string())
+}
+
+/// `GET /qr/{gtin}/{serial}.svg|png[?10=lot&17=yymmdd]`. Lot and expiry default to what the
+/// ledger recorded when the pack was commissioned.
+#[handler]
+async fn qr_code(
+    Path((gtin, file)): Path<(String, String)>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    Data(web): Data<&Web>,
+    headers: &HeaderMap,
+) -> Response {
+    match qr_inner(web, &gtin, &file, &q).await {
+        Ok(r) => r,
+        Err(p) => p.respond(wants_json(headers)),
+    }
+}
+
+async fn qr_inner(
+    web: &Web,
+    gtin: &str,
+    file: &str,
+    q: &std::collections::HashMap<String, String>,
+) -> Result<Response, Problem> {
+    let (serial, ext) = file.rsplit_once('.').ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "ask for {serial}.svg or {serial}.png",
+        )
+    })?;
+    let sgtin = Sgtin {
+        gtin: Gtin::parse(gtin).map_err(bad_code)?,
+        serial: Serial::parse(serial).map_err(bad_code)?,
+    };
+    let (mut lot, mut expiry) = (
+        q.get("10")
+            .map(|l| Lot::parse(l))
+            .transpose()
+            .map_err(bad_code)?,
+        q.get("17")
+            .map(|e| Expiry::parse(e))
+            .transpose()
+            .map_err(bad_code)?,
+    );
+    if lot.is_none() || expiry.is_none() {
+        let v = verify(
+            web,
+            Caller::Anonymous,
+            &sgtin.to_digital_link(&web.base_url, None, None),
+        )
+        .await?;
+        if lot.is_none() {
+            lot = v["product"]["lot"]
+                .as_str()
+                .and_then(|l| Lot::parse(l).ok());
+        }
+        if expiry.is_none() {
+            expiry = v["product"]["expiry"]
+                .as_str()
+                .and_then(yymmdd)
+                .and_then(|e| Expiry::parse(&e).ok());
+        }
+    }
+    let uri = sgtin.to_digital_link(&web.base_url, lot.as_ref(), expiry.as_ref());
+    let too_long =
+        |e: qr::QrError| Problem::new(StatusCode::BAD_REQUEST, "TOO_LARGE", e.to_string());
+    let resp = match ext {
+        "svg" => Response::builder()
+            .content_type("image/svg+xml")
+            .body(qr::svg(&uri).map_err(too_long)?),
+        "png" => Response::builder()
+            .content_type("image/png")
+            .body(qr::png(&uri).map_err(too_long)?),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("QR codes come as .svg or .png, not .{ext}"),
+            ));
+        }
+    };
+    Ok(resp)
+}
+
+/// `GET /labels/{gtin}/{lot}.svg[?page=N]`: an A4 sheet of the lot's labels, each with its QR
+/// code and the human-readable GS1 text. The brand owner, regulators and admins.
+#[handler]
+async fn labels(
+    Path((gtin, file)): Path<(String, String)>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    Data(web): Data<&Web>,
+    headers: &HeaderMap,
+) -> Response {
+    match labels_inner(web, &gtin, &file, &q, headers).await {
+        Ok(r) => r,
+        Err(p) => p.respond(wants_json(headers)),
+    }
+}
+
+async fn labels_inner(
+    web: &Web,
+    gtin: &str,
+    file: &str,
+    q: &std::collections::HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let lot = file.strip_suffix(".svg").ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "label sheets come as {lot}.svg",
+        )
+    })?;
+    let g = Gtin::parse(gtin).map_err(bad_code)?;
+    let l = Lot::parse(lot).map_err(bad_code)?;
+    let page: usize = match q.get("page") {
+        None => 1,
+        Some(p) => p.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "page must be 1 or more",
+            )
+        })?,
+    };
+    let c = caller(web, headers).await?;
+    let unavailable = |e: rxledger_store::StoreError| {
+        tracing::error!(error = %e, "label sheet");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "the ledger is unavailable; try again",
+        )
+    };
+    let allowed = match &c {
+        Caller::Anonymous => {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "label sheets need an API key (Authorization: Bearer …)",
+            ));
+        }
+        Caller::Key { org_id, role, .. } => match role {
+            rxledger_graphql::Role::Admin | rxledger_graphql::Role::Regulator => true,
+            rxledger_graphql::Role::Manufacturer => {
+                let prefixes = web.packs.prefixes().await.map_err(unavailable)?;
+                rxledger_store::packs::owner_of(&prefixes, &g).as_deref() == Some(org_id)
+            }
+            _ => false,
+        },
+    };
+    if !allowed {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "only the brand owner or a regulator may print a lot's labels",
+        ));
+    }
+    let mut rows = web.packs.lot_serials(&g, &l).await.map_err(unavailable)?;
+    rows.sort_by(|a, b| a.0.serial.as_str().cmp(b.0.serial.as_str()));
+    let pages = rows.len().div_ceil(LABELS_PER_SHEET).max(1);
+    // The lot's expiry as commissioned (every pack of a lot shares it).
+    let expiry = match rows.first() {
+        Some((first, _)) => {
+            let v = verify(
+                web,
+                Caller::Anonymous,
+                &first.to_digital_link(&web.base_url, None, None),
+            )
+            .await?;
+            v["product"]["expiry"]
+                .as_str()
+                .and_then(yymmdd)
+                .and_then(|e| Expiry::parse(&e).ok())
+        }
+        None => None,
+    };
+    let chunk = rows
+        .iter()
+        .skip((page - 1) * LABELS_PER_SHEET)
+        .take(LABELS_PER_SHEET);
+    // A4 in millimetres; labels of 70 x 42.3 mm, the common 3 x 7 sheet.
+    let mut svg = String::from(
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="210mm" height="297mm" viewBox="0 0 210 297" font-family="monospace">
+<rect width="210" height="297" fill="#fff"/>
+"##,
+    );
+    for (i, (sgtin, _)) in chunk.enumerate() {
+        let (x, y) = ((i % 3) as f64 * 70.0, 0.0 + (i / 3) as f64 * 42.3);
+        let uri = sgtin.to_digital_link(&web.base_url, Some(&l), expiry.as_ref());
+        let text_len = uri.len() as f64;
+        let module = (30.0 / (21.0 + 4.0 * ((text_len / 20.0).ceil()))).min(1.0);
+        let (path, side) = qr::svg_path(&uri, x + 3.0, y + 4.0, module)
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "TOO_LARGE", e.to_string()))?;
+        svg.push_str(&path);
+        let tx = x + 6.0 + side;
+        let lines = [
+            format!("(01) {}", sgtin.gtin),
+            format!("(10) {}", l.as_str()),
+            match &expiry {
+                Some(e) => format!("(17) {}", e.as_str()),
+                None => String::new(),
+            },
+            format!("(21) {}", sgtin.serial.as_str()),
+        ];
+        for (n, line) in lines.iter().filter(|s| !s.is_empty()).enumerate() {
+            svg.push_str(&format!(
+                "<text x=\"{tx:.2}\" y=\"{:.2}\" font-size=\"2.8\">{}</text>\n",
+                y + 9.0 + n as f64 * 5.0,
+                html::esc(line)
+            ));
+        }
+    }
+    svg.push_str(&format!(
+        "<text x=\"5\" y=\"294\" font-size=\"2.5\">{} lot {}: page {page} of {pages}, {} packs</text>\n</svg>\n",
+        g,
+        html::esc(l.as_str()),
+        rows.len()
+    ));
+    Ok(Response::builder().content_type("image/svg+xml").body(svg))
+}
+
+/// The Digital Link resolver: `/01/…` and the VRS form `/verify/gtin/…`.
+#[handler]
+async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
+    let headers = req.headers();
+    let query = req.uri().query().unwrap_or("");
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let param = |k: &str| params.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let link_type = param("linkType").map(|t| t.trim_start_matches("gs1:"));
+    let lvm = link_type == Some("verificationService");
+    let json = lvm || wants_json(headers);
+    // The same URI on our own domain; parsed by the core like any scanned Digital Link.
+    let mut uri = format!("{}{}", web.base_url, req.uri().path());
+    let mut sep = '?';
+    for (k, v) in &params {
+        if k.chars().all(|c| c.is_ascii_digit()) {
+            uri.push_str(&format!("{sep}{k}={v}"));
+            sep = '&';
+        }
+    }
+    if let (Some(exp), None) = (param("exp"), param("17")) {
+        uri.push_str(&format!("{sep}17={exp}"));
+    }
+    let scanned = match gs1::parse_code(&uri) {
+        Ok(s) => s,
+        Err(e) => {
+            return bad_code(format!("not a valid GS1 Digital Link: {e}")).respond(json);
+        }
+    };
+    if scanned.sgtin().is_none() {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "NO_SERIAL",
+            "the link names a product but no serial number (21); a single pack cannot be verified without it",
+        )
+        .respond(json);
+    }
+    let c = match caller(web, headers).await {
+        Ok(c) => c,
+        Err(p) => return p.respond(json),
+    };
+    let v = match verify(web, c, &uri).await {
+        Ok(v) => v,
+        Err(p) => return p.respond(json),
+    };
+    if lvm {
+        return lvm_answer(web, &v, &scanned, param("corrUUID")).await;
+    }
+    if json {
+        return json_response(StatusCode::OK, &v);
+    }
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(html::verification_page(&v, &uri))
+}
+
+async fn lvm_answer(
+    web: &Web,
+    v: &Value,
+    scanned: &gs1::ScannedCode,
+    corr: Option<&str>,
+) -> Response {
+    let Some(data) = lvm::data(v) else {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .content_type("text/plain; charset=utf-8")
+            .body("GTIN not found: no brand owner is registered for it");
+    };
+    // The responder is the brand owner: its first registered site's GLN.
+    let mut responder = String::new();
+    if let (Some(g), Ok(prefixes), Ok(sites)) = (
+        &scanned.gtin,
+        web.packs.prefixes().await,
+        web.registry.sites().await,
+    ) && let Some(owner) = rxledger_store::packs::owner_of(&prefixes, g)
+        && let Some(site) = sites.iter().find(|s| s.org_id == owner)
+    {
+        responder = site.gln.clone();
+    }
+    let corr = corr.map(|c| gs1::percent_decode(c, 0).unwrap_or_else(|_| c.to_string()));
+    let now = rxledger_core::epcis::format_time(rxledger_store::now_ms());
+    json_response(
+        StatusCode::OK,
+        &lvm::response(data, &responder, corr.as_deref(), &now),
+    )
+}

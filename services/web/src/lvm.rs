@@ -1,0 +1,119 @@
+//! GS1 Lightweight Verification Messaging (the DSCSA Verification Router Service flow):
+//! `GET <digital link>?linkType=verificationService` answers with the standard's JSON.
+//!
+//! Fields and values follow the GS1 US Implementation Guideline for the Lightweight Messaging
+//! Standard for Verification of Product Identifiers, release 1.3, as quoted by VRS providers
+//! (Movilitas, LSPedia) and implemented by `rmagee/quartet-vrs`:
+//!
+//! ```json
+//! {"verificationTimestamp": "2026-11-25T12:00:00.000Z", "responderGLN": "0614141000005",
+//!  "data": {"verified": false, "verificationFailureReason": "No_match_GTIN_Serial"},
+//!  "corrUUID": "<echoed from the request>"}
+//! ```
+//!
+//! Request parameters: `linkType`, `context` (e.g. `dscsaSaleableReturn`), `reqGLN` and
+//! `corrUUID`; expiry as `17` (Digital Link) or `exp` (the older VRS form). Only a 200 carries
+//! a JSON body; a badly formed request is a 400 and a GTIN nobody registered a 404.
+
+use serde_json::{Value, json};
+
+/// `verificationFailureReason` values (release 1.3).
+pub const NO_MATCH_GTIN_SERIAL: &str = "No_match_GTIN_Serial";
+pub const NO_MATCH_LOT: &str = "No_match_GTIN_Serial_Lot";
+pub const NO_MATCH_EXPIRY: &str = "No_match_GTIN_Serial_Expiry";
+pub const NO_MATCH_LOT_EXPIRY: &str = "No_match_GTIN_Serial_Lot_Expiry";
+pub const NOT_FOR_REDISTRIBUTION: &str = "Not_for_re-distribution";
+
+/// The `data` member for a verification (GraphQL `verify` JSON). `None` when the GTIN is
+/// unknown, which the standard answers with a 404 rather than a message.
+pub fn data(v: &Value) -> Option<Value> {
+    let codes: Vec<&str> = v["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|x| x["code"].as_str()).collect())
+        .unwrap_or_default();
+    let has = |c: &str| codes.contains(&c) || v["verdict"] == c;
+    if has("UNKNOWN_PRODUCT") {
+        return None;
+    }
+    let failure = if has("UNKNOWN_SERIAL") {
+        Some(NO_MATCH_GTIN_SERIAL)
+    } else if has("BATCH_MISMATCH") && has("EXPIRY_MISMATCH") {
+        Some(NO_MATCH_LOT_EXPIRY)
+    } else if has("BATCH_MISMATCH") {
+        Some(NO_MATCH_LOT)
+    } else if has("EXPIRY_MISMATCH") {
+        Some(NO_MATCH_EXPIRY)
+    } else if has("ALREADY_DISPENSED") || has("DESTROYED") || has("DECOMMISSIONED") {
+        // The identifier is genuine, but the pack left the supply chain: a saleable return
+        // of it must not be resold.
+        Some(NOT_FOR_REDISTRIBUTION)
+    } else {
+        None
+    };
+    // Additional information the standard lets a responder add to a verified identifier.
+    let info = if has("STOLEN") {
+        Some("Illegitimate")
+    } else if has("RECALLED") {
+        Some("Recalled")
+    } else if has("EXPIRED") {
+        Some("Expired")
+    } else {
+        None
+    };
+    let mut data = json!({ "verified": failure.is_none() });
+    if let Some(f) = failure {
+        data["verificationFailureReason"] = json!(f);
+    }
+    if let Some(i) = info {
+        data["additionalInfo"] = json!(i);
+    }
+    Some(data)
+}
+
+/// The whole response message.
+pub fn response(data: Value, responder_gln: &str, corr_uuid: Option<&str>, now: &str) -> Value {
+    let mut out = json!({
+        "verificationTimestamp": now,
+        "responderGLN": responder_gln,
+        "data": data,
+    });
+    if let Some(c) = corr_uuid {
+        out["corrUUID"] = json!(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(verdict: &str, reasons: &[&str]) -> Value {
+        let reasons: Vec<Value> = reasons.iter().map(|c| json!({ "code": c })).collect();
+        json!({ "verdict": verdict, "reasons": reasons })
+    }
+
+    #[test]
+    fn verdicts_map_to_the_standard_values() {
+        assert_eq!(
+            data(&v("AUTHENTIC", &["AUTHENTIC"])),
+            Some(json!({"verified": true}))
+        );
+        assert_eq!(
+            data(&v("UNKNOWN_SERIAL", &["UNKNOWN_SERIAL"])),
+            Some(json!({"verified": false, "verificationFailureReason": "No_match_GTIN_Serial"}))
+        );
+        assert_eq!(
+            data(&v("BATCH_MISMATCH", &["BATCH_MISMATCH", "EXPIRY_MISMATCH"])).unwrap()["verificationFailureReason"],
+            "No_match_GTIN_Serial_Lot_Expiry"
+        );
+        assert_eq!(
+            data(&v("RECALLED", &["RECALLED", "EXPIRED"])),
+            Some(json!({"verified": true, "additionalInfo": "Recalled"}))
+        );
+        assert_eq!(
+            data(&v("ALREADY_DISPENSED", &["ALREADY_DISPENSED"])).unwrap()["verificationFailureReason"],
+            "Not_for_re-distribution"
+        );
+        assert_eq!(data(&v("UNKNOWN_PRODUCT", &["UNKNOWN_PRODUCT"])), None);
+    }
+}
