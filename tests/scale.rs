@@ -1,0 +1,344 @@
+//! Scale-out: two `rxledger serve` nodes on one PostgreSQL and one external broker share the
+//! ingest through an MQTT shared subscription; one is killed (`kill -9`) mid-stream.
+//!
+//! Afterwards every receipted envelope is in the ledger exactly once at its receipted index,
+//! the surviving node took over sequencing, and `rxledger audit` passes, which checks every
+//! checkpoint either node ever signed against the one tree.
+//!
+//! Needs PostgreSQL (`RXLEDGER_TEST_POSTGRES_URL`) and a broker (`RXLEDGER_TEST_MQTT_URL`);
+//! `.ci/run` runs it with `--ignored external`.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rxledger_core::envelope;
+use rxledger_core::keys::SigningKey;
+use rxledger_store::testdb::TempDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
+const DEVICES: usize = 4;
+const PER_DEVICE: usize = 400;
+
+fn cli(data: &Path, db: &str, args: &[&str]) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--database", db])
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rxledger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node; killed when dropped so a failing test leaves no process behind.
+struct Node(Child, SocketAddr);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &Path, db: &str, mqtt: &str, root: &str, id: &str) -> Node {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--batch-wait-ms",
+            "20",
+        ])
+        .args([
+            "--database",
+            db,
+            "--mqtt-url",
+            mqtt,
+            "--mqtt-topic-root",
+            root,
+        ])
+        .args(["--node-id", id])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RXLEDGER_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.join(format!("{id}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut http = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            http = Some(rest.trim().parse().unwrap());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Node(child, http.expect("serve printed its HTTP address"))
+}
+
+async fn checkpoint_size(http_addr: SocketAddr) -> u64 {
+    let body = br#"{"query":"{ checkpoint { size } }"}"#;
+    let (status, resp) = http(
+        http_addr,
+        "POST",
+        "/graphql",
+        &[("Content-Type", "application/json".into())],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    v["data"]["checkpoint"]["size"].as_u64().unwrap()
+}
+
+mod external {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL and an MQTT broker: set RXLEDGER_TEST_POSTGRES_URL and RXLEDGER_TEST_MQTT_URL"]
+    async fn two_nodes_share_ingest_and_survive_a_kill() {
+        let mqtt = std::env::var(MQTT_ENV).expect("RXLEDGER_TEST_MQTT_URL");
+        let (mqtt_host, mqtt_port) = {
+            let u = rxledger_ingest::MqttUrl::parse(&mqtt).unwrap();
+            (u.host.clone(), u.port)
+        };
+        let pg = TempDb::postgres().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        let db = pg.url.clone();
+        let root = format!("rxledger-scale/{}", std::process::id());
+        cli(
+            data,
+            &db,
+            &[
+                "org",
+                "add",
+                "--id",
+                "acme",
+                "--name",
+                "Acme",
+                "--role",
+                "MANUFACTURER",
+            ],
+        );
+        cli(
+            data,
+            &db,
+            &["org", "prefix", "--org", "acme", "--prefix", "0614141"],
+        );
+        cli(
+            data,
+            &db,
+            &[
+                "site",
+                "add",
+                "--gln",
+                "0614141000005",
+                "--org",
+                "acme",
+                "--name",
+                "Plant",
+            ],
+        );
+        let keys: Vec<SigningKey> = (0..DEVICES).map(|_| SigningKey::generate()).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let id = format!("line-{i}");
+            cli(
+                data,
+                &db,
+                &[
+                    "device",
+                    "enroll",
+                    "--id",
+                    &id,
+                    "--key",
+                    &k.public_hex(),
+                    "--org",
+                    "acme",
+                    "--site",
+                    "0614141000005",
+                ],
+            );
+        }
+        // The first node creates the log key; the second shares it (one log, two sequencers).
+        let mut a = Some(serve(
+            data,
+            &db,
+            &mqtt,
+            &root,
+            &format!("scale-a-{}", std::process::id()),
+        ));
+        let b = serve(
+            data,
+            &db,
+            &mqtt,
+            &root,
+            &format!("scale-b-{}", std::process::id()),
+        );
+
+        let mut devices = Vec::new();
+        let mut outstanding: Vec<HashMap<String, Vec<u8>>> = Vec::new();
+        for (i, k) in keys.into_iter().enumerate() {
+            let mut d = TestDevice::connect(
+                (mqtt_host.clone(), mqtt_port),
+                &root,
+                &format!("line-{i}"),
+                k,
+            )
+            .await;
+            let mut mine = HashMap::new();
+            for n in 0..PER_DEVICE {
+                let e = d.envelope(vec![commission(
+                    &[&format!("D{i}N{n}a"), &format!("D{i}N{n}b")],
+                    "L1",
+                    "2030-01-31",
+                )]);
+                mine.insert(envelope::payload_hash(&e), e);
+            }
+            devices.push(d);
+            outstanding.push(mine);
+        }
+        let total = DEVICES * PER_DEVICE;
+        let mut receipts: HashMap<String, u64> = HashMap::new();
+        let started = Instant::now();
+        let mut killed_at: Option<Instant> = None;
+        let mut takeover: Option<Duration> = None;
+        // Publish in rounds of at most ROUND envelopes per device, resending whatever has no
+        // receipt yet, as a scanner's store-and-forward queue does, until every envelope holds
+        // a receipt. Node a dies once two fifths are receipted.
+        const ROUND: usize = 50;
+        let mut published_after_kill: HashSet<String> = HashSet::new();
+        while receipts.len() < total {
+            if started.elapsed() > Duration::from_secs(240) {
+                let log = std::fs::read_to_string(
+                    data.join(format!("scale-b-{}.log", std::process::id())),
+                )
+                .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "only {} of {total} receipted; node b's log ends:\n{}",
+                    receipts.len(),
+                    tail.join("\n")
+                );
+            }
+            for (d, mine) in devices.iter().zip(&outstanding) {
+                let mut todo: Vec<(&String, &Vec<u8>)> = mine
+                    .iter()
+                    .filter(|(h, _)| !receipts.contains_key(*h))
+                    .collect();
+                todo.sort_by_key(|(h, _)| h.as_str());
+                for (hash, e) in todo.into_iter().take(ROUND) {
+                    if killed_at.is_some() {
+                        published_after_kill.insert(hash.clone());
+                    }
+                    d.publish(e.clone()).await;
+                }
+            }
+            let mut quiet = 0;
+            while quiet < 3 {
+                let mut got = false;
+                for d in devices.iter_mut() {
+                    while let Ok(Some(r)) =
+                        tokio::time::timeout(Duration::from_millis(100), d.try_next_receipt()).await
+                    {
+                        assert!(r.status == "ACCEPTED" || r.status == "DUPLICATE", "{r:?}");
+                        let index = r.entry_index.unwrap();
+                        let first = *receipts.entry(r.payload_hash.clone()).or_insert(index);
+                        assert_eq!(
+                            first, index,
+                            "every receipt for one envelope names one index"
+                        );
+                        if takeover.is_none()
+                            && r.status == "ACCEPTED"
+                            && published_after_kill.contains(&r.payload_hash)
+                        {
+                            takeover = killed_at.map(|k| k.elapsed());
+                        }
+                        got = true;
+                    }
+                }
+                if got { quiet = 0 } else { quiet += 1 }
+            }
+            if a.is_some() && receipts.len() >= total * 2 / 5 {
+                // Both nodes follow the one head before the kill.
+                assert!(checkpoint_size(b.1).await > 0);
+                drop(a.take()); // SIGKILL, mid-stream
+                killed_at = Some(Instant::now());
+            }
+        }
+        eprintln!(
+            "{total} envelopes receipted in {:?}; first envelope sent after the kill was appended {:?} after it",
+            started.elapsed(),
+            takeover
+        );
+        assert!(killed_at.is_some(), "the kill happened mid-stream");
+        assert!(
+            takeover.is_some(),
+            "the surviving node sequenced after the kill"
+        );
+
+        // Every receipted envelope is in the log exactly once, at its receipted index.
+        let store = rxledger_store::connect(&db).await.unwrap();
+        let rows = {
+            use rxledger_entities::entry;
+            use sea_orm::{EntityTrait, QueryOrder};
+            entry::Entity::find()
+                .order_by_asc(entry::Column::Idx)
+                .all(&store.conn)
+                .await
+                .unwrap()
+        };
+        let by_hash: HashMap<String, u64> = rows
+            .iter()
+            .map(|e| (envelope::payload_hash(&e.data), e.idx as u64))
+            .collect();
+        assert_eq!(
+            by_hash.len(),
+            rows.len(),
+            "no envelope is in the ledger twice"
+        );
+        assert_eq!(rows.len(), total);
+        for (hash, index) in &receipts {
+            assert_eq!(
+                by_hash.get(hash),
+                Some(index),
+                "receipted envelope at its index"
+            );
+        }
+        let distinct: HashSet<&String> = receipts.keys().collect();
+        assert_eq!(distinct.len(), total);
+        // The survivor serves the final head.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while checkpoint_size(b.1).await < total as u64 {
+            assert!(Instant::now() < deadline, "node b follows the head");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(b);
+
+        let out = Command::new(BIN)
+            .args(["audit", "--database", &db])
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && report.contains("AUDIT PASSED"),
+            "{report}"
+        );
+        pg.drop_now().await;
+    }
+}
