@@ -168,9 +168,10 @@ async fn rejections(backends: Backends) {
         .enroll("wholesale", "WHOLESALER", None, "0614141000012", "dock-1")
         .await;
     let mut wholesaler = app.device("dock-1", wkey).await;
-    let r = wholesaler
-        .send_events(vec![commission(&["900"], "L1", "2030-01-31")])
-        .await;
+    let mut at_own_site = commission(&["900"], "L1", "2030-01-31");
+    at_own_site["readPoint"] = json!({"id": "urn:epc:id:sgln:0614141.00001.0"});
+    at_own_site["bizLocation"] = json!({"id": "urn:epc:id:sgln:0614141.00001.0"});
+    let r = wholesaler.send_events(vec![at_own_site]).await;
     assert_eq!(r.code.as_deref(), Some("NOT_BRAND_OWNER"), "{r:?}");
 
     // One envelope cannot carry the same event twice, nor commission a serial twice.
@@ -180,7 +181,8 @@ async fn rejections(backends: Backends) {
     let mut other = commission(&["902"], "L1", "2030-01-31");
     let r = dev
         .send_events(vec![commission(&["902"], "L2", "2030-01-31"), {
-            other["bizLocation"] = json!({"id": "urn:epc:id:sgln:0614141.00001.0"});
+            // Same serial, a different event: another (unregistered) location.
+            other["bizLocation"] = json!({"id": "urn:epc:id:sgln:0614141.00099.0"});
             other
         }])
         .await;
@@ -285,6 +287,89 @@ async fn a_pack_dispensed_twice_raises_an_alert() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    app.stop().await;
+}
+
+/// A device may report only from its own organization's registered sites (a stolen or
+/// misconfigured scanner cannot speak for another party's warehouse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_reports_only_from_its_own_sites() {
+    let app = spawn_app().await;
+    let mut line = manufacturer(&app, "line-1").await;
+    assert_eq!(
+        line.send_events(vec![commission(&["S1"], "L1", "2031-01-31")])
+            .await
+            .status,
+        "ACCEPTED"
+    );
+    app.enroll("corner", "PHARMACY", None, "0614141000029", "till-1")
+        .await;
+    let observe = |site: &str| {
+        json!({
+            "type": "ObjectEvent",
+            "eventTime": now_rfc3339(),
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": ["urn:epc:id:sgtin:0614141.107346.S1"],
+            "action": "OBSERVE",
+            "bizStep": "inspecting",
+            "readPoint": {"id": site}
+        })
+    };
+    let r = line
+        .send_events(vec![observe("urn:epc:id:sgln:0614141.00002.0")])
+        .await;
+    assert_eq!(r.status, "REJECTED");
+    assert_eq!(r.code.as_deref(), Some("FOREIGN_SITE"), "{r:?}");
+    assert!(r.message.as_deref().unwrap().contains("corner"), "{r:?}");
+    assert_alert(&app, "FOREIGN_SITE").await;
+    // Its own site, and a site nobody registered (a carrier's hub), are fine.
+    for site in [
+        "urn:epc:id:sgln:0614141.00000.0",
+        "urn:epc:id:sgln:0614141.00099.0",
+    ] {
+        let r = line.send_events(vec![observe(site)]).await;
+        assert_eq!(r.status, "ACCEPTED", "{site}: {r:?}");
+    }
+    app.stop().await;
+}
+
+/// Device clocks drift. A clock running behind (or an envelope held offline) is accepted with
+/// its own times; one running more than the allowed skew ahead is refused with CLOCK_SKEW.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_device_clocks() {
+    let app = spawn_app().await;
+    let mut line = manufacturer(&app, "line-1").await;
+    let mut sealed = |offset_ms: i64, serial: &str| {
+        let at = rxledger_store::now_ms() + offset_ms;
+        let mut ev = commission(&[serial], "L1", "2031-01-31");
+        ev["eventTime"] = json!(rfc3339(at));
+        line.seq += 1;
+        let body = rxledger_core::envelope::Body {
+            v: 1,
+            device_id: line.id.clone(),
+            seq: line.seq,
+            sent_at: rfc3339(at),
+            events: vec![ev],
+        };
+        rxledger_core::envelope::seal(&line.key, &body)
+    };
+    let behind = sealed(-3 * 3_600_000, "K1");
+    let slightly_ahead = sealed(60_000, "K2");
+    let far_ahead = sealed(3_600_000, "K3");
+    let r = line.send(behind).await;
+    assert_eq!(r.status, "ACCEPTED", "3 h behind: {r:?}");
+    let r = line.send(slightly_ahead).await;
+    assert_eq!(
+        r.status, "ACCEPTED",
+        "1 min ahead is within the skew: {r:?}"
+    );
+    let r = line.send(far_ahead).await;
+    assert_eq!(r.status, "REJECTED");
+    assert_eq!(r.code.as_deref(), Some("CLOCK_SKEW"), "{r:?}");
+    assert!(
+        r.message.as_deref().unwrap().contains("device clock"),
+        "{r:?}"
+    );
     app.stop().await;
 }
 

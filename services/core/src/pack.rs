@@ -104,6 +104,9 @@ impl RuleViolation {
     pub const NOT_BRAND_OWNER: &'static str = "NOT_BRAND_OWNER";
     /// No brand owner is registered for the GTIN.
     pub const UNKNOWN_PRODUCT: &'static str = "UNKNOWN_PRODUCT";
+    /// The event's readPoint or bizLocation is a registered site of another organisation: a
+    /// device may only report from its own organisation's sites.
+    pub const FOREIGN_SITE: &'static str = "FOREIGN_SITE";
     /// The serial exists already (in the ledger or twice in the same event).
     pub const SERIAL_ALREADY_COMMISSIONED: &'static str = "SERIAL_ALREADY_COMMISSIONED";
     /// The pack was never commissioned.
@@ -386,6 +389,10 @@ pub trait IngestContext {
     fn brand_owner(&self, gtin: &Gtin) -> Option<String>;
     /// Ledger index of the commissioning of this serial, if any.
     fn already_commissioned(&self, sgtin: &Sgtin) -> Option<u64>;
+    /// Organisation a registered site (13-digit GLN) belongs to; `None` when unregistered.
+    fn site_owner(&self, _gln: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Is this event a commissioning (ObjectEvent ADD, bizStep commissioning or none)?
@@ -411,14 +418,36 @@ pub fn commissioned_sgtins(event: &Event) -> Vec<Sgtin> {
         .collect()
 }
 
-/// Rejects a commissioning by anyone but the brand owner, of an unregistered product, or of a
-/// serial that exists already. Every other event is accepted: suspicious patterns are recorded
-/// by [`derive`], not refused.
+/// Rejects an event reported from another organisation's registered site, and a
+/// commissioning by anyone but the brand owner, of an unregistered product, or of a serial
+/// that exists already. Every other event is accepted: suspicious patterns are recorded by
+/// [`derive`], not refused.
 pub fn check_ingest(
     event: &Event,
     submitter_org: &str,
     ctx: &impl IngestContext,
 ) -> Result<(), RuleViolation> {
+    for (field, loc) in [
+        ("readPoint", &event.read_point),
+        ("bizLocation", &event.biz_location),
+    ] {
+        let Some(loc) = loc else { continue };
+        let gln = match loc {
+            Location::Sgln(s) => s.gln.to_string(),
+            Location::Other(uri) => normalise_party(uri),
+        };
+        if let Some(owner) = ctx.site_owner(&gln)
+            && owner != submitter_org
+        {
+            return Err(RuleViolation::new(
+                RuleViolation::FOREIGN_SITE,
+                format!(
+                    "{field} {gln} is a site of {owner}; a device of {submitter_org} may only report from its own organization's sites"
+                ),
+                vec![],
+            ));
+        }
+    }
     let sgtins = commissioned_sgtins(event);
     let mut owners: Vec<(&Gtin, Option<String>)> = Vec::new();
     for (i, s) in sgtins.iter().enumerate() {

@@ -321,6 +321,8 @@ impl Reject {
 /// What the ingest rules know about one batch.
 struct RuleContext<'a> {
     prefixes: &'a [(String, String)],
+    /// Registered sites: GLN to (organization, coordinates).
+    directory: &'a packs::Directory,
     /// Serials already in the ledger, by sgtin key: the entry that commissioned them.
     existing: &'a HashMap<String, u64>,
     /// (signer, seq) of those entries: a resend of the very envelope is not a violation (the
@@ -351,6 +353,10 @@ impl IngestContext for RuleContext<'_> {
         }
         (self.in_batch.contains(&key) || self.in_envelope.contains(&key)).then_some(IN_THIS_BATCH)
     }
+
+    fn site_owner(&self, gln: &str) -> Option<String> {
+        pack::SiteDirectory::organization(self.directory, gln)
+    }
 }
 
 /// Applies the rules that need the ledger (brand ownership, one commissioning per serial),
@@ -366,17 +372,23 @@ async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
                 .flat_map(|e| e.commissions.iter().map(|c| c.sgtin.clone()))
         })
         .collect();
-    if keys.is_empty() {
+    if !batch.iter().any(|c| c.outcome.is_ok()) {
         return;
     }
     let mut backoff = Duration::from_millis(50);
-    let (prefixes, existing, origins) = loop {
+    let (prefixes, directory, existing, origins) = loop {
         let lookups = async {
             let prefixes = packs.prefixes().await?;
-            let existing = packs.commissioned(&keys).await?;
-            let idx: Vec<u64> = existing.values().copied().collect();
-            let origins = packs.signers_of(&idx).await?;
-            Ok::<_, rxledger_store::StoreError>((prefixes, existing, origins))
+            let directory = packs.directory().await?;
+            let (existing, origins) = if keys.is_empty() {
+                (HashMap::new(), HashMap::new())
+            } else {
+                let existing = packs.commissioned(&keys).await?;
+                let idx: Vec<u64> = existing.values().copied().collect();
+                let origins = packs.signers_of(&idx).await?;
+                (existing, origins)
+            };
+            Ok::<_, rxledger_store::StoreError>((prefixes, directory, existing, origins))
         };
         match lookups.await {
             Ok(v) => break v,
@@ -401,6 +413,7 @@ async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
         for (ev, row) in ready.parsed.iter().zip(&ready.entry.events) {
             let ctx = RuleContext {
                 prefixes: &prefixes,
+                directory: &directory,
                 existing: &existing,
                 origins: &origins,
                 me: (&ready.entry.signer, ready.entry.seq),
