@@ -42,31 +42,7 @@ pub fn normalize_url(url: &str) -> String {
 /// power loss, and with batching FULL costs about the same as NORMAL.
 pub async fn connect(url: &str) -> Result<Database, StoreError> {
     let url = normalize_url(url);
-    let mut opts = ConnectOptions::new(url.clone());
-    opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(30));
-    if url.starts_with("sqlite:") {
-        // Readers run beside the single writer thanks to WAL.
-        opts.max_connections(4).min_connections(1);
-        opts.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(false)
-        });
-    } else {
-        opts.max_connections(16).min_connections(1);
-    }
-    if !url.starts_with("sqlite:") {
-        probe(&url).await?;
-    }
-    let conn = sea_orm::Database::connect(opts)
-        .await
-        .map_err(|source| StoreError::Connect {
-            url: redact(&url),
-            source,
-        })?;
+    let conn = open_pool(&url, if url.starts_with("sqlite:") { 4 } else { 16 }).await?;
     rxledger_entities::Migrator::up(&conn, None)
         .await
         .map_err(|source| StoreError::Connect {
@@ -78,6 +54,37 @@ pub async fn connect(url: &str) -> Result<Database, StoreError> {
         url,
         registry_generation: Default::default(),
     })
+}
+
+/// A pool of exactly one connection to an already migrated database: the ledger's writer.
+pub async fn writer(url: &str) -> Result<DatabaseConnection, StoreError> {
+    open_pool(&normalize_url(url), 1).await
+}
+
+async fn open_pool(url: &str, max: u32) -> Result<DatabaseConnection, StoreError> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30))
+        .max_connections(max)
+        .min_connections(1);
+    if url.starts_with("sqlite:") {
+        // Readers run beside the single writer thanks to WAL.
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(false)
+        });
+    } else {
+        probe(url).await?;
+    }
+    sea_orm::Database::connect(opts)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redact(url),
+            source,
+        })
 }
 
 /// Fails fast, and says why, when the database server cannot even be reached: the pool would

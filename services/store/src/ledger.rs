@@ -162,6 +162,8 @@ pub struct Ledger {
     /// The sequencer's view of the right edge. Held across the whole append transaction, so
     /// one node runs one batch at a time.
     frontier: tokio::sync::Mutex<Frontier>,
+    /// The one connection appends run on (its own pool of one), replaced after any failure.
+    writer: Mutex<sea_orm::DatabaseConnection>,
     cache: Mutex<TileSet>,
     head: watch::Sender<SignedHead>,
 }
@@ -220,7 +222,9 @@ impl Ledger {
             }
         }
         let (tx, _) = watch::channel(head);
+        let writer = Mutex::new(crate::db::writer(&db.url).await?);
         Ok(Ledger {
+            writer,
             db,
             key,
             origin: origin.to_string(),
@@ -279,7 +283,36 @@ impl Ledger {
     #[tracing::instrument(skip_all, fields(offered = batch.len()))]
     pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Batch, StoreError> {
         let mut frontier = self.frontier.lock().await;
-        let txn = self.db.conn.begin().await?;
+        let writer = lock(&self.writer).clone();
+        // Boxed: the append future is large, and callers nest it deep in GraphQL resolvers.
+        let result = Box::pin(self.append_on(&writer, &mut frontier, batch)).await;
+        if result.is_err() {
+            // Never reuse the connection of a failed append. After a write error SQLite may
+            // leave it inside a transaction the driver no longer knows about; later "commits"
+            // would then only release savepoints, and entries would be acknowledged without
+            // being durable (found by the disk-full test). A fresh connection starts clean.
+            match crate::db::writer(&self.db.url).await {
+                Ok(fresh) => {
+                    let old = std::mem::replace(&mut *lock(&self.writer), fresh);
+                    tokio::spawn(async move {
+                        let _ = old.close().await;
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reopen the ledger's writer connection")
+                }
+            }
+        }
+        result
+    }
+
+    async fn append_on(
+        &self,
+        writer: &sea_orm::DatabaseConnection,
+        frontier: &mut Frontier,
+        batch: Vec<NewEntry>,
+    ) -> Result<Batch, StoreError> {
+        let txn = writer.begin().await?;
         if self.db.backend() == sea_orm::DbBackend::Postgres {
             txn.execute_unprepared(&format!(
                 "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \

@@ -14,6 +14,9 @@
 //! channel and access control lives in one place. Bad input gets a page or a JSON error with
 //! a stable code, never a 500.
 
+// Running the whole GraphQL schema in-process nests deep async types (MergedObject mutations).
+#![recursion_limit = "256"]
+
 pub mod html;
 pub mod lvm;
 pub mod qr;
