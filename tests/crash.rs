@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,60 +16,27 @@ use rxledger_core::envelope;
 use rxledger_core::keys::SigningKey;
 use rxledger_store::ledger::read_head;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
 const TOTAL: u64 = 10_000;
-
-fn cli(data: &Path, args: &[&str]) {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rxledger {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Starts `rxledger serve` on free ports and returns it with its MQTT port.
 fn serve(data: &Path) -> (Child, u16) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--batch-wait-ms",
-            "20",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RXLEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut port = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("mqtt:") {
-            port = rest
-                .trim()
-                .rsplit(':')
-                .next()
-                .map(|p| p.parse::<u16>().unwrap());
-        }
-        if line.starts_with("listening on") {
-            break;
-        }
-    }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, port.expect("serve printed its MQTT address"))
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
+    ])
+    .args(["--batch-wait-ms", "20", "--data-dir"])
+    .arg(data)
+    .env("RXLEDGER_LOG", "warn")
+    .stderr(Stdio::null());
+    let s = spawn_serve(cmd);
+    (
+        s.child,
+        s.mqtt_port.expect("serve printed its MQTT address"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,51 +44,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let key = SigningKey::generate();
-    cli(
-        data,
-        &[
-            "org",
-            "add",
-            "--id",
-            "acme",
-            "--name",
-            "Acme",
-            "--role",
-            "MANUFACTURER",
-        ],
-    );
-    cli(
-        data,
-        &["org", "prefix", "--org", "acme", "--prefix", "0614141"],
-    );
-    cli(
-        data,
-        &[
-            "site",
-            "add",
-            "--gln",
-            "0614141000005",
-            "--org",
-            "acme",
-            "--name",
-            "Plant",
-        ],
-    );
-    cli(
-        data,
-        &[
-            "device",
-            "enroll",
-            "--id",
-            "line-1",
-            "--key",
-            &key.public_hex(),
-            "--org",
-            "acme",
-            "--site",
-            "0614141000005",
-        ],
-    );
+    enroll_acme_cli(data, &[], &[("line-1", &key)]);
 
     let (mut server, port) = serve(data);
     let mut dev = TestDevice::connect(

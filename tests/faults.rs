@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -145,8 +145,6 @@ mod external {
     }
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
-
 /// The SQLite disk fills up (simulated with a file-size limit, `ulimit -f`, so it needs no
 /// root): the node says so clearly and acknowledges nothing it could not write; after a
 /// restart with space, the device's resends all land exactly once.
@@ -155,53 +153,7 @@ async fn sqlite_disk_full() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let key = rxledger_core::keys::SigningKey::generate();
-    for args in [
-        vec![
-            "org",
-            "add",
-            "--id",
-            "acme",
-            "--name",
-            "Acme",
-            "--role",
-            "MANUFACTURER",
-        ],
-        vec!["org", "prefix", "--org", "acme", "--prefix", "0614141"],
-        vec![
-            "site",
-            "add",
-            "--gln",
-            "0614141000005",
-            "--org",
-            "acme",
-            "--name",
-            "Plant",
-        ],
-        vec![
-            "device",
-            "enroll",
-            "--id",
-            "line-1",
-            "--key",
-            &key.public_hex(),
-            "--org",
-            "acme",
-            "--site",
-            "0614141000005",
-        ],
-    ] {
-        let out = Command::new(BIN)
-            .args(&args)
-            .arg("--data-dir")
-            .arg(data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    enroll_acme_cli(data, &[], &[("line-1", &key)]);
     let db_size = std::fs::metadata(data.join("rxledger.db")).unwrap().len();
     let log = data.join("node.log");
     // Files may grow to the database's size plus 1 MiB; SIGXFSZ is ignored so that writes
@@ -213,44 +165,20 @@ async fn sqlite_disk_full() {
         } else {
             "exec \"$0\" \"$@\"".to_string()
         };
-        let mut child = Command::new("bash")
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script, BIN, "serve", "--http-listen", "127.0.0.1:0"])
             .args([
-                "-c",
-                &script,
-                BIN,
-                "serve",
-                "--http-listen",
-                "127.0.0.1:0",
                 "--mqtt-listen",
                 "127.0.0.1:0",
                 "--batch-wait-ms",
                 "20",
+                "--data-dir",
             ])
-            .arg("--data-dir")
             .arg(data)
             .env("RXLEDGER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut port = None;
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("mqtt:") {
-                port = rest
-                    .trim()
-                    .rsplit(':')
-                    .next()
-                    .map(|p| p.parse::<u16>().unwrap());
-            }
-            if line.starts_with("listening on") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        (child, port.expect("serve printed its MQTT port"))
+            .stderr(std::fs::File::create(&log).unwrap());
+        let s = spawn_serve(cmd);
+        (s.child, s.mqtt_port.expect("serve printed its MQTT port"))
     };
 
     let (mut node, port) = serve(true);

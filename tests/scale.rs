@@ -11,10 +11,9 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,24 +21,8 @@ use rxledger_core::envelope;
 use rxledger_core::keys::SigningKey;
 use rxledger_store::testdb::TempDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
 const DEVICES: usize = 4;
 const PER_DEVICE: usize = 400;
-
-fn cli(data: &Path, db: &str, args: &[&str]) {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--database", db])
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rxledger {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A node; killed when dropped so a failing test leaves no process behind.
 struct Node(Child, SocketAddr);
@@ -52,41 +35,28 @@ impl Drop for Node {
 }
 
 fn serve(data: &Path, db: &str, mqtt: &str, root: &str, id: &str) -> Node {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--batch-wait-ms",
-            "20",
-        ])
-        .args([
-            "--database",
-            db,
-            "--mqtt-url",
-            mqtt,
-            "--mqtt-topic-root",
-            root,
-        ])
-        .args(["--node-id", id])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RXLEDGER_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(data.join(format!("{id}.log"))).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut http = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening on http://") {
-            http = Some(rest.trim().parse().unwrap());
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Node(child, http.expect("serve printed its HTTP address"))
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--batch-wait-ms",
+        "20",
+    ])
+    .args([
+        "--database",
+        db,
+        "--mqtt-url",
+        mqtt,
+        "--mqtt-topic-root",
+        root,
+    ])
+    .args(["--node-id", id, "--data-dir"])
+    .arg(data)
+    .env("RXLEDGER_LOG", "info")
+    .stderr(std::fs::File::create(data.join(format!("{id}.log"))).unwrap());
+    let s = spawn_serve(cmd);
+    Node(s.child, s.http)
 }
 
 async fn checkpoint_size(http_addr: SocketAddr) -> u64 {
@@ -120,59 +90,10 @@ mod external {
         let data = dir.path();
         let db = pg.url.clone();
         let root = format!("rxledger-scale/{}", std::process::id());
-        cli(
-            data,
-            &db,
-            &[
-                "org",
-                "add",
-                "--id",
-                "acme",
-                "--name",
-                "Acme",
-                "--role",
-                "MANUFACTURER",
-            ],
-        );
-        cli(
-            data,
-            &db,
-            &["org", "prefix", "--org", "acme", "--prefix", "0614141"],
-        );
-        cli(
-            data,
-            &db,
-            &[
-                "site",
-                "add",
-                "--gln",
-                "0614141000005",
-                "--org",
-                "acme",
-                "--name",
-                "Plant",
-            ],
-        );
         let keys: Vec<SigningKey> = (0..DEVICES).map(|_| SigningKey::generate()).collect();
-        for (i, k) in keys.iter().enumerate() {
-            let id = format!("line-{i}");
-            cli(
-                data,
-                &db,
-                &[
-                    "device",
-                    "enroll",
-                    "--id",
-                    &id,
-                    "--key",
-                    &k.public_hex(),
-                    "--org",
-                    "acme",
-                    "--site",
-                    "0614141000005",
-                ],
-            );
-        }
+        let ids: Vec<String> = (0..DEVICES).map(|i| format!("line-{i}")).collect();
+        let devices: Vec<(&str, &SigningKey)> = ids.iter().map(String::as_str).zip(&keys).collect();
+        enroll_acme_cli(data, &["--database", &db], &devices);
         // The first node creates the log key; the second shares it (one log, two sequencers).
         let mut a = Some(serve(
             data,

@@ -424,3 +424,114 @@ pub fn commission(serials: &[&str], lot: &str, expiry: &str) -> Value {
         "ilmd": {"cbvmda:lotNumber": lot, "cbvmda:itemExpirationDate": expiry}
     })
 }
+
+/// The `rxledger` binary, for tests that run it as a separate process.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rxledger");
+
+/// Runs `rxledger ARGS --data-dir DATA [EXTRA…]` and asserts it succeeded.
+pub fn rxledger_cli(data: &std::path::Path, extra: &[&str], args: &[&str]) {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rxledger {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Through the CLI: the manufacturer `acme` (prefix 0614141, site 0614141000005) and one
+/// device per `(id, key)`. `extra` is passed to every command (e.g. `--database URL`).
+pub fn enroll_acme_cli(data: &std::path::Path, extra: &[&str], devices: &[(&str, &SigningKey)]) {
+    let acme = ["--org", "acme"];
+    rxledger_cli(
+        data,
+        extra,
+        &[
+            "org",
+            "add",
+            "--id",
+            "acme",
+            "--name",
+            "Acme",
+            "--role",
+            "MANUFACTURER",
+        ],
+    );
+    rxledger_cli(
+        data,
+        extra,
+        &["org", "prefix", acme[0], acme[1], "--prefix", "0614141"],
+    );
+    rxledger_cli(
+        data,
+        extra,
+        &[
+            "site",
+            "add",
+            "--gln",
+            "0614141000005",
+            acme[0],
+            acme[1],
+            "--name",
+            "Plant",
+        ],
+    );
+    for (id, key) in devices {
+        let hex = key.public_hex();
+        rxledger_cli(
+            data,
+            extra,
+            &[
+                "device",
+                "enroll",
+                "--id",
+                id,
+                "--key",
+                &hex,
+                acme[0],
+                acme[1],
+                "--site",
+                "0614141000005",
+            ],
+        );
+    }
+}
+
+/// A `rxledger serve` child process and the addresses it printed.
+pub struct Served {
+    pub child: std::process::Child,
+    pub http: SocketAddr,
+    /// The embedded broker's port, when it runs one.
+    pub mqtt_port: Option<u16>,
+}
+
+/// Spawns `cmd` (which runs `rxledger serve`, possibly through a shell) with stdout piped,
+/// reads its start-up lines up to "listening on", then keeps draining stdout so the child
+/// never blocks on a full pipe.
+pub fn spawn_serve(mut cmd: std::process::Command) -> Served {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut http, mut mqtt_port) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("mqtt:") {
+            mqtt_port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+        }
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            http = Some(rest.trim().parse().unwrap());
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Served {
+        child,
+        http: http.expect("serve printed its HTTP address"),
+        mqtt_port,
+    }
+}
