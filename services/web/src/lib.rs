@@ -73,9 +73,9 @@ pub fn mount(route: Route, web: &Web) -> Route {
 /// wrong method) as a page or JSON with a stable code, so no request ends in a bare error.
 pub fn friendly_errors<E: poem::Endpoint + 'static>(ep: E) -> impl poem::Endpoint {
     ep.around(|ep, req| async move {
-        let path_ = req.uri().path();
-        let json = wants_json(req.headers()) || path_.starts_with("/graphql") || path_ == "/scan";
         let path = req.uri().path().to_string();
+        // API endpoints answer in JSON whatever the client accepts.
+        let json = wants_json(req.headers()) || path.starts_with("/graphql") || path == "/scan";
         match ep.call(req).await {
             Ok(r) => Ok(r.into_response()),
             Err(e) => {
