@@ -84,11 +84,16 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::new(db.clone()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
-    // Other nodes may sequence too: follow the shared head so that queries and checkpoint
-    // subscriptions here see their entries within a second.
+    // On PostgreSQL other nodes may sequence too: follow the shared head so that queries and
+    // checkpoint subscriptions here see their entries within a second. A SQLite file has one
+    // node, whose own appends already move the head.
+    let shared = ledger.database().is_postgres();
     let follower = {
         let ledger = ledger.clone();
         tokio::spawn(async move {
+            if !shared {
+                return;
+            }
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

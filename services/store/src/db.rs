@@ -22,6 +22,11 @@ impl Database {
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }
+
+    /// Whether several nodes may share this database (PostgreSQL), rather than one (SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
 }
 
 /// Turns what a user typed into a sea-orm URL: a bare path means a SQLite file.

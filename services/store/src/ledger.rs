@@ -313,7 +313,7 @@ impl Ledger {
         batch: Vec<NewEntry>,
     ) -> Result<Batch, StoreError> {
         let txn = writer.begin().await?;
-        if self.db.backend() == sea_orm::DbBackend::Postgres {
+        if self.db.is_postgres() {
             txn.execute_unprepared(&format!(
                 "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \
                  SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
