@@ -58,6 +58,7 @@
 //! investigator find it. Only [`check_ingest`] rejects, and only what no honest partner can
 //! send: commissioning someone else's product, or a serial that already exists.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use crate::epcis::{Action, BizStep, Disposition, Event, EventKind, Location, SourceDestType};
@@ -347,9 +348,10 @@ pub fn named_ids(event: &Event) -> Vec<&EpcId> {
 /// The containers `item` was ever aggregated into (AggregationEvent ADD/OBSERVE with `item` in
 /// childEPCs), in first-seen order. The store calls it on the events of a pack, then on the
 /// events of each container, up to [`MAX_NESTING`] levels.
-pub fn containers_of(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
+pub fn containers_of<E: Borrow<LoggedEvent>>(item: &EpcId, events: &[E]) -> Vec<EpcId> {
     let mut out: Vec<EpcId> = Vec::new();
     for le in events {
+        let le: &LoggedEvent = le.borrow();
         let e = &le.event;
         if e.kind == EventKind::Aggregation
             && e.action != Action::Delete
@@ -366,10 +368,12 @@ pub fn containers_of(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
 
 /// The classes whose events apply to the pack: its GTIN + commissioned lot (from the
 /// commissioning among `events`), and its whole GTIN.
-pub fn classes_of(pack: &Sgtin, events: &[LoggedEvent]) -> Vec<EpcId> {
+pub fn classes_of<E: Borrow<LoggedEvent>>(pack: &Sgtin, events: &[E]) -> Vec<EpcId> {
     let me = EpcId::Sgtin(pack.clone());
     let mut out = Vec::with_capacity(2);
-    if let Some(lot) = first_commissioning(&me, events.iter()).and_then(|e| e.event.lot.clone()) {
+    if let Some(lot) = first_commissioning(&me, events.iter().map(|e| e.borrow()))
+        .and_then(|e| e.event.lot.clone())
+    {
         out.push(EpcId::Lgtin {
             gtin: pack.gtin.clone(),
             lot,
@@ -505,13 +509,17 @@ pub fn check_ingest(
 // ---------------------------------------------------------------------------------------------
 
 /// The state of `pack` from its events, with default options (no site directory).
-pub fn derive(pack: &Sgtin, events: &[LoggedEvent]) -> PackState {
+pub fn derive<E: Borrow<LoggedEvent>>(pack: &Sgtin, events: &[E]) -> PackState {
     derive_with(pack, events, &DeriveOptions::default())
 }
 
 /// The state of `pack` from its events (any order; duplicates by index are ignored).
-pub fn derive_with(pack: &Sgtin, events: &[LoggedEvent], opts: &DeriveOptions<'_>) -> PackState {
-    let mut order: Vec<&LoggedEvent> = events.iter().collect();
+pub fn derive_with<E: Borrow<LoggedEvent>>(
+    pack: &Sgtin,
+    events: &[E],
+    opts: &DeriveOptions<'_>,
+) -> PackState {
+    let mut order: Vec<&LoggedEvent> = events.iter().map(|e| e.borrow()).collect();
     order.sort_by_key(|le| (le.event.event_time_ms, le.index));
     order.dedup_by_key(|le| le.index);
     let me = EpcId::Sgtin(pack.clone());
@@ -552,7 +560,7 @@ pub fn derive_with(pack: &Sgtin, events: &[LoggedEvent], opts: &DeriveOptions<'_
 }
 
 /// `item` and the containers it was ever in, transitively, up to [`MAX_NESTING`] levels.
-fn container_closure(item: &EpcId, events: &[LoggedEvent]) -> Vec<EpcId> {
+fn container_closure<E: Borrow<LoggedEvent>>(item: &EpcId, events: &[E]) -> Vec<EpcId> {
     let mut all = vec![item.clone()];
     let mut level = all.clone();
     for _ in 0..MAX_NESTING {

@@ -73,7 +73,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
 
 /// Derives each pack's state and returns the suspicions not reported before.
 fn judge(
-    histories: &[(Sgtin, Vec<pack::LoggedEvent>)],
+    histories: &[(Sgtin, Vec<std::sync::Arc<pack::LoggedEvent>>)],
     directory: &dyn pack::SiteDirectory,
     reported: &mut Reported,
 ) -> Vec<NewAlert> {
