@@ -82,15 +82,33 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
     let api_keys = ApiKeys::new(db.clone());
-    let packs = Arc::new(Packs::new(db.clone()));
+    let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
     // On PostgreSQL other nodes may sequence too: follow the shared head so that queries and
     // checkpoint subscriptions here see their entries within a second. A SQLite file has one
     // node, whose own appends already move the head.
     let shared = ledger.database().is_postgres();
+    // Verdicts read the identifier index from memory once it is loaded (the table until then);
+    // the follower keeps it level with what other nodes append.
     let follower = {
         let ledger = ledger.clone();
+        let packs = packs.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match packs.load_index().await {
+                Ok(()) => {
+                    let (keys, rows) = ledger.postings().len();
+                    tracing::info!(
+                        keys,
+                        rows,
+                        ms = started.elapsed().as_millis() as u64,
+                        "identifier index loaded"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading the identifier index failed; verdicts read the table")
+                }
+            }
             if !shared {
                 return;
             }
@@ -100,6 +118,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
                 tick.tick().await;
                 if let Err(e) = ledger.refresh().await {
                     tracing::debug!(error = %e, "reading the shared head failed");
+                }
+                if let Err(e) = packs.load_index().await {
+                    tracing::debug!(error = %e, "catching up the identifier index failed");
                 }
             }
         })

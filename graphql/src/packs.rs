@@ -197,10 +197,13 @@ pub(crate) async fn verification(
         Some(sgtin) => state_of(s, &sgtin).await?,
         None => None,
     };
+    // A commissioned pack proves its product known; ask the database only otherwise.
+    let commissioned = state.as_ref().is_some_and(|st| st.commissioning.is_some());
     let product_known = match &scanned.gtin {
+        Some(_) if commissioned => true,
         Some(g) => {
-            s.packs.product_known(g).await?
-                || rxledger_store::packs::owner_of(&s.packs.prefixes().await?, g).is_some()
+            rxledger_store::packs::owner_of(&s.packs.prefixes().await?, g).is_some()
+                || s.packs.product_known(g).await?
         }
         None => false,
     };

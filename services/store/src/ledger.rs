@@ -166,6 +166,8 @@ pub struct Ledger {
     writer: Mutex<sea_orm::DatabaseConnection>,
     cache: Mutex<TileSet>,
     head: watch::Sender<SignedHead>,
+    /// The identifier index in memory, fed with each committed batch.
+    postings: std::sync::Arc<crate::postings::Postings>,
 }
 
 impl Ledger {
@@ -221,6 +223,8 @@ impl Ledger {
                 cache.insert(t);
             }
         }
+        let postings = std::sync::Arc::new(crate::postings::Postings::new());
+        postings.saw_head(head.size);
         let (tx, _) = watch::channel(head);
         let writer = Mutex::new(crate::db::writer(&db.url).await?);
         Ok(Ledger {
@@ -232,6 +236,7 @@ impl Ledger {
             frontier: tokio::sync::Mutex::new(frontier),
             cache: Mutex::new(cache),
             head: tx,
+            postings,
         })
     }
 
@@ -257,6 +262,11 @@ impl Ledger {
         self.head.borrow().clone()
     }
 
+    /// The in-memory identifier index this ledger feeds (see [`crate::postings`]).
+    pub fn postings(&self) -> std::sync::Arc<crate::postings::Postings> {
+        self.postings.clone()
+    }
+
     /// A stream of new checkpoints, for subscriptions.
     pub fn subscribe(&self) -> watch::Receiver<SignedHead> {
         self.head.subscribe()
@@ -269,6 +279,7 @@ impl Ledger {
             .await?
             .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
         let head = parse_head(&row)?;
+        self.postings.saw_head(head.size);
         self.head.send_if_modified(|cur| {
             let newer = head.size > cur.size;
             if newer {
@@ -409,6 +420,9 @@ impl Ledger {
             }
         };
         *frontier = next;
+        // Index before publishing the checkpoint, so a reader that sees it finds the rows.
+        self.postings.committed(&accepted);
+        self.postings.saw_head(new_size);
         let head = SignedHead {
             size: new_size,
             root,

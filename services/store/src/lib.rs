@@ -15,6 +15,7 @@ mod error;
 mod frontier;
 pub mod ledger;
 pub mod packs;
+pub mod postings;
 pub mod registry;
 pub mod testdb;
 

@@ -17,10 +17,16 @@ use rxledger_core::pack::{self, LoggedEvent};
 use rxledger_entities::{commission, company_prefix, device, entry, epc, site};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
+use crate::postings::{self, Postings};
 use crate::{Database, NewCommission, NewEvent, StoreError};
 
-/// Most parsed events kept in memory.
-const CACHE: usize = 50_000;
+/// Parsed events kept in memory (two generations of half this size each; see [`EventCache`]).
+/// A million-pack log of realistic shape has about 90,000 events, shared by the packs they
+/// name, so this holds all of it.
+pub const EVENT_CACHE: usize = 262_144;
+/// A gap between the in-memory index and the log that a reader closes itself; a larger one
+/// (the first load) is closed in the background while readers use the table.
+const CATCH_UP_INLINE: u64 = 2_000;
 
 /// The index key of an identifier.
 pub fn epc_key(id: &EpcId) -> String {
@@ -93,7 +99,9 @@ pub fn index_event(
 /// Reads pack histories and the facts the ingest rules need.
 pub struct Packs {
     db: Database,
-    cache: Mutex<HashMap<(i64, i32), Arc<LoggedEvent>>>,
+    cache: Mutex<EventCache>,
+    /// The identifier index in memory, when these reads share a process with the ledger.
+    postings: Option<Arc<Postings>>,
     signers: Mutex<HashMap<String, (String, Option<String>)>>,
     registry: Mutex<Option<RegistryCopy>>,
 }
@@ -114,20 +122,73 @@ pub type Directory = HashMap<String, (String, Option<(f64, f64)>)>;
 const REGISTRY_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Packs {
+    /// Reads that always walk the `epcs` table.
     pub fn new(db: Database) -> Self {
         Packs {
             db,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(EventCache::new(EVENT_CACHE)),
+            postings: None,
             signers: Mutex::new(HashMap::new()),
             registry: Mutex::new(None),
         }
     }
 
+    /// Reads that use the ledger's in-memory identifier index ([`crate::Ledger::postings`])
+    /// whenever it is complete, and the table otherwise. Call [`Packs::load_index`] once to
+    /// fill it.
+    pub fn indexed(db: Database, postings: Arc<Postings>) -> Self {
+        Packs {
+            postings: Some(postings),
+            ..Packs::new(db)
+        }
+    }
+
+    /// Fills the in-memory index from the table up to the committed log (the first load: about
+    /// 3 s for a million packs). Readers use the table until it is done.
+    pub async fn load_index(&self) -> Result<(), StoreError> {
+        if let Some(p) = &self.postings {
+            let size = postings::committed_size(&self.db).await?;
+            p.saw_head(size);
+            p.catch_up(&self.db, size).await?;
+        }
+        Ok(())
+    }
+
+    /// The in-memory index, if it is complete for every committed entry this node knows of.
+    async fn index(&self) -> Result<Option<&Postings>, StoreError> {
+        let Some(p) = self.postings.as_deref() else {
+            return Ok(None);
+        };
+        if self.db.is_postgres() {
+            // Other nodes append to the same log: ask the database how far it is, so a pack
+            // dispensed through another node reads as dispensed here at once.
+            p.saw_head(postings::committed_size(&self.db).await?);
+        }
+        let (covered, known) = (p.covered(), p.known());
+        if covered >= known {
+            return Ok(Some(p));
+        }
+        if covered > 0 && known - covered <= CATCH_UP_INLINE {
+            p.catch_up(&self.db, known).await?;
+            return Ok(Some(p));
+        }
+        Ok(None)
+    }
+
     /// Every event that applies to `pack`: its own, its containers' (transitively) and its
     /// classes'. Unordered; the core sorts by event time.
-    pub async fn events(&self, pack: &Sgtin) -> Result<Vec<LoggedEvent>, StoreError> {
+    pub async fn events(&self, pack: &Sgtin) -> Result<Vec<Arc<LoggedEvent>>, StoreError> {
+        let index = self.index().await?;
         let me = EpcId::Sgtin(pack.clone());
-        let mut out: Vec<LoggedEvent> = Vec::new();
+        if let Some(p) = index {
+            // Read every event of the pack and of every container it was ever in with one
+            // query, so the walk below finds them all in the cache.
+            let keys = p.closure(&[epc_key(&me)], pack::MAX_NESTING);
+            let mut seen = HashSet::new();
+            let mut ignored = Vec::new();
+            self.load(index, &keys, &mut seen, &mut ignored).await?;
+        }
+        let mut out: Vec<Arc<LoggedEvent>> = Vec::new();
         let mut seen: HashSet<(i64, i32)> = HashSet::new();
         let mut visited: HashSet<String> = HashSet::new();
         let mut frontier = vec![me.clone()];
@@ -137,14 +198,14 @@ impl Packs {
                 .map(epc_key)
                 .filter(|k| visited.insert(k.clone()))
                 .collect();
-            self.load(&keys, &mut seen, &mut out).await?;
+            self.load(index, &keys, &mut seen, &mut out).await?;
             if level == 0 {
                 let classes: Vec<String> = pack::classes_of(pack, &out)
                     .iter()
                     .map(epc_key)
                     .filter(|k| visited.insert(k.clone()))
                     .collect();
-                self.load(&classes, &mut seen, &mut out).await?;
+                self.load(index, &classes, &mut seen, &mut out).await?;
             }
             let mut next = Vec::new();
             for id in &frontier {
@@ -164,29 +225,43 @@ impl Packs {
 
     async fn load(
         &self,
+        index: Option<&Postings>,
         keys: &[String],
         seen: &mut HashSet<(i64, i32)>,
-        out: &mut Vec<LoggedEvent>,
+        out: &mut Vec<Arc<LoggedEvent>>,
     ) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
         }
-        let rows = epc::Entity::find()
-            .filter(epc::Column::Epc.is_in(keys.to_vec()))
-            .all(&self.db.conn)
-            .await?;
+        let found: Vec<(i64, i32)> = match index {
+            Some(p) => p
+                .lookup(keys)
+                .into_iter()
+                .map(|(i, pos)| (i as i64, pos as i32))
+                .collect(),
+            None => {
+                epc::Entity::find()
+                    .select_only()
+                    .column(epc::Column::EntryIdx)
+                    .column(epc::Column::Position)
+                    .filter(epc::Column::Epc.is_in(keys.to_vec()))
+                    .into_tuple()
+                    .all(&self.db.conn)
+                    .await?
+            }
+        };
         let mut wanted: Vec<(i64, i32)> = Vec::new();
-        for r in rows {
-            if seen.insert((r.entry_idx, r.position)) {
-                wanted.push((r.entry_idx, r.position));
+        for k in found {
+            if seen.insert(k) {
+                wanted.push(k);
             }
         }
         let mut missing: Vec<i64> = Vec::new();
         {
-            let cache = lock(&self.cache);
+            let mut cache = lock(&self.cache);
             for k in &wanted {
                 match cache.get(k) {
-                    Some(e) => out.push((**e).clone()),
+                    Some(e) => out.push(e),
                     None => missing.push(k.0),
                 }
             }
@@ -219,17 +294,13 @@ impl Packs {
                         e.idx
                     ))
                 })?;
-                let logged = LoggedEvent {
+                let logged = Arc::new(LoggedEvent {
                     index: e.idx as u64,
                     event,
                     org: org.clone(),
                     site: site.clone(),
-                };
-                let mut cache = lock(&self.cache);
-                if cache.len() >= CACHE {
-                    cache.clear();
-                }
-                cache.insert(key, Arc::new(logged.clone()));
+                });
+                lock(&self.cache).insert(key, logged.clone());
                 out.push(logged);
             }
         }
@@ -526,5 +597,49 @@ impl Packs {
             .limit(first)
             .all(&self.db.conn)
             .await?)
+    }
+}
+
+/// Parsed events by (entry, position), bounded: new and recently used events live in `hot`;
+/// when `hot` fills, it becomes `cold` and the old `cold` is dropped. An event read from
+/// `cold` moves back to `hot`. Memory stays under `capacity` events, and the events a working
+/// set keeps touching (a pallet's, shared by its thousand packs) survive the turnover.
+pub struct EventCache {
+    hot: HashMap<(i64, i32), Arc<LoggedEvent>>,
+    cold: HashMap<(i64, i32), Arc<LoggedEvent>>,
+    half: usize,
+}
+
+impl EventCache {
+    pub fn new(capacity: usize) -> Self {
+        EventCache {
+            hot: HashMap::new(),
+            cold: HashMap::new(),
+            half: (capacity / 2).max(1),
+        }
+    }
+
+    pub fn get(&mut self, k: &(i64, i32)) -> Option<Arc<LoggedEvent>> {
+        if let Some(e) = self.hot.get(k) {
+            return Some(e.clone());
+        }
+        let e = self.cold.remove(k)?;
+        self.insert(*k, e.clone());
+        Some(e)
+    }
+
+    pub fn insert(&mut self, k: (i64, i32), e: Arc<LoggedEvent>) {
+        if self.hot.len() >= self.half {
+            self.cold = std::mem::take(&mut self.hot);
+        }
+        self.hot.insert(k, e);
+    }
+
+    pub fn len(&self) -> usize {
+        self.hot.len() + self.cold.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -421,6 +421,117 @@ async fn registry_rules(db: Database) {
     ));
 }
 
+/// The in-memory identifier index gives exactly the events the `epcs` table gives, whoever
+/// appended them: this node, another sequencer on the same database, or a log that was
+/// already there when the node started.
+async fn index_in_memory_matches_table(db: Database) {
+    use rxledger_core::gs1::{Gln, Sgtin, parse_code};
+    use rxledger_core::verdict;
+    use rxledger_store::packs::{Packs, append_state_change};
+    use serde_json::json;
+
+    let sgtin = |serial: &str| -> Sgtin {
+        parse_code(&format!("https://id.gs1.org/01/09506000134352/21/{serial}"))
+            .unwrap()
+            .sgtin()
+            .unwrap()
+    };
+    let uri = |serial: &str| format!("urn:epc:id:sgtin:9506000.013435.{serial}");
+    let site = Gln::parse("9506000000008").unwrap();
+    let now = rxledger_store::now_ms();
+    let time = |ms: i64| rxledger_core::epcis::format_time(ms);
+    let commission = |serials: &[&str], ms: i64| {
+        json!({
+            "type": "ObjectEvent", "action": "ADD", "eventTime": time(ms),
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": serials.iter().map(|s| uri(s)).collect::<Vec<_>>(),
+            "bizStep": "commissioning", "disposition": "active",
+            "ilmd": {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2031-01-31"},
+        })
+    };
+    let case = "urn:epc:id:sscc:9506000.0000000017";
+    let pack_into = |serials: &[&str], ms: i64| {
+        json!({
+            "type": "AggregationEvent", "action": "ADD", "eventTime": time(ms),
+            "eventTimeZoneOffset": "+00:00", "parentID": case,
+            "childEPCs": serials.iter().map(|s| uri(s)).collect::<Vec<_>>(),
+            "bizStep": "packing",
+        })
+    };
+    let ship_case = |ms: i64| {
+        json!({
+            "type": "ObjectEvent", "action": "OBSERVE", "eventTime": time(ms),
+            "eventTimeZoneOffset": "+00:00", "epcList": [case],
+            "bizStep": "shipping", "disposition": "in_transit",
+        })
+    };
+    let a = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    // Entries that exist before the node's index is loaded.
+    append_state_change(&a, "acme", commission(&["A1", "A2", "A3"], now - 60_000))
+        .await
+        .unwrap();
+    append_state_change(&a, "acme", pack_into(&["A1", "A2"], now - 50_000))
+        .await
+        .unwrap();
+    let a = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    let indexed = Packs::indexed(db.clone(), a.postings());
+    indexed.load_index().await.unwrap();
+    assert_eq!(a.postings().covered(), 2);
+
+    let same = |label: &'static str| {
+        let (db, indexed) = (db.clone(), &indexed);
+        async move {
+            let table = Packs::new(db.clone());
+            let sorted = |events: Vec<std::sync::Arc<rxledger_core::pack::LoggedEvent>>| {
+                let mut v: Vec<u64> = events.iter().map(|e| e.index).collect();
+                v.sort_unstable();
+                v
+            };
+            for serial in ["A1", "A2", "A3", "B9"] {
+                let from_table = sorted(table.events(&sgtin(serial)).await.unwrap());
+                let from_memory = sorted(indexed.events(&sgtin(serial)).await.unwrap());
+                assert_eq!(from_memory, from_table, "{label}: pack {serial}");
+            }
+        }
+    };
+    same("loaded at start").await;
+
+    // This node appends: the index follows without reading the table.
+    append_state_change(&a, "acme", ship_case(now - 40_000))
+        .await
+        .unwrap();
+    assert_eq!(a.postings().covered(), 3);
+    same("own append").await;
+
+    // Another sequencer appends; this node learns of it from the head and catches up.
+    let b = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    append_state_change(
+        &b,
+        "pharm",
+        verdict::dispense_event(&sgtin("A1"), &site, now - 30_000),
+    )
+    .await
+    .unwrap();
+    a.refresh().await.unwrap();
+    same("another sequencer's append").await;
+    assert_eq!(a.postings().covered(), 4);
+
+    // And this node appends after it.
+    append_state_change(&a, "acme", commission(&["B9"], now - 20_000))
+        .await
+        .unwrap();
+    same("own append after the other's").await;
+    assert_eq!(a.postings().covered(), 5);
+    let a1 = indexed.events(&sgtin("A1")).await.unwrap();
+    assert_eq!(
+        a1.iter()
+            .map(|e| e.index)
+            .collect::<std::collections::BTreeSet<_>>(),
+        [0, 1, 2, 3].into(),
+        "A1: commissioned, packed, its case shipped, dispensed"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -454,4 +565,5 @@ conformance!(
     audit_catches_tampering,
     audit_refuses_foreign_checkpoint,
     registry_rules,
+    index_in_memory_matches_table,
 );
