@@ -1,9 +1,9 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT]`
 //!
-//! In one process: the real server (embedded rumqttd, SQLite in a temp dir, default batch
-//! settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
+//! In one process: the real server (embedded rumqttd, or the external broker given as
+//! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
 //! Envelopes are signed before the clock starts. It prints, in the same run, the bare k256
 //! verification rate on one and on all cores (the ceiling), the end-to-end rate and its ratio
 //! to the ceiling, publish→receipt latency percentiles, and RSS over the run.
@@ -72,6 +72,16 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Logging as `rxledger serve` sets it up (without a subscriber, every library's spans
+    // would fall back to the `log` crate, a cost the server does not pay).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,rumqttd=warn,sqlx=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
@@ -79,6 +89,16 @@ async fn main() -> anyhow::Result<()> {
     let total = *args.first().unwrap_or(&100_000);
     let devices = *args.get(1).unwrap_or(&8) as usize;
     let window = *args.get(2).unwrap_or(&4_000) as usize;
+    let external = std::env::args()
+        .skip(1)
+        .find(|a| a.starts_with("mqtt://"))
+        .map(|u| rxledger_ingest::MqttUrl::parse(&u))
+        .transpose()?;
+    // A topic root of this run's own, so an external broker's other traffic stays apart.
+    let topic_root = match &external {
+        Some(_) => format!("bench{}/v1", std::process::id()),
+        None => envelope::DEFAULT_TOPIC_ROOT.to_string(),
+    };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -92,12 +112,18 @@ async fn main() -> anyhow::Result<()> {
         database: dir.path().join("bench.db").display().to_string(),
         key_path: dir.path().join("log.key"),
         origin: None,
-        mqtt: MqttTarget::Embedded {
-            listen: "127.0.0.1:0".parse()?,
+        mqtt: match external.clone() {
+            Some(url) => MqttTarget::External(url),
+            None => MqttTarget::Embedded {
+                listen: "127.0.0.1:0".parse()?,
+            },
         },
         http_listen: "127.0.0.1:0".parse()?,
-        node_id: "bench-node".into(),
-        ingest: IngestConfig::default(),
+        node_id: format!("bench-node-{}", std::process::id()),
+        ingest: IngestConfig {
+            topic_root: topic_root.clone(),
+            ..IngestConfig::default()
+        },
         public_url: None,
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: 1e9,
@@ -145,6 +171,14 @@ async fn main() -> anyhow::Result<()> {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
     let counts = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
     let (mqtt_host, mqtt_port) = app.mqtt_addr.clone();
+    println!(
+        "broker: {} at {mqtt_host}:{mqtt_port}, topic root {topic_root}",
+        if external.is_some() {
+            "external"
+        } else {
+            "embedded rumqttd"
+        }
+    );
     let start = Instant::now();
     let rss_sampler = tokio::spawn(async move {
         loop {
@@ -160,16 +194,15 @@ async fn main() -> anyhow::Result<()> {
     for (id, envs) in work {
         let (latencies, counts) = (latencies.clone(), counts.clone());
         let (host, port) = (mqtt_host.clone(), mqtt_port);
+        let root = topic_root.clone();
         tasks.push(tokio::spawn(async move {
-            let mut opts = MqttOptions::new(format!("{id}-client"), host, port);
+            let mut opts =
+                MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
             opts.set_max_packet_size(1 << 20, 1 << 20)
                 .set_inflight(1000);
             let (client, mut el) = AsyncClient::new(opts, 10_000);
             client
-                .subscribe(
-                    envelope::acks_topic(envelope::DEFAULT_TOPIC_ROOT, &id),
-                    QoS::AtLeastOnce,
-                )
+                .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)
                 .await
                 .unwrap();
             let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -205,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
                     .insert(envelope::payload_hash(&e), Instant::now());
                 client
                     .publish(
-                        envelope::events_topic(envelope::DEFAULT_TOPIC_ROOT, &id),
+                        envelope::events_topic(&root, &id),
                         QoS::AtLeastOnce,
                         false,
                         e,
