@@ -249,17 +249,7 @@ mod external {
         }
         drop(b);
 
-        let out = Command::new(BIN)
-            .args(["audit", "--database", &db])
-            .arg("--data-dir")
-            .arg(data)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && report.contains("AUDIT PASSED"),
-            "{report}"
-        );
+        assert_audit_passes(data, &["--database", &db]);
         pg.drop_now().await;
     }
 }

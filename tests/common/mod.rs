@@ -444,6 +444,23 @@ pub fn rxledger_cli(data: &std::path::Path, extra: &[&str], args: &[&str]) {
     );
 }
 
+/// Runs `rxledger audit [EXTRA…] --data-dir DATA` and asserts it passed.
+pub fn assert_audit_passes(data: &std::path::Path, extra: &[&str]) {
+    let out = std::process::Command::new(BIN)
+        .arg("audit")
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("AUDIT PASSED"),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Through the CLI: the manufacturer `acme` (prefix 0614141, site 0614141000005) and one
 /// device per `(id, key)`. `extra` is passed to every command (e.g. `--database URL`).
 pub fn enroll_acme_cli(data: &std::path::Path, extra: &[&str], devices: &[(&str, &SigningKey)]) {
