@@ -8,6 +8,8 @@
 //! verification rate on one and on all cores (the ceiling), the end-to-end rate and its ratio
 //! to the ceiling, publish→receipt latency percentiles, and RSS over the run.
 
+mod shared;
+use shared::rss_mb;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +21,6 @@ use rxledger_core::keys::SigningKey;
 use rxledger_ingest::{IngestConfig, MqttTarget};
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
-
-fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
 
 fn verify_rate(threads: usize) -> f64 {
     let key = SigningKey::from_bytes(&[5u8; 32]).unwrap();
@@ -72,16 +64,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    // Logging as `rxledger serve` sets it up (without a subscriber, every library's spans
-    // would fall back to the `log` crate, a cost the server does not pay).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,rumqttd=warn,sqlx=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    shared::init_logging();
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())

@@ -24,6 +24,8 @@
 //! packs. `--serve-for SECS` only loads and serves; `--client ADDR` only runs benchmark B
 //! against a server started that way, so the client can run in a process of its own.
 
+mod shared;
+use shared::rss_mb;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,16 +99,7 @@ struct Args {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    // Logging as `rxledger serve` sets it up (without a subscriber, every library's spans
-    // would fall back to the `log` crate, a cost the server does not pay).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,rumqttd=warn,sqlx=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    shared::init_logging();
     let args = Args::parse();
     if args.packs == 0 || !args.packs.is_multiple_of(PACKS_PER_PALLET) {
         bail!("--packs must be a positive multiple of {PACKS_PER_PALLET}");
@@ -1113,16 +1106,6 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 fn database_size(dir: &Path, postgres: bool) -> String {
