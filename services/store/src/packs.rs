@@ -184,9 +184,20 @@ impl Packs {
             // Read every event of the pack and of every container it was ever in with one
             // query, so the walk below finds them all in the cache.
             let keys = p.closure(&[epc_key(&me)], pack::MAX_NESTING);
-            let mut seen = HashSet::new();
-            let mut ignored = Vec::new();
-            self.load(index, &keys, &mut seen, &mut ignored).await?;
+            let wanted: Vec<(i64, i32)> = p
+                .lookup(&keys)
+                .into_iter()
+                .map(|(i, pos)| (i as i64, pos as i32))
+                .collect();
+            let missing: Vec<i64> = {
+                let cache = lock(&self.cache);
+                wanted
+                    .iter()
+                    .filter(|k| !cache.contains(k))
+                    .map(|k| k.0)
+                    .collect()
+            };
+            self.fetch(missing, &wanted).await?;
         }
         let mut out: Vec<Arc<LoggedEvent>> = Vec::new();
         let mut seen: HashSet<(i64, i32)> = HashSet::new();
@@ -266,8 +277,20 @@ impl Packs {
                 }
             }
         }
+        out.extend(self.fetch(missing, &wanted).await?);
+        Ok(())
+    }
+
+    /// Reads the `wanted` events of the `missing` entries from the log, parses them and caches
+    /// them; returns them.
+    async fn fetch(
+        &self,
+        mut missing: Vec<i64>,
+        wanted: &[(i64, i32)],
+    ) -> Result<Vec<Arc<LoggedEvent>>, StoreError> {
+        let mut out = Vec::new();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(out);
         }
         missing.sort_unstable();
         missing.dedup();
@@ -304,7 +327,7 @@ impl Packs {
                 out.push(logged);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The organization and site of a signer: a device, or `org:<id>` for API state changes.
@@ -626,6 +649,11 @@ impl EventCache {
         let e = self.cold.remove(k)?;
         self.insert(*k, e.clone());
         Some(e)
+    }
+
+    /// Whether `k` is held, without counting as a use.
+    pub fn contains(&self, k: &(i64, i32)) -> bool {
+        self.hot.contains_key(k) || self.cold.contains_key(k)
     }
 
     pub fn insert(&mut self, k: (i64, i32), e: Arc<LoggedEvent>) {
