@@ -307,25 +307,27 @@ fn digital_link(uri: &str) -> Option<String> {
         None => uri.to_owned(),
     };
     for (short, ai) in [
-        ("gtin", "01"),
-        ("itip", "8006"),
-        ("cpid", "8010"),
-        ("gln", "414"),
-        ("party", "417"),
-        ("gsrnp", "8017"),
-        ("gsrn", "8018"),
-        ("gcn", "255"),
-        ("sscc", "00"),
-        ("gdti", "253"),
-        ("ginc", "401"),
-        ("gsin", "402"),
-        ("grai", "8003"),
-        ("giai", "8004"),
-        ("cpv", "22"),
-        ("lot", "10"),
-        ("ser", "21"),
+        ("/gtin/", "/01/"),
+        ("/itip/", "/8006/"),
+        ("/cpid/", "/8010/"),
+        ("/gln/", "/414/"),
+        ("/party/", "/417/"),
+        ("/gsrnp/", "/8017/"),
+        ("/gsrn/", "/8018/"),
+        ("/gcn/", "/255/"),
+        ("/sscc/", "/00/"),
+        ("/gdti/", "/253/"),
+        ("/ginc/", "/401/"),
+        ("/gsin/", "/402/"),
+        ("/grai/", "/8003/"),
+        ("/giai/", "/8004/"),
+        ("/cpv/", "/22/"),
+        ("/lot/", "/10/"),
+        ("/ser/", "/21/"),
     ] {
-        uri = uri.replace(&format!("/{short}/"), &format!("/{ai}/"));
+        if uri.contains(short) {
+            uri = uri.replace(short, ai);
+        }
     }
     if !is_canonical_host(&uri)
         && let Some(i) = REHOST_ORDER

@@ -580,8 +580,9 @@ fn child_string(child: &mut Node, sub: &Sub) -> String {
     let mut text = String::new();
     let t = child.text.trim();
     if !t.is_empty() {
-        let lower = child.name.to_lowercase();
-        let v = if lower.contains("time") && !lower.contains("offset") {
+        let v = if contains_ignore_ascii_case(&child.name, "time")
+            && !contains_ignore_ascii_case(&child.name, "offset")
+        {
             time::canonical(t)
         } else {
             canonize(t)
@@ -599,6 +600,19 @@ fn child_string(child: &mut Node, sub: &Sub) -> String {
         child.name.as_str()
     };
     format!("{name}{text}{grand}")
+}
+
+/// Whether `haystack` lowercased contains the lowercase ASCII `needle`, without allocating.
+/// Equal to `haystack.to_lowercase().contains(needle)` for ASCII needles: the only non-ASCII
+/// characters that lowercase to ASCII are the Kelvin sign (`k`) and `İ` (`i` plus a combining
+/// dot, which breaks the match either way).
+fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    let kelvin = needle.contains('k') && haystack.contains('\u{212A}');
+    if kelvin {
+        return haystack.to_lowercase().contains(needle);
+    }
+    h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// `type=<T><name>=<V>` for one business transaction, source or destination.
@@ -682,6 +696,10 @@ fn canonize(text: &str) -> String {
 
 /// CBV 1.x URNs → CBV 2.0 web URIs.
 fn web_vocabulary(text: &str) -> String {
+    // Every pattern below starts with this; most values (EPCs, web URIs) hold none of them.
+    if !text.contains("urn:epcglobal:cbv:") {
+        return text.to_owned();
+    }
     text.replace(
         "urn:epcglobal:cbv:bizstep:",
         "https://ref.gs1.org/cbv/BizStep-",
@@ -753,6 +771,14 @@ mod tests {
     #[test]
     fn numbers_canonicalise_like_python_decimal() {
         assert_eq!(numeric("200").as_deref(), Some("200"));
+        assert!(contains_ignore_ascii_case("eventTime", "time"));
+        assert!(contains_ignore_ascii_case("{urn:x/}TIMEstamp", "time"));
+        assert!(!contains_ignore_ascii_case(
+            "eventTimeZoneOffset",
+            "offsets"
+        ));
+        assert!(!contains_ignore_ascii_case("ti", "time"));
+        assert!(contains_ignore_ascii_case("\u{212A}ey", "key"));
         assert_eq!(numeric("23.0").as_deref(), Some("23"));
         assert_eq!(numeric("+0.10").as_deref(), Some("0.1"));
         assert_eq!(numeric("-.5").as_deref(), Some("-0.5"));
