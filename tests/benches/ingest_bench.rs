@@ -105,6 +105,11 @@ async fn main() -> anyhow::Result<()> {
         node_id: format!("bench-node-{}", std::process::id()),
         ingest: IngestConfig {
             topic_root: topic_root.clone(),
+            // The same variable as `rxledger serve --mqtt-connections`.
+            connections: std::env::var("RXLEDGER_MQTT_CONNECTIONS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(IngestConfig::default().connections),
             ..IngestConfig::default()
         },
         public_url: None,

@@ -53,8 +53,10 @@ pub struct IngestConfig {
     /// Topics are `{topic_root}/devices/{deviceId}/events` and `…/acks`.
     pub topic_root: String,
     /// MQTT connections this node opens, all in the shared subscription. Brokers cap the
-    /// unacknowledged deliveries per connection (rumqttd at 100), and acks wait for the
-    /// commit, so several connections keep the pipeline full.
+    /// unacknowledged deliveries per connection (rumqttd at 100, Mosquitto's
+    /// `max_inflight_messages` at 20 by default) and acks wait for the commit, so the
+    /// connections bound how many envelopes can be in the pipeline: 32 x 100 holds a full
+    /// batch being appended while the next one is checked.
     pub connections: usize,
 }
 
@@ -69,7 +71,7 @@ impl Default for IngestConfig {
                 .unwrap_or(2),
             max_clock_skew: Duration::from_secs(300),
             topic_root: envelope::DEFAULT_TOPIC_ROOT.to_string(),
-            connections: 4,
+            connections: 32,
         }
     }
 }
