@@ -22,6 +22,36 @@ pub struct EmbeddedBroker {
 /// that an oversized envelope gets a proper rejection instead of a dropped connection.
 pub const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 
+/// Nice value of rumqttd's router thread.
+///
+/// While a shared subscription has a backlog that its current member cannot take (its 100
+/// in-flight deliveries wait for our commit), rumqttd 0.20's router keeps every other member
+/// scheduled and re-reads the log for each of them (`forward_device_data` reads before it
+/// checks whose turn it is): it spins. A profile of `ingest_bench` put 30% of all CPU in that
+/// loop, taken from signature checks. At nice 19 the loop runs on otherwise idle CPU; the
+/// router's real work (about 5% of the CPU at 8,000 events/s) still gets done, because the
+/// pipeline's stages wait on it. Measured: 8,490 events/s median of 4 against 7,350 at nice 0
+/// (BENCHMARKS.md).
+/// `RXLEDGER_BROKER_ROUTER_NICE` overrides it (0 for the old behaviour).
+const ROUTER_NICE: i32 = 19;
+
+fn router_nice() -> i32 {
+    std::env::var("RXLEDGER_BROKER_ROUTER_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUTER_NICE)
+}
+
+/// Lowers the calling thread's priority (Linux nice values are per thread, and threads it
+/// spawns inherit them). Failure only costs throughput, so it is logged and ignored.
+fn lower_priority(nice: i32) {
+    // SAFETY: setpriority only changes scheduling; on Linux `who = 0` is the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the router's priority");
+    }
+}
+
 /// Starts rumqttd on `listen`. Fails with a clear error if the address is taken.
 pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, IngestError> {
     // rumqttd binds inside its own thread and only logs a failure, so check first; this also
@@ -65,10 +95,24 @@ pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, IngestError> {
         v4: Some(HashMap::from([("1".to_string(), server)])),
         ..Default::default()
     };
+    // rumqttd's router thread is created by `Broker::new` and inherits the creating thread's
+    // nice value, so it is created on a short-lived thread that has lowered its priority
+    // first; the network threads, started by `Broker::start`, keep the normal priority.
+    let broker = std::thread::Builder::new()
+        .name("rumqttd-router".into())
+        .spawn(move || {
+            lower_priority(router_nice());
+            Broker::new(config)
+        })
+        .and_then(|t| {
+            t.join()
+                .map_err(|_| std::io::Error::other("rumqttd's router did not start"))
+        })
+        .map_err(|source| IngestError::BrokerListen { addr, source })?;
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
-            let mut broker = Broker::new(config);
+            let mut broker = broker;
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
