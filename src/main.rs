@@ -13,11 +13,6 @@ use rxledger_core::keys::{LogVerifier, PublicKey};
 use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
 use rxledger_store::{Registry, audit};
 
-/// mimalloc instead of glibc malloc: allocation and freeing took about 16% of the CPU in an
-/// ingest profile (many small, short-lived strings and JSON values per event).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "rxledger",
