@@ -13,6 +13,12 @@ use rxledger_core::keys::{LogVerifier, PublicKey};
 use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
 use rxledger_store::{Registry, audit};
 
+/// mimalloc instead of glibc malloc: allocation and freeing took about 16% of the CPU in an
+/// ingest profile (many small, short-lived strings and JSON values per event); ingest_bench,
+/// three alternating pairs: median 7,891 events/s against 7,166 with glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rxledger",

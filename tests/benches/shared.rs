@@ -1,4 +1,10 @@
-//! What both end-to-end benchmarks need: logging as `rxledger serve` sets it up, and RSS.
+//! What both end-to-end benchmarks need: the allocator and logging as `rxledger serve` sets
+//! them up, and RSS.
+
+/// The allocator of `rxledger serve` (src/main.rs), so the benchmarks measure the server as
+/// it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Logging as `rxledger serve` sets it up: without a subscriber, every library's spans would
 /// fall back to the `log` crate, a cost the server does not pay.
