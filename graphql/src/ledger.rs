@@ -5,6 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rxledger_store::SignedHead;
 
+use crate::hashes::Hashes;
 use crate::{ApiError, MAX_PAGE, Services};
 
 #[derive(Default)]
@@ -43,14 +44,14 @@ pub struct InclusionProof {
     /// RFC 9162 leaf hash of the entry, hex.
     pub leaf_hash: String,
     /// The audit path, leaf to root, hex.
-    pub hashes: Vec<String>,
+    pub hashes: Hashes,
 }
 
 #[derive(SimpleObject)]
 pub struct ConsistencyProof {
     pub from_size: i64,
     pub to_size: i64,
-    pub hashes: Vec<String>,
+    pub hashes: Hashes,
 }
 
 /// One log entry as mirrored by monitors: the exact bytes, base64.
@@ -114,7 +115,7 @@ impl LedgerQuery {
             index: index as i64,
             tree_size: size as i64,
             leaf_hash: hex::encode(leaf),
-            hashes: hashes.iter().map(hex::encode).collect(),
+            hashes: Hashes::hex(&hashes),
         })
     }
 
@@ -139,7 +140,7 @@ impl LedgerQuery {
         Ok(ConsistencyProof {
             from_size: from as i64,
             to_size: to as i64,
-            hashes: hashes.iter().map(hex::encode).collect(),
+            hashes: Hashes::hex(&hashes),
         })
     }
 

@@ -8,6 +8,7 @@
 mod admin;
 pub mod auth;
 mod error;
+mod hashes;
 mod ledger;
 mod live;
 mod packs;

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use async_graphql::{Context, Object, Result, SimpleObject};
+
+use crate::hashes::Hashes;
 use rxledger_core::gs1::{self, Gln, Gtin, Lot, ScannedCode, Sgtin};
 use rxledger_core::pack::{self, DeriveOptions, PackState};
 use rxledger_core::verdict::{self, StatusChange, Viewer};
@@ -74,7 +76,7 @@ pub struct Evidence {
     pub index: i64,
     pub leaf_hash: String,
     pub tree_size: i64,
-    pub proof: Vec<String>,
+    pub proof: Hashes,
 }
 
 #[derive(SimpleObject)]
@@ -181,7 +183,7 @@ async fn evidence(s: &Services, indices: &[u64], size: u64) -> Result<Vec<Eviden
             index: index as i64,
             leaf_hash: hex::encode(leaf),
             tree_size: size as i64,
-            proof: proof.iter().map(hex::encode).collect(),
+            proof: Hashes::hex(&proof),
         });
     }
     Ok(out)
