@@ -1340,8 +1340,10 @@ pub fn percent_decode(s: &str, position: usize) -> Result<String, Gs1Error> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Exactly two hex digits: `from_str_radix` alone would also take "+4".
             let hex = s
                 .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             let Some(b) = hex else {
                 return Err(Gs1Error::BadPercentEncoding {

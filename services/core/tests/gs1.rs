@@ -77,6 +77,20 @@ fn precise_errors() {
             position: 38
         })
     ));
+    // A `%` must be followed by two hex digits; `%+4` used to be read as byte 0x04.
+    assert!(matches!(
+        parse_code("https://id.gs1.org/01/09506000134352/21/A%+4B"),
+        Err(Gs1Error::BadPercentEncoding { .. })
+    ));
+    assert_eq!(
+        parse_code("https://id.gs1.org/01/09506000134352/21/A%2DB")
+            .unwrap()
+            .sgtin()
+            .unwrap()
+            .serial
+            .as_str(),
+        "A-B"
+    );
     assert_eq!(
         parse_code("21XYZ"),
         Err(Gs1Error::MissingGtin {

@@ -109,6 +109,7 @@ fn percent_decode(s: &str) -> String {
         let escaped = (b[i] == b'%' && i + 2 < b.len())
             .then(|| {
                 s.get(i + 1..i + 3)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
             })
             .flatten();
@@ -139,6 +140,9 @@ mod tests {
             (Some("alice"), Some("s@cret"))
         );
         assert_eq!(MqttUrl::parse("mqtts://h").unwrap().port, 8883);
+        // `%+4` is not an escape (from_str_radix alone would read it as 0x04).
+        let u = MqttUrl::parse("mqtt://a:p%+4q@h").unwrap();
+        assert_eq!(u.password.as_deref(), Some("p%+4q"));
         assert_eq!(MqttUrl::parse("mqtt://127.0.0.1").unwrap().port, 1883);
         assert!(MqttUrl::parse("http://h").is_err());
         assert!(MqttUrl::parse("mqtt://h:x").is_err());
