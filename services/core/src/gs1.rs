@@ -1312,6 +1312,14 @@ fn parse_digital_link(input: &str) -> Result<ScannedCode, Gs1Error> {
                 position: qpos,
                 found: k.to_owned(),
             })?;
+            if v.is_empty() {
+                // `?254` or `?10=` would otherwise set an empty value that no Digital Link,
+                // element string or EPC URN can carry.
+                return Err(Gs1Error::BadDigitalLink {
+                    position: qpos,
+                    reason: "data attribute without a value",
+                });
+            }
             let decoded = percent_decode(v, qpos + k.len() + 1)?;
             code.set(spec.ai, &decoded, qpos)?;
         }

@@ -198,3 +198,29 @@ proptest! {
         prop_assert!(rejected, "{} accepted", s);
     }
 }
+
+/// Found by `cargo fuzz` (digital_link): a numeric query key without a value was accepted as
+/// an empty GLN extension, which then rendered as a Digital Link that does not parse.
+#[test]
+fn data_attributes_need_a_value() {
+    for uri in [
+        "https://id.gs1.org/414/0614141000005?254",
+        "https://id.gs1.org/414/0614141000005?254=",
+        "https://id.gs1.org/01/09506000134352/21/X?10=",
+    ] {
+        assert!(
+            matches!(
+                parse_code(uri),
+                Err(Gs1Error::BadDigitalLink {
+                    reason: "data attribute without a value",
+                    ..
+                })
+            ),
+            "{uri}: {:?}",
+            parse_code(uri)
+        );
+    }
+    // Other query parameters (not AIs) may be bare, and real attributes still parse.
+    let c = parse_code("https://id.gs1.org/01/09506000134352/21/X?linkType&17=261231").unwrap();
+    assert_eq!(c.serial.unwrap().as_str(), "X");
+}
