@@ -30,16 +30,25 @@ pub const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 /// checks whose turn it is): it spins. A profile of `ingest_bench` put 30% of all CPU in that
 /// loop, taken from signature checks. At nice 19 the loop runs on otherwise idle CPU; the
 /// router's real work (about 5% of the CPU at 8,000 events/s) still gets done, because the
-/// pipeline's stages wait on it. Measured: 8,490 events/s median of 4 against 7,350 at nice 0
-/// (BENCHMARKS.md).
+/// pipeline's stages wait on it. Measured: a median of 8,450 events/s over three alternating
+/// pairs against 7,554 at nice 0 (BENCHMARKS.md).
 /// `RXLEDGER_BROKER_ROUTER_NICE` overrides it (0 for the old behaviour).
 const ROUTER_NICE: i32 = 19;
 
 fn router_nice() -> i32 {
-    std::env::var("RXLEDGER_BROKER_ROUTER_NICE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ROUTER_NICE)
+    let Ok(v) = std::env::var("RXLEDGER_BROKER_ROUTER_NICE") else {
+        return ROUTER_NICE;
+    };
+    match v.trim().parse::<i32>() {
+        Ok(n) if (0..=19).contains(&n) => n,
+        _ => {
+            tracing::warn!(
+                value = %v,
+                "RXLEDGER_BROKER_ROUTER_NICE must be a nice value from 0 to 19; using {ROUTER_NICE}"
+            );
+            ROUTER_NICE
+        }
+    }
 }
 
 /// Lowers the calling thread's priority (Linux nice values are per thread, and threads it
