@@ -120,12 +120,14 @@ fn pointer<'a>(doc: &'a Value, path: &[String]) -> Option<Vec<Value>> {
 
 const CBV: &str = "https://ref.gs1.org/cbv/";
 const VOC: &str = "https://ref.gs1.org/voc/";
+const BIZ_STEP: &str = "https://ref.gs1.org/cbv/BizStep-";
+const DISP: &str = "https://ref.gs1.org/cbv/Disp-";
 
 /// The expanded IRIs JSON-LD expansion with the EPCIS 2.0 context would produce for the
 /// vocabulary-typed fields of these events.
 fn vocabulary_values(events: &[Value]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut add = |v: Option<&Value>, prefix: String| {
+    let mut add = |v: Option<&Value>, prefix: &str| {
         let items: Vec<&Value> = match v {
             Some(Value::Array(a)) => a.iter().collect(),
             Some(other) => vec![other],
@@ -147,23 +149,23 @@ fn vocabulary_values(events: &[Value]) -> BTreeSet<String> {
         }
     };
     for e in events {
-        add(e.get("bizStep"), format!("{CBV}BizStep-"));
-        add(e.get("disposition"), format!("{CBV}Disp-"));
+        add(e.get("bizStep"), BIZ_STEP);
+        add(e.get("disposition"), DISP);
         if let Some(pd) = e.get("persistentDisposition") {
-            add(pd.get("set"), format!("{CBV}Disp-"));
-            add(pd.get("unset"), format!("{CBV}Disp-"));
+            add(pd.get("set"), DISP);
+            add(pd.get("unset"), DISP);
         }
         for (list, prefix) in [
-            ("bizTransactionList", "BTT-"),
-            ("sourceList", "SDT-"),
-            ("destinationList", "SDT-"),
+            ("bizTransactionList", "https://ref.gs1.org/cbv/BTT-"),
+            ("sourceList", "https://ref.gs1.org/cbv/SDT-"),
+            ("destinationList", "https://ref.gs1.org/cbv/SDT-"),
         ] {
             for item in e.get(list).and_then(Value::as_array).into_iter().flatten() {
-                add(item.get("type"), format!("{CBV}{prefix}"));
+                add(item.get("type"), prefix);
             }
         }
         if let Some(ed) = e.get("errorDeclaration") {
-            add(ed.get("reason"), format!("{CBV}ER-"));
+            add(ed.get("reason"), "https://ref.gs1.org/cbv/ER-");
         }
         for se in e
             .get("sensorElementList")
@@ -177,8 +179,8 @@ fn vocabulary_values(events: &[Value]) -> BTreeSet<String> {
                 .into_iter()
                 .flatten()
             {
-                add(r.get("type"), VOC.to_owned());
-                add(r.get("exception"), VOC.to_owned());
+                add(r.get("type"), VOC);
+                add(r.get("exception"), VOC);
             }
         }
     }
@@ -227,53 +229,76 @@ impl Node {
     }
 }
 
-struct Namespaces(HashMap<String, String>);
+/// Namespace prefixes: the four standard ones, overridden by the document's `@context` (all
+/// but `gs1`, which the reference always resets) and by `@xmlns` keys met on the way.
+struct Namespaces {
+    declared: HashMap<String, String>,
+}
+
+/// The reference's defaults; `gs1` cannot be changed by a context.
+const DEFAULT_NAMESPACES: [(&str, &str); 4] = [
+    ("gs1", "https://ref.gs1.org/voc/"),
+    ("cbv", "https://ref.gs1.org/cbv/"),
+    ("epcis", "https://ref.gs1.org/epcis/"),
+    ("cbvmda", "urn:epcglobal:cbv:mda"),
+];
 
 impl Namespaces {
     fn from_context(context: Option<&Value>) -> Self {
-        let mut m: HashMap<String, String> = [
-            ("gs1", "https://ref.gs1.org/voc/"),
-            ("cbv", "https://ref.gs1.org/cbv/"),
-            ("epcis", "https://ref.gs1.org/epcis/"),
-            ("cbvmda", "urn:epcglobal:cbv:mda"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let mut declared = HashMap::new();
         if let Some(Value::Array(items)) = context {
             for item in items {
                 if let Value::Object(o) = item {
                     for (k, v) in o {
-                        if let Some(s) = v.as_str() {
-                            m.insert(k.clone(), s.to_owned());
+                        if let Some(s) = v.as_str()
+                            && k != "gs1"
+                        {
+                            declared.insert(k.clone(), s.to_owned());
                         }
                     }
                 }
             }
         }
-        m.insert("gs1".into(), "https://ref.gs1.org/voc/".into());
-        Namespaces(m)
+        Namespaces { declared }
+    }
+
+    fn get(&self, prefix: &str) -> Option<&str> {
+        match self.declared.get(prefix) {
+            Some(ns) => Some(ns),
+            None => DEFAULT_NAMESPACES
+                .iter()
+                .find(|(p, _)| *p == prefix)
+                .map(|(_, ns)| *ns),
+        }
+    }
+
+    fn declare(&mut self, prefix: &str, ns: &str) {
+        self.declared.insert(prefix.to_owned(), ns.to_owned());
     }
 
     fn key(&self, k: &str) -> String {
         match k.split_once(':') {
-            Some((p, rest)) if self.0.contains_key(p) => format!("{{{}}}{rest}", self.0[p]),
-            _ => k.to_owned(),
+            Some((p, rest)) => match self.get(p) {
+                Some(ns) => format!("{{{ns}}}{rest}"),
+                None => k.to_owned(),
+            },
+            None => k.to_owned(),
         }
     }
 
     /// Only standard GS1 vocabulary CURIEs are expanded in values.
     fn value(&self, v: &str) -> String {
         match v.split_once(':') {
-            Some((p, rest)) if self.0.contains_key(p) => {
-                let ns = &self.0[p];
-                if ns.starts_with("https://ref.gs1.org") || ns.starts_with("https://gs1.org") {
+            Some((p, rest)) => match self.get(p) {
+                Some(ns)
+                    if ns.starts_with("https://ref.gs1.org")
+                        || ns.starts_with("https://gs1.org") =>
+                {
                     format!("{ns}{rest}")
-                } else {
-                    v.to_owned()
                 }
-            }
-            _ => v.to_owned(),
+                _ => v.to_owned(),
+            },
+            None => v.to_owned(),
         }
     }
 }
@@ -295,7 +320,7 @@ fn to_node(v: &Value, ns: &mut Namespaces) -> Node {
             {
                 if let Some(prefix) = k.strip_prefix("@xmlns") {
                     let prefix = prefix.strip_prefix(':').unwrap_or(prefix);
-                    ns.0.insert(prefix.to_owned(), val.as_str().unwrap_or("").to_owned());
+                    ns.declare(prefix, val.as_str().unwrap_or(""));
                     name = ns.key(&name);
                     continue;
                 }
@@ -561,7 +586,9 @@ fn in_order(children: &mut Vec<Node>, order: &[Field]) -> String {
             }
         }
         values.sort();
-        out.push_str(&values.concat());
+        for v in values {
+            out.push_str(&v);
+        }
     }
     out
 }
@@ -577,21 +604,17 @@ fn child_string(child: &mut Node, sub: &Sub) -> String {
             items.concat()
         }
     };
-    let mut text = String::new();
     let t = child.text.trim();
-    if !t.is_empty() {
-        let v = if contains_ignore_ascii_case(&child.name, "time")
-            && !contains_ignore_ascii_case(&child.name, "offset")
-        {
-            time::canonical(t)
-        } else {
-            canonize(t)
-        };
-        if !v.is_empty() {
-            text = format!("={v}");
-        }
-    }
-    if text.is_empty() && grand.is_empty() {
+    let value = if t.is_empty() {
+        String::new()
+    } else if contains_ignore_ascii_case(&child.name, "time")
+        && !contains_ignore_ascii_case(&child.name, "offset")
+    {
+        time::canonical(t)
+    } else {
+        canonize(t)
+    };
+    if value.is_empty() && grand.is_empty() {
         return String::new();
     }
     let name = if child.name == "sensorElementList" {
@@ -599,7 +622,14 @@ fn child_string(child: &mut Node, sub: &Sub) -> String {
     } else {
         child.name.as_str()
     };
-    format!("{name}{text}{grand}")
+    let mut out = String::with_capacity(name.len() + 1 + value.len() + grand.len());
+    out.push_str(name);
+    if !value.is_empty() {
+        out.push('=');
+        out.push_str(&value);
+    }
+    out.push_str(&grand);
+    out
 }
 
 /// Whether `haystack` lowercased contains the lowercase ASCII `needle`, without allocating.
