@@ -12,6 +12,7 @@ mod hashes;
 mod ledger;
 mod live;
 mod packs;
+pub mod querycache;
 mod status;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ pub fn schema(services: Services) -> RxSchema {
         .data(AuditState::default())
         .limit_depth(12)
         .limit_complexity(2_000)
+        .extension(querycache::QueryCache::default())
         .finish()
 }
 
