@@ -364,7 +364,7 @@ fn looks_like_digital_link(uri: &str) -> bool {
         i < limit && {
             let seg = &path[i + 1..];
             seg.find('/').is_some_and(|end| {
-                let b = seg[end + 1..].as_bytes();
+                let b = &seg.as_bytes()[end + 1..];
                 KEYS.contains(&&seg[..end])
                     && b.len() >= 5
                     && b[..4].iter().all(u8::is_ascii_digit)
