@@ -122,6 +122,9 @@ const CBV: &str = "https://ref.gs1.org/cbv/";
 const VOC: &str = "https://ref.gs1.org/voc/";
 const BIZ_STEP: &str = "https://ref.gs1.org/cbv/BizStep-";
 const DISP: &str = "https://ref.gs1.org/cbv/Disp-";
+const BTT: &str = "https://ref.gs1.org/cbv/BTT-";
+const SDT: &str = "https://ref.gs1.org/cbv/SDT-";
+const ER: &str = "https://ref.gs1.org/cbv/ER-";
 
 /// The expanded IRIs JSON-LD expansion with the EPCIS 2.0 context would produce for the
 /// vocabulary-typed fields of these events.
@@ -156,16 +159,16 @@ fn vocabulary_values(events: &[Value]) -> BTreeSet<String> {
             add(pd.get("unset"), DISP);
         }
         for (list, prefix) in [
-            ("bizTransactionList", "https://ref.gs1.org/cbv/BTT-"),
-            ("sourceList", "https://ref.gs1.org/cbv/SDT-"),
-            ("destinationList", "https://ref.gs1.org/cbv/SDT-"),
+            ("bizTransactionList", BTT),
+            ("sourceList", SDT),
+            ("destinationList", SDT),
         ] {
             for item in e.get(list).and_then(Value::as_array).into_iter().flatten() {
                 add(item.get("type"), prefix);
             }
         }
         if let Some(ed) = e.get("errorDeclaration") {
-            add(ed.get("reason"), "https://ref.gs1.org/cbv/ER-");
+            add(ed.get("reason"), ER);
         }
         for se in e
             .get("sensorElementList")
@@ -237,8 +240,8 @@ struct Namespaces {
 
 /// The reference's defaults; `gs1` cannot be changed by a context.
 const DEFAULT_NAMESPACES: [(&str, &str); 4] = [
-    ("gs1", "https://ref.gs1.org/voc/"),
-    ("cbv", "https://ref.gs1.org/cbv/"),
+    ("gs1", VOC),
+    ("cbv", CBV),
     ("epcis", "https://ref.gs1.org/epcis/"),
     ("cbvmda", "urn:epcglobal:cbv:mda"),
 ];
