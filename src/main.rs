@@ -158,8 +158,13 @@ struct Serve {
     /// MQTT connections this node opens in the shared subscription. Brokers cap the
     /// unacknowledged deliveries per connection and acks wait for the commit, so this bounds
     /// how many envelopes can be in one batch.
-    #[arg(long, env = "RXLEDGER_MQTT_CONNECTIONS", default_value_t = IngestConfig::default().connections)]
-    mqtt_connections: usize,
+    #[arg(
+        long,
+        env = "RXLEDGER_MQTT_CONNECTIONS",
+        default_value_t = IngestConfig::default().connections as u16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    mqtt_connections: u16,
 }
 
 #[derive(Subcommand)]
@@ -331,7 +336,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         ingest: IngestConfig {
             batch_max: s.batch_max.max(1),
             batch_wait: Duration::from_millis(s.batch_wait_ms),
-            connections: s.mqtt_connections.max(1),
+            connections: usize::from(s.mqtt_connections),
             topic_root: s.mqtt_topic_root.clone(),
             ..IngestConfig::default()
         },

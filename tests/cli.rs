@@ -168,6 +168,19 @@ fn an_unreachable_database_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_connection_count_of_zero_is_refused() {
+    for bad in ["0", "many"] {
+        let o = run(&["serve", "--mqtt-connections", bad]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("--mqtt-connections"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+}
+
 #[tokio::test]
 async fn corrupt_rows_stop_the_server_before_it_writes() {
     use sea_orm::{ConnectionTrait, Statement};

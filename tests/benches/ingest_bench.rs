@@ -106,10 +106,15 @@ async fn main() -> anyhow::Result<()> {
         ingest: IngestConfig {
             topic_root: topic_root.clone(),
             // The same variable as `rxledger serve --mqtt-connections`.
-            connections: std::env::var("RXLEDGER_MQTT_CONNECTIONS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(IngestConfig::default().connections),
+            connections: match std::env::var("RXLEDGER_MQTT_CONNECTIONS") {
+                Err(_) => IngestConfig::default().connections,
+                Ok(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => anyhow::bail!(
+                        "RXLEDGER_MQTT_CONNECTIONS must be a whole number of at least 1, not {v:?}"
+                    ),
+                },
+            },
             ..IngestConfig::default()
         },
         public_url: None,
