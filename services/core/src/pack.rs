@@ -825,6 +825,12 @@ impl Replay<'_> {
 
     fn custody_effects(&mut self, le: &LoggedEvent, via: &Via) {
         let e = &le.event;
+        let commissioning = *via == Via::Direct && is_commissioning(e);
+        if !commissioning && !matches!(e.biz_step, Some(BizStep::Shipping | BizStep::Receiving)) {
+            // Most of a pack's events (storing, picking, inspecting, ...) move no custody:
+            // skip normalising their parties.
+            return;
+        }
         let org = normalise_party(&le.org);
         let site = le.site.as_deref().map(normalise_party);
         let here = event_location(e).or_else(|| site.clone());
@@ -840,7 +846,7 @@ impl Replay<'_> {
             dest(SourceDestType::Location),
         );
 
-        if *via == Via::Direct && is_commissioning(e) {
+        if commissioning {
             self.custodians = vec![org.clone()];
             self.state.custody = Custody {
                 owner: Some(le.org.clone()),
@@ -1083,9 +1089,15 @@ fn event_location(e: &Event) -> Option<String> {
 /// GLNs; organisations by their registry id. All GLN forms become the 13-digit GLN (SGLN
 /// extension dropped) so they compare equal; anything else is kept trimmed.
 pub fn normalise_party(id: &str) -> String {
+    // Called for every party of every event each time a pack's state is derived, so the
+    // prefixes are compared in place instead of on a lower-cased copy.
     let id = id.trim();
-    let lower = id.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("urn:epc:id:pgln:") {
+    let has_prefix = |p: &str| {
+        id.get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p))
+    };
+    if has_prefix("urn:epc:id:pgln:") {
+        let rest = &id["urn:epc:id:pgln:".len()..];
         let digits: String = rest.chars().filter(|c| *c != '.').collect();
         if digits.len() == 12
             && digits.bytes().all(|b| b.is_ascii_digit())
@@ -1093,16 +1105,16 @@ pub fn normalise_party(id: &str) -> String {
         {
             return format!("{digits}{cd}");
         }
-    } else if lower.starts_with("urn:epc:id:sgln:") {
+    } else if has_prefix("urn:epc:id:sgln:") {
         if let Ok(EpcId::Sgln(s)) = gs1::parse_epc(id) {
             return s.gln.to_string();
         }
-    } else if lower.starts_with("http") {
+    } else if has_prefix("http") {
         for key in ["/414/", "/417/"] {
-            if let Some(pos) = lower.find(key) {
-                let gln: String = lower[pos + 5..].chars().take(13).collect();
+            if let Some(pos) = id.find(key) {
+                let gln = id[pos + 5..].get(..13).unwrap_or("");
                 if gln.len() == 13 && gln.bytes().all(|b| b.is_ascii_digit()) {
-                    return gln;
+                    return gln.to_string();
                 }
             }
         }
@@ -1769,5 +1781,15 @@ mod tests {
         assert_eq!(normalise_party(&format!("https://id.gs1.org/414/{g}")), g);
         assert_eq!(normalise_party(&format!("https://id.gs1.org/417/{g}")), g);
         assert_eq!(normalise_party(" acme "), "acme");
+        // URN and URI schemes are case-insensitive; other ids are kept as they are.
+        assert_eq!(normalise_party(&pgln(2).to_uppercase()), g);
+        assert_eq!(normalise_party(&sgln(2).to_uppercase()), g);
+        assert_eq!(normalise_party(&format!("HTTPS://id.gs1.org/417/{g}")), g);
+        assert_eq!(normalise_party("Acme"), "Acme");
+        assert_eq!(
+            normalise_party("https://example.com/414/123"),
+            "https://example.com/414/123"
+        );
+        assert_eq!(normalise_party("ur"), "ur");
     }
 }
