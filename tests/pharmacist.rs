@@ -218,3 +218,54 @@ async fn each_key_has_its_own_rate_limit() {
     assert!(r["errors"].is_null(), "{r}");
     app.stop().await;
 }
+
+/// The server leaves out the inclusion proofs and the timeline when the query does not ask for
+/// them; asked for through fragments or aliases, they must still come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_and_timeline_come_back_however_they_are_asked_for() {
+    let app = spawn_app().await;
+    app.acme_with_packs(&["1001"]).await;
+    let code = json!({ "code": "(01)10614141073464(21)1001" });
+
+    let bare = app
+        .graphql(
+            "query($code: String!) { verify(code: $code) { verdict } }",
+            code.clone(),
+        )
+        .await;
+    assert_eq!(bare["data"]["verify"]["verdict"], "AUTHENTIC", "{bare}");
+
+    let q = "query($code: String!) { verify(code: $code) { verdict ...Proofs \
+             ... on Verification { steps: timeline { bizStep } } } } \
+             fragment Proofs on Verification { evidence { index proof } }";
+    let r = app.graphql(q, code.clone()).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let v = &r["data"]["verify"];
+    let evidence = v["evidence"].as_array().unwrap();
+    assert!(!evidence.is_empty(), "the verdict cites its entries: {v}");
+    assert!(evidence[0]["proof"].is_array(), "{v}");
+    assert_eq!(v["steps"][0]["bizStep"], "commissioning", "{v}");
+
+    let plain = app
+        .graphql(
+            "query($code: String!) { verify(code: $code) { evidence { index } timeline { index } } }",
+            code,
+        )
+        .await;
+    assert_eq!(
+        plain["data"]["verify"]["evidence"],
+        v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| json!({ "index": e["index"] }))
+            .collect::<Value>(),
+        "{plain}"
+    );
+    assert_eq!(
+        plain["data"]["verify"]["timeline"].as_array().map(Vec::len),
+        v["steps"].as_array().map(Vec::len),
+        "{plain}"
+    );
+    app.stop().await;
+}

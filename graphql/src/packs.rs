@@ -189,10 +189,28 @@ async fn evidence(s: &Services, indices: &[u64], size: u64) -> Result<Vec<Eviden
     Ok(out)
 }
 
+/// Which costly parts of a [`Verification`] the query selected: the rest are left empty.
+#[derive(Clone, Copy)]
+pub(crate) struct Wanted {
+    evidence: bool,
+    timeline: bool,
+}
+
+impl Wanted {
+    /// What the selection under `field` (a `Verification`) asks for.
+    fn of(field: async_graphql::Lookahead<'_>) -> Wanted {
+        Wanted {
+            evidence: field.field("evidence").exists(),
+            timeline: field.field("timeline").exists(),
+        }
+    }
+}
+
 pub(crate) async fn verification(
     s: &Services,
     c: &Caller,
     code: &str,
+    wanted: Wanted,
 ) -> Result<Verification, ApiError> {
     let scanned = parse(code)?;
     let state = match scanned.sgtin() {
@@ -244,11 +262,16 @@ pub(crate) async fn verification(
             expiry: p.expiry.map(iso),
         }),
         status: v.status.map(|st| st.as_str().to_string()),
-        evidence: evidence(s, &cited, head.size).await?,
+        evidence: if wanted.evidence {
+            evidence(s, &cited, head.size).await?
+        } else {
+            Vec::new()
+        },
         checkpoint_size: head.size as i64,
         checkpoint_note: head.note,
         timeline: state
             .iter()
+            .filter(|_| wanted.timeline)
             .flat_map(|st| st.history.iter())
             .map(|h| TimelineStep {
                 index: h.index as i64,
@@ -272,7 +295,8 @@ impl PackQuery {
     /// or a raw DataMatrix scan (with `]d2` and GS separators or their wedge substitutes).
     /// Open to anonymous callers, who get the public verdict.
     async fn verify(&self, ctx: &Context<'_>, code: String) -> Result<Verification> {
-        Ok(verification(services(ctx), caller(ctx), &code).await?)
+        let wanted = Wanted::of(ctx.look_ahead());
+        Ok(verification(services(ctx), caller(ctx), &code, wanted).await?)
     }
 
     /// A pack's full history, including what it inherits from its cases and pallets. Trading
@@ -412,6 +436,7 @@ async fn change(
     c: &Caller,
     code: &str,
     what: StatusChange,
+    wanted: Wanted,
 ) -> Result<StateChange, ApiError> {
     let sgtin = parse(code)?
         .sgtin()
@@ -433,7 +458,7 @@ async fn change(
     Ok(StateChange {
         entry_index: index as i64,
         checkpoint_size: head.size as i64,
-        verification: Some(verification(s, c, code).await?),
+        verification: Some(verification(s, c, code, wanted).await?),
     })
 }
 
@@ -445,7 +470,8 @@ impl PackMutation {
     /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only.
     async fn dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
         let c = require(ctx, &[Role::Pharmacy])?;
-        Ok(change(services(ctx), c, &code, StatusChange::Dispense).await?)
+        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        Ok(change(services(ctx), c, &code, StatusChange::Dispense, wanted).await?)
     }
 
     /// Undoes the caller's own dispense within 10 days.
@@ -471,7 +497,15 @@ impl PackMutation {
         Ok(StateChange {
             entry_index: index as i64,
             checkpoint_size: head.size as i64,
-            verification: Some(verification(s, c, &code).await?),
+            verification: Some(
+                verification(
+                    s,
+                    c,
+                    &code,
+                    Wanted::of(ctx.look_ahead().field("verification")),
+                )
+                .await?,
+            ),
         })
     }
 
@@ -486,7 +520,8 @@ impl PackMutation {
                 Role::Regulator,
             ],
         )?;
-        Ok(change(services(ctx), c, &code, StatusChange::Stolen).await?)
+        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        Ok(change(services(ctx), c, &code, StatusChange::Stolen, wanted).await?)
     }
 
     /// Records a pack destroyed. Any trading partner or a regulator.
@@ -500,7 +535,8 @@ impl PackMutation {
                 Role::Regulator,
             ],
         )?;
-        Ok(change(services(ctx), c, &code, StatusChange::Destroy).await?)
+        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        Ok(change(services(ctx), c, &code, StatusChange::Destroy, wanted).await?)
     }
 
     /// Recalls every pack of a lot, including packs inside cases and pallets. The brand owner
