@@ -270,6 +270,14 @@ async fn pump(
                 if raw_tx.is_none() && *stop.borrow() {
                     break;
                 }
+                if ready.is_some() {
+                    // Never connected yet: the embedded broker may still be binding its port,
+                    // and a broker that never answers is reported by `Ingest::start` when its
+                    // connect timeout runs out. Not worth a warning at every start.
+                    tracing::debug!(error = %e, "MQTT broker not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
                 tracing::warn!(error = %e, "MQTT connection lost; reconnecting in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
