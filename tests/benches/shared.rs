@@ -29,3 +29,15 @@ pub fn rss_mb() -> f64 {
         .unwrap_or(0.0)
         / 1024.0
 }
+
+/// CPU time (user and system) this process has used so far, in seconds.
+#[allow(dead_code)] // not every benchmark reads it
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
