@@ -835,6 +835,10 @@ async fn resolver_run(
                 let t = Instant::now();
                 timed_verdict(&ledger, &packs, &code, pre.as_deref()).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
+                // A verdict from warm caches never waits, so without this a task would keep
+                // its worker for its whole loop, and a verdict that does wait would be timed
+                // across other tasks' loops (p99 76 ms against a p50 of 0.08 ms).
+                tokio::task::yield_now().await;
             }
             anyhow::Ok(lat)
         }));
