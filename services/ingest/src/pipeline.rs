@@ -251,10 +251,19 @@ async fn pump(
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
-                tracing::info!(
-                    session_present = ack.session_present,
-                    "connected to MQTT broker"
-                );
+                // One line per node, not one per connection (32 by default).
+                if conn == 0 {
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "connected to MQTT broker"
+                    );
+                } else {
+                    tracing::debug!(
+                        conn,
+                        session_present = ack.session_present,
+                        "connected to MQTT broker"
+                    );
+                }
                 if raw_tx.is_some() {
                     let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                 }
