@@ -826,7 +826,9 @@ impl Replay<'_> {
     fn custody_effects(&mut self, le: &LoggedEvent, via: &Via) {
         let e = &le.event;
         let commissioning = *via == Via::Direct && is_commissioning(e);
-        if !commissioning && !matches!(e.biz_step, Some(BizStep::Shipping | BizStep::Receiving)) {
+        let shipping = e.biz_step == Some(BizStep::Shipping);
+        let receiving = e.biz_step == Some(BizStep::Receiving);
+        if !(commissioning || shipping || receiving) {
             // Most of a pack's events (storing, picking, inspecting, ...) move no custody:
             // skip normalising their parties.
             return;
@@ -856,7 +858,7 @@ impl Replay<'_> {
             };
             return;
         }
-        if e.biz_step == Some(BizStep::Shipping) {
+        if shipping {
             if !self.custodians.is_empty() && !self.holds(&org, site.as_deref()) {
                 let mut evidence: Vec<u64> = self.state.custody.index.into_iter().collect();
                 evidence.push(le.index);
@@ -907,7 +909,7 @@ impl Replay<'_> {
             if let Some(l) = dest_loc.first() {
                 c.location = Some(l.clone());
             }
-        } else if e.biz_step == Some(BizStep::Receiving) {
+        } else if receiving {
             self.check_receipt(le, &org, site.as_deref(), here.as_deref());
             let owner = dest_owner
                 .first()
