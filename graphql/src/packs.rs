@@ -204,6 +204,11 @@ impl Wanted {
             timeline: field.field("timeline").exists(),
         }
     }
+
+    /// What a state change's `verification` field asks for.
+    fn in_state_change(ctx: &Context<'_>) -> Wanted {
+        Wanted::of(ctx.look_ahead().field("verification"))
+    }
 }
 
 pub(crate) async fn verification(
@@ -470,7 +475,7 @@ impl PackMutation {
     /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only.
     async fn dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
         let c = require(ctx, &[Role::Pharmacy])?;
-        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        let wanted = Wanted::in_state_change(ctx);
         Ok(change(services(ctx), c, &code, StatusChange::Dispense, wanted).await?)
     }
 
@@ -497,15 +502,7 @@ impl PackMutation {
         Ok(StateChange {
             entry_index: index as i64,
             checkpoint_size: head.size as i64,
-            verification: Some(
-                verification(
-                    s,
-                    c,
-                    &code,
-                    Wanted::of(ctx.look_ahead().field("verification")),
-                )
-                .await?,
-            ),
+            verification: Some(verification(s, c, &code, Wanted::in_state_change(ctx)).await?),
         })
     }
 
@@ -520,7 +517,7 @@ impl PackMutation {
                 Role::Regulator,
             ],
         )?;
-        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        let wanted = Wanted::in_state_change(ctx);
         Ok(change(services(ctx), c, &code, StatusChange::Stolen, wanted).await?)
     }
 
@@ -535,7 +532,7 @@ impl PackMutation {
                 Role::Regulator,
             ],
         )?;
-        let wanted = Wanted::of(ctx.look_ahead().field("verification"));
+        let wanted = Wanted::in_state_change(ctx);
         Ok(change(services(ctx), c, &code, StatusChange::Destroy, wanted).await?)
     }
 
