@@ -51,6 +51,15 @@ fn ceiling_rounds(cores: usize, rounds: usize) -> Vec<(f64, f64)> {
     (0..rounds).map(|_| verify_rate(cores)).collect()
 }
 
+/// The rates of `rounds`, for printing.
+fn rates(rounds: &[(f64, f64)]) -> String {
+    rounds
+        .iter()
+        .map(|(r, _)| format!("{r:.0}/s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -105,11 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let mut ceiling = ceiling_rounds(cores, 3);
     println!(
         "k256 verify: {v1:.0}/s on 1 core; on {cores} cores, before the run: {}",
-        ceiling
-            .iter()
-            .map(|(r, _)| format!("{r:.0}/s"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        rates(&ceiling)
     );
 
     let dir = tempfile::tempdir()?;
@@ -280,11 +285,7 @@ async fn main() -> anyhow::Result<()> {
     let after = ceiling_rounds(cores, 3);
     println!(
         "k256 verify on {cores} cores, after the run: {}",
-        after
-            .iter()
-            .map(|(r, _)| format!("{r:.0}/s"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        rates(&after)
     );
     ceiling.extend(after);
     let vn = median(ceiling.iter().map(|(r, _)| *r).collect());

@@ -35,8 +35,9 @@ pub fn rss_mb() -> f64 {
 pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // A figure of 0 would turn into a nonsense ratio, so a failure stops the benchmark.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return 0.0;
+        panic!("getrusage: {}", std::io::Error::last_os_error());
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(u.ru_utime) + secs(u.ru_stime)
