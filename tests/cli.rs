@@ -89,6 +89,13 @@ async fn a_wrong_or_unreadable_key_file_is_refused() {
         "{}",
         stderr(&o)
     );
+    // The cause is said once, though the message already quotes it.
+    assert_eq!(
+        stderr(&o).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     // Another log's key: serve refuses to sign for this log with it.
     let other = dir.path().join("other.key");
     assert!(
