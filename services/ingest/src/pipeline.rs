@@ -1,13 +1,15 @@
 //! From MQTT messages to ledger entries and receipts.
 //!
-//! Four tasks joined by channels:
-//! - the **event loop** drives the MQTT connection, forwards publishes and carries out acks
-//!   and receipt publishes queued by the sequencer;
-//! - the **batcher** gathers up to `batch_max` messages or `batch_wait`, looks up their
-//!   devices in one query, then verifies signatures, parses and hashes events on every core;
-//! - the **sequencer** appends the batch in one transaction (retrying while the database is
-//!   down, without acking anything), records alerts, then acks each message and publishes its
-//!   receipt;
+//! Tasks joined by channels:
+//! - the **event loops** (one per connection) drive the MQTT connections, forward publishes
+//!   and carry out acks and receipt publishes queued by the acker;
+//! - the **batcher** gathers up to `batch_max` messages or `batch_wait`, looks up the devices
+//!   their topics name in one query, then opens envelopes, verifies signatures, parses and
+//!   hashes events on every core;
+//! - the **sequencer** applies the rules that need the ledger and appends the batch in one
+//!   transaction (retrying while the database is down, without acking anything);
+//! - the **acker** takes each committed batch, in commit order, records its alerts, then acks
+//!   each message and publishes its receipt, while the sequencer appends the next batch;
 //! - shutdown drains: stop forwarding, finish the batches already read, ack them, disconnect.
 //!
 //! Memory is bounded by MQTT flow control, not by hope: a QoS 1 message stays unacknowledged
@@ -504,6 +506,15 @@ async fn batcher(
     }
 }
 
+/// What the registry says about the device a topic names, resolved once per batch.
+#[derive(Clone)]
+enum Enrolment {
+    Unknown,
+    Revoked,
+    UnusableKey(String),
+    Active { key: PublicKey, org: String },
+}
+
 /// Everything about a batch that does not need the ledger: size, topic, envelope, device,
 /// signature, EPCIS validity and event hashes.
 async fn check_batch(
@@ -513,7 +524,10 @@ async fn check_batch(
     cfg: &IngestConfig,
 ) -> Vec<Checked> {
     let now = now_ms();
-    let mut opened: Vec<(Delivery, Option<String>, Result<Opened, Reject>)> = batch
+    // Only the topic is read here; the envelopes are parsed on the workers. A device whose
+    // topic names it is looked up even if its envelope turns out malformed: one query for
+    // every device in the batch, keys parsed once per distinct key.
+    let screened: Vec<(Delivery, Option<String>, Result<(), Reject>)> = batch
         .into_iter()
         .map(|(conn, p)| {
             let device = envelope::device_of_topic(&cfg.topic_root, &p.topic).map(str::to_string);
@@ -527,25 +541,22 @@ async fn check_batch(
                     ),
                     Severity::Warning,
                 ))
+            } else if device.is_none() {
+                Err(Reject::new(
+                    "BAD_TOPIC",
+                    format!(
+                        "topic {:?} is not {}/devices/{{deviceId}}/events",
+                        p.topic, cfg.topic_root
+                    ),
+                    Severity::Warning,
+                ))
             } else {
-                match &device {
-                    None => Err(Reject::new(
-                        "BAD_TOPIC",
-                        format!(
-                            "topic {:?} is not {}/devices/{{deviceId}}/events",
-                            p.topic, cfg.topic_root
-                        ),
-                        Severity::Warning,
-                    )),
-                    Some(d) => envelope::open(&p.payload, d).map_err(envelope_reject),
-                }
+                Ok(())
             };
             ((conn, p), device, outcome)
         })
         .collect();
-
-    // One query for every device in the batch; keys are parsed once per distinct key.
-    let ids: Vec<String> = opened
+    let ids: Vec<String> = screened
         .iter()
         .filter_map(|(_, d, o)| o.as_ref().ok().and(d.clone()))
         .collect();
@@ -561,44 +572,44 @@ async fn check_batch(
             }
         }
     };
-    let mut work = Vec::with_capacity(opened.len());
-    for (p, device, outcome) in opened.drain(..) {
-        let outcome = outcome.and_then(|o| {
-            let id = &o.body.device_id;
-            let row = devices.get(id).ok_or_else(|| {
-                Reject::new(
-                    "UNKNOWN_DEVICE",
-                    format!("device {id:?} is not enrolled"),
-                    Severity::Critical,
-                )
-            })?;
-            if row.status != "active" {
-                return Err(Reject::new(
-                    "DEVICE_REVOKED",
-                    format!("device {id:?} is revoked"),
-                    Severity::Critical,
-                ));
+    let mut enrolments: HashMap<String, Enrolment> = HashMap::with_capacity(devices.len());
+    for (id, row) in &devices {
+        let e = if row.status != "active" {
+            Enrolment::Revoked
+        } else if let Some(k) = keys.get(&row.public_key) {
+            Enrolment::Active {
+                key: *k,
+                org: row.org_id.clone(),
             }
-            let key = match keys.get(&row.public_key) {
-                Some(k) => *k,
-                None => {
-                    let k = PublicKey::from_sec1_hex(&row.public_key).map_err(|e| {
-                        Reject::new(
-                            "UNKNOWN_DEVICE",
-                            format!("device {id:?} has an unusable enrolled key: {e}"),
-                            Severity::Critical,
-                        )
-                    })?;
+        } else {
+            match PublicKey::from_sec1_hex(&row.public_key) {
+                Ok(k) => {
                     keys.insert(row.public_key.clone(), k);
-                    k
+                    Enrolment::Active {
+                        key: k,
+                        org: row.org_id.clone(),
+                    }
                 }
-            };
-            Ok((o, key, row.org_id.clone()))
-        });
-        work.push((p, device, outcome));
+                Err(e) => Enrolment::UnusableKey(e.to_string()),
+            }
+        };
+        enrolments.insert(id.clone(), e);
     }
+    let mut work: Vec<_> = screened
+        .into_iter()
+        .map(|(p, device, outcome)| {
+            let enrolment = outcome.map(|()| {
+                device
+                    .as_ref()
+                    .and_then(|d| enrolments.get(d))
+                    .cloned()
+                    .unwrap_or(Enrolment::Unknown)
+            });
+            (p, device, enrolment)
+        })
+        .collect();
 
-    // Signatures, EPCIS parsing and hashing: CPU-bound, spread over the workers.
+    // Envelopes, signatures, EPCIS parsing and hashing: CPU-bound, spread over the workers.
     let skew = cfg.max_clock_skew.as_millis() as i64;
     let per = work.len().div_ceil(cfg.workers.max(1)).max(1);
     let mut handles = Vec::new();
@@ -607,7 +618,9 @@ async fn check_batch(
         handles.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|((conn, p), device, outcome)| verify_one(conn, p, device, outcome, now, skew))
+                .map(|((conn, p), device, enrolment)| {
+                    verify_one(conn, p, device, enrolment, now, skew)
+                })
                 .collect::<Vec<_>>()
         }));
     }
@@ -621,15 +634,48 @@ async fn check_batch(
     out
 }
 
+/// Opens the envelope and checks, in this order, its form, its device's enrolment, its
+/// signature and its events.
+fn open_enrolled(
+    payload: &[u8],
+    device: &str,
+    enrolment: Enrolment,
+) -> Result<(Opened, PublicKey, String), Reject> {
+    let o = envelope::open(payload, device).map_err(envelope_reject)?;
+    let id = &o.body.device_id;
+    match enrolment {
+        Enrolment::Active { key, org } => Ok((o, key, org)),
+        Enrolment::Unknown => Err(Reject::new(
+            "UNKNOWN_DEVICE",
+            format!("device {id:?} is not enrolled"),
+            Severity::Critical,
+        )),
+        Enrolment::Revoked => Err(Reject::new(
+            "DEVICE_REVOKED",
+            format!("device {id:?} is revoked"),
+            Severity::Critical,
+        )),
+        Enrolment::UnusableKey(e) => Err(Reject::new(
+            "UNKNOWN_DEVICE",
+            format!("device {id:?} has an unusable enrolled key: {e}"),
+            Severity::Critical,
+        )),
+    }
+}
+
 fn verify_one(
     conn: usize,
     publish: Publish,
     device: Option<String>,
-    outcome: Result<(Opened, PublicKey, String), Reject>,
+    enrolment: Result<Enrolment, Reject>,
     now: i64,
     skew: i64,
 ) -> Checked {
     let payload_hash = envelope::payload_hash(&publish.payload);
+    let outcome = enrolment.and_then(|e| {
+        // `device` is always set when screening passed (BAD_TOPIC otherwise).
+        open_enrolled(&publish.payload, device.as_deref().unwrap_or_default(), e)
+    });
     let seq = outcome.as_ref().ok().map(|(o, _, _)| o.body.seq);
     let outcome = outcome.and_then(|(o, key, org)| {
         o.verify(&key).map_err(envelope_reject)?;
@@ -776,6 +822,8 @@ async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
     }
 }
 
+/// Appends batches in order. Receipts and acks are handed to the acker, so the next batch's
+/// rules and append start as soon as this one is committed.
 async fn sequencer(
     mut rx: mpsc::Receiver<Vec<Checked>>,
     clients: Vec<AsyncClient>,
@@ -785,7 +833,16 @@ async fn sequencer(
     alerts: Alerts,
     stats: Arc<Stats>,
 ) {
-    let monitor = monitor::spawn(packs.clone(), alerts.clone());
+    // One committed batch may wait for the acker while the next is appended: still bounded.
+    let (ack_tx, ack_rx) = mpsc::channel::<(Vec<Checked>, Appended)>(1);
+    let acker = tokio::spawn(acker(
+        ack_rx,
+        clients,
+        topic_root,
+        packs.clone(),
+        alerts,
+        stats.clone(),
+    ));
     while let Some(mut batch) = rx.recv().await {
         let t = std::time::Instant::now();
         apply_rules(&mut batch, &packs).await;
@@ -802,6 +859,29 @@ async fn sequencer(
         stats
             .append_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if ack_tx.send((batch, result)).await.is_err() {
+            break;
+        }
+    }
+    // Drained: the acker finishes the committed batches, then disconnects.
+    drop(ack_tx);
+    if let Err(e) = acker.await {
+        tracing::error!(error = %e, "the acker stopped abnormally");
+    }
+}
+
+/// Records the alerts of each committed batch, then publishes its receipts and acks its
+/// messages, batch after batch in commit order (so PUBACKs keep the order of the PUBLISHes).
+async fn acker(
+    mut rx: mpsc::Receiver<(Vec<Checked>, Appended)>,
+    clients: Vec<AsyncClient>,
+    topic_root: String,
+    packs: Arc<Packs>,
+    alerts: Alerts,
+    stats: Arc<Stats>,
+) {
+    let monitor = monitor::spawn(packs, alerts.clone());
+    while let Some((batch, result)) = rx.recv().await {
         let t = std::time::Instant::now();
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let mut admissions = result.admissions.into_iter();
