@@ -133,15 +133,12 @@ async fn main() -> anyhow::Result<()> {
         ingest: IngestConfig {
             topic_root: topic_root.clone(),
             // The same variable as `rxledger serve --mqtt-connections`.
-            connections: match std::env::var("RXLEDGER_MQTT_CONNECTIONS") {
-                Err(_) => IngestConfig::default().connections,
-                Ok(v) => match v.trim().parse::<usize>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => anyhow::bail!(
-                        "RXLEDGER_MQTT_CONNECTIONS must be a whole number of at least 1, not {v:?}"
-                    ),
-                },
-            },
+            connections: env_count(
+                "RXLEDGER_MQTT_CONNECTIONS",
+                IngestConfig::default().connections,
+            )?,
+            // The same variable as `rxledger serve --batch-max`.
+            batch_max: env_count("RXLEDGER_BATCH_MAX", IngestConfig::default().batch_max)?,
             ..IngestConfig::default()
         },
         public_url: None,
@@ -345,4 +342,15 @@ async fn main() -> anyhow::Result<()> {
     println!("RSS at end {:.0} MB", rss_mb());
     app.shutdown().await;
     Ok(())
+}
+
+/// A whole number of at least 1 from the environment, or `default` when it is not set.
+fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => anyhow::bail!("{name} must be a whole number of at least 1, not {v:?}"),
+        },
+    }
 }
