@@ -7,7 +7,8 @@
 //!   their topics name in one query, then opens envelopes, verifies signatures, parses and
 //!   hashes events on every core;
 //! - the **sequencer** applies the rules that need the ledger and appends the batch in one
-//!   transaction (retrying while the database is down, without acking anything);
+//!   transaction (retrying while the database is down, without acking anything), on a
+//!   thread of its own;
 //! - the **acker** takes each committed batch, in commit order, records its alerts, then acks
 //!   each message and publishes its receipt, while the sequencer appends the next batch;
 //! - shutdown drains: stop forwarding, finish the batches already read, ack them, disconnect.
@@ -57,8 +58,9 @@ pub struct IngestConfig {
     /// MQTT connections this node opens, all in the shared subscription. Brokers cap the
     /// unacknowledged deliveries per connection (rumqttd at 100, Mosquitto's
     /// `max_inflight_messages` at 20 by default) and acks wait for the commit, so the
-    /// connections bound how many envelopes can be in the pipeline: 32 x 100 holds a full
-    /// batch being appended while the next one is checked.
+    /// connections bound how many envelopes can be in the pipeline. 64 x 100 lets a batch be
+    /// collected, one checked, one appended and one acked at once, at 800 to 900 envelopes
+    /// each; with 32 batches stayed near 640 and ingest was 6 to 8 % slower (BENCHMARKS.md).
     pub connections: usize,
 }
 
@@ -73,7 +75,7 @@ impl Default for IngestConfig {
                 .unwrap_or(2),
             max_clock_skew: Duration::from_secs(300),
             topic_root: envelope::DEFAULT_TOPIC_ROOT.to_string(),
-            connections: 32,
+            connections: 64,
         }
     }
 }
@@ -188,13 +190,18 @@ impl Ingest {
             cfg.clone(),
             stats.clone(),
         ));
-        let sequencer = tokio::spawn(sequencer(
+        let sequencer = on_own_thread(sequencer(
             batch_rx,
-            clients,
-            cfg.topic_root.clone(),
+            Acker {
+                clients,
+                topic_root: cfg.topic_root.clone(),
+                packs: packs.clone(),
+                alerts,
+                stats: stats.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            },
             ledger,
             packs,
-            alerts,
             stats.clone(),
         ));
         tasks.push(batcher);
@@ -253,7 +260,7 @@ async fn pump(
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
-                // One line per node, not one per connection (32 by default).
+                // One line per node, not one per connection (64 by default).
                 if conn == 0 {
                     tracing::info!(
                         session_present = ack.session_present,
@@ -785,10 +792,10 @@ struct Appended {
 /// breaks a database constraint, which the checks before should have made impossible, one
 /// bad envelope must not stall ingest forever: the entries are appended one by one and the
 /// offender alone is refused.
-async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
+async fn append_durably(ledger: &Ledger, entries: &[NewEntry]) -> Appended {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match ledger.append(entries.clone()).await {
+        match ledger.append(entries).await {
             Ok(b) => {
                 return Appended {
                     admissions: b.admissions,
@@ -800,7 +807,7 @@ async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
                 let mut admissions = Vec::with_capacity(entries.len());
                 let mut head = ledger.head();
                 for entry in entries {
-                    let one = Box::pin(append_durably(ledger, vec![entry])).await;
+                    let one = Box::pin(append_durably(ledger, std::slice::from_ref(entry))).await;
                     admissions.extend(one.admissions);
                     head = one.head;
                 }
@@ -822,26 +829,63 @@ async fn append_durably(ledger: &Ledger, entries: Vec<NewEntry>) -> Appended {
     }
 }
 
+/// A placeholder for an entry lent to the append; allocates nothing.
+fn lent() -> NewEntry {
+    NewEntry {
+        data: Vec::new(),
+        kind: EntryKind::DeviceEnvelope,
+        signer: String::new(),
+        seq: 0,
+        events: Vec::new(),
+    }
+}
+
+/// Runs `task` on a thread of its own, with a single-threaded runtime.
+///
+/// The sequencer is the one serial stage of ingest, and an append is some 30 database round
+/// trips. On the shared runtime each of its wake-ups queued behind the MQTT event loops (one
+/// per connection), which are busy under load, and the append took about a tenth longer.
+fn on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(task),
+            Err(e) => tracing::error!(error = %e, "cannot start the sequencer's runtime"),
+        }
+    })
+}
+
+/// What the acker needs, and the runtime it runs on: the shared one, beside the connections
+/// it publishes through.
+struct Acker {
+    clients: Vec<AsyncClient>,
+    topic_root: String,
+    packs: Arc<Packs>,
+    alerts: Alerts,
+    stats: Arc<Stats>,
+    runtime: tokio::runtime::Handle,
+}
+
 /// Appends batches in order. Receipts and acks are handed to the acker, so the next batch's
 /// rules and append start as soon as this one is committed.
 async fn sequencer(
     mut rx: mpsc::Receiver<Vec<Checked>>,
-    clients: Vec<AsyncClient>,
-    topic_root: String,
+    a: Acker,
     ledger: Arc<Ledger>,
     packs: Arc<Packs>,
-    alerts: Alerts,
     stats: Arc<Stats>,
 ) {
     // One committed batch may wait for the acker while the next is appended: still bounded.
     let (ack_tx, ack_rx) = mpsc::channel::<(Vec<Checked>, Appended)>(1);
-    let acker = tokio::spawn(acker(
+    let acker = a.runtime.spawn(acker(
         ack_rx,
-        clients,
-        topic_root,
-        packs.clone(),
-        alerts,
-        stats.clone(),
+        a.clients,
+        a.topic_root,
+        a.packs,
+        a.alerts,
+        a.stats,
     ));
     while let Some(mut batch) = rx.recv().await {
         let t = std::time::Instant::now();
@@ -850,12 +894,22 @@ async fn sequencer(
             .rules_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
         let t = std::time::Instant::now();
+        // The entries are lent to the append and put back for the acker, not copied.
         let entries: Vec<NewEntry> = batch
-            .iter()
-            .filter_map(|c| c.outcome.as_ref().ok().map(|r| r.entry.clone()))
+            .iter_mut()
+            .filter_map(|c| {
+                c.outcome
+                    .as_mut()
+                    .ok()
+                    .map(|r| std::mem::replace(&mut r.entry, lent()))
+            })
             .collect();
         // Nothing is acked until the batch is durable; while the database is down, wait.
-        let result = append_durably(&ledger, entries).await;
+        let result = append_durably(&ledger, &entries).await;
+        let ready = batch.iter_mut().filter_map(|c| c.outcome.as_mut().ok());
+        for (r, entry) in ready.zip(entries) {
+            r.entry = entry;
+        }
         stats
             .append_us
             .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);

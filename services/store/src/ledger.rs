@@ -290,9 +290,11 @@ impl Ledger {
         Ok(self.head())
     }
 
-    /// Appends a batch in one transaction; see the module docs for the steps.
-    #[tracing::instrument(skip_all, fields(offered = batch.len()))]
-    pub async fn append(&self, batch: Vec<NewEntry>) -> Result<Batch, StoreError> {
+    /// Appends a batch in one transaction; see the module docs for the steps. Takes a `Vec` or
+    /// a slice: the ingest sequencer lends its batch rather than copying it.
+    #[tracing::instrument(skip_all, fields(offered = batch.as_ref().len()))]
+    pub async fn append(&self, batch: impl AsRef<[NewEntry]> + Send) -> Result<Batch, StoreError> {
+        let batch = batch.as_ref();
         let mut frontier = self.frontier.lock().await;
         let writer = lock(&self.writer).clone();
         // Boxed: the append future is large, and callers nest it deep in GraphQL resolvers.
@@ -321,7 +323,7 @@ impl Ledger {
         &self,
         writer: &sea_orm::DatabaseConnection,
         frontier: &mut Frontier,
-        batch: Vec<NewEntry>,
+        batch: &[NewEntry],
     ) -> Result<Batch, StoreError> {
         let txn = writer.begin().await?;
         if self.db.is_postgres() {
@@ -347,10 +349,10 @@ impl Ledger {
                 cache.insert(t);
             }
         }
-        let admissions = admit(&txn, &batch, old_size).await?;
+        let admissions = admit(&txn, batch, old_size).await?;
         let accepted: Vec<(u64, &NewEntry)> = admissions
             .iter()
-            .zip(&batch)
+            .zip(batch)
             .filter_map(|(a, e)| match a {
                 Admission::Appended { index } => Some((*index, e)),
                 _ => None,

@@ -71,7 +71,7 @@ async fn proofs_verify_against_checkpoints(db: Database) {
     let mut n = 0u64;
     for batch in [1u64, 255, 256, 700, 3, 1] {
         let b = ledger
-            .append((n..n + batch).map(entry).collect())
+            .append((n..n + batch).map(entry).collect::<Vec<_>>())
             .await
             .unwrap();
         for (k, a) in b.admissions.iter().enumerate() {
@@ -125,12 +125,18 @@ async fn proofs_verify_against_checkpoints(db: Database) {
 /// Reopening reads only the head and right edge and carries on where it stopped.
 async fn reopen_continues(db: Database) {
     let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
-    ledger.append((0..300).map(entry).collect()).await.unwrap();
+    ledger
+        .append((0..300).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let head = ledger.head();
     drop(ledger);
     let again = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
     assert_eq!(again.head(), head);
-    again.append((300..600).map(entry).collect()).await.unwrap();
+    again
+        .append((300..600).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let p = again.inclusion_proof(10, 600).await.unwrap();
     merkle::verify_inclusion(
         &merkle::leaf_hash(&entry(10).data),
@@ -274,7 +280,10 @@ async fn dedup_and_replay(db: Database) {
 /// The auditor catches a changed entry and, separately, a changed stored hash.
 async fn audit_catches_tampering(db: Database) {
     let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
-    ledger.append((0..600).map(entry).collect()).await.unwrap();
+    ledger
+        .append((0..600).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let v = ledger.verifier().clone();
     assert!(audit(&db, &v, None, |_, _| {}).await.unwrap().ok());
 
@@ -346,7 +355,10 @@ async fn audit_catches_tampering(db: Database) {
 /// A checkpoint from another log is refused, not audited.
 async fn audit_refuses_foreign_checkpoint(db: Database) {
     let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
-    ledger.append((0..5).map(entry).collect()).await.unwrap();
+    ledger
+        .append((0..5).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let other_db = TempDb::sqlite().await.unwrap();
     let other = Ledger::open(
         other_db.db.clone(),
@@ -355,7 +367,10 @@ async fn audit_refuses_foreign_checkpoint(db: Database) {
     )
     .await
     .unwrap();
-    other.append((0..5).map(entry).collect()).await.unwrap();
+    other
+        .append((0..5).map(entry).collect::<Vec<_>>())
+        .await
+        .unwrap();
     let r = audit(&db, ledger.verifier(), Some(&other.head().note), |_, _| {}).await;
     assert!(matches!(r, Err(StoreError::WrongLog { .. })), "{r:?}");
 }
