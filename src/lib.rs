@@ -6,3 +6,4 @@
 pub mod keyfile;
 pub mod ratelimit;
 pub mod server;
+pub mod tls;

@@ -133,6 +133,13 @@ struct Serve {
     /// codes (e.g. https://verify.example.org). Default: http://{--http-listen}.
     #[arg(long, env = "RXLEDGER_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first, e.g. fullchain.pem); needs
+    /// --tls-key. The files are re-read when they change, so a renewal needs no restart.
+    #[arg(long, env = "RXLEDGER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RXLEDGER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// GraphQL requests per second allowed per API key (anonymous: per client IP); bursts
     /// may reach twice this.
     #[arg(long, env = "RXLEDGER_RATE_LIMIT", default_value_t = 100.0)]
@@ -359,6 +366,11 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             ..IngestConfig::default()
         },
         public_url: s.public_url.clone(),
+        tls: s
+            .tls_cert
+            .clone()
+            .zip(s.tls_key.clone())
+            .map(|(cert, key)| rxledger::tls::TlsFiles { cert, key }),
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: s.rate_limit,
             burst: s.rate_limit * 2.0,
@@ -380,9 +392,10 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         "mqtt:         mqtt://{}:{}",
         app.mqtt_addr.0, app.mqtt_addr.1
     );
-    println!("graphql:      http://{}/graphql", app.http_addr);
-    println!("pharmacist:   http://{}/", app.http_addr);
-    println!("listening on http://{}", app.http_addr);
+    let web = format!("{}://{}", app.http_scheme, app.http_addr);
+    println!("graphql:      {web}/graphql");
+    println!("pharmacist:   {web}/");
+    println!("listening on {web}");
     shutdown_signal().await;
     eprintln!("shutting down: draining batches in flight");
     app.shutdown().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_graphql_poem::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use poem::listener::TcpAcceptor;
+use poem::listener::{AcceptorExt as _, TcpAcceptor};
 use poem::web::{Data, Html};
 use poem::{EndpointExt, Route, get, handler, http::HeaderMap};
 use rxledger_graphql::RxSchema;
@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// GraphQL requests allowed per API key (anonymous callers: per IP).
     pub rate_limit: crate::ratelimit::RateLimit,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Largest GraphQL request body.
@@ -45,6 +47,8 @@ pub const MAX_API_BODY: usize = 256 * 1024;
 /// A running server.
 pub struct App {
     pub http_addr: SocketAddr,
+    /// `https` when the server was given a certificate, `http` otherwise.
+    pub http_scheme: &'static str,
     /// The broker the ingest is connected to (host, port).
     pub mqtt_addr: (String, u16),
     pub ledger: Arc<Ledger>,
@@ -165,6 +169,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     })?;
     listener.set_nonblocking(true)?;
     let http_addr = listener.local_addr()?;
+    // Read and check the certificate before anything listens, so a bad pair stops the start.
+    let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
+    let http_scheme = if tls.is_some() { "https" } else { "http" };
     let web = rxledger_web::Web {
         schema: schema.clone(),
         keys: api_keys.clone(),
@@ -173,7 +180,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         base_url: cfg
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{http_addr}"))
+            .unwrap_or_else(|| format!("{http_scheme}://{http_addr}"))
             .trim_end_matches('/')
             .to_string(),
     };
@@ -191,7 +198,10 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
             .data(api_keys.clone())
             .data(Arc::new(crate::ratelimit::Limiter::new(cfg.rate_limit))),
     );
-    let acceptor = TcpAcceptor::from_std(listener)?;
+    let acceptor = match tls {
+        Some(configs) => TcpAcceptor::from_std(listener)?.rustls(configs).boxed(),
+        None => TcpAcceptor::from_std(listener)?.boxed(),
+    };
     let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
@@ -207,6 +217,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     });
     Ok(App {
         http_addr,
+        http_scheme,
         mqtt_addr,
         ledger,
         registry,

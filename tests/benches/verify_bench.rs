@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         node_id: "verify-bench".into(),
         ingest: IngestConfig::default(),
         public_url: None,
+        tls: None,
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: 1e9,
             burst: 1e9,

@@ -93,6 +93,7 @@ pub async fn spawn_app_with(backends: Backends, tweak: impl FnOnce(&mut ServeCon
             ..IngestConfig::default()
         },
         public_url: None,
+        tls: None,
         rate_limit: rxledger::ratelimit::RateLimit::default(),
     };
     tweak(&mut cfg);

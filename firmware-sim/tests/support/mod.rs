@@ -41,6 +41,7 @@ impl Server {
                 ..IngestConfig::default()
             },
             public_url: None,
+            tls: None,
             rate_limit: rxledger::ratelimit::RateLimit::default(),
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
