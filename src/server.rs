@@ -197,7 +197,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         rxledger_web::mount(api, &web)
             .data(schema)
             .data(api_keys.clone())
-            .data(limiter),
+            .data(limiter)
+            .data(Arc::new(WsSockets::default())),
     );
     let acceptor = TcpAcceptor::from_std(listener)?;
     let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -336,6 +337,7 @@ async fn graphql_ws(
     schema: Data<&RxSchema>,
     keys: Data<&ApiKeys>,
     limiter: Data<&Arc<Limiter>>,
+    sockets: Data<&Arc<WsSockets>>,
     req: &Request,
     ws: WebSocket,
     protocol: GraphQLProtocol,
@@ -344,14 +346,59 @@ async fn graphql_ws(
     if let Err(wait) = limiter.take(&ip, RouteCost::WsConnect.tokens()) {
         return rxledger_web::Problem::rate_limited(wait).respond(true);
     }
+    let Some(held) = WsSockets::open(&sockets, &ip) else {
+        return rxledger_web::Problem::new(
+            poem::http::StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            format!("at most {MAX_WS_PER_ADDRESS} GraphQL WebSockets per address at once"),
+        )
+        .respond(true);
+    };
     let (schema, keys, limiter) = (schema.0.clone(), keys.0.clone(), limiter.0.clone());
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_API_BODY))
         .max_frame_size(Some(MAX_API_BODY));
     ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .config(config)
-        .on_upgrade(move |socket| serve_ws(socket, schema, protocol, keys, limiter, ip))
+        .on_upgrade(move |socket| async move {
+            serve_ws(socket, schema, protocol, keys, limiter, ip).await;
+            drop(held);
+        })
         .into_response()
+}
+
+/// GraphQL WebSockets one client address may hold open at once.
+pub const MAX_WS_PER_ADDRESS: usize = 32;
+
+/// Open GraphQL WebSockets per client address.
+#[derive(Default)]
+struct WsSockets(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open WebSocket, counted until dropped.
+struct WsHeld(Arc<WsSockets>, String);
+
+impl WsSockets {
+    fn open(this: &Arc<WsSockets>, ip: &str) -> Option<WsHeld> {
+        let mut open = this.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip.to_string()).or_insert(0);
+        if *n >= MAX_WS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(WsHeld(this.clone(), ip.to_string()))
+    }
+}
+
+impl Drop for WsHeld {
+    fn drop(&mut self) {
+        let mut open = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
 }
 
 async fn serve_ws(

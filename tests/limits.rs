@@ -265,6 +265,7 @@ async fn bombs_are_refused_and_the_servers_peak_memory_stays_bounded() {
     assert!(msg.len() > 11_000_000);
     let _ = ws.send(Message::text(msg)).await;
     let closed = ws_next(&mut ws).await;
+    eprintln!("an 11.5 MB WebSocket document: {closed}");
     assert!(
         closed["close"] == 1009 || closed["close"] == -1,
         "closed, not parsed: {closed}"
@@ -647,5 +648,81 @@ async fn a_regulator_key_in_connection_init_subscribes_to_alerts() {
         v["reason"].as_str().unwrap().starts_with("UNAUTHENTICATED"),
         "{v}"
     );
+    app.stop().await;
+}
+
+/// Live operations per WebSocket and WebSockets per address are bounded, so an idle
+/// subscriber cannot pile up streams or connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_holds_100_operations_and_an_address_32_websockets() {
+    let app = spawn_app_with(Backends::Embedded, |c| {
+        c.rate_limit = RateLimit {
+            per_second: 1000.0,
+            burst: 2000.0,
+        }
+    })
+    .await;
+    let mut ws = ws_connect(app.http, json!({})).await;
+    assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+    const LIVE: &str = "subscription { checkpoints { size } }";
+    for i in 0..99 {
+        ws_subscribe(&mut ws, &i.to_string(), LIVE).await;
+    }
+    // A query is the 100th; it completes, and then no longer counts.
+    ws_subscribe(&mut ws, "q", "{ checkpoint { size } }").await;
+    let v = ws_next(&mut ws).await;
+    assert_eq!(v["id"], "q", "{v}");
+    assert_eq!(ws_next(&mut ws).await["type"], "complete");
+    ws_subscribe(&mut ws, "99", LIVE).await;
+    ws_subscribe(&mut ws, "100", LIVE).await;
+    let v = ws_next(&mut ws).await;
+    assert_eq!(v["close"], 4400, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("TOO_MANY_OPERATIONS"),
+        "{v}"
+    );
+
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        let mut ws = ws_connect(app.http, json!({})).await;
+        assert_eq!(ws_next(&mut ws).await["type"], "connection_ack");
+        held.push(ws);
+    }
+    let mut req = format!("ws://{}/graphql/ws", app.http)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 429);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default());
+            assert!(body.contains("TOO_MANY_CONNECTIONS"), "{body}");
+        }
+        other => panic!("a 33rd WebSocket from one address: {other:?}"),
+    }
+    // Closing one makes room for another.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut req = format!("ws://{}/graphql/ws", app.http)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await {
+            again = Some(ws);
+            break;
+        }
+    }
+    assert!(again.is_some(), "a closed WebSocket frees its place");
     app.stop().await;
 }
