@@ -140,10 +140,18 @@ struct Serve {
     /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "RXLEDGER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// GraphQL requests per second allowed per API key (anonymous: per client IP); bursts
-    /// may reach twice this.
+    /// Rate-limit tokens per second per API key (anonymous: per client IP); bursts may reach
+    /// twice this. A GraphQL request takes one token per 500 points of cost (a full `verify`
+    /// takes one); the resolver 1, `/qr` 2, `/labels` 5, `/scan` 10.
     #[arg(long, env = "RXLEDGER_RATE_LIMIT", default_value_t = 100.0)]
     rate_limit: f64,
+    /// Largest cost of one GraphQL operation, in points: a field costs 1, a list its page
+    /// size times its items' cost, `verify` 20 (docs/SECURITY.md has the model).
+    #[arg(long, env = "RXLEDGER_MAX_QUERY_COST", default_value_t = 25_000)]
+    max_query_cost: u64,
+    /// Largest GraphQL answer, in MiB.
+    #[arg(long, env = "RXLEDGER_MAX_RESPONSE_MIB", default_value_t = 16)]
+    max_response_mib: usize,
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -374,6 +382,11 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: s.rate_limit,
             burst: s.rate_limit * 2.0,
+        },
+        limits: rxledger_graphql::cost::Limits {
+            max_cost: s.max_query_cost,
+            max_response_bytes: s.max_response_mib << 20,
+            ..Default::default()
         },
     };
     let app = server::start(cfg.clone()).await?;

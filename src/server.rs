@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_graphql_poem::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_poem::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use poem::listener::{AcceptorExt as _, TcpAcceptor};
+use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::web::{Data, Html};
-use poem::{EndpointExt, Route, get, handler, http::HeaderMap};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler, http::HeaderMap};
 use rxledger_graphql::RxSchema;
+use rxledger_graphql::cost::{LimitCode, Limits, Payer};
+use rxledger_graphql::ratelimit::{Limiter, RouteCost};
 use rxledger_ingest::{Ingest, IngestConfig, MqttTarget, broker};
 use rxledger_store::packs::Packs;
 use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
@@ -35,13 +38,15 @@ pub struct ServeConfig {
     /// The public base URL printed into QR codes and used as the Digital Link domain, e.g.
     /// `https://verify.example.org`; by default `http://{the HTTP listen address}`.
     pub public_url: Option<String>,
-    /// GraphQL requests allowed per API key (anonymous callers: per IP).
+    /// Rate-limit tokens per API key (anonymous callers: per IP).
     pub rate_limit: crate::ratelimit::RateLimit,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// What one GraphQL request may cost and answer.
+    pub limits: Limits,
 }
 
-/// Largest GraphQL request body.
+/// Largest GraphQL request body, and largest WebSocket message.
 pub const MAX_API_BODY: usize = 256 * 1024;
 
 /// A running server.
@@ -160,7 +165,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
     };
-    let schema = rxledger_graphql::schema(services);
+    let schema = rxledger_graphql::schema_with(services, cfg.limits);
+    let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
             "cannot listen for HTTP on {}; choose another with --http-listen ADDR",
@@ -183,20 +189,23 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
             .unwrap_or_else(|| format!("{http_scheme}://{http_addr}"))
             .trim_end_matches('/')
             .to_string(),
+        limiter: limiter.clone(),
     };
-    let limit = || poem::middleware::SizeLimit::new(MAX_API_BODY);
     let api = Route::new()
-        .at("/graphql", get(graphiql).post(graphql).with(limit()))
         .at(
-            "/graphql/ws",
-            get(GraphQLSubscription::new(schema.clone())).with(limit()),
+            "/graphql",
+            get(graphiql)
+                .post(graphql)
+                .around(|ep, req| cap_body(ep, req, MAX_API_BODY)),
         )
+        .at("/graphql/ws", get(graphql_ws))
         .at("/healthz", get(healthz));
     let routes = rxledger_web::friendly_errors(
         rxledger_web::mount(api, &web)
             .data(schema)
             .data(api_keys.clone())
-            .data(Arc::new(crate::ratelimit::Limiter::new(cfg.rate_limit))),
+            .data(limiter)
+            .data(Arc::new(WsSockets::default())),
     );
     let acceptor = match tls {
         Some(configs) => TcpAcceptor::from_std(listener)?.rustls(configs).boxed(),
@@ -250,49 +259,345 @@ async fn first_admin(registry: &Registry, keys: &ApiKeys) -> anyhow::Result<Opti
     Ok(Some(token))
 }
 
-/// POST /graphql: resolves the Bearer token to a caller, takes a token from the caller's rate
-/// limit bucket, then runs the query.
+/// Refuses a body over `max` bytes with 413 before the handler reads it. Unlike poem's
+/// `SizeLimit` it does not demand a Content-Length: GET requests and WebSocket upgrades have
+/// none (a browser's got 411), and a chunked body is read up to `max` and refused past it.
+async fn cap_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<poem::Response> {
+    let too_large = || poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max as u64 => return Err(too_large()),
+        Some(_) => {}
+        None if req.method() == poem::http::Method::GET
+            || req.method() == poem::http::Method::HEAD => {}
+        None => {
+            let body = req
+                .take_body()
+                .into_bytes_limit(max)
+                .await
+                .map_err(|_| too_large())?;
+            req.set_body(body);
+        }
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+/// The rate-limit bucket of a caller: its API key, or its address when anonymous.
+fn bucket(caller: &rxledger_graphql::Caller, req: &Request) -> String {
+    match caller {
+        rxledger_graphql::Caller::Key { key_id, .. } => format!("key:{key_id}"),
+        rxledger_graphql::Caller::Anonymous => rxledger_web::client_ip(req),
+    }
+}
+
+/// POST /graphql: resolves the Bearer token to a caller, then runs the query, which the cost
+/// guard prices and charges to the caller's bucket before it runs (429 when it is empty).
 #[handler]
 async fn graphql(
     schema: Data<&RxSchema>,
     keys: Data<&ApiKeys>,
-    limiter: Data<&Arc<crate::ratelimit::Limiter>>,
-    remote: &poem::web::RemoteAddr,
+    limiter: Data<&Arc<Limiter>>,
+    http: &Request,
     headers: &HeaderMap,
     req: GraphQLRequest,
 ) -> poem::Response {
-    use poem::IntoResponse as _;
     let mut req = req.0;
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let bucket = match rxledger_graphql::authenticate(&keys, auth).await {
-        Ok(rxledger_graphql::Caller::Anonymous) => remote
-            .as_socket_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default(),
-        Ok(caller) => {
-            let bucket = match &caller {
-                rxledger_graphql::Caller::Key { key_id, .. } => format!("key:{key_id}"),
-                rxledger_graphql::Caller::Anonymous => String::new(),
-            };
-            req = req.data(caller);
-            bucket
-        }
+    let caller = match rxledger_graphql::authenticate(&keys, auth).await {
+        Ok(caller) => caller,
         Err(refused) => return error_response(refused.code, refused.message).into_response(),
     };
-    if let Err(wait) = limiter.check(&bucket) {
-        let mut resp = error_response(
-            "RATE_LIMITED",
-            "too many requests for this API key; slow down and retry after the Retry-After delay",
-        )
-        .into_response();
-        resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
-        resp.headers_mut().insert(
-            "retry-after",
-            poem::http::HeaderValue::from(wait.ceil().max(1.0) as u64),
-        );
-        return resp;
+    req = req.data(Payer {
+        bucket: bucket(&caller, http),
+        limiter: limiter.clone(),
+    });
+    if caller != rxledger_graphql::Caller::Anonymous {
+        req = req.data(caller);
     }
-    GraphQLResponse::from(schema.execute(req).await).into_response()
+    let resp = schema.execute(req).await;
+    let retry_after = resp.errors.iter().find_map(|e| {
+        let ext = e.extensions.as_ref()?;
+        let code = ext.get("code")?.clone().into_json().ok()?;
+        if code.as_str()? != LimitCode::RateLimited.as_str() {
+            return None;
+        }
+        ext.get("retryAfter")?.clone().into_json().ok()?.as_u64()
+    });
+    let mut out = GraphQLResponse::from(resp).into_response();
+    if let Some(after) = retry_after {
+        out.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
+        out.headers_mut()
+            .insert("retry-after", poem::http::HeaderValue::from(after));
+    }
+    out
+}
+
+/// GET /graphql/ws: GraphQL over WebSocket (graphql-transport-ws, and the older graphql-ws).
+/// Messages are capped like HTTP bodies; the API key comes in the `connection_init` payload
+/// ([`ws_caller`]); each operation is priced and charged like an HTTP request.
+#[handler]
+async fn graphql_ws(
+    schema: Data<&RxSchema>,
+    keys: Data<&ApiKeys>,
+    limiter: Data<&Arc<Limiter>>,
+    sockets: Data<&Arc<WsSockets>>,
+    req: &Request,
+    ws: WebSocket,
+    protocol: GraphQLProtocol,
+) -> poem::Response {
+    let ip = rxledger_web::client_ip(req);
+    if let Err(wait) = limiter.take(&ip, RouteCost::WsConnect.tokens()) {
+        return rxledger_web::Problem::rate_limited(wait).respond(true);
+    }
+    let Some(held) = WsSockets::open(&sockets, &ip) else {
+        return rxledger_web::Problem::new(
+            poem::http::StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_CONNECTIONS",
+            format!("at most {MAX_WS_PER_ADDRESS} GraphQL WebSockets per address at once"),
+        )
+        .respond(true);
+    };
+    let (schema, keys, limiter) = (schema.0.clone(), keys.0.clone(), limiter.0.clone());
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_API_BODY))
+        .max_frame_size(Some(MAX_API_BODY));
+    ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .config(config)
+        .on_upgrade(move |socket| async move {
+            serve_ws(socket, schema, protocol, keys, limiter, ip).await;
+            drop(held);
+        })
+        .into_response()
+}
+
+/// GraphQL WebSockets one client address may hold open at once.
+pub const MAX_WS_PER_ADDRESS: usize = 32;
+
+/// Open GraphQL WebSockets per client address.
+#[derive(Default)]
+struct WsSockets(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open WebSocket, counted until dropped.
+struct WsHeld(Arc<WsSockets>, String);
+
+impl WsSockets {
+    fn open(this: &Arc<WsSockets>, ip: &str) -> Option<WsHeld> {
+        let mut open = this.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip.to_string()).or_insert(0);
+        if *n >= MAX_WS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(WsHeld(this.clone(), ip.to_string()))
+    }
+}
+
+impl Drop for WsHeld {
+    fn drop(&mut self) {
+        let mut open = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+async fn serve_ws(
+    socket: poem::web::websocket::WebSocketStream,
+    schema: RxSchema,
+    protocol: GraphQLProtocol,
+    keys: ApiKeys,
+    limiter: Arc<Limiter>,
+    ip: String,
+) {
+    use async_graphql::futures_util::{SinkExt as _, StreamExt as _, future};
+    use std::sync::atomic::Ordering;
+    let (mut sink, stream) = socket.split();
+    let guard = Arc::new(WsGuard::default());
+    let input = {
+        let guard = guard.clone();
+        stream
+            .take_while(move |m| future::ready(guard.admit(m)))
+            .filter_map(|m| future::ready(m.ok().filter(|m| m.is_text() || m.is_binary())))
+            .map(Message::into_bytes)
+    };
+    let init = {
+        let guard = guard.clone();
+        move |payload: serde_json::Value| async move {
+            let r = ws_caller(&keys, &limiter, ip, &payload).await;
+            if r.is_err() {
+                guard.refused.store(true, Ordering::Relaxed);
+            }
+            r
+        }
+    };
+    let out = async_graphql::http::WebSocket::new(schema, input, protocol.0)
+        .on_connection_init(init)
+        .keepalive_timeout(None);
+    let mut out = std::pin::pin!(out);
+    while let Some(msg) = out.next().await {
+        let msg = match msg {
+            async_graphql::http::WsMessage::Text(t) => {
+                guard.sent(&t);
+                Message::text(t)
+            }
+            // graphql-transport-ws: 4403 Forbidden for a refused connection_init.
+            async_graphql::http::WsMessage::Close(_, reason)
+                if guard.refused.load(Ordering::Relaxed) =>
+            {
+                Message::close_with(4403u16, reason)
+            }
+            async_graphql::http::WsMessage::Close(code, reason) => {
+                Message::close_with(code, reason)
+            }
+        };
+        if sink.send(msg).await.is_err() {
+            return;
+        }
+    }
+    if let Some((code, reason)) = guard.close_reason() {
+        let _ = sink.send(Message::close_with(code, reason)).await;
+    }
+}
+
+/// Operations one GraphQL WebSocket may have open at once (live subscriptions included).
+pub const MAX_WS_OPERATIONS: usize = 100;
+
+/// What one GraphQL WebSocket has open, and why it is being closed.
+#[derive(Default)]
+struct WsGuard {
+    too_large: std::sync::atomic::AtomicBool,
+    too_many: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicBool,
+    open: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl WsGuard {
+    /// Whether to take this incoming message; `false` ends the connection's input.
+    fn admit(&self, m: &Result<Message, std::io::Error>) -> bool {
+        use std::sync::atomic::Ordering;
+        let bytes: &[u8] = match m {
+            // tungstenite refuses a message or frame over the cap with an error.
+            Err(_) => {
+                self.too_large.store(true, Ordering::Relaxed);
+                return false;
+            }
+            Ok(Message::Text(t)) => t.as_bytes(),
+            Ok(Message::Binary(b)) => b,
+            Ok(_) => return true,
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return true; // the protocol answers malformed messages itself
+        };
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        match v["type"].as_str() {
+            Some("subscribe" | "start") if open.len() >= MAX_WS_OPERATIONS => {
+                self.too_many.store(true, Ordering::Relaxed);
+                return false;
+            }
+            Some("subscribe" | "start") => {
+                open.insert(id);
+            }
+            Some("complete" | "stop") => {
+                open.remove(&id);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Notes an operation the server completed.
+    fn sent(&self, text: &str) {
+        if text.len() < 256
+            && text.starts_with(r#"{"type":"complete""#)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+            && let Some(id) = v["id"].as_str()
+        {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+        }
+    }
+
+    fn close_reason(&self) -> Option<(u16, String)> {
+        use std::sync::atomic::Ordering;
+        if self.too_large.load(Ordering::Relaxed) {
+            let kib = MAX_API_BODY >> 10;
+            return Some((
+                1009,
+                format!("TOO_LARGE: a message may be at most {kib} KiB"),
+            ));
+        }
+        if self.too_many.load(Ordering::Relaxed) {
+            return Some((
+                4400,
+                format!("TOO_MANY_OPERATIONS: at most {MAX_WS_OPERATIONS} open on one connection"),
+            ));
+        }
+        None
+    }
+}
+
+/// The API key from a `connection_init` payload, in any of the spellings clients use:
+/// `{"Authorization": "Bearer …"}` (any case of the name), the same inside `"headers"`, or a
+/// bare token as `"apiKey"`, `"api_key"` or `"token"`. No key: anonymous. A refused key
+/// closes the connection with 4403 and the reason (`UNAUTHENTICATED: …`).
+async fn ws_caller(
+    keys: &ApiKeys,
+    limiter: &Arc<Limiter>,
+    ip: String,
+    payload: &serde_json::Value,
+) -> async_graphql::Result<async_graphql::Data> {
+    let authorization = ws_authorization(payload);
+    let caller = rxledger_graphql::authenticate(keys, authorization.as_deref())
+        .await
+        .map_err(|r| async_graphql::Error::new(format!("{}: {}", r.code, r.message)))?;
+    let bucket = match &caller {
+        rxledger_graphql::Caller::Key { key_id, .. } => format!("key:{key_id}"),
+        rxledger_graphql::Caller::Anonymous => ip,
+    };
+    let mut data = async_graphql::Data::default();
+    data.insert(Payer {
+        bucket,
+        limiter: limiter.clone(),
+    });
+    if caller != rxledger_graphql::Caller::Anonymous {
+        data.insert(caller);
+    }
+    Ok(data)
+}
+
+/// The `Authorization` value a `connection_init` payload carries, as an HTTP header would.
+fn ws_authorization(payload: &serde_json::Value) -> Option<String> {
+    let find = |obj: &serde_json::Value| -> Option<String> {
+        let obj = obj.as_object()?;
+        for (k, v) in obj {
+            let Some(v) = v.as_str() else { continue };
+            if k.eq_ignore_ascii_case("authorization") {
+                return Some(v.to_string());
+            }
+            if ["apikey", "api_key", "token"]
+                .iter()
+                .any(|n| k.eq_ignore_ascii_case(n))
+            {
+                return Some(format!("Bearer {v}"));
+            }
+        }
+        None
+    };
+    find(payload).or_else(|| find(payload.get("headers")?))
 }
 
 fn error_response(code: &str, message: &str) -> GraphQLResponse {
@@ -324,27 +629,47 @@ impl App {
     }
 }
 
-/// GraphiQL, loaded from a CDN by the browser; the server itself serves no JavaScript here.
-const GRAPHIQL: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rxledger GraphiQL</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css"></head>
-<body style="margin:0"><div id="graphiql" style="height:100vh"></div>
-<script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-<script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
-<script>
-const url = new URL('/graphql', location.href).href;
-const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl: url.replace(/^http/, 'ws') + '/ws' });
-ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, { fetcher }));
-</script></body></html>"#;
-
 #[handler]
 fn graphiql() -> Html<&'static str> {
-    Html(GRAPHIQL)
+    Html(rxledger_web::GRAPHIQL_PAGE)
 }
 
 #[handler]
 fn healthz() -> &'static str {
     "ok"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ws_authorization;
+    use serde_json::json;
+
+    #[test]
+    fn connection_init_payloads_in_every_common_spelling() {
+        let want = Some("Bearer rxk_1".to_string());
+        for p in [
+            json!({"Authorization": "Bearer rxk_1"}),
+            json!({"authorization": "Bearer rxk_1"}),
+            json!({"AUTHORIZATION": "Bearer rxk_1"}),
+            json!({"headers": {"Authorization": "Bearer rxk_1"}}),
+            json!({"headers": {"x": 1}, "apiKey": "rxk_1"}),
+            json!({"api_key": "rxk_1"}),
+            json!({"token": "rxk_1"}),
+        ] {
+            assert_eq!(ws_authorization(&p), want, "{p}");
+        }
+        // The scheme is passed on as sent, for `authenticate` to judge.
+        assert_eq!(
+            ws_authorization(&json!({"Authorization": "Basic abc"})).as_deref(),
+            Some("Basic abc")
+        );
+        for p in [
+            json!({}),
+            json!(null),
+            json!({"headers": {}}),
+            json!({"apiKey": 5}),
+        ] {
+            assert_eq!(ws_authorization(&p), None, "{p}");
+        }
+    }
 }

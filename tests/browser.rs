@@ -1,5 +1,9 @@
 //! The pharmacist's page in real headless Chromium, driven over WebDriver (chromedriver):
-//! type a DataMatrix scan, upload a photo of a QR code, dispense, scan again.
+//! type a DataMatrix scan, upload a photo of a QR code, dispense, scan again. And GraphiQL,
+//! served from the binary, subscribing to live alerts over graphql-ws.
+//!
+//! Chromium resolves no name but 127.0.0.1 (`--host-resolver-rules`), so a page that needed
+//! a CDN would fail here.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs this
 //! with `--ignored browser`. Screenshots go to `target/screenshots/`.
@@ -84,6 +88,7 @@ impl Driver {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=420,1400",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                     format!("--user-data-dir={}", profile.path().display()),
                 ]
             }
@@ -178,6 +183,25 @@ impl Driver {
                 let error = self.text("#error").await;
                 panic!("{css} shows {got:?}, not {want:?} (error box: {error:?})");
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `css` matches an element, for pages that render after loading.
+    async fn wait_for(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self
+                .session(
+                    "POST",
+                    "/elements",
+                    json!({ "using": "css selector", "value": css }),
+                )
+                .await;
+            if v.as_array().is_some_and(|a| !a.is_empty()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css} never appeared");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -293,6 +317,62 @@ mod browser {
             )
             .await;
         assert_eq!(v["data"]["verify"]["verdict"], "ALREADY_DISPENSED", "{v}");
+        drop(d);
+        app.stop().await;
+    }
+
+    /// GraphiQL, offline, as a regulator signed in on the pharmacist's page: run
+    /// `subscription { alerts { code } }` and see an alert arrive while the page is open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
+    async fn graphiql_subscribes_to_live_alerts() {
+        let app = spawn_app().await;
+        let mut line = app.acme_with_packs(&["1001"]).await;
+        let a = app.app();
+        a.registry
+            .add_organization("emvo", "Medicines Agency", "REGULATOR")
+            .await
+            .unwrap();
+        let (regulator, _) = a
+            .api_keys
+            .issue("emvo", "REGULATOR", "monitor", None)
+            .await
+            .unwrap();
+
+        let d = Driver::start().await;
+        d.goto(&format!("http://{}/", app.http)).await;
+        d.click("#signed-in").await;
+        d.type_into("#key", &format!("{regulator}{ENTER}")).await;
+        d.wait_text("#signed-in", "Signed in as emvo (REGULATOR)")
+            .await;
+        // Same tab: GraphiQL picks up the key signed in on the pharmacist's page.
+        d.goto(&format!(
+            "http://{}/graphql?query=subscription%20%7B%20alerts%20%7B%20code%20%7D%20%7D",
+            app.http
+        ))
+        .await;
+        d.wait_for(".graphiql-execute-button").await;
+        d.click(".graphiql-execute-button").await;
+        d.screenshot("5-graphiql-subscribed").await;
+        // The subscription is live once the server has polled it, which graphql-ws does not
+        // acknowledge: raise alerts (a serial commissioned again) until one shows.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = line
+                .send_events(vec![commission(&["1001"], "L1", "2031-06-30")])
+                .await;
+            assert_eq!(r.code.as_deref(), Some("SERIAL_ALREADY_COMMISSIONED"));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let shown = d.text(".graphiql-response").await;
+            if shown.contains("SERIAL_ALREADY_COMMISSIONED") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no live alert in GraphiQL; the response pane shows {shown:?}"
+            );
+        }
+        d.screenshot("6-graphiql-live-alert").await;
         drop(d);
         app.stop().await;
     }

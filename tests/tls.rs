@@ -165,6 +165,7 @@ async fn a_key_that_does_not_match_the_certificate_stops_the_start() {
         public_url: None,
         rate_limit: rxledger::ratelimit::RateLimit::default(),
         tls: Some(files),
+        limits: Default::default(),
     };
     let err = match rxledger::server::start(cfg).await {
         Ok(_) => panic!("the server started with a mismatched key"),

@@ -7,12 +7,14 @@
 
 mod admin;
 pub mod auth;
+pub mod cost;
 mod error;
 mod hashes;
 mod ledger;
 mod live;
 mod packs;
 pub mod querycache;
+pub mod ratelimit;
 mod status;
 
 use std::sync::Arc;
@@ -56,13 +58,20 @@ pub type RxSchema = Schema<Query, Mutation, live::Live>;
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 1000;
 
-/// Builds the schema with its limits.
+/// Builds the schema with the default limits.
 pub fn schema(services: Services) -> RxSchema {
+    schema_with(services, cost::Limits::default())
+}
+
+/// Builds the schema with its limits. The cost guard comes first, so that it prices every
+/// document, parsed or taken from the query cache.
+pub fn schema_with(services: Services, limits: cost::Limits) -> RxSchema {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
         .data(AuditState::default())
         .limit_depth(12)
         .limit_complexity(2_000)
+        .extension(cost::CostGuard { limits })
         .extension(querycache::QueryCache::default())
         .finish()
 }

@@ -157,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
             per_second: 1e9,
             burst: 1e9,
         },
+        limits: Default::default(),
     };
     let app = server::start(cfg).await?;
     app.registry

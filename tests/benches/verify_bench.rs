@@ -133,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             per_second: 1e9,
             burst: 1e9,
         },
+        limits: Default::default(),
     };
     let app = server::start(cfg).await?;
     load_or_reuse(&app, &dir, &args).await?;

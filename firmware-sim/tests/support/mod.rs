@@ -43,6 +43,7 @@ impl Server {
             public_url: None,
             tls: None,
             rate_limit: rxledger::ratelimit::RateLimit::default(),
+            limits: Default::default(),
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {

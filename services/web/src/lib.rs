@@ -9,6 +9,12 @@
 //! - `GET /labels/{gtin}/{lot}.svg`: a printable label sheet of a lot, for the packaging line.
 //! - `GET /`: the pharmacist's page (scanner input, photo upload, dispense and undo, and the
 //!   regulator's views); `POST /scan` decodes a photo of a QR code.
+//! - `GET /assets/graphiql/…`: GraphiQL and React, pinned and compiled in
+//!   (`assets/graphiql/VERSIONS.md`), for the GraphiQL page ([`GRAPHIQL_PAGE`]).
+//!
+//! Every route but the static assets takes tokens from the caller's rate-limit bucket (its
+//! API key, or its address when anonymous) before doing any work ([`RouteCost`]); an empty
+//! bucket gets 429 `RATE_LIMITED` with `Retry-After`.
 //!
 //! Every answer comes from the GraphQL schema (`verify`), so a verdict is the same on every
 //! channel and access control lives in one place. Bad input gets a page or a JSON error with
@@ -30,6 +36,7 @@ use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post,
 };
 use rxledger_core::gs1::{self, Expiry, Gtin, Lot, Serial, Sgtin};
+use rxledger_graphql::ratelimit::{Limiter, RouteCost};
 use rxledger_graphql::{Caller, RxSchema};
 use rxledger_store::packs::Packs;
 use rxledger_store::{ApiKeys, Registry};
@@ -37,6 +44,12 @@ use serde_json::{Value, json};
 
 /// Largest photo `POST /scan` takes.
 pub const MAX_PHOTO_BYTES: usize = 12 << 20;
+/// Photos decoded at once: each may hold up to `qr::MAX_DECODE_ALLOC` while it decodes, so
+/// this bounds the decoder's memory whatever the number of clients.
+pub const DECODES_AT_ONCE: usize = 2;
+static DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DECODES_AT_ONCE);
+/// The GraphiQL page (`GET /graphql`); its scripts come from `/assets/graphiql/`.
+pub const GRAPHIQL_PAGE: &str = include_str!("../assets/graphiql.html");
 /// Labels on one sheet: 3 columns by 7 rows on A4.
 const LABELS_PER_SHEET: usize = 21;
 
@@ -50,6 +63,8 @@ pub struct Web {
     /// The Digital Link domain printed into QR codes, e.g. `https://verify.example.org`;
     /// no trailing slash.
     pub base_url: String,
+    /// The node's rate limiter, shared with `/graphql`.
+    pub limiter: Arc<Limiter>,
 }
 
 /// Adds the web routes to `route`.
@@ -57,6 +72,7 @@ pub fn mount(route: Route, web: &Web) -> Route {
     route
         .at("/", get(index))
         .at("/assets/:name", get(asset))
+        .at("/assets/graphiql/:name", get(graphiql_asset))
         .at(
             "/scan",
             post(scan)
@@ -85,6 +101,10 @@ pub fn friendly_errors<E: poem::Endpoint + 'static>(ep: E) -> impl poem::Endpoin
                     StatusCode::PAYLOAD_TOO_LARGE => {
                         ("TOO_LARGE", "the request body is too large".into())
                     }
+                    StatusCode::LENGTH_REQUIRED => (
+                        "LENGTH_REQUIRED",
+                        "this request needs a Content-Length header".into(),
+                    ),
                     StatusCode::METHOD_NOT_ALLOWED => {
                         ("BAD_REQUEST", format!("{path} does not take this method"))
                     }
@@ -114,6 +134,8 @@ pub struct Problem {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Seconds, for `Retry-After` (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -122,6 +144,20 @@ impl Problem {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 RATE_LIMITED, to retry after `seconds`.
+    pub fn rate_limited(seconds: f64) -> Problem {
+        let after = seconds.ceil().max(1.0) as u64;
+        Problem {
+            retry_after: Some(after),
+            ..Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("too many requests from this API key or address; retry after {after} s"),
+            )
         }
     }
 
@@ -129,6 +165,7 @@ impl Problem {
         match self.status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::TOO_MANY_REQUESTS => "Too many requests",
             StatusCode::PAYLOAD_TOO_LARGE => "Too large",
             s if s.is_server_error() => "Temporarily unavailable",
             _ => "Cannot read this code",
@@ -137,6 +174,15 @@ impl Problem {
 
     /// JSON for machines, a page for browsers.
     pub fn respond(&self, json: bool) -> Response {
+        let mut resp = self.render(json);
+        if let Some(after) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(after));
+        }
+        resp
+    }
+
+    fn render(&self, json: bool) -> Response {
         if json {
             json_response(
                 self.status,
@@ -148,6 +194,7 @@ impl Problem {
                     "Check the address, or scan the pack again from the pharmacist's page."
                 }
                 s if s.is_server_error() => "Please try again in a minute.",
+                StatusCode::TOO_MANY_REQUESTS => "Please wait a moment and try again.",
                 _ => {
                     "Scan the code again, or type what is printed next to it on the pack: \
                      GTIN (01), batch (10), expiry (17) and serial number (21)."
@@ -192,6 +239,29 @@ async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
         })
 }
 
+/// The caller of a route, once it has paid `cost` from its bucket: its API key's, or its
+/// address's when anonymous. A refused key is refused here, before any charge.
+pub async fn admit(web: &Web, req: &Request, cost: RouteCost) -> Result<Caller, Problem> {
+    let c = caller(web, req.headers()).await?;
+    let bucket = match &c {
+        Caller::Key { key_id, .. } => format!("key:{key_id}"),
+        Caller::Anonymous => client_ip(req),
+    };
+    web.limiter
+        .take(&bucket, cost.tokens())
+        .map_err(Problem::rate_limited)?;
+    Ok(c)
+}
+
+/// The client's IP address, the bucket of anonymous callers (a reverse proxy in front makes
+/// every client one address: see docs/SECURITY.md).
+pub fn client_ip(req: &Request) -> String {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs GraphQL `verify` for `code` as `caller`; the JSON of the `verify` field.
 pub async fn verify(web: &Web, caller: Caller, code: &str) -> Result<Value, Problem> {
     let mut req = async_graphql::Request::new(VERIFY)
@@ -232,6 +302,37 @@ fn index() -> Response {
         .body(include_str!("../assets/index.html"))
 }
 
+/// GraphiQL's scripts and styles, compiled in; their names are versioned in VERSIONS.md.
+#[handler]
+fn graphiql_asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
+    let (ty, body): (&str, &'static [u8]) = match name.as_str() {
+        "graphiql.min.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../assets/graphiql/graphiql.min.js"),
+        ),
+        "graphiql.min.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../assets/graphiql/graphiql.min.css"),
+        ),
+        "react.production.min.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../assets/graphiql/react.production.min.js"),
+        ),
+        "react-dom.production.min.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../assets/graphiql/react-dom.production.min.js"),
+        ),
+        _ => {
+            return Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset")
+                .respond(wants_json(headers));
+        }
+    };
+    Response::builder()
+        .content_type(ty)
+        .header(header::CACHE_CONTROL, "public, max-age=86400")
+        .body(body)
+}
+
 #[handler]
 fn asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
     let (ty, body) = match name.as_str() {
@@ -251,9 +352,13 @@ fn asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
         .body(body)
 }
 
-/// `POST /scan` with a PNG or JPEG photo as the body: the codes found in it.
+/// `POST /scan` with a PNG or JPEG photo as the body: the codes found in it. At most
+/// [`DECODES_AT_ONCE`] photos are decoded at a time; the others wait their turn.
 #[handler]
-async fn scan(body: Body) -> Response {
+async fn scan(req: &Request, body: Body, Data(web): Data<&Web>) -> Response {
+    if let Err(p) = admit(web, req, RouteCost::Scan).await {
+        return p.respond(true);
+    }
     let bytes = match body.into_bytes_limit(MAX_PHOTO_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -265,6 +370,14 @@ async fn scan(body: Body) -> Response {
             .respond(true);
         }
     };
+    let Ok(_slot) = DECODES.acquire().await else {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL",
+            "the image decoder is shutting down",
+        )
+        .respond(true);
+    };
     let decoded = tokio::task::spawn_blocking(move || qr::decode(&bytes)).await;
     match decoded {
         Ok(Ok(codes)) => json_response(StatusCode::OK, &json!({ "codes": codes })),
@@ -274,6 +387,7 @@ async fn scan(body: Body) -> Response {
                 qr::QrError::NoCode => "NO_CODE_FOUND",
                 qr::QrError::Damaged(_) => "DAMAGED_CODE",
                 qr::QrError::TooLong => "TOO_LARGE",
+                qr::QrError::TooManyPixels { .. } => "IMAGE_TOO_LARGE",
             };
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).respond(true)
         }
@@ -303,8 +417,12 @@ async fn qr_code(
     Path((gtin, file)): Path<(String, String)>,
     Query(q): Query<std::collections::HashMap<String, String>>,
     Data(web): Data<&Web>,
-    headers: &HeaderMap,
+    req: &Request,
 ) -> Response {
+    let headers = req.headers();
+    if let Err(p) = admit(web, req, RouteCost::Qr).await {
+        return p.respond(wants_json(headers));
+    }
     match qr_inner(web, &gtin, &file, &q).await {
         Ok(r) => r,
         Err(p) => p.respond(wants_json(headers)),
@@ -385,9 +503,14 @@ async fn labels(
     Path((gtin, file)): Path<(String, String)>,
     Query(q): Query<std::collections::HashMap<String, String>>,
     Data(web): Data<&Web>,
-    headers: &HeaderMap,
+    req: &Request,
 ) -> Response {
-    match labels_inner(web, &gtin, &file, &q, headers).await {
+    let headers = req.headers();
+    let c = match admit(web, req, RouteCost::Labels).await {
+        Ok(c) => c,
+        Err(p) => return p.respond(wants_json(headers)),
+    };
+    match labels_inner(web, c, &gtin, &file, &q).await {
         Ok(r) => r,
         Err(p) => p.respond(wants_json(headers)),
     }
@@ -395,10 +518,10 @@ async fn labels(
 
 async fn labels_inner(
     web: &Web,
+    c: Caller,
     gtin: &str,
     file: &str,
     q: &std::collections::HashMap<String, String>,
-    headers: &HeaderMap,
 ) -> Result<Response, Problem> {
     let lot = file.strip_suffix(".svg").ok_or_else(|| {
         Problem::new(
@@ -419,7 +542,6 @@ async fn labels_inner(
             )
         })?,
     };
-    let c = caller(web, headers).await?;
     let unavailable = |e: rxledger_store::StoreError| {
         tracing::error!(error = %e, "label sheet");
         Problem::new(
@@ -531,6 +653,10 @@ async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
     let link_type = param("linkType").map(|t| t.trim_start_matches("gs1:"));
     let lvm = link_type == Some("verificationService");
     let json = lvm || wants_json(headers);
+    let c = match admit(web, req, RouteCost::Resolve).await {
+        Ok(c) => c,
+        Err(p) => return p.respond(json),
+    };
     // The same URI on our own domain; parsed by the core like any scanned Digital Link.
     let mut uri = format!("{}{}", web.base_url, req.uri().path());
     let mut sep = '?';
@@ -557,10 +683,6 @@ async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
         )
         .respond(json);
     }
-    let c = match caller(web, headers).await {
-        Ok(c) => c,
-        Err(p) => return p.respond(json),
-    };
     let v = match verify(web, c, &uri).await {
         Ok(v) => v,
         Err(p) => return p.respond(json),

@@ -12,6 +12,12 @@ const PNG_MODULE_PX: u32 = 8;
 const QUIET_ZONE: u32 = 4;
 /// Photos larger than this on either side are refused before decoding.
 const MAX_SIDE: u32 = 10_000;
+/// Pixels a photo may have, checked against its header before anything is decoded: 16 MP
+/// takes a 12 MP phone photo (4032 x 3024) with room to spare. A 157-byte PNG can claim
+/// 10000 x 10000 RGBA, which the decoder would allocate (400 MB) before finding no data.
+pub const MAX_PIXELS: u64 = 16_000_000;
+/// Memory the decoder may allocate for one photo: 16 MP of 8-byte pixels (RGBA, 16 bits).
+pub const MAX_DECODE_ALLOC: u64 = MAX_PIXELS * 8;
 /// Decoding works on a copy scaled down to at most this many pixels on the longer side:
 /// a QR code that fills a tenth of a phone photo still has ~8 pixels per module.
 const DECODE_SIDE: u32 = 1600;
@@ -26,6 +32,11 @@ pub enum QrError {
     NoCode,
     #[error("a QR code was found but could not be read: {0}")]
     Damaged(String),
+    #[error(
+        "the photo is {width} x {height} pixels, more than the {MAX_PIXELS} this service decodes; \
+         take it at a lower resolution"
+    )]
+    TooManyPixels { width: u32, height: u32 },
 }
 
 fn encode(text: &str) -> Result<QrCode, QrError> {
@@ -89,16 +100,27 @@ pub fn png(text: &str) -> Result<Vec<u8>, QrError> {
 
 /// Every QR code readable in a PNG or JPEG photo, as text.
 pub fn decode(bytes: &[u8]) -> Result<Vec<String>, QrError> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
+    let reader = || {
+        let r = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| QrError::Unreadable(e.to_string()))?;
+        match r.format() {
+            Some(_) => Ok(r),
+            None => Err(QrError::Unreadable("unknown image format".into())),
+        }
+    };
+    // The header alone, against the pixel budget, before the decoder allocates anything.
+    let (width, height) = reader()?
+        .into_dimensions()
         .map_err(|e| QrError::Unreadable(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(QrError::Unreadable("unknown image format".into()));
+    if u64::from(width) * u64::from(height) > MAX_PIXELS || width.max(height) > MAX_SIDE {
+        return Err(QrError::TooManyPixels { width, height });
     }
+    let mut reader = reader()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(512 << 20);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
     let img = reader
         .decode()
@@ -158,6 +180,65 @@ mod tests {
         let mut cut = png(URI).unwrap();
         cut.truncate(100);
         assert!(matches!(decode(&cut), Err(QrError::Unreadable(_))));
+    }
+
+    /// A valid PNG claiming `w` x `h` RGBA pixels, with no image data at all.
+    pub(crate) fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        }
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&w.to_be_bytes());
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut out, b"IHDR", &ihdr);
+        // An empty zlib stream: the decoder reads the header, allocates, then runs dry.
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for b in bytes {
+            crc ^= u32::from(*b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn a_header_over_the_pixel_budget_is_refused_before_decoding() {
+        let bomb = png_bomb(10_000, 10_000);
+        assert!(bomb.len() < 100, "{}", bomb.len());
+        assert_eq!(
+            decode(&bomb),
+            Err(QrError::TooManyPixels {
+                width: 10_000,
+                height: 10_000
+            })
+        );
+        // Within the budget the header passes and the missing data is what fails.
+        assert!(matches!(
+            decode(&png_bomb(4000, 3000)),
+            Err(QrError::Unreadable(_))
+        ));
     }
 
     #[test]
