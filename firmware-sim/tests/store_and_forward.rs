@@ -42,7 +42,12 @@ fn device(
     dir: &std::path::Path,
     broker: firmware_sim::Broker,
 ) -> Device {
-    let mut o = DeviceOptions::new(Identity::new(id, key).unwrap(), broker, dir.join(id));
+    let mut o = DeviceOptions::new(
+        Identity::new(id, key).unwrap(),
+        broker,
+        dir.join(id),
+        server.log(),
+    );
     o.topic_root = server.topic_root.clone();
     o.resend_after = Duration::from_secs(2);
     Device::start(o).unwrap()
@@ -216,6 +221,7 @@ async fn load_counts_every_receipt() {
     let report = firmware_sim::run_load(firmware_sim::LoadOptions {
         mqtt: server.broker(),
         topic_root: server.topic_root.clone(),
+        log_key: Some(*server.log().public_key()),
         devices,
         rate: 200.0,
         duration: Duration::from_millis(500),

@@ -61,6 +61,11 @@ impl Server {
         Broker { host, port }
     }
 
+    /// The log the devices pin.
+    pub fn log(&self) -> rxledger_core::keys::LogVerifier {
+        self.app().ledger.verifier().clone()
+    }
+
     /// Stops the server (the embedded broker thread lives on: rumqttd cannot stop).
     pub async fn stop(&mut self) {
         if let Some(app) = self.app.take() {
@@ -109,6 +114,10 @@ fn err(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Api for RegistryApi<'_> {
+    async fn log_verifier(&self) -> Result<rxledger_core::keys::LogVerifier, ApiError> {
+        Ok(self.0.ledger.verifier().clone())
+    }
+
     async fn create_organization(&self, id: &str, name: &str, role: Role) -> Result<(), ApiError> {
         self.0
             .registry
