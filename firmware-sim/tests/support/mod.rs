@@ -20,6 +20,8 @@ pub struct Server {
     pub cfg: ServeConfig,
     pub dir: tempfile::TempDir,
     pub topic_root: String,
+    /// The log the devices pin (kept, so it is known while the server is down).
+    log: rxledger_core::keys::LogVerifier,
 }
 
 impl Server {
@@ -45,6 +47,7 @@ impl Server {
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {
+            log: app.ledger.verifier().clone(),
             app: Some(app),
             cfg,
             dir,
@@ -63,7 +66,7 @@ impl Server {
 
     /// The log the devices pin.
     pub fn log(&self) -> rxledger_core::keys::LogVerifier {
-        self.app().ledger.verifier().clone()
+        self.log.clone()
     }
 
     /// Stops the server (the embedded broker thread lives on: rumqttd cannot stop).
