@@ -104,6 +104,25 @@ enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Write an external broker's password file and ACL from the device registry, so that
+    /// devices log in with the credentials derived from enrolment and reach only their own
+    /// topics (docs/DEPLOY.md).
+    BrokerAcl {
+        #[command(flatten)]
+        storage: Storage,
+        /// The log key file (default: DATA_DIR/log.key).
+        #[arg(long, env = "RXLEDGER_KEY")]
+        key: Option<PathBuf>,
+        /// `mosquitto` (Mosquitto 2.0 `password_file` and `acl_file`), the only format yet.
+        #[arg(long, default_value = "mosquitto")]
+        format: String,
+        /// The topic root the servers use (serve's --mqtt-topic-root).
+        #[arg(long, env = "RXLEDGER_MQTT_TOPIC_ROOT", default_value = rxledger_core::envelope::DEFAULT_TOPIC_ROOT)]
+        topic_root: String,
+        /// Directory to write `passwd` and `acl` into (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Issue a new ADMIN API key for the `admin` organization and print it (once).
     AdminKey {
         #[command(flatten)]
@@ -328,6 +347,13 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Org(c) => org(c).await,
         Command::Site(c) => site(c).await,
         Command::Device(c) => device(c).await,
+        Command::BrokerAcl {
+            storage,
+            key,
+            format,
+            topic_root,
+            out,
+        } => broker_acl(&storage, &key, &format, &topic_root, &out).await,
         Command::AdminKey { storage, label } => {
             let db = rxledger_store::connect(&storage.url()?).await?;
             let registry = Registry::new(db.clone());
@@ -613,4 +639,61 @@ async fn device(c: DeviceCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rxledger broker-acl`: the active devices' MQTT credentials and topic rules.
+async fn broker_acl(
+    storage: &Storage,
+    key: &Option<PathBuf>,
+    format: &str,
+    topic_root: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        format == "mosquitto",
+        "unknown --format {format:?}; the only format is mosquitto"
+    );
+    let log_key = keyfile::load(&storage.key(key))?;
+    let mut devices = Vec::new();
+    for d in registry(storage).await?.devices().await? {
+        if d.status != "active" {
+            continue;
+        }
+        match rxledger_core::keys::PublicKey::from_sec1_hex(&d.public_key) {
+            Ok(k) => devices.push((d.id, k)),
+            Err(e) => eprintln!("skipping device {}: unusable key: {e}", d.id),
+        }
+    }
+    let files = rxledger_ingest::brokeracl::mosquitto(&devices, &log_key, topic_root)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, text) in [("passwd", &files.passwd), ("acl", &files.acl)] {
+        let path = out.join(name);
+        write_private(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "wrote {} and {} for {} devices and the server nodes",
+        out.join("passwd").display(),
+        out.join("acl").display(),
+        devices.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces `path` with `bytes`, readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        opts.mode(0o600);
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

@@ -11,10 +11,11 @@ use poem::listener::{AcceptorExt as _, TcpAcceptor};
 use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::web::{Data, Html};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler, http::HeaderMap};
+use rxledger_core::mqttauth::{self, NODE_USERNAME};
 use rxledger_graphql::RxSchema;
 use rxledger_graphql::cost::{LimitCode, Limits, Payer};
 use rxledger_graphql::ratelimit::{Limiter, RouteCost};
-use rxledger_ingest::{Ingest, IngestConfig, MqttTarget, broker};
+use rxledger_ingest::{Gatekeeper, Ingest, IngestConfig, MqttTarget, broker};
 use rxledger_store::packs::Packs;
 use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 use sha2::{Digest, Sha256};
@@ -137,14 +138,27 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
 
     let (opts, mqtt_addr) = match &cfg.mqtt {
         MqttTarget::Embedded { listen } => {
-            let b = broker::start(*listen)?;
-            let host = b.addr.ip().to_string();
-            (
-                rumqttc_options(&cfg.node_id, &host, b.addr.port()),
-                (host, b.addr.port()),
-            )
+            let b = broker::start(
+                *listen,
+                Gatekeeper {
+                    registry: registry.clone(),
+                    ledger: ledger.clone(),
+                    topic_root: cfg.ingest.topic_root.clone(),
+                },
+            )?;
+            // The node connects to rumqttd's own loopback port; devices use the gate.
+            let mut o = rumqttc_options(
+                &cfg.node_id,
+                &b.internal.ip().to_string(),
+                b.internal.port(),
+            );
+            o.set_credentials(NODE_USERNAME, mqttauth::node_password(ledger.key()));
+            (o, (b.addr.ip().to_string(), b.addr.port()))
         }
-        MqttTarget::External(url) => (url.options(&cfg.node_id)?, (url.host.clone(), url.port)),
+        MqttTarget::External(url) => (
+            url.options(&cfg.node_id, ledger.key())?,
+            (url.host.clone(), url.port),
+        ),
     };
     let ingest = Ingest::start(
         opts,

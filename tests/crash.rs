@@ -52,6 +52,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
         envelope::DEFAULT_TOPIC_ROOT,
         "line-1",
         key.clone(),
+        &log_verifier_in(data),
     )
     .await;
     let envelopes: Vec<Vec<u8>> = (0..TOTAL)
@@ -115,6 +116,7 @@ async fn kill_9_mid_stream_loses_nothing_and_duplicates_nothing() {
         envelope::DEFAULT_TOPIC_ROOT,
         "line-1",
         key,
+        &log_verifier_in(data),
     )
     .await;
     let missing: Vec<&Vec<u8>> = envelopes

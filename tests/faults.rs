@@ -187,6 +187,7 @@ async fn sqlite_disk_full() {
         envelope::DEFAULT_TOPIC_ROOT,
         "line-1",
         key.clone(),
+        &log_verifier_in(data),
     )
     .await;
     // Envelopes of ~8 KiB (40 packs each) until the disk is full and receipts stop.
@@ -259,6 +260,7 @@ async fn sqlite_disk_full() {
         envelope::DEFAULT_TOPIC_ROOT,
         "line-1",
         key,
+        &log_verifier_in(data),
     )
     .await;
     for e in &sent {

@@ -190,6 +190,7 @@ async fn bombs_are_refused_and_the_servers_peak_memory_stays_bounded() {
         rxledger_core::envelope::DEFAULT_TOPIC_ROOT,
         "line-1",
         key,
+        &log_verifier_in(data),
     )
     .await;
     for e in 0..50 {

@@ -118,6 +118,7 @@ mod external {
                 &root,
                 &format!("line-{i}"),
                 k,
+                &log_verifier_in(data),
             )
             .await;
             let mut mine = HashMap::new();

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use rxledger_core::keys::LogVerifier;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,6 +110,9 @@ pub trait Api: Sync {
     fn verify(&self, code: &str) -> impl Future<Output = Result<Verification, ApiError>> + Send;
     /// The current log size.
     fn log_size(&self) -> impl Future<Output = Result<u64, ApiError>> + Send;
+    /// The log's verifier key, which devices pin. Fetching it over the API trusts the API
+    /// connection; a real device gets it at installation, from the operator.
+    fn log_verifier(&self) -> impl Future<Output = Result<LogVerifier, ApiError>> + Send;
 }
 
 /// The GraphQL API at `{base}/graphql`.
@@ -256,6 +260,16 @@ impl Api for GraphQl {
         data["checkpoint"]["size"]
             .as_u64()
             .ok_or_else(|| ApiError::Shape(format!("checkpoint: {data}")))
+    }
+
+    async fn log_verifier(&self) -> Result<LogVerifier, ApiError> {
+        let data = self
+            .execute("{ ledgerPublicKey { verifierKey } }", json!({}))
+            .await?;
+        data["ledgerPublicKey"]["verifierKey"]
+            .as_str()
+            .and_then(|v| LogVerifier::from_vkey(v).ok())
+            .ok_or_else(|| ApiError::Shape(format!("ledgerPublicKey: {data}")))
     }
 }
 

@@ -8,6 +8,10 @@
 //! `resend_after`. Resends are the exact queued bytes, so the server answers `DUPLICATE` with
 //! the original receipt for anything it already logged.
 //!
+//! The device logs in to the broker with the MQTT credentials derived from its key and the
+//! log's (`rxledger_core::mqttauth`), and drops an envelope only for a receipt that verifies
+//! against the pinned log ([`Queue::record_receipts`]): signature, checkpoint, inclusion proof.
+//!
 //! rumqttc's own retransmission state is thrown away on every disconnect (a new client is
 //! built), so the queue is the single source of truth for what must be sent. That also lets
 //! the broker address change at run time ([`Device::set_broker`]).
@@ -20,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger_core::envelope::{self, Body, Receipt};
+use rxledger_core::keys::LogVerifier;
+use rxledger_core::mqttauth;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -81,11 +87,20 @@ pub struct DeviceOptions {
     pub broker: Broker,
     /// Resend unreceipted envelopes when no receipt has arrived for this long.
     pub resend_after: Duration,
+    /// The log this device pins: receipts must verify against it, and its public key is half
+    /// of the device's MQTT credentials.
+    pub log: LogVerifier,
 }
 
 impl DeviceOptions {
-    pub fn new(identity: Identity, broker: Broker, queue_dir: PathBuf) -> DeviceOptions {
+    pub fn new(
+        identity: Identity,
+        broker: Broker,
+        queue_dir: PathBuf,
+        log: LogVerifier,
+    ) -> DeviceOptions {
         DeviceOptions {
+            log,
             identity,
             topic_root: envelope::DEFAULT_TOPIC_ROOT.into(),
             queue_dir,
@@ -144,6 +159,7 @@ struct Target {
 
 struct Shared {
     queue: Mutex<Queue>,
+    log: LogVerifier,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Receipt>>>>,
     /// Unreceipted envelopes, mirrored from the queue for waiting without the lock.
     unreceipted: watch::Sender<u64>,
@@ -182,8 +198,14 @@ impl Device {
         let queue = Queue::open(&opts.queue_dir)?;
         let (unreceipted, _) = watch::channel(queue.unreceipted());
         let (connected, _) = watch::channel(false);
+        let password = mqttauth::device_password(
+            &opts.identity.key,
+            opts.log.public_key(),
+            &opts.identity.device_id,
+        );
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
+            log: opts.log.clone(),
             waiters: Mutex::new(HashMap::new()),
             unreceipted,
             connected,
@@ -198,6 +220,7 @@ impl Device {
         let task = tokio::spawn(link(
             shared.clone(),
             opts.identity.device_id.clone(),
+            password,
             opts.topic_root.clone(),
             opts.resend_after,
             target_rx,
@@ -360,6 +383,7 @@ fn client_id(device: &str) -> String {
 async fn link(
     shared: Arc<Shared>,
     device: String,
+    password: String,
     topic_root: String,
     resend_after: Duration,
     mut target: watch::Receiver<Target>,
@@ -387,7 +411,8 @@ async fn link(
         opts.set_keep_alive(Duration::from_secs(5))
             .set_clean_session(true)
             .set_inflight(IN_FLIGHT as u16)
-            .set_max_packet_size(4 << 20, 4 << 20);
+            .set_max_packet_size(4 << 20, 4 << 20)
+            .set_credentials(device.clone(), password.clone());
         let (client, mut eventloop) = AsyncClient::new(opts, IN_FLIGHT * 2 + 16);
         let mut session = Session {
             shared: &shared,
@@ -500,16 +525,16 @@ impl Session<'_> {
         }
     }
 
-    /// Stores receipts (fsynced, so the proof is durable before the envelope leaves the
-    /// queue), wakes whoever waits for them and fills the freed in-flight slots.
+    /// Stores the receipts that verify (fsynced, so the proof is durable before the envelope
+    /// leaves the queue), wakes whoever waits for them and fills the freed in-flight slots.
     fn receipts(&mut self, receipts: Vec<Receipt>) -> Result<(), QueueError> {
-        let matched = {
+        let receipts = {
             let mut q = self.shared.queue();
-            let n = q.record_receipts(&receipts)?;
+            let settled = q.record_receipts(&receipts, &self.shared.log)?;
             self.shared.unreceipted.send_replace(q.unreceipted());
-            n
+            settled
         };
-        if matched > 0 {
+        if !receipts.is_empty() {
             self.last_progress = Instant::now();
         }
         let mut waiters = self.shared.waiters();

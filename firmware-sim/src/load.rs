@@ -19,7 +19,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger_core::envelope::{self, Body, Receipt};
 use rxledger_core::epcis;
 use rxledger_core::gs1::{Gtin, Serial, Sgtin};
-use rxledger_core::keys::SigningKey;
+use rxledger_core::keys::{PublicKey, SigningKey};
+use rxledger_core::mqttauth;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -48,6 +49,8 @@ impl LoadDevice {
 pub struct LoadOptions {
     pub mqtt: Broker,
     pub topic_root: String,
+    /// The log's public key, for the devices' MQTT credentials (none: anonymous).
+    pub log_key: Option<PublicKey>,
     pub devices: Vec<LoadDevice>,
     /// Aggregate envelopes per second.
     pub rate: f64,
@@ -282,6 +285,12 @@ async fn connect(
     o.set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(log) = &opts.log_key {
+        o.set_credentials(
+            id.clone(),
+            mqttauth::device_password(&d.identity.key, log, id),
+        );
+    }
     let (client, mut eventloop) = AsyncClient::new(o, 10_000);
     let acks = envelope::acks_topic(&opts.topic_root, id);
     client.subscribe(acks.clone(), QoS::AtLeastOnce).await?;

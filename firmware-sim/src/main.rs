@@ -14,6 +14,7 @@ use firmware_sim::load::{self, LoadOptions, LoadReport};
 use firmware_sim::queue::Queue;
 use firmware_sim::scenario::{self, Injections, ScenarioOptions};
 use rxledger_core::envelope;
+use rxledger_core::keys::LogVerifier;
 
 #[derive(Parser)]
 #[command(
@@ -159,6 +160,11 @@ struct LoadArgs {
     keys_file: PathBuf,
     #[arg(long, env = "FIRMWARE_SIM_TOPIC_ROOT", default_value = envelope::DEFAULT_TOPIC_ROOT)]
     topic_root: String,
+    /// The log's verifier key (`rxledger` GraphQL `ledgerPublicKey { verifierKey }`): the
+    /// devices log in to the broker with the credentials derived from it and their keys.
+    /// Without it they connect anonymously, which only a broker without rxledger's ACL allows.
+    #[arg(long, env = "FIRMWARE_SIM_LOG_KEY")]
+    log_key: Option<String>,
     /// Print the report as JSON (what child processes do).
     #[arg(long)]
     json: bool,
@@ -341,6 +347,13 @@ async fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
         load::run_load(LoadOptions {
             mqtt: Broker::parse(&a.mqtt).map_err(anyhow::Error::msg)?,
             topic_root: a.topic_root.clone(),
+            log_key: a
+                .log_key
+                .as_deref()
+                .map(LogVerifier::from_vkey)
+                .transpose()
+                .context("--log-key is not a verifier key")?
+                .map(|v| *v.public_key()),
             devices,
             rate,
             duration: Duration::from_secs_f64(a.duration),
@@ -376,6 +389,7 @@ async fn fork(a: &LoadArgs) -> anyhow::Result<LoadReport> {
             .args(["--drain", &a.drain.to_string()])
             .args(["--keys-file", &a.keys_file.display().to_string()])
             .args(["--topic-root", &a.topic_root])
+            .args(a.log_key.iter().flat_map(|k| ["--log-key", k.as_str()]))
             .args(["--slice", &format!("{i}/{}", a.procs)])
             .arg("--json")
             .stdout(std::process::Stdio::piped())

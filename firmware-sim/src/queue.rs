@@ -10,8 +10,12 @@
 //! * `outbox.jsonl`: one line per envelope, appended and fsynced *before* it is published:
 //!   `{"seq":7,"hash":"<sha256 of payload, hex>","payload":"<the MQTT payload as a JSON string>"}`.
 //!   Envelopes are JSON text, so the payload round-trips byte for byte.
-//! * `receipts.jsonl`: every receipt received, one JSON line each, fsynced, in arrival order:
-//!   the device's proof of what the log accepted (entry index, leaf hash, checkpoint).
+//! * `receipts.jsonl`: every receipt that settled an envelope, one JSON line each, fsynced, in
+//!   arrival order: the device's proof of what the log accepted (entry index, leaf hash,
+//!   checkpoint, inclusion proof, the log's signature). A receipt settles an envelope only
+//!   once it verifies against the pinned log key ([`envelope::check_receipt`]): anyone able
+//!   to publish on the acks topic could otherwise make the device drop envelopes the log
+//!   never took.
 //! * `state.json`: `{"v":1,"last_seq":S,"head":O}`, replaced atomically (write, fsync, rename).
 //!   `last_seq` is the highest sequence number ever allocated; `head` is the byte offset in
 //!   the outbox of the first envelope without a receipt (all before it have one).
@@ -30,6 +34,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rxledger_core::envelope::{self, Receipt};
+use rxledger_core::keys::LogVerifier;
 use serde::{Deserialize, Serialize};
 
 /// Most unreceipted envelopes held in memory at once.
@@ -215,20 +220,52 @@ impl Queue {
             .collect()
     }
 
-    /// Stores a receipt (fsynced) and marks its envelope done. Returns whether it matched an
-    /// envelope still waiting in the window.
-    pub fn record_receipt(&mut self, receipt: &Receipt) -> Result<bool, QueueError> {
-        self.record_receipts(std::slice::from_ref(receipt))
-            .map(|n| n == 1)
+    /// Stores a receipt (fsynced) and marks its envelope done, if it verifies against `log`.
+    /// Returns whether it settled an envelope still waiting in the window.
+    pub fn record_receipt(
+        &mut self,
+        receipt: &Receipt,
+        log: &LogVerifier,
+    ) -> Result<bool, QueueError> {
+        self.record_receipts(std::slice::from_ref(receipt), log)
+            .map(|settled| !settled.is_empty())
     }
 
-    /// Stores several receipts with one fsync. Returns how many matched waiting envelopes.
-    pub fn record_receipts(&mut self, receipts: &[Receipt]) -> Result<usize, QueueError> {
-        if receipts.is_empty() {
-            return Ok(0);
+    /// Settles the waiting envelopes these receipts prove, storing those receipts with one
+    /// fsync before any envelope leaves the queue. A receipt that names no waiting envelope,
+    /// or does not verify against `log` for it, changes nothing. Returns the receipts that
+    /// settled an envelope.
+    pub fn record_receipts(
+        &mut self,
+        receipts: &[Receipt],
+        log: &LogVerifier,
+    ) -> Result<Vec<Receipt>, QueueError> {
+        let mut settled = Vec::new();
+        let mut slots = Vec::new();
+        for r in receipts {
+            let Some(at) = self.window.iter().position(|s| {
+                !s.done && s.record.hash == r.payload_hash && !slots.contains(&s.record.offset)
+            }) else {
+                continue;
+            };
+            let record = &self.window[at].record;
+            match envelope::check_receipt(r, &record.payload, log) {
+                Ok(()) => {
+                    slots.push(record.offset);
+                    settled.push(r.clone());
+                }
+                Err(e) => tracing::warn!(
+                    seq = record.seq,
+                    error = %e,
+                    "ignoring a receipt that does not verify"
+                ),
+            }
+        }
+        if settled.is_empty() {
+            return Ok(settled);
         }
         let mut text = String::new();
-        for r in receipts {
+        for r in &settled {
             // A receipt is a struct of strings and numbers; serialising it cannot fail.
             text.push_str(&serde_json::to_string(r).unwrap_or_default());
             text.push('\n');
@@ -238,15 +275,9 @@ impl Queue {
             .write_all(text.as_bytes())
             .map_err(io(&path))?;
         self.receipts.sync_data().map_err(io(&path))?;
-        let mut matched = 0;
-        for r in receipts {
-            if let Some(slot) = self
-                .window
-                .iter_mut()
-                .find(|s| !s.done && s.record.hash == r.payload_hash)
-            {
+        for slot in self.window.iter_mut() {
+            if slots.contains(&slot.record.offset) {
                 slot.done = true;
-                matched += 1;
                 self.unreceipted -= 1;
             }
         }
@@ -258,7 +289,7 @@ impl Queue {
             .front()
             .map_or(self.loaded_to, |s| s.record.offset);
         self.refill()?;
-        Ok(matched)
+        Ok(settled)
     }
 
     /// Writes `state.json` if `head` or `last_seq` moved, compacting a fully receipted outbox.
@@ -474,24 +505,90 @@ fn write_state(dir: &Path, state: &State) -> Result<(), QueueError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Receipts signed by a fixed test log, for the queue's tests (here and in `tests/`).
+#[doc(hidden)]
+pub mod testing {
+    use rxledger_core::checkpoint::{self, Checkpoint};
+    use rxledger_core::envelope::{self, Receipt};
+    use rxledger_core::keys::{LogVerifier, SigningKey};
+    use rxledger_core::merkle;
 
-    fn receipt(hash: &str) -> Receipt {
-        Receipt {
-            v: 1,
+    const ORIGIN: &str = "test.rxledger.local/queue";
+
+    fn key() -> SigningKey {
+        // A fixed valid secret: 32 bytes of 7.
+        SigningKey::from_bytes(&[7; 32]).expect("a valid secret")
+    }
+
+    /// The test log's verifier.
+    pub fn log() -> LogVerifier {
+        LogVerifier::new(ORIGIN, key().public_key()).expect("a valid name")
+    }
+
+    /// An `ACCEPTED` receipt for `payload` as the only entry of the test log, signed by `by`
+    /// (the test log's key when `None`).
+    pub fn receipt_signed_by(payload: &[u8], by: Option<&SigningKey>) -> Receipt {
+        let leaf = merkle::leaf_hash(payload);
+        let cp = Checkpoint {
+            origin: ORIGIN.into(),
+            size: 1,
+            root: leaf,
+        };
+        let mut r = Receipt {
+            v: envelope::VERSION,
             status: "ACCEPTED".into(),
             device_id: "d".into(),
             seq: None,
-            payload_hash: hash.into(),
+            payload_hash: envelope::payload_hash(payload),
             code: None,
             message: None,
             entry_index: Some(0),
-            leaf_hash: None,
+            leaf_hash: Some(hex::encode(leaf)),
             event_ids: vec![],
-            checkpoint: None,
-        }
+            checkpoint: checkpoint::sign_checkpoint(&cp, &key()).ok(),
+            inclusion_proof: vec![],
+            signature: None,
+        };
+        envelope::sign_receipts(std::slice::from_mut(&mut r), by.unwrap_or(&key()));
+        r
+    }
+
+    /// An `ACCEPTED` receipt for `payload` signed by the test log.
+    pub fn receipt(payload: &[u8]) -> Receipt {
+        receipt_signed_by(payload, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{log, receipt, receipt_signed_by};
+    use super::*;
+    use rxledger_core::keys::SigningKey;
+
+    /// A forged receipt (another key, or none) settles nothing and is not stored.
+    #[test]
+    fn only_verified_receipts_settle_envelopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        let a = q
+            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
+        let forger = SigningKey::generate();
+        let forged = receipt_signed_by(&a.payload, Some(&forger));
+        assert!(!q.record_receipt(&forged, &log()).unwrap());
+        let mut unsigned = receipt(&a.payload);
+        unsigned.signature = None;
+        assert!(!q.record_receipt(&unsigned, &log()).unwrap());
+        let mut rejected = receipt(&a.payload);
+        rejected.status = "REJECTED".into();
+        assert!(
+            !q.record_receipt(&rejected, &log()).unwrap(),
+            "edited after signing"
+        );
+        assert_eq!(q.unreceipted(), 1);
+        assert_eq!(q.receipts().unwrap().count(), 0);
+        assert!(q.record_receipt(&receipt(&a.payload), &log()).unwrap());
+        assert_eq!(q.unreceipted(), 0);
     }
 
     #[test]
@@ -523,13 +620,13 @@ mod tests {
         }
         assert_eq!(q.window.len(), WINDOW);
         let all: Vec<_> = q.pending(usize::MAX);
-        let rs: Vec<_> = all.iter().map(|r| receipt(&r.hash)).collect();
-        assert_eq!(q.record_receipts(&rs).unwrap(), WINDOW);
+        let rs: Vec<_> = all.iter().map(|r| receipt(&r.payload)).collect();
+        assert_eq!(q.record_receipts(&rs, &log()).unwrap().len(), WINDOW);
         let rest = q.pending(usize::MAX);
         assert_eq!(rest.len(), 10);
         assert_eq!(rest[0].seq, WINDOW as u64 + 1);
-        let rs: Vec<_> = rest.iter().map(|r| receipt(&r.hash)).collect();
-        q.record_receipts(&rs).unwrap();
+        let rs: Vec<_> = rest.iter().map(|r| receipt(&r.payload)).collect();
+        q.record_receipts(&rs, &log()).unwrap();
         assert_eq!(q.unreceipted(), 0);
         q.checkpoint().unwrap();
         drop(q);
@@ -549,9 +646,9 @@ mod tests {
         let b = q
             .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
             .unwrap();
-        assert!(q.record_receipt(&receipt(&b.hash)).unwrap());
+        assert!(q.record_receipt(&receipt(&b.payload), &log()).unwrap());
         assert!(
-            !q.record_receipt(&receipt(&b.hash)).unwrap(),
+            !q.record_receipt(&receipt(&b.payload), &log()).unwrap(),
             "already done"
         );
         assert_eq!(q.pending(10), vec![a.clone()]);
@@ -561,7 +658,7 @@ mod tests {
         // (b is answered DUPLICATE), never lost.
         let mut q = Queue::open(dir.path()).unwrap();
         assert_eq!(q.unreceipted(), 2);
-        assert!(q.record_receipt(&receipt(&a.hash)).unwrap());
+        assert!(q.record_receipt(&receipt(&a.payload), &log()).unwrap());
         assert_eq!(q.pending(10)[0].hash, b.hash);
     }
 }

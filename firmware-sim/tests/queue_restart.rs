@@ -1,24 +1,8 @@
 //! The queue on disk survives a process restart: unreceipted envelopes come back in order
 //! with their exact bytes, and sequence numbers are never reused, even after compaction.
 
+use firmware_sim::queue::testing::{log, receipt};
 use firmware_sim::queue::{COMPACT_BYTES, Queue};
-use rxledger_core::envelope::Receipt;
-
-fn receipt(hash: &str) -> Receipt {
-    Receipt {
-        v: 1,
-        status: "ACCEPTED".into(),
-        device_id: "d".into(),
-        seq: None,
-        payload_hash: hash.into(),
-        code: None,
-        message: None,
-        entry_index: Some(7),
-        leaf_hash: None,
-        event_ids: vec![],
-        checkpoint: None,
-    }
-}
 
 fn envelope(seq: u64) -> Vec<u8> {
     format!("{{\"payload\":\"{{\\\"seq\\\":{seq}}}\",\"sig\":\"00\"}}").into_bytes()
@@ -33,8 +17,11 @@ fn restart_resends_in_order_and_never_reuses_a_sequence_number() {
         sent.iter().map(|r| r.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
-    q.record_receipts(&[receipt(&sent[0].hash), receipt(&sent[1].hash)])
-        .unwrap();
+    q.record_receipts(
+        &[receipt(&sent[0].payload), receipt(&sent[1].payload)],
+        &log(),
+    )
+    .unwrap();
     q.checkpoint().unwrap();
     drop(q); // the process dies here
 
@@ -63,8 +50,8 @@ fn restart_resends_in_order_and_never_reuses_a_sequence_number() {
         if p.is_empty() {
             break;
         }
-        let rs: Vec<_> = p.iter().map(|r| receipt(&r.hash)).collect();
-        q.record_receipts(&rs).unwrap();
+        let rs: Vec<_> = p.iter().map(|r| receipt(&r.payload)).collect();
+        q.record_receipts(&rs, &log()).unwrap();
     }
     q.checkpoint().unwrap();
     assert_eq!(

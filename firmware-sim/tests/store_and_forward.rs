@@ -42,7 +42,12 @@ fn device(
     dir: &std::path::Path,
     broker: firmware_sim::Broker,
 ) -> Device {
-    let mut o = DeviceOptions::new(Identity::new(id, key).unwrap(), broker, dir.join(id));
+    let mut o = DeviceOptions::new(
+        Identity::new(id, key).unwrap(),
+        broker,
+        dir.join(id),
+        server.log(),
+    );
     o.topic_root = server.topic_root.clone();
     o.resend_after = Duration::from_secs(2);
     Device::start(o).unwrap()
@@ -53,7 +58,7 @@ async fn every_envelope_gets_a_receipt_and_one_log_entry() {
     let server = Server::start().await;
     let key = server.enroll("line-1").await;
     let dir = tempfile::tempdir().unwrap();
-    let dev = device(&server, "line-1", key, dir.path(), server.broker());
+    let dev = device(&server, "line-1", key.clone(), dir.path(), server.broker());
     const N: usize = 40;
     let mut tickets = Vec::new();
     for i in 0..N {
@@ -98,7 +103,7 @@ async fn every_envelope_gets_a_receipt_and_one_log_entry() {
         q.push(1, v["payload"].as_str().unwrap().as_bytes().to_vec())
             .unwrap();
         drop(q);
-        let key = rxledger_core::keys::SigningKey::generate(); // not used to sign: bytes are old
+        // The key only logs the device in: the bytes are the old ones.
         let dev = device(&server, "line-1", key, crashed.path(), server.broker());
         dev.flush(WAIT).await.unwrap();
         let again: Vec<Receipt> = dev.stored_receipts().unwrap();
@@ -216,6 +221,7 @@ async fn load_counts_every_receipt() {
     let report = firmware_sim::run_load(firmware_sim::LoadOptions {
         mqtt: server.broker(),
         topic_root: server.topic_root.clone(),
+        log_key: Some(*server.log().public_key()),
         devices,
         rate: 200.0,
         duration: Duration::from_millis(500),

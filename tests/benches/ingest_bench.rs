@@ -18,6 +18,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger::server::{self, ServeConfig};
 use rxledger_core::envelope::{self, Body};
 use rxledger_core::keys::SigningKey;
+use rxledger_core::mqttauth;
 use rxledger_ingest::{IngestConfig, MqttTarget};
 use serde_json::json;
 use tokio::sync::{Mutex, Semaphore};
@@ -190,7 +191,9 @@ async fn main() -> anyhow::Result<()> {
                 (envelope::payload_hash(&bytes), bytes)
             })
             .collect();
-        work.push((id, envs));
+        // The device's MQTT password, derived from its key and the log's (mqttauth).
+        let password = mqttauth::device_password(&key, &app.ledger.key().public_key(), &id);
+        work.push((id, password, envs));
     }
     let total = per_dev * devices as u64;
     println!(
@@ -222,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let mut tasks = Vec::new();
-    for (id, envs) in work {
+    for (id, password, envs) in work {
         let (latencies, counts) = (latencies.clone(), counts.clone());
         let (host, port) = (mqtt_host.clone(), mqtt_port);
         let root = topic_root.clone();
@@ -230,7 +233,8 @@ async fn main() -> anyhow::Result<()> {
             let mut opts =
                 MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
             opts.set_max_packet_size(1 << 20, 1 << 20)
-                .set_inflight(1000);
+                .set_inflight(1000)
+                .set_credentials(id.clone(), password);
             let (client, mut el) = AsyncClient::new(opts, 10_000);
             client
                 .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)

@@ -14,7 +14,8 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger::server::{self, App, ServeConfig};
 use rxledger_core::envelope::{self, Body, Receipt};
-use rxledger_core::keys::SigningKey;
+use rxledger_core::keys::{LogVerifier, SigningKey};
+use rxledger_core::mqttauth;
 use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
 use rxledger_store::testdb::TempDb;
 use serde_json::{Value, json};
@@ -204,8 +205,35 @@ impl TestApp {
     }
 
     pub async fn device(&self, id: &str, key: SigningKey) -> TestDevice {
-        TestDevice::connect(self.mqtt.clone(), &self.topic_root, id, key).await
+        TestDevice::connect(self.mqtt.clone(), &self.topic_root, id, key, &self.log()).await
     }
+
+    /// Like [`device`](Self::device), but returns why the broker refused it.
+    pub async fn try_device(&self, id: &str, key: SigningKey) -> Result<TestDevice, String> {
+        let log = self.log();
+        let password = mqttauth::device_password(&key, log.public_key(), id);
+        TestDevice::try_connect(
+            self.mqtt.clone(),
+            &self.topic_root,
+            id,
+            key,
+            &log,
+            Some(password),
+        )
+        .await
+    }
+
+    /// What a device pins: the log's name and public key.
+    pub fn log(&self) -> LogVerifier {
+        self.app().ledger.verifier().clone()
+    }
+}
+
+/// The verifier of the log a spawned `rxledger serve` keeps in `data` (default origin).
+pub fn log_verifier_in(data: &std::path::Path) -> LogVerifier {
+    let key = rxledger::keyfile::load(&data.join("log.key")).unwrap();
+    let origin = server::default_origin(&key.public_sec1_compressed());
+    LogVerifier::new(&origin, key.public_key()).unwrap()
 }
 
 /// A minimal HTTP/1.1 client: enough for tests, and no extra dependency.
@@ -281,7 +309,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// A scanner: signs envelopes with the core crate and waits for receipts.
 pub struct TestDevice {
     pub id: String,
+    /// Signs envelopes (a test may swap it for another key after connecting).
     pub key: SigningKey,
+    /// The pinned log: every receipt `send` returns has been checked against it.
+    pub log: LogVerifier,
     pub seq: u64,
     pub topic_root: String,
     pub client: AsyncClient,
@@ -289,18 +320,40 @@ pub struct TestDevice {
 }
 
 impl TestDevice {
+    /// Connects with the credentials derived from `key` and the log, and subscribes to the
+    /// device's receipts.
     pub async fn connect(
         mqtt: (String, u16),
         topic_root: &str,
         id: &str,
         key: SigningKey,
+        log: &LogVerifier,
     ) -> TestDevice {
+        let password = mqttauth::device_password(&key, log.public_key(), id);
+        Self::try_connect(mqtt, topic_root, id, key, log, Some(password))
+            .await
+            .unwrap_or_else(|e| panic!("device {id} connects: {e}"))
+    }
+
+    /// Connects with the given password (none: no credentials); the error says why the
+    /// broker refused the connection or the subscription.
+    pub async fn try_connect(
+        mqtt: (String, u16),
+        topic_root: &str,
+        id: &str,
+        key: SigningKey,
+        log: &LogVerifier,
+        password: Option<String>,
+    ) -> Result<TestDevice, String> {
         let mut opts = MqttOptions::new(format!("dev-{id}-{}", unique()), mqtt.0, mqtt.1);
         opts.set_max_packet_size(4 << 20, 4 << 20)
             .set_keep_alive(Duration::from_secs(30));
+        if let Some(p) = password {
+            opts.set_credentials(id, p);
+        }
         let (client, mut eventloop) = AsyncClient::new(opts, 1000);
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
         client
             .subscribe(envelope::acks_topic(topic_root, id), QoS::AtLeastOnce)
             .await
@@ -309,9 +362,17 @@ impl TestDevice {
             let mut ready = Some(ready_tx);
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let ok = ack
+                            .return_codes
+                            .iter()
+                            .all(|c| !matches!(c, rumqttc::SubscribeReasonCode::Failure));
                         if let Some(r) = ready.take() {
-                            let _ = r.send(());
+                            let _ = r.send(if ok {
+                                Ok(())
+                            } else {
+                                Err("SUBACK failure".into())
+                            });
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -321,22 +382,29 @@ impl TestDevice {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(Err(e.to_string()));
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
                 }
             }
         });
         tokio::time::timeout(Duration::from_secs(10), ready_rx)
             .await
-            .expect("device subscribed")
-            .unwrap();
-        TestDevice {
+            .map_err(|_| "no SUBACK within 10 s".to_string())?
+            .map_err(|_| "the connection task ended".to_string())??;
+        Ok(TestDevice {
             id: id.into(),
             key,
+            log: log.clone(),
             seq: 0,
             topic_root: topic_root.into(),
             client,
             receipts: rx,
-        }
+        })
     }
 
     /// Builds the next signed envelope for `events`.
@@ -364,11 +432,16 @@ impl TestDevice {
             .unwrap();
     }
 
-    /// Publishes and waits for the receipt of exactly this payload.
+    /// Publishes and waits for the receipt of exactly this payload, and checks it as a
+    /// device must (signature, checkpoint, inclusion proof).
     pub async fn send(&mut self, payload: Vec<u8>) -> Receipt {
         let hash = envelope::payload_hash(&payload);
-        self.publish(payload).await;
-        self.receipt_for(&hash).await
+        self.publish(payload.clone()).await;
+        let r = self.receipt_for(&hash).await;
+        if let Err(e) = envelope::check_receipt(&r, &payload, &self.log) {
+            panic!("the receipt does not verify: {e}: {r:?}");
+        }
+        r
     }
 
     pub async fn send_events(&mut self, events: Vec<Value>) -> Receipt {

@@ -162,6 +162,10 @@ pub async fn run_scenario_with<A: Api>(
         ..ScenarioReport::default()
     };
     let size_before = api.log_size().await.context("reading the log size")?;
+    let log = api
+        .log_verifier()
+        .await
+        .context("reading the log's verifier key")?;
 
     say(&format!(
         "scenario {}: {} organizations, {} devices, {} packs",
@@ -195,6 +199,7 @@ pub async fn run_scenario_with<A: Api>(
             Identity::new(&d.id, key)?,
             opts.mqtt.clone(),
             state_dir.join(&d.id),
+            log.clone(),
         );
         o.topic_root = opts.topic_root.clone();
         devices.insert(d.id.clone(), Device::start(o)?);

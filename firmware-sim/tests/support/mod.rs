@@ -20,6 +20,8 @@ pub struct Server {
     pub cfg: ServeConfig,
     pub dir: tempfile::TempDir,
     pub topic_root: String,
+    /// The log the devices pin (kept, so it is known while the server is down).
+    log: rxledger_core::keys::LogVerifier,
 }
 
 impl Server {
@@ -47,6 +49,7 @@ impl Server {
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {
+            log: app.ledger.verifier().clone(),
             app: Some(app),
             cfg,
             dir,
@@ -61,6 +64,11 @@ impl Server {
     pub fn broker(&self) -> Broker {
         let (host, port) = self.app().mqtt_addr.clone();
         Broker { host, port }
+    }
+
+    /// The log the devices pin.
+    pub fn log(&self) -> rxledger_core::keys::LogVerifier {
+        self.log.clone()
     }
 
     /// Stops the server (the embedded broker thread lives on: rumqttd cannot stop).
@@ -111,6 +119,10 @@ fn err(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Api for RegistryApi<'_> {
+    async fn log_verifier(&self) -> Result<rxledger_core::keys::LogVerifier, ApiError> {
+        Ok(self.0.ledger.verifier().clone())
+    }
+
     async fn create_organization(&self, id: &str, name: &str, role: Role) -> Result<(), ApiError> {
         self.0
             .registry

@@ -16,7 +16,9 @@ use serde_json::Value;
 
 use sha2::{Digest, Sha256};
 
-use crate::keys::{PublicKey, SigningKey};
+use crate::checkpoint::{self, CheckpointError};
+use crate::keys::{LogVerifier, PublicKey, SigningKey};
+use crate::merkle::{self, Hash};
 
 /// The only protocol version this code speaks.
 pub const VERSION: u64 = 1;
@@ -217,9 +219,308 @@ pub struct Receipt {
     /// A signed checkpoint whose tree contains the entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// RFC 9162 audit path of `entry_index` in the checkpoint's tree, hex, from the leaf up
+    /// (empty when the tree has one entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inclusion_proof: Vec<String>,
+    /// The log's signature over this receipt; every receipt the server publishes has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ReceiptSignature>,
+}
+
+/// The log's signature over a receipt: one ECDSA signature per batch of receipts, over the
+/// RFC 9162 root of their hashes, and this receipt's audit path in that small tree. Signing a
+/// batch costs one signature instead of one per receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiptSignature {
+    /// Receipts in the signed batch.
+    pub batch_size: u64,
+    /// This receipt's 0-based position in the batch.
+    pub batch_index: u64,
+    /// Hex root of the batch tree.
+    pub batch_root: String,
+    /// Hex audit path of this receipt in the batch tree, leaf up.
+    pub batch_path: Vec<String>,
+    /// Hex `r || s` (128 digits) by the log key over [`receipt_batch_message`].
+    pub sig: String,
 }
 
 /// SHA-256 of `bytes`, hex.
 pub fn payload_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Domain separation of a receipt's signed bytes.
+pub const RECEIPT_DOMAIN: &[u8] = b"rxledger/receipt/v1\0";
+/// Domain separation of a receipt batch's signed message.
+pub const RECEIPT_BATCH_DOMAIN: &[u8] = b"rxledger/receipt-batch/v1\0";
+
+/// The bytes of a receipt that its signature covers: every member except `v` (fixed by the
+/// domain string) and `signature`, in a fixed order, length-prefixed so that no two receipts
+/// share an encoding. `str` is a 4-byte big-endian length and the UTF-8 bytes; an optional
+/// member is `0x00` when absent or `0x01` then its value; an integer is 8 bytes big-endian; a
+/// list is a 4-byte big-endian count then its strings. docs/PROTOCOL.md §11.1 spells it out.
+pub fn receipt_tbs(r: &Receipt) -> Vec<u8> {
+    fn str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                out.push(1);
+                str(out, s);
+            }
+            None => out.push(0),
+        }
+    }
+    fn opt_u64(out: &mut Vec<u8>, n: Option<u64>) {
+        match n {
+            Some(n) => {
+                out.push(1);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+    fn list(out: &mut Vec<u8>, xs: &[String]) {
+        out.extend_from_slice(&(xs.len() as u32).to_be_bytes());
+        for x in xs {
+            str(out, x);
+        }
+    }
+    let mut out = Vec::with_capacity(512 + r.checkpoint.as_ref().map_or(0, String::len));
+    out.extend_from_slice(RECEIPT_DOMAIN);
+    str(&mut out, &r.status);
+    str(&mut out, &r.device_id);
+    opt_u64(&mut out, r.seq);
+    str(&mut out, &r.payload_hash);
+    opt_str(&mut out, r.code.as_deref());
+    opt_str(&mut out, r.message.as_deref());
+    opt_u64(&mut out, r.entry_index);
+    opt_str(&mut out, r.leaf_hash.as_deref());
+    list(&mut out, &r.event_ids);
+    opt_str(&mut out, r.checkpoint.as_deref());
+    list(&mut out, &r.inclusion_proof);
+    out
+}
+
+/// The message the log signs for a batch of receipts:
+/// `"rxledger/receipt-batch/v1" || 0x00 || size (8 bytes, big-endian) || root (32 bytes)`.
+/// The NUL byte keeps it apart from checkpoint notes, which never contain one.
+pub fn receipt_batch_message(size: u64, root: &Hash) -> Vec<u8> {
+    let mut m = RECEIPT_BATCH_DOMAIN.to_vec();
+    m.extend_from_slice(&size.to_be_bytes());
+    m.extend_from_slice(root);
+    m
+}
+
+/// Signs a batch of receipts with one signature: each gets its [`ReceiptSignature`].
+pub fn sign_receipts(receipts: &mut [Receipt], key: &SigningKey) {
+    if receipts.is_empty() {
+        return;
+    }
+    let leaves: Vec<Hash> = receipts
+        .iter()
+        .map(|r| merkle::leaf_hash(&receipt_tbs(r)))
+        .collect();
+    let levels = batch_levels(leaves);
+    // `batch_levels` ends with the one-node level, the root.
+    let root = levels.last().map_or([0; 32], |l| l[0]);
+    let size = receipts.len() as u64;
+    let sig = hex::encode(key.sign(&receipt_batch_message(size, &root)));
+    let root_hex = hex::encode(root);
+    for (i, r) in receipts.iter_mut().enumerate() {
+        r.signature = Some(ReceiptSignature {
+            batch_size: size,
+            batch_index: i as u64,
+            batch_root: root_hex.clone(),
+            batch_path: batch_path(&levels, i).iter().map(hex::encode).collect(),
+            sig: sig.clone(),
+        });
+    }
+}
+
+/// The levels of the RFC 9162 tree over `leaves`, bottom up: pairs are hashed and a lone last
+/// node is carried up unchanged, which gives the same tree as RFC 9162's split at the largest
+/// power of two.
+fn batch_levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+    let mut levels = vec![leaves];
+    while let Some(prev) = levels.last().filter(|l| l.len() > 1) {
+        let next = prev
+            .chunks(2)
+            .map(|c| match c {
+                [l, r] => merkle::node_hash(l, r),
+                [one] => *one,
+                _ => unreachable!("chunks(2) yields one or two items"),
+            })
+            .collect();
+        levels.push(next);
+    }
+    levels
+}
+
+fn batch_path(levels: &[Vec<Hash>], mut i: usize) -> Vec<Hash> {
+    let mut path = Vec::new();
+    for level in &levels[..levels.len().saturating_sub(1)] {
+        if let Some(sibling) = level.get(i ^ 1) {
+            path.push(*sibling);
+        }
+        i /= 2;
+    }
+    path
+}
+
+/// Why a receipt cannot be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    #[error("the receipt is not signed")]
+    Unsigned,
+    #[error("the receipt's signature is malformed: {0}")]
+    MalformedSignature(&'static str),
+    #[error("the receipt is not in the signed batch")]
+    NotInBatch,
+    #[error("the receipt batch's signature does not verify with the log key")]
+    BadSignature,
+    #[error("the receipt names another envelope (payloadHash)")]
+    PayloadMismatch,
+    #[error("unknown receipt status {0:?}")]
+    UnknownStatus(String),
+    #[error("the receipt's leafHash is not the envelope's leaf hash")]
+    LeafMismatch,
+    #[error("the receipt has no {0}")]
+    Missing(&'static str),
+    #[error("the receipt's checkpoint: {0}")]
+    Checkpoint(CheckpointError),
+    #[error("the entry is not in the checkpoint's tree: {0}")]
+    NotIncluded(String),
+}
+
+fn hash_hex(s: &str, what: &'static str) -> Result<Hash, ReceiptError> {
+    let b = hex::decode(s).map_err(|_| ReceiptError::MalformedSignature(what))?;
+    merkle::hash_from_slice(&b).map_err(|_| ReceiptError::MalformedSignature(what))
+}
+
+/// Checks that the log signed this receipt (§11.1 of docs/PROTOCOL.md).
+pub fn verify_receipt_signature(r: &Receipt, log: &PublicKey) -> Result<(), ReceiptError> {
+    let s = r.signature.as_ref().ok_or(ReceiptError::Unsigned)?;
+    let root = hash_hex(&s.batch_root, "batchRoot")?;
+    let path = s
+        .batch_path
+        .iter()
+        .map(|h| hash_hex(h, "batchPath"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let leaf = merkle::leaf_hash(&receipt_tbs(r));
+    merkle::verify_inclusion(&leaf, s.batch_index, s.batch_size, &path, &root)
+        .map_err(|_| ReceiptError::NotInBatch)?;
+    let sig = hex::decode(&s.sig).map_err(|_| ReceiptError::MalformedSignature("sig"))?;
+    log.verify(&receipt_batch_message(s.batch_size, &root), &sig)
+        .map_err(|_| ReceiptError::BadSignature)
+}
+
+/// Everything a device checks before it drops `payload` from its outbox (§13.3): the log's
+/// signature over the receipt, that it names these bytes, and for `ACCEPTED` / `DUPLICATE` the
+/// leaf hash, the checkpoint (signed by the pinned log) and the entry's inclusion proof in it.
+pub fn check_receipt(r: &Receipt, payload: &[u8], log: &LogVerifier) -> Result<(), ReceiptError> {
+    verify_receipt_signature(r, log.public_key())?;
+    if r.payload_hash != payload_hash(payload) {
+        return Err(ReceiptError::PayloadMismatch);
+    }
+    match r.status.as_str() {
+        "REJECTED" => return Ok(()),
+        "ACCEPTED" | "DUPLICATE" => {}
+        other => return Err(ReceiptError::UnknownStatus(other.to_string())),
+    }
+    let leaf = merkle::leaf_hash(payload);
+    if r.leaf_hash.as_deref() != Some(hex::encode(leaf).as_str()) {
+        return Err(ReceiptError::LeafMismatch);
+    }
+    let note = r
+        .checkpoint
+        .as_deref()
+        .ok_or(ReceiptError::Missing("checkpoint"))?;
+    let cp = checkpoint::open_checkpoint(note, log).map_err(ReceiptError::Checkpoint)?;
+    let index = r.entry_index.ok_or(ReceiptError::Missing("entryIndex"))?;
+    let proof = r
+        .inclusion_proof
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| merkle::hash_from_slice(&b).ok())
+                .ok_or_else(|| ReceiptError::NotIncluded("a proof hash is not 32 hex bytes".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    merkle::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root)
+        .map_err(|e| ReceiptError::NotIncluded(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(i: u64) -> Receipt {
+        Receipt {
+            v: VERSION,
+            status: "REJECTED".into(),
+            device_id: "d".into(),
+            seq: Some(i),
+            payload_hash: payload_hash(&i.to_be_bytes()),
+            code: Some("BAD_SIGNATURE".into()),
+            message: Some("no".into()),
+            entry_index: None,
+            leaf_hash: None,
+            event_ids: vec![],
+            checkpoint: None,
+            inclusion_proof: vec![],
+            signature: None,
+        }
+    }
+
+    /// The batch tree is RFC 9162's: every path verifies with `merkle::verify_inclusion`.
+    #[test]
+    fn batch_signatures_verify_for_every_size_and_position() {
+        let key = SigningKey::generate();
+        for n in 1..=17u64 {
+            let mut rs: Vec<Receipt> = (0..n).map(receipt).collect();
+            sign_receipts(&mut rs, &key);
+            for r in &rs {
+                verify_receipt_signature(r, &key.public_key()).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn any_change_breaks_the_signature() {
+        let key = SigningKey::generate();
+        let mut rs: Vec<Receipt> = (0..5).map(receipt).collect();
+        sign_receipts(&mut rs, &key);
+        let good = rs[3].clone();
+        let edits: [fn(&mut Receipt); 6] = [
+            |r| r.status = "ACCEPTED".into(),
+            |r| r.seq = None,
+            |r| r.code = Some("REPLAY".into()),
+            |r| r.message = None,
+            |r| r.payload_hash = payload_hash(b"other"),
+            |r| r.signature.as_mut().unwrap().batch_index = 2,
+        ];
+        for edit in edits {
+            let mut r = good.clone();
+            edit(&mut r);
+            assert!(verify_receipt_signature(&r, &key.public_key()).is_err());
+        }
+        let other = SigningKey::generate();
+        assert_eq!(
+            verify_receipt_signature(&good, &other.public_key()),
+            Err(ReceiptError::BadSignature)
+        );
+        let mut unsigned = good;
+        unsigned.signature = None;
+        assert_eq!(
+            verify_receipt_signature(&unsigned, &key.public_key()),
+            Err(ReceiptError::Unsigned)
+        );
+    }
 }

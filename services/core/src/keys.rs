@@ -122,6 +122,14 @@ impl SigningKey {
         self.public_key().to_hex()
     }
 
+    /// Static ECDH: the 32-byte x coordinate of `secret · peer`. A device (with the log's
+    /// public key) and the log (with the device's enrolled key) compute the same value, so it
+    /// can derive a shared credential without any new secret (see `crate::mqttauth`).
+    pub fn shared_secret(&self, peer: &PublicKey) -> [u8; 32] {
+        let shared = k256::ecdh::diffie_hellman(self.0.as_nonzero_scalar(), peer.0.as_affine());
+        (*shared.raw_secret_bytes()).into()
+    }
+
     /// ECDSA over `SHA-256(msg)`, RFC 6979 nonce, `r || s` with low `s`.
     pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
         let digest: [u8; 32] = Sha256::digest(msg).into();

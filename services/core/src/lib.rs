@@ -12,6 +12,7 @@ pub mod epcis;
 pub mod gs1;
 pub mod keys;
 pub mod merkle;
+pub mod mqttauth;
 pub mod pack;
 pub mod tiles;
 pub mod verdict;

@@ -10,6 +10,7 @@ use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::envelope::{self, Body, EnvelopeError, Receipt};
 use rxledger_core::keys::{self, LogVerifier, PublicKey, SigningKey};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
+use rxledger_core::mqttauth;
 use rxledger_core::{epcis, gs1};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -45,10 +46,28 @@ const CHECKPOINT_SIG: &str = "5a9538891868c888eee86188e18c2324cc0e7549781ea1062f
 const CHECKPOINT_SIG_LINE_B64: &str =
     "02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=";
 const CHECKPOINT_NOTE: &str = "example.com/rxledger\n1\n+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=\n\n\u{2014} example.com/rxledger 02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=\n";
-const RECEIPT: &str = r#"{"v":1,"status":"ACCEPTED","deviceId":"acme-line-1","seq":1,"payloadHash":"187e006b937cf79482696b239cdf87edb03a72821043f27cb412a472b0a5b849","entryIndex":0,"leafHash":"f8f621ba83b4b7d5625a26d14b1f6f4de52adfb3cd9c222892c1db77025ce8f8","eventIds":["ni:///sha-256;775694c0cef27a267534e3ac0e9a44f75495ecc2c56b382bd73cab7ec08af592?ver=CBV2.0"],"checkpoint":"example.com/rxledger\n1\n+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=\n\n— example.com/rxledger 02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=\n"}"#;
+const RECEIPT: &str = r#"{"v":1,"status":"ACCEPTED","deviceId":"acme-line-1","seq":1,"payloadHash":"187e006b937cf79482696b239cdf87edb03a72821043f27cb412a472b0a5b849","entryIndex":0,"leafHash":"f8f621ba83b4b7d5625a26d14b1f6f4de52adfb3cd9c222892c1db77025ce8f8","eventIds":["ni:///sha-256;775694c0cef27a267534e3ac0e9a44f75495ecc2c56b382bd73cab7ec08af592?ver=CBV2.0"],"checkpoint":"example.com/rxledger\n1\n+PYhuoO0t9ViWibRSx9vTeUq37PNnCIoksHbdwJc6Pg=\n\n— example.com/rxledger 02MH3VqVOIkYaMiI7uhhiOGMIyTMDnVJeB6hBi8GIGV5xNVlBll9hxegLLvNEKnkf2o8g5bMgPOEZRJta2M82aPK3yc=\n","signature":{"batchSize":2,"batchIndex":0,"batchRoot":"c793d69fd9414733f6e7231f0ed997ff1660cceca1908ca6f51b5b681d93d11b","batchPath":["4ac7c97b35935a8ec4970c542427aac1c525cb3a6b32abc58b458f3b6f691163"],"sig":"f320e6f90e4629cdf07a24284571959e5fbfe6204f794244c89cba46888132eb564cbfc7fb81901089885d2a7c4dca1b0de25310e8716f0a6c85238ccc4fa4bc"}}"#;
 const FORGED_PAYLOAD_SHA256: &str =
     "109bb95507dd6d49ca4d7f87434e69c9b22ee9103323efa59969fdd899566fd2";
-const REJECTED_RECEIPT: &str = r#"{"v":1,"status":"REJECTED","deviceId":"acme-line-1","seq":1,"payloadHash":"109bb95507dd6d49ca4d7f87434e69c9b22ee9103323efa59969fdd899566fd2","code":"BAD_SIGNATURE","message":"the signature does not verify with the device's enrolled key"}"#;
+const REJECTED_RECEIPT: &str = r#"{"v":1,"status":"REJECTED","deviceId":"acme-line-1","seq":1,"payloadHash":"109bb95507dd6d49ca4d7f87434e69c9b22ee9103323efa59969fdd899566fd2","code":"BAD_SIGNATURE","message":"the signature does not verify with the device's enrolled key","signature":{"batchSize":2,"batchIndex":1,"batchRoot":"c793d69fd9414733f6e7231f0ed997ff1660cceca1908ca6f51b5b681d93d11b","batchPath":["905919e52578f19010148b0877906a81231efb59d1a23a7fb3d2dd8483a6eb91"],"sig":"f320e6f90e4629cdf07a24284571959e5fbfe6204f794244c89cba46888132eb564cbfc7fb81901089885d2a7c4dca1b0de25310e8716f0a6c85238ccc4fa4bc"}}"#;
+
+// The receipt signature (§11.1): RECEIPT and REJECTED_RECEIPT signed as one batch of two.
+const ACCEPTED_TBS_SHA256: &str =
+    "667fd2f46a606a9c49582ccdb0ed3cd8b749c7fbe1a7dbd0b7f8a4a336b0dcda";
+const REJECTED_TBS: &str = "72786c65646765722f726563656970742f7631000000000852454a45435445440000000b61636d652d6c696e652d310100000000000000010000004031303962623935353037646436643439636134643766383734333465363963396232326565393130333332336566613539393639666464383939353636666432010000000d4241445f5349474e4154555245010000003c746865207369676e617475726520646f6573206e6f742076657269667920776974682074686520646576696365277320656e726f6c6c6564206b65790000000000000000000000";
+const BATCH_LEAVES: [&str; 2] = [
+    "905919e52578f19010148b0877906a81231efb59d1a23a7fb3d2dd8483a6eb91",
+    "4ac7c97b35935a8ec4970c542427aac1c525cb3a6b32abc58b458f3b6f691163",
+];
+const BATCH_ROOT: &str = "c793d69fd9414733f6e7231f0ed997ff1660cceca1908ca6f51b5b681d93d11b";
+const BATCH_MESSAGE: &str = "72786c65646765722f726563656970742d62617463682f7631000000000000000002c793d69fd9414733f6e7231f0ed997ff1660cceca1908ca6f51b5b681d93d11b";
+const BATCH_SIG: &str = "f320e6f90e4629cdf07a24284571959e5fbfe6204f794244c89cba46888132eb564cbfc7fb81901089885d2a7c4dca1b0de25310e8716f0a6c85238ccc4fa4bc";
+
+// MQTT credentials (§2.1) of the device and log keys of §16.1.
+const ECDH_X: &str = "f40bb548d147b2c3cdcf635658c3fca87a3c1f85c7ac006e9b9e80d4dc70d84d";
+const DEVICE_MQTT_PASSWORD: &str =
+    "7c6dafe1b40f80f59563ee7689862493ff9bba63943af56ce8f2f17da8ae597b";
+const NODE_MQTT_PASSWORD: &str = "38992ac4bdace22505390ead445a0d86b20da7ebc0b338c36a06dcd93645bd2d";
 
 // The inclusion example: the vector envelope as entry 1 of a 3-entry log.
 const OTHER_ENTRY_0: &[u8] = b"rxledger example entry 0";
@@ -242,8 +261,27 @@ fn receipts() {
         leaf_hash: Some(LEAF_HASH.into()),
         event_ids: vec![EVENT_ID.into()],
         checkpoint: Some(checkpoint::sign_checkpoint(&checkpoint_1(), &log_key()).unwrap()),
+        inclusion_proof: vec![],
+        signature: None,
     };
+    let rejected = rejected_receipt();
+    assert_eq!(
+        hex::encode(Sha256::digest(envelope::receipt_tbs(&accepted))),
+        ACCEPTED_TBS_SHA256
+    );
+    assert_eq!(hex::encode(envelope::receipt_tbs(&rejected)), REJECTED_TBS);
+    let leaves = [&accepted, &rejected].map(|r| merkle::leaf_hash(&envelope::receipt_tbs(r)));
+    assert_eq!(leaves.map(hex::encode), BATCH_LEAVES);
+    let root = merkle::node_hash(&leaves[0], &leaves[1]);
+    assert_eq!(hex::encode(root), BATCH_ROOT);
+    let message = envelope::receipt_batch_message(2, &root);
+    assert_eq!(hex::encode(&message), BATCH_MESSAGE);
+    assert_eq!(hex::encode(log_key().sign(&message)), BATCH_SIG);
+    let mut batch = [accepted, rejected];
+    envelope::sign_receipts(&mut batch, &log_key());
+    let [accepted, rejected] = batch;
     assert_eq!(serde_json::to_string(&accepted).unwrap(), RECEIPT);
+    assert_eq!(serde_json::to_string(&rejected).unwrap(), REJECTED_RECEIPT);
     let parsed: Receipt = serde_json::from_str(RECEIPT).unwrap();
     assert_eq!(parsed, accepted);
 
@@ -262,15 +300,45 @@ fn receipts() {
         envelope::payload_hash(MQTT_PAYLOAD.as_bytes())
     );
     merkle::verify_inclusion(&leaf, index, cp.size, &[], &cp.root).unwrap();
+    // All of the above and the log's signature, as one call.
+    envelope::check_receipt(&parsed, MQTT_PAYLOAD.as_bytes(), &v).unwrap();
+    let rejected: Receipt = serde_json::from_str(REJECTED_RECEIPT).unwrap();
+    envelope::verify_receipt_signature(&rejected, v.public_key()).unwrap();
+    let mut edited = rejected.clone();
+    edited.status = "ACCEPTED".into();
+    assert!(envelope::verify_receipt_signature(&edited, v.public_key()).is_err());
+}
 
-    // The same body signed by a key that is not the device's: BAD_SIGNATURE.
+#[test]
+fn mqtt_credentials() {
+    let (dev, log) = (device_key(), log_key());
+    assert_eq!(hex::encode(dev.shared_secret(&log.public_key())), ECDH_X);
+    assert_eq!(hex::encode(log.shared_secret(&dev.public_key())), ECDH_X);
+    let mut pre = b"rxledger/mqtt-device-password/v1\0acme-line-1\0".to_vec();
+    pre.extend_from_slice(&hex::decode(ECDH_X).unwrap());
+    assert_eq!(hex::encode(Sha256::digest(&pre)), DEVICE_MQTT_PASSWORD);
+    assert_eq!(
+        mqttauth::device_password(&dev, &log.public_key(), DEVICE_ID),
+        DEVICE_MQTT_PASSWORD
+    );
+    assert_eq!(
+        mqttauth::device_password_for(&log, &dev.public_key(), DEVICE_ID),
+        DEVICE_MQTT_PASSWORD
+    );
+    let mut pre = b"rxledger/mqtt-node-password/v1\0".to_vec();
+    pre.extend_from_slice(&hex::decode(LOG_SECRET).unwrap());
+    assert_eq!(hex::encode(Sha256::digest(&pre)), NODE_MQTT_PASSWORD);
+    assert_eq!(mqttauth::node_password(&log), NODE_MQTT_PASSWORD);
+}
+
+/// The forged envelope's `REJECTED` receipt, unsigned.
+fn rejected_receipt() -> Receipt {
     let forged = envelope::seal(&log_key(), &body());
-    assert_eq!(envelope::payload_hash(&forged), FORGED_PAYLOAD_SHA256);
     let err = envelope::open(&forged, DEVICE_ID)
         .unwrap()
         .verify(&device_key().public_key())
         .unwrap_err();
-    let rejected = Receipt {
+    Receipt {
         v: envelope::VERSION,
         status: "REJECTED".into(),
         device_id: DEVICE_ID.into(),
@@ -282,8 +350,25 @@ fn receipts() {
         leaf_hash: None,
         event_ids: vec![],
         checkpoint: None,
-    };
-    assert_eq!(serde_json::to_string(&rejected).unwrap(), REJECTED_RECEIPT);
+        inclusion_proof: vec![],
+        signature: None,
+    }
+}
+
+#[test]
+fn forged_envelope_is_rejected() {
+    // The same body signed by a key that is not the device's: BAD_SIGNATURE.
+    let forged = envelope::seal(&log_key(), &body());
+    assert_eq!(envelope::payload_hash(&forged), FORGED_PAYLOAD_SHA256);
+    let err = envelope::open(&forged, DEVICE_ID)
+        .unwrap()
+        .verify(&device_key().public_key())
+        .unwrap_err();
+    assert_eq!(err, EnvelopeError::BadSignature);
+    assert_eq!(
+        rejected_receipt().message.as_deref(),
+        Some(err.to_string().as_str())
+    );
 }
 
 /// Leaf hashes of a small log, for the inclusion example.
@@ -474,6 +559,16 @@ fn doc_quotes_every_vector() {
         RECEIPT,
         FORGED_PAYLOAD_SHA256,
         REJECTED_RECEIPT,
+        ACCEPTED_TBS_SHA256,
+        REJECTED_TBS,
+        BATCH_LEAVES[0],
+        BATCH_LEAVES[1],
+        BATCH_ROOT,
+        BATCH_MESSAGE,
+        BATCH_SIG,
+        ECDH_X,
+        DEVICE_MQTT_PASSWORD,
+        NODE_MQTT_PASSWORD,
         PROOF_3[0],
         PROOF_3[1],
         ROOT_3,

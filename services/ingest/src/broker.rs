@@ -1,21 +1,32 @@
 //! The embedded MQTT broker (rumqttd), for the zero-setup default.
 //!
+//! Clients reach it only through [`crate::gate`], which authenticates them and enforces the
+//! topic rules; rumqttd itself listens on a loopback port of its own and accepts only the
+//! server nodes' credentials and the gate's per-process token (its CONNECT hook).
+//!
 //! rumqttd keeps messages in memory only and has no shutdown API, so it runs on its own
 //! thread for the life of the process. Nothing relies on it for durability: the server acks
 //! after commit, and devices resend until they hold a receipt.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use rxledger_core::mqttauth::{self, NODE_USERNAME};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 use crate::IngestError;
+use crate::gate::{self, Gatekeeper, ct_eq};
 
 /// A running embedded broker.
 #[derive(Clone, Debug)]
 pub struct EmbeddedBroker {
-    /// Where it listens. With port 0 requested, this is the port that was picked.
+    /// Where clients connect (the gate). With port 0 requested, this is the port that was
+    /// picked.
     pub addr: SocketAddr,
+    /// rumqttd's own loopback listener, for this process's server connections only.
+    pub internal: SocketAddr,
 }
 
 /// Largest MQTT packet the embedded broker accepts. The pipeline has its own, lower limit so
@@ -61,23 +72,50 @@ fn lower_priority(nice: i32) {
     }
 }
 
-/// Starts rumqttd on `listen`. Fails with a clear error if the address is taken.
-pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, IngestError> {
-    // rumqttd binds inside its own thread and only logs a failure, so check first; this also
-    // resolves port 0 to a concrete free port.
-    let probe = TcpListener::bind(listen).map_err(|source| IngestError::BrokerListen {
-        addr: listen,
-        source,
-    })?;
-    let addr = probe
-        .local_addr()
-        .map_err(|source| IngestError::BrokerListen {
-            addr: listen,
-            source,
-        })?;
+/// Starts rumqttd on a loopback port and the gate on `listen`. Fails with a clear error if
+/// the address is taken. Must be called inside a tokio runtime (the gate runs on it).
+pub fn start(listen: SocketAddr, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
+    let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
+    let public = TcpListener::bind(listen).map_err(bind_err(listen))?;
+    let addr = public.local_addr().map_err(bind_err(listen))?;
+    public.set_nonblocking(true).map_err(bind_err(addr))?;
+    let public = tokio::net::TcpListener::from_std(public).map_err(bind_err(addr))?;
+    // rumqttd binds inside its own thread and only logs a failure, so pick a free port first.
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let probe = TcpListener::bind(loopback).map_err(bind_err(loopback))?;
+    let internal = probe.local_addr().map_err(bind_err(loopback))?;
     drop(probe);
+    let token: Arc<str> = random_token().map_err(bind_err(internal))?.into();
+    start_rumqttd(
+        internal,
+        mqttauth::node_password(keeper.ledger.key()),
+        token.clone(),
+    )?;
+    tokio::spawn(gate::serve(
+        public,
+        internal,
+        keeper,
+        token,
+        BROKER_MAX_PAYLOAD + 1024,
+    ));
+    Ok(EmbeddedBroker { addr, internal })
+}
 
-    let connections = ConnectionSettings {
+/// 32 random bytes, hex: the gate's credential at rumqttd, never leaves the process.
+fn random_token() -> std::io::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(hex::encode(b))
+}
+
+/// Starts rumqttd on `addr`; its CONNECT hook admits the server nodes (node credentials) and
+/// the gate (the token, for client ids the gate prefixed with `{deviceId}:`).
+fn start_rumqttd(
+    addr: SocketAddr,
+    node_password: String,
+    token: Arc<str>,
+) -> Result<(), IngestError> {
+    let mut connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: BROKER_MAX_PAYLOAD,
         max_inflight_count: 5_000,
@@ -85,6 +123,14 @@ pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, IngestError> {
         external_auth: None,
         dynamic_filters: true,
     };
+    connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
+        let ok = if user == NODE_USERNAME {
+            ct_eq(&pass, &node_password)
+        } else {
+            client_id.contains(':') && ct_eq(&pass, &token)
+        };
+        std::future::ready(ok)
+    });
     let server = ServerSettings {
         name: "v4".into(),
         listen: addr,
@@ -127,5 +173,5 @@ pub fn start(listen: SocketAddr) -> Result<EmbeddedBroker, IngestError> {
             }
         })
         .map_err(|source| IngestError::BrokerListen { addr, source })?;
-    Ok(EmbeddedBroker { addr })
+    Ok(())
 }

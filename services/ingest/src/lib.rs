@@ -15,10 +15,14 @@
 //! answered with its original receipt.
 
 pub mod broker;
+pub mod brokeracl;
+pub mod gate;
 mod monitor;
 mod mqtt;
 pub mod pipeline;
+mod proofs;
 
 pub use broker::EmbeddedBroker;
+pub use gate::Gatekeeper;
 pub use mqtt::{MqttTarget, MqttUrl};
 pub use pipeline::{Ingest, IngestConfig, IngestError};

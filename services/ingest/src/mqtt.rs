@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rumqttc::MqttOptions;
+use rxledger_core::keys::SigningKey;
+use rxledger_core::mqttauth::{self, NODE_USERNAME};
 
 use crate::IngestError;
 
@@ -85,13 +87,20 @@ impl MqttUrl {
         })
     }
 
-    /// Client options for this broker with the given client id.
-    pub fn options(&self, client_id: &str) -> Result<MqttOptions, IngestError> {
+    /// Client options for this broker with the given client id. Without credentials in the
+    /// URL the node logs in as [`NODE_USERNAME`] with the password derived from the log key,
+    /// which is what `rxledger broker-acl` writes into the broker's password file.
+    pub fn options(
+        &self,
+        client_id: &str,
+        log_key: &SigningKey,
+    ) -> Result<MqttOptions, IngestError> {
         let mut o = MqttOptions::new(client_id, self.host.clone(), self.port);
         o.set_keep_alive(Duration::from_secs(15));
-        if let Some(u) = &self.username {
-            o.set_credentials(u.clone(), self.password.clone().unwrap_or_default());
-        }
+        match &self.username {
+            Some(u) => o.set_credentials(u.clone(), self.password.clone().unwrap_or_default()),
+            None => o.set_credentials(NODE_USERNAME, mqttauth::node_password(log_key)),
+        };
         if self.tls {
             return Err(IngestError::MqttUrl(
                 "mqtts:// is not supported by this build yet; terminate TLS in front of the broker or use mqtt://".into(),

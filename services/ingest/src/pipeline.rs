@@ -194,6 +194,7 @@ impl Ingest {
             batch_rx,
             Acker {
                 clients,
+                ledger: ledger.clone(),
                 topic_root: cfg.topic_root.clone(),
                 packs: packs.clone(),
                 alerts,
@@ -861,6 +862,7 @@ fn on_own_thread(task: impl std::future::Future<Output = ()> + Send + 'static) -
 /// it publishes through.
 struct Acker {
     clients: Vec<AsyncClient>,
+    ledger: Arc<Ledger>,
     topic_root: String,
     packs: Arc<Packs>,
     alerts: Alerts,
@@ -882,6 +884,7 @@ async fn sequencer(
     let acker = a.runtime.spawn(acker(
         ack_rx,
         a.clients,
+        a.ledger,
         a.topic_root,
         a.packs,
         a.alerts,
@@ -929,6 +932,7 @@ async fn sequencer(
 async fn acker(
     mut rx: mpsc::Receiver<(Vec<Checked>, Appended)>,
     clients: Vec<AsyncClient>,
+    ledger: Arc<Ledger>,
     topic_root: String,
     packs: Arc<Packs>,
     alerts: Alerts,
@@ -941,6 +945,9 @@ async fn acker(
         let mut admissions = result.admissions.into_iter();
         let mut watch_list = Vec::new();
         let mut receipts = Vec::with_capacity(batch.len());
+        let mut routes = Vec::with_capacity(batch.len());
+        // (receipt position, entry index, leaf hash) of receipts that need an inclusion proof.
+        let mut proved = Vec::new();
         let mut new_alerts = Vec::new();
         for c in batch {
             let mut r = Receipt {
@@ -955,11 +962,14 @@ async fn acker(
                 leaf_hash: None,
                 event_ids: Vec::new(),
                 checkpoint: None,
+                inclusion_proof: Vec::new(),
+                signature: None,
             };
             let reject = match c.outcome {
                 Ok(ready) => {
                     let admission = admissions.next();
-                    let leaf = hex::encode(merkle::leaf_hash(&ready.entry.data));
+                    let leaf_raw = merkle::leaf_hash(&ready.entry.data);
+                    let leaf = hex::encode(leaf_raw);
                     match admission {
                         Some(Admission::Appended { index })
                         | Some(Admission::Duplicate { index }) => {
@@ -967,6 +977,7 @@ async fn acker(
                             r.status = if dup { "DUPLICATE" } else { "ACCEPTED" }.into();
                             r.entry_index = Some(index);
                             r.leaf_hash = Some(leaf);
+                            proved.push((receipts.len(), index, leaf_raw));
                             r.event_ids = ready.event_ids;
                             r.checkpoint = Some(result.head.note.clone());
                             if dup {
@@ -1021,15 +1032,18 @@ async fn acker(
                     raw: Some(c.publish.payload.iter().copied().take(64 * 1024).collect()),
                 });
             }
-            receipts.push((c.conn, c.publish, c.device, r));
+            receipts.push(r);
+            routes.push((c.conn, c.publish, c.device));
         }
+        attach_proofs(&ledger, &mut receipts, &proved, result.head.size).await;
+        envelope::sign_receipts(&mut receipts, ledger.key());
         let mut backoff = Duration::from_millis(50);
         while let Err(e) = alerts.record(new_alerts.clone()).await {
             tracing::error!(error = %e, "recording alerts failed; retrying in {backoff:?} (nothing was acked)");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
-        for (conn, publish, device, receipt) in receipts {
+        for ((conn, publish, device), receipt) in routes.into_iter().zip(receipts) {
             let client = &clients[conn.min(clients.len() - 1)];
             if let Some(d) = device {
                 let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
@@ -1059,5 +1073,52 @@ async fn acker(
     // Drained: everything read was committed and acked. Disconnect after those requests.
     for client in &clients {
         let _ = client.disconnect().await;
+    }
+}
+
+/// Puts each accepted or duplicate receipt's inclusion proof in the batch's checkpoint tree.
+/// The batch's own entries get theirs from one stored proof (see `proofs`); others (duplicates
+/// of older entries) are read one by one. A receipt left without a proof is refused by the
+/// device, which resends and gets a `DUPLICATE` receipt with one.
+async fn attach_proofs(
+    ledger: &Ledger,
+    receipts: &mut [Receipt],
+    proved: &[(usize, u64, merkle::Hash)],
+    size: u64,
+) {
+    let mut fresh: Vec<&(usize, u64, merkle::Hash)> = proved
+        .iter()
+        .filter(|p| receipts[p.0].status == "ACCEPTED")
+        .collect();
+    fresh.sort_by_key(|p| p.1);
+    let contiguous = fresh
+        .first()
+        .is_some_and(|f| f.1 + fresh.len() as u64 == size)
+        && fresh.windows(2).all(|w| w[1].1 == w[0].1 + 1);
+    let mut done = HashSet::new();
+    if contiguous {
+        let a = fresh[0].1;
+        let leaves: Vec<merkle::Hash> = fresh.iter().map(|p| p.2).collect();
+        let proofs = match ledger.inclusion_proof(a, size).await {
+            Ok(first) => {
+                crate::proofs::batch_proofs(a, size, &leaves, &first).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match proofs {
+            Ok(proofs) => {
+                for (p, proof) in fresh.iter().zip(proofs) {
+                    receipts[p.0].inclusion_proof = proof.iter().map(hex::encode).collect();
+                    done.insert(p.0);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot prove a batch's entries"),
+        }
+    }
+    for (at, index, _) in proved.iter().filter(|p| !done.contains(&p.0)) {
+        match ledger.inclusion_proof(*index, size).await {
+            Ok(proof) => receipts[*at].inclusion_proof = proof.iter().map(hex::encode).collect(),
+            Err(e) => tracing::error!(error = %e, index, "cannot prove an entry for its receipt"),
+        }
     }
 }
