@@ -218,13 +218,17 @@ async fn bombs_are_refused_and_the_servers_peak_memory_stays_bounded() {
     assert_eq!(v["data"]["entries"].as_array().unwrap().len(), 50, "{v}");
     let (_, before) = rss_kib(pid);
 
-    let (_, v) = post(aliased(
-        1000,
-        "entries(from: 0, count: 1000) { signer dataBase64 }",
-    ))
-    .await;
-    assert_eq!(code(&v), "QUERY_TOO_COSTLY", "{v}");
-    assert!(v["data"].is_null(), "nothing ran: {v}");
+    // Twice: the second time the parsed document comes from the query cache, and is priced
+    // all the same.
+    for _ in 0..2 {
+        let (_, v) = post(aliased(
+            1000,
+            "entries(from: 0, count: 1000) { signer dataBase64 }",
+        ))
+        .await;
+        assert_eq!(code(&v), "QUERY_TOO_COSTLY", "{v}");
+        assert!(v["data"].is_null(), "nothing ran: {v}");
+    }
     let (_, v) = post(aliased(
         999,
         &format!("verify(code: \"(01){GTIN}(21)10001\") {{ verdict }}"),

@@ -63,16 +63,18 @@ pub fn schema(services: Services) -> RxSchema {
     schema_with(services, cost::Limits::default())
 }
 
-/// Builds the schema with its limits. The cost guard comes first, so that it prices every
-/// document, parsed or taken from the query cache.
+/// Builds the schema with its limits. The cost guard holds the query cache, so that it
+/// prices every document, parsed or taken from the cache.
 pub fn schema_with(services: Services, limits: cost::Limits) -> RxSchema {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
         .data(AuditState::default())
         .limit_depth(12)
         .limit_complexity(2_000)
-        .extension(cost::CostGuard { limits })
-        .extension(querycache::QueryCache::default())
+        .extension(cost::CostGuard {
+            limits,
+            cache: querycache::QueryCache::default(),
+        })
         .finish()
 }
 
