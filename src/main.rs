@@ -137,6 +137,11 @@ struct Serve {
     /// may reach twice this.
     #[arg(long, env = "RXLEDGER_RATE_LIMIT", default_value_t = 100.0)]
     rate_limit: f64,
+    /// What a dispense by a pharmacy that does not hold the pack does: `warn` records it and
+    /// alerts the regulator and the brand owner (custody data arrives late); `refuse` refuses
+    /// it with NOT_IN_YOUR_CUSTODY and raises the same alert.
+    #[arg(long, env = "RXLEDGER_CUSTODY_POLICY", default_value = "warn", value_parser = custody_policy)]
+    custody_policy: rxledger_core::verdict::CustodyPolicy,
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -363,6 +368,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             per_second: s.rate_limit,
             burst: s.rate_limit * 2.0,
         },
+        custody_policy: s.custody_policy,
     };
     let app = server::start(cfg.clone()).await?;
     let head = app.ledger.head();
@@ -587,4 +593,9 @@ async fn device(c: DeviceCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn custody_policy(s: &str) -> Result<rxledger_core::verdict::CustodyPolicy, String> {
+    rxledger_core::verdict::CustodyPolicy::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a custody policy: use warn or refuse"))
 }

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// GraphQL requests allowed per API key (anonymous callers: per IP).
     pub rate_limit: crate::ratelimit::RateLimit,
+    /// A dispense by a pharmacy that does not hold the pack: recorded with an alert, or refused.
+    pub custody_policy: rxledger_core::verdict::CustodyPolicy,
 }
 
 /// Largest GraphQL request body.
@@ -156,7 +158,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
     };
-    let schema = rxledger_graphql::schema(services);
+    let schema = rxledger_graphql::schema_with(services, cfg.custody_policy);
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
             "cannot listen for HTTP on {}; choose another with --http-listen ADDR",
@@ -252,8 +254,8 @@ async fn graphql(
 ) -> poem::Response {
     use poem::IntoResponse as _;
     let mut req = req.0;
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let bucket = match rxledger_graphql::authenticate(&keys, auth).await {
+    let auth = headers.get("authorization").map(|v| v.as_bytes());
+    let bucket = match rxledger_graphql::authenticate_header(&keys, auth).await {
         Ok(rxledger_graphql::Caller::Anonymous) => remote
             .as_socket_addr()
             .map(|a| a.ip().to_string())

@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
             per_second: 1e9,
             burst: 1e9,
         },
+        custody_policy: Default::default(),
     };
     let app = server::start(cfg).await?;
     app.registry

@@ -42,6 +42,7 @@ impl Server {
             },
             public_url: None,
             rate_limit: rxledger::ratelimit::RateLimit::default(),
+            custody_policy: Default::default(),
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {
