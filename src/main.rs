@@ -171,6 +171,11 @@ struct Serve {
     /// Largest GraphQL answer, in MiB.
     #[arg(long, env = "RXLEDGER_MAX_RESPONSE_MIB", default_value_t = 16)]
     max_response_mib: usize,
+    /// What a dispense by a pharmacy that does not hold the pack does: `warn` records it and
+    /// alerts the regulator and the brand owner (custody data arrives late); `refuse` refuses
+    /// it with NOT_IN_YOUR_CUSTODY and raises the same alert.
+    #[arg(long, env = "RXLEDGER_CUSTODY_POLICY", default_value = "warn", value_parser = custody_policy)]
+    custody_policy: rxledger_core::verdict::CustodyPolicy,
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -414,6 +419,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             max_response_bytes: s.max_response_mib << 20,
             ..Default::default()
         },
+        custody_policy: s.custody_policy,
     };
     let app = server::start(cfg.clone()).await?;
     let head = app.ledger.head();
@@ -696,4 +702,9 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = opts.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+fn custody_policy(s: &str) -> Result<rxledger_core::verdict::CustodyPolicy, String> {
+    rxledger_core::verdict::CustodyPolicy::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a custody policy: use warn or refuse"))
 }

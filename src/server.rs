@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// What one GraphQL request may cost and answer.
     pub limits: Limits,
+    /// A dispense by a pharmacy that does not hold the pack: recorded with an alert, or refused.
+    pub custody_policy: rxledger_core::verdict::CustodyPolicy,
 }
 
 /// Largest GraphQL request body, and largest WebSocket message.
@@ -179,7 +181,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
     };
-    let schema = rxledger_graphql::schema_with(services, cfg.limits);
+    let schema = rxledger_graphql::schema_with(services, cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
@@ -324,8 +326,8 @@ async fn graphql(
     req: GraphQLRequest,
 ) -> poem::Response {
     let mut req = req.0;
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let caller = match rxledger_graphql::authenticate(&keys, auth).await {
+    let auth = headers.get("authorization").map(|v| v.as_bytes());
+    let caller = match rxledger_graphql::authenticate_header(&keys, auth).await {
         Ok(caller) => caller,
         Err(refused) => return error_response(refused.code, refused.message).into_response(),
     };

@@ -166,6 +166,7 @@ async fn a_key_that_does_not_match_the_certificate_stops_the_start() {
         rate_limit: rxledger::ratelimit::RateLimit::default(),
         tls: Some(files),
         limits: Default::default(),
+        custody_policy: Default::default(),
     };
     let err = match rxledger::server::start(cfg).await {
         Ok(_) => panic!("the server started with a mismatched key"),

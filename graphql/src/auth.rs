@@ -65,15 +65,14 @@ pub enum Caller {
 }
 
 impl Caller {
-    pub fn from_principal(p: Principal) -> Caller {
-        match Role::parse(&p.role) {
-            Some(role) => Caller::Key {
-                key_id: p.key_id,
-                org_id: p.org_id,
-                role,
-            },
-            None => Caller::Anonymous,
-        }
+    /// The caller a valid key stands for; `None` when the key carries a role this server does
+    /// not know (refused, never downgraded to anonymous).
+    pub fn from_principal(p: Principal) -> Option<Caller> {
+        Role::parse(&p.role).map(|role| Caller::Key {
+            key_id: p.key_id,
+            org_id: p.org_id,
+            role,
+        })
     }
 
     pub fn role(&self) -> Option<Role> {
@@ -83,9 +82,10 @@ impl Caller {
         }
     }
 
-    /// Regulators and admins see every organization's data; others only their own.
+    /// Regulators and admins see every organization's data; others only their own (the
+    /// rule is `visibility::Sight::party`).
     pub fn may_see(&self, org: &str) -> bool {
-        matches!(self.role(), Some(Role::Admin | Role::Regulator)) || self.org() == Some(org)
+        crate::visibility::Sight::of(self).party(org)
     }
 
     pub fn org(&self) -> Option<&str> {

@@ -18,7 +18,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Code::BadRequest => "BAD_REQUEST",
             Code::NotFound => "NOT_FOUND",

@@ -1,11 +1,14 @@
-//! Ledger queries: checkpoints, proofs and entries. Public: anyone may audit the log.
+//! Ledger queries: checkpoints, proofs and entries. Anyone may audit the tree; an entry's
+//! bytes follow `visibility`.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rxledger_store::SignedHead;
 
+use crate::auth::caller;
 use crate::hashes::Hashes;
+use crate::visibility::Sight;
 use crate::{ApiError, MAX_PAGE, Services};
 
 #[derive(Default)]
@@ -54,15 +57,20 @@ pub struct ConsistencyProof {
     pub hashes: Hashes,
 }
 
-/// One log entry as mirrored by monitors: the exact bytes, base64.
+/// One log entry. Everyone gets its leaf hash, enough to check the tree; the exact bytes and
+/// the signer go only to the organization that signed it, regulators and admins (they name
+/// trading partners, sites and patients' pharmacies).
 #[derive(SimpleObject)]
 pub struct LedgerEntry {
     pub index: i64,
+    /// RFC 9162 leaf hash of the bytes, hex.
     pub leaf_hash: String,
-    pub data_base64: String,
+    /// The exact bytes, base64; null when the caller may not see them.
+    pub data_base64: Option<String>,
     /// 1 = device envelope, 2 = API state change.
     pub kind: i32,
-    pub signer: String,
+    /// The device id, or `org:<id>` for API state changes; null like `dataBase64`.
+    pub signer: Option<String>,
 }
 
 /// How to check this log's signatures.
@@ -144,9 +152,11 @@ impl LedgerQuery {
         })
     }
 
-    /// Entries `from .. from + count` (at most 1000), for monitors that mirror the log.
+    /// Entries `from .. from + count` (at most 1000), for monitors that mirror the log. Bytes
+    /// and signers only where the caller may see them (see `LedgerEntry`).
     async fn entries(&self, ctx: &Context<'_>, from: i64, count: i64) -> Result<Vec<LedgerEntry>> {
         let s = services(ctx);
+        let visible = Sight::of(caller(ctx)).signers(s).await?;
         let from = size_arg(from, "from")?;
         if !(0..=MAX_PAGE).contains(&count) {
             return Err(ApiError::bad_request(format!("count must be 0 to {MAX_PAGE}")).into());
@@ -158,12 +168,15 @@ impl LedgerQuery {
             .map_err(ApiError::from)?;
         Ok(rows
             .into_iter()
-            .map(|r| LedgerEntry {
-                index: r.idx,
-                leaf_hash: hex::encode(rxledger_core::merkle::leaf_hash(&r.data)),
-                data_base64: B64.encode(&r.data),
-                kind: r.kind as i32,
-                signer: r.signer,
+            .map(|r| {
+                let shown = visible.as_ref().is_none_or(|v| v.contains(&r.signer));
+                LedgerEntry {
+                    index: r.idx,
+                    leaf_hash: hex::encode(rxledger_core::merkle::leaf_hash(&r.data)),
+                    data_base64: shown.then(|| B64.encode(&r.data)),
+                    kind: r.kind as i32,
+                    signer: shown.then_some(r.signer),
+                }
             })
             .collect())
     }

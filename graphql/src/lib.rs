@@ -16,6 +16,7 @@ mod packs;
 pub mod querycache;
 pub mod ratelimit;
 mod status;
+pub mod visibility;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
+pub use rxledger_core::verdict::CustodyPolicy;
 pub use status::AuditState;
 
 /// What every resolver can reach.
@@ -58,16 +60,17 @@ pub type RxSchema = Schema<Query, Mutation, live::Live>;
 /// Largest page a client may ask for.
 pub const MAX_PAGE: i64 = 1000;
 
-/// Builds the schema with the default limits.
+/// Builds the schema with the default limits and custody policy.
 pub fn schema(services: Services) -> RxSchema {
-    schema_with(services, cost::Limits::default())
+    schema_with(services, cost::Limits::default(), CustodyPolicy::default())
 }
 
-/// Builds the schema with its limits. The cost guard holds the query cache, so that it
-/// prices every document, parsed or taken from the cache.
-pub fn schema_with(services: Services, limits: cost::Limits) -> RxSchema {
+/// Builds the schema with its limits and custody policy (`--custody-policy`). The cost guard
+/// holds the query cache, so that it prices every document, parsed or taken from the cache.
+pub fn schema_with(services: Services, limits: cost::Limits, custody: CustodyPolicy) -> RxSchema {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
+        .data(custody)
         .data(AuditState::default())
         .limit_depth(12)
         .limit_complexity(2_000)
@@ -92,25 +95,70 @@ pub struct TokenRefused {
     pub message: &'static str,
 }
 
+/// [`authenticate`] for a raw header value: bytes that are not visible ASCII are refused as a
+/// malformed header, never read as "no header".
+pub async fn authenticate_header(
+    keys: &ApiKeys,
+    authorization: Option<&[u8]>,
+) -> Result<Caller, TokenRefused> {
+    match authorization.map(std::str::from_utf8) {
+        None => Ok(Caller::Anonymous),
+        Some(Ok(v))
+            if v.bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) =>
+        {
+            authenticate(keys, Some(v)).await
+        }
+        Some(_) => Err(MALFORMED),
+    }
+}
+
+const MALFORMED: TokenRefused = TokenRefused {
+    code: Code::Unauthenticated.as_str(),
+    message: "malformed Authorization header: expected `Bearer <API key>`",
+};
+
+/// The token of a `Bearer` credential, any spelling of the scheme.
+pub fn bearer_token(value: &str) -> Result<&str, TokenRefused> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, token) = value
+        .split_once([' ', '\t'])
+        .map(|(s, t)| (s, t.trim_matches([' ', '\t'])))
+        .unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenRefused {
+            code: Code::Unauthenticated.as_str(),
+            message: "unsupported Authorization scheme: use `Bearer <API key>`",
+        });
+    }
+    if token.is_empty() || token.contains([' ', '\t']) {
+        return Err(MALFORMED);
+    }
+    Ok(token)
+}
+
 /// Turns an `Authorization` header value into the caller: anonymous without one, the key's
 /// organization and role with a valid `Bearer` token, refused otherwise. Shared by `/graphql`
 /// and the web pages so every HTTP entry point treats keys alike.
+///
+/// The scheme is matched case-insensitively (RFC 9110 §11.1). A header that is present but is
+/// not `Bearer <token>` (another scheme, no token, a token with spaces) is refused with
+/// UNAUTHENTICATED: a client that meant to authenticate must never be served silently as
+/// anonymous.
 pub async fn authenticate(
     keys: &ApiKeys,
     authorization: Option<&str>,
 ) -> Result<Caller, TokenRefused> {
-    let token = authorization
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
+    let Some(value) = authorization else {
         return Ok(Caller::Anonymous);
     };
+    let token = bearer_token(value)?;
     use rxledger_store::apikeys::TokenProblem;
     match keys.authenticate(token).await {
-        Ok(Ok(p)) => Ok(Caller::from_principal(p)),
+        Ok(Ok(p)) => Caller::from_principal(p).ok_or(TokenRefused {
+            code: Code::Unauthenticated.as_str(),
+            message: "this API key carries no role this server knows",
+        }),
         Ok(Err(TokenProblem::Expired)) => Err(TokenRefused {
             code: "KEY_EXPIRED",
             message: "this API key has expired",
@@ -120,7 +168,7 @@ pub async fn authenticate(
             message: "this API key was revoked",
         }),
         Ok(Err(TokenProblem::Unknown)) => Err(TokenRefused {
-            code: "UNAUTHENTICATED",
+            code: Code::Unauthenticated.as_str(),
             message: "unknown API key",
         }),
         Err(e) => {

@@ -6,7 +6,8 @@ use rxledger_entities::alert;
 
 use crate::admin::services;
 use crate::auth::{Role, require};
-use crate::{ApiError, MAX_PAGE};
+use crate::visibility::{AlertScope, Sight};
+use crate::{ApiError, Code, MAX_PAGE};
 
 /// A rejected message or a suspicious pattern.
 #[derive(SimpleObject, Clone)]
@@ -26,7 +27,7 @@ pub struct Alert {
     pub created_at: String,
 }
 
-fn alert_out(a: alert::Model) -> Alert {
+fn alert_out(a: alert::Model, scope: &AlertScope) -> Alert {
     use base64::Engine as _;
     Alert {
         id: a.id,
@@ -41,6 +42,7 @@ fn alert_out(a: alert::Model) -> Alert {
             .collect(),
         raw_base64: a
             .raw
+            .filter(|_| scope.raw())
             .map(|r| base64::engine::general_purpose::STANDARD.encode(r)),
         created_at: rxledger_core::epcis::format_time(a.created_ms),
     }
@@ -51,25 +53,40 @@ pub struct AlertQuery;
 
 #[Object]
 impl AlertQuery {
-    /// The newest alerts first, optionally one code only. Regulators and admins.
+    /// The newest alerts first, optionally one code only. Regulators and admins see every
+    /// alert; a brand owner sees alerts about its products, without rejected bytes.
     async fn alerts(
         &self,
         ctx: &Context<'_>,
         code: Option<String>,
         first: Option<i64>,
     ) -> Result<Vec<Alert>> {
-        require(ctx, &[Role::Regulator, Role::Admin])?;
+        let scope = alert_scope(ctx).await?;
         let first = first.unwrap_or(100);
         if !(1..=MAX_PAGE).contains(&first) {
             return Err(ApiError::bad_request(format!("first must be 1 to {MAX_PAGE}")).into());
         }
+        let about = scope.subjects();
         let rows = services(ctx)
             .alerts
-            .list(code.as_deref(), first as u64)
+            .list_about(code.as_deref(), first as u64, about.as_deref())
             .await
             .map_err(ApiError::from)?;
-        Ok(rows.into_iter().map(alert_out).collect())
+        Ok(rows
+            .into_iter()
+            .filter(|a| scope.admits(a.subject.split_whitespace()))
+            .map(|a| alert_out(a, &scope))
+            .collect())
     }
+}
+
+/// What alerts the caller may read; FORBIDDEN (UNAUTHENTICATED) for callers who may read none.
+async fn alert_scope(ctx: &Context<'_>) -> Result<AlertScope, ApiError> {
+    let c = require(ctx, &[Role::Regulator, Role::Admin, Role::Manufacturer])?;
+    Sight::of(c)
+        .alerts(services(ctx))
+        .await?
+        .ok_or_else(|| ApiError::new(Code::Forbidden, "this role may not read alerts"))
 }
 
 /// A new signed checkpoint.
@@ -85,14 +102,18 @@ pub struct Live;
 
 #[Subscription]
 impl Live {
-    /// Alerts as they are recorded. Regulators and admins.
+    /// Alerts as they are recorded, as the `alerts` query shows them to the caller.
     async fn alerts(&self, ctx: &Context<'_>) -> Result<impl Stream<Item = Alert>> {
-        require(ctx, &[Role::Regulator, Role::Admin])?;
+        let scope = alert_scope(ctx).await?;
         let rx = services(ctx).alerts.subscribe();
-        Ok(stream::unfold(rx, |mut rx| async move {
+        Ok(stream::unfold((rx, scope), |(mut rx, scope)| async move {
             loop {
                 match rx.recv().await {
-                    Ok(a) => return Some((alert_out(a), rx)),
+                    Ok(a) if scope.admits(a.subject.split_whitespace()) => {
+                        let out = alert_out(a, &scope);
+                        return Some((out, (rx, scope)));
+                    }
+                    Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }

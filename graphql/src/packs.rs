@@ -7,12 +7,15 @@ use async_graphql::{Context, Object, Result, SimpleObject};
 
 use crate::hashes::Hashes;
 use rxledger_core::gs1::{self, Gln, Gtin, Lot, ScannedCode, Sgtin};
+use rxledger_core::pack::RuleViolation;
 use rxledger_core::pack::{self, DeriveOptions, PackState};
-use rxledger_core::verdict::{self, StatusChange, Viewer};
+use rxledger_core::verdict::{self, ChangeRequest, CustodyPolicy, StatusChange, Viewer};
+use rxledger_store::StoreError;
 use rxledger_store::packs::append_state_change;
 
 use crate::admin::services;
 use crate::auth::{Caller, KEYED, Role, caller, require};
+use crate::visibility::Sight;
 use crate::{ApiError, Code, Services};
 
 /// How long a pharmacy may undo its own dispense (EU FMD: 10 days).
@@ -158,6 +161,12 @@ fn iso(d: gs1::CalendarDate) -> String {
 }
 
 async fn state_of(s: &Services, sgtin: &Sgtin) -> Result<Option<PackState>, ApiError> {
+    Ok(derive_state(s, sgtin).await?)
+}
+
+/// The pack's state from the committed log (also run inside the append transaction, where
+/// errors are the store's).
+async fn derive_state(s: &Services, sgtin: &Sgtin) -> Result<Option<PackState>, StoreError> {
     let events = s.packs.events(sgtin).await?;
     if events.is_empty() {
         return Ok(None);
@@ -317,7 +326,8 @@ impl PackQuery {
         };
         let head = s.ledger.head();
         let mut history = Vec::new();
-        for h in state.history.iter().filter(|h| c.may_see(&h.org)) {
+        let sight = Sight::of(c);
+        for h in state.history.iter().filter(|h| sight.party(&h.org)) {
             let ev = evidence(s, &[h.index], head.size).await?.pop();
             let Some(ev) = ev else { continue };
             history.push(HistoryEntry {
@@ -338,7 +348,7 @@ impl PackQuery {
                 evidence: ev,
             });
         }
-        let custodian_visible = c.may_see(state.custody.owner.as_deref().unwrap_or(""));
+        let custodian_visible = sight.custody(verdict::custodian(&state));
         Ok(Some(Provenance {
             gtin: sgtin.gtin.to_string(),
             serial: sgtin.serial.as_str().to_string(),
@@ -369,18 +379,14 @@ impl PackQuery {
             .map_err(|e| ApiError::new(Code::InvalidCode, format!("gtin: {e}")))?;
         let l =
             Lot::parse(&lot).map_err(|e| ApiError::new(Code::InvalidCode, format!("lot: {e}")))?;
-        if c.role() == Some(Role::Manufacturer) {
-            let owner = rxledger_store::packs::owner_of(
-                &s.packs.prefixes().await.map_err(ApiError::from)?,
-                &g,
-            );
-            if owner.as_deref() != c.org() {
-                return Err(ApiError::new(
-                    Code::Forbidden,
-                    "only the brand owner or a regulator may see a lot",
-                )
-                .into());
-            }
+        let owner =
+            rxledger_store::packs::owner_of(&s.packs.prefixes().await.map_err(ApiError::from)?, &g);
+        if !Sight::of(c).lot(owner.as_deref()) {
+            return Err(ApiError::new(
+                Code::Forbidden,
+                "only the brand owner or a regulator may see a lot",
+            )
+            .into());
         }
         let rows = s.packs.lot_serials(&g, &l).await.map_err(ApiError::from)?;
         let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
@@ -442,13 +448,13 @@ async fn change(
     code: &str,
     what: StatusChange,
     wanted: Wanted,
+    policy: CustodyPolicy,
 ) -> Result<StateChange, ApiError> {
     let sgtin = parse(code)?
         .sgtin()
         .ok_or_else(|| ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)"))?;
     let (org, gln) = actor(s, c).await?;
-    let state = state_of(s, &sgtin).await?;
-    verdict::can_change_status(state.as_ref(), what).map_err(rule)?;
+    let brand_owner = rxledger_store::packs::owner_of(&s.packs.prefixes().await?, &sgtin.gtin);
     let now = rxledger_store::now_ms();
     let item = gs1::EpcId::Sgtin(sgtin.clone());
     let event = match what {
@@ -459,7 +465,28 @@ async fn change(
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
         _ => return Err(ApiError::bad_request("unsupported state change")),
     };
-    let (index, head) = append_state_change(&s.ledger, &org, event).await?;
+    let request = ChangeRequest {
+        change: what,
+        org: &org,
+        role: viewer(c).role,
+        brand_owner: brand_owner.as_deref(),
+        policy,
+    };
+    // Decided inside the append transaction, against the committed state, so that of several
+    // concurrent changes exactly one wins (see `Ledger::append_checked`).
+    let outside = std::sync::Mutex::new(None);
+    let check = Box::pin(async {
+        let state = derive_state(s, &sgtin).await?;
+        let d = verdict::authorize_change(state.as_ref(), &request);
+        *outside.lock().unwrap_or_else(|p| p.into_inner()) = d.outside_custody;
+        Ok(d.outcome)
+    });
+    let appended = append_state_change(&s.ledger, &org, event, Some(check)).await?;
+    if let Some(o) = outside.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let index = appended.as_ref().ok().map(|(i, _)| *i);
+        alert_outside_custody(s, &sgtin, &o, brand_owner.as_deref(), policy, index).await;
+    }
+    let (index, head) = appended.map_err(rule)?;
     Ok(StateChange {
         entry_index: index as i64,
         checkpoint_size: head.size as i64,
@@ -467,16 +494,73 @@ async fn change(
     })
 }
 
+/// Records the alert for a dispense outside custody, allowed or refused: it names both
+/// pharmacies and is seen by regulators and the brand owner (see `visibility`).
+async fn alert_outside_custody(
+    s: &Services,
+    sgtin: &Sgtin,
+    o: &verdict::OutsideCustody,
+    brand_owner: Option<&str>,
+    policy: CustodyPolicy,
+    dispense: Option<u64>,
+) {
+    let holder = o.custodian.as_deref().unwrap_or("nobody on record");
+    let what = match dispense {
+        Some(i) => format!(
+            "the dispense was recorded at entry {i} (custody policy {})",
+            policy.as_str()
+        ),
+        None => format!(
+            "the dispense was refused (custody policy {})",
+            policy.as_str()
+        ),
+    };
+    let mut subjects = vec![
+        rxledger_store::packs::sgtin_key(sgtin),
+        format!("org:{}", o.actor),
+    ];
+    subjects.extend(o.custodian.iter().map(|c| format!("org:{c}")));
+    subjects.extend(brand_owner.map(|b| format!("brand:{b}")));
+    let alert = rxledger_store::NewAlert {
+        code: verdict::OutsideCustody::ALERT.to_string(),
+        severity: rxledger_store::Severity::Warning,
+        subjects,
+        message: format!(
+            "pharmacy {} dispensed a pack held by {holder}: {what}",
+            o.actor
+        ),
+        evidence: o.custody_index.into_iter().chain(dispense).collect(),
+        raw: None,
+    };
+    if let Err(e) = s.alerts.record(vec![alert]).await {
+        tracing::error!(error = %e, "cannot record a dispense-outside-custody alert");
+    }
+}
+
+fn custody_policy(ctx: &Context<'_>) -> CustodyPolicy {
+    ctx.data_opt::<CustodyPolicy>().copied().unwrap_or_default()
+}
+
 #[derive(Default)]
 pub struct PackMutation;
 
 #[Object]
 impl PackMutation {
-    /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only.
+    /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only; a pharmacy
+    /// that does not hold the pack is served per the custody policy, and an alert is raised.
     async fn dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
         let c = require(ctx, &[Role::Pharmacy])?;
         let wanted = Wanted::in_state_change(ctx);
-        Ok(change(services(ctx), c, &code, StatusChange::Dispense, wanted).await?)
+        let policy = custody_policy(ctx);
+        Ok(change(
+            services(ctx),
+            c,
+            &code,
+            StatusChange::Dispense,
+            wanted,
+            policy,
+        )
+        .await?)
     }
 
     /// Undoes the caller's own dispense within 10 days.
@@ -487,18 +571,39 @@ impl PackMutation {
             ApiError::new(Code::InvalidCode, "the code has no serial number (AI 21)")
         })?;
         let (org, gln) = actor(s, c).await?;
-        let state = state_of(s, &sgtin).await?.ok_or_else(|| {
-            ApiError::new(
-                Code::Rule("UNKNOWN_SERIAL"),
+        let unknown = || {
+            RuleViolation::new_public(
+                RuleViolation::UNKNOWN_SERIAL,
                 "the pack was never commissioned",
             )
-        })?;
+        };
+        // The undo event names the dispense it reverses; the same rule runs again inside the
+        // append transaction, so a second undo (or one racing another change) is refused.
+        let state = state_of(s, &sgtin).await?.ok_or_else(|| rule(unknown()))?;
         let now = rxledger_store::now_ms();
         let dispense = verdict::can_undo(&state, &org, now, UNDO_WINDOW_MS).map_err(rule)?;
         let event = verdict::undo_dispense_event(&sgtin, dispense, &gln, now);
-        let (index, head) = append_state_change(&s.ledger, &org, event)
+        let check = Box::pin(async {
+            let Some(state) = derive_state(s, &sgtin).await? else {
+                return Ok(Err(unknown()));
+            };
+            Ok(
+                verdict::can_undo(&state, &org, now, UNDO_WINDOW_MS).and_then(|d| {
+                    if d == dispense {
+                        Ok(())
+                    } else {
+                        Err(RuleViolation::new_public(
+                            RuleViolation::UNDO_STATUS_MISMATCH,
+                            "the pack's dispense changed while undoing it",
+                        ))
+                    }
+                }),
+            )
+        });
+        let (index, head) = append_state_change(&s.ledger, &org, event, Some(check))
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from)?
+            .map_err(rule)?;
         Ok(StateChange {
             entry_index: index as i64,
             checkpoint_size: head.size as i64,
@@ -506,7 +611,7 @@ impl PackMutation {
         })
     }
 
-    /// Reports a pack stolen. Any trading partner or a regulator.
+    /// Reports a pack stolen: its custodian, its brand owner or a regulator.
     async fn report_stolen(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
         let c = require(
             ctx,
@@ -518,10 +623,19 @@ impl PackMutation {
             ],
         )?;
         let wanted = Wanted::in_state_change(ctx);
-        Ok(change(services(ctx), c, &code, StatusChange::Stolen, wanted).await?)
+        let policy = custody_policy(ctx);
+        Ok(change(
+            services(ctx),
+            c,
+            &code,
+            StatusChange::Stolen,
+            wanted,
+            policy,
+        )
+        .await?)
     }
 
-    /// Records a pack destroyed. Any trading partner or a regulator.
+    /// Records a pack destroyed: its custodian, its brand owner or a regulator.
     async fn destroy(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
         let c = require(
             ctx,
@@ -533,7 +647,16 @@ impl PackMutation {
             ],
         )?;
         let wanted = Wanted::in_state_change(ctx);
-        Ok(change(services(ctx), c, &code, StatusChange::Destroy, wanted).await?)
+        let policy = custody_policy(ctx);
+        Ok(change(
+            services(ctx),
+            c,
+            &code,
+            StatusChange::Destroy,
+            wanted,
+            policy,
+        )
+        .await?)
     }
 
     /// Recalls every pack of a lot, including packs inside cases and pallets. The brand owner
@@ -569,9 +692,10 @@ impl PackMutation {
         let (org, gln) = actor(s, c).await?;
         let event = verdict::recall_lot_event(&g, &l, prefix.len(), &gln, rxledger_store::now_ms())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let (index, head) = append_state_change(&s.ledger, &org, event)
+        let (index, head) = append_state_change(&s.ledger, &org, event, None)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(ApiError::from)?
+            .map_err(rule)?;
         Ok(StateChange {
             entry_index: index as i64,
             checkpoint_size: head.size as i64,
@@ -677,22 +801,10 @@ impl EventQuery {
                     })
             })
             .transpose()?;
-        let signers = if matches!(c.role(), Some(Role::Admin | Role::Regulator)) {
-            None
-        } else {
-            let org = c.org().unwrap_or_default().to_string();
-            let mut v: Vec<String> = s
-                .registry
-                .devices()
-                .await
-                .map_err(ApiError::from)?
-                .into_iter()
-                .filter(|d| d.org_id == org)
-                .map(|d| d.id)
-                .collect();
-            v.push(format!("org:{org}"));
-            Some(v)
-        };
+        let signers = Sight::of(c)
+            .signers(s)
+            .await?
+            .map(|v| v.into_iter().collect());
         let filter = rxledger_store::packs::EventFilter {
             any_epc: f
                 .any_epc

@@ -32,7 +32,7 @@ const MATRIX: &[(&str, [bool; 6])] = &[
         "{ lot(gtin: \"10614141073464\", lot: \"L1\") { packs } }",
         [F, F, F, A, A, A],
     ),
-    ("{ alerts { id } }", [F, F, F, F, A, A]),
+    ("{ alerts { id } }", [F, F, F, A, A, A]),
     ("{ apiKeys { id } }", [F, F, F, F, F, A]),
     (
         "mutation { dispense(code: \"(01)10614141073464(21)1\") { entryIndex } }",

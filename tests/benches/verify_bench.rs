@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             burst: 1e9,
         },
         limits: Default::default(),
+        custody_policy: Default::default(),
     };
     let app = server::start(cfg).await?;
     load_or_reuse(&app, &dir, &args).await?;

@@ -97,6 +97,7 @@ pub async fn spawn_app_with(backends: Backends, tweak: impl FnOnce(&mut ServeCon
         tls: None,
         rate_limit: rxledger::ratelimit::RateLimit::default(),
         limits: Default::default(),
+        custody_policy: Default::default(),
     };
     tweak(&mut cfg);
     let app = server::start(cfg.clone()).await.expect("server starts");

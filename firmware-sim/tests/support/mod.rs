@@ -46,6 +46,7 @@ impl Server {
             tls: None,
             rate_limit: rxledger::ratelimit::RateLimit::default(),
             limits: Default::default(),
+            custody_policy: Default::default(),
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {

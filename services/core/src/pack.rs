@@ -114,6 +114,11 @@ impl RuleViolation {
     pub const UNKNOWN_SERIAL: &'static str = "UNKNOWN_SERIAL";
     /// The requested status is already set (NMVS_NC_PCK_19 "status is already set on pack").
     pub const STATUS_ALREADY_SET: &'static str = "STATUS_ALREADY_SET";
+    /// A dispense of a pack already dispensed (and not undone).
+    pub const ALREADY_DISPENSED: &'static str = "ALREADY_DISPENSED";
+    /// The caller does not hold the pack and may not change its state (see
+    /// `verdict::authorize_change`).
+    pub const NOT_IN_YOUR_CUSTODY: &'static str = "NOT_IN_YOUR_CUSTODY";
     /// The pack is inactive for another reason (NMVS_NC_PCK_22 "pack is already inactive").
     pub const PACK_INACTIVE: &'static str = "PACK_INACTIVE";
     /// Nothing to undo (NMVS_NC_PCK_06 "undo attempt doesn't match the pack status").
@@ -122,6 +127,11 @@ impl RuleViolation {
     pub const UNDO_OTHER_PARTY: &'static str = "UNDO_OTHER_PARTY";
     /// Past the window (NMVS_NC_PCK_20 "undo timeframe was exceeded").
     pub const UNDO_WINDOW_PASSED: &'static str = "UNDO_WINDOW_PASSED";
+
+    /// A refusal that cites no evidence, for the adapters' own checks.
+    pub fn new_public(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(code, message, vec![])
+    }
 
     pub(crate) fn new(code: &'static str, message: impl Into<String>, evidence: Vec<u64>) -> Self {
         RuleViolation {

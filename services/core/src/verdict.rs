@@ -28,7 +28,9 @@
 //!
 //! Undo refusals ([`can_undo`]) map to NMVS_NC_PCK_06 (status mismatch), NMVS_NC_PCK_20
 //! (timeframe exceeded) and NMVS_NC_PCK_21 (different user); [`can_change_status`] to
-//! NMVS_NC_PCK_19 (status already set) and NMVS_NC_PCK_22 (already inactive).
+//! NMVS_NC_PCK_19 (status already set), NMVS_NC_PCK_22 (already inactive) and, for a second
+//! dispense, `ALREADY_DISPENSED` (NMVS_NC_PCK_22, alert A24) like the verdict.
+//! [`authorize_change`] adds the custody rules (`NOT_IN_YOUR_CUSTODY`).
 //!
 //! # Decisions
 //!
@@ -510,8 +512,15 @@ pub fn can_change_status(
             vec![],
         ));
     };
+    if change == StatusChange::Dispense && s.dispensed.is_some() {
+        return Err(RuleViolation::new(
+            RuleViolation::ALREADY_DISPENSED,
+            "the pack is already dispensed",
+            vec![],
+        ));
+    }
     let same = match change {
-        StatusChange::Dispense => s.dispensed.as_ref().map(|_| None),
+        StatusChange::Dispense => None,
         StatusChange::Stolen => s.stolen.as_ref().map(|m| Some(m.index)),
         StatusChange::Destroy => s.destroyed.as_ref().map(|m| Some(m.index)),
     };
@@ -533,6 +542,146 @@ pub fn can_change_status(
         ));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Custody: who may change a pack's state
+// ---------------------------------------------------------------------------------------------
+
+/// What the server does when a pharmacy dispenses a pack it does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CustodyPolicy {
+    /// Dispense, and raise an alert naming both parties (the default: custody data arrives
+    /// late, and a patient must not be turned away because a receiving event is not logged).
+    #[default]
+    Warn,
+    /// Refuse with `NOT_IN_YOUR_CUSTODY`, and raise the same alert.
+    Refuse,
+}
+
+impl CustodyPolicy {
+    pub fn parse(s: &str) -> Option<CustodyPolicy> {
+        match s.to_ascii_lowercase().as_str() {
+            "warn" => Some(CustodyPolicy::Warn),
+            "refuse" => Some(CustodyPolicy::Refuse),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustodyPolicy::Warn => "warn",
+            CustodyPolicy::Refuse => "refuse",
+        }
+    }
+}
+
+/// Who holds the pack now: the destination of its last shipping or receiving event (even while
+/// in transit, so a shipment logged before its receipt already counts), else the organisation
+/// that commissioned it.
+pub fn custodian(state: &PackState) -> Option<&str> {
+    state
+        .custody
+        .owner
+        .as_deref()
+        .or(state.commissioning.as_ref().map(|c| c.org.as_str()))
+}
+
+/// Who asks for a state change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeRequest<'a> {
+    pub change: StatusChange,
+    pub org: &'a str,
+    pub role: Role,
+    /// The organisation owning the GTIN's company prefix, if registered.
+    pub brand_owner: Option<&'a str>,
+    pub policy: CustodyPolicy,
+}
+
+/// A dispense by a pharmacy that does not hold the pack: what the alert names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideCustody {
+    pub actor: String,
+    pub custodian: Option<String>,
+    /// The event that set the custody, as evidence.
+    pub custody_index: Option<u64>,
+}
+
+impl OutsideCustody {
+    /// The alert code raised for every dispense outside custody, allowed or refused.
+    pub const ALERT: &'static str = "DISPENSED_OUTSIDE_CUSTODY";
+}
+
+/// The answer to a [`ChangeRequest`]: whether it may be appended, and whether it is a dispense
+/// outside custody (to be alerted on whichever way the policy decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeDecision {
+    pub outcome: Result<(), RuleViolation>,
+    pub outside_custody: Option<OutsideCustody>,
+}
+
+/// The custody rules for API state changes, applied after [`can_change_status`]:
+///
+/// | Change | Who may |
+/// |---|---|
+/// | dispense | a pharmacy holding the pack; another pharmacy per [`CustodyPolicy`] |
+/// | undo a dispense | the pharmacy that dispensed, within the window ([`can_undo`]) |
+/// | report stolen, destroy | the custodian, the brand owner, a regulator |
+/// | recall a lot | the brand owner, a regulator (checked where the lot is resolved) |
+///
+/// Callers check the role first (only pharmacies dispense); this decides on the pack's state.
+pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> ChangeDecision {
+    let refuse = |v: RuleViolation| ChangeDecision {
+        outcome: Err(v),
+        outside_custody: None,
+    };
+    if let Err(v) = can_change_status(state, req.change) {
+        return refuse(v);
+    }
+    let Some(state) = state else {
+        // can_change_status refuses a missing state; keep the safe answer regardless.
+        return refuse(RuleViolation::new(
+            RuleViolation::UNKNOWN_SERIAL,
+            "the pack was never commissioned",
+            vec![],
+        ));
+    };
+    let holder = custodian(state);
+    let holds = holder == Some(req.org);
+    match req.change {
+        StatusChange::Dispense if holds => ChangeDecision {
+            outcome: Ok(()),
+            outside_custody: None,
+        },
+        StatusChange::Dispense => ChangeDecision {
+            outcome: match req.policy {
+                CustodyPolicy::Warn => Ok(()),
+                CustodyPolicy::Refuse => Err(RuleViolation::new(
+                    RuleViolation::NOT_IN_YOUR_CUSTODY,
+                    "this pack is not in your pharmacy's custody: it was never shipped to you",
+                    vec![],
+                )),
+            },
+            outside_custody: Some(OutsideCustody {
+                actor: req.org.to_string(),
+                custodian: holder.map(str::to_string),
+                custody_index: state.custody.index,
+            }),
+        },
+        StatusChange::Stolen | StatusChange::Destroy
+            if holds || req.role == Role::Regulator || req.brand_owner == Some(req.org) =>
+        {
+            ChangeDecision {
+                outcome: Ok(()),
+                outside_custody: None,
+            }
+        }
+        StatusChange::Stolen | StatusChange::Destroy => refuse(RuleViolation::new(
+            RuleViolation::NOT_IN_YOUR_CUSTODY,
+            "only the pack's custodian, its brand owner or a regulator may report it stolen or destroyed",
+            vec![],
+        )),
+    }
 }
 
 /// Why a builder could not produce an event.
@@ -1052,7 +1201,7 @@ mod tests {
         let err = can_change_status(Some(&dispensed), StatusChange::Dispense).unwrap_err();
         assert_eq!(
             (err.code, err.evidence),
-            (RuleViolation::STATUS_ALREADY_SET, vec![])
+            (RuleViolation::ALREADY_DISPENSED, vec![])
         );
         let recalled = with(&[(
             4,
@@ -1064,6 +1213,91 @@ mod tests {
             (err.code, err.evidence),
             (RuleViolation::PACK_INACTIVE, vec![4])
         );
+    }
+
+    #[test]
+    fn custody_matrix() {
+        // History: commissioned by "mah", shipped to site 3 and received there by "pharmacy-a".
+        let held = with(&[]);
+        assert_eq!(custodian(&held), Some("pharmacy-a"));
+        // Never shipped: the commissioning organisation holds it.
+        let at_maker = derive(
+            &sgtin("A"),
+            &[logged(
+                1,
+                &commission(&["A"], at(0), "L1", "2030-12-31"),
+                "mah",
+            )],
+        );
+        assert_eq!(custodian(&at_maker), Some("mah"));
+        let ask = |change, org, role, policy| {
+            authorize_change(
+                Some(&held),
+                &ChangeRequest {
+                    change,
+                    org,
+                    role,
+                    brand_owner: Some("mah"),
+                    policy,
+                },
+            )
+        };
+        use CustodyPolicy::{Refuse, Warn};
+        use StatusChange::{Destroy, Dispense, Stolen};
+        // (change, org, role, policy) -> allowed, alerted
+        let cases = [
+            (Dispense, "pharmacy-a", Role::Pharmacy, Warn, true, false),
+            (Dispense, "pharmacy-a", Role::Pharmacy, Refuse, true, false),
+            (Dispense, "pharmacy-b", Role::Pharmacy, Warn, true, true),
+            (Dispense, "pharmacy-b", Role::Pharmacy, Refuse, false, true),
+            (Stolen, "pharmacy-a", Role::Pharmacy, Refuse, true, false),
+            (Stolen, "pharmacy-b", Role::Pharmacy, Warn, false, false),
+            (Stolen, "wholesaler", Role::Wholesaler, Warn, false, false),
+            (Stolen, "mah", Role::Manufacturer, Warn, true, false),
+            (Stolen, "other-mah", Role::Manufacturer, Warn, false, false),
+            (Stolen, "nca", Role::Regulator, Warn, true, false),
+            (Destroy, "pharmacy-a", Role::Pharmacy, Warn, true, false),
+            (Destroy, "pharmacy-b", Role::Pharmacy, Warn, false, false),
+            (Destroy, "wholesaler", Role::Wholesaler, Warn, false, false),
+            (Destroy, "mah", Role::Manufacturer, Warn, true, false),
+            (Destroy, "other-mah", Role::Manufacturer, Warn, false, false),
+            (Destroy, "nca", Role::Regulator, Warn, true, false),
+        ];
+        for (change, org, role, policy, allowed, alerted) in cases {
+            let d = ask(change, org, role, policy);
+            assert_eq!(d.outcome.is_ok(), allowed, "{change:?} by {org}: {d:?}");
+            if let Err(v) = &d.outcome {
+                assert_eq!(v.code, RuleViolation::NOT_IN_YOUR_CUSTODY, "{d:?}");
+            }
+            assert_eq!(d.outside_custody.is_some(), alerted, "{change:?} by {org}");
+            if let Some(o) = d.outside_custody {
+                assert_eq!(
+                    (o.actor.as_str(), o.custodian.as_deref()),
+                    (org, Some("pharmacy-a"))
+                );
+            }
+        }
+        // State rules come first: no custody question for a pack already dispensed.
+        let dispensed = with(&[(
+            4,
+            dispense_event(&sgtin("A"), &gln(3), at(1000)),
+            "pharmacy-a",
+        )]);
+        let d = authorize_change(
+            Some(&dispensed),
+            &ChangeRequest {
+                change: Dispense,
+                org: "pharmacy-b",
+                role: Role::Pharmacy,
+                brand_owner: None,
+                policy: Warn,
+            },
+        );
+        assert_eq!(
+            d.outcome.unwrap_err().code,
+            RuleViolation::ALREADY_DISPENSED
+        );
+        assert_eq!(d.outside_custody, None);
     }
 
     #[test]

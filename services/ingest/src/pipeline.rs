@@ -1005,11 +1005,14 @@ async fn acker(
                             ),
                             Severity::Warning,
                         )),
-                        Some(Admission::Conflict) | None => Some(Reject::new(
-                            "INTERNAL",
-                            "the envelope conflicts with data already in the ledger and was not stored; the operator was alerted",
-                            Severity::Critical,
-                        )),
+                        // Device envelopes carry no precondition, so never Refused.
+                        Some(Admission::Conflict | Admission::Refused(_)) | None => {
+                            Some(Reject::new(
+                                "INTERNAL",
+                                "the envelope conflicts with data already in the ledger and was not stored; the operator was alerted",
+                                Severity::Critical,
+                            ))
+                        }
                     }
                 }
                 Err(reject) => Some(reject),

@@ -36,6 +36,31 @@ pub struct NewAlert {
     pub raw: Option<Vec<u8>>,
 }
 
+/// A fragment of an alert's subjects, for readers that see only some alerts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// This exact text appears in a subject (e.g. `brand:acme`).
+    Contains(String),
+    /// A pack of a GTIN under this GS1 company prefix (`sgtin:<indicator><prefix>…`).
+    PackOfPrefix(String),
+}
+
+impl Subject {
+    /// A SQL LIKE pattern; `\` escapes the wildcards a fragment may contain.
+    fn like_pattern(&self) -> sea_orm::sea_query::LikeExpr {
+        let esc = |t: &str| {
+            t.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        let p = match self {
+            Subject::Contains(t) => format!("%{}%", esc(t)),
+            Subject::PackOfPrefix(p) => format!("%sgtin:_{}%", esc(p)),
+        };
+        sea_orm::sea_query::LikeExpr::new(p).escape('\\')
+    }
+}
+
 /// The alert table plus a broadcast of new alerts for subscriptions.
 #[derive(Clone)]
 pub struct Alerts {
@@ -108,11 +133,29 @@ impl Alerts {
         code: Option<&str>,
         limit: u64,
     ) -> Result<Vec<alert::Model>, StoreError> {
+        self.list_about(code, limit, None).await
+    }
+
+    /// [`Alerts::list`], and when `about` is given only alerts with a subject matching one of
+    /// its fragments (for a reader that may not see every alert).
+    pub async fn list_about(
+        &self,
+        code: Option<&str>,
+        limit: u64,
+        about: Option<&[Subject]>,
+    ) -> Result<Vec<alert::Model>, StoreError> {
         let mut q = alert::Entity::find()
             .order_by_desc(alert::Column::Id)
             .limit(limit);
         if let Some(code) = code {
             q = q.filter(alert::Column::Code.eq(code));
+        }
+        if let Some(about) = about {
+            let mut any = sea_orm::Condition::any();
+            for f in about {
+                any = any.add(alert::Column::Subject.like(f.like_pattern()));
+            }
+            q = q.filter(any);
         }
         Ok(q.all(&self.db.conn).await?)
     }

@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::keys::{LogKey, LogVerifier};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
+use rxledger_core::pack::RuleViolation;
 use rxledger_core::tiles::{self, Tile, TileId, TileSet};
 use rxledger_entities::{checkpoint as cp_row, commission, device, entry, epc, event, head, tile};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -122,7 +123,19 @@ pub enum Admission {
     /// Not appended because it broke a database constraint (only reported by callers that
     /// retry entries one by one after [`StoreError::is_conflict`]).
     Conflict,
+    /// The precondition given to [`Ledger::append_checked`] refused the entry.
+    Refused(RuleViolation),
 }
+
+/// A check of committed state that [`Ledger::append_checked`] runs inside the append
+/// transaction, after the sequencer lease is taken: no other append (on this node or any other)
+/// can commit until this one ends, so what the check reads is exactly the state the entry is
+/// appended onto. Futures are lazy, so a check built before the call runs only there.
+pub type Precondition<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<Result<(), RuleViolation>, StoreError>> + Send + 'a,
+    >,
+>;
 
 /// The outcome of one batch: an admission per entry, in order, and the head after it.
 #[derive(Clone, Debug)]
@@ -294,11 +307,33 @@ impl Ledger {
     /// a slice: the ingest sequencer lends its batch rather than copying it.
     #[tracing::instrument(skip_all, fields(offered = batch.as_ref().len()))]
     pub async fn append(&self, batch: impl AsRef<[NewEntry]> + Send) -> Result<Batch, StoreError> {
-        let batch = batch.as_ref();
+        self.append_with(batch.as_ref(), None).await
+    }
+
+    /// Appends one entry only if `check` passes against the committed state, decided inside the
+    /// append transaction (see [`Precondition`]). Of any number of concurrent state changes that
+    /// each require the state the others change, exactly one is appended; the rest get
+    /// [`Admission::Refused`] with the rule the check names. Device envelopes never carry a
+    /// precondition, so ingest pays nothing for this.
+    #[tracing::instrument(skip_all)]
+    pub async fn append_checked(
+        &self,
+        entry: NewEntry,
+        check: Precondition<'_>,
+    ) -> Result<Batch, StoreError> {
+        self.append_with(std::slice::from_ref(&entry), Some(check))
+            .await
+    }
+
+    async fn append_with(
+        &self,
+        batch: &[NewEntry],
+        check: Option<Precondition<'_>>,
+    ) -> Result<Batch, StoreError> {
         let mut frontier = self.frontier.lock().await;
         let writer = lock(&self.writer).clone();
         // Boxed: the append future is large, and callers nest it deep in GraphQL resolvers.
-        let result = Box::pin(self.append_on(&writer, &mut frontier, batch)).await;
+        let result = Box::pin(self.append_on(&writer, &mut frontier, batch, check)).await;
         if result.is_err() {
             // Never reuse the connection of a failed append. After a write error SQLite may
             // leave it inside a transaction the driver no longer knows about; later "commits"
@@ -324,6 +359,7 @@ impl Ledger {
         writer: &sea_orm::DatabaseConnection,
         frontier: &mut Frontier,
         batch: &[NewEntry],
+        check: Option<Precondition<'_>>,
     ) -> Result<Batch, StoreError> {
         let txn = writer.begin().await?;
         if self.db.is_postgres() {
@@ -347,6 +383,17 @@ impl Ledger {
             let mut cache = lock(&self.cache);
             for t in edge {
                 cache.insert(t);
+            }
+        }
+        if let Some(check) = check {
+            // The lease is held (and on one node the frontier lock): nothing can commit until
+            // this transaction ends, so the check sees the state this batch lands on.
+            if let Err(rule) = check.await? {
+                txn.rollback().await?;
+                return Ok(Batch {
+                    admissions: vec![Admission::Refused(rule); batch.len()],
+                    head: self.head(),
+                });
             }
         }
         let admissions = admit(&txn, batch, old_size).await?;

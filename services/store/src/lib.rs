@@ -19,7 +19,7 @@ pub mod postings;
 pub mod registry;
 pub mod testdb;
 
-pub use alerts::{Alerts, NewAlert, Severity};
+pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect};
 pub use error::StoreError;

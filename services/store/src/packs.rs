@@ -499,13 +499,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Appends a state change requested through the API (dispense, undo, stolen, destroy,
-/// recall) as a ledger entry of its own, signed by the log key and attributed to `org`.
-/// Returns the entry index and the checkpoint that includes it.
+/// recall) as a ledger entry of its own, signed by the log key and attributed to `org`, if
+/// `check` (when given) passes inside the append transaction ([`crate::Ledger::append_checked`]).
+/// Returns the entry index and the checkpoint that includes it, or the rule that refused it.
 pub async fn append_state_change(
     ledger: &crate::Ledger,
     org: &str,
     event: serde_json::Value,
-) -> Result<(u64, crate::SignedHead), StoreError> {
+    check: Option<crate::ledger::Precondition<'_>>,
+) -> Result<Result<(u64, crate::SignedHead), pack::RuleViolation>, StoreError> {
     let now = crate::now_ms();
     let (row, _, _) = index_event(&event, org, now, 60_000).map_err(|e| {
         StoreError::Invalid(format!("the state change is not a valid EPCIS event: {e}"))
@@ -525,9 +527,13 @@ pub async fn append_state_change(
         seq: -1,
         events: vec![row],
     };
-    let batch = ledger.append(vec![entry]).await?;
-    match batch.admissions.first() {
-        Some(crate::Admission::Appended { index }) => Ok((*index, batch.head)),
+    let batch = match check {
+        Some(check) => ledger.append_checked(entry, check).await?,
+        None => ledger.append(vec![entry]).await?,
+    };
+    match batch.admissions.into_iter().next() {
+        Some(crate::Admission::Appended { index }) => Ok(Ok((index, batch.head))),
+        Some(crate::Admission::Refused(rule)) => Ok(Err(rule)),
         Some(crate::Admission::DuplicateEvent { index, .. }) => Err(StoreError::Invalid(format!(
             "the same state change is already in the log at entry {index}"
         ))),

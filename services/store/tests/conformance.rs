@@ -482,11 +482,18 @@ async fn index_in_memory_matches_table(db: Database) {
     };
     let a = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
     // Entries that exist before the node's index is loaded.
-    append_state_change(&a, "acme", commission(&["A1", "A2", "A3"], now - 60_000))
+    append_state_change(
+        &a,
+        "acme",
+        commission(&["A1", "A2", "A3"], now - 60_000),
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    append_state_change(&a, "acme", pack_into(&["A1", "A2"], now - 50_000), None)
         .await
-        .unwrap();
-    append_state_change(&a, "acme", pack_into(&["A1", "A2"], now - 50_000))
-        .await
+        .unwrap()
         .unwrap();
     let a = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
     let indexed = Packs::indexed(db.clone(), a.postings());
@@ -512,8 +519,9 @@ async fn index_in_memory_matches_table(db: Database) {
     same("loaded at start").await;
 
     // This node appends: the index follows without reading the table.
-    append_state_change(&a, "acme", ship_case(now - 40_000))
+    append_state_change(&a, "acme", ship_case(now - 40_000), None)
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(a.postings().covered(), 3);
     same("own append").await;
@@ -524,16 +532,19 @@ async fn index_in_memory_matches_table(db: Database) {
         &b,
         "pharm",
         verdict::dispense_event(&sgtin("A1"), &site, now - 30_000),
+        None,
     )
     .await
+    .unwrap()
     .unwrap();
     a.refresh().await.unwrap();
     same("another sequencer's append").await;
     assert_eq!(a.postings().covered(), 4);
 
     // And this node appends after it.
-    append_state_change(&a, "acme", commission(&["B9"], now - 20_000))
+    append_state_change(&a, "acme", commission(&["B9"], now - 20_000), None)
         .await
+        .unwrap()
         .unwrap();
     same("own append after the other's").await;
     assert_eq!(a.postings().covered(), 5);
@@ -545,6 +556,56 @@ async fn index_in_memory_matches_table(db: Database) {
         [0, 1, 2, 3].into(),
         "A1: commissioned, packed, its case shipped, dispensed"
     );
+}
+
+/// Concurrent checked appends whose precondition each other's append breaks: exactly one is
+/// appended, the rest are refused with the check's rule. On PostgreSQL half of them go through
+/// a second sequencer (another node), serialised by the sequencer lease.
+async fn checked_appends_have_one_winner(db: Database) {
+    use rxledger_core::pack::RuleViolation;
+    let a = std::sync::Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let b = if db.is_postgres() {
+        std::sync::Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap())
+    } else {
+        a.clone()
+    };
+    a.append(vec![entry(0)]).await.unwrap();
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let (ledger, db) = (if i % 2 == 0 { a.clone() } else { b.clone() }, db.clone());
+            tokio::spawn(async move {
+                let mut e = entry(100 + i);
+                e.signer = "org:winner".into();
+                // Read through the shared pool, not the append's connection: committed state.
+                let check = Box::pin(async move {
+                    let sql = "SELECT COUNT(*) AS n FROM entries WHERE signer = 'org:winner'";
+                    let row = db
+                        .conn
+                        .query_one_raw(Statement::from_string(db.backend(), sql.to_string()))
+                        .await?
+                        .expect("COUNT returns a row");
+                    let n: i64 = row.try_get("", "n")?;
+                    Ok(if n == 0 {
+                        Ok(())
+                    } else {
+                        Err(RuleViolation::new_public("TAKEN", "someone else won"))
+                    })
+                });
+                ledger.append_checked(e, check).await.unwrap().admissions
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap().as_slice() {
+            [Admission::Appended { .. }] => won += 1,
+            [Admission::Refused(v)] => assert_eq!(v.code, "TAKEN"),
+            other => panic!("unexpected admission {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    a.refresh().await.unwrap();
+    assert_eq!(a.head().size, 2);
 }
 
 macro_rules! conformance {
@@ -581,4 +642,5 @@ conformance!(
     audit_refuses_foreign_checkpoint,
     registry_rules,
     index_in_memory_matches_table,
+    checked_appends_have_one_winner,
 );

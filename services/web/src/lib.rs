@@ -224,10 +224,8 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    rxledger_graphql::authenticate(&web.keys, auth)
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    rxledger_graphql::authenticate_header(&web.keys, auth)
         .await
         .map_err(|r| {
             let status = if r.code == "INTERNAL" {
