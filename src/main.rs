@@ -66,7 +66,7 @@ impl Storage {
 #[derive(Subcommand)]
 enum Command {
     /// Run the ledger, the MQTT ingest and the HTTP API.
-    Serve(Serve),
+    Serve(Box<Serve>),
     /// Write a new secp256k1 key (mode 0600) and print its public key.
     Keygen {
         /// Where to write the key.
@@ -330,7 +330,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Serve(s) => serve(s).await,
+        Command::Serve(s) => serve(*s).await,
         Command::Keygen { out, force } => {
             let key = keyfile::generate(&out, force)?;
             println!("wrote {} (mode 0600)", out.display());
