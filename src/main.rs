@@ -28,6 +28,63 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, env = "RXLEDGER_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// What is logged unless `RXLEDGER_LOG` says otherwise. The embedded broker (rumqttd) logs a
+/// client's normal disconnect, and every connection at shutdown, at ERROR level; devices reach
+/// it only through our gate, which logs refused and broken connections itself, so rumqttd's
+/// own lines are shown only when asked for (`RXLEDGER_LOG=info,rumqttd=debug`).
+const DEFAULT_LOG_FILTER: &str = "info,rumqttd=off,sqlx=warn,sea_orm_migration=warn";
+
+/// `--database`: a SQLite path, a `sqlite:` URL or a PostgreSQL URL. Anything else with a
+/// scheme (`mysql://…`) would otherwise be taken for a SQLite file name.
+fn database_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty: give a SQLite file path or postgres://user@host/db".into());
+    }
+    let supported = ["postgres://", "postgresql://", "sqlite:"];
+    if supported.iter().any(|p| s.starts_with(p)) {
+        return Ok(s.to_string());
+    }
+    if let Some((scheme, _)) = s.split_once("://") {
+        return Err(format!(
+            "`{scheme}://` is not a supported database: use a SQLite file path, \
+             sqlite://PATH or postgres://user@host/db"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `--public-url`: the stem of every GS1 Digital Link printed into a QR code, so it must be an
+/// absolute `https://` (or `http://`) URL with a host; `verify.example.org` alone would make
+/// every code unreadable by a phone.
+fn public_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` has no scheme: write it as a phone should open it, e.g. https://{}",
+                s.split("://").last().unwrap_or(s)
+            )
+        })?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+        return Err(format!(
+            "`{s}` has no host: e.g. https://verify.example.org"
+        ));
+    }
+    if s.contains(['?', '#']) || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{s}` must be a plain base URL, without a query, a fragment or spaces"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 #[derive(Args, Clone)]
@@ -41,7 +98,7 @@ struct Storage {
     )]
     data_dir: PathBuf,
     /// Database: a SQLite file path or sqlite:// URL, or postgres://user@host/db. Default: DATA_DIR/rxledger.db.
-    #[arg(long, env = "RXLEDGER_DATABASE_URL", global = true)]
+    #[arg(long, env = "RXLEDGER_DATABASE_URL", global = true, value_parser = database_url)]
     database: Option<String>,
 }
 
@@ -150,7 +207,7 @@ struct Serve {
     http_listen: SocketAddr,
     /// Public base URL of this service: the domain of the GS1 Digital Links printed into QR
     /// codes (e.g. https://verify.example.org). Default: http://{--http-listen}.
-    #[arg(long, env = "RXLEDGER_PUBLIC_URL")]
+    #[arg(long, env = "RXLEDGER_PUBLIC_URL", value_parser = public_url)]
     public_url: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (leaf first, e.g. fullchain.pem); needs
     /// --tls-key. The files are re-read when they change, so a renewal needs no restart.
@@ -284,16 +341,17 @@ enum DeviceCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "info,rumqttd=warn,sqlx=warn,sea_orm_migration=warn",
-                )
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("RXLEDGER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -233,3 +233,92 @@ fn admin_key_prints_a_new_token_once() {
     let token = out.split_whitespace().last().unwrap();
     assert!(token.starts_with("rxl_") && token.len() == 68, "{out}");
 }
+
+#[test]
+fn a_public_url_without_a_scheme_or_host_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    for (bad, says) in [
+        ("verify.example.org", "https://verify.example.org"),
+        ("https://", "has no host"),
+        ("https://verify.example.org/?x=1", "without a query"),
+    ] {
+        let o = run(&["serve", "--data-dir", d, "--public-url", bad]);
+        assert!(!o.status.success(), "{bad}");
+        assert!(stderr(&o).contains("--public-url"), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+        assert!(!data.exists(), "{bad}: the data directory was created");
+    }
+}
+
+#[test]
+fn an_unsupported_database_scheme_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--database",
+        "mysql://root@127.0.0.1/rx",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`mysql://` is not a supported database"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!data.exists(), "the data directory was created");
+    assert!(
+        !Path::new("mysql:").exists(),
+        "the URL was taken for a file name"
+    );
+}
+
+/// `--log-format json` writes one JSON object per line, and a normal start and stop logs no
+/// line from the embedded broker (it used to print an ERROR per connection at shutdown).
+#[cfg(unix)]
+#[test]
+fn json_logs_and_a_quiet_shutdown() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("RXLEDGER_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {}
+    assert!(line.contains("listening on"), "the server did not start");
+    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with('{')).collect();
+    assert!(!lines.is_empty(), "no log lines: {err}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    assert!(
+        !err.contains("rumqttd"),
+        "broker lines at a normal stop: {err}"
+    );
+    assert!(!err.contains("ERROR"), "errors at a normal stop: {err}");
+}
