@@ -1,11 +1,18 @@
-//! Known-answer tests for the CBV 2.0 event hash ID against the reference implementation's
-//! vectors (RalphTro/epcis-event-hash-generator, `tests/examples/documents/*` with
-//! `tests/examples/expected/CBV2.0/*.hashes` / `.prehashes`), vendored in `testdata/epcis/`.
+//! Known-answer tests for the CBV 2.0 event hash ID against the reference implementation,
+//! RalphTro/epcis-event-hash-generator at the revision docs/PROTOCOL.md §7 pins (commit
+//! 084b00349014d1b7e269b28293be89ac59587638, profile `CBV2.0`). The vectors are vendored in
+//! `testdata/epcis/` (its README says where each file comes from): upstream documents with
+//! their `tests/examples/expected/CBV2.0/*.hashes` / `.prehashes`, and rxledger documents run
+//! through the reference at that revision. For the rxledger documents the output of release
+//! 1.9.3, the latest on PyPI, is vendored too (`*.v1.9.3.*`); it differs, and
+//! [`release_1_9_3_differs_on_every_vendored_event`] keeps that difference on record.
 //! Every vendored document is listed here explicitly; none is skipped.
 
 use std::path::PathBuf;
 
-use rxledger_core::epcis::{document_hash_ids, document_prehashes, event_hash_id, event_prehash};
+use rxledger_core::epcis::{
+    document_hash_ids, document_prehashes, event_hash_id, event_prehash, hash_id_of_prehash,
+};
 use serde_json::Value;
 
 /// (document file, has a `.prehashes` file)
@@ -15,6 +22,19 @@ const VECTORS: &[(&str, bool)] = &[
     ("TimeStampRoundOff.jsonld", true),
     ("ObjectEvent_all_possible_fields.json", false),
     ("AggregationEvent_all_possible_fields.json", false),
+    ("rxledgerCommissioning.jsonld", true),
+    ("rxledgerShipping.jsonld", true),
+    ("rxledgerReceiving.jsonld", true),
+    ("release193Differences.jsonld", true),
+];
+
+/// Documents for which release 1.9.3's output is vendored as `<stem>.v1.9.3.prehashes` /
+/// `.hashes`: the §16.4 vectors of docs/PROTOCOL.md and one event per difference listed in §7.
+const RELEASE_1_9_3: &[&str] = &[
+    "rxledgerCommissioning.jsonld",
+    "rxledgerShipping.jsonld",
+    "rxledgerReceiving.jsonld",
+    "release193Differences.jsonld",
 ];
 
 fn testdata(name: &str) -> PathBuf {
@@ -64,7 +84,29 @@ fn reference_hashes_match() {
         );
         checked += expected.len();
     }
-    assert_eq!(checked, 7, "every vendored event hash is checked");
+    assert_eq!(checked, 13, "every vendored event hash is checked");
+}
+
+/// Release 1.9.3 gives another pre-hash string, and so another ID, for every event of the
+/// rxledger documents (ILMD, source and destination lists, and the other differences of
+/// PROTOCOL.md §7), though its IDs carry the same `?ver=CBV2.0`.
+#[test]
+fn release_1_9_3_differs_on_every_vendored_event() {
+    let mut checked = 0;
+    for doc in RELEASE_1_9_3 {
+        let old_prehashes = lines(&format!("{}.v1.9.3.prehashes", stem(doc)));
+        let old_ids = lines(&format!("{}.v1.9.3.hashes", stem(doc)));
+        let ours = document_prehashes(&load(doc)).unwrap();
+        assert_eq!(old_prehashes.len(), ours.len(), "{doc}");
+        assert_eq!(old_ids.len(), ours.len(), "{doc}");
+        for ((old, old_id), ours) in old_prehashes.iter().zip(&old_ids).zip(&ours) {
+            assert_eq!(&hash_id_of_prehash(old), old_id, "{doc}");
+            assert!(old_id.ends_with("?ver=CBV2.0"), "{doc}");
+            assert_ne!(old, ours, "{doc}: 1.9.3 agrees here, so this is no example");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
 }
 
 #[test]

@@ -36,6 +36,28 @@ const PREHASH: &str = "eventType=ObjectEventeventTime=2026-01-15T09:29:30.000Zev
 const EVENT_ID: &str =
     "ni:///sha-256;775694c0cef27a267534e3ac0e9a44f75495ecc2c56b382bd73cab7ec08af592?ver=CBV2.0";
 
+// §16.4: shipping and receiving events with source and destination lists, and what release
+// 1.9.3 of the reference gives for them and for the ILMD event above (§7: not what we follow).
+const SHIPPING_EVENT: &str = r#"{"type":"ObjectEvent","eventTime":"2026-01-20T14:00:00.000Z","eventTimeZoneOffset":"+01:00","epcList":["urn:epc:id:sgtin:0614141.107346.1001","urn:epc:id:sgtin:0614141.107346.1002"],"action":"OBSERVE","bizStep":"shipping","disposition":"in_transit","readPoint":{"id":"urn:epc:id:sgln:0614141.00000.0"},"sourceList":[{"type":"owning_party","source":"urn:epc:id:pgln:0614141.00000"},{"type":"location","source":"urn:epc:id:sgln:0614141.00000.0"}],"destinationList":[{"type":"owning_party","destination":"urn:epc:id:pgln:4012345.00000"},{"type":"location","destination":"urn:epc:id:sgln:4012345.00001.0"}]}"#;
+const SHIPPING_PREHASH: &str = "eventType=ObjectEventeventTime=2026-01-20T14:00:00.000ZeventTimeZoneOffset=+01:00epcListepc=https://id.gs1.org/01/10614141073464/21/1001epc=https://id.gs1.org/01/10614141073464/21/1002action=OBSERVEbizStep=https://ref.gs1.org/cbv/BizStep-shippingdisposition=https://ref.gs1.org/cbv/Disp-in_transitreadPointid=https://id.gs1.org/414/0614141000005sourceListtype=https://ref.gs1.org/cbv/SDT-locationsource=https://id.gs1.org/414/0614141000005type=https://ref.gs1.org/cbv/SDT-owning_partysource=https://id.gs1.org/417/0614141000005destinationListtype=https://ref.gs1.org/cbv/SDT-locationdestination=https://id.gs1.org/414/4012345000016type=https://ref.gs1.org/cbv/SDT-owning_partydestination=https://id.gs1.org/417/4012345000009";
+const SHIPPING_EVENT_ID: &str =
+    "ni:///sha-256;a626d758a871deae0cff4c0a8a61c654d97fa84dd6bfc0f021d189182346ac71?ver=CBV2.0";
+const RECEIVING_EVENT: &str = r#"{"type":"ObjectEvent","eventTime":"2026-01-21T08:15:00.000Z","eventTimeZoneOffset":"+01:00","epcList":["urn:epc:id:sgtin:0614141.107346.1001","urn:epc:id:sgtin:0614141.107346.1002"],"action":"OBSERVE","bizStep":"receiving","disposition":"in_progress","readPoint":{"id":"urn:epc:id:sgln:4012345.00001.0"},"bizLocation":{"id":"urn:epc:id:sgln:4012345.00001.0"},"sourceList":[{"type":"owning_party","source":"urn:epc:id:pgln:0614141.00000"},{"type":"location","source":"urn:epc:id:sgln:0614141.00000.0"}],"destinationList":[{"type":"owning_party","destination":"urn:epc:id:pgln:4012345.00000"},{"type":"location","destination":"urn:epc:id:sgln:4012345.00001.0"}]}"#;
+const RECEIVING_PREHASH: &str = "eventType=ObjectEventeventTime=2026-01-21T08:15:00.000ZeventTimeZoneOffset=+01:00epcListepc=https://id.gs1.org/01/10614141073464/21/1001epc=https://id.gs1.org/01/10614141073464/21/1002action=OBSERVEbizStep=https://ref.gs1.org/cbv/BizStep-receivingdisposition=https://ref.gs1.org/cbv/Disp-in_progressreadPointid=https://id.gs1.org/414/4012345000016bizLocationid=https://id.gs1.org/414/4012345000016sourceListtype=https://ref.gs1.org/cbv/SDT-locationsource=https://id.gs1.org/414/0614141000005type=https://ref.gs1.org/cbv/SDT-owning_partysource=https://id.gs1.org/417/0614141000005destinationListtype=https://ref.gs1.org/cbv/SDT-locationdestination=https://id.gs1.org/414/4012345000016type=https://ref.gs1.org/cbv/SDT-owning_partydestination=https://id.gs1.org/417/4012345000009";
+const RECEIVING_EVENT_ID: &str =
+    "ni:///sha-256;631a48ff60fe43c79965fa6483d68a601c957ab66855455e380358dbac3f8fcd?ver=CBV2.0";
+/// Release 1.9.3's pre-hash strings and IDs of the commissioning, shipping and receiving events.
+const PREHASHES_1_9_3: [&str; 3] = [
+    "eventType=ObjectEventeventTime=2026-01-15T09:29:30.000ZeventTimeZoneOffset=+01:00epcListepc=https://id.gs1.org/01/10614141073464/21/1001epc=https://id.gs1.org/01/10614141073464/21/1002action=ADDbizStep=https://ref.gs1.org/cbv/BizStep-commissioningdisposition=https://ref.gs1.org/cbv/Disp-activereadPointid=https://id.gs1.org/414/0614141000005bizLocationid=https://id.gs1.org/414/0614141000005ilmdcbvmda:itemExpirationDate=2028-12-31cbvmda:lotNumber=L2026A",
+    "eventType=ObjectEventeventTime=2026-01-20T14:00:00.000ZeventTimeZoneOffset=+01:00epcListepc=https://id.gs1.org/01/10614141073464/21/1001epc=https://id.gs1.org/01/10614141073464/21/1002action=OBSERVEbizStep=https://ref.gs1.org/cbv/BizStep-shippingdisposition=https://ref.gs1.org/cbv/Disp-in_transitreadPointid=https://id.gs1.org/414/0614141000005destinationListtype=https://ref.gs1.org/cbv/SDT-locationdestination=https://id.gs1.org/414/4012345000016type=https://ref.gs1.org/cbv/SDT-owning_partydestination=https://id.gs1.org/417/4012345000009sourceListtype=https://ref.gs1.org/cbv/SDT-locationsource=https://id.gs1.org/414/0614141000005type=https://ref.gs1.org/cbv/SDT-owning_partysource=https://id.gs1.org/417/0614141000005",
+    "eventType=ObjectEventeventTime=2026-01-21T08:15:00.000ZeventTimeZoneOffset=+01:00epcListepc=https://id.gs1.org/01/10614141073464/21/1001epc=https://id.gs1.org/01/10614141073464/21/1002action=OBSERVEbizStep=https://ref.gs1.org/cbv/BizStep-receivingdisposition=https://ref.gs1.org/cbv/Disp-in_progressreadPointid=https://id.gs1.org/414/4012345000016bizLocationid=https://id.gs1.org/414/4012345000016destinationListtype=https://ref.gs1.org/cbv/SDT-locationdestination=https://id.gs1.org/414/4012345000016type=https://ref.gs1.org/cbv/SDT-owning_partydestination=https://id.gs1.org/417/4012345000009sourceListtype=https://ref.gs1.org/cbv/SDT-locationsource=https://id.gs1.org/414/0614141000005type=https://ref.gs1.org/cbv/SDT-owning_partysource=https://id.gs1.org/417/0614141000005",
+];
+const EVENT_IDS_1_9_3: [&str; 3] = [
+    "ni:///sha-256;65609dc2b2ba75acaaecef6e94ce89392a11163d3154dfa7dae1172518de4e32?ver=CBV2.0",
+    "ni:///sha-256;c2f87b293e53941d88bf2aace5b5073f2526b1e66b868ca83246386d809ddb8e?ver=CBV2.0",
+    "ni:///sha-256;ef4540eac6db89a763759e9aa40e3db47686e1cadb84e36653e930036eecf85c?ver=CBV2.0",
+];
+
 const KEY_ID_PREIMAGE: &str = "6578616d706c652e636f6d2f72786c65646765720aff72786c65646765722f65636473612d736563703235366b312d73686132353602207bba70bc66309baa582a6ac120fd52d68026c51f6326f8ccedcbd2c1b7eb82";
 const KEY_ID: &str = "d36307dd";
 const VERIFIER_KEY: &str = "example.com/rxledger+d36307dd+/3J4bGVkZ2VyL2VjZHNhLXNlY3AyNTZrMS1zaGEyNTYCIHu6cLxmMJuqWCpqwSD9UtaAJsUfYyb4zO3L0sG364I=";
@@ -218,6 +240,71 @@ fn event_hash_id() {
             hex::encode(Sha256::digest(PREHASH))
         )
     );
+}
+
+/// §16.4: the shipping and receiving events pass the ingest checks of §6 and hash to the
+/// reference revision's values (§7).
+#[test]
+fn event_hash_id_with_source_and_destination() {
+    for (text, prehash, id) in [
+        (SHIPPING_EVENT, SHIPPING_PREHASH, SHIPPING_EVENT_ID),
+        (RECEIVING_EVENT, RECEIVING_PREHASH, RECEIVING_EVENT_ID),
+    ] {
+        let e: Value = serde_json::from_str(text).unwrap();
+        let parsed = epcis::parse_event(&e).unwrap();
+        assert_eq!(parsed.epcs.len(), 2);
+        assert_eq!(epcis::event_prehash(&e).unwrap(), prehash);
+        assert_eq!(epcis::event_hash_id(&e).unwrap(), id);
+        assert_eq!(epcis::hash_id_of_prehash(prehash), id);
+    }
+}
+
+/// The §16.4 events are the ones the reference was run on: the vendored documents hold the same
+/// events, and its output (pinned revision and release 1.9.3) is the one the document quotes.
+#[test]
+fn event_hash_vectors_match_the_reference_output() {
+    let events = [
+        event(),
+        json_value(SHIPPING_EVENT),
+        json_value(RECEIVING_EVENT),
+    ];
+    let docs = [
+        "rxledgerCommissioning",
+        "rxledgerShipping",
+        "rxledgerReceiving",
+    ];
+    let ids = [EVENT_ID, SHIPPING_EVENT_ID, RECEIVING_EVENT_ID];
+    for (i, stem) in docs.into_iter().enumerate() {
+        let doc = json_value(&testdata(&format!("{stem}.jsonld")));
+        assert_eq!(
+            doc["epcisBody"]["eventList"],
+            json!([events[i].clone()]),
+            "{stem}"
+        );
+        assert_eq!(testdata(&format!("{stem}.hashes")).trim_end(), ids[i]);
+        let old_prehash = testdata(&format!("{stem}.v1.9.3.prehashes"));
+        assert_eq!(old_prehash.trim_end(), PREHASHES_1_9_3[i], "{stem}");
+        let old_id = testdata(&format!("{stem}.v1.9.3.hashes"));
+        assert_eq!(old_id.trim_end(), EVENT_IDS_1_9_3[i], "{stem}");
+        // Release 1.9.3 disagrees with us on every one of them.
+        assert_eq!(
+            epcis::hash_id_of_prehash(PREHASHES_1_9_3[i]),
+            EVENT_IDS_1_9_3[i]
+        );
+        assert_ne!(EVENT_IDS_1_9_3[i], ids[i], "{stem}");
+    }
+}
+
+fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+/// A file of `tests/testdata/epcis/`.
+fn testdata(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata/epcis")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
@@ -548,6 +635,18 @@ fn doc_quotes_every_vector() {
         LEAF_HASH,
         PREHASH,
         EVENT_ID,
+        SHIPPING_EVENT,
+        SHIPPING_PREHASH,
+        SHIPPING_EVENT_ID,
+        RECEIVING_EVENT,
+        RECEIVING_PREHASH,
+        RECEIVING_EVENT_ID,
+        PREHASHES_1_9_3[0],
+        PREHASHES_1_9_3[1],
+        PREHASHES_1_9_3[2],
+        EVENT_IDS_1_9_3[0],
+        EVENT_IDS_1_9_3[1],
+        EVENT_IDS_1_9_3[2],
         KEY_ID_PREIMAGE,
         KEY_ID,
         VERIFIER_KEY,

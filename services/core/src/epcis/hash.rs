@@ -4,7 +4,11 @@
 //! Link identifiers, `+01:00` or `Z` times, bare `shipping` or a full URI) must derive the same
 //! ID, otherwise the ledger would hold the same physical event twice. The CBV fixes a canonical
 //! "pre-hash string"; this module reproduces the reference implementation
-//! (RalphTro/epcis-event-hash-generator, CBV2.0 profile) so our IDs match everyone else's.
+//! (RalphTro/epcis-event-hash-generator, profile `CBV2.0`) so our IDs match everyone else's.
+//! It follows one revision, commit 084b00349014d1b7e269b28293be89ac59587638, which is not a
+//! release: release 1.9.3, the latest, gives other IDs for events with ILMD or with source and
+//! destination lists, among others. docs/PROTOCOL.md §7 pins the revision and lists the
+//! differences; `tests/event_hash.rs` checks both against the reference's own output.
 //!
 //! The pipeline mirrors the reference step by step, because its quirks are part of the
 //! de-facto standard the test vectors pin down:
@@ -18,8 +22,11 @@
 //!    every GS1 key to a constrained `https://id.gs1.org/…` Digital Link);
 //! 5. ILMD, then user extensions inside standard fields, then event-level extensions follow.
 //!
-//! Known deviations (none occur in the vendored vectors): numbers with `_` digit grouping and
-//! timestamps without a zone (the reference uses the host's local zone; we use UTC).
+//! Known deviations (none occur in the vendored vectors): numbers with `_` digit grouping,
+//! timestamps without a zone (the reference uses the host's local zone; we use UTC), and two in
+//! EPC URN serials (docs/PROTOCOL.md §7): we percent-encode `! ( ) * + , :` when converting to
+//! a Digital Link, as release 1.9.3 does but the pinned revision no longer does, and we leave a
+//! URN whose serial holds a `%`-escape unconverted.
 
 use std::collections::{BTreeSet, HashMap};
 
