@@ -3,6 +3,7 @@
 //! `main.rs` parses the command line; [`server::start`] wires the store, the ingest pipeline
 //! and the HTTP API together and is what the end-to-end tests start on port 0.
 
+pub mod backup;
 pub mod keyfile;
 pub mod ratelimit;
 pub mod server;

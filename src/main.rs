@@ -147,6 +147,29 @@ enum Command {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
+    /// Copy the live SQLite database to FILE: a consistent snapshot, WAL included, taken while
+    /// the server runs (a plain `cp` of the file is not). The log key is not in it: keep
+    /// `log.key` safe separately. PostgreSQL: use pg_dump (docs/DEPLOY.md).
+    Backup {
+        #[command(flatten)]
+        storage: Storage,
+        /// The backup file to write; it must not exist.
+        file: PathBuf,
+    },
+    /// Put a backup in place as this data directory's database, after it passes the full
+    /// audit. The database must not exist: stop the server and move the old one aside first.
+    Restore {
+        #[command(flatten)]
+        storage: Storage,
+        /// The backup file written by `rxledger backup`.
+        file: PathBuf,
+        /// The log's key file (only its public half is used). Default: DATA_DIR/log.key.
+        #[arg(long, env = "RXLEDGER_KEY")]
+        key: Option<PathBuf>,
+        /// The log's verifier key `<origin>+<keyid>+<base64>`, instead of --key.
+        #[arg(long, env = "RXLEDGER_VERIFIER_KEY")]
+        verifier_key: Option<String>,
+    },
     /// Print the latest signed checkpoint (save it to audit against later).
     Checkpoint {
         #[command(flatten)]
@@ -401,6 +424,67 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             verifier_key,
             checkpoint,
         } => run_audit(&storage, key, verifier_key, checkpoint).await,
+        Command::Backup { storage, file } => {
+            let default_db = storage.data_dir.join("rxledger.db");
+            if storage
+                .database
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres"))
+            {
+                bail!("{}", rxledger::backup::POSTGRES);
+            }
+            if storage.database.is_none() && !default_db.is_file() {
+                bail!("there is no database at {}", default_db.display());
+            }
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            let copy = rxledger::backup::backup(&db, &file).await?;
+            println!(
+                "backup {}: log size {}, {} bytes; the log key is not in it (keep {} safe)",
+                copy.path.display(),
+                copy.size,
+                copy.bytes,
+                storage.key(&None).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            storage,
+            file,
+            key,
+            verifier_key,
+        } => {
+            let target = match &storage.database {
+                None => storage.data_dir.join("rxledger.db"),
+                Some(url) if !url.contains("://") && !url.starts_with("sqlite:") => {
+                    PathBuf::from(url)
+                }
+                Some(_) => bail!(
+                    "rxledger restore writes a SQLite file: give --data-dir or a file path as \
+                     --database (PostgreSQL: pg_restore, docs/DEPLOY.md)"
+                ),
+            };
+            let (copy, report) = rxledger::backup::restore(&file, &target, |origin| {
+                log_verifier(&storage, key.clone(), verifier_key.clone(), origin)
+            })
+            .await?;
+            println!(
+                "restored {} to {}: log size {}, root {}, {} entries rehashed, AUDIT PASSED",
+                file.display(),
+                copy.path.display(),
+                report.size,
+                hex::encode(report.root),
+                report.entries_checked
+            );
+            let key_path = storage.key(&key);
+            if !key_path.exists() {
+                println!(
+                    "the log key is not at {}: put the log's key there (or pass --key to serve) \
+                     before starting the server",
+                    key_path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Checkpoint { storage } => {
             let db = rxledger_store::connect(&storage.url()?).await?;
             let head = rxledger_store::ledger::read_head(&db).await?;
@@ -527,6 +611,33 @@ async fn shutdown_signal() {
     }
 }
 
+/// The verifier of log `origin`: from `--verifier-key`, or the public half of the key file,
+/// refused if it is another log's.
+fn log_verifier(
+    storage: &Storage,
+    key: Option<PathBuf>,
+    verifier_key: Option<String>,
+    origin: &str,
+) -> anyhow::Result<LogVerifier> {
+    let verifier = match verifier_key {
+        Some(v) => {
+            LogVerifier::from_vkey(&v).map_err(|e| anyhow::anyhow!("bad --verifier-key: {e}"))?
+        }
+        None => {
+            let path = storage.key(&key);
+            let k = keyfile::load(&path)?;
+            LogVerifier::new(origin, k.public_key()).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
+    if verifier.name() != origin {
+        bail!(
+            "the verifier key is for log {:?} but this database holds log {origin:?}",
+            verifier.name()
+        );
+    }
+    Ok(verifier)
+}
+
 async fn run_audit(
     storage: &Storage,
     key: Option<PathBuf>,
@@ -537,22 +648,7 @@ async fn run_audit(
     let db = rxledger_store::connect(&url).await?;
     let head = rxledger_store::ledger::read_head(&db).await?;
     let origin = rxledger_store::ledger::read_checkpoint_origin(&head.note)?;
-    let verifier = match verifier_key {
-        Some(v) => {
-            LogVerifier::from_vkey(&v).map_err(|e| anyhow::anyhow!("bad --verifier-key: {e}"))?
-        }
-        None => {
-            let path = storage.key(&key);
-            let k = keyfile::load(&path)?;
-            LogVerifier::new(&origin, k.public_key()).map_err(|e| anyhow::anyhow!("{e}"))?
-        }
-    };
-    if verifier.name() != origin {
-        bail!(
-            "the verifier key is for log {:?} but this database holds log {origin:?}",
-            verifier.name()
-        );
-    }
+    let verifier = log_verifier(storage, key, verifier_key, &origin)?;
     let saved = match &checkpoint {
         Some(p) => Some(
             std::fs::read_to_string(p)

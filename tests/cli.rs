@@ -322,3 +322,131 @@ fn json_logs_and_a_quiet_shutdown() {
     );
     assert!(!err.contains("ERROR"), "errors at a normal stop: {err}");
 }
+
+/// `backup` of a database that a process holds open with commits still in the WAL, then
+/// `restore` into an empty data directory: the same log, audited; and neither overwrites.
+#[tokio::test]
+async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
+    use rxledger_store::ledger::EntryKind;
+    use rxledger_store::{Ledger, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    let db = log_in(&live, "cli.test/log").await;
+    let key = rxledger::keyfile::load(&live.join("log.key")).unwrap();
+    let ledger = Ledger::open(db.clone(), key, "cli.test/log").await.unwrap();
+    for b in 0..3u8 {
+        let batch: Vec<NewEntry> = (0..40u8)
+            .map(|i| NewEntry {
+                data: vec![b, i, 7, 7],
+                kind: EntryKind::ApiStateChange,
+                signer: "api".into(),
+                seq: -1,
+                events: vec![],
+            })
+            .collect();
+        ledger.append(batch).await.unwrap();
+    }
+    let live_dir = live.to_str().unwrap();
+    let file = dir.path().join("rx.backup");
+    // The pool above is still open: the last commits are in the WAL, not yet in the file.
+    assert!(
+        std::fs::metadata(live.join("rxledger.db-wal"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    let o = run(&["backup", "--data-dir", live_dir, file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("log size 120"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = run(&["backup", "--data-dir", live_dir, file.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+
+    let fresh = dir.path().join("fresh");
+    let fresh_dir = fresh.to_str().unwrap();
+    let key_arg = live.join("log.key");
+    let restore = |into: &str, from: &Path| {
+        run(&[
+            "restore",
+            "--data-dir",
+            into,
+            "--key",
+            key_arg.to_str().unwrap(),
+            from.to_str().unwrap(),
+        ])
+    };
+    let o = restore(fresh_dir, &file);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("log size 120"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let checkpoint = |d: &str| run(&["checkpoint", "--data-dir", d]).stdout;
+    let restored = checkpoint(fresh_dir);
+    assert_eq!(
+        String::from_utf8_lossy(&restored)
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&checkpoint(live_dir))
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>(),
+        "origin, size and root"
+    );
+    let o = restore(fresh_dir, &file);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("a restore never overwrites"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A backup whose entries were changed fails the audit and is not restored.
+    let tampered = dir.path().join("tampered.backup");
+    std::fs::copy(&file, &tampered).unwrap();
+    {
+        use sea_orm::{ConnectionTrait, Statement};
+        let t = rxledger_store::connect(tampered.to_str().unwrap())
+            .await
+            .unwrap();
+        t.conn
+            .execute_raw(Statement::from_string(
+                t.backend(),
+                "UPDATE entries SET data = X'00' WHERE idx = 5".to_string(),
+            ))
+            .await
+            .unwrap();
+        t.conn
+            .execute_raw(Statement::from_string(
+                t.backend(),
+                "PRAGMA wal_checkpoint(TRUNCATE)".to_string(),
+            ))
+            .await
+            .unwrap();
+        t.conn.close().await.unwrap();
+    }
+    let other = dir.path().join("other");
+    let o = restore(other.to_str().unwrap(), &tampered);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fails the audit"), "{}", stderr(&o));
+    assert!(
+        std::fs::read_dir(&other).unwrap().next().is_none(),
+        "something was left behind"
+    );
+
+    let o = run(&[
+        "backup",
+        "--database",
+        "postgres://nobody@127.0.0.1:9/nothing",
+        dir.path().join("pg.backup").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("pg_dump"), "{}", stderr(&o));
+}
