@@ -178,6 +178,9 @@ enum Command {
     /// Manage organizations.
     #[command(subcommand)]
     Org(OrgCmd),
+    /// Manage API keys: issue one for an organization, list them, revoke one.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCmd),
@@ -312,6 +315,41 @@ enum OrgCmd {
     List {
         #[command(flatten)]
         storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Issue an API key for an organization and print its token (shown once, never stored).
+    Issue {
+        #[command(flatten)]
+        storage: Storage,
+        /// The organization the key acts for.
+        #[arg(long)]
+        org: String,
+        /// MANUFACTURER, WHOLESALER, PHARMACY, REGULATOR or ADMIN. Default: the organization's role.
+        #[arg(long)]
+        role: Option<String>,
+        /// A label to recognise the key by (e.g. the till or the person).
+        #[arg(long, default_value = "issued by rxledger key issue")]
+        label: String,
+        /// Days until the key expires. Default: never.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
+    /// List the keys (never their tokens), optionally of one organization.
+    List {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Revoke a key by its id (from `key list`); it is refused from then on.
+    Revoke {
+        #[command(flatten)]
+        storage: Storage,
+        /// The key's id.
+        id: String,
     },
 }
 
@@ -492,6 +530,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Org(c) => org(c).await,
+        Command::Key(c) => api_key(c).await,
         Command::Site(c) => site(c).await,
         Command::Device(c) => device(c).await,
         Command::BrokerAcl {
@@ -736,6 +775,62 @@ async fn org(c: OrgCmd) -> anyhow::Result<ExitCode> {
             for o in registry(&storage).await?.organizations().await? {
                 println!("{}\t{}\t{}", o.id, o.role, o.name);
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn api_key(c: KeyCmd) -> anyhow::Result<ExitCode> {
+    use rxledger_core::epcis::format_time;
+    match c {
+        KeyCmd::Issue {
+            storage,
+            org,
+            role,
+            label,
+            expires_in_days,
+        } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            let Some(o) = Registry::new(db.clone()).organization(&org).await? else {
+                bail!(
+                    "no organization {org:?}: `rxledger org list` shows them, `rxledger org add` adds one"
+                );
+            };
+            let role = role.map_or(o.role.clone(), |r| r.to_uppercase());
+            let expires =
+                expires_in_days.map(|d| rxledger_store::now_ms() + i64::from(d) * 86_400_000);
+            let (token, row) = rxledger_store::ApiKeys::new(db)
+                .issue(&o.id, &role, &label, expires)
+                .await?;
+            println!(
+                "API key {} for {} ({}), shown once, keep it safe: {token}",
+                row.id, row.org_id, row.role
+            );
+        }
+        KeyCmd::List { storage, org } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            println!("id\torganization\trole\tcreated\texpires\trevoked\tlabel");
+            for k in rxledger_store::ApiKeys::new(db)
+                .list(org.as_deref())
+                .await?
+            {
+                let at = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), format_time);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.org_id,
+                    k.role,
+                    format_time(k.created_ms),
+                    at(k.expires_ms),
+                    at(k.revoked_ms),
+                    k.label
+                );
+            }
+        }
+        KeyCmd::Revoke { storage, id } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            rxledger_store::ApiKeys::new(db).revoke(&id).await?;
+            println!("revoked API key {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

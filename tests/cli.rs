@@ -450,3 +450,85 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("pg_dump"), "{}", stderr(&o));
 }
+
+#[tokio::test]
+async fn api_keys_are_issued_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    ok(&[
+        "org",
+        "add",
+        "--data-dir",
+        d,
+        "--id",
+        "pharm-1",
+        "--name",
+        "Apotheke",
+        "--role",
+        "pharmacy",
+    ]);
+    let out = ok(&[
+        "key",
+        "issue",
+        "--data-dir",
+        d,
+        "--org",
+        "pharm-1",
+        "--label",
+        "till 2",
+    ]);
+    assert!(out.contains("for pharm-1 (PHARMACY)"), "{out}");
+    let token = out.split_whitespace().last().unwrap().to_string();
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+
+    for (args, says) in [
+        (vec!["--org", "nobody"], "no organization \"nobody\""),
+        (vec!["--org", "pharm-1", "--role", "king"], "unknown role"),
+        (
+            vec!["--org", "pharm-1", "--expires-in-days", "0"],
+            "--expires-in-days",
+        ),
+    ] {
+        let o = run(&[&["key", "issue", "--data-dir", d][..], &args[..]].concat());
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+
+    let listed = ok(&["key", "list", "--data-dir", d, "--org", "pharm-1"]);
+    assert_eq!(listed.lines().count(), 2, "a header and one key: {listed}");
+    let row = listed.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with(&format!("{id}\tpharm-1\tPHARMACY\t")),
+        "{row}"
+    );
+    assert!(row.ends_with("\t-\t-\ttill 2"), "{row}");
+    assert!(!listed.contains(&token), "a list never shows a token");
+
+    let db = rxledger_store::connect(&dir.path().join("rxledger.db").display().to_string())
+        .await
+        .unwrap();
+    let keys = rxledger_store::ApiKeys::new(db);
+    let who = keys.authenticate(&token).await.unwrap().unwrap();
+    assert_eq!(
+        (who.org_id.as_str(), who.role.as_str()),
+        ("pharm-1", "PHARMACY")
+    );
+
+    ok(&["key", "revoke", "--data-dir", d, &id]);
+    assert_eq!(
+        keys.authenticate(&token).await.unwrap(),
+        Err(rxledger_store::apikeys::TokenProblem::Revoked)
+    );
+    let row = ok(&["key", "list", "--data-dir", d]);
+    assert!(
+        !row.contains("\t-\t-\ttill 2"),
+        "the revocation is listed: {row}"
+    );
+    let o = run(&["key", "revoke", "--data-dir", d, "0000000000000000"]);
+    assert!(!o.status.success());
+}
