@@ -18,6 +18,21 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// The command failed and said `says` on stderr.
+#[track_caller]
+fn assert_refused(o: &Output, says: &str) {
+    assert!(
+        !o.status.success(),
+        "it succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        stderr(o).contains(says),
+        "expected {says:?} in: {}",
+        stderr(o)
+    );
+}
+
 /// A data directory holding a log of a few entries, as `serve` would leave it.
 async fn log_in(dir: &Path, origin: &str) -> rxledger_store::Database {
     let key = rxledger::keyfile::generate(&dir.join("log.key"), false).unwrap();
@@ -48,8 +63,7 @@ fn keygen_writes_mode_0600_and_never_overwrites() {
     }
     let before = std::fs::read(&key).unwrap();
     let o = run(&["keygen", "--out", k]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_refused(&o, "already exists");
     assert_eq!(
         std::fs::read(&key).unwrap(),
         before,
@@ -70,12 +84,7 @@ async fn a_wrong_or_unreadable_key_file_is_refused() {
         "--key",
         dir.path().join("garbage.key").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("is not a secp256k1 secret key"),
-        "{}",
-        stderr(&o)
-    );
+    assert_refused(&o, "is not a secp256k1 secret key");
     let o = run(&[
         "audit",
         "--data-dir",
@@ -83,12 +92,7 @@ async fn a_wrong_or_unreadable_key_file_is_refused() {
         "--key",
         dir.path().join("missing.key").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("cannot read key file"),
-        "{}",
-        stderr(&o)
-    );
+    assert_refused(&o, "cannot read key file");
     // The cause is said once, though the message already quotes it.
     assert_eq!(
         stderr(&o).matches("No such file or directory").count(),
@@ -116,12 +120,7 @@ async fn a_wrong_or_unreadable_key_file_is_refused() {
         "--mqtt-listen",
         "127.0.0.1:0",
     ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("not signed by this log key"),
-        "{}",
-        stderr(&o)
-    );
+    assert_refused(&o, "not signed by this log key");
 }
 
 #[tokio::test]
@@ -140,8 +139,7 @@ async fn a_checkpoint_from_another_log_is_refused() {
         "--checkpoint",
         file.to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("holds the log"), "{}", stderr(&o));
+    assert_refused(&o, "holds the log");
     // Its own checkpoint is fine.
     let own = run(&["checkpoint", "--data-dir", a.path().to_str().unwrap()]);
     std::fs::write(&file, &own.stdout).unwrap();
@@ -167,11 +165,9 @@ fn an_unreachable_database_is_a_clear_error() {
         "--database",
         "postgres://nobody@127.0.0.1:9/nothing",
     ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("cannot open database postgres://nobody@127.0.0.1:9/nothing"),
-        "{}",
-        stderr(&o)
+    assert_refused(
+        &o,
+        "cannot open database postgres://nobody@127.0.0.1:9/nothing",
     );
 }
 
@@ -179,12 +175,7 @@ fn an_unreachable_database_is_a_clear_error() {
 fn a_connection_count_of_zero_is_refused() {
     for bad in ["0", "many"] {
         let o = run(&["serve", "--mqtt-connections", bad]);
-        assert!(!o.status.success());
-        assert!(
-            stderr(&o).contains("--mqtt-connections"),
-            "{bad}: {}",
-            stderr(&o)
-        );
+        assert_refused(&o, "--mqtt-connections");
     }
 }
 
@@ -214,8 +205,7 @@ async fn corrupt_rows_stop_the_server_before_it_writes() {
         "--mqtt-listen",
         "127.0.0.1:0",
     ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("corrupt database"), "{}", stderr(&o));
+    assert_refused(&o, "corrupt database");
     assert_eq!(
         std::fs::metadata(dir.path().join("rxledger.db"))
             .unwrap()
@@ -245,9 +235,8 @@ fn a_public_url_without_a_scheme_or_host_is_refused_before_anything_is_written()
         ("https://verify.example.org/?x=1", "without a query"),
     ] {
         let o = run(&["serve", "--data-dir", d, "--public-url", bad]);
-        assert!(!o.status.success(), "{bad}");
-        assert!(stderr(&o).contains("--public-url"), "{bad}: {}", stderr(&o));
-        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+        assert_refused(&o, "--public-url");
+        assert_refused(&o, says);
         assert!(!data.exists(), "{bad}: the data directory was created");
     }
 }
@@ -263,12 +252,7 @@ fn an_unsupported_database_scheme_is_refused_before_anything_is_written() {
         "--database",
         "mysql://root@127.0.0.1/rx",
     ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("`mysql://` is not a supported database"),
-        "{}",
-        stderr(&o)
-    );
+    assert_refused(&o, "`mysql://` is not a supported database");
     assert!(!data.exists(), "the data directory was created");
     assert!(
         !Path::new("mysql:").exists(),
@@ -364,8 +348,7 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
         String::from_utf8_lossy(&o.stdout)
     );
     let o = run(&["backup", "--data-dir", live_dir, file.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_refused(&o, "already exists");
 
     let fresh = dir.path().join("fresh");
     let fresh_dir = fresh.to_str().unwrap();
@@ -401,12 +384,7 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
         "origin, size and root"
     );
     let o = restore(fresh_dir, &file);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("a restore never overwrites"),
-        "{}",
-        stderr(&o)
-    );
+    assert_refused(&o, "a restore never overwrites");
 
     // A backup whose entries were changed fails the audit and is not restored.
     let tampered = dir.path().join("tampered.backup");
@@ -416,26 +394,18 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
         let t = rxledger_store::connect(tampered.to_str().unwrap())
             .await
             .unwrap();
-        t.conn
-            .execute_raw(Statement::from_string(
-                t.backend(),
-                "UPDATE entries SET data = X'00' WHERE idx = 5".to_string(),
-            ))
-            .await
-            .unwrap();
-        t.conn
-            .execute_raw(Statement::from_string(
-                t.backend(),
-                "PRAGMA wal_checkpoint(TRUNCATE)".to_string(),
-            ))
-            .await
-            .unwrap();
+        for sql in [
+            "UPDATE entries SET data = X'00' WHERE idx = 5",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            let sql = Statement::from_string(t.backend(), sql.to_string());
+            t.conn.execute_raw(sql).await.unwrap();
+        }
         t.conn.close().await.unwrap();
     }
     let other = dir.path().join("other");
     let o = restore(other.to_str().unwrap(), &tampered);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("fails the audit"), "{}", stderr(&o));
+    assert_refused(&o, "fails the audit");
     assert!(
         std::fs::read_dir(&other).unwrap().next().is_none(),
         "something was left behind"
@@ -447,8 +417,7 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
         "postgres://nobody@127.0.0.1:9/nothing",
         dir.path().join("pg.backup").to_str().unwrap(),
     ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("pg_dump"), "{}", stderr(&o));
+    assert_refused(&o, "pg_dump");
 }
 
 #[tokio::test]
@@ -495,8 +464,7 @@ async fn api_keys_are_issued_listed_and_revoked_from_the_command_line() {
         ),
     ] {
         let o = run(&[&["key", "issue", "--data-dir", d][..], &args[..]].concat());
-        assert!(!o.status.success(), "{args:?}");
-        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert_refused(&o, says);
     }
 
     let listed = ok(&["key", "list", "--data-dir", d, "--org", "pharm-1"]);
@@ -530,5 +498,5 @@ async fn api_keys_are_issued_listed_and_revoked_from_the_command_line() {
         "the revocation is listed: {row}"
     );
     let o = run(&["key", "revoke", "--data-dir", d, "0000000000000000"]);
-    assert!(!o.status.success());
+    assert_refused(&o, "0000000000000000");
 }
