@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod keyfile;
+pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod tls;

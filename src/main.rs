@@ -259,6 +259,10 @@ struct Serve {
     /// it with NOT_IN_YOUR_CUSTODY and raises the same alert.
     #[arg(long, env = "RXLEDGER_CUSTODY_POLICY", default_value = "warn", value_parser = custody_policy)]
     custody_policy: rxledger_core::verdict::CustodyPolicy,
+    /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of its own (off by
+    /// default; bind it to loopback or a private interface: it needs no key).
+    #[arg(long, env = "RXLEDGER_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
@@ -565,6 +569,10 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
+    let metrics = match s.metrics_listen {
+        Some(addr) => Some(rxledger::metrics::bind(addr).await?),
+        None => None,
+    };
     let mqtt = match &s.mqtt_url {
         Some(url) => MqttTarget::External(MqttUrl::parse(url)?),
         None => MqttTarget::Embedded {
@@ -618,6 +626,11 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         "mqtt:         mqtt://{}:{}",
         app.mqtt_addr.0, app.mqtt_addr.1
     );
+    if let Some(bound) = metrics {
+        let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone());
+        println!("metrics:      http://{}/metrics", bound.addr);
+        rxledger::metrics::serve(bound, sources);
+    }
     let web = format!("{}://{}", app.http_scheme, app.http_addr);
     println!("graphql:      {web}/graphql");
     println!("pharmacist:   {web}/");

@@ -643,6 +643,11 @@ impl App {
     pub fn ingest_stats(&self) -> &rxledger_ingest::pipeline::Stats {
         &self.ingest.stats
     }
+
+    /// The ingest counters, shared (for `/metrics`).
+    pub fn ingest_counters(&self) -> Arc<rxledger_ingest::pipeline::Stats> {
+        self.ingest.stats.clone()
+    }
 }
 
 #[handler]

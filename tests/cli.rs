@@ -279,6 +279,8 @@ fn json_logs_and_a_quiet_shutdown() {
             "127.0.0.1:0",
             "--log-format",
             "json",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .env_remove("RXLEDGER_LOG")
         .stdout(Stdio::piped())
@@ -286,9 +288,13 @@ fn json_logs_and_a_quiet_shutdown() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 && !line.contains("listening on") {}
-    assert!(line.contains("listening on"), "the server did not start");
+    let mut printed = String::new();
+    while out.read_line(&mut printed).unwrap() > 0 && !printed.contains("listening on") {}
+    assert!(printed.contains("listening on"), "the server did not start");
+    assert!(
+        printed.contains("metrics:      http://127.0.0.1:"),
+        "{printed}"
+    );
     // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let o = child.wait_with_output().unwrap();

@@ -1,0 +1,83 @@
+//! `/metrics` on its own listener: Prometheus text that moves with what the server did.
+
+mod common;
+
+use common::*;
+
+/// One sample's value: `name` with exactly `labels` (`""` for none).
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let key = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_receipts_by_status_the_log_and_alerts() {
+    let app = spawn_app().await;
+    let mut line = app.acme_with_packs(&["M1", "M2"]).await;
+    // The same payload again: a DUPLICATE. Commissioning M1 again: REJECTED, with an alert.
+    let again = line.envelope(vec![commission(&["M3"], "L1", "2031-06-30")]);
+    assert_eq!(line.send(again.clone()).await.status, "ACCEPTED");
+    assert_eq!(line.send(again).await.status, "DUPLICATE");
+    let r = line
+        .send_events(vec![commission(&["M1"], "L1", "2031-06-30")])
+        .await;
+    assert_eq!(r.status, "REJECTED", "{r:?}");
+
+    let bound = rxledger::metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = bound.addr;
+    let a = app.app();
+    rxledger::metrics::serve(
+        bound,
+        rxledger::metrics::Sources::new(a.ingest_counters(), a.ledger.clone()),
+    );
+    let (status, body) = http(addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let receipts = |s: &str| {
+        sample(
+            &text,
+            "rxledger_ingest_receipts_total",
+            &format!("status=\"{s}\""),
+        )
+        .unwrap_or_else(|| panic!("no {s} in\n{text}"))
+    };
+    assert_eq!(receipts("ACCEPTED"), 2.0, "{text}");
+    assert_eq!(receipts("DUPLICATE"), 1.0, "{text}");
+    assert_eq!(receipts("REJECTED"), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "rxledger_ingest_envelopes_received_total", ""),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "rxledger_log_size", ""),
+        Some(a.ledger.head().size as f64),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rxledger_alerts_total{code=\"SERIAL_ALREADY_COMMISSIONED\",")),
+        "{text}"
+    );
+    assert!(sample(&text, "process_resident_memory_bytes", "").unwrap() > 1e6);
+    assert!(sample(&text, "rxledger_checkpoint_age_seconds", "").unwrap() >= 0.0);
+    // Every family is declared before its samples, as the text format requires.
+    for name in text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+    {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+    }
+    // The public port does not serve them.
+    let (status, _) = http(app.http, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 404);
+}
