@@ -143,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(2);
 
     let (v1, _) = verify_rate(1);
-    let mut ceiling = ceiling_rounds(cores, 3);
+    let ceiling = ceiling_rounds(cores, 3);
     println!(
         "k256 verify: {v1:.0}/s on 1 core; on {cores} cores, before the run: {}",
         rates(&ceiling)
@@ -188,6 +188,38 @@ async fn main() -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
     rss_sampler.abort();
+    let run = Measured {
+        total,
+        secs,
+        cpu_per_event,
+        latencies,
+        counts,
+    };
+    print_results(run, ceiling, cores);
+    print_ingest_stats(&app, total);
+    println!("RSS at end {:.0} MB", rss_mb());
+    app.shutdown().await;
+    Ok(())
+}
+
+/// What one run measured.
+struct Measured {
+    total: u64,
+    secs: f64,
+    cpu_per_event: f64,
+    latencies: Vec<f64>,
+    counts: HashMap<String, u64>,
+}
+
+/// Measures the ceiling again after the run, then prints the run against it.
+fn print_results(run: Measured, mut ceiling: Vec<(f64, f64)>, cores: usize) {
+    let Measured {
+        total,
+        secs,
+        cpu_per_event,
+        latencies,
+        counts,
+    } = run;
     let rate = total as f64 / secs;
     let after = ceiling_rounds(cores, 3);
     println!(
@@ -221,10 +253,6 @@ async fn main() -> anyhow::Result<()> {
         pct(&l, 1.0)
     );
     println!("receipts by status: {counts:?}");
-    print_ingest_stats(&app, total);
-    println!("RSS at end {:.0} MB", rss_mb());
-    app.shutdown().await;
-    Ok(())
 }
 
 /// The real server (SQLite in `dir`, default batch settings) and the manufacturer `acme`.

@@ -357,12 +357,17 @@ impl Pallet {
         (&self.whs_party, &self.whs)
     }
 
-    fn desadv(&self) -> String {
-        format!(
+    /// The pallet's `shipping` or `receiving` at `site`, from Acme to the wholesaler under
+    /// one despatch advice.
+    fn to_the_wholesaler(&self, hour: i64, step: &str, site: &str) -> Value {
+        let desadv = format!(
             "urn:epcglobal:cbv:bt:{}:D{}",
             gln(MFR_PREFIX, 1),
             self.pallet
-        )
+        );
+        let one = std::slice::from_ref(&self.pallet_id);
+        let (from, to) = (self.mfr_party(), self.whs_party());
+        transfer(&self.at(hour), step, one, site, from, to, &desadv)
     }
 
     /// Commissioning, case packing, palletising, storing, shipping and departure.
@@ -411,16 +416,7 @@ impl Pallet {
                 mfr,
             )));
         }
-        let (from, to, desadv) = (self.mfr_party(), self.whs_party(), self.desadv());
-        out.push(acme(transfer(
-            &self.at(7),
-            "shipping",
-            one,
-            mfr,
-            from,
-            to,
-            &desadv,
-        )));
+        out.push(acme(self.to_the_wholesaler(7, "shipping", mfr)));
         out.push(acme(object_event(
             &self.at(8),
             "OBSERVE",
@@ -440,16 +436,7 @@ impl Pallet {
             |hour, step, disp| object_event(&self.at(hour), "OBSERVE", step, disp, one, whs);
         out.push(wholesaler(observe(20, "arriving", "in_transit")));
         out.push(wholesaler(observe(21, "unloading", "in_progress")));
-        let (from, to, desadv) = (self.mfr_party(), self.whs_party(), self.desadv());
-        out.push(wholesaler(transfer(
-            &self.at(22),
-            "receiving",
-            one,
-            whs,
-            from,
-            to,
-            &desadv,
-        )));
+        out.push(wholesaler(self.to_the_wholesaler(22, "receiving", whs)));
         out.push(wholesaler(observe(
             23,
             "accepting",

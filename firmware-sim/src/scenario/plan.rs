@@ -713,12 +713,19 @@ impl Script<'_> {
         Ok(vec![fake])
     }
 
-    /// The despatch advice of the pallet's shipment to the wholesaler.
-    fn pallet_advice(&self) -> String {
-        format!(
-            "urn:epcglobal:cbv:bt:{}:{}-1",
-            self.p.mfr.gln(1),
-            self.p.tag
+    /// The pallet's `shipping` or `receiving` at `at`, from Acme to the wholesaler under one
+    /// despatch advice.
+    fn pallet_transfer(&mut self, step: &str, at: &str) -> Value {
+        let p = self.p;
+        let (mfr_at, whs_at) = (p.mfr.sgln(1), p.whs.sgln(1));
+        events::transfer(
+            &self.clock.next(),
+            step,
+            std::slice::from_ref(&self.stock.pallet),
+            at,
+            (&p.mfr.pgln(), &mfr_at),
+            (&p.whs.pgln(), &whs_at),
+            &format!("urn:epcglobal:cbv:bt:{}:{}-1", p.mfr.gln(1), p.tag),
         )
     }
 
@@ -729,7 +736,7 @@ impl Script<'_> {
             "packing {} cases onto a pallet and shipping it",
             stock.cases()
         ));
-        let (mfr_at, whs_at) = (p.mfr.sgln(1), p.whs.sgln(1));
+        let mfr_at = p.mfr.sgln(1);
         let packing: Vec<Value> = (0..stock.cases())
             .map(|c| {
                 let time = self.clock.next();
@@ -748,15 +755,7 @@ impl Script<'_> {
             &stock.case_ids,
             &mfr_at,
         );
-        let ship = events::transfer(
-            &self.clock.next(),
-            "shipping",
-            std::slice::from_ref(&stock.pallet),
-            &mfr_at,
-            (&p.mfr.pgln(), &mfr_at),
-            (&p.whs.pgln(), &whs_at),
-            &self.pallet_advice(),
-        );
+        let ship = self.pallet_transfer("shipping", &mfr_at);
         self.send(
             &self.mfr_dev(),
             "palletise and ship".into(),
@@ -770,16 +769,8 @@ impl Script<'_> {
     fn wholesaler_receives(&mut self) {
         let (p, stock) = (self.p, self.stock);
         self.phase("wholesaler receives and unpacks the pallet".into());
-        let (mfr_at, whs_at) = (p.mfr.sgln(1), p.whs.sgln(1));
-        let receive = events::transfer(
-            &self.clock.next(),
-            "receiving",
-            std::slice::from_ref(&stock.pallet),
-            &whs_at,
-            (&p.mfr.pgln(), &mfr_at),
-            (&p.whs.pgln(), &whs_at),
-            &self.pallet_advice(),
-        );
+        let whs_at = p.whs.sgln(1);
+        let receive = self.pallet_transfer("receiving", &whs_at);
         let unpack = events::aggregation(
             &self.clock.next(),
             "DELETE",
@@ -796,36 +787,31 @@ impl Script<'_> {
         self.steps.push(Step::Barrier);
     }
 
-    /// Per pharmacy: the wholesaler's shipment, then the pharmacy's receipt and unpacking.
-    /// Returns the pharmacy that goes offline, if any, and the envelopes it queues meanwhile.
-    fn pharmacies_receive(&mut self) -> (Option<usize>, usize) {
+    /// The wholesaler's shipment to each pharmacy, and each pharmacy's receiving and
+    /// unpacking of its cases, in the order they happen.
+    fn case_events(&mut self) -> (Vec<Value>, Vec<Vec<Value>>) {
         let (cfg, p, stock) = (self.cfg, self.p, self.stock);
         let whs_at = p.whs.sgln(1);
         let advice =
             |k: usize| format!("urn:epcglobal:cbv:bt:{}:{}-{}", p.whs.gln(1), p.tag, k + 2);
-        let mut ship_events = Vec::new();
-        for k in 0..cfg.pharmacies {
-            ship_events.push(events::transfer(
-                &self.clock.next(),
-                "shipping",
+        // Pharmacy `k`'s cases, shipped or received at `at`.
+        let transfer = |clock: &mut Clock, k: usize, step: &str, at: &str| {
+            events::transfer(
+                &clock.next(),
+                step,
                 &stock.cases_of(k, cfg.pharmacies),
-                &whs_at,
+                at,
                 (&p.whs.pgln(), &whs_at),
                 (&p.ph_party(k), &p.ph_at(k)),
                 &advice(k),
-            ));
-        }
+            )
+        };
+        let ship_events: Vec<Value> = (0..cfg.pharmacies)
+            .map(|k| transfer(&mut self.clock, k, "shipping", &whs_at))
+            .collect();
         let mut receive_events = Vec::new();
         for k in 0..cfg.pharmacies {
-            let mut evs = vec![events::transfer(
-                &self.clock.next(),
-                "receiving",
-                &stock.cases_of(k, cfg.pharmacies),
-                &p.ph_at(k),
-                (&p.whs.pgln(), &whs_at),
-                (&p.ph_party(k), &p.ph_at(k)),
-                &advice(k),
-            )];
+            let mut evs = vec![transfer(&mut self.clock, k, "receiving", &p.ph_at(k))];
             for c in (0..stock.cases()).filter(|c| c % cfg.pharmacies == k) {
                 let time = self.clock.next();
                 let case = &stock.case_ids[c];
@@ -839,6 +825,14 @@ impl Script<'_> {
             }
             receive_events.push(evs);
         }
+        (ship_events, receive_events)
+    }
+
+    /// Per pharmacy: the wholesaler's shipment, then the pharmacy's receipt and unpacking.
+    /// Returns the pharmacy that goes offline, if any, and the envelopes it queues meanwhile.
+    fn pharmacies_receive(&mut self) -> (Option<usize>, usize) {
+        let (cfg, p) = (self.cfg, self.p);
+        let (ship_events, receive_events) = self.case_events();
         let offline = cfg.inject.offline.then_some(cfg.pharmacies - 1);
         if cfg.inject.out_of_order {
             self.phase(
