@@ -936,7 +936,7 @@ async fn broker_acl(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (name, text) in [("passwd", &files.passwd), ("acl", &files.acl)] {
         let path = out.join(name);
-        write_private(&path, text.as_bytes())
+        rxledger_keyfile::write_private(&path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
@@ -946,24 +946,6 @@ async fn broker_acl(
         devices.len()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Replaces `path` with `bytes`, readable by its owner only.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        opts.mode(0o600);
-        if path.exists() {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 fn custody_policy(s: &str) -> Result<rxledger_core::verdict::CustodyPolicy, String> {

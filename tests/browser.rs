@@ -7,6 +7,12 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs this
 //! with `--ignored browser`. Screenshots go to `target/screenshots/`.
+//!
+//! Killing chromedriver does not end its browser: Chromium would live on with parent PID 1
+//! (some 200 MB each, piling up on a CI machine). So a test ends its WebDriver session, which
+//! closes Chromium, before it stops chromedriver ([`Driver::quit`]), and checks that no
+//! process of that browser is left. A test that fails on the way still cleans up when its
+//! `Driver` is dropped.
 
 mod common;
 
@@ -32,14 +38,48 @@ struct Driver {
     child: Child,
     addr: SocketAddr,
     session: String,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
+    /// Set once [`Driver::quit`] has ended the session and stopped chromedriver.
+    quit: bool,
 }
 
 impl Drop for Driver {
+    /// The clean-up of a test that panicked before [`Driver::quit`]: the same steps, best
+    /// effort, without checks (a panic in a drop during unwinding would abort).
     fn drop(&mut self) {
+        if self.quit {
+            return;
+        }
+        let browser = browser_processes(self.child.id(), self.profile.path());
+        if !self.session.is_empty() {
+            // Drop cannot await, so the DELETE runs on a thread with a runtime of its own.
+            let (addr, path) = (self.addr, format!("/session/{}", self.session));
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let delete = http_request(addr, "DELETE", &path);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), delete).await;
+                });
+                std::io::Result::Ok(())
+            })
+            .join();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        wait_gone(&browser, Duration::from_secs(5));
+        kill_all(&browser);
     }
+}
+
+/// A WebDriver request without a body.
+async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    firmware_sim::http::request(addr, &addr.to_string(), method, path, &[], b"").await
 }
 
 impl Driver {
@@ -97,7 +137,8 @@ impl Driver {
             child,
             addr,
             session: String::new(),
-            _profile: profile,
+            profile,
+            quit: false,
         };
         let v = d.call("POST", "/session", caps).await;
         d.session = v["sessionId"]
@@ -107,8 +148,26 @@ impl Driver {
         d
     }
 
+    /// Ends the WebDriver session (chromedriver closes Chromium), stops chromedriver, and
+    /// checks that every process of the browser has exited.
+    async fn quit(mut self) {
+        let browser = browser_processes(self.child.id(), self.profile.path());
+        assert!(
+            !browser.is_empty(),
+            "no Chromium process found under chromedriver"
+        );
+        self.call("DELETE", &format!("/session/{}", self.session), Value::Null)
+            .await;
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.quit = true;
+        let left = wait_gone(&browser, Duration::from_secs(10));
+        kill_all(&left);
+        assert!(left.is_empty(), "Chromium processes left behind: {left:?}");
+    }
+
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
-        let body = if method == "GET" {
+        let body = if method == "GET" || method == "DELETE" {
             Vec::new()
         } else {
             serde_json::to_vec(&body).unwrap()
@@ -217,6 +276,78 @@ impl Driver {
     }
 }
 
+/// The processes of the browser a chromedriver started: its descendants, and any process
+/// started with the test's profile directory (which no other browser uses).
+fn browser_processes(driver: u32, profile: &std::path::Path) -> Vec<u32> {
+    let marker = profile.display().to_string();
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            Some((
+                pid,
+                ppid,
+                String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            ))
+        })
+        .collect();
+    let mut found: Vec<u32> = Vec::new();
+    let mut frontier = vec![driver];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid, _) in &procs {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    for (pid, _, cmdline) in &procs {
+        if cmdline.contains(&marker) && *pid != driver && !found.contains(pid) {
+            found.push(*pid);
+        }
+    }
+    found
+}
+
+/// Whether `pid` still runs (a zombie has freed its memory and counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+/// Waits up to `within` for `pids` to exit; returns those still running.
+fn wait_gone(pids: &[u32], within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills what is left of a browser this test started.
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    }
+}
+
 mod browser {
     use super::*;
 
@@ -317,7 +448,7 @@ mod browser {
             )
             .await;
         assert_eq!(v["data"]["verify"]["verdict"], "ALREADY_DISPENSED", "{v}");
-        drop(d);
+        d.quit().await;
         app.stop().await;
     }
 
@@ -373,7 +504,7 @@ mod browser {
             );
         }
         d.screenshot("6-graphiql-live-alert").await;
-        drop(d);
+        d.quit().await;
         app.stop().await;
     }
 }

@@ -1,15 +1,16 @@
 //! The server's admin and verification API, as the scenario needs it.
 //!
-//! [`Api`] is what the scenario calls; [`GraphQl`] implements it over HTTP with a minimal
-//! HTTP/1.1 client (one request per connection), so firmware-sim needs no HTTP library.
-//! Tests can implement [`Api`] in memory.
+//! [`Api`] is what the scenario calls; [`GraphQl`] implements it over HTTP with the crate's
+//! small client ([`crate::http`], one request per connection). Tests can implement [`Api`] in
+//! memory.
 
 use std::future::Future;
 
 use rxledger_core::keys::LogVerifier;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::http::Connection;
 
 /// An API failure: the GraphQL `extensions.code` when the server gave one.
 #[derive(Debug, thiserror::Error)]
@@ -156,24 +157,24 @@ impl GraphQl {
     /// Runs one GraphQL operation and returns `data`, or the first error with its code.
     pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
         let body = json!({ "query": query, "variables": variables }).to_string();
-        let mut headers = vec![("Content-Type", "application/json".to_string())];
-        if let Some(k) = &self.admin_key {
-            headers.push(("Authorization", format!("Bearer {k}")));
+        let bearer = self.admin_key.as_ref().map(|k| format!("Bearer {k}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b.as_str()));
         }
         let path = format!("{}/graphql", self.path_prefix);
-        let (status, bytes) = http(
-            &self.host,
-            self.port,
-            "POST",
-            &path,
-            &headers,
-            body.as_bytes(),
-        )
-        .await
-        .map_err(|why| ApiError::Http {
-            url: format!("http://{}:{}{path}", self.host, self.port),
+        let host = format!("{}:{}", self.host, self.port);
+        let fail = |why: String| ApiError::Http {
+            url: format!("http://{host}{path}"),
             why,
-        })?;
+        };
+        let mut conn = Connection::open((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| fail(format!("cannot connect: {e}")))?;
+        let (status, bytes) = conn
+            .send(&host, "POST", &path, &headers, body.as_bytes(), true)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::Http {
             url: path.clone(),
             why: format!(
@@ -273,64 +274,6 @@ impl Api for GraphQl {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; returns the status and the (de-chunked) body.
-pub async fn http(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
-    let mut s = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let io = |e: std::io::Error| e.to_string();
-    s.write_all(req.as_bytes()).await.map_err(io)?;
-    s.write_all(body).await.map_err(io)?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.map_err(io)?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("the response has no header end")?;
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("the response has no status")?;
-    let mut body = buf[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
-        if len == 0 || b.len() < nl + 2 + len {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + len]);
-        b = b.get(nl + 2 + len + 2..).unwrap_or_default();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,10 +288,5 @@ mod tests {
         let g = GraphQl::new("http://h/api", None).unwrap();
         assert_eq!((g.port, g.path_prefix.as_str()), (80, "/api"));
         assert!(GraphQl::new("https://h", None).is_err());
-    }
-
-    #[test]
-    fn dechunks() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
     }
 }

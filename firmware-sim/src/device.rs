@@ -12,6 +12,10 @@
 //! log's (`rxledger_core::mqttauth`), and drops an envelope only for a receipt that verifies
 //! against the pinned log ([`Queue::record_receipts`]): signature, checkpoint, inclusion proof.
 //!
+//! Every queue write ends in an fsync, so it runs on tokio's blocking pool and the connection
+//! task waits for it there: a slow disk stalls this device, never a runtime worker (and with
+//! it other devices' connections).
+//!
 //! rumqttc's own retransmission state is thrown away on every disconnect (a new client is
 //! built), so the queue is the single source of truth for what must be sent. That also lets
 //! the broker address change at run time ([`Device::set_broker`]).
@@ -174,6 +178,26 @@ impl Shared {
         // A panic while holding the lock is a bug already reported; the queue's files are
         // consistent after every call, so keep using it.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs queue work that writes and fsyncs files on the blocking pool, so no runtime worker
+    /// waits for the disk or for the queue's lock, and the lock is never held across an
+    /// `.await`. The caller waits for it, so what it made durable is durable when this
+    /// returns. `None` when the runtime is shutting down.
+    async fn on_disk<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Shared, &mut Queue) -> T + Send + 'static,
+    ) -> Option<T> {
+        let shared = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut q = shared.queue();
+            work(&shared, &mut q)
+        });
+        match done.await {
+            Ok(t) => Some(t),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
     }
     fn waiters(&self) -> MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Receipt>>>> {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
@@ -359,7 +383,8 @@ impl Device {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        self.shared.queue().checkpoint()?;
+        let checkpoint = self.shared.on_disk(|_, q| q.checkpoint()).await;
+        checkpoint.ok_or(DeviceError::Stopped)??;
         Ok(())
     }
 }
@@ -380,6 +405,10 @@ fn client_id(device: &str) -> String {
 }
 
 /// The connection task: connect, subscribe, publish from the queue, record receipts, repeat.
+///
+/// Longer than most functions on purpose: it is one `select!` over stop, retarget, new
+/// envelopes, the resend timer and the MQTT event loop, whose arms share the connection
+/// (client, event loop, [`Session`]), and read best as one state machine.
 async fn link(
     shared: Arc<Shared>,
     device: String,
@@ -435,8 +464,10 @@ async fn link(
                 _ = shared.wake.notified(), if session.subscribed => session.publish_new(),
                 _ = tick.tick() => {
                     // Persisting the queue head lazily is safe: a stale head only means resends.
-                    if let Err(e) = shared.queue().checkpoint() {
-                        break Err(e);
+                    match shared.on_disk(|_, q| q.checkpoint()).await {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => break Err(e),
+                        None => return,
                     }
                     let waiting = session.subscribed && *shared.unreceipted.borrow() > 0 && session.last_sent.is_some();
                     if waiting && session.last_progress.elapsed() >= resend_after {
@@ -460,11 +491,11 @@ async fn link(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == acks_topic => {
                         match serde_json::from_slice::<Receipt>(&p.payload) {
-                            Ok(r) => {
-                                if let Err(e) = session.receipts(vec![r]) {
-                                    break Err(e);
-                                }
-                            }
+                            Ok(r) => match session.receipts(vec![r]).await {
+                                Some(Ok(())) => {}
+                                Some(Err(e)) => break Err(e),
+                                None => return,
+                            },
                             Err(e) => tracing::warn!(device, error = %e, "unreadable receipt"),
                         }
                     }
@@ -494,7 +525,7 @@ async fn link(
 
 /// One MQTT connection's view of the queue.
 struct Session<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     client: &'a AsyncClient,
     topic: &'a str,
     subscribed: bool,
@@ -527,12 +558,19 @@ impl Session<'_> {
 
     /// Stores the receipts that verify (fsynced, so the proof is durable before the envelope
     /// leaves the queue), wakes whoever waits for them and fills the freed in-flight slots.
-    fn receipts(&mut self, receipts: Vec<Receipt>) -> Result<(), QueueError> {
-        let receipts = {
-            let mut q = self.shared.queue();
-            let settled = q.record_receipts(&receipts, &self.shared.log)?;
-            self.shared.unreceipted.send_replace(q.unreceipted());
-            settled
+    /// `None` when the runtime is shutting down.
+    async fn receipts(&mut self, receipts: Vec<Receipt>) -> Option<Result<(), QueueError>> {
+        let settled = self
+            .shared
+            .on_disk(move |shared, q| {
+                let settled = q.record_receipts(&receipts, &shared.log)?;
+                shared.unreceipted.send_replace(q.unreceipted());
+                Ok::<_, QueueError>(settled)
+            })
+            .await?;
+        let receipts = match settled {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
         };
         if !receipts.is_empty() {
             self.last_progress = Instant::now();
@@ -552,6 +590,6 @@ impl Session<'_> {
         }
         drop(waiters);
         self.publish_new();
-        Ok(())
+        Some(Ok(()))
     }
 }

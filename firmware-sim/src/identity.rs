@@ -1,35 +1,22 @@
 //! A scanner's identity: its device id and its secp256k1 key.
 //!
 //! The key file has the same format as the server's log key: 64 lower-case hex characters
-//! and a newline, file mode 0600. Signing goes through `rxledger_core::keys`, so devices and
-//! the server share one implementation of every encoding rule.
+//! and a newline, file mode 0600, read and written by `rxledger_keyfile` as the server's is.
+//! Signing goes through `rxledger_core::keys`, so devices and the server share one
+//! implementation of every encoding rule.
 
-use std::io::Write;
 use std::path::Path;
 
 use rxledger_core::envelope;
 use rxledger_core::keys::SigningKey;
+pub use rxledger_keyfile::KeyFileError;
 
-/// Why a key file could not be read or written.
+/// Why an identity or its key file is unusable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {
-    #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("key file {path} is not a secp256k1 secret key (expected 64 hex characters): {why}")]
-    Invalid { path: String, why: String },
-    #[error("cannot write key file {path}: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("key file {0} already exists; refusing to overwrite it (use --force to replace it)")]
-    Exists(String),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
     #[error("device id {0:?} is not 1 to 64 characters of A-Z a-z 0-9 - _ .")]
     BadDeviceId(String),
 }
@@ -64,55 +51,21 @@ impl Identity {
 
 /// Reads a key file.
 pub fn load_key(path: &Path) -> Result<SigningKey, IdentityError> {
-    let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
-        path: p.clone(),
-        source,
-    })?;
-    SigningKey::from_hex(text.trim()).map_err(|e| IdentityError::Invalid {
-        path: p,
-        why: e.to_string(),
-    })
+    Ok(rxledger_keyfile::load(path)?)
 }
 
 /// Generates a key and writes it to `path` with mode 0600. Refuses to overwrite unless `force`.
 pub fn generate_key(path: &Path, force: bool) -> Result<SigningKey, IdentityError> {
-    let key = SigningKey::generate();
-    write_secret(path, &format!("{}\n", key.to_secret_hex()), force)?;
-    Ok(key)
+    Ok(rxledger_keyfile::generate(path, force)?)
 }
 
 /// Writes secret text to a new file readable only by its owner.
 pub fn write_secret(path: &Path, text: &str, force: bool) -> Result<(), IdentityError> {
-    let p = path.display().to_string();
-    let werr = |source| IdentityError::Write {
-        path: p.clone(),
-        source,
-    };
-    if path.exists() && !force {
-        return Err(IdentityError::Exists(p));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(werr)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(werr)?;
-    // `mode` only applies on creation; tighten a file that already existed (with --force).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(werr)?;
-    }
-    f.write_all(text.as_bytes()).map_err(werr)?;
-    f.sync_all().map_err(werr)?;
-    Ok(())
+    Ok(rxledger_keyfile::create_private(
+        path,
+        text.as_bytes(),
+        force,
+    )?)
 }
 
 #[cfg(test)]
@@ -136,7 +89,7 @@ mod tests {
         }
         assert!(matches!(
             generate_key(&path, false),
-            Err(IdentityError::Exists(_))
+            Err(IdentityError::KeyFile(KeyFileError::Exists(_)))
         ));
         let id = Identity::new("line-1", key).unwrap();
         let text = id.enrollment("acme", "0614141000005");

@@ -6,9 +6,14 @@
 //! [`device`] link that resends until it holds a receipt. On top of that it plays a whole
 //! supply chain with optional counterfeiters ([`scenario`]), generates benchmark load
 //! ([`load`]) and prints pack labels ([`label`]).
+//!
+//! Two modules serve the server's end-to-end tests and benchmarks too, so there is one of
+//! each: the EPCIS event builder ([`events`]) and the small HTTP/1.1 client ([`http`]).
 
 pub mod api;
 pub mod device;
+pub mod events;
+pub mod http;
 pub mod identity;
 pub mod label;
 pub mod load;

@@ -22,10 +22,10 @@ use rxledger_core::gs1::{Gtin, Serial, Sgtin};
 use rxledger_core::keys::{PublicKey, SigningKey};
 use rxledger_core::mqttauth;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::device::Broker;
+use crate::events::{self, Where};
 use crate::identity::{self, Identity};
 use crate::scenario::now_ms;
 use crate::scenario::plan::with_check_digit;
@@ -251,16 +251,13 @@ fn envelope_for(d: &LoadDevice, seq: u64) -> anyhow::Result<Vec<u8>> {
     let serial = Serial::parse(std::str::from_utf8(&serial)?)?;
     let epc = Sgtin { gtin, serial }.to_epc_urn(d.company_prefix.len())?;
     let now = epcis::format_time(now_ms());
-    let event = json!({
-        "type": "ObjectEvent",
-        "eventTime": now,
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": [epc],
-        "action": "ADD",
-        "bizStep": "commissioning",
-        "disposition": "active",
-        "ilmd": {"cbvmda:lotNumber": "LOAD1", "cbvmda:itemExpirationDate": "2035-12-31"}
-    });
+    let event = events::commissioning(
+        &now,
+        std::slice::from_ref(&epc),
+        Where::Unrecorded,
+        "LOAD1",
+        "2035-12-31",
+    );
     let body = Body {
         v: envelope::VERSION,
         device_id: d.identity.device_id.clone(),

@@ -238,14 +238,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             admin_key,
             force,
         } => {
-            let site = match site {
-                Some(s) => s,
-                None => scenario::plan::with_check_digit(&format!(
-                    "{company_prefix}{:0w$}",
-                    1,
-                    w = 12usize.saturating_sub(company_prefix.len())
-                )),
-            };
+            let site = site.unwrap_or_else(|| default_site(&company_prefix));
             let devs =
                 load::write_keys_file(&out, &format!("{org}-"), &company_prefix, devices, force)?;
             let script_path = PathBuf::from(format!("{}.enroll.sh", out.display()));
@@ -257,25 +250,8 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             );
             println!("enrollment script: sh {}", script_path.display());
             if let Some(server) = server {
-                use firmware_sim::api::{Api, GraphQl, Role};
-                let api = GraphQl::new(&server, admin_key)?;
-                // An existing organization, prefix or site from an earlier setup is fine.
-                let _ = api
-                    .create_organization(&org, &org, Role::Manufacturer)
-                    .await;
-                let _ = api.add_company_prefix(&org, &company_prefix).await;
-                let _ = api.add_site(&site, &org, &org, None).await;
-                for d in &devs {
-                    api.enroll_device(
-                        &d.identity.device_id,
-                        &d.identity.key.public_hex(),
-                        &org,
-                        &site,
-                    )
-                    .await
-                    .with_context(|| format!("enrolling {}", d.identity.device_id))?;
-                }
-                println!("enrolled {} devices at {server}", devs.len());
+                enroll_load_devices(&server, admin_key, &org, &company_prefix, &site, &devs)
+                    .await?;
             }
         }
         Command::Label {
@@ -297,6 +273,45 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The GLN of location 1 under `company_prefix`: the load devices' site unless given.
+fn default_site(company_prefix: &str) -> String {
+    scenario::plan::with_check_digit(&format!(
+        "{company_prefix}{:0w$}",
+        1,
+        w = 12usize.saturating_sub(company_prefix.len())
+    ))
+}
+
+/// Registers the load devices' organization, prefix and site through the API, and enrolls
+/// every device.
+async fn enroll_load_devices(
+    server: &str,
+    admin_key: Option<String>,
+    org: &str,
+    company_prefix: &str,
+    site: &str,
+    devs: &[load::LoadDevice],
+) -> anyhow::Result<()> {
+    use firmware_sim::api::{Api, GraphQl, Role};
+    let api = GraphQl::new(server, admin_key)?;
+    // An existing organization, prefix or site from an earlier setup is fine.
+    let _ = api.create_organization(org, org, Role::Manufacturer).await;
+    let _ = api.add_company_prefix(org, company_prefix).await;
+    let _ = api.add_site(site, org, org, None).await;
+    for d in devs {
+        api.enroll_device(
+            &d.identity.device_id,
+            &d.identity.key.public_hex(),
+            org,
+            site,
+        )
+        .await
+        .with_context(|| format!("enrolling {}", d.identity.device_id))?;
+    }
+    println!("enrolled {} devices at {server}", devs.len());
+    Ok(())
 }
 
 async fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {

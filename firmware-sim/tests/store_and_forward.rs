@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use firmware_sim::device::{Device, DeviceOptions};
+use firmware_sim::events::{self, Where};
 use firmware_sim::identity::Identity;
 use firmware_sim::queue::Queue;
 use firmware_sim::scenario::{self, Injections, ScenarioOptions};
 use rxledger_core::envelope::{self, Receipt};
 use rxledger_core::epcis;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -23,16 +24,14 @@ fn now() -> String {
 }
 
 fn commission(serial: &str) -> Vec<Value> {
-    vec![json!({
-        "type": "ObjectEvent",
-        "eventTime": now(),
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": [format!("urn:epc:id:sgtin:0614141.107346.{serial}")],
-        "action": "ADD",
-        "bizStep": "commissioning",
-        "disposition": "active",
-        "ilmd": {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2030-01-31"}
-    })]
+    let epc = format!("urn:epc:id:sgtin:0614141.107346.{serial}");
+    vec![events::commissioning(
+        &now(),
+        &[epc],
+        Where::Unrecorded,
+        "L1",
+        "2030-01-31",
+    )]
 }
 
 fn device(

@@ -14,14 +14,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use firmware_sim::events::{self, Where};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger::server::{self, ServeConfig};
 use rxledger_core::envelope::{self, Body};
 use rxledger_core::keys::SigningKey;
 use rxledger_core::mqttauth;
 use rxledger_ingest::{IngestConfig, MqttTarget};
-use serde_json::json;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 
 /// The fields of a receipt the clients read, borrowed from its bytes: the simulated scanners
 /// share the server's two cores, so they parse no more than they need.
@@ -77,17 +77,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn event(serial: u64) -> serde_json::Value {
-    json!({
-        "type": "ObjectEvent",
-        "eventTime": "2026-11-25T10:00:00.000Z",
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": [format!("urn:epc:id:sgtin:0614141.107346.B{serial}")],
-        "action": "ADD",
-        "bizStep": "commissioning",
-        "disposition": "active",
-        "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
-        "ilmd": {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2030-01-31"}
-    })
+    events::commissioning(
+        "2026-11-25T10:00:00.000Z",
+        &[format!("urn:epc:id:sgtin:0614141.107346.B{serial}")],
+        Where::ReadPoint("urn:epc:id:sgln:0614141.00000.0"),
+        "L1",
+        "2030-01-31",
+    )
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -97,43 +93,175 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// What the command line asks for.
+struct Options {
+    total: u64,
+    devices: usize,
+    window: usize,
+    external: Option<rxledger_ingest::MqttUrl>,
+    topic_root: String,
+}
+
+impl Options {
+    fn from_args() -> anyhow::Result<Options> {
+        let args: Vec<u64> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let external = std::env::args()
+            .skip(1)
+            .find(|a| a.starts_with("mqtt://"))
+            .map(|u| rxledger_ingest::MqttUrl::parse(&u))
+            .transpose()?;
+        // A topic root of this run's own, so an external broker's other traffic stays apart.
+        let topic_root = match &external {
+            Some(_) => format!("bench{}/v1", std::process::id()),
+            None => envelope::DEFAULT_TOPIC_ROOT.to_string(),
+        };
+        Ok(Options {
+            total: *args.first().unwrap_or(&100_000),
+            devices: *args.get(1).unwrap_or(&8) as usize,
+            window: *args.get(2).unwrap_or(&4_000) as usize,
+            external,
+            topic_root,
+        })
+    }
+}
+
+/// One simulated scanner: its id, MQTT password and signed envelopes with their hashes.
+type Work = (String, String, Vec<(String, Vec<u8>)>);
+
+/// Publish→receipt latencies (ms) and receipts by status or code.
+type Tally = (Vec<f64>, HashMap<String, u64>);
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     shared::init_logging();
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let total = *args.first().unwrap_or(&100_000);
-    let devices = *args.get(1).unwrap_or(&8) as usize;
-    let window = *args.get(2).unwrap_or(&4_000) as usize;
-    let external = std::env::args()
-        .skip(1)
-        .find(|a| a.starts_with("mqtt://"))
-        .map(|u| rxledger_ingest::MqttUrl::parse(&u))
-        .transpose()?;
-    // A topic root of this run's own, so an external broker's other traffic stays apart.
-    let topic_root = match &external {
-        Some(_) => format!("bench{}/v1", std::process::id()),
-        None => envelope::DEFAULT_TOPIC_ROOT.to_string(),
-    };
+    let opts = Options::from_args()?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
 
     let (v1, _) = verify_rate(1);
-    let mut ceiling = ceiling_rounds(cores, 3);
+    let ceiling = ceiling_rounds(cores, 3);
     println!(
         "k256 verify: {v1:.0}/s on 1 core; on {cores} cores, before the run: {}",
         rates(&ceiling)
     );
 
     let dir = tempfile::tempdir()?;
+    let app = start_server(&opts, dir.path()).await?;
+    let work = sign(&app, &opts).await?;
+    let total = work
+        .iter()
+        .map(|(_, _, envs)| envs.len() as u64)
+        .sum::<u64>();
+    println!(
+        "signed {total} envelopes for {} devices; RSS {:.0} MB",
+        opts.devices,
+        rss_mb()
+    );
+
+    let (mqtt_host, mqtt_port) = app.mqtt_addr.clone();
+    println!(
+        "broker: {} at {mqtt_host}:{mqtt_port}, topic root {}",
+        if opts.external.is_some() {
+            "external"
+        } else {
+            "embedded rumqttd"
+        },
+        opts.topic_root
+    );
+    let start = Instant::now();
+    let cpu_start = cpu_seconds();
+    let rss_sampler = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            println!(
+                "t={:>4.0} s  RSS {:.0} MB",
+                start.elapsed().as_secs_f64(),
+                rss_mb()
+            );
+        }
+    });
+    let (latencies, counts) = run_devices(work, &app, &opts).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
+    rss_sampler.abort();
+    let run = Measured {
+        total,
+        secs,
+        cpu_per_event,
+        latencies,
+        counts,
+    };
+    print_results(run, ceiling, cores);
+    print_ingest_stats(&app, total);
+    println!("RSS at end {:.0} MB", rss_mb());
+    app.shutdown().await;
+    Ok(())
+}
+
+/// What one run measured.
+struct Measured {
+    total: u64,
+    secs: f64,
+    cpu_per_event: f64,
+    latencies: Vec<f64>,
+    counts: HashMap<String, u64>,
+}
+
+/// Measures the ceiling again after the run, then prints the run against it.
+fn print_results(run: Measured, mut ceiling: Vec<(f64, f64)>, cores: usize) {
+    let Measured {
+        total,
+        secs,
+        cpu_per_event,
+        latencies,
+        counts,
+    } = run;
+    let rate = total as f64 / secs;
+    let after = ceiling_rounds(cores, 3);
+    println!(
+        "k256 verify on {cores} cores, after the run: {}",
+        rates(&after)
+    );
+    ceiling.extend(after);
+    let vn = median(ceiling.iter().map(|(r, _)| *r).collect());
+    let vmax = ceiling.iter().map(|(r, _)| *r).fold(0.0, f64::max);
+    let cpu_per_verify = median(ceiling.iter().map(|(_, c)| *c).collect());
+    let mut l = latencies;
+    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!("ingested {total} envelopes in {secs:.1} s: {rate:.0} events/s end to end");
+    println!(
+        "ratio to the {cores}-core verify ceiling: {:.2} of the median of 6 rounds ({vn:.0}/s), \
+         {:.2} of the fastest ({vmax:.0}/s)",
+        rate / vn,
+        rate / vmax
+    );
+    println!(
+        "CPU per event: {:.1} us of process CPU time (server, broker and clients), against \
+         {:.1} us per bare verification: verification is {:.2} of the CPU an event costs",
+        cpu_per_event * 1e6,
+        cpu_per_verify * 1e6,
+        cpu_per_verify / cpu_per_event
+    );
+    println!(
+        "publish→receipt latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        pct(&l, 0.5),
+        pct(&l, 0.99),
+        pct(&l, 1.0)
+    );
+    println!("receipts by status: {counts:?}");
+}
+
+/// The real server (SQLite in `dir`, default batch settings) and the manufacturer `acme`.
+async fn start_server(opts: &Options, dir: &std::path::Path) -> anyhow::Result<server::App> {
     let cfg = ServeConfig {
-        database: dir.path().join("bench.db").display().to_string(),
-        key_path: dir.path().join("log.key"),
+        database: dir.join("bench.db").display().to_string(),
+        key_path: dir.join("log.key"),
         origin: None,
-        mqtt: match external.clone() {
+        mqtt: match opts.external.clone() {
             Some(url) => MqttTarget::External(url),
             None => MqttTarget::Embedded {
                 listen: "127.0.0.1:0".parse()?,
@@ -142,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
         http_listen: "127.0.0.1:0".parse()?,
         node_id: format!("bench-node-{}", std::process::id()),
         ingest: IngestConfig {
-            topic_root: topic_root.clone(),
+            topic_root: opts.topic_root.clone(),
             // The same variable as `rxledger serve --mqtt-connections`.
             connections: env_count(
                 "RXLEDGER_MQTT_CONNECTIONS",
@@ -169,11 +297,14 @@ async fn main() -> anyhow::Result<()> {
     app.registry
         .add_site("0614141000005", "acme", "Plant")
         .await?;
+    Ok(app)
+}
 
-    // Sign and hash everything before the clock starts.
-    let per_dev = total / devices as u64;
+/// Enrolls the devices and signs and hashes every envelope, before the clock starts.
+async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
+    let per_dev = opts.total / opts.devices as u64;
     let mut work = Vec::new();
-    for d in 0..devices {
+    for d in 0..opts.devices {
         let key = SigningKey::generate();
         let id = format!("bench-{d}");
         app.registry
@@ -196,163 +327,111 @@ async fn main() -> anyhow::Result<()> {
         let password = mqttauth::device_password(&key, &app.ledger.key().public_key(), &id);
         work.push((id, password, envs));
     }
-    let total = per_dev * devices as u64;
-    println!(
-        "signed {total} envelopes for {devices} devices; RSS {:.0} MB",
-        rss_mb()
-    );
+    Ok(work)
+}
 
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
-    let counts = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
-    let (mqtt_host, mqtt_port) = app.mqtt_addr.clone();
-    println!(
-        "broker: {} at {mqtt_host}:{mqtt_port}, topic root {topic_root}",
-        if external.is_some() {
-            "external"
-        } else {
-            "embedded rumqttd"
-        }
-    );
-    let start = Instant::now();
-    let cpu_start = cpu_seconds();
-    let rss_sampler = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            println!(
-                "t={:>4.0} s  RSS {:.0} MB",
-                start.elapsed().as_secs_f64(),
-                rss_mb()
-            );
-        }
-    });
-    let mut tasks = Vec::new();
-    for (id, password, envs) in work {
-        let (latencies, counts) = (latencies.clone(), counts.clone());
-        let (host, port) = (mqtt_host.clone(), mqtt_port);
-        let root = topic_root.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut opts =
-                MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
-            opts.set_max_packet_size(1 << 20, 1 << 20)
-                .set_inflight(1000)
-                .set_credentials(id.clone(), password);
-            let (client, mut el) = AsyncClient::new(opts, 10_000);
-            client
-                .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)
-                .await
-                .unwrap();
-            // Each device keeps its share of the window without a receipt.
-            let share = window / devices.max(1);
-            let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> =
-                Arc::new(std::sync::Mutex::new(HashMap::with_capacity(share)));
-            let window = Arc::new(Semaphore::new(share));
-            let n = envs.len();
-            let (sent2, window2) = (sent.clone(), window.clone());
-            let reader = tokio::spawn(async move {
-                let mut got = 0;
-                let mut mine = Vec::with_capacity(n);
-                let mut local: HashMap<String, u64> = HashMap::new();
-                while got < n {
-                    match el.poll().await {
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            let r: ReceiptHead = serde_json::from_slice(&p.payload).unwrap();
-                            let t = sent2.lock().unwrap().remove(r.payload_hash);
-                            if let Some(t) = t {
-                                mine.push(t.elapsed().as_secs_f64() * 1000.0);
-                                got += 1;
-                                window2.add_permits(1);
-                            }
-                            *local
-                                .entry(r.code.unwrap_or(r.status).to_string())
-                                .or_default() += 1;
-                        }
-                        Ok(_) => {}
-                        Err(e) => panic!("client connection failed: {e}"),
-                    }
-                }
-                (mine, local)
-            });
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            for (hash, e) in envs {
-                window.acquire().await.unwrap().forget();
-                sent.lock().unwrap().insert(hash, Instant::now());
-                client
-                    .publish(
-                        envelope::events_topic(&root, &id),
-                        QoS::AtLeastOnce,
-                        false,
-                        e,
-                    )
-                    .await
-                    .unwrap();
-            }
-            let (mine, local) = reader.await.unwrap();
-            latencies.lock().await.extend(mine);
-            let mut c = counts.lock().await;
-            for (k, v) in local {
-                *c.entry(k).or_default() += v;
-            }
-        }));
-    }
+/// Runs every device at once and gathers their latencies and receipts.
+async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyhow::Result<Tally> {
+    let (host, port) = app.mqtt_addr.clone();
+    // Each device keeps its share of the window without a receipt.
+    let share = opts.window / opts.devices.max(1);
+    let tasks: Vec<_> = work
+        .into_iter()
+        .map(|(id, password, envs)| {
+            let broker = (host.clone(), port);
+            let root = opts.topic_root.clone();
+            tokio::spawn(run_device(id, password, envs, broker, root, share))
+        })
+        .collect();
+    let (mut latencies, mut counts) = (Vec::new(), HashMap::<String, u64>::new());
     for t in tasks {
-        t.await?;
+        let (mine, local) = t.await?;
+        latencies.extend(mine);
+        for (k, v) in local {
+            *counts.entry(k).or_default() += v;
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
-    rss_sampler.abort();
-    let rate = total as f64 / secs;
-    let after = ceiling_rounds(cores, 3);
-    println!(
-        "k256 verify on {cores} cores, after the run: {}",
-        rates(&after)
-    );
-    ceiling.extend(after);
-    let vn = median(ceiling.iter().map(|(r, _)| *r).collect());
-    let vmax = ceiling.iter().map(|(r, _)| *r).fold(0.0, f64::max);
-    let cpu_per_verify = median(ceiling.iter().map(|(_, c)| *c).collect());
-    let mut l = latencies.lock().await.clone();
-    l.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("ingested {total} envelopes in {secs:.1} s: {rate:.0} events/s end to end");
-    println!(
-        "ratio to the {cores}-core verify ceiling: {:.2} of the median of 6 rounds ({vn:.0}/s), \
-         {:.2} of the fastest ({vmax:.0}/s)",
-        rate / vn,
-        rate / vmax
-    );
-    println!(
-        "CPU per event: {:.1} us of process CPU time (server, broker and clients), against \
-         {:.1} us per bare verification: verification is {:.2} of the CPU an event costs",
-        cpu_per_event * 1e6,
-        cpu_per_verify * 1e6,
-        cpu_per_verify / cpu_per_event
-    );
-    println!(
-        "publish→receipt latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        pct(&l, 0.5),
-        pct(&l, 0.99),
-        pct(&l, 1.0)
-    );
-    println!("receipts by status: {:?}", counts.lock().await);
+    Ok((latencies, counts))
+}
+
+/// One device: publishes its envelopes, keeping at most `share` without a receipt, and
+/// times each receipt.
+async fn run_device(
+    id: String,
+    password: String,
+    envs: Vec<(String, Vec<u8>)>,
+    (host, port): (String, u16),
+    root: String,
+    share: usize,
+) -> Tally {
+    let mut opts = MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
+    opts.set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(1000)
+        .set_credentials(id.clone(), password);
+    let (client, mut el) = AsyncClient::new(opts, 10_000);
+    client
+        .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> =
+        Arc::new(std::sync::Mutex::new(HashMap::with_capacity(share)));
+    let window = Arc::new(Semaphore::new(share));
+    let n = envs.len();
+    let (sent2, window2) = (sent.clone(), window.clone());
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        let mut mine = Vec::with_capacity(n);
+        let mut local: HashMap<String, u64> = HashMap::new();
+        while got < n {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let r: ReceiptHead = serde_json::from_slice(&p.payload).unwrap();
+                    let t = sent2.lock().unwrap().remove(r.payload_hash);
+                    if let Some(t) = t {
+                        mine.push(t.elapsed().as_secs_f64() * 1000.0);
+                        got += 1;
+                        window2.add_permits(1);
+                    }
+                    *local
+                        .entry(r.code.unwrap_or(r.status).to_string())
+                        .or_default() += 1;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("client connection failed: {e}"),
+            }
+        }
+        (mine, local)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (hash, e) in envs {
+        window.acquire().await.unwrap().forget();
+        sent.lock().unwrap().insert(hash, Instant::now());
+        client
+            .publish(
+                envelope::events_topic(&root, &id),
+                QoS::AtLeastOnce,
+                false,
+                e,
+            )
+            .await
+            .unwrap();
+    }
+    reader.await.unwrap()
+}
+
+/// The server's own counters: what it appended, and where a batch's time went.
+fn print_ingest_stats(app: &server::App, total: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let st = app.ingest_stats();
     println!(
         "ingest stats: appended {}, duplicates {}, rejected {}, batches {}",
-        app.ingest_stats()
-            .appended
-            .load(std::sync::atomic::Ordering::Relaxed),
-        app.ingest_stats()
-            .duplicates
-            .load(std::sync::atomic::Ordering::Relaxed),
-        app.ingest_stats()
-            .rejected
-            .load(std::sync::atomic::Ordering::Relaxed),
-        app.ingest_stats()
-            .batches
-            .load(std::sync::atomic::Ordering::Relaxed)
+        st.appended.load(Relaxed),
+        st.duplicates.load(Relaxed),
+        st.rejected.load(Relaxed),
+        st.batches.load(Relaxed)
     );
-    let st = app.ingest_stats();
-    let b = st.batches.load(std::sync::atomic::Ordering::Relaxed).max(1) as f64;
-    let ms = |a: &std::sync::atomic::AtomicU64| {
-        a.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0 / b
-    };
+    let b = st.batches.load(Relaxed).max(1) as f64;
+    let ms = |a: &AtomicU64| a.load(Relaxed) as f64 / 1000.0 / b;
     println!(
         "per batch (ms): check {:.2}, rules {:.2}, append {:.2}, acks+receipts {:.2}; {:.0} envelopes per batch",
         ms(&st.check_us),
@@ -361,9 +440,6 @@ async fn main() -> anyhow::Result<()> {
         ms(&st.ack_us),
         total as f64 / b
     );
-    println!("RSS at end {:.0} MB", rss_mb());
-    app.shutdown().await;
-    Ok(())
 }
 
 /// A whole number of at least 1 from the environment, or `default` when it is not set.

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use firmware_sim::events::{self, Party, Where, object_event, transfer};
+use firmware_sim::http::Connection;
 use rxledger::server::{self, App, ServeConfig};
 use rxledger_core::envelope::{self, Body};
 use rxledger_core::gs1::{self, Sscc};
@@ -43,8 +45,6 @@ use rxledger_store::ledger::EntryKind;
 use rxledger_store::packs::{self as store_packs, Packs};
 use rxledger_store::{Admission, Ledger, NewEntry};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The manufacturer's GS1 company prefix and the product every pack is of.
 const MFR_PREFIX: &str = "0614141";
@@ -301,161 +301,208 @@ fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
 
 /// The 83 events of one pallet, in business order, with the submitting organization.
 fn pallet_events(pallet: u64, base_ms: i64, pharmacies: u64) -> Vec<(String, Value)> {
-    let t = |hour: i64| base_ms + hour * HOUR_MS + pallet as i64 * 1_000;
-    let mfr = site(MFR_PREFIX, 1);
-    let whs = site(WHS_PREFIX, 1);
-    let cases: Vec<u64> = (0..CASES_PER_PALLET)
-        .map(|c| pallet * CASES_PER_PALLET + c)
-        .collect();
-    let case_ids: Vec<String> = cases.iter().map(|c| sscc(0, *c)).collect();
-    let pallet_id = sscc(1, pallet);
-    let acme = |e: Value| ("acme".to_string(), e);
-    let wholesaler = |e: Value| ("whs".to_string(), e);
+    let p = Pallet::new(pallet, base_ms);
     let mut out = Vec::with_capacity(83);
+    p.at_the_manufacturer(&mut out);
+    p.at_the_wholesaler(&mut out);
+    for i in 0..p.cases.len() {
+        p.to_a_pharmacy(i, pharmacies, &mut out);
+    }
+    out
+}
 
-    for &c in &cases {
-        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
-            .map(sgtin_urn)
-            .collect();
-        let mut e = object(t(0), "ADD", "commissioning", "active", &packs, &mfr);
-        e["ilmd"] = json!({
-            "cbvmda:lotNumber": lot_of(c * PACKS_PER_CASE),
-            "cbvmda:itemExpirationDate": "2030-12-31"
-        });
-        out.push(acme(e));
-    }
-    for (&c, case_id) in cases.iter().zip(&case_ids) {
-        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
-            .map(sgtin_urn)
-            .collect();
-        out.push(acme(aggregation(t(1), "ADD", case_id, &packs, &mfr)));
-    }
-    out.push(acme(aggregation(t(2), "ADD", &pallet_id, &case_ids, &mfr)));
-    let one = std::slice::from_ref(&pallet_id);
-    let desadv = format!("urn:epcglobal:cbv:bt:{}:D{pallet}", gln(MFR_PREFIX, 1));
-    for (hour, step, disp) in [
-        (3, "storing", "sellable_not_accessible"),
-        (4, "inspecting", "conformant"),
-        (5, "staging_outbound", "in_progress"),
-        (6, "loading", "in_progress"),
-    ] {
-        out.push(acme(object(t(hour), "OBSERVE", step, disp, one, &mfr)));
-    }
-    let acme_party = (party(MFR_PREFIX, 1), mfr.clone());
-    let whs_party = (party(WHS_PREFIX, 1), whs.clone());
-    out.push(acme(transfer(
-        t(7),
-        "shipping",
-        one,
-        &mfr,
-        &acme_party,
-        &whs_party,
-        &desadv,
-    )));
-    out.push(acme(object(
-        t(8),
-        "OBSERVE",
-        "departing",
-        "in_transit",
-        one,
-        &mfr,
-    )));
-    out.push(wholesaler(object(
-        t(20),
-        "OBSERVE",
-        "arriving",
-        "in_transit",
-        one,
-        &whs,
-    )));
-    out.push(wholesaler(object(
-        t(21),
-        "OBSERVE",
-        "unloading",
-        "in_progress",
-        one,
-        &whs,
-    )));
-    out.push(wholesaler(transfer(
-        t(22),
-        "receiving",
-        one,
-        &whs,
-        &acme_party,
-        &whs_party,
-        &desadv,
-    )));
-    out.push(wholesaler(object(
-        t(23),
-        "OBSERVE",
-        "accepting",
-        "sellable_not_accessible",
-        one,
-        &whs,
-    )));
-    out.push(wholesaler(object(
-        t(24),
-        "OBSERVE",
-        "storing",
-        "sellable_accessible",
-        one,
-        &whs,
-    )));
-    out.push(wholesaler(aggregation(
-        t(30),
-        "DELETE",
-        &pallet_id,
-        &case_ids,
-        &whs,
-    )));
+/// One pallet of cases, and the places and parties its events name.
+struct Pallet {
+    pallet: u64,
+    base_ms: i64,
+    cases: Vec<u64>,
+    case_ids: Vec<String>,
+    pallet_id: String,
+    mfr: String,
+    whs: String,
+    mfr_party: String,
+    whs_party: String,
+}
 
-    for (&c, case_id) in cases.iter().zip(&case_ids) {
+impl Pallet {
+    fn new(pallet: u64, base_ms: i64) -> Pallet {
+        let cases: Vec<u64> = (0..CASES_PER_PALLET)
+            .map(|c| pallet * CASES_PER_PALLET + c)
+            .collect();
+        Pallet {
+            pallet,
+            base_ms,
+            case_ids: cases.iter().map(|c| sscc(0, *c)).collect(),
+            cases,
+            pallet_id: sscc(1, pallet),
+            mfr: site(MFR_PREFIX, 1),
+            whs: site(WHS_PREFIX, 1),
+            mfr_party: party(MFR_PREFIX, 1),
+            whs_party: party(WHS_PREFIX, 1),
+        }
+    }
+
+    /// The event time `hour` hours into the pallet's journey.
+    fn at(&self, hour: i64) -> String {
+        rxledger_core::epcis::format_time(
+            self.base_ms + hour * HOUR_MS + self.pallet as i64 * 1_000,
+        )
+    }
+
+    fn mfr_party(&self) -> Party<'_> {
+        (&self.mfr_party, &self.mfr)
+    }
+
+    fn whs_party(&self) -> Party<'_> {
+        (&self.whs_party, &self.whs)
+    }
+
+    /// The pallet's `shipping` or `receiving` at `site`, from Acme to the wholesaler under
+    /// one despatch advice.
+    fn to_the_wholesaler(&self, hour: i64, step: &str, site: &str) -> Value {
+        let desadv = format!(
+            "urn:epcglobal:cbv:bt:{}:D{}",
+            gln(MFR_PREFIX, 1),
+            self.pallet
+        );
+        let one = std::slice::from_ref(&self.pallet_id);
+        let (from, to) = (self.mfr_party(), self.whs_party());
+        transfer(&self.at(hour), step, one, site, from, to, &desadv)
+    }
+
+    /// Commissioning, case packing, palletising, storing, shipping and departure.
+    fn at_the_manufacturer(&self, out: &mut Vec<(String, Value)>) {
+        let acme = |e: Value| ("acme".to_string(), e);
+        let mfr = &self.mfr;
+        for &c in &self.cases {
+            out.push(acme(events::commissioning(
+                &self.at(0),
+                &case_packs(c),
+                Where::Site(mfr),
+                &lot_of(c * PACKS_PER_CASE),
+                "2030-12-31",
+            )));
+        }
+        for (&c, case_id) in self.cases.iter().zip(&self.case_ids) {
+            let packs = case_packs(c);
+            out.push(acme(events::aggregation(
+                &self.at(1),
+                "ADD",
+                case_id,
+                &packs,
+                mfr,
+            )));
+        }
+        out.push(acme(events::aggregation(
+            &self.at(2),
+            "ADD",
+            &self.pallet_id,
+            &self.case_ids,
+            mfr,
+        )));
+        let one = std::slice::from_ref(&self.pallet_id);
+        for (hour, step, disp) in [
+            (3, "storing", "sellable_not_accessible"),
+            (4, "inspecting", "conformant"),
+            (5, "staging_outbound", "in_progress"),
+            (6, "loading", "in_progress"),
+        ] {
+            out.push(acme(object_event(
+                &self.at(hour),
+                "OBSERVE",
+                step,
+                disp,
+                one,
+                mfr,
+            )));
+        }
+        out.push(acme(self.to_the_wholesaler(7, "shipping", mfr)));
+        out.push(acme(object_event(
+            &self.at(8),
+            "OBSERVE",
+            "departing",
+            "in_transit",
+            one,
+            mfr,
+        )));
+    }
+
+    /// Arrival, receiving, storing and unpacking of the pallet.
+    fn at_the_wholesaler(&self, out: &mut Vec<(String, Value)>) {
+        let wholesaler = |e: Value| ("whs".to_string(), e);
+        let whs = &self.whs;
+        let one = std::slice::from_ref(&self.pallet_id);
+        let observe =
+            |hour, step, disp| object_event(&self.at(hour), "OBSERVE", step, disp, one, whs);
+        out.push(wholesaler(observe(20, "arriving", "in_transit")));
+        out.push(wholesaler(observe(21, "unloading", "in_progress")));
+        out.push(wholesaler(self.to_the_wholesaler(22, "receiving", whs)));
+        out.push(wholesaler(observe(
+            23,
+            "accepting",
+            "sellable_not_accessible",
+        )));
+        out.push(wholesaler(observe(24, "storing", "sellable_accessible")));
+        out.push(wholesaler(events::aggregation(
+            &self.at(30),
+            "DELETE",
+            &self.pallet_id,
+            &self.case_ids,
+            whs,
+        )));
+    }
+
+    /// The pallet's `i`th case picked and shipped to its pharmacy, received, unpacked, one
+    /// pack dispensed.
+    fn to_a_pharmacy(&self, i: usize, pharmacies: u64, out: &mut Vec<(String, Value)>) {
+        let (c, case_id) = (self.cases[i], &self.case_ids[i]);
+        let wholesaler = |e: Value| ("whs".to_string(), e);
         let ph = c % pharmacies;
         let ph_site = site(PHARMACY_PREFIX, ph + 1);
-        let ph_party = (party(PHARMACY_PREFIX, ph + 1), ph_site.clone());
+        let ph_pgln = party(PHARMACY_PREFIX, ph + 1);
+        let ph_party = (ph_pgln.as_str(), ph_site.as_str());
         let ph_org = pharmacy_org(ph);
         let one = std::slice::from_ref(case_id);
         let desadv = format!("urn:epcglobal:cbv:bt:{}:C{c}", gln(WHS_PREFIX, 1));
-        let packs: Vec<String> = (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
-            .map(sgtin_urn)
-            .collect();
-        out.push(wholesaler(object(
-            t(31),
+        let whs = &self.whs;
+        out.push(wholesaler(object_event(
+            &self.at(31),
             "OBSERVE",
             "picking",
             "in_progress",
             one,
-            &whs,
+            whs,
         )));
+        let from = self.whs_party();
         out.push(wholesaler(transfer(
-            t(32),
+            &self.at(32),
             "shipping",
             one,
-            &whs,
-            &whs_party,
-            &ph_party,
+            whs,
+            from,
+            ph_party,
             &desadv,
         )));
         out.push((
             ph_org.clone(),
             transfer(
-                t(40),
+                &self.at(40),
                 "receiving",
                 one,
                 &ph_site,
-                &whs_party,
-                &ph_party,
+                from,
+                ph_party,
                 &desadv,
             ),
         ));
         out.push((
             ph_org.clone(),
-            aggregation(t(41), "DELETE", case_id, &packs, &ph_site),
+            events::aggregation(&self.at(41), "DELETE", case_id, &case_packs(c), &ph_site),
         ));
         out.push((
             ph_org,
-            object(
-                t(50),
+            object_event(
+                &self.at(50),
                 "OBSERVE",
                 "dispensing",
                 "dispensed",
@@ -464,76 +511,13 @@ fn pallet_events(pallet: u64, base_ms: i64, pharmacies: u64) -> Vec<(String, Val
             ),
         ));
     }
-    out
 }
 
-fn object(
-    ms: i64,
-    action: &str,
-    step: &str,
-    disposition: &str,
-    epcs: &[String],
-    at: &str,
-) -> Value {
-    json!({
-        "type": "ObjectEvent",
-        "eventTime": rxledger_core::epcis::format_time(ms),
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": epcs,
-        "action": action,
-        "bizStep": step,
-        "disposition": disposition,
-        "readPoint": {"id": at},
-        "bizLocation": {"id": at},
-    })
-}
-
-fn aggregation(ms: i64, action: &str, parent: &str, children: &[String], at: &str) -> Value {
-    let step = if action == "ADD" {
-        "packing"
-    } else {
-        "unpacking"
-    };
-    json!({
-        "type": "AggregationEvent",
-        "eventTime": rxledger_core::epcis::format_time(ms),
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": parent,
-        "childEPCs": children,
-        "action": action,
-        "bizStep": step,
-        "disposition": "in_progress",
-        "readPoint": {"id": at},
-        "bizLocation": {"id": at},
-    })
-}
-
-/// Shipping or receiving between two (owning party, location) pairs.
-fn transfer(
-    ms: i64,
-    step: &str,
-    epcs: &[String],
-    at: &str,
-    from: &(String, String),
-    to: &(String, String),
-    desadv: &str,
-) -> Value {
-    let disposition = if step == "shipping" {
-        "in_transit"
-    } else {
-        "in_progress"
-    };
-    let mut e = object(ms, "OBSERVE", step, disposition, epcs, at);
-    e["bizTransactionList"] = json!([{ "type": "desadv", "bizTransaction": desadv }]);
-    e["sourceList"] = json!([
-        { "type": "owning_party", "source": from.0 },
-        { "type": "location", "source": from.1 },
-    ]);
-    e["destinationList"] = json!([
-        { "type": "owning_party", "destination": to.0 },
-        { "type": "location", "destination": to.1 },
-    ]);
-    e
+/// The EPCs of the packs in case `c`.
+fn case_packs(c: u64) -> Vec<String> {
+    (c * PACKS_PER_CASE..(c + 1) * PACKS_PER_CASE)
+        .map(sgtin_urn)
+        .collect()
 }
 
 fn sgtin_urn(pack: u64) -> String {
@@ -948,7 +932,8 @@ async fn http_run(
         let body = body.clone();
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (c as u64 + 1) ^ (salt << 32));
-            let mut conn = Conn::open(addr).await?;
+            let mut conn = Connection::open(addr).await?;
+            let host = addr.to_string();
             let mut lat = Vec::new();
             let mut errors = 0u64;
             let mut verdicts = std::collections::BTreeMap::<String, u64>::new();
@@ -958,7 +943,9 @@ async fn http_run(
                 if t >= end {
                     break;
                 }
-                let (status, resp) = conn.post(addr, "/graphql", b.as_bytes()).await?;
+                let (status, resp) = conn
+                    .send(&host, "POST", "/graphql", JSON, b.as_bytes(), false)
+                    .await?;
                 let done = Instant::now();
                 if done < warm_until {
                     continue;
@@ -1010,98 +997,8 @@ fn string_after<'a>(body: &'a [u8], key: &[u8]) -> Option<&'a str> {
     std::str::from_utf8(&body[start..start + len]).ok()
 }
 
-/// A keep-alive HTTP/1.1 connection: enough for POSTing GraphQL, no extra dependency.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(16 * 1024),
-        })
-    }
-
-    async fn post(
-        &mut self,
-        addr: SocketAddr,
-        path: &str,
-        body: &[u8],
-    ) -> anyhow::Result<(u16, Vec<u8>)> {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.stream.write_all(&req).await?;
-        let head_end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("HTTP status line")?;
-        let length = head.lines().find_map(|l| {
-            l.strip_prefix("content-length:")
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        });
-        self.buf.drain(..head_end + 4);
-        let body = match length {
-            Some(n) => {
-                while self.buf.len() < n {
-                    self.fill().await?;
-                }
-                self.buf.drain(..n).collect()
-            }
-            None if head.contains("transfer-encoding: chunked") => self.chunked().await?,
-            None => bail!("response without length: {head}"),
-        };
-        Ok((status, body))
-    }
-
-    async fn chunked(&mut self) -> anyhow::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let nl = loop {
-                if let Some(p) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break p;
-                }
-                self.fill().await?;
-            };
-            let len = usize::from_str_radix(String::from_utf8_lossy(&self.buf[..nl]).trim(), 16)?;
-            self.buf.drain(..nl + 2);
-            while self.buf.len() < len + 2 {
-                self.fill().await?;
-            }
-            out.extend(self.buf.drain(..len));
-            self.buf.drain(..2);
-            if len == 0 {
-                return Ok(out);
-            }
-        }
-    }
-
-    async fn fill(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("the server closed the connection");
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
+/// The request header of every benchmark request.
+const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use firmware_sim::events::Where;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rxledger::server::{self, App, ServeConfig};
 use rxledger_core::envelope::{self, Body, Receipt};
@@ -19,7 +20,6 @@ use rxledger_core::mqttauth;
 use rxledger_ingest::{IngestConfig, MqttTarget, MqttUrl};
 use rxledger_store::testdb::TempDb;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 pub const MQTT_ENV: &str = "RXLEDGER_TEST_MQTT_URL";
@@ -237,7 +237,8 @@ pub fn log_verifier_in(data: &std::path::Path) -> LogVerifier {
     LogVerifier::new(&origin, key.public_key()).unwrap()
 }
 
-/// A minimal HTTP/1.1 client: enough for tests, and no extra dependency.
+/// One HTTP/1.1 request with `Connection: close`, through firmware-sim's client (which also
+/// reads what a server answered before it took the whole body, a 413 say).
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -245,66 +246,10 @@ pub async fn http(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    // A server may answer (413, say) and close before reading the whole body: keep what it
-    // said even when the rest of the body cannot be written or the connection is reset.
-    let _ = s.write_all(body).await;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        // Some servers (chromedriver) keep the connection open despite `Connection: close`:
-        // stop once the whole Content-Length has arrived.
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len = head.lines().find_map(|l| {
-                l.strip_prefix("content-length:")
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-            });
-            if len.is_some_and(|len| buf.len() >= end + 4 + len) {
-                break;
-            }
-        }
-    }
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("HTTP response has headers");
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = buf[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(nl) = b.windows(2).position(|w| w == b"\r\n") {
-        let len = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
-        if len == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + len]);
-        b = &b[nl + 2 + len + 2..];
-    }
-    out
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    firmware_sim::http::request(addr, &addr.to_string(), method, path, &headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
 }
 
 /// A scanner: signs envelopes with the core crate and waits for receipts.
@@ -487,18 +432,8 @@ pub fn commission(serials: &[&str], lot: &str, expiry: &str) -> Value {
         .iter()
         .map(|s| format!("urn:epc:id:sgtin:0614141.107346.{s}"))
         .collect();
-    json!({
-        "type": "ObjectEvent",
-        "eventTime": now_rfc3339(),
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": epcs,
-        "action": "ADD",
-        "bizStep": "commissioning",
-        "disposition": "active",
-        "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
-        "bizLocation": {"id": "urn:epc:id:sgln:0614141.00000.0"},
-        "ilmd": {"cbvmda:lotNumber": lot, "cbvmda:itemExpirationDate": expiry}
-    })
+    let plant = Where::Site("urn:epc:id:sgln:0614141.00000.0");
+    firmware_sim::events::commissioning(&now_rfc3339(), &epcs, plant, lot, expiry)
 }
 
 /// The `rxledger` binary, for tests that run it as a separate process.

@@ -128,7 +128,8 @@ struct Waiting {
     ticket: Ticket,
 }
 
-/// Runs a scenario with any [`Api`] implementation.
+/// Runs a scenario with any [`Api`] implementation: builds the plan, registers its
+/// organizations and devices, plays its steps, then checks the verdicts and the log.
 pub async fn run_scenario_with<A: Api>(
     api: &A,
     opts: ScenarioOptions,
@@ -144,11 +145,6 @@ pub async fn run_scenario_with<A: Api>(
         now_ms(),
     )
     .map_err(anyhow::Error::msg)?;
-    let say = |s: &str| {
-        if opts.progress {
-            println!("{s}");
-        }
-    };
     let temp;
     let state_dir = match &opts.state_dir {
         Some(d) => d.join(&plan.tag),
@@ -157,23 +153,60 @@ pub async fn run_scenario_with<A: Api>(
             temp.path().to_path_buf()
         }
     };
-    let mut report = ScenarioReport {
-        tag: plan.tag.clone(),
-        ..ScenarioReport::default()
-    };
     let size_before = api.log_size().await.context("reading the log size")?;
     let log = api
         .log_verifier()
         .await
         .context("reading the log's verifier key")?;
+    say(
+        &opts,
+        &format!(
+            "scenario {}: {} organizations, {} devices, {} packs",
+            plan.tag,
+            plan.orgs.len(),
+            plan.devices.len(),
+            plan.packs.len()
+        ),
+    );
+    register(api, &plan).await?;
+    let devices = enroll(api, &plan, &opts, &state_dir, &log).await?;
+    let mut run = Run {
+        api,
+        opts: &opts,
+        devices,
+        report: ScenarioReport {
+            tag: plan.tag.clone(),
+            ..ScenarioReport::default()
+        },
+        waiting: Vec::new(),
+        sent: HashMap::new(),
+        offline: HashSet::new(),
+        accepted: HashSet::new(),
+    };
+    for step in &plan.steps {
+        run.play(step).await?;
+    }
+    for d in std::mem::take(&mut run.offline) {
+        run.device(&d)?.set_online(true);
+    }
+    run.settle().await;
+    run.check_verdicts(&plan).await;
+    let size_after = api.log_size().await.context("reading the log size")?;
+    let mut report = run.finish(size_after.saturating_sub(size_before)).await?;
+    report.elapsed_ms = started.elapsed().as_millis();
+    say(&opts, &report.summary());
+    Ok(report)
+}
 
-    say(&format!(
-        "scenario {}: {} organizations, {} devices, {} packs",
-        plan.tag,
-        plan.orgs.len(),
-        plan.devices.len(),
-        plan.packs.len()
-    ));
+/// Prints a progress line when the options ask for progress.
+fn say(opts: &ScenarioOptions, s: &str) {
+    if opts.progress {
+        println!("{s}");
+    }
+}
+
+/// Creates the plan's organizations with their company prefixes and sites.
+async fn register<A: Api>(api: &A, plan: &Plan) -> anyhow::Result<()> {
     for o in &plan.orgs {
         api.create_organization(&o.id, &o.name, o.role)
             .await
@@ -189,7 +222,19 @@ pub async fn run_scenario_with<A: Api>(
                 .with_context(|| format!("adding site {}", s.gln))?;
         }
     }
-    let mut devices: HashMap<String, Device> = HashMap::new();
+    Ok(())
+}
+
+/// Enrolls a new key for each of the plan's devices and starts the device, with its queue
+/// under `state_dir`.
+async fn enroll<A: Api>(
+    api: &A,
+    plan: &Plan,
+    opts: &ScenarioOptions,
+    state_dir: &std::path::Path,
+    log: &rxledger_core::keys::LogVerifier,
+) -> anyhow::Result<HashMap<String, Device>> {
+    let mut devices = HashMap::new();
     for d in &plan.devices {
         let key = SigningKey::generate();
         api.enroll_device(&d.id, &key.public_hex(), &d.org, &d.site_gln)
@@ -204,57 +249,70 @@ pub async fn run_scenario_with<A: Api>(
         o.topic_root = opts.topic_root.clone();
         devices.insert(d.id.clone(), Device::start(o)?);
     }
-    let device = |id: &str| {
-        devices
+    Ok(devices)
+}
+
+/// A scenario being played: its devices and what it is still waiting for.
+struct Run<'a, A: Api> {
+    api: &'a A,
+    opts: &'a ScenarioOptions,
+    devices: HashMap<String, Device>,
+    report: ScenarioReport,
+    /// Sent envelopes whose receipts have not been checked yet.
+    waiting: Vec<Waiting>,
+    /// Every envelope sent, by label, for replays.
+    sent: HashMap<String, (u64, Vec<u8>)>,
+    /// Devices offline now; their receipts are waited for once they are back.
+    offline: HashSet<String>,
+    /// Hashes of the envelopes the log accepted.
+    accepted: HashSet<String>,
+}
+
+impl<A: Api> Run<'_, A> {
+    fn device(&self, id: &str) -> anyhow::Result<&Device> {
+        self.devices
             .get(id)
             .with_context(|| format!("the plan uses device {id} but does not declare it"))
-    };
+    }
 
-    let mut waiting: Vec<Waiting> = Vec::new();
-    let mut sent: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
-    let mut offline: HashSet<String> = HashSet::new();
-    let mut accepted_hashes: HashSet<String> = HashSet::new();
-    for step in &plan.steps {
-        let (label, dev, expect, ticket) = match step {
-            Step::Phase(p) => {
-                say(&format!("== {p}"));
-                continue;
-            }
-            Step::Barrier => {
-                settle(
-                    &mut waiting,
-                    &offline,
-                    &opts,
-                    &mut report,
-                    &mut accepted_hashes,
-                )
-                .await;
-                continue;
-            }
-            Step::Revoke { device } => {
-                api.revoke_device(device)
-                    .await
-                    .with_context(|| format!("revoking {device}"))?;
-                continue;
-            }
+    /// Plays one step.
+    async fn play(&mut self, step: &Step) -> anyhow::Result<()> {
+        match step {
+            Step::Phase(p) => say(self.opts, &format!("== {p}")),
+            Step::Barrier => self.settle().await,
+            Step::Revoke { device } => self
+                .api
+                .revoke_device(device)
+                .await
+                .with_context(|| format!("revoking {device}"))?,
             Step::Offline { device: d } => {
-                device(d)?.set_online(false);
-                offline.insert(d.clone());
-                continue;
+                self.device(d)?.set_online(false);
+                self.offline.insert(d.clone());
             }
             Step::Online { device: d, held } => {
-                let dev = device(d)?;
+                let dev = self.device(d)?;
                 if dev.unreceipted() < *held as u64 {
-                    report.failures.push(format!(
+                    let failure = format!(
                         "{d} was offline but only {} of its {held} envelopes were still queued",
                         dev.unreceipted()
-                    ));
+                    );
+                    self.report.failures.push(failure);
                 }
-                tokio::time::sleep(opts.offline_for).await;
-                dev.set_online(true);
-                offline.remove(d);
-                continue;
+                tokio::time::sleep(self.opts.offline_for).await;
+                self.device(d)?.set_online(true);
+                self.offline.remove(d);
             }
+            Step::Send { .. }
+            | Step::Forge { .. }
+            | Step::ReplayBytes { .. }
+            | Step::ReuseSeq { .. } => self.send(step).await?,
+        }
+        Ok(())
+    }
+
+    /// Sends the envelope of a sending step and keeps its ticket for the next barrier.
+    async fn send(&mut self, step: &Step) -> anyhow::Result<()> {
+        let (label, dev, expect, ticket) = match step {
             Step::Send {
                 device: d,
                 label,
@@ -264,7 +322,7 @@ pub async fn run_scenario_with<A: Api>(
                 label,
                 d,
                 expect,
-                device(d)?.send(events.clone(), sent_at()).await?,
+                self.device(d)?.send(events.clone(), sent_at()).await?,
             ),
             Step::Forge {
                 device: d,
@@ -272,7 +330,7 @@ pub async fn run_scenario_with<A: Api>(
                 events,
                 expect,
             } => {
-                let dev = device(d)?;
+                let dev = self.device(d)?;
                 let seq = dev.next_seq();
                 let forger = SigningKey::generate();
                 let payload = envelope::seal(&forger, &body(d, seq, events.clone()));
@@ -284,11 +342,17 @@ pub async fn run_scenario_with<A: Api>(
                 of,
                 expect,
             } => {
-                let (seq, payload) = sent
+                let (seq, payload) = self
+                    .sent
                     .get(of)
                     .cloned()
                     .with_context(|| format!("replay of {of:?}, which was not sent"))?;
-                (label, d, expect, device(d)?.send_raw(seq, payload).await?)
+                (
+                    label,
+                    d,
+                    expect,
+                    self.device(d)?.send_raw(seq, payload).await?,
+                )
             }
             Step::ReuseSeq {
                 device: d,
@@ -297,83 +361,97 @@ pub async fn run_scenario_with<A: Api>(
                 events,
                 expect,
             } => {
-                let dev = device(d)?;
+                let dev = self.device(d)?;
                 let payload = envelope::seal(&dev.identity().key, &body(d, *seq, events.clone()));
                 (label, d, expect, dev.send_raw(*seq, payload).await?)
             }
+            _ => return Ok(()),
         };
-        sent.insert(label.clone(), (ticket.seq, ticket.payload.clone()));
-        report.envelopes += 1;
-        waiting.push(Waiting {
+        self.sent
+            .insert(label.clone(), (ticket.seq, ticket.payload.clone()));
+        self.report.envelopes += 1;
+        self.waiting.push(Waiting {
             label: label.clone(),
             device: dev.clone(),
             expect: expect.clone(),
             ticket,
         });
+        Ok(())
     }
-    for d in offline.drain() {
-        device(&d)?.set_online(true);
-    }
-    settle(
-        &mut waiting,
-        &HashSet::new(),
-        &opts,
-        &mut report,
-        &mut accepted_hashes,
-    )
-    .await;
 
-    let verdicts = if opts.check_verdicts {
-        &plan.verdicts[..]
-    } else {
-        &[]
-    };
-    say(&format!("== checking {} verdicts", verdicts.len()));
-    for v in verdicts {
-        report.verdicts_checked += 1;
-        match api.verify(&v.code).await {
-            Ok(answer) => {
-                let seen = report
-                    .samples
-                    .iter()
-                    .any(|(_, verdict)| *verdict == answer.verdict);
-                if !seen && report.samples.len() < 6 {
-                    report
+    /// Waits for the receipts of everything sent by online devices and checks them.
+    async fn settle(&mut self) {
+        settle(
+            &mut self.waiting,
+            &self.offline,
+            self.opts,
+            &mut self.report,
+            &mut self.accepted,
+        )
+        .await;
+    }
+
+    /// Asks `verify` for every code the plan expects a verdict for.
+    async fn check_verdicts(&mut self, plan: &Plan) {
+        let verdicts = if self.opts.check_verdicts {
+            &plan.verdicts[..]
+        } else {
+            &[]
+        };
+        say(
+            self.opts,
+            &format!("== checking {} verdicts", verdicts.len()),
+        );
+        let report = &mut self.report;
+        for v in verdicts {
+            report.verdicts_checked += 1;
+            match self.api.verify(&v.code).await {
+                Ok(answer) => {
+                    let seen = report
                         .samples
-                        .push((v.code.clone(), answer.verdict.clone()));
+                        .iter()
+                        .any(|(_, verdict)| *verdict == answer.verdict);
+                    if !seen && report.samples.len() < 6 {
+                        report
+                            .samples
+                            .push((v.code.clone(), answer.verdict.clone()));
+                    }
+                    if let Err(e) = v.check(&answer) {
+                        report
+                            .failures
+                            .push(format!("verify {} ({}): {e}", v.label, v.code));
+                    }
                 }
-                if let Err(e) = v.check(&answer) {
-                    report
-                        .failures
-                        .push(format!("verify {} ({}): {e}", v.label, v.code));
-                }
+                Err(e) => report
+                    .failures
+                    .push(format!("verify {} ({}): {e}", v.label, v.code)),
             }
-            Err(e) => report
-                .failures
-                .push(format!("verify {} ({}): {e}", v.label, v.code)),
         }
     }
-    let size_after = api.log_size().await.context("reading the log size")?;
-    report.log_growth = size_after.saturating_sub(size_before);
-    if report.log_growth != accepted_hashes.len() as u64 {
-        report.failures.push(format!(
-            "the log grew by {} entries but {} envelopes were accepted (is another client writing to this log?)",
-            report.log_growth,
-            accepted_hashes.len()
-        ));
-    }
-    for (id, d) in devices {
-        if d.unreceipted() > 0 {
+
+    /// Checks the log grew by exactly the accepted envelopes and that every device holds a
+    /// receipt for everything, and stops the devices.
+    async fn finish(self, log_growth: u64) -> anyhow::Result<ScenarioReport> {
+        let mut report = self.report;
+        report.log_growth = log_growth;
+        if report.log_growth != self.accepted.len() as u64 {
             report.failures.push(format!(
-                "{id} still holds {} envelopes without a receipt",
-                d.unreceipted()
+                "the log grew by {} entries but {} envelopes were accepted (is another client writing to this log?)",
+                report.log_growth,
+                self.accepted.len()
             ));
         }
-        d.shutdown().await?;
+        for (id, d) in self.devices {
+            if d.unreceipted() > 0 {
+                report.failures.push(format!(
+                    "{id} still holds {} envelopes without a receipt",
+                    d.unreceipted()
+                ));
+            }
+            d.shutdown().await?;
+        }
+        Ok(report)
     }
-    report.elapsed_ms = started.elapsed().as_millis();
-    say(&report.summary());
-    Ok(report)
 }
 
 /// Waits for the receipts of everything sent by online devices and checks them.

@@ -7,10 +7,11 @@ use std::collections::BTreeSet;
 use rxledger_core::epcis;
 #[cfg(test)]
 use rxledger_core::gs1::Gln;
-use rxledger_core::gs1::{self, Expiry, Gtin, Lot, ScannedCode, Serial, Sgtin, Sscc};
-use serde_json::{Value, json};
+use rxledger_core::gs1::{self, CalendarDate, Expiry, Gtin, Lot, ScannedCode, Serial, Sgtin, Sscc};
+use serde_json::Value;
 
 use crate::api::{Role, Verification};
+use crate::events::{self, Where};
 
 /// Which attacks and faults to mix into the supply chain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -288,19 +289,7 @@ pub fn with_check_digit(body: &str) -> String {
     format!("{body}{c}")
 }
 
-/// Civil date (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
+/// A party's GS1 company prefix and the identifiers built from it.
 struct Ids {
     company: String,
 }
@@ -315,6 +304,10 @@ impl Ids {
     fn pgln(&self) -> String {
         format!("urn:epc:id:pgln:{}.00000", self.company)
     }
+    /// The GTIN-14 of the party's one product.
+    fn gtin(&self) -> String {
+        with_check_digit(&format!("0{}10001", self.company))
+    }
 }
 
 /// Simulated event clock: strictly increasing, always in the past.
@@ -327,92 +320,19 @@ impl Clock {
     }
 }
 
-fn object_event(
-    time: String,
-    action: &str,
-    biz_step: &str,
-    disposition: &str,
-    epcs: &[String],
-    location: &str,
-) -> Value {
-    json!({
-        "type": "ObjectEvent",
-        "eventTime": time,
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": epcs,
-        "action": action,
-        "bizStep": biz_step,
-        "disposition": disposition,
-        "readPoint": {"id": location},
-        "bizLocation": {"id": location},
-    })
+/// The run's tag and the company prefixes of everyone in it, drawn from the seed.
+struct Parties {
+    tag: String,
+    mfr: Ids,
+    whs: Ids,
+    pha: Ids,
+    rogue: Ids,
+    nobody: Ids,
 }
 
-fn aggregation(
-    time: String,
-    action: &str,
-    parent: &str,
-    children: &[String],
-    location: &str,
-) -> Value {
-    let (step, disp) = if action == "ADD" {
-        ("packing", "in_progress")
-    } else {
-        ("unpacking", "in_progress")
-    };
-    json!({
-        "type": "AggregationEvent",
-        "eventTime": time,
-        "eventTimeZoneOffset": "+00:00",
-        "parentID": parent,
-        "childEPCs": children,
-        "action": action,
-        "bizStep": step,
-        "disposition": disp,
-        "readPoint": {"id": location},
-        "bizLocation": {"id": location},
-    })
-}
-
-/// `shipping` or `receiving` of `epcs` between two parties.
-#[allow(clippy::too_many_arguments)]
-fn transfer(
-    time: String,
-    step: &str,
-    epcs: &[String],
-    at: &str,
-    from: (&str, &str),
-    to: (&str, &str),
-    despatch_advice: &str,
-) -> Value {
-    let disposition = if step == "shipping" {
-        "in_transit"
-    } else {
-        "in_progress"
-    };
-    let mut e = object_event(time, "OBSERVE", step, disposition, epcs, at);
-    e["bizTransactionList"] = json!([{ "type": "desadv", "bizTransaction": despatch_advice }]);
-    e["sourceList"] = json!([
-        { "type": "owning_party", "source": from.0 },
-        { "type": "location", "source": from.1 },
-    ]);
-    e["destinationList"] = json!([
-        { "type": "owning_party", "destination": to.0 },
-        { "type": "location", "destination": to.1 },
-    ]);
-    e
-}
-
-impl Plan {
-    /// Builds the scenario for `cfg`, with event times ending before `now_ms`.
-    pub fn build(cfg: &PlanConfig, now_ms: i64) -> Result<Plan, String> {
-        if cfg.pharmacies == 0 || cfg.packs < cfg.pharmacies {
-            return Err(format!(
-                "need at least one pharmacy and at least one pack per pharmacy (got {} packs, {} pharmacies)",
-                cfg.packs, cfg.pharmacies
-            ));
-        }
-        let mut rng = cfg.seed;
+impl Parties {
+    fn draw(seed: u64) -> Parties {
+        let mut rng = seed;
         let tag = format!("s{:06x}", mix(&mut rng) & 0xff_ffff);
         let mut company = |base: u64| -> Ids {
             Ids {
@@ -426,115 +346,96 @@ impl Plan {
             company(6_000_000),
             company(9_000_000),
         );
+        Parties {
+            tag,
+            mfr,
+            whs,
+            pha,
+            rogue,
+            nobody,
+        }
+    }
 
-        let gtin_of = |ids: &Ids| with_check_digit(&format!("0{}10001", ids.company));
-        let gtin = Gtin::parse(&gtin_of(&mfr)).map_err(|e| e.to_string())?;
+    /// An id of this run: organizations and devices.
+    fn org(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.tag)
+    }
+    fn ph_org(&self, k: usize) -> String {
+        self.org(&format!("ph{}", k + 1))
+    }
+    fn ph_dev(&self, k: usize) -> String {
+        format!("{}-counter", self.ph_org(k))
+    }
+    fn revoked_dev(&self) -> String {
+        format!("{}-old", self.ph_org(0))
+    }
+    fn ph_at(&self, k: usize) -> String {
+        self.pha.sgln(k as u32 + 1)
+    }
+    fn ph_party(&self, k: usize) -> String {
+        format!("urn:epc:id:pgln:{}.{:05}", self.pha.company, k + 1)
+    }
+}
+
+/// The batch every genuine pack belongs to: Acme's GTIN, one lot, one expiry.
+struct Batch {
+    gtin: Gtin,
+    lot: Lot,
+    expiry: Expiry,
+    /// The expiry as EPCIS carries it, `YYYY-MM-DD`.
+    expiry_iso: String,
+    /// The expiry's year and month.
+    year: i64,
+    month: u32,
+}
+
+impl Batch {
+    fn new(p: &Parties, now_ms: i64) -> Result<Batch, String> {
+        let gtin = Gtin::parse(&p.mfr.gtin()).map_err(|e| e.to_string())?;
         let lot =
-            Lot::parse(&format!("L{}", &tag[1..]).to_uppercase()).map_err(|e| e.to_string())?;
+            Lot::parse(&format!("L{}", &p.tag[1..]).to_uppercase()).map_err(|e| e.to_string())?;
         // Expiry about two years ahead, on the 28th (valid in every month).
-        let (y, m, _) = civil(now_ms.div_euclid(86_400_000) + 730);
-        let expiry_iso = format!("{y:04}-{m:02}-28");
+        let (year, month, _) = gs1::civil_from_days(now_ms.div_euclid(86_400_000) + 730);
+        let expiry_iso = u16::try_from(year)
+            .ok()
+            .and_then(|y| CalendarDate::new(y, month as u8, 28))
+            .ok_or_else(|| format!("no calendar date in year {year}"))?
+            .to_string();
         let expiry =
-            Expiry::parse(&format!("{:02}{m:02}28", y % 100)).map_err(|e| e.to_string())?;
-        let serial = |i: usize| format!("{}{i:05}", tag.to_uppercase());
-        let sgtin = |s: &str| -> Result<Sgtin, String> {
-            Ok(Sgtin {
-                gtin: gtin.clone(),
-                serial: Serial::parse(s).map_err(|e| e.to_string())?,
-            })
-        };
+            Expiry::parse(&format!("{:02}{month:02}28", year % 100)).map_err(|e| e.to_string())?;
+        Ok(Batch {
+            gtin,
+            lot,
+            expiry,
+            expiry_iso,
+            year,
+            month,
+        })
+    }
 
-        // Organizations, sites and devices.
-        let org = |suffix: &str| format!("{tag}-{suffix}");
-        let mut orgs = vec![
-            OrgSpec {
-                id: org("mfr"),
-                name: format!("Acme Pharma ({tag})"),
-                role: Role::Manufacturer,
-                prefix: Some(mfr.company.clone()),
-                sites: vec![SiteSpec {
-                    gln: mfr.gln(1),
-                    name: "Acme packaging plant".into(),
-                    lat_lon: (50.11, 8.68),
-                }],
-            },
-            OrgSpec {
-                id: org("whs"),
-                name: format!("Central Wholesale ({tag})"),
-                role: Role::Wholesaler,
-                prefix: None,
-                sites: vec![SiteSpec {
-                    gln: whs.gln(1),
-                    name: "Central Wholesale DC".into(),
-                    lat_lon: (51.23, 6.78),
-                }],
-            },
-        ];
-        let mut devices = vec![
-            DeviceSpec {
-                id: org("mfr-line1"),
-                org: org("mfr"),
-                site_gln: mfr.gln(1),
-            },
-            DeviceSpec {
-                id: org("whs-dock1"),
-                org: org("whs"),
-                site_gln: whs.gln(1),
-            },
-        ];
-        for k in 0..cfg.pharmacies {
-            let id = org(&format!("ph{}", k + 1));
-            orgs.push(OrgSpec {
-                id: id.clone(),
-                name: format!("Pharmacy {} ({tag})", k + 1),
-                role: Role::Pharmacy,
-                prefix: None,
-                sites: vec![SiteSpec {
-                    gln: pha.gln(k as u32 + 1),
-                    name: format!("Pharmacy {}", k + 1),
-                    lat_lon: (48.0 + k as f64 * 0.01, 11.0 + k as f64 * 0.01),
-                }],
-            });
-            devices.push(DeviceSpec {
-                id: format!("{id}-counter"),
-                org: id,
-                site_gln: pha.gln(k as u32 + 1),
-            });
-        }
-        if cfg.inject.counterfeit {
-            orgs.push(OrgSpec {
-                id: org("rogue"),
-                name: format!("Rogue Labs ({tag})"),
-                role: Role::Manufacturer,
-                prefix: Some(rogue.company.clone()),
-                sites: vec![SiteSpec {
-                    gln: rogue.gln(1),
-                    name: "Rogue Labs".into(),
-                    lat_lon: (0.0, 0.0),
-                }],
-            });
-            devices.push(DeviceSpec {
-                id: org("rogue-line1"),
-                org: org("rogue"),
-                site_gln: rogue.gln(1),
-            });
-        }
-        let ph_org = |k: usize| org(&format!("ph{}", k + 1));
-        let ph_dev = |k: usize| format!("{}-counter", ph_org(k));
-        let revoked_dev = format!("{}-old", ph_org(0));
-        if cfg.inject.revoked {
-            devices.push(DeviceSpec {
-                id: revoked_dev.clone(),
-                org: ph_org(0),
-                site_gln: pha.gln(1),
-            });
-        }
+    fn sgtin(&self, serial: &str) -> Result<Sgtin, String> {
+        Ok(Sgtin {
+            gtin: self.gtin.clone(),
+            serial: Serial::parse(serial).map_err(|e| e.to_string())?,
+        })
+    }
+}
 
-        // Packs into cases, cases onto one pallet, cases to pharmacies round-robin.
+/// The genuine packs, the cases they are packed in and the pallet the cases go on.
+struct Stock {
+    packs: Vec<Pack>,
+    case_ids: Vec<String>,
+    pallet: String,
+}
+
+impl Stock {
+    /// Packs into cases, cases onto one pallet, cases to pharmacies round-robin; half of each
+    /// pharmacy's stock is dispensed, the rest stays on the shelf.
+    fn new(cfg: &PlanConfig, p: &Parties, batch: &Batch) -> Result<Stock, String> {
         let cases = cfg.pharmacies.max(cfg.packs.div_ceil(CASE_SIZE));
         let mut packs = Vec::with_capacity(cfg.packs);
         for i in 0..cfg.packs {
-            let s = sgtin(&serial(i))?;
+            let s = batch.sgtin(&format!("{}{i:05}", p.tag.to_uppercase()))?;
             let epc = s.to_epc_urn(CP_LEN).map_err(|e| e.to_string())?;
             let case = i % cases;
             packs.push(Pack {
@@ -546,7 +447,7 @@ impl Plan {
             });
         }
         let sscc = |ext: u32, n: usize| -> Result<String, String> {
-            let body = format!("{ext}{}{:09}", mfr.company, n);
+            let body = format!("{ext}{}{:09}", p.mfr.company, n);
             Sscc::parse(&with_check_digit(&body))
                 .and_then(|s| s.to_epc_urn(CP_LEN))
                 .map_err(|e| e.to_string())
@@ -555,7 +456,6 @@ impl Plan {
             .map(|c| sscc(0, c + 1))
             .collect::<Result<_, _>>()?;
         let pallet = sscc(1, 1)?;
-        // Half of each pharmacy's stock is dispensed; the rest stays on the shelf.
         let mut on_shelf: Vec<Vec<usize>> = vec![Vec::new(); cfg.pharmacies];
         for (i, p) in packs.iter().enumerate() {
             on_shelf[p.pharmacy].push(i);
@@ -565,465 +465,641 @@ impl Plan {
                 packs[i].dispensed = true;
             }
         }
+        Ok(Stock {
+            packs,
+            case_ids,
+            pallet,
+        })
+    }
 
-        let members = |c: usize| -> Vec<String> {
-            packs
-                .iter()
-                .filter(|p| p.case == c)
-                .map(|p| p.epc.clone())
-                .collect()
+    fn cases(&self) -> usize {
+        self.case_ids.len()
+    }
+
+    /// The `n`th pack still on a shelf (not dispensed), counting round.
+    fn on_shelf(&self, n: usize) -> usize {
+        let shelf: Vec<usize> = (0..self.packs.len())
+            .filter(|&i| !self.packs[i].dispensed)
+            .collect();
+        shelf[n % shelf.len()]
+    }
+
+    /// The EPCs of the packs in case `c`.
+    fn members(&self, c: usize) -> Vec<String> {
+        self.packs
+            .iter()
+            .filter(|p| p.case == c)
+            .map(|p| p.epc.clone())
+            .collect()
+    }
+
+    /// The cases shipped to pharmacy `k`.
+    fn cases_of(&self, k: usize, pharmacies: usize) -> Vec<String> {
+        (0..self.cases())
+            .filter(|c| c % pharmacies == k)
+            .map(|c| self.case_ids[c].clone())
+            .collect()
+    }
+}
+
+impl Plan {
+    /// Builds the scenario for `cfg`, with event times ending before `now_ms`.
+    pub fn build(cfg: &PlanConfig, now_ms: i64) -> Result<Plan, String> {
+        if cfg.pharmacies == 0 || cfg.packs < cfg.pharmacies {
+            return Err(format!(
+                "need at least one pharmacy and at least one pack per pharmacy (got {} packs, {} pharmacies)",
+                cfg.packs, cfg.pharmacies
+            ));
+        }
+        let p = Parties::draw(cfg.seed);
+        let batch = Batch::new(&p, now_ms)?;
+        let (orgs, devices) = participants(cfg, &p);
+        let stock = Stock::new(cfg, &p, &batch)?;
+        let mut s = Script {
+            cfg,
+            p: &p,
+            batch: &batch,
+            stock: &stock,
+            clock: Clock(now_ms - 12 * 3_600_000),
+            steps: Vec::new(),
         };
-        let mut clock = Clock(now_ms - 12 * 3_600_000);
-        let mut steps = Vec::new();
-        let send = |device: &str, label: String, events: Vec<Value>, expect: Expect| Step::Send {
+        s.commission();
+        let mut unknown = s.counterfeit()?;
+        s.palletise_and_ship();
+        s.wholesaler_receives();
+        let (offline, held) = s.pharmacies_receive();
+        let last_dispense = s.dispense(offline, held);
+        s.attacks(last_dispense);
+        let steps = s.steps;
+        let verdicts = verdicts(cfg, &p, &batch, &stock, &mut unknown)?;
+        Ok(Plan {
+            tag: p.tag,
+            orgs,
+            devices,
+            steps,
+            verdicts,
+            packs: stock.packs,
+            gtin: batch.gtin,
+            lot: batch.lot,
+            expiry: batch.expiry,
+        })
+    }
+}
+
+/// The organizations with their sites, and the devices that scan for them.
+fn participants(cfg: &PlanConfig, p: &Parties) -> (Vec<OrgSpec>, Vec<DeviceSpec>) {
+    let tag = &p.tag;
+    let site = |ids: &Ids, location: u32, name: &str, lat_lon: (f64, f64)| SiteSpec {
+        gln: ids.gln(location),
+        name: name.into(),
+        lat_lon,
+    };
+    let device = |id: String, org: String, ids: &Ids, location: u32| DeviceSpec {
+        id,
+        org,
+        site_gln: ids.gln(location),
+    };
+    let mut orgs = vec![
+        OrgSpec {
+            id: p.org("mfr"),
+            name: format!("Acme Pharma ({tag})"),
+            role: Role::Manufacturer,
+            prefix: Some(p.mfr.company.clone()),
+            sites: vec![site(&p.mfr, 1, "Acme packaging plant", (50.11, 8.68))],
+        },
+        OrgSpec {
+            id: p.org("whs"),
+            name: format!("Central Wholesale ({tag})"),
+            role: Role::Wholesaler,
+            prefix: None,
+            sites: vec![site(&p.whs, 1, "Central Wholesale DC", (51.23, 6.78))],
+        },
+    ];
+    let mut devices = vec![
+        device(p.org("mfr-line1"), p.org("mfr"), &p.mfr, 1),
+        device(p.org("whs-dock1"), p.org("whs"), &p.whs, 1),
+    ];
+    for k in 0..cfg.pharmacies {
+        let id = p.ph_org(k);
+        let lat_lon = (48.0 + k as f64 * 0.01, 11.0 + k as f64 * 0.01);
+        orgs.push(OrgSpec {
+            id: id.clone(),
+            name: format!("Pharmacy {} ({tag})", k + 1),
+            role: Role::Pharmacy,
+            prefix: None,
+            sites: vec![site(
+                &p.pha,
+                k as u32 + 1,
+                &format!("Pharmacy {}", k + 1),
+                lat_lon,
+            )],
+        });
+        devices.push(device(format!("{id}-counter"), id, &p.pha, k as u32 + 1));
+    }
+    if cfg.inject.counterfeit {
+        orgs.push(OrgSpec {
+            id: p.org("rogue"),
+            name: format!("Rogue Labs ({tag})"),
+            role: Role::Manufacturer,
+            prefix: Some(p.rogue.company.clone()),
+            sites: vec![site(&p.rogue, 1, "Rogue Labs", (0.0, 0.0))],
+        });
+        devices.push(device(p.org("rogue-line1"), p.org("rogue"), &p.rogue, 1));
+    }
+    if cfg.inject.revoked {
+        devices.push(device(p.revoked_dev(), p.ph_org(0), &p.pha, 1));
+    }
+    (orgs, devices)
+}
+
+/// The steps of the scenario, written in the order they happen, on one event clock.
+struct Script<'a> {
+    cfg: &'a PlanConfig,
+    p: &'a Parties,
+    batch: &'a Batch,
+    stock: &'a Stock,
+    clock: Clock,
+    steps: Vec<Step>,
+}
+
+impl Script<'_> {
+    fn send(&mut self, device: &str, label: String, events: Vec<Value>, expect: Expect) {
+        self.steps.push(Step::Send {
             device: device.into(),
             label,
             events,
             expect,
-        };
-        let mfr_dev = org("mfr-line1");
-        let whs_dev = org("whs-dock1");
-        let (mfr_at, whs_at) = (mfr.sgln(1), whs.sgln(1));
-        let ilmd = json!({
-            "cbvmda:lotNumber": lot.as_str(),
-            "cbvmda:itemExpirationDate": expiry_iso,
         });
+    }
 
-        steps.push(Step::Phase(format!(
-            "commissioning {} packs of GTIN {gtin}, lot {lot}, expiry {expiry_iso}",
-            cfg.packs
-        )));
-        let commission_events: Vec<Value> = (0..cases)
+    /// Sends `events` in envelopes of at most [`EVENTS_PER_ENVELOPE`], all accepted.
+    fn send_chunks(&mut self, device: &str, label: impl Fn(usize) -> String, events: &[Value]) {
+        for (n, chunk) in events.chunks(EVENTS_PER_ENVELOPE).enumerate() {
+            self.send(device, label(n), chunk.to_vec(), Expect::Accepted);
+        }
+    }
+
+    fn phase(&mut self, what: String) {
+        self.steps.push(Step::Phase(what));
+    }
+
+    fn mfr_dev(&self) -> String {
+        self.p.org("mfr-line1")
+    }
+
+    fn whs_dev(&self) -> String {
+        self.p.org("whs-dock1")
+    }
+
+    /// A commissioning event at `at` with the batch's lot (or `lot`) and expiry.
+    fn commissioning(&mut self, epcs: &[String], at: &str, lot: Option<&str>) -> Value {
+        let lot = lot.unwrap_or(self.batch.lot.as_str());
+        events::commissioning(
+            &self.clock.next(),
+            epcs,
+            Where::Site(at),
+            lot,
+            &self.batch.expiry_iso,
+        )
+    }
+
+    /// Acme's line commissions every pack, a case's worth per event.
+    fn commission(&mut self) {
+        let pr = self.batch;
+        self.phase(format!(
+            "commissioning {} packs of GTIN {}, lot {}, expiry {}",
+            self.cfg.packs, pr.gtin, pr.lot, pr.expiry_iso
+        ));
+        let (at, stock) = (self.p.mfr.sgln(1), self.stock);
+        let events: Vec<Value> = (0..stock.cases())
+            .map(|c| self.commissioning(&stock.members(c), &at, None))
+            .collect();
+        self.send_chunks(
+            &self.mfr_dev(),
+            |n| format!("commission #{}", n + 1),
+            &events,
+        );
+        self.steps.push(Step::Barrier);
+    }
+
+    /// A rogue manufacturer commissions under Acme's GTIN, and Acme's own line commissions
+    /// an existing serial again (a cloned label run). Returns the serials no one commissioned.
+    fn counterfeit(&mut self) -> Result<Vec<Sgtin>, String> {
+        if !self.cfg.inject.counterfeit {
+            return Ok(Vec::new());
+        }
+        self.phase("counterfeiters: a foreign brand and a cloned serial".into());
+        let fake = self
+            .batch
+            .sgtin(&format!("{}X0001", self.p.tag.to_uppercase()))?;
+        let epc = fake.to_epc_urn(CP_LEN).map_err(|e| e.to_string())?;
+        let rogue_at = self.p.rogue.sgln(1);
+        let e = self.commissioning(&[epc], &rogue_at, None);
+        self.send(
+            &self.p.org("rogue-line1"),
+            "rogue commissions Acme's GTIN".into(),
+            vec![e],
+            Expect::Rejected("NOT_BRAND_OWNER"),
+        );
+        let (first, mfr_at) = (self.stock.packs[0].epc.clone(), self.p.mfr.sgln(1));
+        let e = self.commissioning(&[first], &mfr_at, Some("CLONE1"));
+        self.send(
+            &self.mfr_dev(),
+            "serial commissioned twice".into(),
+            vec![e],
+            Expect::Rejected("SERIAL_ALREADY_COMMISSIONED"),
+        );
+        self.steps.push(Step::Barrier);
+        Ok(vec![fake])
+    }
+
+    /// The pallet's `shipping` or `receiving` at `at`, from Acme to the wholesaler under one
+    /// despatch advice.
+    fn pallet_transfer(&mut self, step: &str, at: &str) -> Value {
+        let p = self.p;
+        let (mfr_at, whs_at) = (p.mfr.sgln(1), p.whs.sgln(1));
+        events::transfer(
+            &self.clock.next(),
+            step,
+            std::slice::from_ref(&self.stock.pallet),
+            at,
+            (&p.mfr.pgln(), &mfr_at),
+            (&p.whs.pgln(), &whs_at),
+            &format!("urn:epcglobal:cbv:bt:{}:{}-1", p.mfr.gln(1), p.tag),
+        )
+    }
+
+    /// Acme packs the cases, puts them on the pallet and ships it to the wholesaler.
+    fn palletise_and_ship(&mut self) {
+        let (p, stock) = (self.p, self.stock);
+        self.phase(format!(
+            "packing {} cases onto a pallet and shipping it",
+            stock.cases()
+        ));
+        let mfr_at = p.mfr.sgln(1);
+        let packing: Vec<Value> = (0..stock.cases())
             .map(|c| {
-                let mut e = object_event(
-                    clock.next(),
-                    "ADD",
-                    "commissioning",
-                    "active",
-                    &members(c),
-                    &mfr_at,
-                );
-                e["ilmd"] = ilmd.clone();
-                e
+                let time = self.clock.next();
+                events::aggregation(&time, "ADD", &stock.case_ids[c], &stock.members(c), &mfr_at)
             })
             .collect();
-        for (n, chunk) in commission_events.chunks(EVENTS_PER_ENVELOPE).enumerate() {
-            steps.push(send(
-                &mfr_dev,
-                format!("commission #{}", n + 1),
-                chunk.to_vec(),
-                Expect::Accepted,
-            ));
-        }
-        steps.push(Step::Barrier);
-
-        let mut unknown = Vec::new();
-        if cfg.inject.counterfeit {
-            steps.push(Step::Phase(
-                "counterfeiters: a foreign brand and a cloned serial".into(),
-            ));
-            // A rogue manufacturer commissions under Acme's GTIN.
-            let fake = sgtin(&format!("{}X0001", tag.to_uppercase()))?;
-            let mut e = object_event(
-                clock.next(),
-                "ADD",
-                "commissioning",
-                "active",
-                &[fake.to_epc_urn(CP_LEN).map_err(|e| e.to_string())?],
-                &rogue.sgln(1),
-            );
-            e["ilmd"] = ilmd.clone();
-            steps.push(send(
-                &org("rogue-line1"),
-                "rogue commissions Acme's GTIN".into(),
-                vec![e],
-                Expect::Rejected("NOT_BRAND_OWNER"),
-            ));
-            unknown.push(fake);
-            // Acme's own line commissions an existing serial again (a cloned label run).
-            let mut e = object_event(
-                clock.next(),
-                "ADD",
-                "commissioning",
-                "active",
-                &[packs[0].epc.clone()],
-                &mfr_at,
-            );
-            e["ilmd"] =
-                json!({"cbvmda:lotNumber": "CLONE1", "cbvmda:itemExpirationDate": expiry_iso});
-            steps.push(send(
-                &mfr_dev,
-                "serial commissioned twice".into(),
-                vec![e],
-                Expect::Rejected("SERIAL_ALREADY_COMMISSIONED"),
-            ));
-            steps.push(Step::Barrier);
-        }
-
-        steps.push(Step::Phase(format!(
-            "packing {} cases onto a pallet and shipping it",
-            cases
-        )));
-        let packing: Vec<Value> = (0..cases)
-            .map(|c| aggregation(clock.next(), "ADD", &case_ids[c], &members(c), &mfr_at))
-            .collect();
-        for (n, chunk) in packing.chunks(EVENTS_PER_ENVELOPE).enumerate() {
-            steps.push(send(
-                &mfr_dev,
-                format!("pack cases #{}", n + 1),
-                chunk.to_vec(),
-                Expect::Accepted,
-            ));
-        }
-        let palletise = aggregation(clock.next(), "ADD", &pallet, &case_ids, &mfr_at);
-        let ship = transfer(
-            clock.next(),
-            "shipping",
-            std::slice::from_ref(&pallet),
-            &mfr_at,
-            (&mfr.pgln(), &mfr_at),
-            (&whs.pgln(), &whs_at),
-            &format!("urn:epcglobal:cbv:bt:{}:{tag}-1", mfr.gln(1)),
+        self.send_chunks(
+            &self.mfr_dev(),
+            |n| format!("pack cases #{}", n + 1),
+            &packing,
         );
-        steps.push(send(
-            &mfr_dev,
+        let palletise = events::aggregation(
+            &self.clock.next(),
+            "ADD",
+            &stock.pallet,
+            &stock.case_ids,
+            &mfr_at,
+        );
+        let ship = self.pallet_transfer("shipping", &mfr_at);
+        self.send(
+            &self.mfr_dev(),
             "palletise and ship".into(),
             vec![palletise, ship],
             Expect::Accepted,
-        ));
-        steps.push(Step::Barrier);
-
-        steps.push(Step::Phase(
-            "wholesaler receives and unpacks the pallet".into(),
-        ));
-        let receive = transfer(
-            clock.next(),
-            "receiving",
-            std::slice::from_ref(&pallet),
-            &whs_at,
-            (&mfr.pgln(), &mfr_at),
-            (&whs.pgln(), &whs_at),
-            &format!("urn:epcglobal:cbv:bt:{}:{tag}-1", mfr.gln(1)),
         );
-        let unpack = aggregation(clock.next(), "DELETE", &pallet, &case_ids, &whs_at);
-        steps.push(send(
-            &whs_dev,
+        self.steps.push(Step::Barrier);
+    }
+
+    /// The wholesaler receives the pallet and unpacks it.
+    fn wholesaler_receives(&mut self) {
+        let (p, stock) = (self.p, self.stock);
+        self.phase("wholesaler receives and unpacks the pallet".into());
+        let whs_at = p.whs.sgln(1);
+        let receive = self.pallet_transfer("receiving", &whs_at);
+        let unpack = events::aggregation(
+            &self.clock.next(),
+            "DELETE",
+            &stock.pallet,
+            &stock.case_ids,
+            &whs_at,
+        );
+        self.send(
+            &self.whs_dev(),
             "receive and unpack pallet".into(),
             vec![receive, unpack],
             Expect::Accepted,
-        ));
-        steps.push(Step::Barrier);
+        );
+        self.steps.push(Step::Barrier);
+    }
 
-        // Per pharmacy: the wholesaler's shipment, then the pharmacy's receipt and unpacking.
-        let cases_of = |k: usize| -> Vec<String> {
-            (0..cases)
-                .filter(|c| c % cfg.pharmacies == k)
-                .map(|c| case_ids[c].clone())
-                .collect()
+    /// The wholesaler's shipment to each pharmacy, and each pharmacy's receiving and
+    /// unpacking of its cases, in the order they happen.
+    fn case_events(&mut self) -> (Vec<Value>, Vec<Vec<Value>>) {
+        let (cfg, p, stock) = (self.cfg, self.p, self.stock);
+        let whs_at = p.whs.sgln(1);
+        let advice =
+            |k: usize| format!("urn:epcglobal:cbv:bt:{}:{}-{}", p.whs.gln(1), p.tag, k + 2);
+        // Pharmacy `k`'s cases, shipped or received at `at`.
+        let transfer = |clock: &mut Clock, k: usize, step: &str, at: &str| {
+            events::transfer(
+                &clock.next(),
+                step,
+                &stock.cases_of(k, cfg.pharmacies),
+                at,
+                (&p.whs.pgln(), &whs_at),
+                (&p.ph_party(k), &p.ph_at(k)),
+                &advice(k),
+            )
         };
-        let ph_at = |k: usize| pha.sgln(k as u32 + 1);
-        let ph_party = |k: usize| format!("urn:epc:id:pgln:{}.{:05}", pha.company, k + 1);
-        let advice = |k: usize| format!("urn:epcglobal:cbv:bt:{}:{tag}-{}", whs.gln(1), k + 2);
-        let mut ship_events = Vec::new();
+        let ship_events: Vec<Value> = (0..cfg.pharmacies)
+            .map(|k| transfer(&mut self.clock, k, "shipping", &whs_at))
+            .collect();
         let mut receive_events = Vec::new();
         for k in 0..cfg.pharmacies {
-            let cs = cases_of(k);
-            ship_events.push(transfer(
-                clock.next(),
-                "shipping",
-                &cs,
-                &whs_at,
-                (&whs.pgln(), &whs_at),
-                (&ph_party(k), &ph_at(k)),
-                &advice(k),
-            ));
-        }
-        for k in 0..cfg.pharmacies {
-            let cs = cases_of(k);
-            let mut evs = vec![transfer(
-                clock.next(),
-                "receiving",
-                &cs,
-                &ph_at(k),
-                (&whs.pgln(), &whs_at),
-                (&ph_party(k), &ph_at(k)),
-                &advice(k),
-            )];
-            for c in (0..cases).filter(|c| c % cfg.pharmacies == k) {
-                evs.push(aggregation(
-                    clock.next(),
+            let mut evs = vec![transfer(&mut self.clock, k, "receiving", &p.ph_at(k))];
+            for c in (0..stock.cases()).filter(|c| c % cfg.pharmacies == k) {
+                let time = self.clock.next();
+                let case = &stock.case_ids[c];
+                evs.push(events::aggregation(
+                    &time,
                     "DELETE",
-                    &case_ids[c],
-                    &members(c),
-                    &ph_at(k),
+                    case,
+                    &stock.members(c),
+                    &p.ph_at(k),
                 ));
             }
             receive_events.push(evs);
         }
-        let offline_k = cfg.inject.offline.then_some(cfg.pharmacies - 1);
-        let mut held = 0;
+        (ship_events, receive_events)
+    }
+
+    /// Per pharmacy: the wholesaler's shipment, then the pharmacy's receipt and unpacking.
+    /// Returns the pharmacy that goes offline, if any, and the envelopes it queues meanwhile.
+    fn pharmacies_receive(&mut self) -> (Option<usize>, usize) {
+        let (cfg, p) = (self.cfg, self.p);
+        let (ship_events, receive_events) = self.case_events();
+        let offline = cfg.inject.offline.then_some(cfg.pharmacies - 1);
         if cfg.inject.out_of_order {
-            steps.push(Step::Phase(
+            self.phase(
                 "out of order: pharmacy 1 reports receiving before the wholesaler reports shipping"
                     .into(),
-            ));
-            steps.push(send(
-                &ph_dev(0),
+            );
+            let early = receive_events[0].clone();
+            self.send(
+                &p.ph_dev(0),
                 "pharmacy 1 receives (early)".into(),
-                receive_events[0].clone(),
+                early,
                 Expect::Accepted,
-            ));
-            steps.push(Step::Barrier);
+            );
+            self.steps.push(Step::Barrier);
         }
-        steps.push(Step::Phase(format!(
+        self.phase(format!(
             "wholesaler ships cases to {} pharmacies",
             cfg.pharmacies
-        )));
-        for chunk in ship_events.chunks(EVENTS_PER_ENVELOPE) {
-            steps.push(send(
-                &whs_dev,
-                "ship cases".into(),
-                chunk.to_vec(),
-                Expect::Accepted,
-            ));
-        }
-        steps.push(Step::Barrier);
-        if let Some(k) = offline_k {
-            steps.push(Step::Phase(format!(
+        ));
+        self.send_chunks(&self.whs_dev(), |_| "ship cases".into(), &ship_events);
+        self.steps.push(Step::Barrier);
+        if let Some(k) = offline {
+            self.phase(format!(
                 "pharmacy {} goes offline and keeps scanning",
                 k + 1
-            )));
-            steps.push(Step::Offline { device: ph_dev(k) });
+            ));
+            self.steps.push(Step::Offline {
+                device: p.ph_dev(k),
+            });
         }
-        steps.push(Step::Phase("pharmacies receive and unpack".into()));
+        self.phase("pharmacies receive and unpack".into());
+        let mut held = 0;
         for (k, evs) in receive_events.iter().enumerate() {
             if k == 0 && cfg.inject.out_of_order {
                 continue;
             }
-            for chunk in evs.chunks(EVENTS_PER_ENVELOPE) {
-                steps.push(send(
-                    &ph_dev(k),
-                    format!("pharmacy {} receives", k + 1),
-                    chunk.to_vec(),
-                    Expect::Accepted,
-                ));
-                if Some(k) == offline_k {
-                    held += 1;
-                }
+            self.send_chunks(
+                &p.ph_dev(k),
+                |_| format!("pharmacy {} receives", k + 1),
+                evs,
+            );
+            if Some(k) == offline {
+                held += evs.chunks(EVENTS_PER_ENVELOPE).count();
             }
         }
-        steps.push(Step::Barrier);
+        self.steps.push(Step::Barrier);
+        (offline, held)
+    }
 
-        steps.push(Step::Phase(format!(
+    /// A dispensing event for `epc` at pharmacy `k`.
+    fn dispensing(&mut self, epc: &str, k: usize) -> Value {
+        events::object_event(
+            &self.clock.next(),
+            "OBSERVE",
+            "dispensing",
+            "dispensed",
+            &[epc.to_owned()],
+            &self.p.ph_at(k),
+        )
+    }
+
+    /// The pharmacies dispense half their packs; the offline one reconnects afterwards and
+    /// forwards what it queued. Returns the last dispense sent online (pharmacy, label).
+    fn dispense(&mut self, offline: Option<usize>, mut held: usize) -> Option<(usize, String)> {
+        let (p, stock) = (self.p, self.stock);
+        self.phase(format!(
             "dispensing {} packs",
-            packs.iter().filter(|p| p.dispensed).count()
-        )));
-        let mut last_dispense: Option<(usize, String)> = None;
-        for (i, p) in packs.iter().enumerate().filter(|(_, p)| p.dispensed) {
-            let k = p.pharmacy;
-            let e = object_event(
-                clock.next(),
-                "OBSERVE",
-                "dispensing",
-                "dispensed",
-                std::slice::from_ref(&p.epc),
-                &ph_at(k),
-            );
+            stock.packs.iter().filter(|p| p.dispensed).count()
+        ));
+        let mut last_dispense = None;
+        for (i, pack) in stock.packs.iter().enumerate().filter(|(_, p)| p.dispensed) {
+            let k = pack.pharmacy;
+            let e = self.dispensing(&pack.epc, k);
             let label = format!("dispense pack {i}");
-            steps.push(send(&ph_dev(k), label.clone(), vec![e], Expect::Accepted));
-            if Some(k) == offline_k {
+            self.send(&p.ph_dev(k), label.clone(), vec![e], Expect::Accepted);
+            if Some(k) == offline {
                 held += 1;
             } else {
                 last_dispense = Some((k, label));
             }
         }
-        steps.push(Step::Barrier);
-        if let Some(k) = offline_k {
-            steps.push(Step::Phase(format!(
+        self.steps.push(Step::Barrier);
+        if let Some(k) = offline {
+            self.phase(format!(
                 "pharmacy {} reconnects and forwards {held} queued envelopes",
                 k + 1
-            )));
-            steps.push(Step::Online {
-                device: ph_dev(k),
+            ));
+            self.steps.push(Step::Online {
+                device: p.ph_dev(k),
                 held,
             });
-            steps.push(Step::Barrier);
+            self.steps.push(Step::Barrier);
         }
+        last_dispense
+    }
 
-        // Attacks on packs still on the shelf: none of them may change a verdict.
-        let shelf: Vec<usize> = (0..packs.len()).filter(|&i| !packs[i].dispensed).collect();
-        let target = |n: usize| shelf[n % shelf.len()];
+    /// Attacks on packs still on the shelf: none of them may change a verdict.
+    fn attacks(&mut self, last_dispense: Option<(usize, String)>) {
+        let (cfg, p, stock) = (self.cfg, self.p, self.stock);
+        let target = |n: usize| stock.on_shelf(n);
         if cfg.inject.forged {
-            steps.push(Step::Phase(
-                "a forger signs a dispensing event with its own key".into(),
-            ));
+            self.phase("a forger signs a dispensing event with its own key".into());
             let i = target(0);
-            let k = packs[i].pharmacy;
-            let e = object_event(
-                clock.next(),
-                "OBSERVE",
-                "dispensing",
-                "dispensed",
-                std::slice::from_ref(&packs[i].epc),
-                &ph_at(k),
-            );
-            steps.push(Step::Forge {
-                device: ph_dev(k),
+            let k = stock.packs[i].pharmacy;
+            let e = self.dispensing(&stock.packs[i].epc, k);
+            self.steps.push(Step::Forge {
+                device: p.ph_dev(k),
                 label: format!("forged dispense of pack {i}"),
                 events: vec![e],
                 expect: Expect::Rejected("BAD_SIGNATURE"),
             });
         }
         if cfg.inject.replay {
-            steps.push(Step::Phase(
-                "replays: an old envelope resent, an old sequence number reused".into(),
-            ));
-            let (k, of) = last_dispense.unwrap_or_else(|| {
-                (
-                    1 % cfg.pharmacies,
-                    format!("pharmacy {} receives", 1 % cfg.pharmacies + 1),
-                )
-            });
-            let k = if of.starts_with("dispense") {
-                k
-            } else {
-                1 % cfg.pharmacies
-            };
-            steps.push(Step::ReplayBytes {
-                device: ph_dev(k),
-                label: format!("replay of {of}"),
-                of,
-                expect: Expect::Duplicate,
-            });
-            let i = target(1);
-            let kk = packs[i].pharmacy;
-            let e = object_event(
-                clock.next(),
-                "OBSERVE",
-                "dispensing",
-                "dispensed",
-                std::slice::from_ref(&packs[i].epc),
-                &ph_at(kk),
-            );
-            steps.push(Step::ReuseSeq {
-                device: ph_dev(kk),
-                label: format!("dispense of pack {i} with sequence number 1"),
-                seq: 1,
-                events: vec![e],
-                expect: Expect::Rejected("REPLAY"),
-            });
+            self.replays(last_dispense, target(1));
         }
         if cfg.inject.revoked {
-            steps.push(Step::Phase("a revoked scanner keeps sending".into()));
-            steps.push(Step::Revoke {
-                device: revoked_dev.clone(),
+            self.phase("a revoked scanner keeps sending".into());
+            self.steps.push(Step::Revoke {
+                device: p.revoked_dev(),
             });
             let i = target(2);
-            let e = object_event(
-                clock.next(),
-                "OBSERVE",
-                "dispensing",
-                "dispensed",
-                std::slice::from_ref(&packs[i].epc),
-                &ph_at(0),
-            );
-            steps.push(send(
-                &revoked_dev,
+            let e = self.dispensing(&stock.packs[i].epc, 0);
+            self.send(
+                &p.revoked_dev(),
                 format!("dispense of pack {i} by a revoked scanner"),
                 vec![e],
                 Expect::Rejected("DEVICE_REVOKED"),
-            ));
+            );
         }
-        steps.push(Step::Barrier);
-
-        // What a pharmacist's scan must say afterwards, in all four spellings of a code.
-        let mut verdicts = Vec::new();
-        for (i, p) in packs.iter().enumerate() {
-            let code = spell(i, &p.sgtin, &lot, &expiry);
-            let (verdict, dispensable) = if p.dispensed {
-                ("ALREADY_DISPENSED", false)
-            } else {
-                ("AUTHENTIC", true)
-            };
-            verdicts.push(VerdictExpectation {
-                label: format!("pack {i}"),
-                code,
-                verdict,
-                dispensable: Some(dispensable),
-                product: (!p.dispensed).then(|| {
-                    (
-                        gtin.to_string(),
-                        p.sgtin.serial.as_str().to_owned(),
-                        lot.as_str().to_owned(),
-                        expiry.as_str().to_owned(),
-                    )
-                }),
-            });
-        }
-        if cfg.inject.counterfeit {
-            let never = sgtin(&format!("{}Z9999", tag.to_uppercase()))?;
-            unknown.push(never);
-            for (n, s) in unknown.iter().enumerate() {
-                verdicts.push(VerdictExpectation {
-                    label: format!("never-commissioned serial {}", s.serial.as_str()),
-                    code: spell(n, s, &lot, &expiry),
-                    verdict: "UNKNOWN_SERIAL",
-                    dispensable: Some(false),
-                    product: None,
-                });
-            }
-            let foreign = Sgtin {
-                gtin: Gtin::parse(&gtin_of(&nobody)).map_err(|e| e.to_string())?,
-                serial: Serial::parse("FAKE0001").map_err(|e| e.to_string())?,
-            };
-            verdicts.push(VerdictExpectation {
-                label: "unknown product".into(),
-                code: foreign.to_digital_link("https://id.gs1.org", None, None),
-                verdict: "UNKNOWN_PRODUCT",
-                dispensable: Some(false),
-                product: None,
-            });
-            let i = target(3);
-            let wrong_lot = Lot::parse("BADLOT").map_err(|e| e.to_string())?;
-            verdicts.push(VerdictExpectation {
-                label: format!("pack {i} with a mismatched lot"),
-                code: packs[i].sgtin.to_digital_link(
-                    "https://id.gs1.org",
-                    Some(&wrong_lot),
-                    Some(&expiry),
-                ),
-                verdict: "BATCH_MISMATCH",
-                dispensable: Some(false),
-                product: None,
-            });
-            let wrong_expiry = Expiry::parse(&format!("{:02}{m:02}28", (y + 3) % 100))
-                .map_err(|e| e.to_string())?;
-            verdicts.push(VerdictExpectation {
-                label: format!("pack {i} with a mismatched expiry"),
-                code: packs[i].sgtin.to_digital_link(
-                    "https://id.gs1.org",
-                    Some(&lot),
-                    Some(&wrong_expiry),
-                ),
-                verdict: "EXPIRY_MISMATCH",
-                dispensable: Some(false),
-                product: None,
-            });
-        }
-
-        Ok(Plan {
-            tag,
-            orgs,
-            devices,
-            steps,
-            verdicts,
-            packs,
-            gtin,
-            lot,
-            expiry,
-        })
+        self.steps.push(Step::Barrier);
     }
 
+    /// An old envelope resent byte for byte (answered `DUPLICATE`), and a new one, a dispense
+    /// of pack `i`, reusing sequence number 1.
+    fn replays(&mut self, last_dispense: Option<(usize, String)>, i: usize) {
+        let (cfg, p, stock) = (self.cfg, self.p, self.stock);
+        self.phase("replays: an old envelope resent, an old sequence number reused".into());
+        let (k, of) = last_dispense.unwrap_or_else(|| {
+            (
+                1 % cfg.pharmacies,
+                format!("pharmacy {} receives", 1 % cfg.pharmacies + 1),
+            )
+        });
+        let k = if of.starts_with("dispense") {
+            k
+        } else {
+            1 % cfg.pharmacies
+        };
+        self.steps.push(Step::ReplayBytes {
+            device: p.ph_dev(k),
+            label: format!("replay of {of}"),
+            of,
+            expect: Expect::Duplicate,
+        });
+        let kk = stock.packs[i].pharmacy;
+        let e = self.dispensing(&stock.packs[i].epc, kk);
+        self.steps.push(Step::ReuseSeq {
+            device: p.ph_dev(kk),
+            label: format!("dispense of pack {i} with sequence number 1"),
+            seq: 1,
+            events: vec![e],
+            expect: Expect::Rejected("REPLAY"),
+        });
+    }
+}
+
+/// What a pharmacist's scan must say afterwards, in all four spellings of a code: every
+/// genuine pack, and with counterfeits, serials never commissioned (`unknown` and one more),
+/// a foreign product and Acme's codes with a wrong lot or expiry.
+fn verdicts(
+    cfg: &PlanConfig,
+    p: &Parties,
+    batch: &Batch,
+    stock: &Stock,
+    unknown: &mut Vec<Sgtin>,
+) -> Result<Vec<VerdictExpectation>, String> {
+    let Batch {
+        gtin, lot, expiry, ..
+    } = batch;
+    let mut verdicts = Vec::new();
+    for (i, pack) in stock.packs.iter().enumerate() {
+        let code = spell(i, &pack.sgtin, lot, expiry);
+        let (verdict, dispensable) = if pack.dispensed {
+            ("ALREADY_DISPENSED", false)
+        } else {
+            ("AUTHENTIC", true)
+        };
+        verdicts.push(VerdictExpectation {
+            label: format!("pack {i}"),
+            code,
+            verdict,
+            dispensable: Some(dispensable),
+            product: (!pack.dispensed).then(|| {
+                (
+                    gtin.to_string(),
+                    pack.sgtin.serial.as_str().to_owned(),
+                    lot.as_str().to_owned(),
+                    expiry.as_str().to_owned(),
+                )
+            }),
+        });
+    }
+    if cfg.inject.counterfeit {
+        verdicts.extend(counterfeit_verdicts(p, batch, stock, unknown)?);
+    }
+    Ok(verdicts)
+}
+
+fn counterfeit_verdicts(
+    p: &Parties,
+    batch: &Batch,
+    stock: &Stock,
+    unknown: &mut Vec<Sgtin>,
+) -> Result<Vec<VerdictExpectation>, String> {
+    let Batch {
+        lot,
+        expiry,
+        year: y,
+        month: m,
+        ..
+    } = batch;
+    let mut verdicts = Vec::new();
+    let never = batch.sgtin(&format!("{}Z9999", p.tag.to_uppercase()))?;
+    unknown.push(never);
+    for (n, s) in unknown.iter().enumerate() {
+        verdicts.push(VerdictExpectation {
+            label: format!("never-commissioned serial {}", s.serial.as_str()),
+            code: spell(n, s, lot, expiry),
+            verdict: "UNKNOWN_SERIAL",
+            dispensable: Some(false),
+            product: None,
+        });
+    }
+    let foreign = Sgtin {
+        gtin: Gtin::parse(&p.nobody.gtin()).map_err(|e| e.to_string())?,
+        serial: Serial::parse("FAKE0001").map_err(|e| e.to_string())?,
+    };
+    verdicts.push(VerdictExpectation {
+        label: "unknown product".into(),
+        code: foreign.to_digital_link("https://id.gs1.org", None, None),
+        verdict: "UNKNOWN_PRODUCT",
+        dispensable: Some(false),
+        product: None,
+    });
+    let i = stock.on_shelf(3);
+    let sgtin = &stock.packs[i].sgtin;
+    let wrong_lot = Lot::parse("BADLOT").map_err(|e| e.to_string())?;
+    verdicts.push(VerdictExpectation {
+        label: format!("pack {i} with a mismatched lot"),
+        code: sgtin.to_digital_link("https://id.gs1.org", Some(&wrong_lot), Some(expiry)),
+        verdict: "BATCH_MISMATCH",
+        dispensable: Some(false),
+        product: None,
+    });
+    let wrong_expiry =
+        Expiry::parse(&format!("{:02}{m:02}28", (y + 3) % 100)).map_err(|e| e.to_string())?;
+    verdicts.push(VerdictExpectation {
+        label: format!("pack {i} with a mismatched expiry"),
+        code: sgtin.to_digital_link("https://id.gs1.org", Some(lot), Some(&wrong_expiry)),
+        verdict: "EXPIRY_MISMATCH",
+        dispensable: Some(false),
+        product: None,
+    });
+    Ok(verdicts)
+}
+
+impl Plan {
     /// Envelopes the plan sends, and how many of them must be appended to the log.
     pub fn envelope_counts(&self) -> (usize, usize) {
         let mut sent = 0;

@@ -5,7 +5,7 @@
 //! microseconds are truncated and microseconds round half-up to milliseconds, as the CBV hash
 //! reference does (`.1415` → `.142`).
 
-use crate::gs1::{days_from_civil, days_in_month};
+use crate::gs1::{civil_from_days, days_from_civil, days_in_month};
 
 /// Why a timestamp was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,20 +132,6 @@ pub(crate) fn format_ms(ms: i64) -> String {
 /// reference does.
 pub(crate) fn canonical(s: &str) -> String {
     parse_ms(s).map(format_ms).unwrap_or_else(|_| s.to_owned())
-}
-
-/// Inverse of `days_from_civil` (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
