@@ -188,7 +188,7 @@ impl Ledger {
     /// Reads only the head and the right-edge tiles, so opening takes the same time at any size.
     pub async fn open(db: Database, key: LogKey, origin: &str) -> Result<Self, StoreError> {
         let log_verifier = verifier(&key, origin)?;
-        let txn = db.conn.begin().await?;
+        let txn = begin_write(&db.conn).await?;
         let row = match head::Entity::find_by_id(HEAD_ID).one(&txn).await? {
             Some(row) => row,
             None => {
@@ -361,7 +361,7 @@ impl Ledger {
         batch: &[NewEntry],
         check: Option<Precondition<'_>>,
     ) -> Result<Batch, StoreError> {
-        let txn = writer.begin().await?;
+        let txn = begin_write(writer).await?;
         if self.db.is_postgres() {
             txn.execute_unprepared(&format!(
                 "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \
@@ -694,6 +694,25 @@ pub(crate) fn tile_from_row(row: tile::Model) -> Result<Tile, StoreError> {
         },
         hashes,
     })
+}
+
+/// Begins a transaction that reads the head and then writes. On SQLite it takes the write lock
+/// at BEGIN (`IMMEDIATE`): a deferred transaction that has read would instead fail with
+/// "database is locked" when it tries to write after another connection committed (its
+/// snapshot is stale, and SQLite does not wait then), where an IMMEDIATE one waits its turn
+/// under the busy timeout. PostgreSQL's sequencer lease does the same job there.
+async fn begin_write(
+    conn: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        return Ok(conn.begin().await?);
+    }
+    Ok(conn
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?)
 }
 
 /// Decides, inside the transaction, what to do with each offered entry.
