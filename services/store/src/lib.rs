@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod packs;
 pub mod postings;
 pub mod registry;
+#[cfg(feature = "testdb")]
 pub mod testdb;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
