@@ -149,7 +149,7 @@ fn entry(i: u64) -> NewEntry {
         data,
         kind: EntryKind::ApiStateChange,
         signer: "api".into(),
-        seq: -1,
+        seq: None,
         events: vec![],
     }
 }

@@ -203,7 +203,7 @@ fn entry(i: u64) -> NewEntry {
         data,
         kind: EntryKind::ApiStateChange,
         signer: "api".into(),
-        seq: -1,
+        seq: None,
         events: vec![],
     }
 }
