@@ -128,13 +128,13 @@ pub struct SignedHead {
     pub note: String,
 }
 
-/// The verifiable log on one database.
 /// The PostgreSQL advisory lock key of the sequencer lease ("rxledger" in ASCII, truncated).
 pub const SEQUENCER_LOCK: i64 = 0x72786c6564676572;
 /// How long a node may sit idle inside a sequencing transaction before PostgreSQL ends its
 /// session, releasing the lease.
 pub const LEASE_IDLE_TIMEOUT: &str = "10s";
 
+/// The verifiable log on one database.
 pub struct Ledger {
     db: Database,
     key: LogKey,
