@@ -276,3 +276,50 @@ async fn spawn_rumqttd(addr: SocketAddr, hook: Hook) -> Result<oneshot::Receiver
         .map_err(failed)?;
     Ok(stopped_rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(secret: &str) -> Hook {
+        Hook {
+            node_password: "node".into(),
+            token: "token".into(),
+            probe: secret.into(),
+            seen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[tokio::test]
+    async fn rumqttd_is_proven_on_its_own_port() {
+        let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let h = hook("secret");
+        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        probe(addr, "secret", &h.seen, &mut stopped).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_port_someone_else_holds_is_never_taken_for_rumqttd() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = taken.local_addr().unwrap();
+        let h = hook("secret");
+        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        assert!(probe(addr, "secret", &h.seen, &mut stopped).await.is_err());
+        assert!(!h.seen.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_hook_refuses_the_probe_and_admits_nodes_and_the_gate() {
+        let h = hook("secret");
+        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "wrong"));
+        assert!(!h.seen.load(Ordering::Acquire));
+        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
+        assert!(h.seen.load(Ordering::Acquire));
+        assert!(h.admits("node-1", NODE_USERNAME, "node"));
+        assert!(!h.admits("node-1", NODE_USERNAME, "token"));
+        assert!(h.admits("dev-1:abc", "dev-1", "token"));
+        assert!(!h.admits("dev-1", "dev-1", "token"));
+    }
+}
