@@ -10,7 +10,7 @@ use rxledger_core::keys::{PublicKey, SigningKey};
 use rxledger_core::merkle;
 use rxledger_store::audit::audit;
 use rxledger_store::ledger::EntryKind;
-use rxledger_store::testdb::TempDb;
+use rxledger_store::testdb::{TempDb, filler_entry};
 use rxledger_store::{Admission, Database, Ledger, NewEntry, Registry, StoreError};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -21,15 +21,7 @@ fn key() -> SigningKey {
 }
 
 fn entry(i: u64) -> NewEntry {
-    let mut data = format!("entry {i} ").into_bytes();
-    data.resize(300, b'x');
-    NewEntry {
-        data,
-        kind: EntryKind::ApiStateChange,
-        signer: "api".into(),
-        seq: None,
-        events: vec![],
-    }
+    filler_entry("entry", i, 300)
 }
 
 fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEntry {
