@@ -112,7 +112,7 @@ fn random_token() -> std::io::Result<String> {
 /// Ports tried before giving up, should other processes keep taking the one just picked.
 const PORT_ATTEMPTS: usize = 5;
 /// The username of the start-up probe, which no device id or node can have (`#` is not
-/// allowed in either). rumqttd's CONNECT hook always refuses it.
+/// allowed in either). rumqttd's CONNECT hook admits it once, with the right secret.
 const PROBE_USERNAME: &str = "probe#rxledger";
 /// How long rumqttd gets to bind its port and answer the probe.
 const PROBE_WAIT: Duration = Duration::from_secs(10);
@@ -160,8 +160,9 @@ async fn start_rumqttd(node_password: String, token: Arc<str>) -> Result<SocketA
 }
 
 /// What rumqttd's CONNECT hook admits: the server nodes (node credentials) and the gate (the
-/// token, for client ids the gate prefixed with `{deviceId}:`). It refuses the start-up probe
-/// and notes in `seen` that the probe's secret came through.
+/// token, for client ids the gate prefixed with `{deviceId}:`), and the start-up probe once:
+/// the first CONNECT with the probe's secret sets `seen`, and every probe after it is refused.
+/// (Admitted rather than refused, because rumqttd logs every refusal as an error.)
 #[derive(Clone)]
 struct Hook {
     node_password: String,
@@ -173,10 +174,7 @@ struct Hook {
 impl Hook {
     fn admits(&self, client_id: &str, user: &str, pass: &str) -> bool {
         if user == PROBE_USERNAME {
-            if ct_eq(pass, &self.probe) {
-                self.seen.store(true, Ordering::Release);
-            }
-            return false;
+            return ct_eq(pass, &self.probe) && !self.seen.swap(true, Ordering::AcqRel);
         }
         if user == NODE_USERNAME {
             ct_eq(pass, &self.node_password)
@@ -199,7 +197,7 @@ async fn probe(
         let mut o = rumqttc::MqttOptions::new("rxledger-probe", addr.ip().to_string(), addr.port());
         o.set_credentials(PROBE_USERNAME, secret);
         let (_client, mut eventloop) = rumqttc::AsyncClient::new(o, 1);
-        // Refused by design; only what the hook saw matters.
+        // Only what the hook saw matters; the connection closes when the event loop drops.
         let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
         if seen.load(Ordering::Acquire) {
             return Ok(());
@@ -311,12 +309,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hook_refuses_the_probe_and_admits_nodes_and_the_gate() {
+    fn the_hook_admits_the_probe_once_and_nodes_and_the_gate() {
         let h = hook("secret");
         assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "wrong"));
         assert!(!h.seen.load(Ordering::Acquire));
-        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
+        assert!(h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
         assert!(h.seen.load(Ordering::Acquire));
+        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
         assert!(h.admits("node-1", NODE_USERNAME, "node"));
         assert!(!h.admits("node-1", NODE_USERNAME, "token"));
         assert!(h.admits("dev-1:abc", "dev-1", "token"));
