@@ -70,9 +70,8 @@ pub fn index_event(
                 gtin: s.gtin.to_string(),
                 org: org.to_string(),
                 lot: ev.lot.as_ref().map(|l| l.as_str().to_string()),
-                expiry: ev
-                    .item_expiration
-                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
+                // `CalendarDate` displays as the ISO date.
+                expiry: ev.item_expiration.map(|d| d.to_string()),
             })
             .collect(),
     };
