@@ -96,49 +96,93 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
-    // On PostgreSQL other nodes may sequence too: follow the shared head so that queries and
-    // checkpoint subscriptions here see their entries within a second. A SQLite file has one
-    // node, whose own appends already move the head.
-    let shared = ledger.database().is_postgres();
-    // Verdicts read the identifier index from memory once it is loaded (the table until then);
-    // the follower keeps it level with what other nodes append.
-    let follower = {
-        let ledger = ledger.clone();
-        let packs = packs.clone();
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            match packs.load_index().await {
-                Ok(()) => {
-                    let (keys, rows) = ledger.postings().len();
-                    tracing::info!(
-                        keys,
-                        rows,
-                        ms = started.elapsed().as_millis() as u64,
-                        "identifier index loaded"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "loading the identifier index failed; verdicts read the table")
-                }
-            }
-            if !shared {
-                return;
-            }
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = ledger.refresh().await {
-                    tracing::debug!(error = %e, "reading the shared head failed");
-                }
-                if let Err(e) = packs.load_index().await {
-                    tracing::debug!(error = %e, "catching up the identifier index failed");
-                }
-            }
-        })
+    let follower = follow(ledger.clone(), packs.clone());
+    let (opts, mqtt_addr) = mqtt_options(&cfg, &registry, &ledger).await?;
+    let ingest = Ingest::start(
+        opts,
+        ledger.clone(),
+        registry.clone(),
+        packs.clone(),
+        alerts.clone(),
+        cfg.ingest.clone(),
+        Duration::from_secs(10),
+    )
+    .await
+    .with_context(|| format!("starting MQTT ingest via {}:{}", mqtt_addr.0, mqtt_addr.1))?;
+    let services = rxledger_graphql::Services {
+        ledger: ledger.clone(),
+        registry: registry.clone(),
+        alerts: alerts.clone(),
+        api_keys: api_keys.clone(),
+        packs: packs.clone(),
     };
+    let http = serve_http(&cfg, services)?;
+    Ok(App {
+        http_addr: http.addr,
+        http_scheme: http.scheme,
+        mqtt_addr,
+        ledger,
+        registry,
+        alerts,
+        api_keys,
+        packs,
+        created_key,
+        first_admin_token,
+        ingest,
+        follower,
+        http: http.task,
+        http_stop: http.stop,
+    })
+}
 
-    let (opts, mqtt_addr) = match &cfg.mqtt {
+/// Loads the identifier index in the background; verdicts read it from memory once it is
+/// loaded (the table until then). On PostgreSQL other nodes may sequence too, so the task then
+/// follows the shared head, keeping queries, checkpoint subscriptions and the index here within
+/// a second of their entries. A SQLite file has one node, whose own appends move the head.
+fn follow(ledger: Arc<Ledger>, packs: Arc<Packs>) -> JoinHandle<()> {
+    let shared = ledger.database().is_postgres();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match packs.load_index().await {
+            Ok(()) => {
+                let (keys, rows) = ledger.postings().len();
+                tracing::info!(
+                    keys,
+                    rows,
+                    ms = started.elapsed().as_millis() as u64,
+                    "identifier index loaded"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "loading the identifier index failed; verdicts read the table")
+            }
+        }
+        if !shared {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = ledger.refresh().await {
+                tracing::debug!(error = %e, "reading the shared head failed");
+            }
+            if let Err(e) = packs.load_index().await {
+                tracing::debug!(error = %e, "catching up the identifier index failed");
+            }
+        }
+    })
+}
+
+/// The node's MQTT connection options and the broker address devices use: the embedded
+/// broker (started here; the node connects to rumqttd's own loopback port, devices to the
+/// gate) or an external one.
+async fn mqtt_options(
+    cfg: &ServeConfig,
+    registry: &Registry,
+    ledger: &Arc<Ledger>,
+) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16))> {
+    Ok(match &cfg.mqtt {
         MqttTarget::Embedded { listen } => {
             let b = broker::start(
                 *listen,
@@ -147,8 +191,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
                     ledger: ledger.clone(),
                     topic_root: cfg.ingest.topic_root.clone(),
                 },
-            )?;
-            // The node connects to rumqttd's own loopback port; devices use the gate.
+            )
+            .await?;
             let mut o = rumqttc_options(
                 &cfg.node_id,
                 &b.internal.ip().to_string(),
@@ -161,26 +205,25 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
             url.options(&cfg.node_id, ledger.key())?,
             (url.host.clone(), url.port),
         ),
-    };
-    let ingest = Ingest::start(
-        opts,
-        ledger.clone(),
-        registry.clone(),
-        packs.clone(),
-        alerts.clone(),
-        cfg.ingest.clone(),
-        Duration::from_secs(10),
-    )
-    .await
-    .with_context(|| format!("starting MQTT ingest via {}:{}", mqtt_addr.0, mqtt_addr.1))?;
+    })
+}
 
-    let services = rxledger_graphql::Services {
-        ledger: ledger.clone(),
-        registry: registry.clone(),
-        alerts: alerts.clone(),
-        api_keys: api_keys.clone(),
-        packs: packs.clone(),
-    };
+/// The HTTP side once it listens.
+struct Http {
+    addr: SocketAddr,
+    scheme: &'static str,
+    task: JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Binds the HTTP listener (checking the TLS pair first) and serves the API, the GraphQL
+/// WebSocket and the web routes on it until stopped.
+fn serve_http(cfg: &ServeConfig, services: rxledger_graphql::Services) -> anyhow::Result<Http> {
+    let (api_keys, packs, registry) = (
+        services.api_keys.clone(),
+        services.packs.clone(),
+        services.registry.clone(),
+    );
     let schema = rxledger_graphql::schema_with(services, cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
@@ -190,19 +233,19 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         )
     })?;
     listener.set_nonblocking(true)?;
-    let http_addr = listener.local_addr()?;
+    let addr = listener.local_addr()?;
     // Read and check the certificate before anything listens, so a bad pair stops the start.
     let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
-    let http_scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let web = rxledger_web::Web {
         schema: schema.clone(),
         keys: api_keys.clone(),
-        packs: packs.clone(),
-        registry: registry.clone(),
+        packs,
+        registry,
         base_url: cfg
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("{http_scheme}://{http_addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{addr}"))
             .trim_end_matches('/')
             .to_string(),
         limiter: limiter.clone(),
@@ -219,7 +262,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let routes = rxledger_web::friendly_errors(
         rxledger_web::mount(api, &web)
             .data(schema)
-            .data(api_keys.clone())
+            .data(api_keys)
             .data(limiter)
             .data(Arc::new(WsSockets::default())),
     );
@@ -227,8 +270,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         Some(configs) => TcpAcceptor::from_std(listener)?.rustls(configs).boxed(),
         None => TcpAcceptor::from_std(listener)?.boxed(),
     };
-    let (http_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(Duration::from_secs(30))
             .run_with_graceful_shutdown(
@@ -240,21 +283,11 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
             )
             .await
     });
-    Ok(App {
-        http_addr,
-        http_scheme,
-        mqtt_addr,
-        ledger,
-        registry,
-        alerts,
-        api_keys,
-        packs,
-        created_key,
-        first_admin_token,
-        ingest,
-        follower,
-        http,
-        http_stop,
+    Ok(Http {
+        addr,
+        scheme,
+        task,
+        stop,
     })
 }
 

@@ -331,7 +331,7 @@ async fn backup_of_a_live_database_restores_to_the_same_audited_log() {
                 data: vec![b, i, 7, 7],
                 kind: EntryKind::ApiStateChange,
                 signer: "api".into(),
-                seq: -1,
+                seq: None,
                 events: vec![],
             })
             .collect();

@@ -109,7 +109,7 @@ async fn publish(
 fn forged_receipt(device: &str, payload_hash: &str, forger: &SigningKey) -> Vec<u8> {
     let mut r = Receipt {
         v: envelope::VERSION,
-        status: "REJECTED".into(),
+        status: envelope::ReceiptStatus::Rejected,
         device_id: device.into(),
         seq: None,
         payload_hash: payload_hash.into(),

@@ -536,7 +536,7 @@ pub mod testing {
         };
         let mut r = Receipt {
             v: envelope::VERSION,
-            status: "ACCEPTED".into(),
+            status: envelope::ReceiptStatus::Accepted,
             device_id: "d".into(),
             seq: None,
             payload_hash: envelope::payload_hash(payload),
@@ -580,7 +580,7 @@ mod tests {
         unsigned.signature = None;
         assert!(!q.record_receipt(&unsigned, &log()).unwrap());
         let mut rejected = receipt(&a.payload);
-        rejected.status = "REJECTED".into();
+        rejected.status = envelope::ReceiptStatus::Rejected;
         assert!(
             !q.record_receipt(&rejected, &log()).unwrap(),
             "edited after signing"

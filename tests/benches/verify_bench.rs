@@ -281,7 +281,7 @@ async fn load(ledger: Arc<Ledger>, packs: u64, pharmacies: u64) -> anyhow::Resul
 /// signer `org:<org>`, no sequence number.
 fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
     let now = rxledger_store::now_ms();
-    let (row, _, _) = store_packs::index_event(&event, org, now, 60_000)
+    let (row, _) = rxledger_core::index::index_event(&event, org, now, 60_000)
         .with_context(|| format!("generated event is invalid: {event}"))?;
     let body = Body {
         v: envelope::VERSION,
@@ -294,7 +294,7 @@ fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
         data: envelope::seal(ledger.key(), &body),
         kind: EntryKind::ApiStateChange,
         signer: format!("org:{org}"),
-        seq: -1,
+        seq: None,
         events: vec![row],
     })
 }

@@ -193,8 +193,7 @@ fn decode_sig(s: &str) -> Result<[u8; 64], EnvelopeError> {
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     pub v: u64,
-    /// `ACCEPTED`, `DUPLICATE` (already in the log; this is the original receipt) or `REJECTED`.
-    pub status: String,
+    pub status: ReceiptStatus,
     pub device_id: String,
     /// The envelope's sequence number, when it could be read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,7 +201,9 @@ pub struct Receipt {
     /// SHA-256 of the MQTT payload, hex: lets a device match a receipt to what it sent even
     /// when the body could not be parsed.
     pub payload_hash: String,
-    /// Rejection code (see docs/PROTOCOL.md), for `REJECTED`.
+    /// Rejection code, for `REJECTED`: a [`crate::codes::RejectCode`] as the server spells it.
+    /// A string, not the enum, because the set is open: a device must read codes newer than
+    /// itself and treat them as final (docs/PROTOCOL.md §15).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +227,42 @@ pub struct Receipt {
     /// The log's signature over this receipt; every receipt the server publishes has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<ReceiptSignature>,
+}
+
+/// What became of an envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReceiptStatus {
+    /// Appended now.
+    Accepted,
+    /// These exact bytes were already in the log; this receipt refers to that entry.
+    Duplicate,
+    /// Not appended; the receipt's `code` says why.
+    Rejected,
+}
+
+impl ReceiptStatus {
+    /// The status as it appears on the wire (and in the signed bytes of a receipt).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReceiptStatus::Accepted => "ACCEPTED",
+            ReceiptStatus::Duplicate => "DUPLICATE",
+            ReceiptStatus::Rejected => "REJECTED",
+        }
+    }
+}
+
+impl std::fmt::Display for ReceiptStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `status == "ACCEPTED"`, for readers that hold the wire spelling.
+impl PartialEq<&str> for ReceiptStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// The log's signature over a receipt: one ECDSA signature per batch of receipts, over the
@@ -292,7 +329,7 @@ pub fn receipt_tbs(r: &Receipt) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(512 + r.checkpoint.as_ref().map_or(0, String::len));
     out.extend_from_slice(RECEIPT_DOMAIN);
-    str(&mut out, &r.status);
+    str(&mut out, r.status.as_str());
     str(&mut out, &r.device_id);
     opt_u64(&mut out, r.seq);
     str(&mut out, &r.payload_hash);
@@ -386,8 +423,6 @@ pub enum ReceiptError {
     BadSignature,
     #[error("the receipt names another envelope (payloadHash)")]
     PayloadMismatch,
-    #[error("unknown receipt status {0:?}")]
-    UnknownStatus(String),
     #[error("the receipt's leafHash is not the envelope's leaf hash")]
     LeafMismatch,
     #[error("the receipt has no {0}")]
@@ -428,10 +463,9 @@ pub fn check_receipt(r: &Receipt, payload: &[u8], log: &LogVerifier) -> Result<(
     if r.payload_hash != payload_hash(payload) {
         return Err(ReceiptError::PayloadMismatch);
     }
-    match r.status.as_str() {
-        "REJECTED" => return Ok(()),
-        "ACCEPTED" | "DUPLICATE" => {}
-        other => return Err(ReceiptError::UnknownStatus(other.to_string())),
+    match r.status {
+        ReceiptStatus::Rejected => return Ok(()),
+        ReceiptStatus::Accepted | ReceiptStatus::Duplicate => {}
     }
     let leaf = merkle::leaf_hash(payload);
     if r.leaf_hash.as_deref() != Some(hex::encode(leaf).as_str()) {
@@ -464,7 +498,7 @@ mod tests {
     fn receipt(i: u64) -> Receipt {
         Receipt {
             v: VERSION,
-            status: "REJECTED".into(),
+            status: ReceiptStatus::Rejected,
             device_id: "d".into(),
             seq: Some(i),
             payload_hash: payload_hash(&i.to_be_bytes()),
@@ -499,7 +533,7 @@ mod tests {
         sign_receipts(&mut rs, &key);
         let good = rs[3].clone();
         let edits: [fn(&mut Receipt); 6] = [
-            |r| r.status = "ACCEPTED".into(),
+            |r| r.status = ReceiptStatus::Accepted,
             |r| r.seq = None,
             |r| r.code = Some("REPLAY".into()),
             |r| r.message = None,
@@ -522,5 +556,19 @@ mod tests {
             verify_receipt_signature(&unsigned, &key.public_key()),
             Err(ReceiptError::Unsigned)
         );
+    }
+
+    #[test]
+    fn status_has_one_spelling() {
+        for s in [
+            ReceiptStatus::Accepted,
+            ReceiptStatus::Duplicate,
+            ReceiptStatus::Rejected,
+        ] {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<ReceiptStatus>(&json).unwrap(), s);
+            assert_eq!(s, s.as_str());
+        }
     }
 }

@@ -4,12 +4,15 @@
 //! offline auditor and the firmware simulator all link it, so there is one implementation of
 //! every rule: Merkle maths and proofs ([`merkle`], [`tiles`]), checkpoints in signed-note
 //! framing ([`checkpoint`]), k256 keys and signatures ([`keys`]), GS1 identifiers ([`gs1`]),
-//! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]).
+//! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]), what the ledger indexes about an event
+//! ([`index`]) and the codes of a rejected envelope ([`codes`]).
 
 pub mod checkpoint;
+pub mod codes;
 pub mod envelope;
 pub mod epcis;
 pub mod gs1;
+pub mod index;
 pub mod keys;
 pub mod merkle;
 pub mod mqttauth;

@@ -338,7 +338,7 @@ fn checkpoint_and_verifier_key() {
 fn receipts() {
     let accepted = Receipt {
         v: envelope::VERSION,
-        status: "ACCEPTED".into(),
+        status: envelope::ReceiptStatus::Accepted,
         device_id: DEVICE_ID.into(),
         seq: Some(1),
         payload_hash: MQTT_PAYLOAD_SHA256.into(),
@@ -392,7 +392,7 @@ fn receipts() {
     let rejected: Receipt = serde_json::from_str(REJECTED_RECEIPT).unwrap();
     envelope::verify_receipt_signature(&rejected, v.public_key()).unwrap();
     let mut edited = rejected.clone();
-    edited.status = "ACCEPTED".into();
+    edited.status = envelope::ReceiptStatus::Accepted;
     assert!(envelope::verify_receipt_signature(&edited, v.public_key()).is_err());
 }
 
@@ -427,7 +427,7 @@ fn rejected_receipt() -> Receipt {
         .unwrap_err();
     Receipt {
         v: envelope::VERSION,
-        status: "REJECTED".into(),
+        status: envelope::ReceiptStatus::Rejected,
         device_id: DEVICE_ID.into(),
         seq: Some(1),
         payload_hash: FORGED_PAYLOAD_SHA256.into(),

@@ -11,10 +11,13 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rxledger_core::mqttauth::{self, NODE_USERNAME};
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use tokio::sync::oneshot;
 
 use crate::IngestError;
 use crate::gate::{self, Gatekeeper, ct_eq};
@@ -64,6 +67,7 @@ fn router_nice() -> i32 {
 
 /// Lowers the calling thread's priority (Linux nice values are per thread, and threads it
 /// spawns inherit them). Failure only costs throughput, so it is logged and ignored.
+#[cfg(target_os = "linux")]
 fn lower_priority(nice: i32) {
     // SAFETY: setpriority only changes scheduling; on Linux `who = 0` is the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
@@ -72,25 +76,22 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// Elsewhere `setpriority(PRIO_PROCESS, 0, …)` would lower the whole process, so the router
+/// keeps the normal priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_nice: i32) {}
+
 /// Starts rumqttd on a loopback port and the gate on `listen`. Fails with a clear error if
-/// the address is taken. Must be called inside a tokio runtime (the gate runs on it).
-pub fn start(listen: SocketAddr, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
+/// the address is taken. Runs on the tokio runtime (the gate is a task) and never blocks it.
+pub async fn start(listen: SocketAddr, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
     let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
     let public = TcpListener::bind(listen).map_err(bind_err(listen))?;
     let addr = public.local_addr().map_err(bind_err(listen))?;
     public.set_nonblocking(true).map_err(bind_err(addr))?;
     let public = tokio::net::TcpListener::from_std(public).map_err(bind_err(addr))?;
-    // rumqttd binds inside its own thread and only logs a failure, so pick a free port first.
-    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let probe = TcpListener::bind(loopback).map_err(bind_err(loopback))?;
-    let internal = probe.local_addr().map_err(bind_err(loopback))?;
-    drop(probe);
-    let token: Arc<str> = random_token().map_err(bind_err(internal))?.into();
-    start_rumqttd(
-        internal,
-        mqttauth::node_password(keeper.ledger.key()),
-        token.clone(),
-    )?;
+    let token: Arc<str> = random_token().map_err(bind_err(addr))?.into();
+    let internal =
+        start_rumqttd(mqttauth::node_password(keeper.ledger.key()), token.clone()).await?;
     tokio::spawn(gate::serve(
         public,
         internal,
@@ -108,13 +109,112 @@ fn random_token() -> std::io::Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Starts rumqttd on `addr`; its CONNECT hook admits the server nodes (node credentials) and
-/// the gate (the token, for client ids the gate prefixed with `{deviceId}:`).
-fn start_rumqttd(
-    addr: SocketAddr,
+/// Ports tried before giving up, should other processes keep taking the one just picked.
+const PORT_ATTEMPTS: usize = 5;
+/// The username of the start-up probe, which no device id or node can have (`#` is not
+/// allowed in either). rumqttd's CONNECT hook admits it once, with the right secret.
+const PROBE_USERNAME: &str = "probe#rxledger";
+/// How long rumqttd gets to bind its port and answer the probe.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Starts rumqttd on a free loopback port and returns the port once it is proven to be this
+/// rumqttd's: its CONNECT hook has seen the probe's one-time secret through it.
+///
+/// rumqttd binds inside its own thread and only logs a failure, so a free port is picked
+/// first (bound and released). Another process may take it in between; then rumqttd's server
+/// thread ends, `Broker::start` returns, and the next port is tried. A probe that connects to
+/// some other listener never reaches this hook, so a stolen port is never mistaken for ours.
+async fn start_rumqttd(node_password: String, token: Arc<str>) -> Result<SocketAddr, IngestError> {
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let mut last = std::io::Error::other("no port tried");
+    for _ in 0..PORT_ATTEMPTS {
+        let addr = TcpListener::bind(loopback)
+            .and_then(|picked| picked.local_addr())
+            .map_err(|source| IngestError::BrokerListen {
+                addr: loopback,
+                source,
+            })?;
+        let secret: Arc<str> = random_token()
+            .map_err(|source| IngestError::BrokerListen { addr, source })?
+            .into();
+        let seen = Arc::new(AtomicBool::new(false));
+        let hook = Hook {
+            node_password: node_password.clone(),
+            token: token.clone(),
+            probe: secret.clone(),
+            seen: seen.clone(),
+        };
+        let mut stopped = spawn_rumqttd(addr, hook).await?;
+        match probe(addr, &secret, &seen, &mut stopped).await {
+            Ok(()) => return Ok(addr),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "rumqttd did not come up on this port; trying another");
+                last = e;
+            }
+        }
+    }
+    Err(IngestError::BrokerListen {
+        addr: loopback,
+        source: last,
+    })
+}
+
+/// What rumqttd's CONNECT hook admits: the server nodes (node credentials) and the gate (the
+/// token, for client ids the gate prefixed with `{deviceId}:`), and the start-up probe once:
+/// the first CONNECT with the probe's secret sets `seen`, and every probe after it is refused.
+/// (Admitted rather than refused, because rumqttd logs every refusal as an error.)
+#[derive(Clone)]
+struct Hook {
     node_password: String,
     token: Arc<str>,
-) -> Result<(), IngestError> {
+    probe: Arc<str>,
+    seen: Arc<AtomicBool>,
+}
+
+impl Hook {
+    fn admits(&self, client_id: &str, user: &str, pass: &str) -> bool {
+        if user == PROBE_USERNAME {
+            return ct_eq(pass, &self.probe) && !self.seen.swap(true, Ordering::AcqRel);
+        }
+        if user == NODE_USERNAME {
+            ct_eq(pass, &self.node_password)
+        } else {
+            client_id.contains(':') && ct_eq(pass, &self.token)
+        }
+    }
+}
+
+/// Connects to `addr` as the probe until rumqttd's hook has seen `secret`, rumqttd's server
+/// stops (its port was taken), or [`PROBE_WAIT`] passes.
+async fn probe(
+    addr: SocketAddr,
+    secret: &str,
+    seen: &AtomicBool,
+    stopped: &mut oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let mut o = rumqttc::MqttOptions::new("rxledger-probe", addr.ip().to_string(), addr.port());
+        o.set_credentials(PROBE_USERNAME, secret);
+        let (_client, mut eventloop) = rumqttc::AsyncClient::new(o, 1);
+        // Only what the hook saw matters; the connection closes when the event loop drops.
+        let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
+        if seen.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if stopped.try_recv().is_ok() {
+            return Err(std::io::Error::other(
+                "rumqttd's server stopped (port taken?)",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(std::io::Error::other("rumqttd did not answer in time"))
+}
+
+/// Starts rumqttd on `addr` with `hook` as its CONNECT hook. The returned receiver fires if
+/// rumqttd's server stops, which it does at once when it cannot bind `addr`.
+async fn spawn_rumqttd(addr: SocketAddr, hook: Hook) -> Result<oneshot::Receiver<()>, IngestError> {
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: BROKER_MAX_PAYLOAD,
@@ -124,12 +224,7 @@ fn start_rumqttd(
         dynamic_filters: true,
     };
     connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
-        let ok = if user == NODE_USERNAME {
-            ct_eq(&pass, &node_password)
-        } else {
-            client_id.contains(':') && ct_eq(&pass, &token)
-        };
-        std::future::ready(ok)
+        std::future::ready(hook.admits(&client_id, &user, &pass))
     });
     let server = ServerSettings {
         name: "v4".into(),
@@ -150,28 +245,80 @@ fn start_rumqttd(
         v4: Some(HashMap::from([("1".to_string(), server)])),
         ..Default::default()
     };
+    let failed = |source| IngestError::BrokerListen { addr, source };
     // rumqttd's router thread is created by `Broker::new` and inherits the creating thread's
     // nice value, so it is created on a short-lived thread that has lowered its priority
-    // first; the network threads, started by `Broker::start`, keep the normal priority.
-    let broker = std::thread::Builder::new()
+    // first; the network threads, started by `Broker::start`, keep the normal priority. The
+    // broker comes back over a channel, so the runtime is never blocked on a join.
+    let (made_tx, made_rx) = oneshot::channel();
+    std::thread::Builder::new()
         .name("rumqttd-router".into())
         .spawn(move || {
             lower_priority(router_nice());
-            Broker::new(config)
+            let _ = made_tx.send(Broker::new(config));
         })
-        .and_then(|t| {
-            t.join()
-                .map_err(|_| std::io::Error::other("rumqttd's router did not start"))
-        })
-        .map_err(|source| IngestError::BrokerListen { addr, source })?;
+        .map_err(failed)?;
+    let mut broker = made_rx
+        .await
+        .map_err(|_| failed(std::io::Error::other("rumqttd's router did not start")))?;
+    let (stopped_tx, stopped_rx) = oneshot::channel();
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
-            let mut broker = broker;
+            // Returns only when rumqttd's server threads have ended.
             if let Err(e) = broker.start() {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
+            let _ = stopped_tx.send(());
         })
-        .map_err(|source| IngestError::BrokerListen { addr, source })?;
-    Ok(())
+        .map_err(failed)?;
+    Ok(stopped_rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(secret: &str) -> Hook {
+        Hook {
+            node_password: "node".into(),
+            token: "token".into(),
+            probe: secret.into(),
+            seen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    #[tokio::test]
+    async fn rumqttd_is_proven_on_its_own_port() {
+        let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let h = hook("secret");
+        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        probe(addr, "secret", &h.seen, &mut stopped).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_port_someone_else_holds_is_never_taken_for_rumqttd() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = taken.local_addr().unwrap();
+        let h = hook("secret");
+        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        assert!(probe(addr, "secret", &h.seen, &mut stopped).await.is_err());
+        assert!(!h.seen.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_hook_admits_the_probe_once_and_nodes_and_the_gate() {
+        let h = hook("secret");
+        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "wrong"));
+        assert!(!h.seen.load(Ordering::Acquire));
+        assert!(h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
+        assert!(h.seen.load(Ordering::Acquire));
+        assert!(!h.admits("rxledger-probe", PROBE_USERNAME, "secret"));
+        assert!(h.admits("node-1", NODE_USERNAME, "node"));
+        assert!(!h.admits("node-1", NODE_USERNAME, "token"));
+        assert!(h.admits("dev-1:abc", "dev-1", "token"));
+        assert!(!h.admits("dev-1", "dev-1", "token"));
+    }
 }

@@ -24,8 +24,7 @@ use rxledger_core::checkpoint::{self, Checkpoint};
 use rxledger_core::keys::SigningKey;
 use rxledger_core::merkle::{self, Hash};
 use rxledger_entities::entry;
-use rxledger_store::ledger::EntryKind;
-use rxledger_store::testdb::{POSTGRES_ENV, TempDb};
+use rxledger_store::testdb::{POSTGRES_ENV, TempDb, filler_entry};
 use rxledger_store::{Database, Ledger, NewEntry, connect};
 use sea_orm::{ConnectionTrait, EntityTrait, Set, Statement, TransactionTrait};
 
@@ -143,15 +142,7 @@ fn key() -> SigningKey {
 }
 
 fn entry(i: u64) -> NewEntry {
-    let mut data = format!("bench entry {i} ").into_bytes();
-    data.resize(ENTRY_BYTES, b'x');
-    NewEntry {
-        data,
-        kind: EntryKind::ApiStateChange,
-        signer: "api".into(),
-        seq: -1,
-        events: vec![],
-    }
+    filler_entry("bench entry", i, ENTRY_BYTES)
 }
 
 fn batch(from: u64, n: u64) -> Vec<NewEntry> {

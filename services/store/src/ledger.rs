@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use rxledger_core::checkpoint::{self, Checkpoint};
+use rxledger_core::index::IndexedEvent;
 use rxledger_core::keys::{LogKey, LogVerifier};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
 use rxledger_core::pack::RuleViolation;
@@ -65,51 +66,25 @@ pub struct NewEntry {
     pub data: Vec<u8>,
     pub kind: EntryKind,
     pub signer: String,
-    /// The signer's sequence number. Negative means "none": the entry index is used instead.
-    pub seq: i64,
-    pub events: Vec<NewEvent>,
+    /// The signer's sequence number; API state changes have none, and their row stores the
+    /// entry index instead.
+    pub seq: Option<i64>,
+    /// The index rows of the events inside, from [`rxledger_core::index::index_event`].
+    pub events: Vec<IndexedEvent>,
 }
 
-/// One event inside an entry, for the event index.
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    /// SHA-256 digest of the CBV 2.0 pre-hash string.
-    pub hash: Hash,
-    pub event_time_ms: i64,
-    pub event_type: String,
-    pub action: Option<String>,
-    pub biz_step: Option<String>,
-    pub disposition: Option<String>,
-    pub read_point: Option<String>,
-    pub biz_location: Option<String>,
-    /// Index keys of every identifier the event names, with their role (see `epc` entity).
-    pub ids: Vec<(String, i16)>,
-    /// Serials this event commissions.
-    pub commissions: Vec<NewCommission>,
-}
-
-/// A serial being commissioned, for the `commissions` table.
-#[derive(Clone, Debug)]
-pub struct NewCommission {
-    /// `gtin14.serial`.
-    pub sgtin: String,
-    pub gtin: String,
-    /// The commissioning organization.
-    pub org: String,
-    pub lot: Option<String>,
-    /// ISO date of the last valid day.
-    pub expiry: Option<String>,
-}
-
-/// What happened to one offered entry.
+/// What happened to one offered entry. An entry that is in the log (now or before) comes with
+/// its RFC 9162 leaf hash, computed once here, so callers never hash the bytes again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     Appended {
         index: u64,
+        leaf_hash: Hash,
     },
     /// The same signer, sequence number and bytes are already in the log at `index`.
     Duplicate {
         index: u64,
+        leaf_hash: Hash,
     },
     /// The sequence number is not above the signer's last one and is not a resend.
     Replay {
@@ -144,13 +119,6 @@ pub struct Batch {
     pub head: SignedHead,
 }
 
-/// A committed entry's place in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Appended {
-    pub index: u64,
-    pub leaf_hash: Hash,
-}
-
 /// The latest signed checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedHead {
@@ -160,13 +128,13 @@ pub struct SignedHead {
     pub note: String,
 }
 
-/// The verifiable log on one database.
 /// The PostgreSQL advisory lock key of the sequencer lease ("rxledger" in ASCII, truncated).
 pub const SEQUENCER_LOCK: i64 = 0x72786c6564676572;
 /// How long a node may sit idle inside a sequencing transaction before PostgreSQL ends its
 /// session, releasing the lease.
 pub const LEASE_IDLE_TIMEOUT: &str = "10s";
 
+/// The verifiable log on one database.
 pub struct Ledger {
     db: Database,
     key: LogKey,
@@ -354,6 +322,7 @@ impl Ledger {
         result
     }
 
+    /// One append transaction; the steps are in the module docs.
     async fn append_on(
         &self,
         writer: &sea_orm::DatabaseConnection,
@@ -362,29 +331,7 @@ impl Ledger {
         check: Option<Precondition<'_>>,
     ) -> Result<Batch, StoreError> {
         let txn = begin_write(writer).await?;
-        if self.db.is_postgres() {
-            txn.execute_unprepared(&format!(
-                "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \
-                 SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
-            ))
-            .await?;
-        }
-        let head_row = head::Entity::find_by_id(HEAD_ID)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
-        let old_size = non_negative(head_row.size, "head size")?;
-        if old_size != frontier.size {
-            // Another sequencer moved the log on; continue from where it left off. Its
-            // right-edge tiles (committed, so safe to keep whatever happens to this batch)
-            // replace the narrower ones cached here, which the new root is computed from.
-            *frontier = load_frontier(&txn, old_size).await?;
-            let edge = read_tiles(&txn, &Frontier::ids_for(old_size)).await?;
-            let mut cache = lock(&self.cache);
-            for t in edge {
-                cache.insert(t);
-            }
-        }
+        let old_size = self.take_lease(&txn, frontier).await?;
         if let Some(check) = check {
             // The lease is held (and on one node the frontier lock): nothing can commit until
             // this transaction ends, so the check sees the state this batch lands on.
@@ -397,11 +344,15 @@ impl Ledger {
             }
         }
         let admissions = admit(&txn, batch, old_size).await?;
+        let mut leaves: Vec<Hash> = Vec::new();
         let accepted: Vec<(u64, &NewEntry)> = admissions
             .iter()
             .zip(batch)
             .filter_map(|(a, e)| match a {
-                Admission::Appended { index } => Some((*index, e)),
+                Admission::Appended { index, leaf_hash } => {
+                    leaves.push(*leaf_hash);
+                    Some((*index, e))
+                }
                 _ => None,
             })
             .collect();
@@ -414,19 +365,72 @@ impl Ledger {
         }
 
         let received = now_ms();
-        let leaves: Vec<Hash> = accepted
-            .iter()
-            .map(|(_, e)| merkle::leaf_hash(&e.data))
-            .collect();
         insert_entries(&txn, &accepted, received).await?;
         advance_device_seqs(&txn, &accepted).await?;
-
         let (next, changed) = frontier.append(&leaves)?;
         write_tiles(&txn, &changed).await?;
-        let new_size = next.size;
+        let head = self
+            .sign_and_commit(txn, old_size, next.size, &changed, received)
+            .await?;
+        *frontier = next;
+        // Index before publishing the checkpoint, so a reader that sees it finds the rows.
+        let indexed: Vec<(u64, &[IndexedEvent])> = accepted
+            .iter()
+            .map(|(index, e)| (*index, e.events.as_slice()))
+            .collect();
+        self.postings.committed(&indexed);
+        self.postings.saw_head(head.size);
+        self.head.send_replace(head.clone());
+        Ok(Batch { admissions, head })
+    }
+
+    /// Takes the sequencer lease (on PostgreSQL) and reads the head; returns its size. If
+    /// another sequencer moved the log on, `frontier` continues from where it left off: its
+    /// right-edge tiles (committed, so safe to keep whatever happens to this batch) replace
+    /// the narrower ones cached here, which the new root is computed from.
+    async fn take_lease(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        frontier: &mut Frontier,
+    ) -> Result<u64, StoreError> {
+        if self.db.is_postgres() {
+            txn.execute_unprepared(&format!(
+                "SET LOCAL idle_in_transaction_session_timeout = '{LEASE_IDLE_TIMEOUT}'; \
+                 SELECT pg_advisory_xact_lock({SEQUENCER_LOCK})"
+            ))
+            .await?;
+        }
+        let head_row = head::Entity::find_by_id(HEAD_ID)
+            .one(txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the head row is missing".into()))?;
+        let old_size = non_negative(head_row.size, "head size")?;
+        if old_size != frontier.size {
+            *frontier = load_frontier(txn, old_size).await?;
+            let edge = read_tiles(txn, &Frontier::ids_for(old_size)).await?;
+            let mut cache = lock(&self.cache);
+            for t in edge {
+                cache.insert(t);
+            }
+        }
+        Ok(old_size)
+    }
+
+    /// Computes the root of the tree of `new_size` with the `changed` tiles, signs and
+    /// records its checkpoint, moves the head from `old_size` (compare-and-swap) and commits.
+    /// If any of it fails, the new tiles are dropped from the cache again, so that proofs keep
+    /// being served from what is committed.
+    async fn sign_and_commit(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        old_size: u64,
+        new_size: u64,
+        changed: &[Tile],
+        received: i64,
+    ) -> Result<SignedHead, StoreError> {
         let root = {
             let mut cache = lock(&self.cache);
-            for t in &changed {
+            for t in changed {
                 cache.insert(t.clone());
             }
             merkle::root(new_size, &*cache)
@@ -454,31 +458,20 @@ impl Ledger {
                 return Err(StoreError::HeadMoved { expected: old_size });
             }
             txn.commit().await?;
-            Ok::<_, StoreError>((root, note))
+            Ok::<_, StoreError>(SignedHead {
+                size: new_size,
+                root,
+                note,
+            })
         };
-        let (root, note) = match finish.await {
-            Ok(x) => x,
-            Err(e) => {
-                // The new tiles never reached the database: forget them, so that proofs keep
-                // being served from what is committed.
-                let mut cache = lock(&self.cache);
-                for t in &changed {
-                    cache.remove(t.id);
-                }
-                return Err(e);
+        let result = finish.await;
+        if result.is_err() {
+            let mut cache = lock(&self.cache);
+            for t in changed {
+                cache.remove(t.id);
             }
-        };
-        *frontier = next;
-        // Index before publishing the checkpoint, so a reader that sees it finds the rows.
-        self.postings.committed(&accepted);
-        self.postings.saw_head(new_size);
-        let head = SignedHead {
-            size: new_size,
-            root,
-            note,
-        };
-        self.head.send_replace(head.clone());
-        Ok(Batch { admissions, head })
+        }
+        result
     }
 
     /// The audit path of leaf `index` in the tree of `size`.
@@ -715,16 +708,49 @@ async fn begin_write(
         .await?)
 }
 
-/// Decides, inside the transaction, what to do with each offered entry.
+/// Decides, inside the transaction, what to do with each offered entry of a batch that would
+/// start at entry `size`.
 async fn admit(
     txn: &impl ConnectionTrait,
     batch: &[NewEntry],
     size: u64,
 ) -> Result<Vec<Admission>, StoreError> {
-    // Highest sequence numbers already appended, per device signer.
+    let mut known = Known::read(txn, batch).await?;
+    Ok(decide(batch, size, &mut known))
+}
+
+/// What the log already holds that an offered batch may collide with.
+struct Known {
+    /// Highest sequence number appended per device signer of the batch.
+    last_seq: HashMap<String, i64>,
+    /// The entry holding each of the batch's events that is already in the log.
+    events: HashMap<Hash, u64>,
+    /// (index, bytes) of entries logged under the (signer, seq) of an offered entry at or
+    /// below its signer's high-water mark.
+    logged: HashMap<(String, i64), (u64, Vec<u8>)>,
+}
+
+impl Known {
+    async fn read(txn: &impl ConnectionTrait, batch: &[NewEntry]) -> Result<Known, StoreError> {
+        let last_seq = last_seqs(txn, batch).await?;
+        let events = known_events(txn, batch).await?;
+        let logged = logged_entries(txn, batch, &last_seq).await?;
+        Ok(Known {
+            last_seq,
+            events,
+            logged,
+        })
+    }
+}
+
+/// Highest sequence numbers already appended, per device signer.
+async fn last_seqs(
+    txn: &impl ConnectionTrait,
+    batch: &[NewEntry],
+) -> Result<HashMap<String, i64>, StoreError> {
     let signers: Vec<String> = batch
         .iter()
-        .filter(|e| e.seq >= 0)
+        .filter(|e| e.seq.is_some())
         .map(|e| e.signer.clone())
         .collect::<HashSet<_>>()
         .into_iter()
@@ -739,7 +765,14 @@ async fn admit(
             last_seq.insert(d.id, d.last_seq);
         }
     }
-    // Events already in the log.
+    Ok(last_seq)
+}
+
+/// Events of the batch already in the log, with their entries.
+async fn known_events(
+    txn: &impl ConnectionTrait,
+    batch: &[NewEntry],
+) -> Result<HashMap<Hash, u64>, StoreError> {
     let hashes: Vec<Vec<u8>> = batch
         .iter()
         .flat_map(|e| e.events.iter().map(|v| v.hash.to_vec()))
@@ -760,13 +793,23 @@ async fn admit(
             }
         }
     }
-    // Entries already logged under the (signer, seq) of any entry at or below its signer's
-    // high-water mark: one query per signer, not one per entry.
+    Ok(known_events)
+}
+
+/// Entries already logged under the (signer, seq) of any entry at or below its signer's
+/// high-water mark: one query per signer, not one per entry.
+async fn logged_entries(
+    txn: &impl ConnectionTrait,
+    batch: &[NewEntry],
+    last_seq: &HashMap<String, i64>,
+) -> Result<HashMap<(String, i64), (u64, Vec<u8>)>, StoreError> {
     let mut logged: HashMap<(String, i64), (u64, Vec<u8>)> = HashMap::new();
     let mut low: HashMap<&str, Vec<i64>> = HashMap::new();
-    for e in batch.iter().filter(|e| e.seq >= 0) {
-        if last_seq.get(&e.signer).is_some_and(|l| e.seq <= *l) {
-            low.entry(e.signer.as_str()).or_default().push(e.seq);
+    for e in batch {
+        if let Some(seq) = e.seq
+            && last_seq.get(&e.signer).is_some_and(|l| seq <= *l)
+        {
+            low.entry(e.signer.as_str()).or_default().push(seq);
         }
     }
     for (signer, seqs) in low {
@@ -781,32 +824,47 @@ async fn admit(
             }
         }
     }
+    Ok(logged)
+}
 
+/// The admission of each offered entry, given what the log holds; entries appended here are
+/// added to `known` as the batch goes, so later ones see them.
+fn decide(batch: &[NewEntry], size: u64, known: &mut Known) -> Vec<Admission> {
+    let Known {
+        last_seq,
+        events: known_events,
+        logged,
+    } = known;
     let mut next = size;
     let mut seen_in_batch: HashMap<(String, i64), (usize, u64)> = HashMap::new();
     let mut out = Vec::with_capacity(batch.len());
     for (i, e) in batch.iter().enumerate() {
         let last = last_seq.get(&e.signer).copied();
-        let key = (e.signer.clone(), e.seq);
-        if e.seq >= 0 {
+        let leaf_hash = || merkle::leaf_hash(&e.data);
+        if let Some(seq) = e.seq {
+            let key = (e.signer.clone(), seq);
             if let Some((j, index)) = seen_in_batch.get(&key) {
                 out.push(if batch[*j].data == e.data {
-                    Admission::Duplicate { index: *index }
+                    Admission::Duplicate {
+                        index: *index,
+                        leaf_hash: leaf_hash(),
+                    }
                 } else {
-                    Admission::Replay { last_seq: e.seq }
+                    Admission::Replay { last_seq: seq }
                 });
                 continue;
             }
-            if let Some(last) = last.filter(|l| e.seq <= *l) {
+            if let Some(last) = last.filter(|l| seq <= *l) {
                 // At or below the high-water mark: a resend, a reused number, or a message
                 // overtaken by a later one (several broker connections or nodes share the
                 // work, so order across them is not kept; devices may number by time, so no
                 // distance below the mark is suspicious in itself). Only a reused number is
                 // refused: an old envelope resent byte for byte changes nothing.
                 let verdict = match logged.get(&key) {
-                    Some((index, data)) if *data == e.data => {
-                        Some(Admission::Duplicate { index: *index })
-                    }
+                    Some((index, data)) if *data == e.data => Some(Admission::Duplicate {
+                        index: *index,
+                        leaf_hash: leaf_hash(),
+                    }),
                     Some(_) => Some(Admission::Replay { last_seq: last }),
                     None => None,
                 };
@@ -829,17 +887,21 @@ async fn admit(
         for v in &e.events {
             known_events.insert(v.hash, index);
         }
-        if e.seq >= 0 {
-            seen_in_batch.insert(key, (i, index));
-            if last.is_some() {
-                last_seq.insert(e.signer.clone(), e.seq.max(last.unwrap_or(e.seq)));
+        if let Some(seq) = e.seq {
+            seen_in_batch.insert((e.signer.clone(), seq), (i, index));
+            if let Some(last) = last {
+                last_seq.insert(e.signer.clone(), seq.max(last));
             }
         }
-        out.push(Admission::Appended { index });
+        out.push(Admission::Appended {
+            index,
+            leaf_hash: leaf_hash(),
+        });
     }
-    Ok(out)
+    out
 }
 
+/// Inserts the accepted entries, their events and the events' index rows.
 async fn insert_entries(
     txn: &impl ConnectionTrait,
     accepted: &[(u64, &NewEntry)],
@@ -851,7 +913,7 @@ async fn insert_entries(
             data: Set(e.data.clone()),
             kind: Set(e.kind as i16),
             signer: Set(e.signer.clone()),
-            seq: Set(if e.seq < 0 { *index as i64 } else { e.seq }),
+            seq: Set(e.seq.unwrap_or(*index as i64)),
             received_ms: Set(received),
         });
         entry::Entity::insert_many(rows)
@@ -883,7 +945,15 @@ async fn insert_entries(
             .exec_without_returning(txn)
             .await?;
     }
-    // The identifier index: an event names an EPC once, whatever its roles.
+    insert_index_rows(txn, accepted).await
+}
+
+/// The identifier index (an event names an EPC once, whatever its roles) and the serials
+/// the accepted entries commission.
+async fn insert_index_rows(
+    txn: &impl ConnectionTrait,
+    accepted: &[(u64, &NewEntry)],
+) -> Result<(), StoreError> {
     let mut ids: Vec<epc::ActiveModel> = Vec::new();
     let mut commissions: Vec<commission::ActiveModel> = Vec::new();
     for (index, e) in accepted {
@@ -931,9 +1001,11 @@ async fn advance_device_seqs(
     accepted: &[(u64, &NewEntry)],
 ) -> Result<(), StoreError> {
     let mut highest: HashMap<&str, i64> = HashMap::new();
-    for (_, e) in accepted.iter().filter(|(_, e)| e.seq >= 0) {
-        let h = highest.entry(e.signer.as_str()).or_insert(e.seq);
-        *h = (*h).max(e.seq);
+    for (_, e) in accepted {
+        if let Some(seq) = e.seq {
+            let h = highest.entry(e.signer.as_str()).or_insert(seq);
+            *h = (*h).max(seq);
+        }
     }
     for (signer, seq) in highest {
         device::Entity::update_many()

@@ -17,15 +17,14 @@ pub mod ledger;
 pub mod packs;
 pub mod postings;
 pub mod registry;
+#[cfg(feature = "testdb")]
 pub mod testdb;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect};
 pub use error::StoreError;
-pub use ledger::{
-    Admission, Appended, Batch, Ledger, NewCommission, NewEntry, NewEvent, SignedHead,
-};
+pub use ledger::{Admission, Batch, Ledger, NewEntry, SignedHead};
 pub use registry::Registry;
 
 /// Milliseconds since the Unix epoch. The store is the only place that reads the clock.

@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex};
 use rxledger_core::envelope;
 use rxledger_core::epcis;
 use rxledger_core::gs1::{EpcId, Gtin, Sgtin};
+use rxledger_core::index;
 use rxledger_core::pack::{self, LoggedEvent};
 use rxledger_entities::{commission, company_prefix, device, entry, epc, site};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::postings::{self, Postings};
-use crate::{Database, NewCommission, NewEvent, StoreError};
+use crate::ledger::read_head;
+use crate::postings::Postings;
+use crate::{Database, StoreError};
 
 /// Parsed events kept in memory (two generations of half this size each; see [`EventCache`]).
 /// A million-pack log of realistic shape has about 90,000 events, shared by the packs they
@@ -28,73 +30,8 @@ pub const EVENT_CACHE: usize = 262_144;
 /// (the first load) is closed in the background while readers use the table.
 const CATCH_UP_INLINE: u64 = 2_000;
 
-/// The index key of an identifier.
-pub fn epc_key(id: &EpcId) -> String {
-    match id {
-        EpcId::Sgtin(s) => sgtin_key(s),
-        EpcId::Sscc(s) => format!("sscc:{s}"),
-        EpcId::Sgln(s) => format!("sgln:{}.{}", s.gln, s.extension.as_deref().unwrap_or("0")),
-        EpcId::Lgtin { gtin, lot } => format!("lgtin:{gtin}.{}", lot.as_str()),
-        EpcId::GtinClass(g) => format!("gtin:{g}"),
-    }
-}
-
-pub fn sgtin_key(s: &Sgtin) -> String {
-    format!("sgtin:{}.{}", s.gtin, s.serial.as_str())
-}
-
-/// Index rows for one parsed event: (key, role) with role 0 = epcList, 1 = parent,
-/// 2 = child, 3 = class.
-pub fn index_keys(e: &epcis::Event) -> Vec<(String, i16)> {
-    let mut out: Vec<(String, i16)> = Vec::new();
-    out.extend(e.epcs.iter().map(|id| (epc_key(id), 0)));
-    out.extend(e.parent.iter().map(|id| (epc_key(id), 1)));
-    out.extend(e.children.iter().map(|id| (epc_key(id), 2)));
-    out.extend(e.quantities.iter().map(|q| (epc_key(&q.class), 3)));
-    out
-}
-
-/// Validates one EPCIS event (parse, time sanity, CBV hash) and builds its index rows. Used
-/// for device envelopes and for API state changes alike.
-pub fn index_event(
-    json: &serde_json::Value,
-    org: &str,
-    now_ms: i64,
-    max_skew_ms: i64,
-) -> Result<(NewEvent, String, epcis::Event), epcis::EpcisError> {
-    let ev = epcis::parse_event(json)?;
-    ev.validate_time(now_ms, max_skew_ms)?;
-    let id = epcis::event_hash_id(json)?;
-    let hash = epcis::hash_of_id(&id).ok_or_else(|| epcis::EpcisError::InvalidValue {
-        path: "eventID".into(),
-        expected: "a CBV 2.0 hash ID",
-        got: id.clone(),
-    })?;
-    let row = NewEvent {
-        hash,
-        event_time_ms: ev.event_time_ms,
-        event_type: ev.kind.as_str().to_string(),
-        action: Some(ev.action.as_str().to_string()),
-        biz_step: ev.biz_step.map(|b| b.as_str().to_string()),
-        disposition: ev.disposition.map(|d| d.as_str().to_string()),
-        read_point: ev.read_point.as_ref().map(|l| l.key()),
-        biz_location: ev.biz_location.as_ref().map(|l| l.key()),
-        ids: index_keys(&ev),
-        commissions: pack::commissioned_sgtins(&ev)
-            .iter()
-            .map(|s| NewCommission {
-                sgtin: sgtin_key(s),
-                gtin: s.gtin.to_string(),
-                org: org.to_string(),
-                lot: ev.lot.as_ref().map(|l| l.as_str().to_string()),
-                expiry: ev
-                    .item_expiration
-                    .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
-            })
-            .collect(),
-    };
-    Ok((row, id, ev))
-}
+// The keys and owners are decided in the core; these callers reach them through the store.
+pub use rxledger_core::index::{epc_key, owner_of, owning_prefix, sgtin_key};
 
 /// Reads pack histories and the facts the ingest rules need.
 pub struct Packs {
@@ -147,7 +84,7 @@ impl Packs {
     /// 3 s for a million packs). Readers use the table until it is done.
     pub async fn load_index(&self) -> Result<(), StoreError> {
         if let Some(p) = &self.postings {
-            let size = postings::committed_size(&self.db).await?;
+            let size = read_head(&self.db).await?.size;
             p.saw_head(size);
             p.catch_up(&self.db, size).await?;
         }
@@ -162,7 +99,7 @@ impl Packs {
         if self.db.is_postgres() {
             // Other nodes append to the same log: ask the database how far it is, so a pack
             // dispensed through another node reads as dispensed here at once.
-            p.saw_head(postings::committed_size(&self.db).await?);
+            p.saw_head(read_head(&self.db).await?.size);
         }
         let (covered, known) = (p.covered(), p.known());
         if covered >= known {
@@ -474,25 +411,6 @@ impl Packs {
     }
 }
 
-/// The brand owner of a GTIN among registered prefixes (longest match).
-pub fn owner_of(prefixes: &[(String, String)], gtin: &Gtin) -> Option<String> {
-    owning_prefix(prefixes, gtin).map(|(_, o)| o.to_string())
-}
-
-/// The registered (prefix, owner) that a GTIN falls under: the longest prefix matching the
-/// GTIN without its indicator digit.
-pub fn owning_prefix<'a>(
-    prefixes: &'a [(String, String)],
-    gtin: &Gtin,
-) -> Option<(&'a str, &'a str)> {
-    let body = gtin.as_str().get(1..).unwrap_or("");
-    prefixes
-        .iter()
-        .filter(|(p, _)| body.starts_with(p.as_str()))
-        .max_by_key(|(p, _)| p.len())
-        .map(|(p, o)| (p.as_str(), o.as_str()))
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every mutation is a single insert or clear; a poisoned lock is still consistent.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -509,7 +427,7 @@ pub async fn append_state_change(
     check: Option<crate::ledger::Precondition<'_>>,
 ) -> Result<Result<(u64, crate::SignedHead), pack::RuleViolation>, StoreError> {
     let now = crate::now_ms();
-    let (row, _, _) = index_event(&event, org, now, 60_000).map_err(|e| {
+    let (row, _) = index::index_event(&event, org, now, 60_000).map_err(|e| {
         StoreError::Invalid(format!("the state change is not a valid EPCIS event: {e}"))
     })?;
     let body = envelope::Body {
@@ -524,7 +442,7 @@ pub async fn append_state_change(
         data,
         kind: crate::ledger::EntryKind::ApiStateChange,
         signer: format!("org:{org}"),
-        seq: -1,
+        seq: None,
         events: vec![row],
     };
     let batch = match check {
@@ -532,7 +450,7 @@ pub async fn append_state_change(
         None => ledger.append(vec![entry]).await?,
     };
     match batch.admissions.into_iter().next() {
-        Some(crate::Admission::Appended { index }) => Ok(Ok((index, batch.head))),
+        Some(crate::Admission::Appended { index, .. }) => Ok(Ok((index, batch.head))),
         Some(crate::Admission::Refused(rule)) => Ok(Err(rule)),
         Some(crate::Admission::DuplicateEvent { index, .. }) => Err(StoreError::Invalid(format!(
             "the same state change is already in the log at entry {index}"

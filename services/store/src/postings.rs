@@ -20,10 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rxledger_core::index::IndexedEvent;
 use rxledger_entities::epc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::{Database, NewEntry, StoreError};
+use crate::{Database, StoreError};
 
 /// Bits of a posting that hold the event's position inside its entry; above them, 2 bits of
 /// role (0 epcList, 1 parentID, 2 childEPCs, 3 class), then the entry index.
@@ -151,11 +152,11 @@ impl Postings {
         all
     }
 
-    /// Adds a batch the ledger has just committed: `accepted` are its entries with their
-    /// indices, contiguous from the old tree size. Ignored unless it starts exactly at
+    /// Adds a batch the ledger has just committed: `accepted` are its entries' indices with
+    /// their events, contiguous from the old tree size. Ignored unless it starts exactly at
     /// `covered` (otherwise another writer's entries sit in between, and only the table has
     /// them).
-    pub fn committed(&self, accepted: &[(u64, &NewEntry)]) {
+    pub fn committed(&self, accepted: &[(u64, &[IndexedEvent])]) {
         let Some(first) = accepted.first().map(|(i, _)| *i) else {
             return;
         };
@@ -164,9 +165,9 @@ impl Postings {
             return;
         }
         let mut next = first;
-        for (index, e) in accepted {
+        for (index, events) in accepted {
             debug_assert_eq!(*index, next);
-            for (pos, v) in e.events.iter().enumerate() {
+            for (pos, v) in events.iter().enumerate() {
                 // An event names a key once, whatever its roles (as in the table).
                 let mut seen = HashSet::new();
                 for (key, role) in &v.ids {
@@ -238,11 +239,6 @@ fn add(g: &mut Inner, key: &str, index: u64, pos: usize, role: i16) {
             g.map.insert(key.into(), vec![posting]);
         }
     }
-}
-
-/// The committed size of the log in `db` (entries `0..size` exist), for catching up.
-pub async fn committed_size(db: &Database) -> Result<u64, StoreError> {
-    Ok(crate::ledger::read_head(db).await?.size)
 }
 
 #[cfg(test)]

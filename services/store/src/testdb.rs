@@ -7,7 +7,8 @@
 
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::{Database, StoreError, connect};
+use crate::ledger::EntryKind;
+use crate::{Database, NewEntry, StoreError, connect};
 
 /// The variable that names the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "RXLEDGER_TEST_POSTGRES_URL";
@@ -90,6 +91,20 @@ fn unique() -> u64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     (t as u64) * 1000 + N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An entry of `len` bytes (`"{label} {i} "`, then `x`s) with no events and no sequence
+/// number: distinct entries in bulk for tests and benchmarks of the log.
+pub fn filler_entry(label: &str, i: u64, len: usize) -> NewEntry {
+    let mut data = format!("{label} {i} ").into_bytes();
+    data.resize(len, b'x');
+    NewEntry {
+        data,
+        kind: EntryKind::ApiStateChange,
+        signer: "api".into(),
+        seq: None,
+        events: vec![],
+    }
 }
 
 /// `postgres://u@h:p/old?x` → `postgres://u@h:p/new?x`.

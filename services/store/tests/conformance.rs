@@ -5,12 +5,13 @@
 //! and CI runs them with `--ignored` against the machine's server (see `testdb`).
 
 use rxledger_core::checkpoint;
+use rxledger_core::index::IndexedEvent;
 use rxledger_core::keys::{PublicKey, SigningKey};
 use rxledger_core::merkle;
 use rxledger_store::audit::audit;
 use rxledger_store::ledger::EntryKind;
-use rxledger_store::testdb::TempDb;
-use rxledger_store::{Admission, Database, Ledger, NewEntry, NewEvent, Registry, StoreError};
+use rxledger_store::testdb::{TempDb, filler_entry};
+use rxledger_store::{Admission, Database, Ledger, NewEntry, Registry, StoreError};
 use sea_orm::{ConnectionTrait, Statement};
 
 const ORIGIN: &str = "test.rxledger/conformance";
@@ -20,15 +21,7 @@ fn key() -> SigningKey {
 }
 
 fn entry(i: u64) -> NewEntry {
-    let mut data = format!("entry {i} ").into_bytes();
-    data.resize(300, b'x');
-    NewEntry {
-        data,
-        kind: EntryKind::ApiStateChange,
-        signer: "api".into(),
-        seq: -1,
-        events: vec![],
-    }
+    filler_entry("entry", i, 300)
 }
 
 fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEntry {
@@ -36,9 +29,9 @@ fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEnt
         data: format!("{device}:{seq}:{body}").into_bytes(),
         kind: EntryKind::DeviceEnvelope,
         signer: device.into(),
-        seq,
+        seq: Some(seq),
         events: event
-            .map(|e| NewEvent {
+            .map(|e| IndexedEvent {
                 hash: [e; 32],
                 event_time_ms: 1,
                 event_type: "ObjectEvent".into(),
@@ -52,6 +45,22 @@ fn device_entry(device: &str, seq: i64, body: &str, event: Option<u8>) -> NewEnt
             })
             .into_iter()
             .collect(),
+    }
+}
+
+/// What the ledger answers for `e` appended at `index`, with the leaf hash of its bytes.
+fn appended(index: u64, e: &NewEntry) -> Admission {
+    Admission::Appended {
+        index,
+        leaf_hash: merkle::leaf_hash(&e.data),
+    }
+}
+
+/// What the ledger answers for a resend of `e`, first logged at `index`.
+fn duplicate(index: u64, e: &NewEntry) -> Admission {
+    Admission::Duplicate {
+        index,
+        leaf_hash: merkle::leaf_hash(&e.data),
     }
 }
 
@@ -75,12 +84,8 @@ async fn proofs_verify_against_checkpoints(db: Database) {
             .await
             .unwrap();
         for (k, a) in b.admissions.iter().enumerate() {
-            assert_eq!(
-                a,
-                &Admission::Appended {
-                    index: n + k as u64
-                }
-            );
+            let index = n + k as u64;
+            assert_eq!(a, &appended(index, &entry(index)));
         }
         n += batch;
         assert_eq!(b.head.size, n);
@@ -213,60 +218,51 @@ async fn dedup_and_replay(db: Database) {
         .unwrap();
     let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
 
-    let b = ledger
-        .append(vec![
-            device_entry("line-1", 5, "a", Some(1)),
-            device_entry("line-1", 6, "b", Some(2)),
-        ])
-        .await
-        .unwrap();
+    let first = vec![
+        device_entry("line-1", 5, "a", Some(1)),
+        device_entry("line-1", 6, "b", Some(2)),
+    ];
+    let b = ledger.append(&first).await.unwrap();
     assert_eq!(
         b.admissions,
-        vec![
-            Admission::Appended { index: 0 },
-            Admission::Appended { index: 1 }
-        ]
+        vec![appended(0, &first[0]), appended(1, &first[1])]
     );
-    let b = ledger
-        .append(vec![
-            device_entry("line-1", 5, "a", Some(1)), // a resend: the original entry
-            device_entry("line-1", 6, "evil", Some(9)), // same seq, other bytes
-            device_entry("line-1", 4, "late", Some(8)), // overtaken in transit: accepted
-            device_entry("line-1", 7, "c", Some(2)), // an event already logged
-            device_entry("line-1", 8, "d", Some(3)),
-            device_entry("line-1", 8, "d", Some(3)), // the same message twice in one batch
-        ])
-        .await
-        .unwrap();
+    let second = vec![
+        device_entry("line-1", 5, "a", Some(1)), // a resend: the original entry
+        device_entry("line-1", 6, "evil", Some(9)), // same seq, other bytes
+        device_entry("line-1", 4, "late", Some(8)), // overtaken in transit: accepted
+        device_entry("line-1", 7, "c", Some(2)), // an event already logged
+        device_entry("line-1", 8, "d", Some(3)),
+        device_entry("line-1", 8, "d", Some(3)), // the same message twice in one batch
+    ];
+    let b = ledger.append(&second).await.unwrap();
     assert_eq!(
         b.admissions,
         vec![
-            Admission::Duplicate { index: 0 },
+            duplicate(0, &first[0]),
             Admission::Replay { last_seq: 6 },
-            Admission::Appended { index: 2 },
+            appended(2, &second[2]),
             Admission::DuplicateEvent {
                 index: 1,
                 event: [2; 32]
             },
-            Admission::Appended { index: 3 },
-            Admission::Duplicate { index: 3 },
+            appended(3, &second[4]),
+            duplicate(3, &second[4]),
         ]
     );
     // Far below the high-water mark an unseen number is still a late message, not a replay:
     // devices may number by time. Reusing a number for other bytes is a replay.
-    let b = ledger
-        .append(vec![
-            device_entry("line-1", 9000, "e", Some(10)),
-            device_entry("line-1", 4000, "f", Some(11)),
-            device_entry("line-1", 9000, "g", Some(12)),
-        ])
-        .await
-        .unwrap();
+    let third = vec![
+        device_entry("line-1", 9000, "e", Some(10)),
+        device_entry("line-1", 4000, "f", Some(11)),
+        device_entry("line-1", 9000, "g", Some(12)),
+    ];
+    let b = ledger.append(&third).await.unwrap();
     assert_eq!(
         b.admissions,
         vec![
-            Admission::Appended { index: 4 },
-            Admission::Appended { index: 5 },
+            appended(4, &third[0]),
+            appended(5, &third[1]),
             Admission::Replay { last_seq: 9000 }
         ]
     );
@@ -408,11 +404,11 @@ async fn registry_rules(db: Database) {
         .unwrap();
     let gtin = |g: &str| rxledger_core::gs1::Gtin::parse(g).unwrap();
     assert_eq!(
-        rxledger_store::packs::owner_of(&prefixes, &gtin("10614141073464")).as_deref(),
+        rxledger_core::index::owner_of(&prefixes, &gtin("10614141073464")).as_deref(),
         Some("acme")
     );
     assert_eq!(
-        rxledger_store::packs::owner_of(&prefixes, &gtin("10999999073461")),
+        rxledger_core::index::owner_of(&prefixes, &gtin("10999999073461")),
         None
     );
     r.add_organization("pharm", "Pharmacy", "PHARMACY")

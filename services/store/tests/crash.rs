@@ -20,7 +20,7 @@ use std::time::Duration;
 use rxledger_core::keys::SigningKey;
 use rxledger_core::merkle::{self, Hash};
 use rxledger_store::audit::audit;
-use rxledger_store::ledger::EntryKind;
+use rxledger_store::testdb::filler_entry;
 use rxledger_store::{Ledger, NewEntry, connect};
 
 const CHILD_ENV: &str = "RXLEDGER_CRASH_CHILD";
@@ -197,15 +197,7 @@ fn key() -> SigningKey {
 }
 
 fn entry(i: u64) -> NewEntry {
-    let mut data = format!("crash entry {i} ").into_bytes();
-    data.resize(300, b'x');
-    NewEntry {
-        data,
-        kind: EntryKind::ApiStateChange,
-        signer: "api".into(),
-        seq: -1,
-        events: vec![],
-    }
+    filler_entry("crash entry", i, 300)
 }
 
 fn batch(from: u64, n: u64) -> Vec<NewEntry> {

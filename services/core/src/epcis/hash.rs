@@ -54,6 +54,12 @@ pub fn event_hash_id(event: &Value) -> Result<String, EpcisError> {
     Ok(hash_id_of_prehash(&event_prehash(event)?))
 }
 
+/// The SHA-256 digest inside [`event_hash_id`], as bytes: what the ledger indexes events by.
+/// [`super::id_of_hash`] renders it as the hash ID.
+pub fn event_hash(event: &Value) -> Result<[u8; 32], EpcisError> {
+    Ok(Sha256::digest(event_prehash(event)?.as_bytes()).into())
+}
+
 /// Pre-hash strings of every event in an EPCIS document or query document, in document order.
 ///
 /// Vocabulary expansion and namespaces are taken from the whole document, exactly as the

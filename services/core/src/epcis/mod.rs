@@ -24,7 +24,8 @@ use serde_json::{Map, Value};
 use crate::gs1::{self, CalendarDate, EpcId, Gs1Error, Lot, Sgln};
 
 pub use hash::{
-    document_hash_ids, document_prehashes, event_hash_id, event_prehash, hash_id_of_prehash,
+    document_hash_ids, document_prehashes, event_hash, event_hash_id, event_prehash,
+    hash_id_of_prehash,
 };
 
 /// Everything that makes an EPCIS event unusable for the ledger.
@@ -683,16 +684,7 @@ impl Location {
 impl EpcisError {
     /// The stable rejection code a device sees (docs/PROTOCOL.md lists them).
     pub fn code(&self) -> &'static str {
-        match self {
-            EpcisError::Identifier { .. } => "INVALID_IDENTIFIER",
-            EpcisError::UnknownBizStep { .. } => "UNKNOWN_BIZSTEP",
-            EpcisError::UnknownDisposition { .. } => "UNKNOWN_DISPOSITION",
-            EpcisError::BadTime { .. }
-            | EpcisError::TimeInFuture { .. }
-            | EpcisError::TimeTooOld { .. } => "BAD_EVENT_TIME",
-            EpcisError::Unsupported { .. } => "UNSUPPORTED_EVENT",
-            _ => "MALFORMED_EVENT",
-        }
+        crate::codes::RejectCode::from(self).as_str()
     }
 }
 
