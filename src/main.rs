@@ -610,6 +610,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         },
         custody_policy: s.custody_policy,
     };
+    let stop = shutdown_signal()?;
     let app = server::start(cfg.clone()).await?;
     let head = app.ledger.head();
     if app.created_key {
@@ -635,32 +636,33 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     println!("graphql:      {web}/graphql");
     println!("pharmacist:   {web}/");
     println!("listening on {web}");
-    shutdown_signal().await;
+    stop.await;
     eprintln!("shutting down: draining batches in flight");
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when the future is
+/// first polled: a signal that arrives between "listening on" and the wait must stop the server
+/// cleanly, not kill it with the default action (a test that sent SIGTERM right after reading
+/// that line failed half the time).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The verifier of log `origin`: from `--verifier-key`, or the public half of the key file,
