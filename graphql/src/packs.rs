@@ -7,8 +7,8 @@ use async_graphql::{Context, Object, Result, SimpleObject};
 
 use crate::hashes::Hashes;
 use rxledger_core::gs1::{self, Gln, Gtin, Lot, ScannedCode, Sgtin};
-use rxledger_core::pack::RuleViolation;
 use rxledger_core::pack::{self, DeriveOptions, PackState};
+use rxledger_core::pack::{RuleCode, RuleViolation};
 use rxledger_core::verdict::{self, ChangeRequest, CustodyPolicy, StatusChange, Viewer};
 use rxledger_store::StoreError;
 use rxledger_store::packs::append_state_change;
@@ -264,7 +264,7 @@ pub(crate) async fn verification(
             .iter()
             .map(|r| ReasonOut {
                 code: r.code.as_str().to_string(),
-                severity: format!("{:?}", r.severity).to_uppercase(),
+                severity: r.severity.to_string(),
                 message: r.message.clone(),
                 evidence: r.evidence.iter().map(|i| *i as i64).collect(),
             })
@@ -572,10 +572,7 @@ impl PackMutation {
         })?;
         let (org, gln) = actor(s, c).await?;
         let unknown = || {
-            RuleViolation::new_public(
-                RuleViolation::UNKNOWN_SERIAL,
-                "the pack was never commissioned",
-            )
+            RuleViolation::new_public(RuleCode::UnknownSerial, "the pack was never commissioned")
         };
         // The undo event names the dispense it reverses; the same rule runs again inside the
         // append transaction, so a second undo (or one racing another change) is refused.
@@ -593,7 +590,7 @@ impl PackMutation {
                         Ok(())
                     } else {
                         Err(RuleViolation::new_public(
-                            RuleViolation::UNDO_STATUS_MISMATCH,
+                            RuleCode::UndoStatusMismatch,
                             "the pack's dispense changed while undoing it",
                         ))
                     }
@@ -677,7 +674,7 @@ impl PackMutation {
         let owner = rxledger_store::packs::owning_prefix(&prefixes, &g);
         let Some((prefix, owner)) = owner else {
             return Err(ApiError::new(
-                Code::Rule("UNKNOWN_PRODUCT"),
+                Code::Rule(RuleCode::UnknownProduct),
                 "no brand owner is registered for this GTIN",
             )
             .into());

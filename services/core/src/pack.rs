@@ -63,6 +63,7 @@ use std::collections::HashMap;
 
 use crate::epcis::{Action, BizStep, Disposition, Event, EventKind, Location, SourceDestType};
 use crate::gs1::{self, CalendarDate, EpcId, Gtin, Lot, Sgtin};
+use crate::spelling::spelled;
 
 /// How deep containers nest: pack in case in pallet in … (4 levels).
 pub const MAX_NESTING: usize = 4;
@@ -94,46 +95,67 @@ pub struct LoggedEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct RuleViolation {
-    pub code: &'static str,
+    pub code: RuleCode,
     pub message: String,
     /// Ledger indexes that justify the refusal (e.g. the original commissioning).
     pub evidence: Vec<u64>,
 }
 
-impl RuleViolation {
+/// Which rule refused an event or a state change. Its spelling ([`RuleCode::as_str`]) is what
+/// clients see, in a receipt or in GraphQL `extensions.code`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleCode {
     /// Only the brand owner of a GTIN (by GS1 company prefix) may commission it.
-    pub const NOT_BRAND_OWNER: &'static str = "NOT_BRAND_OWNER";
+    NotBrandOwner,
     /// No brand owner is registered for the GTIN.
-    pub const UNKNOWN_PRODUCT: &'static str = "UNKNOWN_PRODUCT";
+    UnknownProduct,
     /// The event's readPoint or bizLocation is a registered site of another organisation: a
     /// device may only report from its own organisation's sites.
-    pub const FOREIGN_SITE: &'static str = "FOREIGN_SITE";
+    ForeignSite,
     /// The serial exists already (in the ledger or twice in the same event).
-    pub const SERIAL_ALREADY_COMMISSIONED: &'static str = "SERIAL_ALREADY_COMMISSIONED";
+    SerialAlreadyCommissioned,
     /// The pack was never commissioned.
-    pub const UNKNOWN_SERIAL: &'static str = "UNKNOWN_SERIAL";
+    UnknownSerial,
     /// The requested status is already set (NMVS_NC_PCK_19 "status is already set on pack").
-    pub const STATUS_ALREADY_SET: &'static str = "STATUS_ALREADY_SET";
+    StatusAlreadySet,
     /// A dispense of a pack already dispensed (and not undone).
-    pub const ALREADY_DISPENSED: &'static str = "ALREADY_DISPENSED";
+    AlreadyDispensed,
     /// The caller does not hold the pack and may not change its state (see
     /// `verdict::authorize_change`).
-    pub const NOT_IN_YOUR_CUSTODY: &'static str = "NOT_IN_YOUR_CUSTODY";
+    NotInYourCustody,
     /// The pack is inactive for another reason (NMVS_NC_PCK_22 "pack is already inactive").
-    pub const PACK_INACTIVE: &'static str = "PACK_INACTIVE";
+    PackInactive,
     /// Nothing to undo (NMVS_NC_PCK_06 "undo attempt doesn't match the pack status").
-    pub const UNDO_STATUS_MISMATCH: &'static str = "UNDO_STATUS_MISMATCH";
+    UndoStatusMismatch,
     /// Another party dispensed (NMVS_NC_PCK_21 "undo attempted by different user").
-    pub const UNDO_OTHER_PARTY: &'static str = "UNDO_OTHER_PARTY";
+    UndoOtherParty,
     /// Past the window (NMVS_NC_PCK_20 "undo timeframe was exceeded").
-    pub const UNDO_WINDOW_PASSED: &'static str = "UNDO_WINDOW_PASSED";
+    UndoWindowPassed,
+}
 
+spelled!(RuleCode {
+    NotBrandOwner => "NOT_BRAND_OWNER",
+    UnknownProduct => "UNKNOWN_PRODUCT",
+    ForeignSite => "FOREIGN_SITE",
+    SerialAlreadyCommissioned => "SERIAL_ALREADY_COMMISSIONED",
+    UnknownSerial => "UNKNOWN_SERIAL",
+    StatusAlreadySet => "STATUS_ALREADY_SET",
+    AlreadyDispensed => "ALREADY_DISPENSED",
+    NotInYourCustody => "NOT_IN_YOUR_CUSTODY",
+    PackInactive => "PACK_INACTIVE",
+    UndoStatusMismatch => "UNDO_STATUS_MISMATCH",
+    UndoOtherParty => "UNDO_OTHER_PARTY",
+    UndoWindowPassed => "UNDO_WINDOW_PASSED",
+});
+
+impl RuleViolation {
     /// A refusal that cites no evidence, for the adapters' own checks.
-    pub fn new_public(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new_public(code: RuleCode, message: impl Into<String>) -> Self {
         Self::new(code, message, vec![])
     }
 
-    pub(crate) fn new(code: &'static str, message: impl Into<String>, evidence: Vec<u64>) -> Self {
+    pub(crate) fn new(code: RuleCode, message: impl Into<String>, evidence: Vec<u64>) -> Self {
         RuleViolation {
             code,
             message: message.into(),
@@ -175,21 +197,19 @@ pub enum PackStatus {
     Decommissioned,
 }
 
-impl PackStatus {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PackStatus::Unknown => "UNKNOWN",
-            PackStatus::Active => "ACTIVE",
-            PackStatus::InTransit => "IN_TRANSIT",
-            PackStatus::Dispensed => "DISPENSED",
-            PackStatus::Destroyed => "DESTROYED",
-            PackStatus::Stolen => "STOLEN",
-            PackStatus::Recalled => "RECALLED",
-            PackStatus::Expired => "EXPIRED",
-            PackStatus::Decommissioned => "DECOMMISSIONED",
-        }
-    }
+spelled!(PackStatus {
+    Unknown => "UNKNOWN",
+    Active => "ACTIVE",
+    InTransit => "IN_TRANSIT",
+    Dispensed => "DISPENSED",
+    Destroyed => "DESTROYED",
+    Stolen => "STOLEN",
+    Recalled => "RECALLED",
+    Expired => "EXPIRED",
+    Decommissioned => "DECOMMISSIONED",
+});
 
+impl PackStatus {
     /// Active and in-transit packs may still be supplied.
     pub fn is_active(&self) -> bool {
         matches!(self, PackStatus::Active | PackStatus::InTransit)
@@ -454,7 +474,7 @@ pub fn check_ingest(
             && owner != submitter_org
         {
             return Err(RuleViolation::new(
-                RuleViolation::FOREIGN_SITE,
+                RuleCode::ForeignSite,
                 format!(
                     "{field} {gln} is a site of {owner}; a device of {submitter_org} may only report from its own organization's sites"
                 ),
@@ -476,7 +496,7 @@ pub fn check_ingest(
         match owner {
             None => {
                 return Err(RuleViolation::new(
-                    RuleViolation::UNKNOWN_PRODUCT,
+                    RuleCode::UnknownProduct,
                     format!(
                         "GTIN {} has no registered brand owner; register its company prefix first",
                         s.gtin
@@ -486,7 +506,7 @@ pub fn check_ingest(
             }
             Some(o) if o != submitter_org => {
                 return Err(RuleViolation::new(
-                    RuleViolation::NOT_BRAND_OWNER,
+                    RuleCode::NotBrandOwner,
                     format!(
                         "only the brand owner {o} may commission GTIN {}, not {submitter_org}",
                         s.gtin
@@ -498,14 +518,14 @@ pub fn check_ingest(
         }
         if sgtins[..i].contains(s) {
             return Err(RuleViolation::new(
-                RuleViolation::SERIAL_ALREADY_COMMISSIONED,
+                RuleCode::SerialAlreadyCommissioned,
                 format!("{s} appears twice in the same commissioning event"),
                 vec![],
             ));
         }
         if let Some(index) = ctx.already_commissioned(s) {
             return Err(RuleViolation::new(
-                RuleViolation::SERIAL_ALREADY_COMMISSIONED,
+                RuleCode::SerialAlreadyCommissioned,
                 format!("{s} was already commissioned in ledger entry {index}"),
                 vec![index],
             ));
@@ -1751,14 +1771,14 @@ mod tests {
         assert_eq!(check_ingest(&c, "mah", &ok), Ok(()));
 
         let err = check_ingest(&c, "pharmacy-a", &ok).unwrap_err();
-        assert_eq!(err.code, RuleViolation::NOT_BRAND_OWNER);
+        assert_eq!(err.code, RuleCode::NotBrandOwner);
         let unknown = Registry {
             owner: None,
             existing: None,
         };
         assert_eq!(
             check_ingest(&c, "mah", &unknown).unwrap_err().code,
-            RuleViolation::UNKNOWN_PRODUCT
+            RuleCode::UnknownProduct
         );
         let seen = Registry {
             owner: Some("mah"),
@@ -1767,7 +1787,7 @@ mod tests {
         let err = check_ingest(&c, "mah", &seen).unwrap_err();
         assert_eq!(
             (err.code, err.evidence),
-            (RuleViolation::SERIAL_ALREADY_COMMISSIONED, vec![42])
+            (RuleCode::SerialAlreadyCommissioned, vec![42])
         );
         let twice = logged(
             1,
@@ -1777,12 +1797,44 @@ mod tests {
         .event;
         assert_eq!(
             check_ingest(&twice, "mah", &ok).unwrap_err().code,
-            RuleViolation::SERIAL_ALREADY_COMMISSIONED
+            RuleCode::SerialAlreadyCommissioned
         );
         // Anything that is not a commissioning is accepted, even from a stranger.
         let d = logged(2, &dispense_event(&sgtin("B"), &gln(3), at(9)), "x").event;
         assert!(commissioned_sgtins(&d).is_empty());
         assert_eq!(check_ingest(&d, "x", &seen), Ok(()));
+    }
+
+    #[test]
+    fn rule_codes_keep_their_spellings() {
+        let spellings: Vec<&str> = RuleCode::ALL.iter().map(RuleCode::as_str).collect();
+        assert_eq!(
+            spellings,
+            [
+                "NOT_BRAND_OWNER",
+                "UNKNOWN_PRODUCT",
+                "FOREIGN_SITE",
+                "SERIAL_ALREADY_COMMISSIONED",
+                "UNKNOWN_SERIAL",
+                "STATUS_ALREADY_SET",
+                "ALREADY_DISPENSED",
+                "NOT_IN_YOUR_CUSTODY",
+                "PACK_INACTIVE",
+                "UNDO_STATUS_MISMATCH",
+                "UNDO_OTHER_PARTY",
+                "UNDO_WINDOW_PASSED",
+            ]
+        );
+        for c in RuleCode::ALL {
+            assert_eq!(c.as_str().parse::<RuleCode>(), Ok(*c));
+            assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
+        }
+        let v = RuleViolation::new_public(RuleCode::ForeignSite, "elsewhere");
+        assert_eq!(v.to_string(), "FOREIGN_SITE: elsewhere");
+        for s in PackStatus::ALL {
+            assert_eq!(s.as_str().parse::<PackStatus>(), Ok(*s));
+        }
+        assert_eq!(PackStatus::InTransit.as_str(), "IN_TRANSIT");
     }
 
     #[test]

@@ -55,9 +55,10 @@ use serde_json::{Value, json};
 use crate::epcis::format_time;
 use crate::gs1::{CalendarDate, EpcId, Gln, Gs1Error, Gtin, Lot, ScannedCode, Serial, Sgtin};
 use crate::pack::{
-    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleViolation, StatusMark,
-    UNDO_TRANSACTION_TYPE,
+    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleCode, RuleViolation,
+    StatusMark, UNDO_TRANSACTION_TYPE,
 };
+use crate::spelling::spelled;
 
 /// Why a pack may or may not be dispensed. Declared from most to least severe within a
 /// severity, which orders reasons of equal severity.
@@ -79,26 +80,23 @@ pub enum VerdictCode {
     Authentic,
 }
 
-impl VerdictCode {
-    /// The stable code clients see.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            VerdictCode::UnknownProduct => "UNKNOWN_PRODUCT",
-            VerdictCode::UnknownSerial => "UNKNOWN_SERIAL",
-            VerdictCode::BatchMismatch => "BATCH_MISMATCH",
-            VerdictCode::ExpiryMismatch => "EXPIRY_MISMATCH",
-            VerdictCode::Stolen => "STOLEN",
-            VerdictCode::AlreadyDispensed => "ALREADY_DISPENSED",
-            VerdictCode::Destroyed => "DESTROYED",
-            VerdictCode::Recalled => "RECALLED",
-            VerdictCode::Decommissioned => "DECOMMISSIONED",
-            VerdictCode::Expired => "EXPIRED",
-            VerdictCode::NoSerial => "NO_SERIAL",
-            VerdictCode::NotInYourCustody => "NOT_IN_YOUR_CUSTODY",
-            VerdictCode::Authentic => "AUTHENTIC",
-        }
-    }
+spelled!(VerdictCode {
+    UnknownProduct => "UNKNOWN_PRODUCT",
+    UnknownSerial => "UNKNOWN_SERIAL",
+    BatchMismatch => "BATCH_MISMATCH",
+    ExpiryMismatch => "EXPIRY_MISMATCH",
+    Stolen => "STOLEN",
+    AlreadyDispensed => "ALREADY_DISPENSED",
+    Destroyed => "DESTROYED",
+    Recalled => "RECALLED",
+    Decommissioned => "DECOMMISSIONED",
+    Expired => "EXPIRED",
+    NoSerial => "NO_SERIAL",
+    NotInYourCustody => "NOT_IN_YOUR_CUSTODY",
+    Authentic => "AUTHENTIC",
+});
 
+impl VerdictCode {
     pub fn severity(&self) -> Severity {
         match self {
             VerdictCode::UnknownProduct
@@ -142,6 +140,13 @@ pub enum Severity {
     /// Do not dispense; possible falsification, quarantine and report.
     Alert,
 }
+
+spelled!(Severity {
+    Ok => "OK",
+    Warning => "WARNING",
+    Blocked => "BLOCKED",
+    Alert => "ALERT",
+});
 
 /// One reason behind a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,21 +468,21 @@ pub fn can_undo(
 ) -> Result<u64, RuleViolation> {
     let Some(d) = &state.dispensed else {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_STATUS_MISMATCH,
+            RuleCode::UndoStatusMismatch,
             "the pack is not dispensed, so there is nothing to undo",
             vec![],
         ));
     };
     if d.org != org {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_OTHER_PARTY,
+            RuleCode::UndoOtherParty,
             "only the pharmacy that dispensed the pack can undo it",
             vec![],
         ));
     }
     if now_ms - d.event_time_ms > window_ms {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_WINDOW_PASSED,
+            RuleCode::UndoWindowPassed,
             format!(
                 "the undo window closed on {}",
                 moment(d.event_time_ms + window_ms)
@@ -507,14 +512,14 @@ pub fn can_change_status(
 ) -> Result<(), RuleViolation> {
     let Some(s) = state.filter(|s| s.commissioning.is_some()) else {
         return Err(RuleViolation::new(
-            RuleViolation::UNKNOWN_SERIAL,
+            RuleCode::UnknownSerial,
             "the pack was never commissioned",
             vec![],
         ));
     };
     if change == StatusChange::Dispense && s.dispensed.is_some() {
         return Err(RuleViolation::new(
-            RuleViolation::ALREADY_DISPENSED,
+            RuleCode::AlreadyDispensed,
             "the pack is already dispensed",
             vec![],
         ));
@@ -526,14 +531,14 @@ pub fn can_change_status(
     };
     if let Some(evidence) = same {
         return Err(RuleViolation::new(
-            RuleViolation::STATUS_ALREADY_SET,
+            RuleCode::StatusAlreadySet,
             "this status is already set on the pack",
             evidence.into_iter().collect(),
         ));
     }
     if !s.status.is_active() {
         return Err(RuleViolation::new(
-            RuleViolation::PACK_INACTIVE,
+            RuleCode::PackInactive,
             format!("the pack is already inactive ({})", s.status.as_str()),
             s.status_index
                 .filter(|_| s.status != PackStatus::Dispensed)
@@ -641,7 +646,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
     let Some(state) = state else {
         // can_change_status refuses a missing state; keep the safe answer regardless.
         return refuse(RuleViolation::new(
-            RuleViolation::UNKNOWN_SERIAL,
+            RuleCode::UnknownSerial,
             "the pack was never commissioned",
             vec![],
         ));
@@ -657,7 +662,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
             outcome: match req.policy {
                 CustodyPolicy::Warn => Ok(()),
                 CustodyPolicy::Refuse => Err(RuleViolation::new(
-                    RuleViolation::NOT_IN_YOUR_CUSTODY,
+                    RuleCode::NotInYourCustody,
                     "this pack is not in your pharmacy's custody: it was never shipped to you",
                     vec![],
                 )),
@@ -677,7 +682,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
             }
         }
         StatusChange::Stolen | StatusChange::Destroy => refuse(RuleViolation::new(
-            RuleViolation::NOT_IN_YOUR_CUSTODY,
+            RuleCode::NotInYourCustody,
             "only the pack's custodian, its brand owner or a regulator may report it stolen or destroyed",
             vec![],
         )),
@@ -1158,7 +1163,7 @@ mod tests {
         let code = |r: Result<u64, RuleViolation>| r.unwrap_err().code;
         assert_eq!(
             code(can_undo(&s, "pharmacy-b", at(1001), DEFAULT_UNDO_WINDOW_MS)),
-            RuleViolation::UNDO_OTHER_PARTY
+            RuleCode::UndoOtherParty
         );
         assert_eq!(
             code(can_undo(
@@ -1167,7 +1172,7 @@ mod tests {
                 at(1000) + 11 * DAY,
                 DEFAULT_UNDO_WINDOW_MS
             )),
-            RuleViolation::UNDO_WINDOW_PASSED
+            RuleCode::UndoWindowPassed
         );
         assert_eq!(
             code(can_undo(
@@ -1176,7 +1181,7 @@ mod tests {
                 now(),
                 DEFAULT_UNDO_WINDOW_MS
             )),
-            RuleViolation::UNDO_STATUS_MISMATCH
+            RuleCode::UndoStatusMismatch
         );
     }
 
@@ -1191,7 +1196,7 @@ mod tests {
             can_change_status(None, StatusChange::Dispense)
                 .unwrap_err()
                 .code,
-            RuleViolation::UNKNOWN_SERIAL
+            RuleCode::UnknownSerial
         );
         let dispensed = with(&[(
             4,
@@ -1201,7 +1206,7 @@ mod tests {
         let err = can_change_status(Some(&dispensed), StatusChange::Dispense).unwrap_err();
         assert_eq!(
             (err.code, err.evidence),
-            (RuleViolation::ALREADY_DISPENSED, vec![])
+            (RuleCode::AlreadyDispensed, vec![])
         );
         let recalled = with(&[(
             4,
@@ -1209,10 +1214,7 @@ mod tests {
             "mah",
         )]);
         let err = can_change_status(Some(&recalled), StatusChange::Dispense).unwrap_err();
-        assert_eq!(
-            (err.code, err.evidence),
-            (RuleViolation::PACK_INACTIVE, vec![4])
-        );
+        assert_eq!((err.code, err.evidence), (RuleCode::PackInactive, vec![4]));
     }
 
     #[test]
@@ -1267,7 +1269,7 @@ mod tests {
             let d = ask(change, org, role, policy);
             assert_eq!(d.outcome.is_ok(), allowed, "{change:?} by {org}: {d:?}");
             if let Err(v) = &d.outcome {
-                assert_eq!(v.code, RuleViolation::NOT_IN_YOUR_CUSTODY, "{d:?}");
+                assert_eq!(v.code, RuleCode::NotInYourCustody, "{d:?}");
             }
             assert_eq!(d.outside_custody.is_some(), alerted, "{change:?} by {org}");
             if let Some(o) = d.outside_custody {
@@ -1293,10 +1295,7 @@ mod tests {
                 policy: Warn,
             },
         );
-        assert_eq!(
-            d.outcome.unwrap_err().code,
-            RuleViolation::ALREADY_DISPENSED
-        );
+        assert_eq!(d.outcome.unwrap_err().code, RuleCode::AlreadyDispensed);
         assert_eq!(d.outside_custody, None);
     }
 
@@ -1347,6 +1346,32 @@ mod tests {
             recall_lot_event(&gtin(), &lot, 3, &site, now()),
             Err(BuildError::Identifier(_))
         ));
+    }
+
+    #[test]
+    fn codes_have_one_spelling() {
+        // Severity was spelled `format!("{:?}").to_uppercase()` before it had a table.
+        for s in Severity::ALL {
+            assert_eq!(s.as_str(), format!("{s:?}").to_uppercase());
+        }
+        let spellings: Vec<&str> = Severity::ALL.iter().map(Severity::as_str).collect();
+        assert_eq!(spellings, ["OK", "WARNING", "BLOCKED", "ALERT"]);
+        for c in VerdictCode::ALL {
+            assert_eq!(c.as_str().parse::<VerdictCode>(), Ok(*c));
+            assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
+            assert_eq!(c.to_string(), c.as_str());
+        }
+        for s in Severity::ALL {
+            assert_eq!(
+                serde_json::from_value::<Severity>(json!(s.as_str())).unwrap(),
+                *s
+            );
+        }
+        assert!("WARN".parse::<Severity>().is_err());
+        assert_eq!(
+            VerdictCode::NotInYourCustody.as_str(),
+            "NOT_IN_YOUR_CUSTODY"
+        );
     }
 
     #[test]

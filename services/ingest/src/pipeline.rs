@@ -458,7 +458,7 @@ async fn apply_rules(batch: &mut [Checked], packs: &Packs) {
         match violation {
             Some(v) => {
                 c.outcome = Err(Reject {
-                    code: v.code,
+                    code: v.code.as_str(),
                     message: v
                         .message
                         .replace(&IN_THIS_BATCH.to_string(), "earlier in this batch"),
