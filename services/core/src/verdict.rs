@@ -55,8 +55,8 @@ use serde_json::{Value, json};
 use crate::epcis::format_time;
 use crate::gs1::{CalendarDate, EpcId, Gln, Gs1Error, Gtin, Lot, ScannedCode, Serial, Sgtin};
 use crate::pack::{
-    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleCode, RuleViolation,
-    StatusMark, UNDO_TRANSACTION_TYPE,
+    Commissioning, DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleCode,
+    RuleViolation, StatusMark, UNDO_TRANSACTION_TYPE,
 };
 use crate::spelling::spelled;
 
@@ -244,60 +244,122 @@ pub fn verdict(
     now_ms: i64,
     viewer: Viewer<'_>,
 ) -> Verdict {
-    let mut reasons = Vec::new();
-    let mut add = |code: VerdictCode, message: String, evidence: Vec<u64>| {
-        reasons.push(Reason {
+    let mut j = Judgement::new(scanned, state, now_ms, viewer);
+    j.identification(product_known);
+    let registered_as_scanned = j.registration();
+    j.inactivity();
+    j.expiry();
+    j.custody();
+    let genuine =
+        j.serialised() && product_known && j.commissioning.is_some() && registered_as_scanned;
+    if genuine {
+        j.add(
+            VerdictCode::Authentic,
+            "Genuine pack: registered by its manufacturer.".into(),
+            j.commissioning.map(|c| c.index).into_iter().collect(),
+        );
+    }
+    j.finish(genuine)
+}
+
+/// One verdict being reached: the facts it rests on and the reasons found so far. Each step
+/// adds the reasons of one kind; the order of the steps does not matter, [`Judgement::finish`]
+/// sorts them.
+struct Judgement<'a> {
+    scanned: &'a ScannedCode,
+    state: Option<&'a PackState>,
+    commissioning: Option<&'a Commissioning>,
+    now_ms: i64,
+    /// Days since 1970-01-01, UTC.
+    today: i64,
+    /// The year an expiry's YY is read against.
+    year: u16,
+    viewer: Viewer<'a>,
+    reasons: Vec<Reason>,
+}
+
+impl<'a> Judgement<'a> {
+    fn new(
+        scanned: &'a ScannedCode,
+        state: Option<&'a PackState>,
+        now_ms: i64,
+        viewer: Viewer<'a>,
+    ) -> Self {
+        let today = now_ms.div_euclid(86_400_000);
+        Judgement {
+            scanned,
+            state,
+            commissioning: state.and_then(|s| s.commissioning.as_ref()),
+            now_ms,
+            today,
+            year: year_of_day(today),
+            viewer,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, code: VerdictCode, message: String, evidence: Vec<u64>) {
+        self.reasons.push(Reason {
             code,
             severity: code.severity(),
             message,
             evidence,
         });
-    };
-    let commissioning = state.and_then(|s| s.commissioning.as_ref());
-    let today = now_ms.div_euclid(86_400_000);
-    let year = year_of_day(today);
-
-    if scanned.gtin.is_none() {
-        add(
-            VerdictCode::NoSerial,
-            "This is not a medicine pack code. Scan the 2D DataMatrix code on the pack.".into(),
-            vec![],
-        );
-    } else if scanned.serial.is_none() {
-        add(
-            VerdictCode::NoSerial,
-            "This code has no serial number, so the pack cannot be verified. Scan the 2D DataMatrix code.".into(),
-            vec![],
-        );
-    }
-    let serialised = scanned.gtin.is_some() && scanned.serial.is_some();
-    if scanned.gtin.is_some() && !product_known {
-        add(
-            VerdictCode::UnknownProduct,
-            "Unknown product: no manufacturer has registered this product code. Do not dispense; compare the scan with the printed code.".into(),
-            vec![],
-        );
-    }
-    if serialised && commissioning.is_none() {
-        add(
-            VerdictCode::UnknownSerial,
-            "Unknown serial number: the manufacturer never registered this pack. Possible falsified medicine: do not dispense. If the printed serial differs from the scan, check the scanner (e.g. Caps Lock).".into(),
-            vec![],
-        );
     }
 
-    let mut genuine = serialised && product_known && commissioning.is_some();
-    if let (true, Some(c)) = (serialised, commissioning) {
-        if let (Some(scan_lot), Some(lot)) = (&scanned.lot, &c.lot)
+    /// Whether the scan names one pack: a GTIN and a serial.
+    fn serialised(&self) -> bool {
+        self.scanned.gtin.is_some() && self.scanned.serial.is_some()
+    }
+
+    /// `NO_SERIAL`, `UNKNOWN_PRODUCT`, `UNKNOWN_SERIAL`: can the scan name a registered pack?
+    fn identification(&mut self, product_known: bool) {
+        if self.scanned.gtin.is_none() {
+            self.add(
+                VerdictCode::NoSerial,
+                "This is not a medicine pack code. Scan the 2D DataMatrix code on the pack.".into(),
+                vec![],
+            );
+        } else if self.scanned.serial.is_none() {
+            self.add(
+                VerdictCode::NoSerial,
+                "This code has no serial number, so the pack cannot be verified. Scan the 2D DataMatrix code.".into(),
+                vec![],
+            );
+        }
+        if self.scanned.gtin.is_some() && !product_known {
+            self.add(
+                VerdictCode::UnknownProduct,
+                "Unknown product: no manufacturer has registered this product code. Do not dispense; compare the scan with the printed code.".into(),
+                vec![],
+            );
+        }
+        if self.serialised() && self.commissioning.is_none() {
+            self.add(
+                VerdictCode::UnknownSerial,
+                "Unknown serial number: the manufacturer never registered this pack. Possible falsified medicine: do not dispense. If the printed serial differs from the scan, check the scanner (e.g. Caps Lock).".into(),
+                vec![],
+            );
+        }
+    }
+
+    /// `BATCH_MISMATCH`, `EXPIRY_MISMATCH`: does the scan carry what the manufacturer
+    /// registered? Returns whether it does (true when there is nothing to compare).
+    fn registration(&mut self) -> bool {
+        let (true, Some(c)) = (self.serialised(), self.commissioning) else {
+            return true;
+        };
+        let mut matches = true;
+        if let (Some(scan_lot), Some(lot)) = (&self.scanned.lot, &c.lot)
             && scan_lot != lot
         {
-            genuine = false;
+            matches = false;
             let hint = if scan_lot.as_str().eq_ignore_ascii_case(lot.as_str()) {
                 " Only the letter case differs: check the scanner's keyboard settings."
             } else {
                 ""
             };
-            add(
+            self.add(
                 VerdictCode::BatchMismatch,
                 format!(
                     "Batch mismatch: the pack says {scan_lot}, the manufacturer registered {lot}. Do not dispense.{hint}"
@@ -305,11 +367,11 @@ pub fn verdict(
                 vec![c.index],
             );
         }
-        if let (Some(scan_exp), Some(exp)) = (&scanned.expiry, &c.expiry) {
-            let scanned_day = scan_exp.last_valid_day(year);
+        if let (Some(scan_exp), Some(exp)) = (&self.scanned.expiry, &c.expiry) {
+            let scanned_day = scan_exp.last_valid_day(self.year);
             if scanned_day != *exp {
-                genuine = false;
-                add(
+                matches = false;
+                self.add(
                     VerdictCode::ExpiryMismatch,
                     format!(
                         "Expiry mismatch: the pack says {scanned_day}, the manufacturer registered {exp}. Do not dispense."
@@ -318,18 +380,25 @@ pub fn verdict(
                 );
             }
         }
+        matches
     }
 
-    if let (true, Some(s)) = (serialised, state) {
+    /// `ALREADY_DISPENSED`, `STOLEN`, `DESTROYED`, `RECALLED`, `DECOMMISSIONED`: has the pack
+    /// left the supply chain?
+    fn inactivity(&mut self) {
+        let (true, Some(s)) = (self.serialised(), self.state) else {
+            return;
+        };
         if let Some(d) = &s.dispensed {
-            add(
+            let evidence = if self.viewer.may_identify(&d.org) {
+                vec![d.index]
+            } else {
+                vec![]
+            };
+            self.add(
                 VerdictCode::AlreadyDispensed,
-                dispensed_message(d, now_ms, viewer),
-                if viewer.may_identify(&d.org) {
-                    vec![d.index]
-                } else {
-                    vec![]
-                },
+                dispensed_message(d, self.now_ms, self.viewer),
+                evidence,
             );
         }
         let marks = [
@@ -356,7 +425,7 @@ pub fn verdict(
         ];
         for (code, mark, text) in marks {
             if let Some(m) = mark {
-                add(
+                self.add(
                     code,
                     text.replace("{}", &day_of(m.event_time_ms)),
                     vec![m.index],
@@ -365,18 +434,31 @@ pub fn verdict(
         }
     }
 
-    if scanned.gtin.is_some() {
-        let expiry = commissioning
-            .and_then(|c| c.expiry)
-            .or_else(|| scanned.expiry.as_ref().map(|e| e.last_valid_day(year)));
-        let marked = state.and_then(|s| s.expired.as_ref());
-        let passed = expiry.filter(|d| today > d.days_since_epoch());
+    /// The expiry that counts: the registered one, else the scanned one.
+    fn expiry_date(&self) -> Option<CalendarDate> {
+        self.commissioning.and_then(|c| c.expiry).or_else(|| {
+            self.scanned
+                .expiry
+                .as_ref()
+                .map(|e| e.last_valid_day(self.year))
+        })
+    }
+
+    /// `EXPIRED`: by date (valid through its last day), or by an `expired` disposition.
+    fn expiry(&mut self) {
+        if self.scanned.gtin.is_none() {
+            return;
+        }
+        let marked = self.state.and_then(|s| s.expired.as_ref());
+        let passed = self
+            .expiry_date()
+            .filter(|d| self.today > d.days_since_epoch());
         if passed.is_some() || marked.is_some() {
             let message = match passed {
                 Some(d) => format!("Expired on {d}. Do not dispense."),
                 None => "Recorded as expired. Do not dispense.".to_owned(),
             };
-            add(
+            self.add(
                 VerdictCode::Expired,
                 message,
                 marked.map(|m| m.index).into_iter().collect(),
@@ -384,48 +466,50 @@ pub fn verdict(
         }
     }
 
-    if let (Role::Pharmacy, Some(org), Some(s), true) =
-        (viewer.role, viewer.org, state, commissioning.is_some())
-        && !s.was_sent_to(org, viewer.site)
-    {
-        add(
+    /// `NOT_IN_YOUR_CUSTODY`: for a pharmacy, a registered pack never shipped to it.
+    fn custody(&mut self) {
+        if let (Role::Pharmacy, Some(org), Some(s), true) = (
+            self.viewer.role,
+            self.viewer.org,
+            self.state,
+            self.commissioning.is_some(),
+        ) && !s.was_sent_to(org, self.viewer.site)
+        {
+            self.add(
                 VerdictCode::NotInYourCustody,
                 "This pack was never shipped to your pharmacy. You may dispense it, but check where it came from.".into(),
                 vec![],
             );
+        }
     }
 
-    if genuine {
-        add(
-            VerdictCode::Authentic,
-            "Genuine pack: registered by its manufacturer.".into(),
-            commissioning.map(|c| c.index).into_iter().collect(),
-        );
-    }
-
-    reasons.sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
-    // Never empty: a scan without GTIN or serial gets NO_SERIAL, a serialised one either
-    // UNKNOWN_SERIAL, a mismatch or AUTHENTIC. The fallback is the safe answer regardless.
-    let primary = reasons
-        .first()
-        .map_or(VerdictCode::UnknownSerial, |r| r.code);
-    let dispensable = genuine && reasons.iter().all(|r| r.severity <= Severity::Warning);
-    let product = scanned.gtin.as_ref().map(|gtin| ProductInfo {
-        gtin: gtin.clone(),
-        serial: scanned.serial.clone(),
-        lot: commissioning
-            .and_then(|c| c.lot.clone())
-            .or_else(|| scanned.lot.clone()),
-        expiry: commissioning
-            .and_then(|c| c.expiry)
-            .or_else(|| scanned.expiry.as_ref().map(|e| e.last_valid_day(year))),
-    });
-    Verdict {
-        primary,
-        reasons,
-        dispensable,
-        product,
-        status: state.map(|s| s.status),
+    /// The reasons, most severe first, and what they add up to.
+    fn finish(mut self, genuine: bool) -> Verdict {
+        self.reasons
+            .sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
+        // Never empty: a scan without GTIN or serial gets NO_SERIAL, a serialised one either
+        // UNKNOWN_SERIAL, a mismatch or AUTHENTIC. The fallback is the safe answer regardless.
+        let primary = self
+            .reasons
+            .first()
+            .map_or(VerdictCode::UnknownSerial, |r| r.code);
+        let dispensable = genuine && self.reasons.iter().all(|r| r.severity <= Severity::Warning);
+        let commissioning = self.commissioning;
+        let product = self.scanned.gtin.as_ref().map(|gtin| ProductInfo {
+            gtin: gtin.clone(),
+            serial: self.scanned.serial.clone(),
+            lot: commissioning
+                .and_then(|c| c.lot.clone())
+                .or_else(|| self.scanned.lot.clone()),
+            expiry: self.expiry_date(),
+        });
+        Verdict {
+            primary,
+            reasons: self.reasons,
+            dispensable,
+            product,
+            status: self.state.map(|s| s.status),
+        }
     }
 }
 
