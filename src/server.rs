@@ -181,7 +181,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
     };
-    let schema = rxledger_graphql::schema_with(services, cfg.limits, cfg.custody_policy);
+    let schema = rxledger_graphql::schema_with(services.clone(), cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
@@ -195,10 +195,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
     let http_scheme = if tls.is_some() { "https" } else { "http" };
     let web = rxledger_web::Web {
-        schema: schema.clone(),
-        keys: api_keys.clone(),
-        packs: packs.clone(),
-        registry: registry.clone(),
+        services,
         base_url: cfg
             .public_url
             .clone()
