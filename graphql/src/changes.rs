@@ -7,7 +7,7 @@
 //! change answers with is that replay with the change's own event applied
 //! ([`Derivation::extend`]): a change derives the pack's state once.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use serde_json::Value;
@@ -15,10 +15,12 @@ use serde_json::Value;
 use rxledger_core::epcis::{self, Event};
 use rxledger_core::gs1::{self, Gln, Gtin, Lot, ScannedCode, Sgtin};
 use rxledger_core::pack::{
-    self, DEFAULT_UNDO_WINDOW_MS, Derivation, LoggedEvent, PackState, RuleCode, RuleViolation,
+    self, DEFAULT_UNDO_WINDOW_MS, Derivation, DeriveOptions, LoggedEvent, PackState, RuleCode,
+    RuleViolation,
 };
 use rxledger_core::verdict::{self, ChangeDecision, ChangeRequest, CustodyPolicy, StatusChange};
 use rxledger_store::SignedHead;
+use rxledger_store::packs::Directory;
 use rxledger_store::packs::append_state_change;
 
 use crate::admin::services;
@@ -174,14 +176,22 @@ async fn append_decided(
 ) -> Result<Appended, ApiError> {
     // The same parse the store runs before appending, which refuses what does not parse.
     let parsed = epcis::parse_event(&event).ok();
-    let directory = s.packs.directory().await?;
-    let opts = derive_options(&directory);
+    // Filled by the check, inside the append transaction, and kept for the answer.
+    let directory: OnceLock<Arc<Directory>> = OnceLock::new();
+    let opts: OnceLock<DeriveOptions<'_>> = OnceLock::new();
     let decided: Mutex<Option<Decided<'_>>> = Mutex::new(None);
     let check = {
-        let (decided, opts) = (&decided, &opts);
+        let (directory, opts, decided) = (&directory, &opts, &decided);
         Box::pin(async move {
             let events = s.packs.events(sgtin).await?;
-            let derivation = (!events.is_empty()).then(|| Derivation::new(sgtin, &events, opts));
+            let mut derivation = None;
+            if !events.is_empty() {
+                let _ = directory.set(s.packs.directory().await?);
+                if let Some(d) = directory.get() {
+                    let opts = opts.get_or_init(|| derive_options(d));
+                    derivation = Some(Derivation::new(sgtin, &events, opts));
+                }
+            }
             let d = decide(derivation.as_ref().map(Derivation::state).as_ref());
             *lock(decided) = Some(Decided {
                 events,
@@ -194,13 +204,14 @@ async fn append_decided(
     let outcome = append_state_change(&s.ledger, org, event, Some(check)).await?;
     let decided = decided.into_inner().unwrap_or_else(|p| p.into_inner());
     let outside_custody = decided.as_ref().and_then(|d| d.outside_custody.clone());
-    let after = match (&outcome, decided, parsed) {
-        (Ok((index, _)), Some(d), Some(event)) => {
-            Some(after_change(sgtin, org, *index, event, d, &opts))
+    let after = match (&outcome, decided, parsed, opts.get()) {
+        (Ok((index, _)), Some(d), Some(event), Some(opts)) => {
+            Some(after_change(sgtin, org, *index, event, d, opts))
         }
-        // Not decided here or not parsed, yet appended: read it back as any verify would.
-        (Ok(_), _, _) => state_of(s, sgtin).await?,
-        (Err(_), _, _) => None,
+        // Not decided on a derivation here, or not parsed, yet appended: read it back as
+        // any verify would.
+        (Ok(_), ..) => state_of(s, sgtin).await?,
+        (Err(_), ..) => None,
     };
     Ok(Appended {
         outcome,
