@@ -219,12 +219,8 @@ struct Http {
 /// Binds the HTTP listener (checking the TLS pair first) and serves the API, the GraphQL
 /// WebSocket and the web routes on it until stopped.
 fn serve_http(cfg: &ServeConfig, services: rxledger_graphql::Services) -> anyhow::Result<Http> {
-    let (api_keys, packs, registry) = (
-        services.api_keys.clone(),
-        services.packs.clone(),
-        services.registry.clone(),
-    );
-    let schema = rxledger_graphql::schema_with(services, cfg.limits, cfg.custody_policy);
+    let api_keys = services.api_keys.clone();
+    let schema = rxledger_graphql::schema_with(services.clone(), cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
         format!(
@@ -238,10 +234,7 @@ fn serve_http(cfg: &ServeConfig, services: rxledger_graphql::Services) -> anyhow
     let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let web = rxledger_web::Web {
-        schema: schema.clone(),
-        keys: api_keys.clone(),
-        packs,
-        registry,
+        services,
         base_url: cfg
             .public_url
             .clone()

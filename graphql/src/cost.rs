@@ -90,8 +90,8 @@ impl LimitCode {
 }
 
 /// Who pays for a request: a bucket of the node's limiter (`key:<id>`, or the client IP for
-/// anonymous callers). Requests without one (the web routes' own in-process `verify`, which
-/// the route has paid for) are priced and capped but not charged.
+/// anonymous callers). Requests without one (run in-process, as the benchmarks do) are
+/// priced and capped but not charged.
 #[derive(Clone)]
 pub struct Payer {
     pub bucket: String,

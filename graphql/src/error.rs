@@ -1,6 +1,7 @@
 //! Client-facing errors: a stable code and a safe message.
 
 use async_graphql::ErrorExtensions as _;
+use rxledger_core::pack::RuleCode;
 use rxledger_store::StoreError;
 
 /// Stable error codes, in `extensions.code`.
@@ -13,7 +14,7 @@ pub enum Code {
     /// A scanned code or identifier that cannot be read; the message says where and why.
     InvalidCode,
     /// A business rule refused the change (UNKNOWN_SERIAL, STATUS_ALREADY_SET, UNDO_WINDOW_PASSED, ...).
-    Rule(&'static str),
+    Rule(RuleCode),
     Internal,
 }
 
@@ -25,7 +26,7 @@ impl Code {
             Code::Forbidden => "FORBIDDEN",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::InvalidCode => "INVALID_CODE",
-            Code::Rule(code) => code,
+            Code::Rule(code) => code.as_str(),
             Code::Internal => "INTERNAL",
         }
     }

@@ -11,7 +11,9 @@ use async_graphql::parser::types::Field;
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerResult, Value};
 
-/// Hex-encoded hashes, as `[String!]!`.
+/// Hex-encoded hashes, as `[String!]!` (and as a JSON array of strings).
+#[derive(serde::Serialize)]
+#[serde(transparent)]
 pub struct Hashes(pub Vec<String>);
 
 impl Hashes {

@@ -7,8 +7,10 @@
 
 mod admin;
 pub mod auth;
+mod changes;
 pub mod cost;
 mod error;
+mod events;
 mod hashes;
 mod ledger;
 mod live;
@@ -16,6 +18,7 @@ mod packs;
 pub mod querycache;
 pub mod ratelimit;
 mod status;
+pub mod verify;
 pub mod visibility;
 
 use std::sync::Arc;
@@ -41,7 +44,7 @@ pub struct Services {
 #[derive(MergedObject, Default)]
 pub struct Query(
     packs::PackQuery,
-    packs::EventQuery,
+    events::EventQuery,
     ledger::LedgerQuery,
     admin::AdminQuery,
     live::AlertQuery,
@@ -50,7 +53,7 @@ pub struct Query(
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
-    packs::PackMutation,
+    changes::PackMutation,
     admin::AdminMutation,
     status::StatusMutation,
 );

@@ -24,6 +24,7 @@
 use std::collections::HashSet;
 
 use rxledger_core::gs1::Gtin;
+use rxledger_core::verdict::{self, Viewer};
 use rxledger_store::Subject;
 
 use crate::auth::{Caller, Role};
@@ -130,6 +131,24 @@ impl<'a> Sight<'a> {
             }
             _ => Ok(None),
         }
+    }
+}
+
+/// Who the core's verdict sees asking ([`verdict::verdict`] decides from it whether to name
+/// the organisation that dispensed a pack): regulators and admins as regulators, a trading
+/// partner as its organization and role, anyone else as the public.
+pub fn viewer(c: &Caller) -> Viewer<'_> {
+    match c {
+        Caller::Anonymous => Viewer::anonymous(),
+        Caller::Key { org_id, role, .. } => Viewer::org(
+            org_id,
+            match role {
+                Role::Pharmacy => verdict::Role::Pharmacy,
+                Role::Wholesaler => verdict::Role::Wholesaler,
+                Role::Manufacturer => verdict::Role::Manufacturer,
+                Role::Regulator | Role::Admin => verdict::Role::Regulator,
+            },
+        ),
     }
 }
 

@@ -14,9 +14,10 @@
 //!    receiving among them), the pallet unpacking, picking, shipping and receiving of each case
 //!    to a pharmacy, the case unpacking, and the dispensing of one pack per case. A pack thus has
 //!    19 (1 % of packs: 20) events in its history, 15 of them inherited from its case and pallet.
-//! 3. Benchmark A: `verify`'s resolver stages, in process, over random packs: `Packs::events`,
-//!    the site directory, `derive_with`, the product checks, `verdict` and the inclusion proof
-//!    of the evidence, with a warm event cache and with a fresh `Packs` (cold cache) per pack.
+//! 3. Benchmark A: `verify`'s resolver stages, in process, over random packs, timed inside the
+//!    server's own path (`rxledger_graphql::verify::verification_timed`): `Packs::events`, the
+//!    site directory, `derive_with`, the product checks, `verdict` and the inclusion proof of
+//!    the evidence, with a warm event cache and with a fresh `Packs` (cold cache) per pack.
 //! 4. Benchmark B: anonymous `verify` over HTTP/1.1 keep-alive from `--clients` tasks for
 //!    `--seconds`, after a `{ __typename }` run that gives the HTTP + GraphQL floor.
 //!
@@ -38,11 +39,11 @@ use firmware_sim::http::Connection;
 use rxledger::server::{self, App, ServeConfig};
 use rxledger_core::envelope::{self, Body};
 use rxledger_core::gs1::{self, Sscc};
-use rxledger_core::pack::{self, DeriveOptions};
-use rxledger_core::verdict::{self, Viewer};
+use rxledger_graphql::verify::{self, Stage, Stopwatch, Wanted};
+use rxledger_graphql::{Caller, Services};
 use rxledger_ingest::{IngestConfig, MqttTarget};
 use rxledger_store::ledger::EntryKind;
-use rxledger_store::packs::{self as store_packs, Packs};
+use rxledger_store::packs::Packs;
 use rxledger_store::{Admission, Ledger, NewEntry};
 use serde_json::{Value, json};
 
@@ -58,8 +59,6 @@ const PACKS_PER_PALLET: u64 = PACKS_PER_CASE * CASES_PER_PALLET;
 /// Pallets per `Ledger::append`: 83 entries each, so about 1,000 entries per batch.
 const PALLETS_PER_BATCH: u64 = 12;
 const HOUR_MS: i64 = 3_600_000;
-/// The undo window `verify` derives with (graphql `UNDO_WINDOW_MS`).
-const UNDO_WINDOW_MS: i64 = 10 * 86_400_000;
 /// The selection a pharmacy app would ask for: everything.
 const VERIFY_QUERY: &str = "query($code:String!){verify(code:$code){verdict dispensable status \
     reasons{code severity message evidence} product{gtin serial lot expiry} \
@@ -605,78 +604,64 @@ impl Stages {
     }
 }
 
-/// Exactly what `graphql::packs::verification` does for an anonymous caller, timed per stage.
-async fn timed_verdict(
-    ledger: &Ledger,
-    packs: &Packs,
-    code: &str,
-    pre: Option<&Prefetched>,
-) -> anyhow::Result<Stages> {
-    let mut s = Stages::default();
-    let mut t = Instant::now();
-    let lap = |t: &mut Instant| {
-        let us = t.elapsed().as_secs_f64() * 1e6;
-        *t = Instant::now();
-        us
-    };
-    let scanned = gs1::parse_code(code)?;
-    let sgtin = scanned.sgtin().context("the code has a serial")?;
-    s.parse = lap(&mut t);
-    let events = packs.events(&sgtin).await?;
-    s.events = lap(&mut t);
-    s.found = events.len();
-    let fetched;
-    let directory = match pre {
-        Some(p) => &p.directory,
-        None => {
-            fetched = packs.directory().await?;
-            &fetched
+/// Times the stages of the server's own `verify` path (`rxledger_graphql::verify`), as the
+/// HTTP benchmark asks it: anonymous, with evidence, without the timeline.
+struct Laps {
+    t: Instant,
+    stages: Stages,
+}
+
+impl Stopwatch for Laps {
+    fn lap(&mut self, stage: Stage) {
+        let us = self.t.elapsed().as_secs_f64() * 1e6;
+        self.t = Instant::now();
+        let s = &mut self.stages;
+        match stage {
+            Stage::Parse => s.parse += us,
+            Stage::Events => s.events += us,
+            Stage::Directory => s.directory += us,
+            Stage::Derive => s.derive += us,
+            Stage::Product => s.product += us,
+            Stage::Verdict => s.verdict += us,
+            Stage::Evidence => s.evidence += us,
         }
-    };
-    s.directory = lap(&mut t);
-    let state = {
-        let opts = DeriveOptions {
-            directory,
-            undo_window_ms: UNDO_WINDOW_MS,
-            ..DeriveOptions::default()
-        };
-        pack::derive_with(&sgtin, &events, &opts)
-    };
-    s.derive = lap(&mut t);
-    s.history = state.history.len();
-    let gtin = scanned.gtin.as_ref().context("the code has a GTIN")?;
-    let known = match pre {
-        Some(p) => p.known,
-        None if state.commissioning.is_some() => true,
-        None => {
-            store_packs::owner_of(&packs.prefixes().await?, gtin).is_some()
-                || packs.product_known(gtin).await?
-        }
-    };
-    s.product = lap(&mut t);
-    let v = verdict::verdict(
-        &scanned,
-        Some(&state),
-        known,
-        rxledger_store::now_ms(),
-        Viewer::anonymous(),
-    );
-    s.verdict = lap(&mut t);
-    let head = ledger.head();
-    let mut cited: Vec<u64> = v
-        .reasons
-        .iter()
-        .flat_map(|r| r.evidence.iter().copied())
-        .collect();
-    cited.sort_unstable();
-    cited.dedup();
-    for index in cited {
-        let proof = ledger.inclusion_proof(index, head.size).await?;
-        let leaf = ledger.leaf_hash(index).await?;
-        std::hint::black_box((proof, leaf));
     }
-    s.evidence = lap(&mut t);
-    Ok(s)
+
+    fn found(&mut self, events: usize) {
+        self.stages.found = events;
+    }
+
+    fn derived(&mut self, history_items: usize) {
+        self.stages.history = history_items;
+    }
+}
+
+/// One verification through the real resolver path, timed per stage.
+async fn timed_verdict(services: &Services, code: &str) -> anyhow::Result<Stages> {
+    let mut laps = Laps {
+        t: Instant::now(),
+        stages: Stages::default(),
+    };
+    let wanted = Wanted {
+        evidence: true,
+        timeline: false,
+    };
+    let v = verify::verification_timed(services, &Caller::Anonymous, code, wanted, &mut laps)
+        .await
+        .map_err(|e| anyhow::anyhow!("verify {code}: {}: {}", e.code.as_str(), e.message))?;
+    std::hint::black_box(v);
+    Ok(laps.stages)
+}
+
+/// The server's services, reading packs through `packs`.
+fn services_with(app: &App, packs: Arc<Packs>) -> Services {
+    Services {
+        ledger: app.ledger.clone(),
+        registry: app.registry.clone(),
+        alerts: app.alerts.clone(),
+        api_keys: app.api_keys.clone(),
+        packs,
+    }
 }
 
 async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
@@ -686,7 +671,8 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
     let codes: Vec<String> = sample.iter().map(|p| scan_code(*p)).collect();
 
     // A sanity check that the sample is what the brief asks for.
-    let probe = timed_verdict(&app.ledger, &app.packs, &codes[0], None).await?;
+    let server = services_with(app, app.packs.clone());
+    let probe = timed_verdict(&server, &codes[0]).await?;
     println!(
         "\nA. verdict in process, {} random packs (pack {} has {} history items)",
         args.samples, sample[0], probe.history
@@ -694,31 +680,15 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
 
     // Cold: a fresh `Packs` per pack, so every event is read from the database and parsed
     // again. "table" also walks the `epcs` table; "index" uses the in-memory identifier index.
-    let table_packs = || Packs::new(db.clone());
-    let mut table = Vec::with_capacity(codes.len());
-    let start = Instant::now();
-    for code in &codes {
-        table.push(timed_verdict(&app.ledger, &table_packs(), code, None).await?);
-    }
-    let table_secs = start.elapsed().as_secs_f64();
-    let cold_packs = || Packs::indexed(db.clone(), app.ledger.postings());
-    let mut cold = Vec::with_capacity(codes.len());
-    let start = Instant::now();
-    for code in &codes {
-        cold.push(timed_verdict(&app.ledger, &cold_packs(), code, None).await?);
-    }
-    let cold_secs = start.elapsed().as_secs_f64();
-
-    let warm_packs = Packs::indexed(db.clone(), app.ledger.postings());
-    for code in &codes {
-        timed_verdict(&app.ledger, &warm_packs, code, None).await?;
-    }
-    let mut warm = Vec::with_capacity(codes.len());
-    let start = Instant::now();
-    for code in &codes {
-        warm.push(timed_verdict(&app.ledger, &warm_packs, code, None).await?);
-    }
-    let warm_secs = start.elapsed().as_secs_f64();
+    let (table, table_secs) = time_each(&codes, || {
+        services_with(app, Arc::new(Packs::new(db.clone())))
+    })
+    .await?;
+    let indexed = || Arc::new(Packs::indexed(db.clone(), app.ledger.postings()));
+    let (cold, cold_secs) = time_each(&codes, || services_with(app, indexed())).await?;
+    let warm_packs = services_with(app, indexed());
+    time_each(&codes, || warm_packs.clone()).await?;
+    let (warm, warm_secs) = time_each(&codes, || warm_packs.clone()).await?;
 
     let hist: Vec<f64> = warm.iter().map(|s| s.history as f64).collect();
     let mut found: Vec<f64> = warm.iter().map(|s| s.found as f64).collect();
@@ -738,35 +708,60 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
         ("cold, index in memory,", &cold, cold_secs),
         ("warm, index in memory,", &warm, warm_secs),
     ] {
-        println!(
-            "{name} event cache ({} verdicts in {secs:.2} s, {:.0}/s on one task):",
-            runs.len(),
-            runs.len() as f64 / secs
-        );
-        stage_line("  events+derive+verdict", runs, Stages::core);
-        stage_line("  Packs::events        ", runs, |s| s.events);
-        stage_line("  directory (memory)   ", runs, |s| s.directory);
-        stage_line("  derive_with          ", runs, |s| s.derive);
-        stage_line("  product checks       ", runs, |s| s.product);
-        stage_line("  verdict              ", runs, |s| s.verdict);
-        stage_line("  evidence proofs      ", runs, |s| s.evidence);
-        stage_line("  parse code           ", runs, |s| s.parse);
-        stage_line("  whole resolver       ", runs, Stages::total);
+        print_stages(name, runs, secs);
     }
 
-    // The resolver through async-graphql, without HTTP.
-    let schema = rxledger_graphql::schema(rxledger_graphql::Services {
-        ledger: app.ledger.clone(),
-        registry: app.registry.clone(),
-        alerts: app.alerts.clone(),
-        api_keys: app.api_keys.clone(),
-        packs: app.packs.clone(),
-    });
-    for code in &codes {
+    schema_benchmark(&server, &codes).await?;
+
+    // What the resolver alone sustains on this machine.
+    println!(
+        "resolver alone, {} concurrent tasks, 5 s, the server's Packs:",
+        args.clients
+    );
+    let (n, mut lat) = resolver_run(&server, args).await?;
+    println!("  {:.0}/s  {}", n as f64 / 5.0, summary_us(&mut lat));
+    Ok(())
+}
+
+/// One timed verification per code, each through the services `with` gives; the stages and
+/// the seconds they took in all.
+async fn time_each(
+    codes: &[String],
+    with: impl Fn() -> Services,
+) -> anyhow::Result<(Vec<Stages>, f64)> {
+    let mut runs = Vec::with_capacity(codes.len());
+    let start = Instant::now();
+    for code in codes {
+        runs.push(timed_verdict(&with(), code).await?);
+    }
+    Ok((runs, start.elapsed().as_secs_f64()))
+}
+
+fn print_stages(name: &str, runs: &[Stages], secs: f64) {
+    println!(
+        "{name} event cache ({} verdicts in {secs:.2} s, {:.0}/s on one task):",
+        runs.len(),
+        runs.len() as f64 / secs
+    );
+    stage_line("  events+derive+verdict", runs, Stages::core);
+    stage_line("  Packs::events        ", runs, |s| s.events);
+    stage_line("  directory (memory)   ", runs, |s| s.directory);
+    stage_line("  derive_with          ", runs, |s| s.derive);
+    stage_line("  product checks       ", runs, |s| s.product);
+    stage_line("  verdict              ", runs, |s| s.verdict);
+    stage_line("  evidence proofs      ", runs, |s| s.evidence);
+    stage_line("  parse code           ", runs, |s| s.parse);
+    stage_line("  whole resolver       ", runs, Stages::total);
+}
+
+/// `verify` through async-graphql, without HTTP, against `{ __typename }`.
+async fn schema_benchmark(server: &Services, codes: &[String]) -> anyhow::Result<()> {
+    let schema = rxledger_graphql::schema(server.clone());
+    for code in codes {
         schema.execute(verify_request(code)).await;
     }
     let mut lat = Vec::with_capacity(codes.len());
-    for code in &codes {
+    for code in codes {
         let t = Instant::now();
         let r = schema.execute(verify_request(code)).await;
         lat.push(t.elapsed().as_secs_f64() * 1e6);
@@ -775,7 +770,7 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
         }
     }
     let mut trivial = Vec::with_capacity(codes.len());
-    for _ in &codes {
+    for _ in codes {
         let t = Instant::now();
         schema.execute("{ __typename }").await;
         trivial.push(t.elapsed().as_secs_f64() * 1e6);
@@ -783,44 +778,21 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
     println!("schema.execute, warm cache, one task:");
     println!("  verify                 {}", summary_us(&mut lat));
     println!("  {{ __typename }}         {}", summary_us(&mut trivial));
-
-    // What the resolver alone sustains on this machine.
-    println!(
-        "resolver alone, {} concurrent tasks, 5 s, the server's Packs:",
-        args.clients
-    );
-    let (n, mut lat) = resolver_run(app, args, None).await?;
-    println!("  {:.0}/s  {}", n as f64 / 5.0, summary_us(&mut lat));
     Ok(())
 }
 
-/// Facts held fixed for a run (unused since the registry copy moved into `Packs`).
-struct Prefetched {
-    directory: std::collections::HashMap<String, (String, Option<(f64, f64)>)>,
-    known: bool,
-}
-
-async fn resolver_run(
-    app: &App,
-    args: &Args,
-    pre: Option<Arc<Prefetched>>,
-) -> anyhow::Result<(u64, Vec<f64>)> {
+async fn resolver_run(server: &Services, args: &Args) -> anyhow::Result<(u64, Vec<f64>)> {
     let end = Instant::now() + Duration::from_secs(5);
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (ledger, packs, pre, n) = (
-            app.ledger.clone(),
-            app.packs.clone(),
-            pre.clone(),
-            args.packs,
-        );
+        let (server, n) = (server.clone(), args.packs);
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng(0x1234_5678 ^ (c as u64 + 1));
             let mut lat = Vec::new();
             while Instant::now() < end {
                 let code = scan_code(rng.below(n));
                 let t = Instant::now();
-                timed_verdict(&ledger, &packs, &code, pre.as_deref()).await?;
+                timed_verdict(&server, &code).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
                 // A verdict from warm caches never waits, so without this a task would keep
                 // its worker for its whole loop, and a verdict that does wait would be timed

@@ -6,7 +6,7 @@
 //! codes, and a device treats one it does not know as final (§15).
 //!
 //! The ingest rules' codes (`FOREIGN_SITE`, `NOT_BRAND_OWNER`, …) belong to
-//! [`crate::pack::RuleViolation`] and travel here inside [`RejectCode::Rule`], so they too are
+//! [`crate::pack::RuleCode`] and travel here inside [`RejectCode::Rule`], so they too are
 //! spelled in one place.
 
 use std::fmt;
@@ -49,7 +49,7 @@ pub enum RejectCode {
     /// Valid EPCIS, but an event type rxledger does not take.
     UnsupportedEvent,
     /// An ingest rule refused an event (the rule's own code).
-    Rule(&'static str),
+    Rule(crate::pack::RuleCode),
     /// The sequence number was used before for other bytes.
     Replay,
     /// An event is already in the log, or twice in the envelope.
@@ -77,7 +77,7 @@ impl RejectCode {
             RejectCode::UnknownDisposition => "UNKNOWN_DISPOSITION",
             RejectCode::BadEventTime => "BAD_EVENT_TIME",
             RejectCode::UnsupportedEvent => "UNSUPPORTED_EVENT",
-            RejectCode::Rule(code) => code,
+            RejectCode::Rule(code) => code.as_str(),
             RejectCode::Replay => "REPLAY",
             RejectCode::DuplicateEvent => "DUPLICATE_EVENT",
             RejectCode::Internal => "INTERNAL",
@@ -145,7 +145,7 @@ mod tests {
             RejectCode::UnknownDisposition,
             RejectCode::BadEventTime,
             RejectCode::UnsupportedEvent,
-            RejectCode::Rule("FOREIGN_SITE"),
+            RejectCode::Rule(crate::pack::RuleCode::ForeignSite),
             RejectCode::Replay,
             RejectCode::DuplicateEvent,
             RejectCode::Internal,

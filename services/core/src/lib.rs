@@ -17,5 +17,6 @@ pub mod keys;
 pub mod merkle;
 pub mod mqttauth;
 pub mod pack;
+pub mod spelling;
 pub mod tiles;
 pub mod verdict;

@@ -55,9 +55,10 @@ use serde_json::{Value, json};
 use crate::epcis::format_time;
 use crate::gs1::{CalendarDate, EpcId, Gln, Gs1Error, Gtin, Lot, ScannedCode, Serial, Sgtin};
 use crate::pack::{
-    DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleViolation, StatusMark,
-    UNDO_TRANSACTION_TYPE,
+    Commissioning, DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleCode,
+    RuleViolation, StatusMark, UNDO_TRANSACTION_TYPE,
 };
+use crate::spelling::spelled;
 
 /// Why a pack may or may not be dispensed. Declared from most to least severe within a
 /// severity, which orders reasons of equal severity.
@@ -79,26 +80,23 @@ pub enum VerdictCode {
     Authentic,
 }
 
-impl VerdictCode {
-    /// The stable code clients see.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            VerdictCode::UnknownProduct => "UNKNOWN_PRODUCT",
-            VerdictCode::UnknownSerial => "UNKNOWN_SERIAL",
-            VerdictCode::BatchMismatch => "BATCH_MISMATCH",
-            VerdictCode::ExpiryMismatch => "EXPIRY_MISMATCH",
-            VerdictCode::Stolen => "STOLEN",
-            VerdictCode::AlreadyDispensed => "ALREADY_DISPENSED",
-            VerdictCode::Destroyed => "DESTROYED",
-            VerdictCode::Recalled => "RECALLED",
-            VerdictCode::Decommissioned => "DECOMMISSIONED",
-            VerdictCode::Expired => "EXPIRED",
-            VerdictCode::NoSerial => "NO_SERIAL",
-            VerdictCode::NotInYourCustody => "NOT_IN_YOUR_CUSTODY",
-            VerdictCode::Authentic => "AUTHENTIC",
-        }
-    }
+spelled!(VerdictCode {
+    UnknownProduct => "UNKNOWN_PRODUCT",
+    UnknownSerial => "UNKNOWN_SERIAL",
+    BatchMismatch => "BATCH_MISMATCH",
+    ExpiryMismatch => "EXPIRY_MISMATCH",
+    Stolen => "STOLEN",
+    AlreadyDispensed => "ALREADY_DISPENSED",
+    Destroyed => "DESTROYED",
+    Recalled => "RECALLED",
+    Decommissioned => "DECOMMISSIONED",
+    Expired => "EXPIRED",
+    NoSerial => "NO_SERIAL",
+    NotInYourCustody => "NOT_IN_YOUR_CUSTODY",
+    Authentic => "AUTHENTIC",
+});
 
+impl VerdictCode {
     pub fn severity(&self) -> Severity {
         match self {
             VerdictCode::UnknownProduct
@@ -142,6 +140,13 @@ pub enum Severity {
     /// Do not dispense; possible falsification, quarantine and report.
     Alert,
 }
+
+spelled!(Severity {
+    Ok => "OK",
+    Warning => "WARNING",
+    Blocked => "BLOCKED",
+    Alert => "ALERT",
+});
 
 /// One reason behind a verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,60 +244,122 @@ pub fn verdict(
     now_ms: i64,
     viewer: Viewer<'_>,
 ) -> Verdict {
-    let mut reasons = Vec::new();
-    let mut add = |code: VerdictCode, message: String, evidence: Vec<u64>| {
-        reasons.push(Reason {
+    let mut j = Judgement::new(scanned, state, now_ms, viewer);
+    j.identification(product_known);
+    let registered_as_scanned = j.registration();
+    j.inactivity();
+    j.expiry();
+    j.custody();
+    let genuine =
+        j.serialised() && product_known && j.commissioning.is_some() && registered_as_scanned;
+    if genuine {
+        j.add(
+            VerdictCode::Authentic,
+            "Genuine pack: registered by its manufacturer.".into(),
+            j.commissioning.map(|c| c.index).into_iter().collect(),
+        );
+    }
+    j.finish(genuine)
+}
+
+/// One verdict being reached: the facts it rests on and the reasons found so far. Each step
+/// adds the reasons of one kind; the order of the steps does not matter, [`Judgement::finish`]
+/// sorts them.
+struct Judgement<'a> {
+    scanned: &'a ScannedCode,
+    state: Option<&'a PackState>,
+    commissioning: Option<&'a Commissioning>,
+    now_ms: i64,
+    /// Days since 1970-01-01, UTC.
+    today: i64,
+    /// The year an expiry's YY is read against.
+    year: u16,
+    viewer: Viewer<'a>,
+    reasons: Vec<Reason>,
+}
+
+impl<'a> Judgement<'a> {
+    fn new(
+        scanned: &'a ScannedCode,
+        state: Option<&'a PackState>,
+        now_ms: i64,
+        viewer: Viewer<'a>,
+    ) -> Self {
+        let today = now_ms.div_euclid(86_400_000);
+        Judgement {
+            scanned,
+            state,
+            commissioning: state.and_then(|s| s.commissioning.as_ref()),
+            now_ms,
+            today,
+            year: year_of_day(today),
+            viewer,
+            reasons: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, code: VerdictCode, message: String, evidence: Vec<u64>) {
+        self.reasons.push(Reason {
             code,
             severity: code.severity(),
             message,
             evidence,
         });
-    };
-    let commissioning = state.and_then(|s| s.commissioning.as_ref());
-    let today = now_ms.div_euclid(86_400_000);
-    let year = year_of_day(today);
-
-    if scanned.gtin.is_none() {
-        add(
-            VerdictCode::NoSerial,
-            "This is not a medicine pack code. Scan the 2D DataMatrix code on the pack.".into(),
-            vec![],
-        );
-    } else if scanned.serial.is_none() {
-        add(
-            VerdictCode::NoSerial,
-            "This code has no serial number, so the pack cannot be verified. Scan the 2D DataMatrix code.".into(),
-            vec![],
-        );
-    }
-    let serialised = scanned.gtin.is_some() && scanned.serial.is_some();
-    if scanned.gtin.is_some() && !product_known {
-        add(
-            VerdictCode::UnknownProduct,
-            "Unknown product: no manufacturer has registered this product code. Do not dispense; compare the scan with the printed code.".into(),
-            vec![],
-        );
-    }
-    if serialised && commissioning.is_none() {
-        add(
-            VerdictCode::UnknownSerial,
-            "Unknown serial number: the manufacturer never registered this pack. Possible falsified medicine: do not dispense. If the printed serial differs from the scan, check the scanner (e.g. Caps Lock).".into(),
-            vec![],
-        );
     }
 
-    let mut genuine = serialised && product_known && commissioning.is_some();
-    if let (true, Some(c)) = (serialised, commissioning) {
-        if let (Some(scan_lot), Some(lot)) = (&scanned.lot, &c.lot)
+    /// Whether the scan names one pack: a GTIN and a serial.
+    fn serialised(&self) -> bool {
+        self.scanned.gtin.is_some() && self.scanned.serial.is_some()
+    }
+
+    /// `NO_SERIAL`, `UNKNOWN_PRODUCT`, `UNKNOWN_SERIAL`: can the scan name a registered pack?
+    fn identification(&mut self, product_known: bool) {
+        if self.scanned.gtin.is_none() {
+            self.add(
+                VerdictCode::NoSerial,
+                "This is not a medicine pack code. Scan the 2D DataMatrix code on the pack.".into(),
+                vec![],
+            );
+        } else if self.scanned.serial.is_none() {
+            self.add(
+                VerdictCode::NoSerial,
+                "This code has no serial number, so the pack cannot be verified. Scan the 2D DataMatrix code.".into(),
+                vec![],
+            );
+        }
+        if self.scanned.gtin.is_some() && !product_known {
+            self.add(
+                VerdictCode::UnknownProduct,
+                "Unknown product: no manufacturer has registered this product code. Do not dispense; compare the scan with the printed code.".into(),
+                vec![],
+            );
+        }
+        if self.serialised() && self.commissioning.is_none() {
+            self.add(
+                VerdictCode::UnknownSerial,
+                "Unknown serial number: the manufacturer never registered this pack. Possible falsified medicine: do not dispense. If the printed serial differs from the scan, check the scanner (e.g. Caps Lock).".into(),
+                vec![],
+            );
+        }
+    }
+
+    /// `BATCH_MISMATCH`, `EXPIRY_MISMATCH`: does the scan carry what the manufacturer
+    /// registered? Returns whether it does (true when there is nothing to compare).
+    fn registration(&mut self) -> bool {
+        let (true, Some(c)) = (self.serialised(), self.commissioning) else {
+            return true;
+        };
+        let mut matches = true;
+        if let (Some(scan_lot), Some(lot)) = (&self.scanned.lot, &c.lot)
             && scan_lot != lot
         {
-            genuine = false;
+            matches = false;
             let hint = if scan_lot.as_str().eq_ignore_ascii_case(lot.as_str()) {
                 " Only the letter case differs: check the scanner's keyboard settings."
             } else {
                 ""
             };
-            add(
+            self.add(
                 VerdictCode::BatchMismatch,
                 format!(
                     "Batch mismatch: the pack says {scan_lot}, the manufacturer registered {lot}. Do not dispense.{hint}"
@@ -300,11 +367,11 @@ pub fn verdict(
                 vec![c.index],
             );
         }
-        if let (Some(scan_exp), Some(exp)) = (&scanned.expiry, &c.expiry) {
-            let scanned_day = scan_exp.last_valid_day(year);
+        if let (Some(scan_exp), Some(exp)) = (&self.scanned.expiry, &c.expiry) {
+            let scanned_day = scan_exp.last_valid_day(self.year);
             if scanned_day != *exp {
-                genuine = false;
-                add(
+                matches = false;
+                self.add(
                     VerdictCode::ExpiryMismatch,
                     format!(
                         "Expiry mismatch: the pack says {scanned_day}, the manufacturer registered {exp}. Do not dispense."
@@ -313,18 +380,25 @@ pub fn verdict(
                 );
             }
         }
+        matches
     }
 
-    if let (true, Some(s)) = (serialised, state) {
+    /// `ALREADY_DISPENSED`, `STOLEN`, `DESTROYED`, `RECALLED`, `DECOMMISSIONED`: has the pack
+    /// left the supply chain?
+    fn inactivity(&mut self) {
+        let (true, Some(s)) = (self.serialised(), self.state) else {
+            return;
+        };
         if let Some(d) = &s.dispensed {
-            add(
+            let evidence = if self.viewer.may_identify(&d.org) {
+                vec![d.index]
+            } else {
+                vec![]
+            };
+            self.add(
                 VerdictCode::AlreadyDispensed,
-                dispensed_message(d, now_ms, viewer),
-                if viewer.may_identify(&d.org) {
-                    vec![d.index]
-                } else {
-                    vec![]
-                },
+                dispensed_message(d, self.now_ms, self.viewer),
+                evidence,
             );
         }
         let marks = [
@@ -351,7 +425,7 @@ pub fn verdict(
         ];
         for (code, mark, text) in marks {
             if let Some(m) = mark {
-                add(
+                self.add(
                     code,
                     text.replace("{}", &day_of(m.event_time_ms)),
                     vec![m.index],
@@ -360,18 +434,31 @@ pub fn verdict(
         }
     }
 
-    if scanned.gtin.is_some() {
-        let expiry = commissioning
-            .and_then(|c| c.expiry)
-            .or_else(|| scanned.expiry.as_ref().map(|e| e.last_valid_day(year)));
-        let marked = state.and_then(|s| s.expired.as_ref());
-        let passed = expiry.filter(|d| today > d.days_since_epoch());
+    /// The expiry that counts: the registered one, else the scanned one.
+    fn expiry_date(&self) -> Option<CalendarDate> {
+        self.commissioning.and_then(|c| c.expiry).or_else(|| {
+            self.scanned
+                .expiry
+                .as_ref()
+                .map(|e| e.last_valid_day(self.year))
+        })
+    }
+
+    /// `EXPIRED`: by date (valid through its last day), or by an `expired` disposition.
+    fn expiry(&mut self) {
+        if self.scanned.gtin.is_none() {
+            return;
+        }
+        let marked = self.state.and_then(|s| s.expired.as_ref());
+        let passed = self
+            .expiry_date()
+            .filter(|d| self.today > d.days_since_epoch());
         if passed.is_some() || marked.is_some() {
             let message = match passed {
                 Some(d) => format!("Expired on {d}. Do not dispense."),
                 None => "Recorded as expired. Do not dispense.".to_owned(),
             };
-            add(
+            self.add(
                 VerdictCode::Expired,
                 message,
                 marked.map(|m| m.index).into_iter().collect(),
@@ -379,48 +466,50 @@ pub fn verdict(
         }
     }
 
-    if let (Role::Pharmacy, Some(org), Some(s), true) =
-        (viewer.role, viewer.org, state, commissioning.is_some())
-        && !s.was_sent_to(org, viewer.site)
-    {
-        add(
+    /// `NOT_IN_YOUR_CUSTODY`: for a pharmacy, a registered pack never shipped to it.
+    fn custody(&mut self) {
+        if let (Role::Pharmacy, Some(org), Some(s), true) = (
+            self.viewer.role,
+            self.viewer.org,
+            self.state,
+            self.commissioning.is_some(),
+        ) && !s.was_sent_to(org, self.viewer.site)
+        {
+            self.add(
                 VerdictCode::NotInYourCustody,
                 "This pack was never shipped to your pharmacy. You may dispense it, but check where it came from.".into(),
                 vec![],
             );
+        }
     }
 
-    if genuine {
-        add(
-            VerdictCode::Authentic,
-            "Genuine pack: registered by its manufacturer.".into(),
-            commissioning.map(|c| c.index).into_iter().collect(),
-        );
-    }
-
-    reasons.sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
-    // Never empty: a scan without GTIN or serial gets NO_SERIAL, a serialised one either
-    // UNKNOWN_SERIAL, a mismatch or AUTHENTIC. The fallback is the safe answer regardless.
-    let primary = reasons
-        .first()
-        .map_or(VerdictCode::UnknownSerial, |r| r.code);
-    let dispensable = genuine && reasons.iter().all(|r| r.severity <= Severity::Warning);
-    let product = scanned.gtin.as_ref().map(|gtin| ProductInfo {
-        gtin: gtin.clone(),
-        serial: scanned.serial.clone(),
-        lot: commissioning
-            .and_then(|c| c.lot.clone())
-            .or_else(|| scanned.lot.clone()),
-        expiry: commissioning
-            .and_then(|c| c.expiry)
-            .or_else(|| scanned.expiry.as_ref().map(|e| e.last_valid_day(year))),
-    });
-    Verdict {
-        primary,
-        reasons,
-        dispensable,
-        product,
-        status: state.map(|s| s.status),
+    /// The reasons, most severe first, and what they add up to.
+    fn finish(mut self, genuine: bool) -> Verdict {
+        self.reasons
+            .sort_by_key(|r| (std::cmp::Reverse(r.severity), r.code));
+        // Never empty: a scan without GTIN or serial gets NO_SERIAL, a serialised one either
+        // UNKNOWN_SERIAL, a mismatch or AUTHENTIC. The fallback is the safe answer regardless.
+        let primary = self
+            .reasons
+            .first()
+            .map_or(VerdictCode::UnknownSerial, |r| r.code);
+        let dispensable = genuine && self.reasons.iter().all(|r| r.severity <= Severity::Warning);
+        let commissioning = self.commissioning;
+        let product = self.scanned.gtin.as_ref().map(|gtin| ProductInfo {
+            gtin: gtin.clone(),
+            serial: self.scanned.serial.clone(),
+            lot: commissioning
+                .and_then(|c| c.lot.clone())
+                .or_else(|| self.scanned.lot.clone()),
+            expiry: self.expiry_date(),
+        });
+        Verdict {
+            primary,
+            reasons: self.reasons,
+            dispensable,
+            product,
+            status: self.state.map(|s| s.status),
+        }
     }
 }
 
@@ -463,21 +552,21 @@ pub fn can_undo(
 ) -> Result<u64, RuleViolation> {
     let Some(d) = &state.dispensed else {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_STATUS_MISMATCH,
+            RuleCode::UndoStatusMismatch,
             "the pack is not dispensed, so there is nothing to undo",
             vec![],
         ));
     };
     if d.org != org {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_OTHER_PARTY,
+            RuleCode::UndoOtherParty,
             "only the pharmacy that dispensed the pack can undo it",
             vec![],
         ));
     }
     if now_ms - d.event_time_ms > window_ms {
         return Err(RuleViolation::new(
-            RuleViolation::UNDO_WINDOW_PASSED,
+            RuleCode::UndoWindowPassed,
             format!(
                 "the undo window closed on {}",
                 moment(d.event_time_ms + window_ms)
@@ -507,14 +596,14 @@ pub fn can_change_status(
 ) -> Result<(), RuleViolation> {
     let Some(s) = state.filter(|s| s.commissioning.is_some()) else {
         return Err(RuleViolation::new(
-            RuleViolation::UNKNOWN_SERIAL,
+            RuleCode::UnknownSerial,
             "the pack was never commissioned",
             vec![],
         ));
     };
     if change == StatusChange::Dispense && s.dispensed.is_some() {
         return Err(RuleViolation::new(
-            RuleViolation::ALREADY_DISPENSED,
+            RuleCode::AlreadyDispensed,
             "the pack is already dispensed",
             vec![],
         ));
@@ -526,14 +615,14 @@ pub fn can_change_status(
     };
     if let Some(evidence) = same {
         return Err(RuleViolation::new(
-            RuleViolation::STATUS_ALREADY_SET,
+            RuleCode::StatusAlreadySet,
             "this status is already set on the pack",
             evidence.into_iter().collect(),
         ));
     }
     if !s.status.is_active() {
         return Err(RuleViolation::new(
-            RuleViolation::PACK_INACTIVE,
+            RuleCode::PackInactive,
             format!("the pack is already inactive ({})", s.status.as_str()),
             s.status_index
                 .filter(|_| s.status != PackStatus::Dispensed)
@@ -641,7 +730,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
     let Some(state) = state else {
         // can_change_status refuses a missing state; keep the safe answer regardless.
         return refuse(RuleViolation::new(
-            RuleViolation::UNKNOWN_SERIAL,
+            RuleCode::UnknownSerial,
             "the pack was never commissioned",
             vec![],
         ));
@@ -657,7 +746,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
             outcome: match req.policy {
                 CustodyPolicy::Warn => Ok(()),
                 CustodyPolicy::Refuse => Err(RuleViolation::new(
-                    RuleViolation::NOT_IN_YOUR_CUSTODY,
+                    RuleCode::NotInYourCustody,
                     "this pack is not in your pharmacy's custody: it was never shipped to you",
                     vec![],
                 )),
@@ -677,7 +766,7 @@ pub fn authorize_change(state: Option<&PackState>, req: &ChangeRequest<'_>) -> C
             }
         }
         StatusChange::Stolen | StatusChange::Destroy => refuse(RuleViolation::new(
-            RuleViolation::NOT_IN_YOUR_CUSTODY,
+            RuleCode::NotInYourCustody,
             "only the pack's custodian, its brand owner or a regulator may report it stolen or destroyed",
             vec![],
         )),
@@ -1158,7 +1247,7 @@ mod tests {
         let code = |r: Result<u64, RuleViolation>| r.unwrap_err().code;
         assert_eq!(
             code(can_undo(&s, "pharmacy-b", at(1001), DEFAULT_UNDO_WINDOW_MS)),
-            RuleViolation::UNDO_OTHER_PARTY
+            RuleCode::UndoOtherParty
         );
         assert_eq!(
             code(can_undo(
@@ -1167,7 +1256,7 @@ mod tests {
                 at(1000) + 11 * DAY,
                 DEFAULT_UNDO_WINDOW_MS
             )),
-            RuleViolation::UNDO_WINDOW_PASSED
+            RuleCode::UndoWindowPassed
         );
         assert_eq!(
             code(can_undo(
@@ -1176,7 +1265,7 @@ mod tests {
                 now(),
                 DEFAULT_UNDO_WINDOW_MS
             )),
-            RuleViolation::UNDO_STATUS_MISMATCH
+            RuleCode::UndoStatusMismatch
         );
     }
 
@@ -1191,7 +1280,7 @@ mod tests {
             can_change_status(None, StatusChange::Dispense)
                 .unwrap_err()
                 .code,
-            RuleViolation::UNKNOWN_SERIAL
+            RuleCode::UnknownSerial
         );
         let dispensed = with(&[(
             4,
@@ -1201,7 +1290,7 @@ mod tests {
         let err = can_change_status(Some(&dispensed), StatusChange::Dispense).unwrap_err();
         assert_eq!(
             (err.code, err.evidence),
-            (RuleViolation::ALREADY_DISPENSED, vec![])
+            (RuleCode::AlreadyDispensed, vec![])
         );
         let recalled = with(&[(
             4,
@@ -1209,10 +1298,7 @@ mod tests {
             "mah",
         )]);
         let err = can_change_status(Some(&recalled), StatusChange::Dispense).unwrap_err();
-        assert_eq!(
-            (err.code, err.evidence),
-            (RuleViolation::PACK_INACTIVE, vec![4])
-        );
+        assert_eq!((err.code, err.evidence), (RuleCode::PackInactive, vec![4]));
     }
 
     #[test]
@@ -1267,7 +1353,7 @@ mod tests {
             let d = ask(change, org, role, policy);
             assert_eq!(d.outcome.is_ok(), allowed, "{change:?} by {org}: {d:?}");
             if let Err(v) = &d.outcome {
-                assert_eq!(v.code, RuleViolation::NOT_IN_YOUR_CUSTODY, "{d:?}");
+                assert_eq!(v.code, RuleCode::NotInYourCustody, "{d:?}");
             }
             assert_eq!(d.outside_custody.is_some(), alerted, "{change:?} by {org}");
             if let Some(o) = d.outside_custody {
@@ -1293,10 +1379,7 @@ mod tests {
                 policy: Warn,
             },
         );
-        assert_eq!(
-            d.outcome.unwrap_err().code,
-            RuleViolation::ALREADY_DISPENSED
-        );
+        assert_eq!(d.outcome.unwrap_err().code, RuleCode::AlreadyDispensed);
         assert_eq!(d.outside_custody, None);
     }
 
@@ -1347,6 +1430,32 @@ mod tests {
             recall_lot_event(&gtin(), &lot, 3, &site, now()),
             Err(BuildError::Identifier(_))
         ));
+    }
+
+    #[test]
+    fn codes_have_one_spelling() {
+        // Severity was spelled `format!("{:?}").to_uppercase()` before it had a table.
+        for s in Severity::ALL {
+            assert_eq!(s.as_str(), format!("{s:?}").to_uppercase());
+        }
+        let spellings: Vec<&str> = Severity::ALL.iter().map(Severity::as_str).collect();
+        assert_eq!(spellings, ["OK", "WARNING", "BLOCKED", "ALERT"]);
+        for c in VerdictCode::ALL {
+            assert_eq!(c.as_str().parse::<VerdictCode>(), Ok(*c));
+            assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
+            assert_eq!(c.to_string(), c.as_str());
+        }
+        for s in Severity::ALL {
+            assert_eq!(
+                serde_json::from_value::<Severity>(json!(s.as_str())).unwrap(),
+                *s
+            );
+        }
+        assert!("WARN".parse::<Severity>().is_err());
+        assert_eq!(
+            VerdictCode::NotInYourCustody.as_str(),
+            "NOT_IN_YOUR_CUSTODY"
+        );
     }
 
     #[test]

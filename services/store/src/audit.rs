@@ -69,6 +69,42 @@ pub async fn audit(
         Some(note) => Some(open_saved(note, verifier, &origin)?),
         None => None,
     };
+    let Some(size) = check_head(&head, verifier, &mut report) else {
+        return Ok(report);
+    };
+    report.size = size;
+    let signed = Signed::load(db, verifier).await?;
+    let saved_size = saved.as_ref().map(|s| s.size);
+    let Some(log) = recompute(db, size, &signed, saved_size, &mut report, &mut progress).await?
+    else {
+        return Ok(report);
+    };
+    check_beyond_head(db, size, &mut report).await?;
+    // The right edge, including partial tiles, must match exactly.
+    let edge: Vec<Tile> = Frontier::ids_for(size)
+        .into_iter()
+        .filter_map(|id| rebuilt_tile(&log.rebuilt, id))
+        .collect();
+    let edge_refs: Vec<&Tile> = edge.iter().collect();
+    compare_tiles(db, &edge_refs, &mut report).await?;
+
+    report.root = log.range.root();
+    if head.root.as_slice() != report.root.as_slice() {
+        report.problems.push(format!(
+            "the head root {} differs from the root recomputed from the entries {}",
+            hex::encode(&head.root),
+            hex::encode(report.root)
+        ));
+    }
+    if let Some(s) = saved {
+        check_saved(db, &s, size, log.saved_root, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The head row against its own signed checkpoint; the head size, unless it is negative
+/// (then nothing more can be checked).
+fn check_head(head: &head::Model, verifier: &LogVerifier, report: &mut AuditReport) -> Option<u64> {
     let head_cp = match checkpoint::open_checkpoint(&head.note, verifier) {
         Ok(cp) => Some(cp),
         Err(e) => {
@@ -78,16 +114,12 @@ pub async fn audit(
             None
         }
     };
-    let size = match u64::try_from(head.size) {
-        Ok(s) => s,
-        Err(_) => {
-            report
-                .problems
-                .push(format!("head size is negative ({})", head.size));
-            return Ok(report);
-        }
+    let Ok(size) = u64::try_from(head.size) else {
+        report
+            .problems
+            .push(format!("head size is negative ({})", head.size));
+        return None;
     };
-    report.size = size;
     if let Some(cp) =
         head_cp.filter(|cp| cp.size != size || cp.root.as_slice() != head.root.as_slice())
     {
@@ -96,78 +128,137 @@ pub async fn audit(
             cp.size
         ));
     }
+    Some(size)
+}
 
-    // Every checkpoint ever signed, by size: each must verify and match the recomputed root.
-    let mut signed: BTreeMap<u64, cp_row::Model> = BTreeMap::new();
-    for row in cp_row::Entity::find()
-        .order_by_asc(cp_row::Column::Size)
-        .all(&db.conn)
-        .await?
-    {
-        signed.insert(row.size.max(0) as u64, row);
-    }
-    let check_checkpoint = |report: &mut AuditReport, at: u64, root: &Hash| {
-        if let Some(row) = signed.get(&at) {
-            report.checkpoints_checked += 1;
-            match checkpoint::open_checkpoint(&row.note, verifier) {
-                Ok(cp) if cp.size == at && &cp.root == root => {}
-                Ok(cp) => report.problems.push(format!(
-                    "checkpoint at size {at} signs root {} but the entries give {}",
-                    hex::encode(cp.root),
-                    hex::encode(root)
-                )),
-                Err(e) => report
-                    .problems
-                    .push(format!("checkpoint at size {at} does not verify: {e}")),
-            }
+/// Every checkpoint the log ever signed, by size: each must verify and carry the root
+/// recomputed at its size.
+struct Signed<'v> {
+    rows: BTreeMap<u64, cp_row::Model>,
+    verifier: &'v LogVerifier,
+}
+
+impl<'v> Signed<'v> {
+    async fn load(db: &Database, verifier: &'v LogVerifier) -> Result<Signed<'v>, StoreError> {
+        let mut rows = BTreeMap::new();
+        for row in cp_row::Entity::find()
+            .order_by_asc(cp_row::Column::Size)
+            .all(&db.conn)
+            .await?
+        {
+            rows.insert(row.size.max(0) as u64, row);
         }
-    };
+        Ok(Signed { rows, verifier })
+    }
 
-    let mut range = CompactRange::new();
-    let mut rebuilt = Frontier::default();
-    let mut saved_root: Option<Hash> = None;
-    check_checkpoint(&mut report, 0, &range.root());
+    /// Checks the checkpoint signed at size `at`, if there is one, against `root`.
+    fn check(&self, report: &mut AuditReport, at: u64, root: &Hash) {
+        let Some(row) = self.rows.get(&at) else {
+            return;
+        };
+        report.checkpoints_checked += 1;
+        match checkpoint::open_checkpoint(&row.note, self.verifier) {
+            Ok(cp) if cp.size == at && &cp.root == root => {}
+            Ok(cp) => report.problems.push(format!(
+                "checkpoint at size {at} signs root {} but the entries give {}",
+                hex::encode(cp.root),
+                hex::encode(root)
+            )),
+            Err(e) => report
+                .problems
+                .push(format!("checkpoint at size {at} does not verify: {e}")),
+        }
+    }
+}
+
+/// The log as recomputed from its entries.
+struct Recomputed {
+    range: CompactRange,
+    rebuilt: Frontier,
+    /// The root at the size of the client's saved checkpoint, when it was reached.
+    saved_root: Option<Hash>,
+}
+
+/// Hashes the first `size` entries page by page, checking each signed checkpoint on the way
+/// and each full tile rebuilt against the stored one. `None` when an entry is missing (the
+/// report says which): nothing after it can be recomputed.
+async fn recompute(
+    db: &Database,
+    size: u64,
+    signed: &Signed<'_>,
+    saved_size: Option<u64>,
+    report: &mut AuditReport,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<Option<Recomputed>, StoreError> {
+    let mut log = Recomputed {
+        range: CompactRange::new(),
+        rebuilt: Frontier::default(),
+        saved_root: None,
+    };
+    signed.check(report, 0, &log.range.root());
     let mut next = 0u64;
     while next < size {
-        let rows = entry::Entity::find()
-            .filter(entry::Column::Idx.gte(next as i64))
-            .filter(entry::Column::Idx.lt((next + PAGE).min(size) as i64))
-            .order_by_asc(entry::Column::Idx)
-            .all(&db.conn)
-            .await?;
-        let mut leaves = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.idx as u64 != next + leaves.len() as u64 {
-                report
-                    .problems
-                    .push(format!("entry {} is missing", next + leaves.len() as u64));
-                return Ok(report);
-            }
-            leaves.push(merkle::leaf_hash(&row.data));
-        }
-        if leaves.is_empty() {
-            report.problems.push(format!("entry {next} is missing"));
-            return Ok(report);
-        }
+        let Some(leaves) = read_leaves(db, next, size, report).await? else {
+            return Ok(None);
+        };
         for leaf in &leaves {
-            range.push(*leaf);
-            let at = range.size();
-            if saved.as_ref().is_some_and(|s| s.size == at) {
-                saved_root = Some(range.root());
+            log.range.push(*leaf);
+            let at = log.range.size();
+            if saved_size == Some(at) {
+                log.saved_root = Some(log.range.root());
             }
-            if signed.contains_key(&at) {
-                check_checkpoint(&mut report, at, &range.root());
+            if signed.rows.contains_key(&at) {
+                signed.check(report, at, &log.range.root());
             }
         }
-        let (after, changed) = rebuilt.append(&leaves)?;
-        rebuilt = after;
+        let (after, changed) = log.rebuilt.append(&leaves)?;
+        log.rebuilt = after;
         let full: Vec<&Tile> = changed.iter().filter(|t| t.hashes.len() == 256).collect();
-        compare_tiles(db, &full, &mut report).await?;
+        compare_tiles(db, &full, report).await?;
         next += leaves.len() as u64;
         report.entries_checked = next;
         progress(next, size);
     }
-    // Entries beyond the head would be a batch that never committed its checkpoint.
+    Ok(Some(log))
+}
+
+/// The leaf hashes of one page of entries from `next` (below `size`); `None` when an entry
+/// is missing, which is reported.
+async fn read_leaves(
+    db: &Database,
+    next: u64,
+    size: u64,
+    report: &mut AuditReport,
+) -> Result<Option<Vec<Hash>>, StoreError> {
+    let rows = entry::Entity::find()
+        .filter(entry::Column::Idx.gte(next as i64))
+        .filter(entry::Column::Idx.lt((next + PAGE).min(size) as i64))
+        .order_by_asc(entry::Column::Idx)
+        .all(&db.conn)
+        .await?;
+    let mut leaves = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.idx as u64 != next + leaves.len() as u64 {
+            report
+                .problems
+                .push(format!("entry {} is missing", next + leaves.len() as u64));
+            return Ok(None);
+        }
+        leaves.push(merkle::leaf_hash(&row.data));
+    }
+    if leaves.is_empty() {
+        report.problems.push(format!("entry {next} is missing"));
+        return Ok(None);
+    }
+    Ok(Some(leaves))
+}
+
+/// Entries beyond the head would be a batch that never committed its checkpoint.
+async fn check_beyond_head(
+    db: &Database,
+    size: u64,
+    report: &mut AuditReport,
+) -> Result<(), StoreError> {
     let beyond = entry::Entity::find()
         .filter(entry::Column::Idx.gte(size as i64))
         .one(&db.conn)
@@ -178,26 +269,7 @@ pub async fn audit(
             row.idx
         ));
     }
-    // The right edge, including partial tiles, must match exactly.
-    let edge: Vec<Tile> = Frontier::ids_for(size)
-        .into_iter()
-        .filter_map(|id| rebuilt_tile(&rebuilt, id))
-        .collect();
-    let edge_refs: Vec<&Tile> = edge.iter().collect();
-    compare_tiles(db, &edge_refs, &mut report).await?;
-
-    report.root = range.root();
-    if head.root.as_slice() != report.root.as_slice() {
-        report.problems.push(format!(
-            "the head root {} differs from the root recomputed from the entries {}",
-            hex::encode(&head.root),
-            hex::encode(report.root)
-        ));
-    }
-    if let Some(s) = saved {
-        check_saved(db, &s, size, saved_root, &mut report).await?;
-    }
-    Ok(report)
+    Ok(())
 }
 
 fn rebuilt_tile(f: &Frontier, id: TileId) -> Option<Tile> {

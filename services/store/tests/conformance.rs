@@ -558,7 +558,7 @@ async fn index_in_memory_matches_table(db: Database) {
 /// appended, the rest are refused with the check's rule. On PostgreSQL half of them go through
 /// a second sequencer (another node), serialised by the sequencer lease.
 async fn checked_appends_have_one_winner(db: Database) {
-    use rxledger_core::pack::RuleViolation;
+    use rxledger_core::pack::{RuleCode, RuleViolation};
     let a = std::sync::Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
     let b = if db.is_postgres() {
         std::sync::Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap())
@@ -584,7 +584,10 @@ async fn checked_appends_have_one_winner(db: Database) {
                     Ok(if n == 0 {
                         Ok(())
                     } else {
-                        Err(RuleViolation::new_public("TAKEN", "someone else won"))
+                        Err(RuleViolation::new_public(
+                            RuleCode::StatusAlreadySet,
+                            "someone else won",
+                        ))
                     })
                 });
                 ledger.append_checked(e, check).await.unwrap().admissions
@@ -595,7 +598,7 @@ async fn checked_appends_have_one_winner(db: Database) {
     for t in tasks {
         match t.await.unwrap().as_slice() {
             [Admission::Appended { .. }] => won += 1,
-            [Admission::Refused(v)] => assert_eq!(v.code, "TAKEN"),
+            [Admission::Refused(v)] => assert_eq!(v.code, RuleCode::StatusAlreadySet),
             other => panic!("unexpected admission {other:?}"),
         }
     }

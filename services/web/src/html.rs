@@ -2,7 +2,8 @@
 //! with one stylesheet, so a phone that scanned a QR code sees the answer without running any
 //! script.
 
-use serde_json::Value;
+use rxledger_core::verdict::{Severity, VerdictCode};
+use rxledger_graphql::verify::{Product, TimelineStep, Verification};
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -53,115 +54,122 @@ pub fn error_page(title: &str, message: &str, hint: &str) -> String {
 
 /// Words a patient understands, for each verdict code.
 pub fn headline(verdict: &str) -> &'static str {
-    match verdict {
-        "AUTHENTIC" => "Genuine pack",
-        "NOT_IN_YOUR_CUSTODY" => "Genuine pack (not shipped to you)",
-        "UNKNOWN_PRODUCT" => "Unknown product",
-        "UNKNOWN_SERIAL" => "Unknown serial number: possible counterfeit",
-        "BATCH_MISMATCH" => "Batch does not match: possible counterfeit",
-        "EXPIRY_MISMATCH" => "Expiry date does not match: possible counterfeit",
-        "EXPIRED" => "Expired",
-        "ALREADY_DISPENSED" => "Already dispensed",
-        "RECALLED" => "Recalled",
-        "STOLEN" => "Reported stolen",
-        "DESTROYED" => "Destroyed",
-        "DECOMMISSIONED" => "Taken off the market",
-        "NO_SERIAL" => "Cannot be verified: no serial number",
+    use VerdictCode as V;
+    match verdict.parse::<VerdictCode>() {
+        Ok(V::Authentic) => "Genuine pack",
+        Ok(V::NotInYourCustody) => "Genuine pack (not shipped to you)",
+        Ok(V::UnknownProduct) => "Unknown product",
+        Ok(V::UnknownSerial) => "Unknown serial number: possible counterfeit",
+        Ok(V::BatchMismatch) => "Batch does not match: possible counterfeit",
+        Ok(V::ExpiryMismatch) => "Expiry date does not match: possible counterfeit",
+        Ok(V::Expired) => "Expired",
+        Ok(V::AlreadyDispensed) => "Already dispensed",
+        Ok(V::Recalled) => "Recalled",
+        Ok(V::Stolen) => "Reported stolen",
+        Ok(V::Destroyed) => "Destroyed",
+        Ok(V::Decommissioned) => "Taken off the market",
+        Ok(V::NoSerial) => "Cannot be verified: no serial number",
         _ => "See the reasons below",
     }
 }
 
 /// The CSS class of a verification: ok (green), warn (amber) or bad (red).
-pub fn tone(v: &Value) -> &'static str {
-    let dispensable = v["dispensable"].as_bool().unwrap_or(false);
-    let warnings = v["reasons"]
-        .as_array()
-        .is_some_and(|r| r.iter().any(|x| x["severity"] == "WARNING"));
-    match (dispensable, warnings) {
+pub fn tone(v: &Verification) -> &'static str {
+    let warnings = v
+        .reasons
+        .iter()
+        .any(|r| r.severity == Severity::Warning.as_str());
+    match (v.dispensable, warnings) {
         (true, false) => "ok",
         (true, true) => "warn",
         (false, _) => "bad",
     }
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or("")
-}
-
-/// The resolver's page for one verification (the JSON of GraphQL's `verify`).
-pub fn verification_page(v: &Value, uri: &str) -> String {
-    let verdict = s(v, "verdict");
-    let dispensable = v["dispensable"].as_bool().unwrap_or(false);
+/// The resolver's page for one verification: verdict, reasons, product, journey, evidence.
+pub fn verification_page(v: &Verification, uri: &str) -> String {
+    let verdict = v.verdict.as_str();
     let mut body = format!(
         r#"<section class="verdict {tone}" role="status"><p class="code">{code}</p><h1>{head}</h1><p>{may}</p></section>"#,
         tone = tone(v),
         code = esc(verdict),
         head = headline(verdict),
-        may = if dispensable {
+        may = if v.dispensable {
             "This pack may be dispensed."
         } else {
             "Do not dispense or use this pack. Ask your pharmacist."
         }
     );
-    if let Some(reasons) = v["reasons"].as_array().filter(|r| !r.is_empty()) {
+    if !v.reasons.is_empty() {
         body.push_str("<h2>Why</h2><ul class=\"reasons\">");
-        for r in reasons {
+        for r in &v.reasons {
             body.push_str(&format!(
                 "<li><strong>{}</strong> ({}) {}</li>",
-                esc(s(r, "code")),
-                esc(&s(r, "severity").to_lowercase()),
-                esc(s(r, "message"))
+                esc(&r.code),
+                esc(&r.severity.to_lowercase()),
+                esc(&r.message)
             ));
         }
         body.push_str("</ul>");
     }
-    let p = &v["product"];
-    if p.is_object() {
-        body.push_str("<h2>Product</h2><dl class=\"product\">");
-        for (label, key) in [
-            ("GTIN", "gtin"),
-            ("Serial", "serial"),
-            ("Batch", "lot"),
-            ("Expiry", "expiry"),
-        ] {
-            if let Some(x) = p[key].as_str() {
-                body.push_str(&format!("<dt>{label}</dt><dd>{}</dd>", esc(x)));
-            }
-        }
-        if let Some(st) = v["status"].as_str() {
-            body.push_str(&format!("<dt>Status</dt><dd>{}</dd>", esc(st)));
-        }
-        body.push_str("</dl>");
+    if let Some(p) = &v.product {
+        body.push_str(&product(p, v.status.as_deref()));
     }
-    if let Some(steps) = v["timeline"].as_array().filter(|t| !t.is_empty()) {
-        body.push_str("<h2>Journey</h2><ol class=\"timeline\">");
-        for t in steps {
-            let step = t["bizStep"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("{} {}", s(t, "eventType"), s(t, "action")));
-            body.push_str(&format!(
-                "<li><time>{}</time> {}{} <span class=\"idx\">ledger #{}</span></li>",
-                esc(s(t, "eventTime")),
-                esc(&step.replace('_', " ")),
-                if t["inherited"] == true {
-                    " (with its case or pallet)"
-                } else {
-                    ""
-                },
-                t["index"]
-            ));
-        }
-        body.push_str("</ol>");
+    if !v.timeline.is_empty() {
+        body.push_str(&journey(&v.timeline));
     }
     body.push_str(&format!(
         "<details><summary>Evidence</summary><p>Checkpoint of {} entries. Machine-readable: \
          <code>curl -H 'Accept: application/json' '{}'</code></p><pre>{}</pre></details>",
-        v["checkpointSize"],
+        v.checkpoint_size,
         esc(uri),
-        esc(s(v, "checkpointNote"))
+        esc(&v.checkpoint_note)
     ));
     page(headline(verdict), &body)
+}
+
+/// What the pack is, and its status.
+fn product(p: &Product, status: Option<&str>) -> String {
+    let mut out = String::from("<h2>Product</h2><dl class=\"product\">");
+    for (label, value) in [
+        ("GTIN", Some(&p.gtin)),
+        ("Serial", p.serial.as_ref()),
+        ("Batch", p.lot.as_ref()),
+        ("Expiry", p.expiry.as_ref()),
+    ] {
+        if let Some(x) = value {
+            out.push_str(&format!("<dt>{label}</dt><dd>{}</dd>", esc(x)));
+        }
+    }
+    if let Some(st) = status {
+        out.push_str(&format!("<dt>Status</dt><dd>{}</dd>", esc(st)));
+    }
+    out.push_str("</dl>");
+    out
+}
+
+/// The public timeline, oldest first.
+fn journey(steps: &[TimelineStep]) -> String {
+    let mut out = String::from("<h2>Journey</h2><ol class=\"timeline\">");
+    for t in steps {
+        let step = t
+            .biz_step
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", t.event_type, t.action));
+        out.push_str(&format!(
+            "<li><time>{}</time> {}{} <span class=\"idx\">ledger #{}</span></li>",
+            esc(&t.event_time),
+            esc(&step.replace('_', " ")),
+            if t.inherited {
+                " (with its case or pallet)"
+            } else {
+                ""
+            },
+            t.index
+        ));
+    }
+    out.push_str("</ol>");
+    out
 }
 
 #[cfg(test)]

@@ -16,12 +16,11 @@
 //! API key, or its address when anonymous) before doing any work ([`RouteCost`]); an empty
 //! bucket gets 429 `RATE_LIMITED` with `Retry-After`.
 //!
-//! Every answer comes from the GraphQL schema (`verify`), so a verdict is the same on every
-//! channel and access control lives in one place. Bad input gets a page or a JSON error with
-//! a stable code, never a 500.
-
-// Running the whole GraphQL schema in-process nests deep async types (MergedObject mutations).
-#![recursion_limit = "256"]
+//! Every verdict comes from GraphQL `verify`'s own typed path ([`rxledger_graphql::verify`]),
+//! called directly: the page, the JSON and the LVM answer render its typed result, so a
+//! verdict is the same on every channel and what a caller may see of it is decided in one
+//! place. QR codes and label sheets ask it for the verdict alone (no proofs). Bad input gets
+//! a page or a JSON error with a stable code, never a 500.
 
 pub mod html;
 pub mod lvm;
@@ -29,17 +28,16 @@ pub mod qr;
 
 use std::sync::Arc;
 
-use async_graphql::Variables;
 use poem::http::{HeaderMap, StatusCode, header};
 use poem::web::{Data, Path, Query};
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post,
 };
-use rxledger_core::gs1::{self, Expiry, Gtin, Lot, Serial, Sgtin};
+use rxledger_core::gs1::{self, CalendarDate, Expiry, Gtin, Lot, ScannedCode, Serial, Sgtin};
 use rxledger_graphql::ratelimit::{Limiter, RouteCost};
-use rxledger_graphql::{Caller, RxSchema};
-use rxledger_store::packs::Packs;
-use rxledger_store::{ApiKeys, Registry};
+use rxledger_graphql::verify::{self, Checked, Verification, Wanted};
+use rxledger_graphql::visibility::Sight;
+use rxledger_graphql::{ApiError, Caller, Code, Services};
 use serde_json::{Value, json};
 
 /// Largest photo `POST /scan` takes.
@@ -56,10 +54,8 @@ const LABELS_PER_SHEET: usize = 21;
 /// What the pages need.
 #[derive(Clone)]
 pub struct Web {
-    pub schema: RxSchema,
-    pub keys: ApiKeys,
-    pub packs: Arc<Packs>,
-    pub registry: Registry,
+    /// What GraphQL's resolvers reach: the verdict's typed path runs on it.
+    pub services: Services,
     /// The Digital Link domain printed into QR codes, e.g. `https://verify.example.org`;
     /// no trailing slash.
     pub base_url: String,
@@ -122,11 +118,6 @@ pub fn friendly_errors<E: poem::Endpoint + 'static>(ep: E) -> impl poem::Endpoin
         }
     })
 }
-
-const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict dispensable \
-    reasons { code severity message evidence } product { gtin serial lot expiry } status \
-    evidence { index leafHash treeSize proof } checkpointSize checkpointNote \
-    timeline { index eventTime eventType action bizStep disposition inherited } } }";
 
 /// A refusal with a stable code, rendered as a page or as JSON.
 #[derive(Debug)]
@@ -225,7 +216,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 
 async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    rxledger_graphql::authenticate_header(&web.keys, auth)
+    rxledger_graphql::authenticate_header(&web.services.api_keys, auth)
         .await
         .map_err(|r| {
             let status = if r.code == "INTERNAL" {
@@ -260,36 +251,42 @@ pub fn client_ip(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-/// Runs GraphQL `verify` for `code` as `caller`; the JSON of the `verify` field.
-pub async fn verify(web: &Web, caller: Caller, code: &str) -> Result<Value, Problem> {
-    let mut req = async_graphql::Request::new(VERIFY)
-        .variables(Variables::from_json(json!({ "code": code })));
-    if caller != Caller::Anonymous {
-        req = req.data(caller);
-    }
-    let resp = web.schema.execute(req).await;
-    if let Some(e) = resp.errors.first() {
-        let code = e
-            .extensions
-            .as_ref()
-            .and_then(|x| x.get("code"))
-            .and_then(|c| c.clone().into_json().ok())
-            .and_then(|c| c.as_str().map(str::to_string))
-            .unwrap_or_else(|| "INTERNAL".into());
-        let status = match code.as_str() {
-            "INTERNAL" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        return Err(Problem::new(status, &code, e.message.clone()));
-    }
-    let data = resp.data.into_json().map_err(|_| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "INTERNAL",
-            "internal error; the operator's log has the details",
-        )
-    })?;
-    Ok(data["verify"].clone())
+/// The verdict on `scanned` for `caller`: GraphQL `verify`'s typed path
+/// ([`verify::check`]), so every channel gets the same verdict and sees of it what the
+/// caller may see.
+pub async fn check(web: &Web, caller: &Caller, scanned: ScannedCode) -> Result<Checked, Problem> {
+    verify::check(&web.services, caller, scanned, &mut ())
+        .await
+        .map_err(problem)
+}
+
+/// An API error as the web answers it: 503 for an internal one, else 400, with its code.
+fn problem(e: ApiError) -> Problem {
+    let status = match e.code {
+        Code::Internal => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Problem::new(status, e.code.as_str(), e.message)
+}
+
+/// What the ledger recorded of a pack when it was commissioned: its lot and expiry (for QR
+/// codes and labels that do not give them). An unknown pack has neither.
+async fn commissioned(web: &Web, sgtin: &Sgtin) -> Result<(Option<Lot>, Option<Expiry>), Problem> {
+    let scanned = ScannedCode {
+        gtin: Some(sgtin.gtin.clone()),
+        serial: Some(sgtin.serial.clone()),
+        ..ScannedCode::default()
+    };
+    let checked = check(web, &Caller::Anonymous, scanned).await?;
+    Ok(match checked.verdict.product {
+        Some(p) => (p.lot, p.expiry.and_then(expiry_of)),
+        None => (None, None),
+    })
+}
+
+/// A date as the GS1 expiry (AI 17) that names it: YYMMDD.
+fn expiry_of(d: CalendarDate) -> Option<Expiry> {
+    Expiry::parse(&format!("{:02}{:02}{:02}", d.year % 100, d.month, d.day)).ok()
 }
 
 /// The pharmacist's page and its assets, compiled into the binary.
@@ -402,12 +399,6 @@ fn bad_code(e: impl std::fmt::Display) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "INVALID_CODE", e.to_string())
 }
 
-/// Converts an ISO date (`2031-06-30`) to GS1 YYMMDD.
-fn yymmdd(iso: &str) -> Option<String> {
-    let digits: String = iso.chars().filter(char::is_ascii_digit).collect();
-    (digits.len() == 8).then(|| digits[2..].to_string())
-}
-
 /// `GET /qr/{gtin}/{serial}.svg|png[?10=lot&17=yymmdd]`. Lot and expiry default to what the
 /// ledger recorded when the pack was commissioned.
 #[handler]
@@ -455,23 +446,9 @@ async fn qr_inner(
             .map_err(bad_code)?,
     );
     if lot.is_none() || expiry.is_none() {
-        let v = verify(
-            web,
-            Caller::Anonymous,
-            &sgtin.to_digital_link(&web.base_url, None, None),
-        )
-        .await?;
-        if lot.is_none() {
-            lot = v["product"]["lot"]
-                .as_str()
-                .and_then(|l| Lot::parse(l).ok());
-        }
-        if expiry.is_none() {
-            expiry = v["product"]["expiry"]
-                .as_str()
-                .and_then(yymmdd)
-                .and_then(|e| Expiry::parse(&e).ok());
-        }
+        let (recorded_lot, recorded_expiry) = commissioned(web, &sgtin).await?;
+        lot = lot.or(recorded_lot);
+        expiry = expiry.or(recorded_expiry);
     }
     let uri = sgtin.to_digital_link(&web.base_url, lot.as_ref(), expiry.as_ref());
     let too_long =
@@ -540,101 +517,129 @@ async fn labels_inner(
             )
         })?,
     };
-    let unavailable = |e: rxledger_store::StoreError| {
-        tracing::error!(error = %e, "label sheet");
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "INTERNAL",
-            "the ledger is unavailable; try again",
-        )
+    may_print_labels(web, &c, &g).await?;
+    let mut rows = web
+        .services
+        .packs
+        .lot_serials(&g, &l)
+        .await
+        .map_err(unavailable)?;
+    rows.sort_by(|a, b| a.0.serial.as_str().cmp(b.0.serial.as_str()));
+    let packs: Vec<Sgtin> = rows.into_iter().map(|(sgtin, _)| sgtin).collect();
+    // The lot's expiry as commissioned (every pack of a lot shares it).
+    let expiry = match packs.first() {
+        Some(first) => commissioned(web, first).await?.1,
+        None => None,
     };
-    let allowed = match &c {
-        Caller::Anonymous => {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "label sheets need an API key (Authorization: Bearer …)",
-            ));
-        }
-        Caller::Key { org_id, role, .. } => match role {
-            rxledger_graphql::Role::Admin | rxledger_graphql::Role::Regulator => true,
-            rxledger_graphql::Role::Manufacturer => {
-                let prefixes = web.packs.prefixes().await.map_err(unavailable)?;
-                rxledger_store::packs::owner_of(&prefixes, &g).as_deref() == Some(org_id)
-            }
-            _ => false,
-        },
+    let sheet = LabelSheet {
+        base_url: &web.base_url,
+        gtin: &g,
+        lot: &l,
+        expiry: expiry.as_ref(),
+        packs: &packs,
     };
-    if !allowed {
+    Ok(Response::builder()
+        .content_type("image/svg+xml")
+        .body(sheet.svg(page)?))
+}
+
+/// Label sheets are for the lot's brand owner, regulators and admins (`Sight::lot`), and
+/// need an API key.
+async fn may_print_labels(web: &Web, c: &Caller, gtin: &Gtin) -> Result<(), Problem> {
+    if *c == Caller::Anonymous {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "label sheets need an API key (Authorization: Bearer …)",
+        ));
+    }
+    let prefixes = web.services.packs.prefixes().await.map_err(unavailable)?;
+    let owner = rxledger_store::packs::owner_of(&prefixes, gtin);
+    if !Sight::of(c).lot(owner.as_deref()) {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             "only the brand owner or a regulator may print a lot's labels",
         ));
     }
-    let mut rows = web.packs.lot_serials(&g, &l).await.map_err(unavailable)?;
-    rows.sort_by(|a, b| a.0.serial.as_str().cmp(b.0.serial.as_str()));
-    let pages = rows.len().div_ceil(LABELS_PER_SHEET).max(1);
-    // The lot's expiry as commissioned (every pack of a lot shares it).
-    let expiry = match rows.first() {
-        Some((first, _)) => {
-            let v = verify(
-                web,
-                Caller::Anonymous,
-                &first.to_digital_link(&web.base_url, None, None),
-            )
-            .await?;
-            v["product"]["expiry"]
-                .as_str()
-                .and_then(yymmdd)
-                .and_then(|e| Expiry::parse(&e).ok())
-        }
-        None => None,
-    };
-    let chunk = rows
-        .iter()
-        .skip((page - 1) * LABELS_PER_SHEET)
-        .take(LABELS_PER_SHEET);
-    // A4 in millimetres; labels of 70 x 42.3 mm, the common 3 x 7 sheet.
-    let mut svg = String::from(
-        r##"<?xml version="1.0" encoding="UTF-8"?>
+    Ok(())
+}
+
+/// The store failed while making a label sheet.
+fn unavailable(e: rxledger_store::StoreError) -> Problem {
+    tracing::error!(error = %e, "label sheet");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "INTERNAL",
+        "the ledger is unavailable; try again",
+    )
+}
+
+/// One lot's labels, [`LABELS_PER_SHEET`] to an A4 page.
+struct LabelSheet<'a> {
+    base_url: &'a str,
+    gtin: &'a Gtin,
+    lot: &'a Lot,
+    expiry: Option<&'a Expiry>,
+    /// Every pack of the lot, in serial order.
+    packs: &'a [Sgtin],
+}
+
+impl LabelSheet<'_> {
+    /// Page `page` (from 1) as an SVG document: each label a QR code and the GS1 text.
+    fn svg(&self, page: usize) -> Result<String, Problem> {
+        let pages = self.packs.len().div_ceil(LABELS_PER_SHEET).max(1);
+        let chunk = self
+            .packs
+            .iter()
+            .skip((page - 1) * LABELS_PER_SHEET)
+            .take(LABELS_PER_SHEET);
+        // A4 in millimetres; labels of 70 x 42.3 mm, the common 3 x 7 sheet.
+        let mut svg = String::from(
+            r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="210mm" height="297mm" viewBox="0 0 210 297" font-family="monospace">
 <rect width="210" height="297" fill="#fff"/>
 "##,
-    );
-    for (i, (sgtin, _)) in chunk.enumerate() {
-        let (x, y) = ((i % 3) as f64 * 70.0, 0.0 + (i / 3) as f64 * 42.3);
-        let uri = sgtin.to_digital_link(&web.base_url, Some(&l), expiry.as_ref());
+        );
+        for (i, sgtin) in chunk.enumerate() {
+            let (x, y) = ((i % 3) as f64 * 70.0, 0.0 + (i / 3) as f64 * 42.3);
+            svg.push_str(&self.label(sgtin, x, y)?);
+        }
+        svg.push_str(&format!(
+            "<text x=\"5\" y=\"294\" font-size=\"2.5\">{} lot {}: page {page} of {pages}, {} packs</text>\n</svg>\n",
+            self.gtin,
+            html::esc(self.lot.as_str()),
+            self.packs.len()
+        ));
+        Ok(svg)
+    }
+
+    /// One label with its top-left corner at (x, y).
+    fn label(&self, sgtin: &Sgtin, x: f64, y: f64) -> Result<String, Problem> {
+        let uri = sgtin.to_digital_link(self.base_url, Some(self.lot), self.expiry);
         let text_len = uri.len() as f64;
         let module = (30.0 / (21.0 + 4.0 * ((text_len / 20.0).ceil()))).min(1.0);
-        let (path, side) = qr::svg_path(&uri, x + 3.0, y + 4.0, module)
+        let (mut out, side) = qr::svg_path(&uri, x + 3.0, y + 4.0, module)
             .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "TOO_LARGE", e.to_string()))?;
-        svg.push_str(&path);
         let tx = x + 6.0 + side;
         let lines = [
             format!("(01) {}", sgtin.gtin),
-            format!("(10) {}", l.as_str()),
-            match &expiry {
+            format!("(10) {}", self.lot.as_str()),
+            match self.expiry {
                 Some(e) => format!("(17) {}", e.as_str()),
                 None => String::new(),
             },
             format!("(21) {}", sgtin.serial.as_str()),
         ];
         for (n, line) in lines.iter().filter(|s| !s.is_empty()).enumerate() {
-            svg.push_str(&format!(
+            out.push_str(&format!(
                 "<text x=\"{tx:.2}\" y=\"{:.2}\" font-size=\"2.8\">{}</text>\n",
                 y + 9.0 + n as f64 * 5.0,
                 html::esc(line)
             ));
         }
+        Ok(out)
     }
-    svg.push_str(&format!(
-        "<text x=\"5\" y=\"294\" font-size=\"2.5\">{} lot {}: page {page} of {pages}, {} packs</text>\n</svg>\n",
-        g,
-        html::esc(l.as_str()),
-        rows.len()
-    ));
-    Ok(Response::builder().content_type("image/svg+xml").body(svg))
 }
 
 /// The Digital Link resolver: `/01/…` and the VRS form `/verify/gtin/…`.
@@ -681,28 +686,38 @@ async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
         )
         .respond(json);
     }
-    let v = match verify(web, c, &uri).await {
-        Ok(v) => v,
+    let checked = match check(web, &c, scanned).await {
+        Ok(checked) => checked,
         Err(p) => return p.respond(json),
     };
     if lvm {
-        return lvm_answer(web, &v, &scanned, param("corrUUID")).await;
+        return lvm_answer(web, &checked, param("corrUUID")).await;
     }
+    let v = match Verification::build(&web.services, &checked, Wanted::ALL, &mut ()).await {
+        Ok(v) => v,
+        Err(e) => return problem(e).respond(json),
+    };
     if json {
-        return json_response(StatusCode::OK, &v);
+        return match serde_json::to_value(&v) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => {
+                tracing::error!(error = %e, "verification as JSON");
+                problem(ApiError::new(
+                    Code::Internal,
+                    "internal error; the operator's log has the details",
+                ))
+                .respond(json)
+            }
+        };
     }
     Response::builder()
         .content_type("text/html; charset=utf-8")
         .body(html::verification_page(&v, &uri))
 }
 
-async fn lvm_answer(
-    web: &Web,
-    v: &Value,
-    scanned: &gs1::ScannedCode,
-    corr: Option<&str>,
-) -> Response {
-    let Some(data) = lvm::data(v) else {
+/// The GS1 Lightweight Verification Messaging answer for a checked code.
+async fn lvm_answer(web: &Web, checked: &Checked, corr: Option<&str>) -> Response {
+    let Some(data) = lvm::data(&checked.verdict) else {
         return Response::builder()
             .status(StatusCode::NOT_FOUND)
             .content_type("text/plain; charset=utf-8")
@@ -711,9 +726,9 @@ async fn lvm_answer(
     // The responder is the brand owner: its first registered site's GLN.
     let mut responder = String::new();
     if let (Some(g), Ok(prefixes), Ok(sites)) = (
-        &scanned.gtin,
-        web.packs.prefixes().await,
-        web.registry.sites().await,
+        &checked.scanned.gtin,
+        web.services.packs.prefixes().await,
+        web.services.registry.sites().await,
     ) && let Some(owner) = rxledger_store::packs::owner_of(&prefixes, g)
         && let Some(site) = sites.iter().find(|s| s.org_id == owner)
     {

@@ -15,6 +15,7 @@
 //! `corrUUID`; expiry as `17` (Digital Link) or `exp` (the older VRS form). Only a 200 carries
 //! a JSON body; a badly formed request is a 400 and a GTIN nobody registered a 404.
 
+use rxledger_core::verdict::{Verdict, VerdictCode};
 use serde_json::{Value, json};
 
 /// `verificationFailureReason` values (release 1.3).
@@ -24,26 +25,25 @@ pub const NO_MATCH_EXPIRY: &str = "No_match_GTIN_Serial_Expiry";
 pub const NO_MATCH_LOT_EXPIRY: &str = "No_match_GTIN_Serial_Lot_Expiry";
 pub const NOT_FOR_REDISTRIBUTION: &str = "Not_for_re-distribution";
 
-/// The `data` member for a verification (GraphQL `verify` JSON). `None` when the GTIN is
-/// unknown, which the standard answers with a 404 rather than a message.
-pub fn data(v: &Value) -> Option<Value> {
-    let codes: Vec<&str> = v["reasons"]
-        .as_array()
-        .map(|r| r.iter().filter_map(|x| x["code"].as_str()).collect())
-        .unwrap_or_default();
-    let has = |c: &str| codes.contains(&c) || v["verdict"] == c;
-    if has("UNKNOWN_PRODUCT") {
+/// The `data` member for a verdict. `None` when the GTIN is unknown, which the standard
+/// answers with a 404 rather than a message.
+pub fn data(v: &Verdict) -> Option<Value> {
+    let has = |c: VerdictCode| v.primary == c || v.has(c);
+    if has(VerdictCode::UnknownProduct) {
         return None;
     }
-    let failure = if has("UNKNOWN_SERIAL") {
+    let failure = if has(VerdictCode::UnknownSerial) {
         Some(NO_MATCH_GTIN_SERIAL)
-    } else if has("BATCH_MISMATCH") && has("EXPIRY_MISMATCH") {
+    } else if has(VerdictCode::BatchMismatch) && has(VerdictCode::ExpiryMismatch) {
         Some(NO_MATCH_LOT_EXPIRY)
-    } else if has("BATCH_MISMATCH") {
+    } else if has(VerdictCode::BatchMismatch) {
         Some(NO_MATCH_LOT)
-    } else if has("EXPIRY_MISMATCH") {
+    } else if has(VerdictCode::ExpiryMismatch) {
         Some(NO_MATCH_EXPIRY)
-    } else if has("ALREADY_DISPENSED") || has("DESTROYED") || has("DECOMMISSIONED") {
+    } else if has(VerdictCode::AlreadyDispensed)
+        || has(VerdictCode::Destroyed)
+        || has(VerdictCode::Decommissioned)
+    {
         // The identifier is genuine, but the pack left the supply chain: a saleable return
         // of it must not be resold.
         Some(NOT_FOR_REDISTRIBUTION)
@@ -51,11 +51,11 @@ pub fn data(v: &Value) -> Option<Value> {
         None
     };
     // Additional information the standard lets a responder add to a verified identifier.
-    let info = if has("STOLEN") {
+    let info = if has(VerdictCode::Stolen) {
         Some("Illegitimate")
-    } else if has("RECALLED") {
+    } else if has(VerdictCode::Recalled) {
         Some("Recalled")
-    } else if has("EXPIRED") {
+    } else if has(VerdictCode::Expired) {
         Some("Expired")
     } else {
         None
@@ -85,11 +85,27 @@ pub fn response(data: Value, responder_gln: &str, corr_uuid: Option<&str>, now: 
 
 #[cfg(test)]
 mod tests {
+    use rxledger_core::verdict::Reason;
+
     use super::*;
 
-    fn v(verdict: &str, reasons: &[&str]) -> Value {
-        let reasons: Vec<Value> = reasons.iter().map(|c| json!({ "code": c })).collect();
-        json!({ "verdict": verdict, "reasons": reasons })
+    fn v(verdict: &str, reasons: &[&str]) -> Verdict {
+        let code = |c: &str| c.parse::<VerdictCode>().unwrap();
+        Verdict {
+            primary: code(verdict),
+            reasons: reasons
+                .iter()
+                .map(|c| Reason {
+                    code: code(c),
+                    severity: code(c).severity(),
+                    message: String::new(),
+                    evidence: vec![],
+                })
+                .collect(),
+            dispensable: false,
+            product: None,
+            status: None,
+        }
     }
 
     #[test]
