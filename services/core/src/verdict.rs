@@ -910,16 +910,9 @@ fn day_of(ms: i64) -> String {
     t.get(..10).map_or_else(|| t.clone(), str::to_owned)
 }
 
-/// Gregorian year of a day count since 1970-01-01 (H. Hinnant's civil_from_days).
+/// Gregorian year of a day count since 1970-01-01, clamped to what a `CalendarDate` holds.
 fn year_of_day(days: i64) -> u16 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, _, _) = crate::gs1::civil_from_days(days);
     u16::try_from(year.clamp(0, 9999)).unwrap_or(2000)
 }
 

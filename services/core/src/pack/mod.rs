@@ -85,7 +85,8 @@ use crate::gs1::{self, EpcId};
 pub use closure::{classes_of, container_closure, containers_of, named_ids};
 pub use replay::{Derivation, derive, derive_with, undo_target};
 pub use rules::{
-    IngestContext, RuleCode, RuleViolation, check_ingest, commissioned_sgtins, is_commissioning,
+    Commissioned, IngestContext, RuleCode, RuleViolation, check_ingest, commissioned_sgtins,
+    is_commissioning,
 };
 pub use state::{
     Commissioning, Custody, HistoryItem, PackState, PackStatus, StatusMark, Suspicion, Via,

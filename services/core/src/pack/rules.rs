@@ -84,12 +84,21 @@ impl RuleViolation {
     }
 }
 
+/// Where a serial was commissioned before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commissioned {
+    /// In this ledger entry.
+    InEntry(u64),
+    /// Earlier in the batch being appended, whose entries have no index yet.
+    EarlierInBatch,
+}
+
 /// What [`check_ingest`] needs from the store.
 pub trait IngestContext {
     /// Organisation owning the GS1 company prefix of the GTIN.
     fn brand_owner(&self, gtin: &Gtin) -> Option<String>;
-    /// Ledger index of the commissioning of this serial, if any.
-    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<u64>;
+    /// Where this serial was commissioned before, if it was.
+    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<Commissioned>;
     /// Organisation a registered site (13-digit GLN) belongs to; `None` when unregistered.
     fn site_owner(&self, _gln: &str) -> Option<String> {
         None
@@ -207,12 +216,22 @@ fn check_commissioning(
                 vec![],
             ));
         }
-        if let Some(index) = ctx.already_commissioned(s) {
-            return Err(RuleViolation::new(
-                RuleCode::SerialAlreadyCommissioned,
-                format!("{s} was already commissioned in ledger entry {index}"),
-                vec![index],
-            ));
+        match ctx.already_commissioned(s) {
+            Some(Commissioned::InEntry(index)) => {
+                return Err(RuleViolation::new(
+                    RuleCode::SerialAlreadyCommissioned,
+                    format!("{s} was already commissioned in ledger entry {index}"),
+                    vec![index],
+                ));
+            }
+            Some(Commissioned::EarlierInBatch) => {
+                return Err(RuleViolation::new(
+                    RuleCode::SerialAlreadyCommissioned,
+                    format!("{s} was already commissioned in ledger entry earlier in this batch"),
+                    vec![],
+                ));
+            }
+            None => {}
         }
     }
     Ok(())
@@ -236,8 +255,10 @@ mod tests {
         fn brand_owner(&self, _: &Gtin) -> Option<String> {
             self.owner.map(str::to_owned)
         }
-        fn already_commissioned(&self, s: &Sgtin) -> Option<u64> {
-            self.existing.filter(|_| s.serial.as_str() == "B")
+        fn already_commissioned(&self, s: &Sgtin) -> Option<Commissioned> {
+            self.existing
+                .filter(|_| s.serial.as_str() == "B")
+                .map(Commissioned::InEntry)
         }
     }
 

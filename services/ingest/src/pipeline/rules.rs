@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rxledger_core::codes::RejectCode;
 use rxledger_core::gs1::{Gtin, Sgtin};
 use rxledger_core::index;
-use rxledger_core::pack::{self, IngestContext};
+use rxledger_core::pack::{self, Commissioned, IngestContext};
 use rxledger_store::packs::{self, Packs};
 use rxledger_store::{Severity, StoreError};
 
@@ -33,17 +33,12 @@ struct RuleContext<'a> {
     in_envelope: &'a HashSet<String>,
 }
 
-/// Stands for "earlier in this batch": the index is not known before the append.
-/// `pack::IngestContext::already_commissioned` can only answer with a ledger index, so this
-/// value stands in for one and is taken out of the violation again in [`apply`].
-const IN_THIS_BATCH: u64 = u64::MAX;
-
 impl IngestContext for RuleContext<'_> {
     fn brand_owner(&self, gtin: &Gtin) -> Option<String> {
         index::owner_of(&self.lookups.prefixes, gtin)
     }
 
-    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<u64> {
+    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<Commissioned> {
         let key = index::sgtin_key(sgtin);
         if let Some(index) = self.lookups.existing.get(&key) {
             let resend = self
@@ -51,9 +46,10 @@ impl IngestContext for RuleContext<'_> {
                 .origins
                 .get(index)
                 .is_some_and(|(s, q)| s == self.me.0 && Some(*q) == self.me.1);
-            return (!resend).then_some(*index);
+            return (!resend).then_some(Commissioned::InEntry(*index));
         }
-        (self.in_batch.contains(&key) || self.in_envelope.contains(&key)).then_some(IN_THIS_BATCH)
+        (self.in_batch.contains(&key) || self.in_envelope.contains(&key))
+            .then_some(Commissioned::EarlierInBatch)
     }
 
     fn site_owner(&self, gln: &str) -> Option<String> {
@@ -92,15 +88,9 @@ pub(super) async fn apply(batch: &mut [Checked<Ready>], packs: &Packs) {
             Err(v) => {
                 c.outcome = Err(Reject {
                     code: RejectCode::Rule(v.code),
-                    message: v
-                        .message
-                        .replace(&IN_THIS_BATCH.to_string(), "earlier in this batch"),
+                    message: v.message,
                     severity: Severity::Critical,
-                    evidence: v
-                        .evidence
-                        .into_iter()
-                        .filter(|i| *i != IN_THIS_BATCH)
-                        .collect(),
+                    evidence: v.evidence,
                 });
             }
         }
