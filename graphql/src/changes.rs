@@ -319,23 +319,33 @@ fn custody_policy(ctx: &Context<'_>) -> CustodyPolicy {
 #[derive(Default)]
 pub struct PackMutation;
 
+/// Who may report a pack stolen or destroyed (custody itself is checked by the rules).
+const CUSTODY_ROLES: &[Role] = &[
+    Role::Pharmacy,
+    Role::Wholesaler,
+    Role::Manufacturer,
+    Role::Regulator,
+];
+
+/// One state change by a caller of one of `roles`, under the server's custody policy.
+async fn state_change(
+    ctx: &Context<'_>,
+    roles: &[Role],
+    code: &str,
+    what: StatusChange,
+) -> Result<StateChange> {
+    let c = require(ctx, roles)?;
+    let wanted = Wanted::in_state_change(ctx);
+    let policy = custody_policy(ctx);
+    Ok(change(services(ctx), c, code, what, wanted, policy).await?)
+}
+
 #[Object]
 impl PackMutation {
     /// Dispenses (decommissions) a pack at the pharmacy's site. Pharmacies only; a pharmacy
     /// that does not hold the pack is served per the custody policy, and an alert is raised.
     async fn dispense(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
-        let c = require(ctx, &[Role::Pharmacy])?;
-        let wanted = Wanted::in_state_change(ctx);
-        let policy = custody_policy(ctx);
-        Ok(change(
-            services(ctx),
-            c,
-            &code,
-            StatusChange::Dispense,
-            wanted,
-            policy,
-        )
-        .await?)
+        state_change(ctx, &[Role::Pharmacy], &code, StatusChange::Dispense).await
     }
 
     /// Undoes the caller's own dispense within 10 days.
@@ -347,50 +357,12 @@ impl PackMutation {
 
     /// Reports a pack stolen: its custodian, its brand owner or a regulator.
     async fn report_stolen(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
-        let c = require(
-            ctx,
-            &[
-                Role::Pharmacy,
-                Role::Wholesaler,
-                Role::Manufacturer,
-                Role::Regulator,
-            ],
-        )?;
-        let wanted = Wanted::in_state_change(ctx);
-        let policy = custody_policy(ctx);
-        Ok(change(
-            services(ctx),
-            c,
-            &code,
-            StatusChange::Stolen,
-            wanted,
-            policy,
-        )
-        .await?)
+        state_change(ctx, CUSTODY_ROLES, &code, StatusChange::Stolen).await
     }
 
     /// Records a pack destroyed: its custodian, its brand owner or a regulator.
     async fn destroy(&self, ctx: &Context<'_>, code: String) -> Result<StateChange> {
-        let c = require(
-            ctx,
-            &[
-                Role::Pharmacy,
-                Role::Wholesaler,
-                Role::Manufacturer,
-                Role::Regulator,
-            ],
-        )?;
-        let wanted = Wanted::in_state_change(ctx);
-        let policy = custody_policy(ctx);
-        Ok(change(
-            services(ctx),
-            c,
-            &code,
-            StatusChange::Destroy,
-            wanted,
-            policy,
-        )
-        .await?)
+        state_change(ctx, CUSTODY_ROLES, &code, StatusChange::Destroy).await
     }
 
     /// Recalls every pack of a lot, including packs inside cases and pallets. The brand owner
