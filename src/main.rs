@@ -1,7 +1,7 @@
 //! `rxledger`: the command line. Every flag can also come from an `RXLEDGER_*` variable.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -466,67 +466,13 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             verifier_key,
             checkpoint,
         } => run_audit(&storage, key, verifier_key, checkpoint).await,
-        Command::Backup { storage, file } => {
-            let default_db = storage.data_dir.join("rxledger.db");
-            if storage
-                .database
-                .as_deref()
-                .is_some_and(|u| u.starts_with("postgres"))
-            {
-                bail!("{}", rxledger::backup::POSTGRES);
-            }
-            if storage.database.is_none() && !default_db.is_file() {
-                bail!("there is no database at {}", default_db.display());
-            }
-            let db = rxledger_store::connect(&storage.url()?).await?;
-            let copy = rxledger::backup::backup(&db, &file).await?;
-            println!(
-                "backup {}: log size {}, {} bytes; the log key is not in it (keep {} safe)",
-                copy.path.display(),
-                copy.size,
-                copy.bytes,
-                storage.key(&None).display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Backup { storage, file } => backup(&storage, &file).await,
         Command::Restore {
             storage,
             file,
             key,
             verifier_key,
-        } => {
-            let target = match &storage.database {
-                None => storage.data_dir.join("rxledger.db"),
-                Some(url) if !url.contains("://") && !url.starts_with("sqlite:") => {
-                    PathBuf::from(url)
-                }
-                Some(_) => bail!(
-                    "rxledger restore writes a SQLite file: give --data-dir or a file path as \
-                     --database (PostgreSQL: pg_restore, docs/DEPLOY.md)"
-                ),
-            };
-            let (copy, report) = rxledger::backup::restore(&file, &target, |origin| {
-                log_verifier(&storage, key.clone(), verifier_key.clone(), origin)
-            })
-            .await?;
-            println!(
-                "restored {} to {}: log size {}, root {}, {} entries rehashed, AUDIT PASSED",
-                file.display(),
-                copy.path.display(),
-                report.size,
-                hex::encode(report.root),
-                report.entries_checked
-            );
-            let key_path = storage.key(&key);
-            if !key_path.exists() {
-                println!(
-                    "the log key is not at {}: put the log's key there (or pass --key to serve) \
-                     before starting the server",
-                    key_path.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => restore(&storage, &file, key, verifier_key).await,
         Command::Checkpoint { storage } => {
             let db = rxledger_store::connect(&storage.url()?).await?;
             let head = rxledger_store::ledger::read_head(&db).await?;
@@ -791,6 +737,69 @@ async fn org(c: OrgCmd) -> anyhow::Result<ExitCode> {
                 println!("{}\t{}\t{}", o.id, o.role, o.name);
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rxledger backup FILE`.
+async fn backup(storage: &Storage, file: &Path) -> anyhow::Result<ExitCode> {
+    let default_db = storage.data_dir.join("rxledger.db");
+    if storage
+        .database
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"))
+    {
+        bail!("{}", rxledger::backup::POSTGRES);
+    }
+    if storage.database.is_none() && !default_db.is_file() {
+        bail!("there is no database at {}", default_db.display());
+    }
+    let db = rxledger_store::connect(&storage.url()?).await?;
+    let copy = rxledger::backup::backup(&db, file).await?;
+    println!(
+        "backup {}: log size {}, {} bytes; the log key is not in it (keep {} safe)",
+        copy.path.display(),
+        copy.size,
+        copy.bytes,
+        storage.key(&None).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rxledger restore FILE`.
+async fn restore(
+    storage: &Storage,
+    file: &Path,
+    key: Option<PathBuf>,
+    verifier_key: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let target = match &storage.database {
+        None => storage.data_dir.join("rxledger.db"),
+        Some(url) if !url.contains("://") && !url.starts_with("sqlite:") => PathBuf::from(url),
+        Some(_) => bail!(
+            "rxledger restore writes a SQLite file: give --data-dir or a file path as \
+             --database (PostgreSQL: pg_restore, docs/DEPLOY.md)"
+        ),
+    };
+    let (copy, report) = rxledger::backup::restore(file, &target, |origin| {
+        log_verifier(storage, key.clone(), verifier_key.clone(), origin)
+    })
+    .await?;
+    println!(
+        "restored {} to {}: log size {}, root {}, {} entries rehashed, AUDIT PASSED",
+        file.display(),
+        copy.path.display(),
+        report.size,
+        hex::encode(report.root),
+        report.entries_checked
+    );
+    let key_path = storage.key(&key);
+    if !key_path.exists() {
+        println!(
+            "the log key is not at {}: put the log's key there (or pass --key to serve) \
+             before starting the server",
+            key_path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -88,17 +88,24 @@ impl Sources {
     /// The exposition text.
     pub async fn render(&self) -> anyhow::Result<String> {
         let mut out = String::with_capacity(4096);
+        self.render_ingest(&mut out);
+        self.render_log(&mut out).await?;
+        Ok(out)
+    }
+
+    /// The ingest pipeline's counters.
+    fn render_ingest(&self, out: &mut String) {
         let s = &self.stats;
         let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         metric(
-            &mut out,
+            out,
             "rxledger_ingest_envelopes_received_total",
             "counter",
             "Envelopes taken from MQTT.",
             &[("", get(&s.received) as f64)],
         );
         metric(
-            &mut out,
+            out,
             "rxledger_ingest_receipts_total",
             "counter",
             "Receipts sent, by status.",
@@ -109,7 +116,7 @@ impl Sources {
             ],
         );
         metric(
-            &mut out,
+            out,
             "rxledger_ingest_batches_total",
             "counter",
             "Ledger batches appended by ingest.",
@@ -117,7 +124,7 @@ impl Sources {
         );
         let secs = |c: &std::sync::atomic::AtomicU64| get(c) as f64 / 1e6;
         metric(
-            &mut out,
+            out,
             "rxledger_ingest_stage_seconds_total",
             "counter",
             "Time spent per batch stage: check (envelopes, signatures, EPCIS), rules, append (one transaction), ack (receipts).",
@@ -128,8 +135,12 @@ impl Sources {
                 ("stage=\"ack\"", secs(&s.ack_us)),
             ],
         );
+    }
+
+    /// The log head, its age, the alerts and the process.
+    async fn render_log(&self, out: &mut String) -> anyhow::Result<()> {
         metric(
-            &mut out,
+            out,
             "rxledger_log_size",
             "gauge",
             "Entries in the log at the latest checkpoint this node holds.",
@@ -141,7 +152,7 @@ impl Sources {
             .unwrap_or_else(|e| e.into_inner())
             .elapsed();
         metric(
-            &mut out,
+            out,
             "rxledger_checkpoint_age_seconds",
             "gauge",
             "Seconds since this node last saw a new checkpoint (or started).",
@@ -159,7 +170,7 @@ impl Sources {
             .collect();
         let labels: Vec<(&str, f64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
         metric(
-            &mut out,
+            out,
             "rxledger_alerts_total",
             "counter",
             "Alerts recorded in the database, by code and severity.",
@@ -167,14 +178,14 @@ impl Sources {
         );
         if let Some(rss) = resident_bytes() {
             metric(
-                &mut out,
+                out,
                 "process_resident_memory_bytes",
                 "gauge",
                 "Resident memory size in bytes.",
                 &[("", rss as f64)],
             );
         }
-        Ok(out)
+        Ok(())
     }
 }
 
