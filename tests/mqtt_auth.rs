@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use firmware_sim::device::Broker;
-use firmware_sim::scenario::{self, Injections, ScenarioOptions};
+use firmware_sim::scenario;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use rxledger_core::envelope::{self, Receipt};
 use rxledger_core::keys::SigningKey;
@@ -244,34 +243,13 @@ async fn embedded_broker_enforces_the_access_rules() {
     app.stop().await;
 }
 
-fn scenario_options(app: &TestApp) -> ScenarioOptions {
-    let token = app
-        .app()
-        .first_admin_token
-        .clone()
-        .expect("a fresh server has an admin key");
-    let mut opts = ScenarioOptions::new(
-        &format!("http://{}", app.http),
-        Broker {
-            host: app.mqtt.0.clone(),
-            port: app.mqtt.1,
-        },
-        Some(token),
-    );
-    opts.packs = 20;
-    opts.pharmacies = 2;
-    opts.inject = Injections::all();
-    opts.topic_root = app.topic_root.clone();
-    opts.offline_for = Duration::from_millis(500);
-    opts.receipt_timeout = Duration::from_secs(60);
-    opts
-}
-
 /// Runs the scenario while `forger` (a task that publishes forged receipts and counts them
 /// in `forged`) runs; the scenario meets every expectation, the log audits clean and the
 /// forger did try.
 async fn scenario_survives(app: &TestApp, forger: tokio::task::JoinHandle<()>, forged: &AtomicU64) {
-    let report = scenario::run_scenario(scenario_options(app)).await.unwrap();
+    let report = scenario::run_scenario(app.scenario_options(20, 2))
+        .await
+        .unwrap();
     forger.abort();
     assert!(report.ok(), "{}", report.summary());
     let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)

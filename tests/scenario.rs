@@ -9,38 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use firmware_sim::device::Broker;
-use firmware_sim::scenario::{self, Injections, ScenarioOptions};
+use firmware_sim::scenario;
 use rxledger_core::envelope;
 use rxledger_ingest::{MqttTarget, MqttUrl};
-
-fn options(app: &TestApp) -> ScenarioOptions {
-    let token = app
-        .app()
-        .first_admin_token
-        .clone()
-        .expect("a fresh server prints its first admin key");
-    let mut opts = ScenarioOptions::new(
-        &format!("http://{}", app.http),
-        Broker {
-            host: app.mqtt.0.clone(),
-            port: app.mqtt.1,
-        },
-        Some(token),
-    );
-    opts.packs = 30;
-    opts.pharmacies = 3;
-    opts.inject = Injections::all();
-    opts.topic_root = app.topic_root.clone();
-    opts.offline_for = Duration::from_millis(500);
-    opts.receipt_timeout = Duration::from_secs(60);
-    opts
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenario_with_every_injection_meets_every_expectation() {
     let app = spawn_app().await;
-    let report = scenario::run_scenario(options(&app)).await.unwrap();
+    let report = scenario::run_scenario(app.scenario_options(30, 3))
+        .await
+        .unwrap();
     assert!(report.ok(), "{}", report.summary());
     let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)
         .await
@@ -92,7 +70,7 @@ async fn external_broker_outage_during_scenario() {
             MqttTarget::External(MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap());
     })
     .await;
-    let mut opts = options(&app);
+    let mut opts = app.scenario_options(30, 3);
     opts.packs = 60;
     let run = tokio::spawn(scenario::run_scenario(opts));
     // Stop the broker once the chain is under way, for 10 s.

@@ -563,3 +563,34 @@ pub fn spawn_serve(mut cmd: std::process::Command) -> Served {
         mqtt_port,
     }
 }
+
+impl TestApp {
+    /// firmware-sim's scenario against this server, with every injection: `packs` packs,
+    /// `pharmacies` pharmacies, the first admin key, short offline spells.
+    pub fn scenario_options(
+        &self,
+        packs: usize,
+        pharmacies: usize,
+    ) -> firmware_sim::scenario::ScenarioOptions {
+        let token = self
+            .app()
+            .first_admin_token
+            .clone()
+            .expect("a fresh server has an admin key");
+        let mut opts = firmware_sim::scenario::ScenarioOptions::new(
+            &format!("http://{}", self.http),
+            firmware_sim::device::Broker {
+                host: self.mqtt.0.clone(),
+                port: self.mqtt.1,
+            },
+            Some(token),
+        );
+        opts.packs = packs;
+        opts.pharmacies = pharmacies;
+        opts.inject = firmware_sim::scenario::Injections::all();
+        opts.topic_root = self.topic_root.clone();
+        opts.offline_for = Duration::from_millis(500);
+        opts.receipt_timeout = Duration::from_secs(60);
+        opts
+    }
+}
