@@ -41,6 +41,24 @@ pub struct Services {
     pub packs: Arc<rxledger_store::packs::Packs>,
 }
 
+impl Services {
+    /// Every service on one database, with the log `origin` signed by `key` (opened, or
+    /// created empty on first use).
+    pub async fn open(
+        db: rxledger_store::Database,
+        key: rxledger_core::keys::SigningKey,
+        origin: &str,
+    ) -> Result<Services, rxledger_store::StoreError> {
+        Ok(Services {
+            ledger: Arc::new(Ledger::open(db.clone(), key, origin).await?),
+            registry: Registry::new(db.clone()),
+            alerts: Alerts::new(db.clone()),
+            api_keys: ApiKeys::new(db.clone()),
+            packs: Arc::new(rxledger_store::packs::Packs::new(db)),
+        })
+    }
+}
+
 #[derive(MergedObject, Default)]
 pub struct Query(
     packs::PackQuery,

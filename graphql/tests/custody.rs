@@ -2,13 +2,10 @@
 //! state change, under both custody policies. Each case runs on a fresh pack commissioned by
 //! the brand owner and shipped to its custodian.
 
-use std::sync::Arc;
-
 use rxledger_core::keys::SigningKey;
 use rxledger_graphql::{Caller, CustodyPolicy, Role, Services};
-use rxledger_store::packs::{Packs, append_state_change};
+use rxledger_store::packs::append_state_change;
 use rxledger_store::testdb::TempDb;
-use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 use serde_json::{Value, json};
 
 /// (organization, role, site GLN, SGLN company prefix . location reference)
@@ -69,17 +66,7 @@ impl World {
     async fn new(t: &TempDb) -> World {
         let db = t.db.clone();
         let key = SigningKey::from_bytes(&[3u8; 32]).unwrap();
-        let services = Services {
-            ledger: Arc::new(
-                Ledger::open(db.clone(), key, "custody.test/log")
-                    .await
-                    .unwrap(),
-            ),
-            registry: Registry::new(db.clone()),
-            alerts: Alerts::new(db.clone()),
-            api_keys: ApiKeys::new(db.clone()),
-            packs: Arc::new(Packs::new(db)),
-        };
+        let services = Services::open(db, key, "custody.test/log").await.unwrap();
         for (org, role, gln, _) in ORGS {
             let r = &services.registry;
             r.add_organization(org, org, role.as_str()).await.unwrap();

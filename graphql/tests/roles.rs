@@ -2,13 +2,9 @@
 //! Each cell is either allowed (the resolver ran; it may still answer NOT_FOUND or a rule
 //! code) or refused with FORBIDDEN (UNAUTHENTICATED for anonymous callers).
 
-use std::sync::Arc;
-
 use rxledger_core::keys::SigningKey;
 use rxledger_graphql::{Caller, Role, Services};
-use rxledger_store::packs::Packs;
 use rxledger_store::testdb::TempDb;
-use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 
 const A: bool = true; // allowed
 const F: bool = false; // FORBIDDEN / UNAUTHENTICATED
@@ -72,17 +68,7 @@ const MATRIX: &[(&str, [bool; 6])] = &[
 async fn services(t: &TempDb) -> Services {
     let db = t.db.clone();
     let key = SigningKey::from_bytes(&[1u8; 32]).unwrap();
-    Services {
-        ledger: Arc::new(
-            Ledger::open(db.clone(), key, "roles.test/log")
-                .await
-                .unwrap(),
-        ),
-        registry: Registry::new(db.clone()),
-        alerts: Alerts::new(db.clone()),
-        api_keys: ApiKeys::new(db.clone()),
-        packs: Arc::new(Packs::new(db)),
-    }
+    Services::open(db, key, "roles.test/log").await.unwrap()
 }
 
 #[tokio::test]

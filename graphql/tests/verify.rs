@@ -2,14 +2,11 @@
 //! what GraphQL `verify` answers, for every kind of caller; and what a state change answers
 //! with (its replay, with its own event applied) is exactly what a fresh `verify` says after it.
 
-use std::sync::Arc;
-
 use rxledger_core::keys::SigningKey;
 use rxledger_graphql::verify::{self, Wanted};
 use rxledger_graphql::{Caller, Role, Services};
-use rxledger_store::packs::{Packs, append_state_change};
+use rxledger_store::packs::append_state_change;
 use rxledger_store::testdb::TempDb;
-use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
 use serde_json::{Value, json};
 
 const VERIFICATION: &str = "verdict dispensable reasons { code severity message evidence } \
@@ -32,17 +29,7 @@ fn at(offset_ms: i64) -> String {
 async fn services(t: &TempDb) -> Services {
     let db = t.db.clone();
     let key = SigningKey::from_bytes(&[5u8; 32]).unwrap();
-    let services = Services {
-        ledger: Arc::new(
-            Ledger::open(db.clone(), key, "verify.test/log")
-                .await
-                .unwrap(),
-        ),
-        registry: Registry::new(db.clone()),
-        alerts: Alerts::new(db.clone()),
-        api_keys: ApiKeys::new(db.clone()),
-        packs: Arc::new(Packs::new(db)),
-    };
+    let services = Services::open(db, key, "verify.test/log").await.unwrap();
     for (org, role, gln) in ORGS {
         let r = &services.registry;
         r.add_organization(org, org, role.as_str()).await.unwrap();
