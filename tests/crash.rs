@@ -21,17 +21,9 @@ const TOTAL: u64 = 10_000;
 /// Starts `rxledger serve` on free ports and returns it with its MQTT port.
 fn serve(data: &Path) -> (Child, u16) {
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--mqtt-listen",
-        "127.0.0.1:0",
-    ])
-    .args(["--batch-wait-ms", "20", "--data-dir"])
-    .arg(data)
-    .env("RXLEDGER_LOG", "warn")
-    .stderr(Stdio::null());
+    cmd.args(serve_args(data, 20))
+        .env("RXLEDGER_LOG", "warn")
+        .stderr(Stdio::null());
     let s = spawn_serve(cmd);
     (
         s.child,

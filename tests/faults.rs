@@ -166,15 +166,8 @@ async fn sqlite_disk_full() {
             "exec \"$0\" \"$@\"".to_string()
         };
         let mut cmd = Command::new("bash");
-        cmd.args(["-c", &script, BIN, "serve", "--http-listen", "127.0.0.1:0"])
-            .args([
-                "--mqtt-listen",
-                "127.0.0.1:0",
-                "--batch-wait-ms",
-                "20",
-                "--data-dir",
-            ])
-            .arg(data)
+        cmd.args(["-c", &script, BIN])
+            .args(serve_args(data, 20))
             .env("RXLEDGER_LOG", "warn")
             .stderr(std::fs::File::create(&log).unwrap());
         let s = spawn_serve(cmd);

@@ -162,24 +162,11 @@ async fn bombs_are_refused_and_the_servers_peak_memory_stays_bounded() {
     let key = rxledger_core::keys::SigningKey::generate();
     enroll_acme_cli(data, &[], &[("line-1", &key)]);
     let mut cmd = std::process::Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--mqtt-listen",
-        "127.0.0.1:0",
-    ])
-    // Rate limits are tested elsewhere: here every bomb must reach its own guard.
-    .args([
-        "--rate-limit",
-        "100000",
-        "--batch-wait-ms",
-        "5",
-        "--data-dir",
-    ])
-    .arg(data)
-    .env("RXLEDGER_LOG", "warn")
-    .stderr(std::process::Stdio::null());
+    cmd.args(serve_args(data, 5))
+        // Rate limits are tested elsewhere: here every bomb must reach its own guard.
+        .args(["--rate-limit", "100000"])
+        .env("RXLEDGER_LOG", "warn")
+        .stderr(std::process::Stdio::null());
     let mut served = spawn_serve(cmd);
     let pid = served.child.id();
     let http = served.http;

@@ -530,6 +530,26 @@ pub fn enroll_acme_cli(data: &std::path::Path, extra: &[&str], devices: &[(&str,
     }
 }
 
+/// The arguments of `rxledger serve` on free ports over the data directory `data`, with
+/// batches closed after `batch_wait_ms`.
+pub fn serve_args(data: &std::path::Path, batch_wait_ms: u32) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "serve",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        "127.0.0.1:0",
+        "--batch-wait-ms",
+        &batch_wait_ms.to_string(),
+        "--data-dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(data.into());
+    args
+}
+
 /// A `rxledger serve` child process and the addresses it printed.
 pub struct Served {
     pub child: std::process::Child,
