@@ -459,16 +459,7 @@ mod browser {
     async fn graphiql_subscribes_to_live_alerts() {
         let app = spawn_app().await;
         let mut line = app.acme_with_packs(&["1001"]).await;
-        let a = app.app();
-        a.registry
-            .add_organization("emvo", "Medicines Agency", "REGULATOR")
-            .await
-            .unwrap();
-        let (regulator, _) = a
-            .api_keys
-            .issue("emvo", "REGULATOR", "monitor", None)
-            .await
-            .unwrap();
+        let regulator = app.regulator_key().await;
 
         let d = Driver::start().await;
         d.goto(&format!("http://{}/", app.http)).await;

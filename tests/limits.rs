@@ -557,16 +557,7 @@ async fn graphiql_and_the_upgrade_need_no_content_length() {
 async fn a_regulator_key_in_connection_init_subscribes_to_alerts() {
     let app = spawn_app().await;
     let mut line = app.acme_with_packs(&["1001"]).await;
-    let a = app.app();
-    a.registry
-        .add_organization("emvo", "Medicines Agency", "REGULATOR")
-        .await
-        .unwrap();
-    let (token, _) = a
-        .api_keys
-        .issue("emvo", "REGULATOR", "monitor", None)
-        .await
-        .unwrap();
+    let token = app.regulator_key().await;
     let spellings = [
         json!({"Authorization": format!("Bearer {token}")}),
         json!({"authorization": format!("Bearer {token}")}),

@@ -585,6 +585,21 @@ pub fn spawn_serve(mut cmd: std::process::Command) -> Served {
 }
 
 impl TestApp {
+    /// A regulator, `emvo` ("Medicines Agency"), and an API key for it.
+    pub async fn regulator_key(&self) -> String {
+        let a = self.app();
+        a.registry
+            .add_organization("emvo", "Medicines Agency", "REGULATOR")
+            .await
+            .unwrap();
+        let (token, _) = a
+            .api_keys
+            .issue("emvo", "REGULATOR", "monitor", None)
+            .await
+            .unwrap();
+        token
+    }
+
     /// firmware-sim's scenario against this server, with every injection: `packs` packs,
     /// `pharmacies` pharmacies, the first admin key, short offline spells.
     pub fn scenario_options(
