@@ -189,7 +189,7 @@ mod tests {
             let start = out.len();
             out.extend_from_slice(kind);
             out.extend_from_slice(data);
-            let crc = crc32(&out[start..]);
+            let crc = crc32fast::hash(&out[start..]);
             out.extend_from_slice(&crc.to_be_bytes());
         }
         let mut ihdr = Vec::new();
@@ -206,21 +206,6 @@ mod tests {
         );
         chunk(&mut out, b"IEND", &[]);
         out
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for b in bytes {
-            crc ^= u32::from(*b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 
     #[test]
