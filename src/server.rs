@@ -49,6 +49,29 @@ pub struct ServeConfig {
     pub custody_policy: rxledger_core::verdict::CustodyPolicy,
 }
 
+impl ServeConfig {
+    /// One node on this machine: SQLite `rxledger.db` and `log.key` in `dir`, the embedded
+    /// broker and HTTP on free loopback ports, every other setting at its default. Tests and
+    /// benchmarks start from this and change what they need.
+    pub fn local(dir: &std::path::Path) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServeConfig {
+            database: dir.join("rxledger.db").display().to_string(),
+            key_path: dir.join("log.key"),
+            origin: None,
+            mqtt: MqttTarget::Embedded { listen: any_port },
+            http_listen: any_port,
+            node_id: "rxledger-node-1".into(),
+            ingest: IngestConfig::default(),
+            public_url: None,
+            rate_limit: crate::ratelimit::RateLimit::default(),
+            tls: None,
+            limits: Limits::default(),
+            custody_policy: Default::default(),
+        }
+    }
+}
+
 /// Largest GraphQL request body, and largest WebSocket message.
 pub const MAX_API_BODY: usize = 256 * 1024;
 

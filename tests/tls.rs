@@ -153,20 +153,9 @@ async fn a_key_that_does_not_match_the_certificate_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let files = write_files(dir.path(), &pki.server_cert_pem, &other.server_key_pem);
     let cfg = rxledger::server::ServeConfig {
-        database: dir.path().join("rxledger.db").display().to_string(),
-        key_path: dir.path().join("log.key"),
-        origin: None,
-        mqtt: rxledger_ingest::MqttTarget::Embedded {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        },
-        http_listen: "127.0.0.1:0".parse().unwrap(),
         node_id: "rxledger-tls-test".into(),
-        ingest: rxledger_ingest::IngestConfig::default(),
-        public_url: None,
-        rate_limit: rxledger::ratelimit::RateLimit::default(),
         tls: Some(files),
-        limits: Default::default(),
-        custody_policy: Default::default(),
+        ..rxledger::server::ServeConfig::local(dir.path())
     };
     let err = match rxledger::server::start(cfg).await {
         Ok(_) => panic!("the server started with a mismatched key"),

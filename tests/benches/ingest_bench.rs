@@ -259,15 +259,10 @@ fn print_results(run: Measured, mut ceiling: Vec<(f64, f64)>, cores: usize) {
 async fn start_server(opts: &Options, dir: &std::path::Path) -> anyhow::Result<server::App> {
     let cfg = ServeConfig {
         database: dir.join("bench.db").display().to_string(),
-        key_path: dir.join("log.key"),
-        origin: None,
         mqtt: match opts.external.clone() {
             Some(url) => MqttTarget::External(url),
-            None => MqttTarget::Embedded {
-                listen: "127.0.0.1:0".parse()?,
-            },
+            None => ServeConfig::local(dir).mqtt,
         },
-        http_listen: "127.0.0.1:0".parse()?,
         node_id: format!("bench-node-{}", std::process::id()),
         ingest: IngestConfig {
             topic_root: opts.topic_root.clone(),
@@ -280,14 +275,11 @@ async fn start_server(opts: &Options, dir: &std::path::Path) -> anyhow::Result<s
             batch_max: env_count("RXLEDGER_BATCH_MAX", IngestConfig::default().batch_max)?,
             ..IngestConfig::default()
         },
-        public_url: None,
-        tls: None,
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: 1e9,
             burst: 1e9,
         },
-        limits: Default::default(),
-        custody_policy: Default::default(),
+        ..ServeConfig::local(dir)
     };
     let app = server::start(cfg).await?;
     app.registry

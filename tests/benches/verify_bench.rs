@@ -41,7 +41,6 @@ use rxledger_core::envelope::{self, Body};
 use rxledger_core::gs1::{self, Sscc};
 use rxledger_graphql::verify::{self, Stage, Stopwatch, Wanted};
 use rxledger_graphql::{Caller, Services};
-use rxledger_ingest::{IngestConfig, MqttTarget};
 use rxledger_store::ledger::EntryKind;
 use rxledger_store::packs::Packs;
 use rxledger_store::{Admission, Ledger, NewEntry};
@@ -118,22 +117,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let cfg = ServeConfig {
         database,
-        key_path: dir.join("log.key"),
         origin: Some("bench.rxledger.local/log".into()),
-        mqtt: MqttTarget::Embedded {
-            listen: "127.0.0.1:0".parse()?,
-        },
-        http_listen: "127.0.0.1:0".parse()?,
         node_id: "verify-bench".into(),
-        ingest: IngestConfig::default(),
-        public_url: None,
-        tls: None,
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: 1e9,
             burst: 1e9,
         },
-        limits: Default::default(),
-        custody_policy: Default::default(),
+        ..ServeConfig::local(&dir)
     };
     let app = server::start(cfg).await?;
     load_or_reuse(&app, &dir, &args).await?;

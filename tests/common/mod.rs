@@ -83,21 +83,15 @@ pub async fn spawn_app_with(backends: Backends, tweak: impl FnOnce(&mut ServeCon
     let topic_root = format!("rxledger-test/{}", unique());
     let mut cfg = ServeConfig {
         database,
-        key_path: dir.path().join("log.key"),
         origin: Some("test.rxledger.local/log".into()),
         mqtt,
-        http_listen: "127.0.0.1:0".parse().unwrap(),
         node_id: format!("rxledger-test-{}", unique()),
         ingest: IngestConfig {
             batch_wait: Duration::from_millis(10),
             topic_root: topic_root.clone(),
             ..IngestConfig::default()
         },
-        public_url: None,
-        tls: None,
-        rate_limit: rxledger::ratelimit::RateLimit::default(),
-        limits: Default::default(),
-        custody_policy: Default::default(),
+        ..ServeConfig::local(dir.path())
     };
     tweak(&mut cfg);
     let app = server::start(cfg.clone()).await.expect("server starts");

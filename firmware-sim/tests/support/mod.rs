@@ -9,7 +9,7 @@ use firmware_sim::api::{Api, ApiError, Role, Verification};
 use firmware_sim::device::Broker;
 use rxledger::server::{self, App, ServeConfig};
 use rxledger_core::keys::{PublicKey, SigningKey};
-use rxledger_ingest::{IngestConfig, MqttTarget};
+use rxledger_ingest::IngestConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -29,24 +29,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let topic_root = format!("fwsim-test/{}", std::process::id());
         let cfg = ServeConfig {
-            database: dir.path().join("rxledger.db").display().to_string(),
-            key_path: dir.path().join("log.key"),
             origin: Some("test.rxledger.local/log".into()),
-            mqtt: MqttTarget::Embedded {
-                listen: "127.0.0.1:0".parse().unwrap(),
-            },
-            http_listen: "127.0.0.1:0".parse().unwrap(),
             node_id: format!("fwsim-test-{}", std::process::id()),
             ingest: IngestConfig {
                 batch_wait: Duration::from_millis(10),
                 topic_root: topic_root.clone(),
                 ..IngestConfig::default()
             },
-            public_url: None,
-            tls: None,
-            rate_limit: rxledger::ratelimit::RateLimit::default(),
-            limits: Default::default(),
-            custody_policy: Default::default(),
+            ..ServeConfig::local(dir.path())
         };
         let app = server::start(cfg.clone()).await.expect("server starts");
         Server {
