@@ -69,7 +69,9 @@ pub struct TimelineStep {
 #[serde(rename_all = "camelCase")]
 pub struct ReasonOut {
     pub code: String,
-    /// BLOCKING or WARNING.
+    /// OK (nothing wrong), WARNING (look twice, may dispense), BLOCKED (do not dispense; not a
+    /// sign of falsification) or ALERT (do not dispense; possible falsification: quarantine the
+    /// pack and report it).
     pub severity: String,
     pub message: String,
     pub evidence: Vec<i64>,
