@@ -77,6 +77,34 @@ async fn metrics_count_receipts_by_status_the_log_and_alerts() {
     {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
     }
+    // Alert counts cost one query per 10 s however often Prometheus scrapes: a new rejection
+    // (and its alert) shows in the counters at once, in the alert counts only after that.
+    let alerts_of = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("rxledger_alerts_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    let before = alerts_of(&text);
+    let r = line
+        .send_events(vec![commission(&["M2"], "L1", "2031-06-30")])
+        .await;
+    assert_eq!(r.status, "REJECTED", "{r:?}");
+    let (_, body) = http(addr, "GET", "/metrics", &[], b"").await;
+    let again = String::from_utf8(body).unwrap();
+    assert_eq!(
+        sample(
+            &again,
+            "rxledger_ingest_receipts_total",
+            "status=\"REJECTED\""
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        alerts_of(&again),
+        before,
+        "alert counts are cached: {again}"
+    );
     // The public port does not serve them.
     let (status, _) = http(app.http, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 404);
