@@ -104,14 +104,20 @@ struct Storage {
 
 impl Storage {
     fn url(&self) -> anyhow::Result<String> {
+        if self.database.is_none() {
+            std::fs::create_dir_all(&self.data_dir).with_context(|| {
+                format!("cannot create data directory {}", self.data_dir.display())
+            })?;
+        }
+        Ok(self.database_url())
+    }
+
+    /// The database URL without creating anything: `serve` creates the directory itself,
+    /// once its listeners are bound.
+    fn database_url(&self) -> String {
         match &self.database {
-            Some(u) => Ok(u.clone()),
-            None => {
-                std::fs::create_dir_all(&self.data_dir).with_context(|| {
-                    format!("cannot create data directory {}", self.data_dir.display())
-                })?;
-                Ok(self.data_dir.join("rxledger.db").display().to_string())
-            }
+            Some(u) => u.clone(),
+            None => self.data_dir.join("rxledger.db").display().to_string(),
         }
     }
 
@@ -526,7 +532,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         },
     };
     let cfg = ServeConfig {
-        database: s.storage.url()?,
+        database: s.storage.database_url(),
         key_path: s.storage.key(&s.key),
         origin: s.origin.clone(),
         mqtt,
@@ -563,7 +569,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         println!("created log key {}", cfg.key_path.display());
     }
     if let Some(token) = &app.first_admin_token {
-        println!("first admin API key (shown once, keep it safe): {token}");
+        print_first_admin(token, &s.storage);
     }
     println!("log origin:   {}", app.ledger.origin());
     println!("public key:   {}", app.ledger.key().public_hex());
@@ -586,6 +592,19 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     eprintln!("shutting down: draining batches in flight");
     app.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first admin key, printed once when it is created, with the way to more keys and the
+/// way back in should this one be lost.
+fn print_first_admin(token: &str, storage: &Storage) {
+    let data = match &storage.database {
+        Some(url) => format!("--database {}", rxledger_store::redact(url)),
+        None => format!("--data-dir {}", storage.data_dir.display()),
+    };
+    println!("first admin API key (shown once, keep it safe): {token}");
+    println!("  send it as:    Authorization: Bearer {token}");
+    println!("  more keys:     rxledger key issue {data} --org ORG");
+    println!("  lost this one? rxledger admin-key {data}");
 }
 
 /// SIGTERM or Ctrl-C. The handlers are registered when this is called, not when the future is

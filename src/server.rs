@@ -106,13 +106,20 @@ pub fn default_origin(public_key: &[u8]) -> String {
 }
 
 /// Starts every part; returns once MQTT is subscribed and HTTP is listening.
+///
+/// Every listener is bound, and the TLS pair read, before anything is created: a start that
+/// fails on a taken port or a bad certificate leaves no data directory, database or key
+/// behind. The log key is written only once the database has opened, so a database that
+/// cannot be reached leaves no stray `log.key` either.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
+    let listeners = Listeners::bind(&cfg)?;
+    create_sqlite_dir(&cfg.database)?;
+    let db = rxledger_store::connect(&cfg.database).await?;
     let (key, created_key) = keyfile::load_or_create(&cfg.key_path)?;
     let origin = cfg
         .origin
         .clone()
         .unwrap_or_else(|| default_origin(&key.public_sec1_compressed()));
-    let db = rxledger_store::connect(&cfg.database).await?;
     let ledger = Arc::new(Ledger::open(db.clone(), key, &origin).await?);
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
@@ -120,7 +127,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
     let follower = follow(ledger.clone(), packs.clone());
-    let (opts, mqtt_addr) = mqtt_options(&cfg, &registry, &ledger).await?;
+    let (opts, mqtt_addr) = mqtt_options(&cfg, listeners.mqtt, &registry, &ledger).await?;
     let ingest = Ingest::start(
         opts,
         ledger.clone(),
@@ -139,7 +146,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
     };
-    let http = serve_http(&cfg, services)?;
+    let http = serve_http(&cfg, listeners.http, services)?;
     Ok(App {
         http_addr: http.addr,
         http_scheme: http.scheme,
@@ -197,18 +204,64 @@ fn follow(ledger: Arc<Ledger>, packs: Arc<Packs>) -> JoinHandle<()> {
     })
 }
 
+/// The public listeners of a node, bound before anything is created.
+struct Listeners {
+    /// HTTP, and the TLS configuration read and checked from its files.
+    http: (std::net::TcpListener, Option<crate::tls::Configs>),
+    /// The embedded broker's gate; `None` with an external broker.
+    mqtt: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    fn bind(cfg: &ServeConfig) -> anyhow::Result<Self> {
+        let mqtt = match &cfg.mqtt {
+            MqttTarget::Embedded { listen } => Some(broker::bind(*listen).with_context(|| {
+                "choose another MQTT address with --mqtt-listen ADDR, or use a broker that \
+                 runs already with --mqtt-url mqtt://HOST:PORT"
+            })?),
+            MqttTarget::External(_) => None,
+        };
+        let http = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}; choose another with --http-listen ADDR",
+                cfg.http_listen
+            )
+        })?;
+        http.set_nonblocking(true)?;
+        let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
+        Ok(Self {
+            http: (http, tls),
+            mqtt,
+        })
+    }
+}
+
+/// Creates the directory of a SQLite database file (a bare path, the default), which SQLite
+/// itself does not. PostgreSQL and `sqlite:` URLs are left as given.
+fn create_sqlite_dir(database: &str) -> anyhow::Result<()> {
+    if rxledger_store::normalize_url(database) == database {
+        return Ok(());
+    }
+    match std::path::Path::new(database).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
 /// The node's MQTT connection options and the broker address devices use: the embedded
 /// broker (started here; the node connects to rumqttd's own loopback port, devices to the
 /// gate) or an external one.
 async fn mqtt_options(
     cfg: &ServeConfig,
+    gate: Option<std::net::TcpListener>,
     registry: &Registry,
     ledger: &Arc<Ledger>,
 ) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16))> {
-    Ok(match &cfg.mqtt {
-        MqttTarget::Embedded { listen } => {
+    Ok(match (&cfg.mqtt, gate) {
+        (MqttTarget::Embedded { .. }, Some(gate)) => {
             let b = broker::start(
-                *listen,
+                gate,
                 Gatekeeper {
                     registry: registry.clone(),
                     ledger: ledger.clone(),
@@ -224,10 +277,11 @@ async fn mqtt_options(
             o.set_credentials(NODE_USERNAME, mqttauth::node_password(ledger.key()));
             (o, (b.addr.ip().to_string(), b.addr.port()))
         }
-        MqttTarget::External(url) => (
+        (MqttTarget::External(url), _) => (
             url.options(&cfg.node_id, ledger.key())?,
             (url.host.clone(), url.port),
         ),
+        (MqttTarget::Embedded { .. }, None) => unreachable!("Listeners::bind binds the gate"),
     })
 }
 
@@ -241,20 +295,15 @@ struct Http {
 
 /// Binds the HTTP listener (checking the TLS pair first) and serves the API, the GraphQL
 /// WebSocket and the web routes on it until stopped.
-fn serve_http(cfg: &ServeConfig, services: rxledger_graphql::Services) -> anyhow::Result<Http> {
+fn serve_http(
+    cfg: &ServeConfig,
+    (listener, tls): (std::net::TcpListener, Option<crate::tls::Configs>),
+    services: rxledger_graphql::Services,
+) -> anyhow::Result<Http> {
     let api_keys = services.api_keys.clone();
     let schema = rxledger_graphql::schema_with(services.clone(), cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
-    let listener = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
-        format!(
-            "cannot listen for HTTP on {}; choose another with --http-listen ADDR",
-            cfg.http_listen
-        )
-    })?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    // Read and check the certificate before anything listens, so a bad pair stops the start.
-    let tls = cfg.tls.clone().map(crate::tls::configs).transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let web = rxledger_web::Web {
         services,

@@ -115,11 +115,12 @@ impl Pair {
     }
 }
 
+/// The stream of TLS configurations a listener serves: the first, then each renewal.
+pub type Configs = std::pin::Pin<Box<dyn Stream<Item = RustlsConfig> + Send + 'static>>;
+
 /// The configurations poem's TLS acceptor serves: the pair read now (an error if it cannot
 /// be served), then each renewal of the files that loads cleanly.
-pub fn configs(
-    files: TlsFiles,
-) -> anyhow::Result<impl Stream<Item = RustlsConfig> + Send + Unpin + 'static> {
+pub fn configs(files: TlsFiles) -> anyhow::Result<Configs> {
     let first = files.load()?;
     let initial = first.config();
     let renewals =

@@ -260,8 +260,50 @@ fn an_unsupported_database_scheme_is_refused_before_anything_is_written() {
     );
 }
 
+/// A start that cannot bind a port, or read its certificate, fails with a message that names
+/// the flag, and creates nothing: no data directory, database, log key or admin key.
+#[test]
+fn a_start_that_fails_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let m = missing.to_str().unwrap();
+    let free = "127.0.0.1:0";
+    for (args, says) in [
+        (
+            vec!["--mqtt-listen", &taken, "--http-listen", free],
+            "--mqtt-listen",
+        ),
+        (
+            vec!["--mqtt-listen", free, "--http-listen", &taken],
+            "--http-listen",
+        ),
+        (
+            vec![
+                "--mqtt-listen",
+                free,
+                "--http-listen",
+                free,
+                "--tls-cert",
+                m,
+                "--tls-key",
+                m,
+            ],
+            "missing.pem",
+        ),
+    ] {
+        let o = run(&[&["serve", "--data-dir", d][..], &args[..]].concat());
+        assert_refused(&o, says);
+        assert!(!data.exists(), "{args:?}: the data directory was created");
+    }
+}
+
 /// `--log-format json` writes one JSON object per line, and a normal start and stop logs no
-/// line from the embedded broker (it used to print an ERROR per connection at shutdown).
+/// line from the embedded broker (it used to print an ERROR per connection at shutdown). The
+/// first start prints the first admin key with the ways to more keys and back in.
 #[cfg(unix)]
 #[test]
 fn json_logs_and_a_quiet_shutdown() {
@@ -295,6 +337,15 @@ fn json_logs_and_a_quiet_shutdown() {
         printed.contains("metrics:      http://127.0.0.1:"),
         "{printed}"
     );
+    let data = format!("--data-dir {}", dir.path().display());
+    for hint in [
+        "first admin API key (shown once, keep it safe): rxl_",
+        "Authorization: Bearer rxl_",
+        &format!("rxledger key issue {data} --org ORG"),
+        &format!("rxledger admin-key {data}"),
+    ] {
+        assert!(printed.contains(hint), "no {hint:?} in: {printed}");
+    }
     // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let o = child.wait_with_output().unwrap();

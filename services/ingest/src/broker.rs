@@ -81,13 +81,22 @@ fn lower_priority(nice: i32) {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority(_nice: i32) {}
 
-/// Starts rumqttd on a loopback port and the gate on `listen`. Fails with a clear error if
-/// the address is taken. Runs on the tokio runtime (the gate is a task) and never blocks it.
-pub async fn start(listen: SocketAddr, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
+/// Binds the gate's public address, so that a caller can hold every listener before it
+/// creates anything (a start that fails on a taken port must leave nothing behind). Fails
+/// with a clear error if the address is taken.
+pub fn bind(listen: SocketAddr) -> Result<TcpListener, IngestError> {
     let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
     let public = TcpListener::bind(listen).map_err(bind_err(listen))?;
-    let addr = public.local_addr().map_err(bind_err(listen))?;
-    public.set_nonblocking(true).map_err(bind_err(addr))?;
+    public.set_nonblocking(true).map_err(bind_err(listen))?;
+    Ok(public)
+}
+
+/// Starts rumqttd on a loopback port and the gate on `public` (from [`bind`]). Runs on the
+/// tokio runtime (the gate is a task) and never blocks it.
+pub async fn start(public: TcpListener, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
+    let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
+    let unknown = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    let addr = public.local_addr().map_err(bind_err(unknown))?;
     let public = tokio::net::TcpListener::from_std(public).map_err(bind_err(addr))?;
     let token: Arc<str> = random_token().map_err(bind_err(addr))?.into();
     let internal =

@@ -22,7 +22,7 @@ pub mod testdb;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
-pub use db::{Database, connect};
+pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
 pub use ledger::{Admission, Batch, Ledger, NewEntry, SignedHead};
 pub use registry::Registry;
