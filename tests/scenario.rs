@@ -107,3 +107,68 @@ async fn external_broker_outage_during_scenario() {
     assert!(audit.ok(), "{:?}", audit.problems);
     app.stop().await;
 }
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// firmware-sim pointed at a broker that is not there stops with an error that names the
+/// address and the flag, instead of waiting for receipts one envelope after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_sim_stops_with_a_clear_error_when_the_broker_is_unreachable() {
+    let app = spawn_app().await;
+    let mut opts = app.scenario_options(4, 1);
+    let port = free_port();
+    opts.mqtt.port = port;
+    opts.contact_timeout = Duration::from_secs(2);
+    let e = scenario::run_scenario(opts).await.unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains(&format!(
+            "could not connect to the MQTT broker at 127.0.0.1:{port}"
+        )) && e.contains("--mqtt"),
+        "{e}"
+    );
+    app.stop().await;
+}
+
+/// firmware-sim pointed at a server that is not there says so and names `--server`.
+#[tokio::test]
+async fn firmware_sim_stops_with_a_clear_error_when_the_server_is_unreachable() {
+    let app = spawn_app().await;
+    let mut opts = app.scenario_options(4, 1);
+    opts.server = format!("http://127.0.0.1:{}", free_port());
+    let e = format!("{:#}", scenario::run_scenario(opts).await.unwrap_err());
+    assert!(
+        e.contains("cannot reach the rxledger server") && e.contains("--server"),
+        "{e}"
+    );
+    app.stop().await;
+}
+
+/// A broker that takes the envelopes but has no rxledger server behind it: the run stops at
+/// the first receipt that does not come, naming the topic root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the mosquitto binary, as on the CI machine: run with --ignored external"]
+async fn external_firmware_sim_stops_when_no_server_answers_on_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = mosquitto(port, dir.path());
+    let app = spawn_app().await;
+    let mut opts = app.scenario_options(4, 1);
+    opts.mqtt.port = port;
+    opts.contact_timeout = Duration::from_secs(2);
+    let e = format!("{:#}", scenario::run_scenario(opts).await.unwrap_err());
+    broker.kill().ok();
+    broker.wait().ok();
+    assert!(
+        e.contains("no rxledger server answers on topic root"),
+        "{e}"
+    );
+    app.stop().await;
+}

@@ -171,6 +171,8 @@ struct Shared {
     wake: Notify,
     /// Publishes made (including resends), for reports.
     published: AtomicU64,
+    /// Why the last connection attempt failed, for a clear error when none succeeds.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -235,6 +237,7 @@ impl Device {
             connected,
             wake: Notify::new(),
             published: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         });
         let (target, target_rx) = watch::channel(Target {
             broker: opts.broker.clone(),
@@ -360,6 +363,15 @@ impl Device {
             tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Why the last connection attempt failed, if one did.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Points the device at another broker; it reconnects and resends what is unreceipted.
@@ -502,6 +514,7 @@ async fn link(
                     Ok(_) => {}
                     Err(e) => {
                         tracing::debug!(device, error = %e, "MQTT connection lost");
+                        *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                         break Ok(());
                     }
                 }

@@ -37,9 +37,21 @@ pub struct Connection {
     buf: Vec<u8>,
 }
 
+/// The longest wait for a TCP connection to the server.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Connection {
+    /// Connects, giving up after [`CONNECT_TIMEOUT`] (a dropped SYN would otherwise wait for
+    /// the kernel's two minutes).
     pub async fn open(addr: impl ToSocketAddrs) -> io::Result<Connection> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer to a TCP connect within {CONNECT_TIMEOUT:?}"),
+                )
+            })??;
         stream.set_nodelay(true)?;
         Ok(Connection {
             stream,

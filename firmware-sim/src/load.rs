@@ -189,8 +189,13 @@ pub async fn run_load(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut next_device = 0;
+    let mut next_progress = PROGRESS_EVERY;
     while started.elapsed() < opts.duration {
         tick.tick().await;
+        if started.elapsed() >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            progress(&lock(&tally), sent, started.elapsed(), &opts.topic_root)?;
+        }
         let due = (started.elapsed().as_secs_f64() * opts.rate) as u64;
         while sent < due {
             let i = next_device;
@@ -230,6 +235,32 @@ pub async fn run_load(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         .map_or(started.elapsed(), |l| l.duration_since(started))
         .as_secs_f64();
     Ok(report)
+}
+
+/// How often a long run prints a progress line (on stderr, so `--json` output stays clean).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A run with no receipt at all by then stops: nothing answers on the topic.
+const FIRST_RECEIPT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Prints a progress line, or stops the run when nothing has answered in time.
+fn progress(t: &Tally, sent: u64, elapsed: Duration, topic_root: &str) -> anyhow::Result<()> {
+    let r = &t.report;
+    let receipted = r.accepted + r.duplicate + r.rejected;
+    anyhow::ensure!(
+        receipted > 0 || elapsed < FIRST_RECEIPT_WITHIN,
+        "no receipt for any of {sent} envelopes in {:.0} s: the broker takes them, but no \
+         rxledger server answers on topic root {topic_root:?}; check that `rxledger serve` \
+         uses this broker and topic root",
+        elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "load: {:>4.0} s  sent {sent}  receipted {receipted} ({} accepted, {} rejected)  {:.0}/s",
+        elapsed.as_secs_f64(),
+        r.accepted,
+        r.rejected,
+        receipted as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn lock(t: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {

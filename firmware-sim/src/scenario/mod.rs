@@ -38,6 +38,9 @@ pub struct ScenarioOptions {
     pub state_dir: Option<PathBuf>,
     /// Longest wait for any one receipt.
     pub receipt_timeout: Duration,
+    /// How long first contact may take before the run stops with a clear error: every
+    /// device's broker connection, and the first receipt of the run.
+    pub contact_timeout: Duration,
     /// How long an offline device stays offline after its last queued scan.
     pub offline_for: Duration,
     /// Print progress and the summary on stdout.
@@ -59,6 +62,7 @@ impl ScenarioOptions {
             seed: 1,
             state_dir: None,
             receipt_timeout: Duration::from_secs(30),
+            contact_timeout: Duration::from_secs(10),
             offline_for: Duration::from_secs(2),
             progress: false,
             check_verdicts: true,
@@ -153,7 +157,13 @@ pub async fn run_scenario_with<A: Api>(
             temp.path().to_path_buf()
         }
     };
-    let size_before = api.log_size().await.context("reading the log size")?;
+    let size_before = api.log_size().await.with_context(|| {
+        format!(
+            "cannot reach the rxledger server at {}: check --server (the address \
+             `rxledger serve` prints after `listening on`) and that it is running",
+            opts.server
+        )
+    })?;
     let log = api
         .log_verifier()
         .await
@@ -170,6 +180,7 @@ pub async fn run_scenario_with<A: Api>(
     );
     register(api, &plan).await?;
     let devices = enroll(api, &plan, &opts, &state_dir, &log).await?;
+    connect_all(&devices, &opts).await?;
     let mut run = Run {
         api,
         opts: &opts,
@@ -189,13 +200,36 @@ pub async fn run_scenario_with<A: Api>(
     for d in std::mem::take(&mut run.offline) {
         run.device(&d)?.set_online(true);
     }
-    run.settle().await;
+    run.settle().await?;
     run.check_verdicts(&plan).await;
     let size_after = api.log_size().await.context("reading the log size")?;
     let mut report = run.finish(size_after.saturating_sub(size_before)).await?;
     report.elapsed_ms = started.elapsed().as_millis();
     say(&opts, &report.summary());
     Ok(report)
+}
+
+/// Waits for every device's broker connection, so that a wrong or unreachable `--mqtt`, or
+/// credentials the broker refuses, stop the run within `contact_timeout` with the reason.
+async fn connect_all(
+    devices: &HashMap<String, Device>,
+    opts: &ScenarioOptions,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + opts.contact_timeout;
+    for (id, d) in devices {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !d.connected(left).await {
+            let why = d.last_error().unwrap_or_else(|| "no answer".into());
+            anyhow::bail!(
+                "device {id} could not connect to the MQTT broker at {}:{} within {:?} ({why}): \
+                 check --mqtt (the address `rxledger serve` prints as `mqtt:`) and --topic-root",
+                opts.mqtt.host,
+                opts.mqtt.port,
+                opts.contact_timeout
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Prints a progress line when the options ask for progress.
@@ -279,7 +313,7 @@ impl<A: Api> Run<'_, A> {
     async fn play(&mut self, step: &Step) -> anyhow::Result<()> {
         match step {
             Step::Phase(p) => say(self.opts, &format!("== {p}")),
-            Step::Barrier => self.settle().await,
+            Step::Barrier => self.settle().await?,
             Step::Revoke { device } => self
                 .api
                 .revoke_device(device)
@@ -380,7 +414,7 @@ impl<A: Api> Run<'_, A> {
     }
 
     /// Waits for the receipts of everything sent by online devices and checks them.
-    async fn settle(&mut self) {
+    async fn settle(&mut self) -> anyhow::Result<()> {
         settle(
             &mut self.waiting,
             &self.offline,
@@ -388,7 +422,7 @@ impl<A: Api> Run<'_, A> {
             &mut self.report,
             &mut self.accepted,
         )
-        .await;
+        .await
     }
 
     /// Asks `verify` for every code the plan expects a verdict for.
@@ -461,14 +495,33 @@ async fn settle(
     opts: &ScenarioOptions,
     report: &mut ScenarioReport,
     accepted: &mut HashSet<String>,
-) {
+) -> anyhow::Result<()> {
     let (now, later): (Vec<_>, Vec<_>) = std::mem::take(waiting)
         .into_iter()
         .partition(|w| !offline.contains(&w.device));
     *waiting = later;
     for w in now {
         let hash = w.ticket.hash.clone();
-        match w.ticket.receipt(opts.receipt_timeout).await {
+        // Until the first receipt arrives nothing shows that a server listens on this broker
+        // and topic root, so that wait is short and ends the run.
+        let first = report.accepted + report.duplicate + report.rejected == 0;
+        let wait = if first {
+            opts.contact_timeout
+        } else {
+            opts.receipt_timeout
+        };
+        let receipt = w.ticket.receipt(wait).await;
+        if first && receipt.is_err() {
+            anyhow::bail!(
+                "no receipt within {wait:?} for the first envelope ({} from {}): the broker took \
+                 it, but no rxledger server answers on topic root {:?}; check that \
+                 `rxledger serve` uses this broker and topic root",
+                w.label,
+                w.device,
+                opts.topic_root
+            );
+        }
+        match receipt {
             Ok(r) => {
                 count(report, &r);
                 // A DUPLICATE answer to an envelope's first send is its original receipt: an
@@ -497,6 +550,7 @@ async fn settle(
                 .push(format!("{} from {}: {e}", w.label, w.device)),
         }
     }
+    Ok(())
 }
 
 fn count(report: &mut ScenarioReport, r: &Receipt) {
