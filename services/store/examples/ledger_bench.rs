@@ -26,7 +26,7 @@ use rxledger_core::merkle::{self, Hash};
 use rxledger_entities::entry;
 use rxledger_store::testdb::{POSTGRES_ENV, TempDb, filler_entry};
 use rxledger_store::{Database, Ledger, NewEntry, connect};
-use sea_orm::{ConnectionTrait, EntityTrait, Set, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Set, Statement, TransactionTrait};
 
 const ORIGIN: &str = "bench.rxledger/ledger";
 const ENTRY_BYTES: usize = 300;
@@ -247,27 +247,7 @@ async fn breakdown(backend: Backend, b: u64) -> Result<String, Error> {
 
         // The entry rows alone, as `insert_entries` writes them, plus a commit.
         let t = Instant::now();
-        let txn = conn.begin().await?;
-        for chunk in entries.chunks(500) {
-            let rows: Vec<entry::ActiveModel> = chunk
-                .iter()
-                .map(|e| {
-                    next_idx += 1;
-                    entry::ActiveModel {
-                        idx: Set(next_idx),
-                        data: Set(e.data.clone()),
-                        kind: Set(e.kind as i16),
-                        signer: Set(e.signer.clone()),
-                        seq: Set(next_idx),
-                        received_ms: Set(0),
-                    }
-                })
-                .collect();
-            entry::Entity::insert_many(rows)
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        txn.commit().await?;
+        insert_entry_rows(conn, &entries, &mut next_idx).await?;
         insert.push(t.elapsed());
 
         let t = Instant::now();
@@ -285,6 +265,46 @@ async fn breakdown(backend: Backend, b: u64) -> Result<String, Error> {
         med(&mut insert),
         med(&mut append),
     );
+    let out = breakdown_table(b, ROUNDS, [append, insert, commit, hash, sign]);
+    drop(ledger);
+    tmp.drop_now().await;
+    scratch.drop_now().await;
+    Ok(out)
+}
+
+/// Writes `entries` as entry rows in 500-row chunks, as `insert_entries` does, and commits.
+async fn insert_entry_rows(
+    conn: &DatabaseConnection,
+    entries: &[NewEntry],
+    next_idx: &mut i64,
+) -> Result<(), Error> {
+    let txn = conn.begin().await?;
+    for chunk in entries.chunks(500) {
+        let rows: Vec<entry::ActiveModel> = chunk
+            .iter()
+            .map(|e| {
+                *next_idx += 1;
+                entry::ActiveModel {
+                    idx: Set(*next_idx),
+                    data: Set(e.data.clone()),
+                    kind: Set(e.kind as i16),
+                    signer: Set(e.signer.clone()),
+                    seq: Set(*next_idx),
+                    received_ms: Set(0),
+                }
+            })
+            .collect();
+        entry::Entity::insert_many(rows)
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The breakdown as a Markdown table; the medians are append, insert, commit, hash, sign.
+fn breakdown_table(b: u64, rounds: usize, medians: [Duration; 5]) -> String {
+    let [append, insert, commit, hash, sign] = medians;
     let rest = append.saturating_sub(insert + hash + sign);
     let line = |what: &str, d: Duration| {
         format!(
@@ -294,7 +314,7 @@ async fn breakdown(backend: Backend, b: u64) -> Result<String, Error> {
         )
     };
     let mut out = format!(
-        "\nWhere an append of {b} goes (medians of {ROUNDS} interleaved rounds)\n\n\
+        "\nWhere an append of {b} goes (medians of {rounds} interleaved rounds)\n\n\
          | part | ms | share of append |\n|---|---:|---:|\n"
     );
     out += &line("`Ledger::append`, whole", append);
@@ -309,10 +329,7 @@ async fn breakdown(backend: Backend, b: u64) -> Result<String, Error> {
         "rest: head read, tiles, checkpoint row, head CAS, tree root",
         rest,
     );
-    drop(ledger);
-    tmp.drop_now().await;
-    scratch.drop_now().await;
-    Ok(out)
+    out
 }
 
 /// Builds a log of `args.entries` entries and measures proofs, start-up and disk use on it.

@@ -33,21 +33,24 @@ pub(crate) fn normalise_gs1_uri(uri: &str) -> Option<String> {
 fn epc_urn(rest: &str) -> Option<String> {
     let (kind, rest) = rest.split_once(':')?;
     let (scheme, body) = rest.split_once(':')?;
-    match (kind, scheme) {
-        ("id", "sgtin") => {
+    match kind {
+        "id" => serialised_id(scheme, body).or_else(|| fixed_length_id(scheme, body)),
+        "class" => class_urn(scheme, body),
+        "idpat" => pattern_urn(scheme, body),
+        _ => None,
+    }
+}
+
+/// `urn:epc:id:` schemes whose last part is a serial or reference in TDS characters.
+fn serialised_id(scheme: &str, body: &str) -> Option<String> {
+    match scheme {
+        "sgtin" => {
             let (cp, ir, serial) = split3(body)?;
             let gtin = gtin(cp, ir)?;
             tds_chars(serial, 20)?;
             Some(format!("{ID}/01/{gtin}/21/{}", web_encode(serial)))
         }
-        ("id", "sscc") => {
-            let (cp, sr) = partition(body, 17)?;
-            Some(format!(
-                "{ID}/00/{}",
-                with_cd(&format!("{}{cp}{}", &sr[..1], &sr[1..]))?
-            ))
-        }
-        ("id", "sgln") => {
+        "sgln" => {
             let (cp, lr, ext) = split3_ref(body, 12)?;
             tds_chars(ext, 20)?;
             let gln = with_cd(&format!("{cp}{lr}"))?;
@@ -57,7 +60,7 @@ fn epc_urn(rest: &str) -> Option<String> {
                 format!("{ID}/414/{gln}/254/{}", web_encode(ext))
             })
         }
-        ("id", "grai") => {
+        "grai" => {
             let (cp, ar, serial) = split3_ref(body, 12)?;
             tds_chars(serial, 16)?;
             Some(format!(
@@ -66,18 +69,13 @@ fn epc_urn(rest: &str) -> Option<String> {
                 web_encode(serial)
             ))
         }
-        ("id", "giai") => {
+        "giai" => {
             let (cp, ar) = body.split_once('.')?;
             company_prefix(cp)?;
             tds_chars(ar, 30 - cp.len())?;
             Some(format!("{ID}/8004/{cp}{}", web_encode(ar)))
         }
-        ("id", "gsrn") | ("id", "gsrnp") => {
-            let (cp, sr) = partition(body, 17)?;
-            let ai = if scheme == "gsrn" { "8018" } else { "8017" };
-            Some(format!("{ID}/{ai}/{}", with_cd(&format!("{cp}{sr}"))?))
-        }
-        ("id", "gdti") => {
+        "gdti" => {
             let (cp, dt, serial) = split3_ref(body, 12)?;
             tds_chars(serial, 20)?;
             Some(format!(
@@ -86,7 +84,7 @@ fn epc_urn(rest: &str) -> Option<String> {
                 web_encode(serial)
             ))
         }
-        ("id", "cpi") => {
+        "cpi" => {
             let (cp, rest) = body.split_once('.')?;
             let (cpref, serial) = rest.rsplit_once('.')?;
             company_prefix(cp)?;
@@ -97,25 +95,13 @@ fn epc_urn(rest: &str) -> Option<String> {
                 web_encode(&format!("{cp}{cpref}"))
             ))
         }
-        ("id", "sgcn") => {
-            let (cp, cr, serial) = split3_ref(body, 12)?;
-            digits_between(serial, 1, 12)?;
-            Some(format!(
-                "{ID}/255/{}{serial}",
-                with_cd(&format!("{cp}{cr}"))?
-            ))
-        }
-        ("id", "ginc") => {
+        "ginc" => {
             let (cp, cr) = body.split_once('.')?;
             company_prefix(cp)?;
             tds_chars(cr, 30 - cp.len())?;
             Some(format!("{ID}/401/{cp}{}", web_encode(cr)))
         }
-        ("id", "gsin") => {
-            let (cp, sr) = partition(body, 16)?;
-            Some(format!("{ID}/402/{}", with_cd(&format!("{cp}{sr}"))?))
-        }
-        ("id", "itip") => {
+        "itip" => {
             let mut p = body.splitn(5, '.');
             let (cp, ir, piece, total, serial) =
                 (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
@@ -128,28 +114,73 @@ fn epc_urn(rest: &str) -> Option<String> {
                 web_encode(serial)
             ))
         }
-        ("id", "upui") => {
+        "upui" => {
             let (cp, ir, tpx) = split3(body)?;
             let gtin = gtin(cp, ir)?;
             tds_chars(tpx, 28)?;
             Some(format!("{ID}/01/{gtin}/235/{}", web_encode(tpx)))
         }
-        ("id", "pgln") => {
+        _ => None,
+    }
+}
+
+/// `urn:epc:id:` schemes made of digits only, with a check digit to add.
+fn fixed_length_id(scheme: &str, body: &str) -> Option<String> {
+    match scheme {
+        "sscc" => {
+            let (cp, sr) = partition(body, 17)?;
+            Some(format!(
+                "{ID}/00/{}",
+                with_cd(&format!("{}{cp}{}", &sr[..1], &sr[1..]))?
+            ))
+        }
+        "gsrn" | "gsrnp" => {
+            let (cp, sr) = partition(body, 17)?;
+            let ai = if scheme == "gsrn" { "8018" } else { "8017" };
+            Some(format!("{ID}/{ai}/{}", with_cd(&format!("{cp}{sr}"))?))
+        }
+        "sgcn" => {
+            let (cp, cr, serial) = split3_ref(body, 12)?;
+            digits_between(serial, 1, 12)?;
+            Some(format!(
+                "{ID}/255/{}{serial}",
+                with_cd(&format!("{cp}{cr}"))?
+            ))
+        }
+        "gsin" => {
+            let (cp, sr) = partition(body, 16)?;
+            Some(format!("{ID}/402/{}", with_cd(&format!("{cp}{sr}"))?))
+        }
+        "pgln" => {
             let (cp, pr) = partition(body, 12)?;
             Some(format!("{ID}/417/{}", with_cd(&format!("{cp}{pr}"))?))
         }
-        ("class", "lgtin") => {
+        _ => None,
+    }
+}
+
+/// `urn:epc:class:` (the LGTIN).
+fn class_urn(scheme: &str, body: &str) -> Option<String> {
+    match scheme {
+        "lgtin" => {
             let (cp, ir, lot) = split3(body)?;
             let gtin = gtin(cp, ir)?;
             tds_chars(lot, 20)?;
             Some(format!("{ID}/01/{gtin}/10/{}", web_encode(lot)))
         }
-        ("idpat", "sgtin") | ("idpat", "upui") => {
+        _ => None,
+    }
+}
+
+/// `urn:epc:idpat:` patterns that name a whole class (`.*`).
+fn pattern_urn(scheme: &str, body: &str) -> Option<String> {
+    match scheme {
+        "sgtin" | "upui" => {
             let (cp, ir, star) = split3(body)?;
             (star == "*").then_some(())?;
             Some(format!("{ID}/01/{}", gtin(cp, ir)?))
         }
-        ("idpat", "grai") | ("idpat", "gdti") | ("idpat", "sgcn") => {
+        "grai" | "gdti" | "sgcn" => {
             let (cp, r, star) = split3_ref(body, 12)?;
             (star == "*").then_some(())?;
             Some(match scheme {
@@ -158,14 +189,14 @@ fn epc_urn(rest: &str) -> Option<String> {
                 _ => format!("{ID}/255/{}", with_cd(&format!("{cp}{r}"))?),
             })
         }
-        ("idpat", "cpi") => {
+        "cpi" => {
             let (cp, rest) = body.split_once('.')?;
             let cpref = rest.strip_suffix(".*")?;
             company_prefix(cp)?;
             cpi_chars(cpref, 30 - cp.len())?;
             Some(format!("{ID}/8010/{}", web_encode(&format!("{cp}{cpref}"))))
         }
-        ("idpat", "itip") => {
+        "itip" => {
             let mut p = body.splitn(5, '.');
             let (cp, ir, piece, total, star) =
                 (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);

@@ -234,48 +234,9 @@ pub fn parse_event(json: &Value) -> Result<Event, EpcisError> {
         path: "$".into(),
         expected: "a JSON object",
     })?;
-    let type_str = req_str(o, "type")?;
-    let kind = match type_str {
-        "ObjectEvent" => EventKind::Object,
-        "AggregationEvent" => EventKind::Aggregation,
-        "TransactionEvent" => EventKind::Transaction,
-        "TransformationEvent" | "AssociationEvent" => {
-            return Err(EpcisError::Unsupported {
-                event_type: type_str.to_owned(),
-            });
-        }
-        other => {
-            return Err(EpcisError::UnknownEventType {
-                value: other.to_owned(),
-            });
-        }
-    };
-    let time_str = req_str(o, "eventTime")?;
-    let event_time_ms = time::parse_ms(time_str).map_err(|e| EpcisError::BadTime {
-        path: "eventTime".into(),
-        value: time_str.to_owned(),
-        reason: e.reason(),
-    })?;
-    let tz = req_str(o, "eventTimeZoneOffset")?;
-    let time_zone_offset_min =
-        time::parse_offset_minutes(tz).ok_or_else(|| EpcisError::InvalidValue {
-            path: "eventTimeZoneOffset".into(),
-            expected: "±hh:mm",
-            got: tz.to_owned(),
-        })?;
-    let action_str = req_str(o, "action")?;
-    let action = match action_str {
-        "ADD" => Action::Add,
-        "OBSERVE" => Action::Observe,
-        "DELETE" => Action::Delete,
-        other => {
-            return Err(EpcisError::InvalidValue {
-                path: "action".into(),
-                expected: "ADD, OBSERVE or DELETE",
-                got: other.into(),
-            });
-        }
-    };
+    let kind = event_kind(o)?;
+    let (event_time_ms, time_zone_offset_min) = event_time(o)?;
+    let action = action(o)?;
 
     let epcs = epc_list(o, "epcList")?;
     let children = epc_list(o, "childEPCs")?;
@@ -314,16 +275,7 @@ pub fn parse_event(json: &Value) -> Result<Event, EpcisError> {
     let disposition = opt_str(o, "disposition")?
         .map(|s| disposition(s, "disposition"))
         .transpose()?;
-    let (persistent_set, persistent_unset) = match o.get("persistentDisposition") {
-        None => (vec![], vec![]),
-        Some(Value::Object(pd)) => (dispositions(pd, "set")?, dispositions(pd, "unset")?),
-        Some(_) => {
-            return Err(EpcisError::WrongType {
-                path: "persistentDisposition".into(),
-                expected: "an object",
-            });
-        }
-    };
+    let (persistent_set, persistent_unset) = persistent_disposition(o)?;
     let biz_transactions = typed_list(o, "bizTransactionList", "bizTransaction")?
         .into_iter()
         .map(|(kind, id, _)| BizTransaction { kind, id })
@@ -358,6 +310,76 @@ pub fn parse_event(json: &Value) -> Result<Event, EpcisError> {
         destinations,
         lot,
         item_expiration,
+    })
+}
+
+/// The event type; TransformationEvent and AssociationEvent are refused as unsupported.
+fn event_kind(o: &Map<String, Value>) -> Result<EventKind, EpcisError> {
+    let type_str = req_str(o, "type")?;
+    Ok(match type_str {
+        "ObjectEvent" => EventKind::Object,
+        "AggregationEvent" => EventKind::Aggregation,
+        "TransactionEvent" => EventKind::Transaction,
+        "TransformationEvent" | "AssociationEvent" => {
+            return Err(EpcisError::Unsupported {
+                event_type: type_str.to_owned(),
+            });
+        }
+        other => {
+            return Err(EpcisError::UnknownEventType {
+                value: other.to_owned(),
+            });
+        }
+    })
+}
+
+/// `eventTime` in milliseconds and `eventTimeZoneOffset` in minutes.
+fn event_time(o: &Map<String, Value>) -> Result<(i64, i16), EpcisError> {
+    let time_str = req_str(o, "eventTime")?;
+    let event_time_ms = time::parse_ms(time_str).map_err(|e| EpcisError::BadTime {
+        path: "eventTime".into(),
+        value: time_str.to_owned(),
+        reason: e.reason(),
+    })?;
+    let tz = req_str(o, "eventTimeZoneOffset")?;
+    let time_zone_offset_min =
+        time::parse_offset_minutes(tz).ok_or_else(|| EpcisError::InvalidValue {
+            path: "eventTimeZoneOffset".into(),
+            expected: "±hh:mm",
+            got: tz.to_owned(),
+        })?;
+    Ok((event_time_ms, time_zone_offset_min))
+}
+
+fn action(o: &Map<String, Value>) -> Result<Action, EpcisError> {
+    let action_str = req_str(o, "action")?;
+    Ok(match action_str {
+        "ADD" => Action::Add,
+        "OBSERVE" => Action::Observe,
+        "DELETE" => Action::Delete,
+        other => {
+            return Err(EpcisError::InvalidValue {
+                path: "action".into(),
+                expected: "ADD, OBSERVE or DELETE",
+                got: other.into(),
+            });
+        }
+    })
+}
+
+/// `persistentDisposition`: the dispositions it sets and unsets.
+fn persistent_disposition(
+    o: &Map<String, Value>,
+) -> Result<(Vec<Disposition>, Vec<Disposition>), EpcisError> {
+    Ok(match o.get("persistentDisposition") {
+        None => (vec![], vec![]),
+        Some(Value::Object(pd)) => (dispositions(pd, "set")?, dispositions(pd, "unset")?),
+        Some(_) => {
+            return Err(EpcisError::WrongType {
+                path: "persistentDisposition".into(),
+                expected: "an object",
+            });
+        }
     })
 }
 
