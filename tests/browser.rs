@@ -543,14 +543,94 @@ async fn verdict_for(app: &TestApp, key: &str, code: &str) -> String {
     d["verify"]["verdict"].as_str().unwrap().to_string()
 }
 
+/// Each verdict a pharmacy meets, scanned on the page: plain words, and both widths.
+async fn every_verdict(app: &TestApp, d: &Driver, pharmacy: &str) {
+    let cases = [
+        ("authentic", "(01)10614141073464(21)1001", "AUTHENTIC"),
+        (
+            "unknown-serial",
+            "(01)10614141073464(21)9999",
+            "UNKNOWN_SERIAL",
+        ),
+        (
+            "unknown-product",
+            "(01)09506000134352(21)1",
+            "UNKNOWN_PRODUCT",
+        ),
+        (
+            "not-in-custody",
+            "(01)10614141073464(21)1003",
+            "NOT_IN_YOUR_CUSTODY",
+        ),
+        (
+            "dispensed-elsewhere",
+            "(01)10614141073464(21)1004",
+            "ALREADY_DISPENSED",
+        ),
+        ("recalled", "(01)10614141073464(21)2001", "RECALLED"),
+        ("expired", "(01)10614141073464(21)3001", "EXPIRED"),
+    ];
+    for (name, code, want) in cases {
+        assert_eq!(verdict_for(app, pharmacy, code).await, want, "{name}");
+        d.scan(code).await;
+        d.wait_verdict(want).await;
+        let main_line = format!("{}\n{}", d.text("#headline").await, d.text("#may").await);
+        assert!(
+            !main_line.contains(want) && !main_line.contains('_'),
+            "{name}: a code on the main line: {main_line:?}"
+        );
+        let page = d.text("main").await;
+        assert!(
+            !page.contains("pharmacist"),
+            "{name}: patient wording: {page}"
+        );
+        let class = d.attribute("#verdict-box", "class").await;
+        if class.contains("bad") {
+            let why = d.text("#reasons").await;
+            assert!(
+                !why.contains("Genuine") && !why.contains("AUTHENTIC"),
+                "{name}: a red verdict lists the pack as genuine: {why}"
+            );
+        }
+        d.both_widths(&format!("verdict-{name}")).await;
+    }
+}
+
+/// A regulator signed in on the page sees organization and site names, not ids and bare GLNs.
+async fn regulator_sees_names(app: &TestApp, d: &Driver) {
+    let regulator = app.regulator_key().await;
+    d.type_into("#key", &format!("{regulator}{ENTER}")).await;
+    d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
+        .await;
+    d.scan("(01)10614141073464(21)1004").await;
+    d.wait_verdict("ALREADY_DISPENSED").await;
+    d.click("#provenance").await;
+    d.wait_for("#provenance-list li").await;
+    let history = d.text("#provenance-list").await;
+    assert!(
+        history.contains("Hill Pharmacy, High Street") && !history.contains("0614141000036"),
+        "{history}"
+    );
+    d.type_into("#lot-gtin", "10614141073464").await;
+    d.type_into("#lot-lot", &format!("L1{ENTER}")).await;
+    d.wait_for("#lot-view table").await;
+    let lot = d.text("#lot-view").await;
+    assert!(
+        lot.contains("Corner Pharmacy") && !lot.contains("corner"),
+        "{lot}"
+    );
+    d.both_widths("regulator-names").await;
+}
+
 mod browser {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
     async fn scan_upload_confirm_dispense_and_scan_again() {
-        let app = spawn_app().await;
-        let (_line, pharmacy) = pharmacy_scene(&app).await;
+        // Boxed: the whole test as one future would overflow a test thread's stack.
+        let app = Box::pin(spawn_app()).await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
 
         let d = Driver::start().await;
         d.goto(&format!("http://{}/", app.http)).await;
@@ -638,10 +718,16 @@ mod browser {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
     async fn every_verdict_at_desktop_and_phone_width() {
-        let app = spawn_app().await;
-        let (_line, pharmacy) = pharmacy_scene(&app).await;
+        // Boxed: the whole test as one future would overflow a test thread's stack.
+        let app = Box::pin(spawn_app()).await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
         let admin = app.app().first_admin_token.clone().unwrap();
-        let regulator = app.regulator_key().await;
+        let (brand_owner, _) = app
+            .app()
+            .api_keys
+            .issue("acme", "MANUFACTURER", "recalls", None)
+            .await
+            .unwrap();
         graphql_ok(
             &app,
             &admin,
@@ -655,7 +741,7 @@ mod browser {
         .await;
         graphql_ok(
             &app,
-            &regulator,
+            &brand_owner,
             "mutation { recallLot(gtin: \"10614141073464\", lot: \"L2\") { entryIndex } }",
             json!({}),
         )
@@ -680,55 +766,7 @@ mod browser {
         d.type_into("#key", &format!("{pharmacy}{ENTER}")).await;
         d.wait_text("#signed-in", "Signed in as Corner Pharmacy (pharmacy)")
             .await;
-        let cases = [
-            ("authentic", "(01)10614141073464(21)1001", "AUTHENTIC"),
-            (
-                "unknown-serial",
-                "(01)10614141073464(21)9999",
-                "UNKNOWN_SERIAL",
-            ),
-            (
-                "unknown-product",
-                "(01)09506000134352(21)1",
-                "UNKNOWN_PRODUCT",
-            ),
-            (
-                "not-in-custody",
-                "(01)10614141073464(21)1003",
-                "NOT_IN_YOUR_CUSTODY",
-            ),
-            (
-                "dispensed-elsewhere",
-                "(01)10614141073464(21)1004",
-                "ALREADY_DISPENSED",
-            ),
-            ("recalled", "(01)10614141073464(21)2001", "RECALLED"),
-            ("expired", "(01)10614141073464(21)3001", "EXPIRED"),
-        ];
-        for (name, code, want) in cases {
-            assert_eq!(verdict_for(&app, &pharmacy, code).await, want, "{name}");
-            d.scan(code).await;
-            d.wait_verdict(want).await;
-            let main_line = format!("{}\n{}", d.text("#headline").await, d.text("#may").await);
-            assert!(
-                !main_line.contains(want) && !main_line.contains('_'),
-                "{name}: a code on the main line: {main_line:?}"
-            );
-            let page = d.text("main").await;
-            assert!(
-                !page.contains("pharmacist"),
-                "{name}: patient wording: {page}"
-            );
-            let class = d.attribute("#verdict-box", "class").await;
-            if class.contains("bad") {
-                let why = d.text("#reasons").await;
-                assert!(
-                    !why.contains("Genuine") && !why.contains("AUTHENTIC"),
-                    "{name}: a red verdict lists the pack as genuine: {why}"
-                );
-            }
-            d.both_widths(&format!("verdict-{name}")).await;
-        }
+        Box::pin(every_verdict(&app, &d, &pharmacy)).await;
         // The supplied state, after the confirmation.
         d.viewport(1280, 1400).await;
         d.scan("(01)10614141073464(21)1002").await;
@@ -743,6 +781,8 @@ mod browser {
         d.click("#confirm-dispense").await;
         d.wait_text("#headline", "Supplied").await;
         d.both_widths("verdict-supplied").await;
+
+        Box::pin(regulator_sees_names(&app, &d)).await;
         println!("screenshots in {}", screenshot_dir().display());
         d.quit().await;
         app.stop().await;
@@ -761,7 +801,7 @@ mod browser {
         d.goto(&format!("http://{}/", app.http)).await;
         d.click("#signed-in").await;
         d.type_into("#key", &format!("{regulator}{ENTER}")).await;
-        d.wait_text("#signed-in", "Signed in as emvo (REGULATOR)")
+        d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
             .await;
         // Same tab: GraphiQL picks up the key signed in on the pharmacist's page.
         d.goto(&format!(

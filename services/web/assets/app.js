@@ -168,6 +168,7 @@ function renderProduct(v) {
   img.hidden = !(t && t.imageUrl);
   if (t && t.imageUrl) img.src = t.imageUrl; else img.removeAttribute('src');
   text('product-size', t && t.netContent); text('product-mah', t && t.marketingAuthorisationHolder);
+  for (const el of document.querySelectorAll('.master')) el.hidden = !t;
   text('product-gtin', p.gtin); text('product-serial', p.serial); text('product-lot', p.lot);
   text('product-expiry', p.expiry); text('product-status', STATUS_WORDS[v.status] || v.status);
 }
@@ -177,17 +178,15 @@ function renderProduct(v) {
 function renderJourney(timeline, places) {
   const tl = $('timeline');
   clear(tl);
+  $('no-journey').hidden = timeline.length > 0;
   const steps = timeline.slice().sort((a, b) => (a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : a.index - b.index));
   for (const t of steps) {
     const li = item(tl, 'li', '');
     const time = item(li, 'time', localTime(t.eventTime));
     time.dateTime = t.eventTime;
-    item(li, 'span', stepName(t) + (t.inherited ? ' (with its case or pallet)' : ''), 'step');
+    item(li, 'span', stepName(t) + (t.inherited && t.disposition !== 'recalled' ? ' (with its case or pallet)' : ''), 'step');
     const place = places && places[t.index + '|' + t.eventTime];
-    if (place) {
-      const where = [orgName(place.organization), siteName(place.location)].filter(Boolean);
-      if (where.length) item(li, 'span', where.join(', '), 'place');
-    }
+    if (place) item(li, 'span', where(place), 'place');
     item(li, 'span', ` ledger #${t.index}`, 'idx');
   }
 }
@@ -205,6 +204,15 @@ function dispensedByMe(v, p) {
   const mine = p.history.filter((h) => h.organization === me.orgId);
   const last = mine[mine.length - 1];
   return !!last && last.bizStep === 'dispensing';
+}
+
+// "Corner Pharmacy, High Street": the site's name, and the organization's unless the site
+// already names it.
+function where(h) {
+  const org = orgName(h.organization);
+  const site = siteName(h.location);
+  if (site && org && site.includes(org)) return site;
+  return [org, site].filter(Boolean).join(', ');
 }
 
 function placesOf(p) {
@@ -302,14 +310,15 @@ $('provenance').addEventListener('click', async () => {
     const list = $('provenance-list');
     clear(list);
     if (!p) { text('provenance-head', 'No events are recorded for this pack.'); return; }
-    text('provenance-head', `${STATUS_WORDS[p.status] || p.status}; held by ${orgName(p.custodian) || 'a party you may not see'}`
-      + (p.location ? ` at ${siteName(p.location)}` : '') + (p.parent ? `; inside ${p.parent}` : ''));
+    const holder = p.custodian ? where({ organization: p.custodian, location: p.location }) : 'a party you may not see';
+    text('provenance-head', `${STATUS_WORDS[p.status] || p.status}; held by ${holder}`
+      + (p.parent ? `; inside ${p.parent}` : ''));
     for (const h of p.history) {
       const li = item(list, 'li', '');
       const time = item(li, 'time', localTime(h.eventTime));
       time.dateTime = h.eventTime;
       item(li, 'span', stepName(h), 'step');
-      item(li, 'span', [orgName(h.organization), siteName(h.location)].filter(Boolean).join(', ')
+      item(li, 'span', where(h)
         + (h.via !== 'DIRECT' ? ' (through its case, pallet or batch)' : ''), 'place');
       item(li, 'span', ` ledger #${h.index}`, 'idx');
     }

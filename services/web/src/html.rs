@@ -286,7 +286,7 @@ fn journey(steps: &[TimelineStep]) -> String {
             esc(&t.event_time),
             esc(&readable_time(&t.event_time)),
             esc(&step_name(t)),
-            if t.inherited {
+            if t.inherited && t.disposition.as_deref() != Some("recalled") {
                 " (with its case or pallet)"
             } else {
                 ""
