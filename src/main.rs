@@ -193,6 +193,10 @@ enum Command {
     /// Manage devices.
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Product master data: what a GTIN is (trade name, strength, form, pack size), shown on
+    /// verdicts, pages and labels.
+    #[command(subcommand)]
+    Product(ProductCmd),
     /// Write an external broker's password file and ACL from the device registry, so that
     /// devices log in with the credentials derived from enrolment and reach only their own
     /// topics (docs/DEPLOY.md).
@@ -383,6 +387,40 @@ enum SiteCmd {
 }
 
 #[derive(Subcommand)]
+enum ProductCmd {
+    /// Register or replace a GTIN's master data (as the operator; through the API only the
+    /// brand owner, regulators and admins may).
+    Set {
+        #[command(flatten)]
+        storage: Storage,
+        #[arg(long)]
+        gtin: String,
+        /// The trade name (gs1:productName).
+        #[arg(long)]
+        name: String,
+        /// As printed, e.g. "500 mg".
+        #[arg(long)]
+        strength: Option<String>,
+        /// The pharmaceutical form, e.g. "film-coated tablet".
+        #[arg(long)]
+        form: Option<String>,
+        /// The pack size (gs1:netContent), e.g. "28 tablets".
+        #[arg(long)]
+        pack_size: Option<String>,
+        /// The marketing authorisation holder.
+        #[arg(long)]
+        holder: Option<String>,
+        /// An https URL of a picture of the pack.
+        #[arg(long)]
+        image_url: Option<String>,
+    },
+    List {
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeviceCmd {
     /// Enroll a device with its SEC1 compressed public key (hex).
     Enroll {
@@ -488,6 +526,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Org(c) => org(c).await,
         Command::Key(c) => api_key(c).await,
         Command::Site(c) => site(c).await,
+        Command::Product(c) => product(c).await,
         Command::Device(c) => device(c).await,
         Command::BrokerAcl {
             storage,
@@ -898,6 +937,53 @@ async fn site(c: SiteCmd) -> anyhow::Result<ExitCode> {
         SiteCmd::List { storage } => {
             for s in registry(&storage).await?.sites().await? {
                 println!("{}\t{}\t{}", s.gln, s.org_id, s.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn product(c: ProductCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        ProductCmd::Set {
+            storage,
+            gtin,
+            name,
+            strength,
+            form,
+            pack_size,
+            holder,
+            image_url,
+        } => {
+            let gtin = rxledger_core::gs1::Gtin::parse(&gtin)
+                .map_err(|e| anyhow::anyhow!("--gtin: {e}"))?;
+            let item = rxledger_store::TradeItem {
+                product_name: name,
+                strength,
+                dosage_form: form,
+                net_content: pack_size,
+                marketing_authorisation_holder: holder,
+                image_url,
+            };
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            let p = rxledger_store::Products::new(db)
+                .set(&gtin, item, "operator")
+                .await?;
+            println!("registered {} as {}", p.gtin, p.product_name);
+        }
+        ProductCmd::List { storage } => {
+            let db = rxledger_store::connect(&storage.url()?).await?;
+            for p in rxledger_store::Products::new(db).list().await? {
+                let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    p.gtin,
+                    p.product_name,
+                    opt(&p.strength),
+                    opt(&p.dosage_form),
+                    opt(&p.net_content),
+                    opt(&p.marketing_authorisation_holder)
+                );
             }
         }
     }

@@ -145,6 +145,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         alerts: alerts.clone(),
         api_keys: api_keys.clone(),
         packs: packs.clone(),
+        products: rxledger_store::Products::new(db.clone()),
     };
     let http = serve_http(&cfg, listeners.http, services)?;
     Ok(App {

@@ -244,7 +244,7 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "verify",
-        "{ p1: verify(code: \"(01)10614141073464(21)1\") { ...V } p2: verify(code: \"(01)10614141073464(21)2\") { ...V } p3: verify(code: \"(01)10614141073464(21)3\") { ...V } } fragment V on Verification { verdict dispensable reasons { code severity message evidence } product { gtin serial lot expiry } status evidence { index leafHash treeSize proof } checkpointSize checkpointNote timeline { index eventTime eventType action bizStep disposition inherited } }",
+        "{ p1: verify(code: \"(01)10614141073464(21)1\") { ...V } p2: verify(code: \"(01)10614141073464(21)2\") { ...V } p3: verify(code: \"(01)10614141073464(21)3\") { ...V } } fragment V on Verification { verdict dispensable reasons { code severity message evidence } product { gtin serial lot expiry tradeItem { productName } } status evidence { index leafHash treeSize proof } checkpointSize checkpointNote timeline { index eventTime eventType action bizStep disposition inherited } }",
     ),
     (
         "provenance",
@@ -273,6 +273,10 @@ const ROUTES: &[(&str, &str)] = &[
         "{ alerts(first: 1000) { id code severity subjects message evidence rawBase64 createdAt } }",
     ),
     ("me", "{ me { orgId role } }"),
+    (
+        "product",
+        "{ product(gtin: \"10614141073464\") { gtin productName strength dosageForm netContent marketingAuthorisationHolder imageUrl } }",
+    ),
     (
         "ledgerStatus",
         "{ ledgerStatus { origin size rootHash checkpointNote } }",

@@ -6,7 +6,8 @@
 //! a CDN would fail here.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; `.ci/run` installs them and runs this
-//! with `--ignored browser`. Screenshots go to `target/screenshots/`.
+//! with `--ignored browser`. Screenshots go to `screenshots/` in the target directory
+//! (`$CARGO_TARGET_DIR`, else `target/`); the tests print the path.
 //!
 //! Killing chromedriver does not end its browser: Chromium would live on with parent PID 1
 //! (some 200 MB each, piling up on a CI machine). So a test ends its WebDriver session, which
@@ -270,10 +271,123 @@ impl Driver {
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap())
             .unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot {}", path.display());
     }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    async fn script(&self, script: &str) -> Value {
+        self.session(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    async fn attribute(&self, css: &str, name: &str) -> String {
+        let e = self.find(css).await;
+        self.session(
+            "GET",
+            &format!("/element/{e}/attribute/{name}"),
+            Value::Null,
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    async fn displayed(&self, css: &str) -> bool {
+        let e = self.find(css).await;
+        self.session("GET", &format!("/element/{e}/displayed"), Value::Null)
+            .await
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Waits until the verdict box shows verdict `code` (its `data-verdict`).
+    async fn wait_verdict(&self, code: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.attribute("#verdict-box", "data-verdict").await == code {
+                return;
+            }
+            if Instant::now() > deadline {
+                let (headline, error) = (self.text("#headline").await, self.text("#error").await);
+                panic!("no {code} verdict: the page shows {headline:?} (error box: {error:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes the page's viewport `width` CSS pixels wide (and tall enough for a whole
+    /// verdict), whatever the browser's frame takes.
+    async fn viewport(&self, width: i64, height: i64) {
+        let mut outer = width;
+        for _ in 0..3 {
+            self.session(
+                "POST",
+                "/window/rect",
+                json!({ "width": outer, "height": height }),
+            )
+            .await;
+            let inner = self
+                .script("return window.innerWidth")
+                .await
+                .as_i64()
+                .unwrap();
+            if inner == width {
+                return;
+            }
+            outer += width - inner;
+        }
+        panic!("cannot make the viewport {width} px wide");
+    }
+
+    /// Scans `code` as a keyboard-wedge scanner would, into an emptied field.
+    async fn scan(&self, code: &str) {
+        let e = self.find("#code").await;
+        self.session("POST", &format!("/element/{e}/clear"), json!({}))
+            .await;
+        self.type_into("#code", &format!("{code}{ENTER}")).await;
+    }
+
+    /// Screenshots of the page at desktop and phone width, checking that nothing runs off
+    /// a 390 px phone's screen.
+    async fn both_widths(&self, name: &str) {
+        self.viewport(1280, 1400).await;
+        self.screenshot(&format!("{name}-1280")).await;
+        self.viewport(PHONE, 2000).await;
+        let widths = self
+            .script("return [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+            .await;
+        let w: Vec<i64> = widths
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert!(
+            w[0] <= PHONE && w[1] <= PHONE && w[2] == PHONE,
+            "{name}: the page is wider than a {PHONE} px phone (document, body, viewport: {w:?})"
+        );
+        self.screenshot(&format!("{name}-{PHONE}")).await;
+    }
+}
+
+/// A phone's viewport width, in CSS pixels (an iPhone 12 to 15).
+const PHONE: i64 = 390;
+
+/// Where screenshots go: `screenshots/` in the target directory.
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("screenshots")
 }
 
 /// The processes of the browser a chromedriver started: its descendants, and any process
@@ -348,64 +462,200 @@ fn kill_all(pids: &[u32]) {
     }
 }
 
+/// A shipment of acme's packs `serials` to the pharmacy whose company-prefix location is
+/// `to` (`00002`: Corner, `00003`: Hill).
+fn ship_to(serials: &[&str], to: &str) -> Value {
+    let epcs: Vec<String> = serials
+        .iter()
+        .map(|s| format!("urn:epc:id:sgtin:0614141.107346.{s}"))
+        .collect();
+    json!({
+        "type": "ObjectEvent",
+        "eventTime": now_rfc3339(),
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": epcs,
+        "action": "OBSERVE",
+        "bizStep": "shipping",
+        "disposition": "in_transit",
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
+        "bizLocation": {"id": "urn:epc:id:sgln:0614141.00000.0"},
+        "sourceList": [
+            {"type": "owning_party", "source": "urn:epc:id:pgln:0614141.00000"},
+            {"type": "location", "source": "urn:epc:id:sgln:0614141.00000.0"}
+        ],
+        "destinationList": [
+            {"type": "owning_party", "destination": format!("urn:epc:id:pgln:0614141.{to}")},
+            {"type": "location", "destination": format!("urn:epc:id:sgln:0614141.{to}.0")}
+        ]
+    })
+}
+
+/// Acme's packs 1001 to 1004 (lot L1), 2001 (lot L2) and 3001 (lot L3, expired); Corner
+/// Pharmacy holds 1001, 1002 and 2001, Hill Pharmacy 1004. Returns the line and Corner's key.
+async fn pharmacy_scene(app: &TestApp) -> (TestDevice, String) {
+    let mut line = app.acme_with_packs(&["1001", "1002", "1003", "1004"]).await;
+    let a = app.app();
+    for (id, name, gln) in [
+        ("corner", "Corner Pharmacy", "0614141000029"),
+        ("hill", "Hill Pharmacy", "0614141000036"),
+    ] {
+        a.registry
+            .add_organization(id, name, "PHARMACY")
+            .await
+            .unwrap();
+        a.registry
+            .add_site(gln, id, &format!("{name}, High Street"))
+            .await
+            .unwrap();
+    }
+    for events in [
+        vec![commission(&["2001"], "L2", "2031-06-30")],
+        vec![commission(&["3001"], "L3", "2025-01-31")],
+        vec![ship_to(&["1001", "1002", "2001"], "00002")],
+        vec![ship_to(&["1004"], "00003")],
+    ] {
+        let r = line.send_events(events).await;
+        assert_eq!(r.status, "ACCEPTED", "{r:?}");
+    }
+    let (pharmacy, _) = a
+        .api_keys
+        .issue("corner", "PHARMACY", "till 1", None)
+        .await
+        .unwrap();
+    (line, pharmacy)
+}
+
+/// `query` as the holder of `key`; fails on any GraphQL error.
+async fn graphql_ok(app: &TestApp, key: &str, query: &str, vars: Value) -> Value {
+    let r = app.graphql_as(Some(key), query, vars).await;
+    assert!(r["errors"].is_null(), "{query}: {r}");
+    r["data"].clone()
+}
+
+async fn verdict_for(app: &TestApp, key: &str, code: &str) -> String {
+    let d = graphql_ok(
+        app,
+        key,
+        "query($c: String!) { verify(code: $c) { verdict } }",
+        json!({ "c": code }),
+    )
+    .await;
+    d["verify"]["verdict"].as_str().unwrap().to_string()
+}
+
+/// Each verdict a pharmacy meets, scanned on the page: plain words, and both widths.
+async fn every_verdict(app: &TestApp, d: &Driver, pharmacy: &str) {
+    let cases = [
+        ("authentic", "(01)10614141073464(21)1001", "AUTHENTIC"),
+        (
+            "unknown-serial",
+            "(01)10614141073464(21)9999",
+            "UNKNOWN_SERIAL",
+        ),
+        (
+            "unknown-product",
+            "(01)09506000134352(21)1",
+            "UNKNOWN_PRODUCT",
+        ),
+        (
+            "not-in-custody",
+            "(01)10614141073464(21)1003",
+            "NOT_IN_YOUR_CUSTODY",
+        ),
+        (
+            "dispensed-elsewhere",
+            "(01)10614141073464(21)1004",
+            "ALREADY_DISPENSED",
+        ),
+        ("recalled", "(01)10614141073464(21)2001", "RECALLED"),
+        ("expired", "(01)10614141073464(21)3001", "EXPIRED"),
+    ];
+    for (name, code, want) in cases {
+        assert_eq!(verdict_for(app, pharmacy, code).await, want, "{name}");
+        d.scan(code).await;
+        d.wait_verdict(want).await;
+        let main_line = format!("{}\n{}", d.text("#headline").await, d.text("#may").await);
+        assert!(
+            !main_line.contains(want) && !main_line.contains('_'),
+            "{name}: a code on the main line: {main_line:?}"
+        );
+        let page = d.text("main").await;
+        assert!(
+            !page.contains("pharmacist"),
+            "{name}: patient wording: {page}"
+        );
+        let class = d.attribute("#verdict-box", "class").await;
+        if class.contains("bad") {
+            let why = d.text("#reasons").await;
+            assert!(
+                !why.contains("Genuine") && !why.contains("AUTHENTIC"),
+                "{name}: a red verdict lists the pack as genuine: {why}"
+            );
+        }
+        d.both_widths(&format!("verdict-{name}")).await;
+    }
+}
+
+/// A regulator signed in on the page sees organization and site names, not ids and bare GLNs.
+async fn regulator_sees_names(app: &TestApp, d: &Driver) {
+    let regulator = app.regulator_key().await;
+    d.type_into("#key", &format!("{regulator}{ENTER}")).await;
+    d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
+        .await;
+    d.scan("(01)10614141073464(21)1004").await;
+    d.wait_verdict("ALREADY_DISPENSED").await;
+    d.click("#provenance").await;
+    d.wait_for("#provenance-list li").await;
+    let history = d.text("#provenance-list").await;
+    assert!(
+        history.contains("Hill Pharmacy, High Street") && !history.contains("0614141000036"),
+        "{history}"
+    );
+    d.type_into("#lot-gtin", "10614141073464").await;
+    d.type_into("#lot-lot", &format!("L1{ENTER}")).await;
+    d.wait_for("#lot-view table").await;
+    let lot = d.text("#lot-view").await;
+    assert!(
+        lot.contains("Corner Pharmacy") && !lot.contains("corner"),
+        "{lot}"
+    );
+    d.both_widths("regulator-names").await;
+}
+
 mod browser {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
-    async fn scan_upload_dispense_and_scan_again() {
-        let app = spawn_app().await;
-        let mut line = app.acme_with_packs(&["1001", "1002"]).await;
-        let a = app.app();
-        a.registry
-            .add_organization("corner", "Corner Pharmacy", "PHARMACY")
-            .await
-            .unwrap();
-        a.registry
-            .add_site("0614141000029", "corner", "Corner")
-            .await
-            .unwrap();
-        // Ship both packs to the pharmacy, so its scan finds them in its custody.
-        let ship = json!({
-            "type": "ObjectEvent",
-            "eventTime": now_rfc3339(),
-            "eventTimeZoneOffset": "+00:00",
-            "epcList": ["urn:epc:id:sgtin:0614141.107346.1001", "urn:epc:id:sgtin:0614141.107346.1002"],
-            "action": "OBSERVE",
-            "bizStep": "shipping",
-            "disposition": "in_transit",
-            "readPoint": {"id": "urn:epc:id:sgln:0614141.00000.0"},
-            "bizLocation": {"id": "urn:epc:id:sgln:0614141.00000.0"},
-            "sourceList": [
-                {"type": "owning_party", "source": "urn:epc:id:pgln:0614141.00000"},
-                {"type": "location", "source": "urn:epc:id:sgln:0614141.00000.0"}
-            ],
-            "destinationList": [
-                {"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00002"},
-                {"type": "location", "destination": "urn:epc:id:sgln:0614141.00002.0"}
-            ]
-        });
-        let r = line.send_events(vec![ship]).await;
-        assert_eq!(r.status, "ACCEPTED", "{r:?}");
-        let (pharmacy, _) = a
-            .api_keys
-            .issue("corner", "PHARMACY", "till 1", None)
-            .await
-            .unwrap();
+    async fn scan_upload_confirm_dispense_and_scan_again() {
+        // Boxed: the whole test as one future would overflow a test thread's stack.
+        let app = Box::pin(spawn_app()).await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
 
         let d = Driver::start().await;
         d.goto(&format!("http://{}/", app.http)).await;
         d.click("#signed-in").await;
         d.type_into("#key", &format!("{pharmacy}{ENTER}")).await;
-        d.wait_text("#signed-in", "Signed in as corner (PHARMACY)")
+        d.wait_text("#signed-in", "Signed in as Corner Pharmacy (pharmacy)")
             .await;
 
         // 1. A keyboard-wedge scanner types the DataMatrix: GS arrives as Ctrl+].
         let gs = format!("{CTRL}]{RELEASE}");
         let scan = format!("]d2011061414107346417310630{gs}10L1{gs}211001{ENTER}");
         d.type_into("#code", &scan).await;
-        d.wait_text("#verdict", "AUTHENTIC").await;
+        d.wait_verdict("AUTHENTIC").await;
         d.wait_text("#product-serial", "1001").await;
+        assert_eq!(d.text("#headline").await, "Genuine pack");
+        assert_eq!(
+            d.text("#product-name").await,
+            "No product information registered for this GTIN."
+        );
+        // The journey names the pharmacy's own site, in plain steps.
+        let journey = d.text("#timeline").await;
+        assert!(
+            journey.contains("Serialised by the manufacturer") && journey.contains("Shipped"),
+            "{journey}"
+        );
         d.screenshot("1-scan-authentic").await;
 
         // 2. A photo of pack 1002's QR code.
@@ -415,39 +665,125 @@ mod browser {
         std::fs::write(&photo, png).unwrap();
         d.type_into("#photo", &photo.display().to_string()).await;
         d.wait_text("#product-serial", "1002").await;
-        d.wait_text("#verdict", "AUTHENTIC").await;
+        d.wait_verdict("AUTHENTIC").await;
         d.screenshot("2-photo-authentic").await;
 
-        // 3. Dispense it.
+        // 3. Dispense it: the button asks first, and Cancel dispenses nothing.
+        let code = "(01)10614141073464(21)1002";
         d.click("#dispense").await;
-        d.wait_text("#verdict", "ALREADY_DISPENSED").await;
-        d.screenshot("3-dispensed").await;
-
-        // 4. Scan it again, with a scanner configured to send `<GS>` for the separator.
-        let e = d.find("#code").await;
-        d.session("POST", &format!("/element/{e}/clear"), json!({}))
-            .await;
-        d.type_into(
-            "#code",
-            &format!("]d2011061414107346417310630<GS>10L1<GS>211002{ENTER}"),
-        )
-        .await;
-        d.wait_text("#product-serial", "1002").await;
-        d.wait_text("#verdict", "ALREADY_DISPENSED").await;
+        assert!(d.displayed("#confirm").await, "a confirmation step");
         assert!(
-            !d.text("#undo").await.is_empty(),
+            d.text("#confirm-text").await.contains("serial 1002"),
+            "the confirmation names the pack"
+        );
+        d.screenshot("3-confirm").await;
+        d.click("#cancel-dispense").await;
+        assert!(!d.displayed("#confirm").await);
+        assert_eq!(verdict_for(&app, &pharmacy, code).await, "AUTHENTIC");
+        d.click("#dispense").await;
+        d.click("#confirm-dispense").await;
+        d.wait_text("#headline", "Supplied").await;
+        let class = d.attribute("#verdict-box", "class").await;
+        assert!(
+            class.contains("done") && !class.contains("bad"),
+            "a neutral state: {class}"
+        );
+        assert!(d.displayed("#undo").await, "the pharmacy may undo");
+        assert!(!d.displayed("#dispense").await);
+        assert_eq!(
+            verdict_for(&app, &pharmacy, code).await,
+            "ALREADY_DISPENSED"
+        );
+        d.screenshot("4-supplied").await;
+
+        // 4. Scan it again, with a scanner configured to send `<GS>`: still this pharmacy's
+        // own supply, not an alarm.
+        d.scan("]d2011061414107346417310630<GS>10L1<GS>211002")
+            .await;
+        d.wait_text("#product-serial", "1002").await;
+        d.wait_verdict("ALREADY_DISPENSED").await;
+        d.wait_text("#headline", "Supplied").await;
+        assert!(
+            d.displayed("#undo").await,
             "the pharmacy that dispensed may undo"
         );
-        d.screenshot("4-scan-again").await;
+        d.screenshot("5-scan-again").await;
+        d.quit().await;
+        app.stop().await;
+    }
 
-        // The ledger agrees with the page.
-        let v = app
-            .graphql(
-                "query($c: String!) { verify(code: $c) { verdict } }",
-                json!({ "c": "(01)10614141073464(21)1002" }),
-            )
+    /// Every verdict a pharmacist meets, at desktop and phone width: screenshots, nothing
+    /// wider than a 390 px phone, no codes on the main line, no "genuine" under a red one,
+    /// and no patient wording.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
+    async fn every_verdict_at_desktop_and_phone_width() {
+        // Boxed: the whole test as one future would overflow a test thread's stack.
+        let app = Box::pin(spawn_app()).await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
+        let admin = app.app().first_admin_token.clone().unwrap();
+        let (brand_owner, _) = app
+            .app()
+            .api_keys
+            .issue("acme", "MANUFACTURER", "recalls", None)
+            .await
+            .unwrap();
+        graphql_ok(
+            &app,
+            &admin,
+            "mutation($i: TradeItemInput!) { registerProduct(input: $i) { gtin } }",
+            json!({ "i": {
+                "gtin": "10614141073464", "productName": "Amoxil", "strength": "500 mg",
+                "dosageForm": "capsules", "netContent": "21 capsules",
+                "marketingAuthorisationHolder": "Acme Pharma Ltd"
+            }}),
+        )
+        .await;
+        graphql_ok(
+            &app,
+            &brand_owner,
+            "mutation { recallLot(gtin: \"10614141073464\", lot: \"L2\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+        let (hill, _) = app
+            .app()
+            .api_keys
+            .issue("hill", "PHARMACY", "till", None)
+            .await
+            .unwrap();
+        graphql_ok(
+            &app,
+            &hill,
+            "mutation { dispense(code: \"(01)10614141073464(21)1004\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+
+        let d = Driver::start().await;
+        d.goto(&format!("http://{}/", app.http)).await;
+        d.click("#signed-in").await;
+        d.type_into("#key", &format!("{pharmacy}{ENTER}")).await;
+        d.wait_text("#signed-in", "Signed in as Corner Pharmacy (pharmacy)")
             .await;
-        assert_eq!(v["data"]["verify"]["verdict"], "ALREADY_DISPENSED", "{v}");
+        Box::pin(every_verdict(&app, &d, &pharmacy)).await;
+        // The supplied state, after the confirmation.
+        d.viewport(1280, 1400).await;
+        d.scan("(01)10614141073464(21)1002").await;
+        d.wait_verdict("AUTHENTIC").await;
+        assert_eq!(
+            d.text("#product-name").await,
+            "Amoxil 500 mg capsules",
+            "master data on the page"
+        );
+        d.click("#dispense").await;
+        d.both_widths("verdict-confirm").await;
+        d.click("#confirm-dispense").await;
+        d.wait_text("#headline", "Supplied").await;
+        d.both_widths("verdict-supplied").await;
+
+        Box::pin(regulator_sees_names(&app, &d)).await;
+        println!("screenshots in {}", screenshot_dir().display());
         d.quit().await;
         app.stop().await;
     }
@@ -465,7 +801,7 @@ mod browser {
         d.goto(&format!("http://{}/", app.http)).await;
         d.click("#signed-in").await;
         d.type_into("#key", &format!("{regulator}{ENTER}")).await;
-        d.wait_text("#signed-in", "Signed in as emvo (REGULATOR)")
+        d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
             .await;
         // Same tab: GraphiQL picks up the key signed in on the pharmacist's page.
         d.goto(&format!(

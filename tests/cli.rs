@@ -557,3 +557,41 @@ async fn api_keys_are_issued_listed_and_revoked_from_the_command_line() {
     let o = run(&["key", "revoke", "--data-dir", d, "0000000000000000"]);
     assert_refused(&o, "0000000000000000");
 }
+
+/// `rxledger product set|list`: the operator registers a GTIN's master data; a bad GTIN or an
+/// image URL that is not https is refused with the reason, and nothing is stored.
+#[test]
+fn product_master_data_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let set = |extra: &[&str]| {
+        let mut args = vec!["product", "set", "--data-dir", data, "--name", "Amoxil"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert_refused(&set(&["--gtin", "10614141073465"]), "--gtin");
+    assert_refused(
+        &set(&[
+            "--gtin",
+            "10614141073464",
+            "--image-url",
+            "http://a.org/x.png",
+        ]),
+        "imageUrl must be an https:// URL",
+    );
+    let list = || run(&["product", "list", "--data-dir", data]);
+    assert_eq!(String::from_utf8_lossy(&list().stdout), "");
+    let ok = set(&[
+        "--gtin",
+        "10614141073464",
+        "--strength",
+        "500 mg",
+        "--pack-size",
+        "21 capsules",
+    ]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(
+        String::from_utf8_lossy(&list().stdout),
+        "10614141073464\tAmoxil\t500 mg\t\t21 capsules\t\n"
+    );
+}

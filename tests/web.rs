@@ -82,7 +82,14 @@ async fn resolver_page_json_and_verification_service() {
         page.contains("Genuine pack") && page.contains("verdict ok"),
         "{page}"
     );
-    assert!(page.contains("commissioning"), "timeline: {page}");
+    assert!(
+        page.contains("Serialised by the manufacturer"),
+        "timeline in plain words: {page}"
+    );
+    assert!(
+        page.contains("No product information registered for this GTIN"),
+        "{page}"
+    );
     assert!(
         !page.contains("acme"),
         "an anonymous page names no party: {page}"
@@ -91,7 +98,7 @@ async fn resolver_page_json_and_verification_service() {
     let (status, page) = get(&app, &format!("/01/{GTIN}/21/999"), "text/html").await;
     assert_eq!(status, 200);
     assert!(
-        text(&page).contains("possible counterfeit"),
+        text(&page).contains("possible falsified pack") && !text(&page).contains("AUTHENTIC"),
         "{}",
         text(&page)
     );
@@ -323,6 +330,98 @@ async fn pages_labels_and_the_regulator_status() {
     assert_eq!(
         anon["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{anon}"
+    );
+    app.stop().await;
+}
+
+/// Product master data on every channel: the resolver page, its JSON, the LVM answer and the
+/// label sheet show what the brand owner registered; a GTIN without any says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_master_data_on_every_channel() {
+    let app = app_with_packs().await;
+    let admin = app.app().first_admin_token.clone().unwrap();
+    let r = app
+        .graphql_as(
+            Some(&admin),
+            "mutation($i: TradeItemInput!) { registerProduct(input: $i) { gtin } }",
+            json!({ "i": {
+                "gtin": GTIN, "productName": "Amoxil <b>", "strength": "500 mg",
+                "dosageForm": "capsule", "netContent": "21 capsules",
+                "marketingAuthorisationHolder": "Acme Pharma Ltd"
+            }}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+
+    let (status, page) = get(&app, &format!("/01/{GTIN}/21/1001"), "text/html").await;
+    assert_eq!(status, 200);
+    let page = text(&page);
+    assert!(
+        page.contains("Amoxil &lt;b&gt; 500 mg capsule")
+            && page.contains("21 capsules")
+            && page.contains("Acme Pharma Ltd"),
+        "{page}"
+    );
+    assert!(!page.contains("No product information"), "{page}");
+
+    let (_, v) = get_json(&app, &format!("/01/{GTIN}/21/1001")).await;
+    assert_eq!(
+        v["product"]["tradeItem"]["productName"], "Amoxil <b>",
+        "{v}"
+    );
+    assert_eq!(
+        v["product"]["tradeItem"]["netContent"], "21 capsules",
+        "{v}"
+    );
+
+    let (_, v) = get_json(
+        &app,
+        &format!("/01/{GTIN}/21/1001?linkType=verificationService"),
+    )
+    .await;
+    assert_eq!(v["data"], json!({ "verified": true }), "{v}");
+    assert_eq!(
+        v["productInformation"]["gs1:productName"], "Amoxil <b>",
+        "{v}"
+    );
+    assert_eq!(
+        v["productInformation"]["gs1:netContent"], "21 capsules",
+        "{v}"
+    );
+
+    let (status, svg) = http(
+        app.http,
+        "GET",
+        &format!("/labels/{GTIN}/L1.svg"),
+        &[("Authorization", format!("Bearer {admin}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let svg = text(&svg);
+    assert!(
+        svg.contains("Amoxil &lt;b&gt; 500 mg capsule  EXP 2031-06-30"),
+        "{svg}"
+    );
+
+    // Another of acme's GTINs, with no master data: every channel says so.
+    let other = "10614141073471";
+    let (_, page) = get(&app, &format!("/01/{other}/21/1"), "text/html").await;
+    assert!(
+        text(&page).contains("No product information registered for this GTIN"),
+        "{}",
+        text(&page)
+    );
+    let (_, v) = get_json(&app, &format!("/01/{other}/21/1")).await;
+    assert!(v["product"]["tradeItem"].is_null(), "{v}");
+    let (_, v) = get_json(
+        &app,
+        &format!("/01/{other}/21/1?linkType=verificationService"),
+    )
+    .await;
+    assert_eq!(
+        v["productInformationStatus"], "No product information registered for this GTIN",
+        "{v}"
     );
     app.stop().await;
 }

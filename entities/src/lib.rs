@@ -5,7 +5,8 @@
 //!   [`head`] (the single row advanced by compare-and-swap) and [`checkpoint`] (every signed
 //!   checkpoint, so an auditor can prove none were inconsistent);
 //! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash);
-//! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`].
+//! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
+//! - product master data: [`product`] (what a GTIN is, for the pages).
 
 pub mod alert;
 pub mod api_key;
@@ -19,6 +20,7 @@ pub mod event;
 pub mod head;
 pub mod migration;
 pub mod organization;
+pub mod product;
 pub mod site;
 pub mod tile;
 

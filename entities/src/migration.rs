@@ -11,7 +11,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial)]
+        vec![Box::new(M0001Initial), Box::new(M0002Products)]
     }
 }
 
@@ -110,5 +110,22 @@ impl MigrationTrait for M0001Initial {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Product master data (issue 20): one row per GTIN. Named by hand: the derived name is
+/// the file's, which the first migration already has.
+struct M0002Products;
+
+impl MigrationName for M0002Products {
+    fn name(&self) -> &str {
+        "m0002_products"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0002Products {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create(manager, crate::product::Entity).await
     }
 }

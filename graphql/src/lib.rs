@@ -15,6 +15,7 @@ mod hashes;
 mod ledger;
 mod live;
 mod packs;
+pub mod product;
 pub mod querycache;
 pub mod ratelimit;
 mod status;
@@ -24,7 +25,7 @@ pub mod visibility;
 use std::sync::Arc;
 
 use async_graphql::{MergedObject, Schema};
-use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
+use rxledger_store::{Alerts, ApiKeys, Ledger, Products, Registry};
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
@@ -39,6 +40,7 @@ pub struct Services {
     pub alerts: Alerts,
     pub api_keys: ApiKeys,
     pub packs: Arc<rxledger_store::packs::Packs>,
+    pub products: Products,
 }
 
 impl Services {
@@ -54,6 +56,7 @@ impl Services {
             registry: Registry::new(db.clone()),
             alerts: Alerts::new(db.clone()),
             api_keys: ApiKeys::new(db.clone()),
+            products: Products::new(db.clone()),
             packs: Arc::new(rxledger_store::packs::Packs::new(db)),
         })
     }
@@ -67,6 +70,7 @@ pub struct Query(
     admin::AdminQuery,
     live::AlertQuery,
     status::StatusQuery,
+    product::ProductQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -74,6 +78,7 @@ pub struct Mutation(
     changes::PackMutation,
     admin::AdminMutation,
     status::StatusMutation,
+    product::ProductMutation,
 );
 
 pub type RxSchema = Schema<Query, Mutation, live::Live>;

@@ -8,8 +8,8 @@
 //! channel reads another's text back.
 //!
 //! The costly parts of a [`Verification`], inclusion proofs and the public timeline, are built
-//! only when [`Wanted`]: GraphQL asks its look-ahead, the resolver page and JSON want both,
-//! QR codes and label sheets neither. The verdict, reasons and status never depend on them.
+//! only when [`Wanted`], and so is the product's master data: GraphQL asks its look-ahead,
+//! the resolver page and JSON want all three, QR codes and label sheets none. The verdict, reasons and status never depend on them.
 //!
 //! The output types also derive `serde::Serialize`, field for field as GraphQL writes them
 //! (camelCase, in declaration order), which is the resolver's JSON answer.
@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::auth::Caller;
 use crate::hashes::Hashes;
+use crate::product::TradeItem;
 use crate::visibility::viewer;
 use crate::{ApiError, Code, Services};
 
@@ -85,6 +86,9 @@ pub struct Product {
     pub lot: Option<String>,
     /// ISO date of the last day the pack may be used.
     pub expiry: Option<String>,
+    /// What the GTIN is, as its brand owner registered it; null when no product data is
+    /// registered for the GTIN.
+    pub trade_item: Option<TradeItem>,
 }
 
 /// A ledger entry with its RFC 9162 inclusion proof.
@@ -104,6 +108,8 @@ pub struct Wanted {
     pub evidence: bool,
     /// The pack's public timeline.
     pub timeline: bool,
+    /// The GTIN's product master data.
+    pub trade_item: bool,
 }
 
 impl Wanted {
@@ -111,11 +117,13 @@ impl Wanted {
     pub const ALL: Wanted = Wanted {
         evidence: true,
         timeline: true,
+        trade_item: true,
     };
     /// The verdict alone: QR codes and label sheets read the product from it.
     pub const VERDICT: Wanted = Wanted {
         evidence: false,
         timeline: false,
+        trade_item: false,
     };
 
     /// What the selection under `field` (a `Verification`) asks for.
@@ -123,6 +131,7 @@ impl Wanted {
         Wanted {
             evidence: field.field("evidence").exists(),
             timeline: field.field("timeline").exists(),
+            trade_item: field.field("product").field("tradeItem").exists(),
         }
     }
 }
@@ -305,6 +314,10 @@ impl Verification {
             Vec::new()
         };
         watch.lap(Stage::Evidence);
+        let trade_item = match (&v.product, wanted.trade_item) {
+            (Some(p), true) => s.products.get(&p.gtin).await?.map(TradeItem::from),
+            _ => None,
+        };
         Ok(Verification {
             verdict: v.primary.to_string(),
             dispensable: v.dispensable,
@@ -323,6 +336,7 @@ impl Verification {
                 serial: p.serial.as_ref().map(|x| x.as_str().to_string()),
                 lot: p.lot.as_ref().map(|x| x.as_str().to_string()),
                 expiry: p.expiry.map(|d| d.to_string()),
+                trade_item,
             }),
             status: v.status.map(|st| st.to_string()),
             evidence,

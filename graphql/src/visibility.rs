@@ -15,6 +15,7 @@
 //! | a lot's packs by status and by custodian | no | no | its own lots | all |
 //! | alerts | no | no | alerts about its products, without rejected bytes | all |
 //! | registry (organizations, sites, devices) | no | its own | | all |
+//! | product master data (what is printed on the pack) | yes | yes | writes its GTINs' | yes, writes |
 //!
 //! "Its own entries" are those signed by one of the organization's devices or by the API on
 //! its behalf (`org:<id>`). Route code never compares roles or organizations itself: it asks
@@ -86,6 +87,13 @@ impl<'a> Sight<'a> {
             } => brand_owner == Some(*org),
             _ => false,
         }
+    }
+
+    /// May this caller register the product master data of a GTIN whose brand owner is
+    /// `brand_owner`? The brand owner itself, regulators and admins: the same people who may
+    /// see its lots.
+    pub fn master_data(&self, brand_owner: Option<&str>) -> bool {
+        self.lot(brand_owner)
     }
 
     /// The signers whose entries and events this caller may see: `None` for all of them.

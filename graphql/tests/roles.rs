@@ -29,6 +29,14 @@ const MATRIX: &[(&str, [bool; 6])] = &[
         [F, F, F, A, A, A],
     ),
     ("{ alerts { id } }", [F, F, F, A, A, A]),
+    (
+        "{ product(gtin: \"10614141073464\") { productName } }",
+        [A, A, A, A, A, A],
+    ),
+    (
+        "mutation { registerProduct(input: {gtin: \"10614141073464\", productName: \"X\"}) { gtin } }",
+        [F, F, F, A, A, A],
+    ),
     ("{ apiKeys { id } }", [F, F, F, F, F, A]),
     (
         "mutation { dispense(code: \"(01)10614141073464(21)1\") { entryIndex } }",

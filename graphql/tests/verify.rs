@@ -10,7 +10,8 @@ use rxledger_store::testdb::TempDb;
 use serde_json::{Value, json};
 
 const VERIFICATION: &str = "verdict dispensable reasons { code severity message evidence } \
-    product { gtin serial lot expiry } status evidence { index leafHash treeSize proof } \
+    product { gtin serial lot expiry tradeItem { gtin productName strength dosageForm netContent \
+    marketingAuthorisationHolder imageUrl } } status evidence { index leafHash treeSize proof } \
     checkpointSize checkpointNote \
     timeline { index eventTime eventType action bizStep disposition inherited }";
 
@@ -40,6 +41,13 @@ async fn services(t: &TempDb) -> Services {
         .add_company_prefix("acme", "0614141")
         .await
         .unwrap();
+    let item = rxledger_store::TradeItem {
+        product_name: "Amoxil".into(),
+        strength: Some("500 mg".into()),
+        ..Default::default()
+    };
+    let gtin = rxledger_core::gs1::Gtin::parse("10614141073464").unwrap();
+    services.products.set(&gtin, item, "acme").await.unwrap();
     services
 }
 

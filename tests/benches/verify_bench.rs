@@ -635,6 +635,7 @@ async fn timed_verdict(services: &Services, code: &str) -> anyhow::Result<Stages
     let wanted = Wanted {
         evidence: true,
         timeline: false,
+        trade_item: false,
     };
     let v = verify::verification_timed(services, &Caller::Anonymous, code, wanted, &mut laps)
         .await
@@ -650,6 +651,7 @@ fn services_with(app: &App, packs: Arc<Packs>) -> Services {
         registry: app.registry.clone(),
         alerts: app.alerts.clone(),
         api_keys: app.api_keys.clone(),
+        products: rxledger_store::Products::new(app.ledger.database().clone()),
         packs,
     }
 }

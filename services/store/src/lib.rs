@@ -4,7 +4,8 @@
 //! PostgreSQL. [`Ledger`] is the log: it sequences batches of entries in one transaction
 //! each, integrates them into the tile-stored Merkle tree, signs a checkpoint and advances
 //! the head with a compare-and-swap, so two inconsistent checkpoints can never both be
-//! signed. [`Registry`] holds organizations, sites and devices. [`audit`] recomputes the
+//! signed. [`Registry`] holds organizations, sites and devices, [`Products`] the product
+//! master data. [`audit`] recomputes the
 //! whole tree from the raw entries and compares it with what is stored.
 
 pub mod alerts;
@@ -16,6 +17,7 @@ mod frontier;
 pub mod ledger;
 pub mod packs;
 pub mod postings;
+pub mod products;
 pub mod registry;
 #[cfg(feature = "testdb")]
 pub mod testdb;
@@ -25,6 +27,7 @@ pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
 pub use ledger::{Admission, Batch, Ledger, NewEntry, SignedHead};
+pub use products::{Products, TradeItem};
 pub use registry::Registry;
 
 /// Milliseconds since the Unix epoch. The store is the only place that reads the clock.

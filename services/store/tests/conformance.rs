@@ -607,6 +607,61 @@ async fn checked_appends_have_one_winner(db: Database) {
     assert_eq!(a.head().size, 2);
 }
 
+/// Product master data: an upsert by GTIN (the second write replaces every field), bounded
+/// input refused before anything is written, and a stable order for listing.
+async fn product_master_data(db: Database) {
+    use rxledger_core::gs1::Gtin;
+    use rxledger_store::{Products, TradeItem};
+    let p = Products::new(db);
+    let g = Gtin::parse("10614141073464").unwrap();
+    let other = Gtin::parse("10614141073471").unwrap();
+    assert_eq!(p.get(&g).await.unwrap(), None);
+    let item = TradeItem {
+        product_name: "Amoxil".into(),
+        strength: Some("500 mg".into()),
+        net_content: Some("21 capsules".into()),
+        ..TradeItem::default()
+    };
+    p.set(&other, item.clone(), "acme").await.unwrap();
+    p.set(&g, item, "acme").await.unwrap();
+    let replaced = TradeItem {
+        product_name: "Amoxil Forte".into(),
+        dosage_form: Some("capsule".into()),
+        ..TradeItem::default()
+    };
+    p.set(&g, replaced, "nca").await.unwrap();
+    let row = p.get(&g).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.product_name.as_str(),
+            row.strength,
+            row.dosage_form.as_deref()
+        ),
+        ("Amoxil Forte", None, Some("capsule"))
+    );
+    assert_eq!(row.registered_by, "nca");
+    let too_long = TradeItem {
+        product_name: "x".repeat(rxledger_store::products::MAX_NAME + 1),
+        ..TradeItem::default()
+    };
+    assert!(matches!(
+        p.set(&g, too_long, "acme").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        p.get(&g).await.unwrap().unwrap().product_name,
+        "Amoxil Forte"
+    );
+    let gtins: Vec<String> = p
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.gtin)
+        .collect();
+    assert_eq!(gtins, [g.as_str(), other.as_str()]);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -642,4 +697,5 @@ conformance!(
     registry_rules,
     index_in_memory_matches_table,
     checked_appends_have_one_winner,
+    product_master_data,
 );

@@ -1,24 +1,46 @@
 // rxledger pharmacist's page: plain JavaScript against /graphql and /scan, no build step.
+//
+// Plain words on the main line, codes on the details line. A pack this pharmacy has just
+// dispensed shows a neutral "Supplied" state, not an alarm. Dispensing takes a confirmation.
+// Signed-in callers see place and organization names where the registry lets them.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
 const KEY = 'rxledger.apiKey';
 let current = null; // the code last verified
 let me = null;      // { orgId, role } when signed in
+let names = { orgs: {}, sites: {} }; // registry names the caller may see
 
-const VERIFY = `query($code: String!) { verify(code: $code) { verdict dispensable
-  reasons { code severity message evidence } product { gtin serial lot expiry } status
-  evidence { index } checkpointSize checkpointNote
-  timeline { index eventTime eventType action bizStep disposition inherited } } }`;
+const VERIFICATION = `verdict dispensable reasons { code severity message evidence }
+  product { gtin serial lot expiry tradeItem { productName strength dosageForm netContent
+  marketingAuthorisationHolder imageUrl } } status evidence { index } checkpointSize checkpointNote
+  timeline { index eventTime eventType action bizStep disposition inherited }`;
+const VERIFY = `query($code: String!) { verify(code: $code) { ${VERIFICATION} } }`;
+const NO_PRODUCT_DATA = 'No product information registered for this GTIN.';
 
 const HEADLINES = {
-  AUTHENTIC: 'Genuine pack', NOT_IN_YOUR_CUSTODY: 'Genuine pack (not shipped to you)',
-  UNKNOWN_PRODUCT: 'Unknown product', UNKNOWN_SERIAL: 'Unknown serial number: possible counterfeit',
-  BATCH_MISMATCH: 'Batch does not match: possible counterfeit',
-  EXPIRY_MISMATCH: 'Expiry date does not match: possible counterfeit', EXPIRED: 'Expired',
-  ALREADY_DISPENSED: 'Already dispensed', RECALLED: 'Recalled', STOLEN: 'Reported stolen',
-  DESTROYED: 'Destroyed', DECOMMISSIONED: 'Taken off the market',
+  AUTHENTIC: 'Genuine pack', NOT_IN_YOUR_CUSTODY: 'Genuine pack, not shipped to you',
+  UNKNOWN_PRODUCT: 'Unknown product', UNKNOWN_SERIAL: 'Unknown serial number: possible falsified pack',
+  BATCH_MISMATCH: 'Batch does not match: possible falsified pack',
+  EXPIRY_MISMATCH: 'Expiry date does not match: possible falsified pack', EXPIRED: 'Expired',
+  ALREADY_DISPENSED: 'Already dispensed', RECALLED: 'Batch recalled', STOLEN: 'Reported stolen',
+  DESTROYED: 'Recorded as destroyed', DECOMMISSIONED: 'Taken off the market',
   NO_SERIAL: 'Cannot be verified: no serial number',
+};
+const SEVERITY_WORDS = { ALERT: 'Alert', BLOCKED: 'Stop', WARNING: 'Check', OK: 'OK' };
+const SEVERITY_RANK = { OK: 0, WARNING: 1, BLOCKED: 2, ALERT: 3 };
+const STATUS_WORDS = {
+  ACTIVE: 'In the supply chain', IN_TRANSIT: 'On its way', DISPENSED: 'Dispensed',
+  DESTROYED: 'Destroyed', STOLEN: 'Reported stolen', RECALLED: 'Recalled', EXPIRED: 'Expired',
+  DECOMMISSIONED: 'Taken off the market', UNKNOWN: 'Not in the ledger',
+};
+const STEPS = {
+  commissioning: 'Serialised by the manufacturer', packing: 'Packed into a case',
+  unpacking: 'Taken out of its case', shipping: 'Shipped', departing: 'Shipped',
+  receiving: 'Received', arriving: 'Received', accepting: 'Received', storing: 'Put in stock',
+  stocking: 'Put in stock', dispensing: 'Dispensed to a patient', retail_selling: 'Dispensed to a patient',
+  decommissioning: 'Taken off the market', destroying: 'Destroyed', inspecting: 'Inspected',
+  holding: 'Put on hold', void_shipping: 'Shipment cancelled',
 };
 
 async function gql(query, variables) {
@@ -51,42 +73,157 @@ function text(id, value) { $(id).textContent = value == null || value === '' ? '
 
 function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
 
-function item(parent, tag, content) {
+function item(parent, tag, content, cls) {
   const el = document.createElement(tag);
   el.textContent = content;
+  if (cls) el.className = cls;
   parent.appendChild(el);
   return el;
 }
 
-function render(v) {
+// Names from the registry, where the caller may see them; the id itself otherwise.
+const orgName = (id) => (id && names.orgs[id]) || id;
+const siteName = (gln) => (gln && names.sites[gln]) || (gln ? 'site ' + gln : null);
+
+function stepName(t) {
+  if (t.disposition === 'recalled') return 'Batch recalled';
+  if (t.disposition === 'stolen') return 'Reported stolen';
+  if (t.bizStep && STEPS[t.bizStep]) return STEPS[t.bizStep];
+  if (t.bizStep) return t.bizStep.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+  if (t.disposition === 'active') return 'Returned to stock (dispense undone)';
+  return `Recorded (${t.eventType} ${t.action})`;
+}
+
+function localTime(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function worst(v) {
+  return v.reasons.reduce((w, r) => (SEVERITY_RANK[r.severity] > SEVERITY_RANK[w] ? r.severity : w), 'OK');
+}
+
+// The reasons worth reading: never "genuine" under a red verdict.
+function reasonsShown(v, supplied) {
+  const problems = v.reasons.filter((r) => r.severity !== 'OK' && !(supplied && r.code === 'ALREADY_DISPENSED'));
+  return problems.length || !v.dispensable ? problems : v.reasons;
+}
+
+function advice(v) {
+  if (v.dispensable) return 'This pack may be dispensed.';
+  return worst(v) === 'ALERT' ? 'Do not dispense. Keep the pack apart and report it.' : 'Do not dispense this pack.';
+}
+
+function details(v) {
+  const codes = [v.verdict];
+  for (const r of v.reasons) if (!codes.includes(r.code)) codes.push(r.code);
+  return `Codes: ${codes.join(', ')}` + (v.status ? ` · ledger status ${v.status}` : '');
+}
+
+// `supplied`: this pharmacy dispensed the pack itself (just now, or earlier and scanned again).
+function render(v, supplied, places) {
   $('result').hidden = false;
-  const warn = v.reasons.some((r) => r.severity === 'WARNING');
-  $('verdict-box').className = 'verdict ' + (v.dispensable ? (warn ? 'warn' : 'ok') : 'bad');
-  text('verdict', v.verdict);
-  text('headline', HEADLINES[v.verdict] || v.verdict);
-  text('may', v.dispensable ? 'This pack may be dispensed.' : 'Do not dispense this pack.');
+  $('confirm').hidden = true;
+  const box = $('verdict-box');
+  box.dataset.verdict = v.verdict;
+  if (supplied) {
+    box.className = 'verdict done';
+    text('headline', 'Supplied');
+    const own = v.reasons.find((r) => r.code === 'ALREADY_DISPENSED');
+    text('may', own ? own.message : 'Recorded as dispensed by your pharmacy.');
+  } else {
+    const warn = worst(v) !== 'OK';
+    box.className = 'verdict ' + (v.dispensable ? (warn ? 'warn' : 'ok') : 'bad');
+    text('headline', HEADLINES[v.verdict] || 'See the reasons below');
+    text('may', advice(v));
+  }
+  text('details', details(v));
   const reasons = $('reasons');
   clear(reasons);
-  for (const r of v.reasons) item(reasons, 'li', `${r.code} (${r.severity.toLowerCase()}): ${r.message}`);
-  const p = v.product || {};
-  text('product-gtin', p.gtin); text('product-serial', p.serial); text('product-lot', p.lot);
-  text('product-expiry', p.expiry); text('product-status', v.status);
-  const tl = $('timeline');
-  clear(tl);
-  for (const t of v.timeline) {
-    const li = item(tl, 'li', '');
-    item(li, 'time', t.eventTime);
-    li.appendChild(document.createTextNode(' ' + (t.bizStep || `${t.eventType} ${t.action}`).replace(/_/g, ' ')
-      + (t.inherited ? ' (with its case or pallet)' : '') + ` · ledger #${t.index}`));
+  const shown = reasonsShown(v, supplied);
+  for (const r of shown) {
+    const li = item(reasons, 'li', '');
+    item(li, 'span', SEVERITY_WORDS[r.severity] || r.severity, 'sev sev-' + r.severity.toLowerCase());
+    li.appendChild(document.createTextNode(' ' + r.message));
   }
+  $('why').hidden = shown.length === 0;
+  renderProduct(v);
+  renderJourney(v.timeline, places);
   text('evidence-idx', v.evidence.map((e) => '#' + e.index).join(', '));
   text('checkpoint-size', v.checkpointSize);
   text('checkpoint-note', v.checkpointNote);
   const pharmacy = me && me.role === 'PHARMACY';
   $('dispense').hidden = !(pharmacy && v.dispensable);
-  $('undo').hidden = !(pharmacy && v.verdict === 'ALREADY_DISPENSED');
+  $('undo').hidden = !(pharmacy && supplied);
   $('provenance').hidden = !me;
   $('provenance-view').hidden = true;
+}
+
+function renderProduct(v) {
+  const p = v.product || {};
+  const t = p.tradeItem;
+  text('product-name', t ? [t.productName, t.strength, t.dosageForm].filter(Boolean).join(' ') : NO_PRODUCT_DATA);
+  $('product-name').className = t ? 'trade-name' : 'no-data';
+  const img = $('product-image');
+  img.hidden = !(t && t.imageUrl);
+  if (t && t.imageUrl) img.src = t.imageUrl; else img.removeAttribute('src');
+  text('product-size', t && t.netContent); text('product-mah', t && t.marketingAuthorisationHolder);
+  for (const el of document.querySelectorAll('.master')) el.hidden = !t;
+  text('product-gtin', p.gtin); text('product-serial', p.serial); text('product-lot', p.lot);
+  text('product-expiry', p.expiry); text('product-status', STATUS_WORDS[v.status] || v.status);
+}
+
+// The public timeline in the order things happened, with the places the caller may see
+// (`places`: "index|eventTime" → { organization, location } from provenance).
+function renderJourney(timeline, places) {
+  const tl = $('timeline');
+  clear(tl);
+  $('no-journey').hidden = timeline.length > 0;
+  const steps = timeline.slice().sort((a, b) => (a.eventTime < b.eventTime ? -1 : a.eventTime > b.eventTime ? 1 : a.index - b.index));
+  for (const t of steps) {
+    const li = item(tl, 'li', '');
+    const time = item(li, 'time', localTime(t.eventTime));
+    time.dateTime = t.eventTime;
+    item(li, 'span', stepName(t) + (t.inherited && t.disposition !== 'recalled' ? ' (with its case or pallet)' : ''), 'step');
+    const place = places && places[t.index + '|' + t.eventTime];
+    if (place) item(li, 'span', where(place), 'place');
+    item(li, 'span', ` ledger #${t.index}`, 'idx');
+  }
+}
+
+const PROVENANCE = `query($c: String!) { provenance(code: $c) { gtin serial status lot expiry custodian
+  location parent history { index eventTime eventType action bizStep disposition organization location via } } }`;
+
+async function provenanceOf(code) {
+  try { return (await gql(PROVENANCE, { c: code })).provenance; } catch (e) { return null; }
+}
+
+// Whether this pharmacy's own last event on the pack is its dispense.
+function dispensedByMe(v, p) {
+  if (!me || me.role !== 'PHARMACY' || v.verdict !== 'ALREADY_DISPENSED' || !p) return false;
+  const mine = p.history.filter((h) => h.organization === me.orgId);
+  const last = mine[mine.length - 1];
+  return !!last && last.bizStep === 'dispensing';
+}
+
+// "Corner Pharmacy, High Street": the site's name, and the organization's unless the site
+// already names it.
+function where(h) {
+  const org = orgName(h.organization);
+  const site = siteName(h.location);
+  if (site && org && site.includes(org)) return site;
+  return [org, site].filter(Boolean).join(', ');
+}
+
+function placesOf(p) {
+  const out = {};
+  if (p) for (const h of p.history) out[h.index + '|' + h.eventTime] = h;
+  return out;
+}
+
+async function show(v, justSupplied) {
+  const p = me ? await provenanceOf(current) : null;
+  render(v, justSupplied || dispensedByMe(v, p), placesOf(p));
 }
 
 async function verify(code) {
@@ -94,7 +231,7 @@ async function verify(code) {
   current = code;
   try {
     const d = await gql(VERIFY, { code });
-    render(d.verify);
+    await show(d.verify, false);
   } catch (e) {
     $('result').hidden = true;
     showError((e.code === 'INVALID_CODE' ? 'This code cannot be read: ' : '') + e.message);
@@ -105,10 +242,9 @@ async function change(mutation) {
   showError('');
   try {
     const d = await gql(`mutation($c: String!) { ${mutation}(code: $c) { entryIndex verification {
-      verdict dispensable reasons { code severity message evidence } product { gtin serial lot expiry }
-      status evidence { index } checkpointSize checkpointNote
-      timeline { index eventTime eventType action bizStep disposition inherited } } } }`, { c: current });
-    render(d[mutation].verification);
+      ${VERIFICATION} } } }`, { c: current });
+    await show(d[mutation].verification, mutation === 'dispense');
+    $('code').focus();
   } catch (e) {
     showError(e.message);
   }
@@ -149,26 +285,42 @@ $('photo').addEventListener('change', async () => {
   }
 });
 
-$('dispense').addEventListener('click', () => change('dispense'));
+// Dispensing takes two steps: the button opens the confirmation, which names the pack.
+$('dispense').addEventListener('click', () => {
+  const name = $('product-name').textContent;
+  text('confirm-text', `Record ${name === NO_PRODUCT_DATA ? 'this pack' : name}, serial `
+    + `${$('product-serial').textContent}, as dispensed to a patient. You can undo it for a few minutes.`);
+  $('confirm').hidden = false;
+  $('confirm-dispense').focus();
+});
+function cancelDispense() {
+  $('confirm').hidden = true;
+  $('dispense').focus();
+}
+$('cancel-dispense').addEventListener('click', cancelDispense);
+$('confirm').addEventListener('keydown', (ev) => { if (ev.key === 'Escape') cancelDispense(); });
+$('confirm-dispense').addEventListener('click', () => change('dispense'));
 $('undo').addEventListener('click', () => change('undoDispense'));
 
 $('provenance').addEventListener('click', async () => {
   showError('');
   try {
-    const d = await gql(`query($c: String!) { provenance(code: $c) { gtin serial status lot expiry custodian
-      location parent history { index eventTime eventType action bizStep disposition organization location via } } }`, { c: current });
-    const p = d.provenance;
+    const p = (await gql(PROVENANCE, { c: current })).provenance;
     $('provenance-view').hidden = false;
     const list = $('provenance-list');
     clear(list);
     if (!p) { text('provenance-head', 'No events are recorded for this pack.'); return; }
-    text('provenance-head', `${p.status}; custodian ${p.custodian || 'not visible to you'}`
-      + (p.location ? ` at ${p.location}` : '') + (p.parent ? `; inside ${p.parent}` : ''));
+    const holder = p.custodian ? where({ organization: p.custodian, location: p.location }) : 'a party you may not see';
+    text('provenance-head', `${STATUS_WORDS[p.status] || p.status}; held by ${holder}`
+      + (p.parent ? `; inside ${p.parent}` : ''));
     for (const h of p.history) {
       const li = item(list, 'li', '');
-      item(li, 'time', h.eventTime);
-      li.appendChild(document.createTextNode(` ${h.bizStep || h.eventType + ' ' + h.action} by ${h.organization || '?'}`
-        + (h.location ? ` at ${h.location}` : '') + (h.via !== 'DIRECT' ? ` via ${h.via}` : '') + ` · ledger #${h.index}`));
+      const time = item(li, 'time', localTime(h.eventTime));
+      time.dateTime = h.eventTime;
+      item(li, 'span', stepName(h), 'step');
+      item(li, 'span', where(h)
+        + (h.via !== 'DIRECT' ? ' (through its case, pallet or batch)' : ''), 'place');
+      item(li, 'span', ` ledger #${h.index}`, 'idx');
     }
   } catch (e) { showError(e.message); }
 });
@@ -181,16 +333,18 @@ $('lot-form').addEventListener('submit', async (ev) => {
       byStatus { key count } byCustodian { key count } } }`, { g: $('lot-gtin').value.trim(), l: $('lot-lot').value.trim() });
     const view = $('lot-view');
     clear(view);
-    item(view, 'p', `${d.lot.packs} packs of lot ${d.lot.lot}`);
-    for (const [title, rows] of [['By status', d.lot.byStatus], ['By custodian', d.lot.byCustodian]]) {
+    item(view, 'p', `${d.lot.packs} packs of batch ${d.lot.lot}`);
+    for (const [title, rows, name] of [['By status', d.lot.byStatus, (k) => STATUS_WORDS[k] || k],
+      ['By holder', d.lot.byCustodian, orgName]]) {
       item(view, 'h4', title);
+      const wrap = item(view, 'div', '', 'scroll');
       const table = document.createElement('table');
       for (const r of rows) {
         const tr = document.createElement('tr');
-        item(tr, 'td', r.key); item(tr, 'td', String(r.count));
+        item(tr, 'td', name(r.key) || '–'); item(tr, 'td', String(r.count));
         table.appendChild(tr);
       }
-      view.appendChild(table);
+      wrap.appendChild(table);
     }
   } catch (e) { showError(e.message); }
 });
@@ -200,7 +354,7 @@ function renderLedger(s) {
   clear(view);
   item(view, 'p', `${s.size} entries, root ${s.rootHash.slice(0, 16)}…`);
   const a = s.lastAudit;
-  item(view, 'p', a ? `Last audit ${a.finishedAt}: ${a.ok ? 'sound' : 'PROBLEMS FOUND'} (${a.entriesChecked} entries, `
+  item(view, 'p', a ? `Last audit ${localTime(a.finishedAt)}: ${a.ok ? 'sound' : 'PROBLEMS FOUND'} (${a.entriesChecked} entries, `
     + `${a.checkpointsChecked} checkpoints checked)` + (a.problems.length ? ': ' + a.problems.join('; ') : '')
     : 'No audit has run on this node since it started.');
   item(view, 'pre', s.checkpointNote);
@@ -219,6 +373,16 @@ $('run-audit').addEventListener('click', async () => {
   try { await gql('mutation { runAudit { ok } }'); await refreshLedger(); } catch (e) { showError(e.message); }
 });
 
+// The organization and site names this key may see (its own; all for regulators and admins).
+async function loadNames() {
+  names = { orgs: {}, sites: {} };
+  try {
+    const d = await gql('{ organizations { id name } sites { gln name } }');
+    for (const o of d.organizations) names.orgs[o.id] = o.name;
+    for (const s of d.sites) names.sites[s.gln] = s.name;
+  } catch (e) { /* names are a courtesy: ids stay readable */ }
+}
+
 async function signIn() {
   me = null;
   if (sessionStorage.getItem(KEY)) {
@@ -229,7 +393,8 @@ async function signIn() {
       showError('That API key was refused: ' + e.message);
     }
   }
-  text('signed-in', me ? `Signed in as ${me.orgId} (${me.role})` : 'Sign in with an API key');
+  if (me) await loadNames(); else names = { orgs: {}, sites: {} };
+  text('signed-in', me ? `Signed in as ${orgName(me.orgId)} (${me.role.toLowerCase()})` : 'Sign in with an API key');
   const regulator = me && (me.role === 'REGULATOR' || me.role === 'ADMIN');
   $('regulator').hidden = !regulator;
   if (regulator) refreshLedger();

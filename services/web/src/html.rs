@@ -3,7 +3,8 @@
 //! script.
 
 use rxledger_core::verdict::{Severity, VerdictCode};
-use rxledger_graphql::verify::{Product, TimelineStep, Verification};
+use rxledger_graphql::product::TradeItem;
+use rxledger_graphql::verify::{Product, ReasonOut, TimelineStep, Verification};
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -52,68 +53,108 @@ pub fn error_page(title: &str, message: &str, hint: &str) -> String {
     )
 }
 
-/// Words a patient understands, for each verdict code.
+/// Plain words for each verdict code, the page's main line.
 pub fn headline(verdict: &str) -> &'static str {
     use VerdictCode as V;
     match verdict.parse::<VerdictCode>() {
         Ok(V::Authentic) => "Genuine pack",
-        Ok(V::NotInYourCustody) => "Genuine pack (not shipped to you)",
+        Ok(V::NotInYourCustody) => "Genuine pack, not shipped to you",
         Ok(V::UnknownProduct) => "Unknown product",
-        Ok(V::UnknownSerial) => "Unknown serial number: possible counterfeit",
-        Ok(V::BatchMismatch) => "Batch does not match: possible counterfeit",
-        Ok(V::ExpiryMismatch) => "Expiry date does not match: possible counterfeit",
+        Ok(V::UnknownSerial) => "Unknown serial number: possible falsified pack",
+        Ok(V::BatchMismatch) => "Batch does not match: possible falsified pack",
+        Ok(V::ExpiryMismatch) => "Expiry date does not match: possible falsified pack",
         Ok(V::Expired) => "Expired",
         Ok(V::AlreadyDispensed) => "Already dispensed",
-        Ok(V::Recalled) => "Recalled",
+        Ok(V::Recalled) => "Batch recalled",
         Ok(V::Stolen) => "Reported stolen",
-        Ok(V::Destroyed) => "Destroyed",
+        Ok(V::Destroyed) => "Recorded as destroyed",
         Ok(V::Decommissioned) => "Taken off the market",
         Ok(V::NoSerial) => "Cannot be verified: no serial number",
         _ => "See the reasons below",
     }
 }
 
+/// The worst severity among the reasons.
+fn worst(v: &Verification) -> Severity {
+    v.reasons
+        .iter()
+        .filter_map(|r| r.severity.parse::<Severity>().ok())
+        .max()
+        .unwrap_or(Severity::Ok)
+}
+
 /// The CSS class of a verification: ok (green), warn (amber) or bad (red).
 pub fn tone(v: &Verification) -> &'static str {
-    let warnings = v
-        .reasons
-        .iter()
-        .any(|r| r.severity == Severity::Warning.as_str());
-    match (v.dispensable, warnings) {
-        (true, false) => "ok",
-        (true, true) => "warn",
+    match (v.dispensable, worst(v)) {
+        (true, Severity::Ok) => "ok",
+        (true, _) => "warn",
         (false, _) => "bad",
     }
+}
+
+/// What to do, under the headline.
+fn advice(v: &Verification) -> &'static str {
+    match (v.dispensable, worst(v)) {
+        (true, _) => "This pack may be dispensed.",
+        (false, Severity::Alert) => {
+            "Do not dispense or use this pack. Keep it apart and report it."
+        }
+        (false, _) => "Do not dispense or use this pack.",
+    }
+}
+
+/// The reasons worth reading: everything but the "nothing wrong" ones, unless nothing else
+/// holds (a red verdict never lists "genuine" under "Why").
+pub fn reasons_shown(v: &Verification) -> Vec<&ReasonOut> {
+    let ok = Severity::Ok.as_str();
+    let problems: Vec<&ReasonOut> = v.reasons.iter().filter(|r| r.severity != ok).collect();
+    if problems.is_empty() && v.dispensable {
+        v.reasons.iter().collect()
+    } else {
+        problems
+    }
+}
+
+/// The details line: the codes behind the plain words, for support calls and logs.
+fn details(v: &Verification) -> String {
+    let mut codes: Vec<&str> = vec![v.verdict.as_str()];
+    for r in &v.reasons {
+        if !codes.contains(&r.code.as_str()) {
+            codes.push(&r.code);
+        }
+    }
+    let mut out = format!("Codes: {}", codes.join(", "));
+    if let Some(st) = &v.status {
+        out.push_str(&format!(" · ledger status {st}"));
+    }
+    esc(&out)
 }
 
 /// The resolver's page for one verification: verdict, reasons, product, journey, evidence.
 pub fn verification_page(v: &Verification, uri: &str) -> String {
     let verdict = v.verdict.as_str();
     let mut body = format!(
-        r#"<section class="verdict {tone}" role="status"><p class="code">{code}</p><h1>{head}</h1><p>{may}</p></section>"#,
+        r#"<section class="verdict {tone}" role="status" aria-live="polite"><h1>{head}</h1><p>{may}</p><p class="details">{details}</p></section>"#,
         tone = tone(v),
-        code = esc(verdict),
         head = headline(verdict),
-        may = if v.dispensable {
-            "This pack may be dispensed."
-        } else {
-            "Do not dispense or use this pack. Ask your pharmacist."
-        }
+        may = advice(v),
+        details = details(v),
     );
-    if !v.reasons.is_empty() {
+    let shown = reasons_shown(v);
+    if !shown.is_empty() {
         body.push_str("<h2>Why</h2><ul class=\"reasons\">");
-        for r in &v.reasons {
+        for r in shown {
             body.push_str(&format!(
-                "<li><strong>{}</strong> ({}) {}</li>",
-                esc(&r.code),
+                "<li><span class=\"sev sev-{}\">{}</span> {}</li>",
                 esc(&r.severity.to_lowercase()),
+                severity_word(&r.severity),
                 esc(&r.message)
             ));
         }
         body.push_str("</ul>");
     }
     if let Some(p) = &v.product {
-        body.push_str(&product(p, v.status.as_deref()));
+        body.push_str(&product(p));
     }
     if !v.timeline.is_empty() {
         body.push_str(&journey(&v.timeline));
@@ -128,10 +169,59 @@ pub fn verification_page(v: &Verification, uri: &str) -> String {
     page(headline(verdict), &body)
 }
 
-/// What the pack is, and its status.
-fn product(p: &Product, status: Option<&str>) -> String {
-    let mut out = String::from("<h2>Product</h2><dl class=\"product\">");
+/// A severity in words.
+fn severity_word(severity: &str) -> &'static str {
+    match severity.parse::<Severity>() {
+        Ok(Severity::Alert) => "Alert",
+        Ok(Severity::Blocked) => "Stop",
+        Ok(Severity::Warning) => "Check",
+        _ => "OK",
+    }
+}
+
+/// Said wherever a GTIN has no registered master data.
+pub const NO_PRODUCT_DATA: &str = "No product information registered for this GTIN.";
+
+/// The trade item's name line: "Amoxil 500 mg film-coated tablet".
+pub fn trade_name(t: &TradeItem) -> String {
+    [
+        Some(t.product_name.as_str()),
+        t.strength.as_deref(),
+        t.dosage_form.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// What the pack is: its master data, then the identifiers printed on it.
+fn product(p: &Product) -> String {
+    let mut out = String::from("<h2>Product</h2>");
+    match &p.trade_item {
+        Some(t) => {
+            out.push_str("<div class=\"trade-item\">");
+            if let Some(img) = &t.image_url {
+                out.push_str(&format!(
+                    "<img src=\"{}\" alt=\"Picture of the pack\" width=\"96\" height=\"96\" loading=\"lazy\">",
+                    esc(img)
+                ));
+            }
+            out.push_str(&format!(
+                "<p class=\"trade-name\">{}</p></div>",
+                esc(&trade_name(t))
+            ));
+        }
+        None => out.push_str(&format!("<p class=\"no-data\">{NO_PRODUCT_DATA}</p>")),
+    }
+    out.push_str("<dl class=\"product\">");
+    let t = p.trade_item.as_ref();
     for (label, value) in [
+        ("Pack size", t.and_then(|t| t.net_content.as_ref())),
+        (
+            "Authorisation holder",
+            t.and_then(|t| t.marketing_authorisation_holder.as_ref()),
+        ),
         ("GTIN", Some(&p.gtin)),
         ("Serial", p.serial.as_ref()),
         ("Batch", p.lot.as_ref()),
@@ -141,26 +231,62 @@ fn product(p: &Product, status: Option<&str>) -> String {
             out.push_str(&format!("<dt>{label}</dt><dd>{}</dd>", esc(x)));
         }
     }
-    if let Some(st) = status {
-        out.push_str(&format!("<dt>Status</dt><dd>{}</dd>", esc(st)));
-    }
     out.push_str("</dl>");
     out
 }
 
-/// The public timeline, oldest first.
+/// A CBV business step (or, without one, a disposition) in plain words.
+pub fn step_name(t: &TimelineStep) -> String {
+    let plain = match (t.biz_step.as_deref(), t.disposition.as_deref()) {
+        (_, Some("recalled")) => "Batch recalled",
+        (_, Some("stolen")) => "Reported stolen",
+        (Some("commissioning"), _) => "Serialised by the manufacturer",
+        (Some("packing"), _) => "Packed into a case",
+        (Some("unpacking"), _) => "Taken out of its case",
+        (Some("shipping" | "departing"), _) => "Shipped",
+        (Some("receiving" | "arriving" | "accepting"), _) => "Received",
+        (Some("storing" | "stocking"), _) => "Put in stock",
+        (Some("dispensing" | "retail_selling"), _) => "Dispensed to a patient",
+        (Some("decommissioning"), _) => "Taken off the market",
+        (Some("destroying"), _) => "Destroyed",
+        (Some("inspecting"), _) => "Inspected",
+        (Some("holding"), _) => "Put on hold",
+        (Some("void_shipping"), _) => "Shipment cancelled",
+        (None, Some("active")) => "Returned to stock (dispense undone)",
+        (Some(other), _) => return capitalised(&other.replace('_', " ")),
+        (None, _) => return format!("Recorded ({} {})", t.event_type, t.action),
+    };
+    plain.to_string()
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// An RFC 3339 UTC time as people read it: `2026-12-06 19:15 UTC`.
+pub fn readable_time(t: &str) -> String {
+    match (t.get(..10), t.get(11..16), t.ends_with('Z')) {
+        (Some(day), Some(hm), true) => format!("{day} {hm} UTC"),
+        _ => t.to_string(),
+    }
+}
+
+/// The public timeline, in the order things happened.
 fn journey(steps: &[TimelineStep]) -> String {
+    let mut ordered: Vec<&TimelineStep> = steps.iter().collect();
+    ordered.sort_by(|a, b| (&a.event_time, a.index).cmp(&(&b.event_time, b.index)));
     let mut out = String::from("<h2>Journey</h2><ol class=\"timeline\">");
-    for t in steps {
-        let step = t
-            .biz_step
-            .clone()
-            .unwrap_or_else(|| format!("{} {}", t.event_type, t.action));
+    for t in ordered {
         out.push_str(&format!(
-            "<li><time>{}</time> {}{} <span class=\"idx\">ledger #{}</span></li>",
+            "<li><time datetime=\"{}\">{}</time> <span class=\"step\">{}{}</span> <span class=\"idx\">ledger #{}</span></li>",
             esc(&t.event_time),
-            esc(&step.replace('_', " ")),
-            if t.inherited {
+            esc(&readable_time(&t.event_time)),
+            esc(&step_name(t)),
+            if t.inherited && t.disposition.as_deref() != Some("recalled") {
                 " (with its case or pallet)"
             } else {
                 ""
@@ -182,5 +308,14 @@ mod tests {
             esc("<a href=\"x\">&'\u{1d}"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\u{fffd}"
         );
+    }
+
+    #[test]
+    fn times_read_as_utc_minutes() {
+        assert_eq!(
+            readable_time("2026-12-06T19:15:42.123Z"),
+            "2026-12-06 19:15 UTC"
+        );
+        assert_eq!(readable_time("garbage"), "garbage");
     }
 }

@@ -34,6 +34,7 @@ use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post,
 };
 use rxledger_core::gs1::{self, CalendarDate, Expiry, Gtin, Lot, ScannedCode, Serial, Sgtin};
+use rxledger_graphql::product::TradeItem;
 use rxledger_graphql::ratelimit::{Limiter, RouteCost};
 use rxledger_graphql::verify::{self, Checked, Verification, Wanted};
 use rxledger_graphql::visibility::Sight;
@@ -269,9 +270,12 @@ fn problem(e: ApiError) -> Problem {
     Problem::new(status, e.code.as_str(), e.message)
 }
 
-/// What the ledger recorded of a pack when it was commissioned: its lot and expiry (for QR
-/// codes and labels that do not give them). An unknown pack has neither.
-async fn commissioned(web: &Web, sgtin: &Sgtin) -> Result<(Option<Lot>, Option<Expiry>), Problem> {
+/// What the ledger recorded of a pack when it was commissioned: its lot and expiry date (for
+/// QR codes and labels that do not give them). An unknown pack has neither.
+async fn commissioned(
+    web: &Web,
+    sgtin: &Sgtin,
+) -> Result<(Option<Lot>, Option<CalendarDate>), Problem> {
     let scanned = ScannedCode {
         gtin: Some(sgtin.gtin.clone()),
         serial: Some(sgtin.serial.clone()),
@@ -279,7 +283,7 @@ async fn commissioned(web: &Web, sgtin: &Sgtin) -> Result<(Option<Lot>, Option<E
     };
     let checked = check(web, &Caller::Anonymous, scanned).await?;
     Ok(match checked.verdict.product {
-        Some(p) => (p.lot, p.expiry.and_then(expiry_of)),
+        Some(p) => (p.lot, p.expiry),
         None => (None, None),
     })
 }
@@ -448,7 +452,7 @@ async fn qr_inner(
     if lot.is_none() || expiry.is_none() {
         let (recorded_lot, recorded_expiry) = commissioned(web, &sgtin).await?;
         lot = lot.or(recorded_lot);
-        expiry = expiry.or(recorded_expiry);
+        expiry = expiry.or(recorded_expiry.and_then(expiry_of));
     }
     let uri = sgtin.to_digital_link(&web.base_url, lot.as_ref(), expiry.as_ref());
     let too_long =
@@ -527,15 +531,19 @@ async fn labels_inner(
     rows.sort_by(|a, b| a.0.serial.as_str().cmp(b.0.serial.as_str()));
     let packs: Vec<Sgtin> = rows.into_iter().map(|(sgtin, _)| sgtin).collect();
     // The lot's expiry as commissioned (every pack of a lot shares it).
-    let expiry = match packs.first() {
+    let expiry_date = match packs.first() {
         Some(first) => commissioned(web, first).await?.1,
         None => None,
     };
+    let expiry = expiry_date.and_then(expiry_of);
+    let item = trade_item(web, &g).await?;
     let sheet = LabelSheet {
         base_url: &web.base_url,
         gtin: &g,
         lot: &l,
         expiry: expiry.as_ref(),
+        expiry_date,
+        product: item.as_ref().map(html::trade_name),
         packs: &packs,
     };
     Ok(Response::builder()
@@ -565,6 +573,17 @@ async fn may_print_labels(web: &Web, c: &Caller, gtin: &Gtin) -> Result<(), Prob
     Ok(())
 }
 
+/// The registered master data of `gtin`, if any.
+async fn trade_item(web: &Web, gtin: &Gtin) -> Result<Option<TradeItem>, Problem> {
+    Ok(web
+        .services
+        .products
+        .get(gtin)
+        .await
+        .map_err(unavailable)?
+        .map(TradeItem::from))
+}
+
 /// The store failed while making a label sheet.
 fn unavailable(e: rxledger_store::StoreError) -> Problem {
     tracing::error!(error = %e, "label sheet");
@@ -581,6 +600,10 @@ struct LabelSheet<'a> {
     gtin: &'a Gtin,
     lot: &'a Lot,
     expiry: Option<&'a Expiry>,
+    /// The same expiry as a date, printed for people (`EXP 2028-12-31`).
+    expiry_date: Option<CalendarDate>,
+    /// The trade name, strength and form, when master data is registered.
+    product: Option<String>,
     /// Every pack of the lot, in serial order.
     packs: &'a [Sgtin],
 }
@@ -606,7 +629,8 @@ impl LabelSheet<'_> {
             svg.push_str(&self.label(sgtin, x, y)?);
         }
         svg.push_str(&format!(
-            "<text x=\"5\" y=\"294\" font-size=\"2.5\">{} lot {}: page {page} of {pages}, {} packs</text>\n</svg>\n",
+            "<text x=\"5\" y=\"294\" font-size=\"2.5\">{} · {} lot {}: page {page} of {pages}, {} packs</text>\n</svg>\n",
+            html::esc(self.product.as_deref().unwrap_or(html::NO_PRODUCT_DATA)),
             self.gtin,
             html::esc(self.lot.as_str()),
             self.packs.len()
@@ -638,7 +662,29 @@ impl LabelSheet<'_> {
                 html::esc(line)
             ));
         }
+        // Across the label's foot: what the pack is, and its expiry as a date.
+        let mut foot = self.product.as_deref().map(label_text).unwrap_or_default();
+        if let Some(d) = self.expiry_date {
+            foot.push_str(&format!("  EXP {d}"));
+        }
+        out.push_str(&format!(
+            "<text x=\"{:.2}\" y=\"{:.2}\" font-size=\"2.5\">{}</text>\n",
+            x + 3.0,
+            y + 39.0,
+            html::esc(foot.trim())
+        ));
         Ok(out)
+    }
+}
+
+/// A trade name cut to what fits across a 70 mm label at 2.5 mm type.
+fn label_text(name: &str) -> String {
+    const FITS: usize = 40;
+    if name.chars().count() <= FITS {
+        name.to_string()
+    } else {
+        let cut: String = name.chars().take(FITS - 1).collect();
+        format!("{cut}…")
     }
 }
 
@@ -736,8 +782,14 @@ async fn lvm_answer(web: &Web, checked: &Checked, corr: Option<&str>) -> Respons
     }
     let corr = corr.map(|c| gs1::percent_decode(c, 0).unwrap_or_else(|_| c.to_string()));
     let now = rxledger_core::epcis::format_time(rxledger_store::now_ms());
-    json_response(
-        StatusCode::OK,
-        &lvm::response(data, &responder, corr.as_deref(), &now),
-    )
+    let mut answer = lvm::response(data, &responder, corr.as_deref(), &now);
+    let item = match &checked.scanned.gtin {
+        Some(g) => match trade_item(web, g).await {
+            Ok(item) => item,
+            Err(p) => return p.respond(true),
+        },
+        None => None,
+    };
+    lvm::with_trade_item(&mut answer, item.as_ref());
+    json_response(StatusCode::OK, &answer)
 }

@@ -16,6 +16,7 @@
 //! a JSON body; a badly formed request is a 400 and a GTIN nobody registered a 404.
 
 use rxledger_core::verdict::{Verdict, VerdictCode};
+use rxledger_graphql::product::TradeItem;
 use serde_json::{Value, json};
 
 /// `verificationFailureReason` values (release 1.3).
@@ -81,6 +82,36 @@ pub fn response(data: Value, responder_gln: &str, corr_uuid: Option<&str>, now: 
         out["corrUUID"] = json!(c);
     }
     out
+}
+
+/// Adds what the GTIN is to a response: `productInformation` with the brand owner's master
+/// data in GS1 Web Vocabulary terms, or a `productInformationStatus` saying none is
+/// registered. The standard's members are left as they are; a strict client ignores these.
+pub fn with_trade_item(answer: &mut Value, item: Option<&TradeItem>) {
+    match item {
+        Some(t) => {
+            let mut info = json!({ "gs1:gtin": t.gtin, "gs1:productName": t.product_name });
+            for (key, value) in [
+                ("gs1:netContent", &t.net_content),
+                ("gs1:dosageForm", &t.dosage_form),
+                ("gs1:strength", &t.strength),
+                (
+                    "marketingAuthorisationHolder",
+                    &t.marketing_authorisation_holder,
+                ),
+                ("gs1:image", &t.image_url),
+            ] {
+                if let Some(v) = value {
+                    info[key] = json!(v);
+                }
+            }
+            answer["productInformation"] = info;
+        }
+        None => {
+            answer["productInformationStatus"] =
+                json!("No product information registered for this GTIN");
+        }
+    }
 }
 
 #[cfg(test)]
