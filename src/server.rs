@@ -43,6 +43,9 @@ pub struct ServeConfig {
     pub rate_limit: crate::ratelimit::RateLimit,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// MQTT over TLS: the embedded broker's TLS listener (with `tls`'s pair), client
+    /// certificates, the node's trust for an external `mqtts://` broker.
+    pub mqtt_tls: crate::tls::MqttTls,
     /// What one GraphQL request may cost and answer.
     pub limits: Limits,
     /// A dispense by a pharmacy that does not hold the pack: recorded with an alert, or refused.
@@ -66,6 +69,7 @@ impl ServeConfig {
             public_url: None,
             rate_limit: crate::ratelimit::RateLimit::default(),
             tls: None,
+            mqtt_tls: Default::default(),
             limits: Limits::default(),
             custody_policy: Default::default(),
         }
@@ -82,6 +86,8 @@ pub struct App {
     pub http_scheme: &'static str,
     /// The broker the ingest is connected to (host, port).
     pub mqtt_addr: (String, u16),
+    /// The embedded broker's TLS listener, when one was asked for.
+    pub mqtts_addr: Option<SocketAddr>,
     pub ledger: Arc<Ledger>,
     pub registry: Registry,
     pub alerts: Alerts,
@@ -120,7 +126,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
     let follower = follow(ledger.clone(), packs.clone());
-    let (opts, mqtt_addr) = mqtt_options(&cfg, &registry, &ledger).await?;
+    let (opts, mqtt_addr, mqtts_addr) = mqtt_options(&cfg, &registry, &ledger).await?;
     let ingest = Ingest::start(
         opts,
         ledger.clone(),
@@ -144,6 +150,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         http_addr: http.addr,
         http_scheme: http.scheme,
         mqtt_addr,
+        mqtts_addr,
         ledger,
         registry,
         alerts,
@@ -197,38 +204,55 @@ fn follow(ledger: Arc<Ledger>, packs: Arc<Packs>) -> JoinHandle<()> {
     })
 }
 
-/// The node's MQTT connection options and the broker address devices use: the embedded
-/// broker (started here; the node connects to rumqttd's own loopback port, devices to the
-/// gate) or an external one.
+/// The node's MQTT connection options and the broker addresses devices use (plain, TLS): the
+/// embedded broker (started here; the node connects to rumqttd's own loopback port, devices
+/// to the gate) or an external one.
 async fn mqtt_options(
     cfg: &ServeConfig,
     registry: &Registry,
     ledger: &Arc<Ledger>,
-) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16))> {
-    Ok(match &cfg.mqtt {
+) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16), Option<SocketAddr>)> {
+    let url = match &cfg.mqtt {
         MqttTarget::Embedded { listen } => {
-            let b = broker::start(
-                *listen,
-                Gatekeeper {
-                    registry: registry.clone(),
-                    ledger: ledger.clone(),
-                    topic_root: cfg.ingest.topic_root.clone(),
-                },
-            )
-            .await?;
+            let files = cfg.mqtt_tls.files.as_ref().or(cfg.tls.as_ref());
+            let tls = match (cfg.mqtt_tls.listen, files) {
+                (None, _) => None,
+                (Some(at), Some(files)) => Some((
+                    at,
+                    crate::tls::mqtt_listener(files.clone(), cfg.mqtt_tls.client_ca.as_deref())?,
+                )),
+                (Some(_), None) => anyhow::bail!(
+                    "MQTT over TLS (--mqtts-listen) needs a certificate: --mqtts-cert and \
+                     --mqtts-key, or --tls-cert and --tls-key"
+                ),
+            };
+            let keeper = Gatekeeper {
+                registry: registry.clone(),
+                ledger: ledger.clone(),
+                topic_root: cfg.ingest.topic_root.clone(),
+            };
+            let b = broker::start(*listen, keeper, tls).await?;
             let mut o = rumqttc_options(
                 &cfg.node_id,
                 &b.internal.ip().to_string(),
                 b.internal.port(),
             );
             o.set_credentials(NODE_USERNAME, mqttauth::node_password(ledger.key()));
-            (o, (b.addr.ip().to_string(), b.addr.port()))
+            return Ok((o, (b.addr.ip().to_string(), b.addr.port()), b.tls_addr));
         }
-        MqttTarget::External(url) => (
-            url.options(&cfg.node_id, ledger.key())?,
-            (url.host.clone(), url.port),
-        ),
-    })
+        MqttTarget::External(url) => url,
+    };
+    let trust = rxledger_keyfile::tls::ClientTls {
+        ca: cfg.mqtt_tls.ca.as_deref(),
+        identity: None,
+    };
+    let tls = url
+        .tls
+        .then(|| trust.config())
+        .transpose()
+        .context("the authorities for mqtts:// (--mqtt-ca)")?;
+    let o = url.options(&cfg.node_id, ledger.key(), tls)?;
+    Ok((o, (url.host.clone(), url.port), None))
 }
 
 /// The HTTP side once it listens.
