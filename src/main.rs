@@ -276,9 +276,29 @@ struct Serve {
     /// Address of the embedded MQTT broker.
     #[arg(long, env = "RXLEDGER_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
     mqtt_listen: SocketAddr,
-    /// Use an external broker instead of the embedded one: mqtt://user:pass@host:port.
+    /// Also serve the embedded broker in TLS on this address (conventionally port 8883), with
+    /// --mqtts-cert, or else the --tls-cert pair (files reloaded like HTTPS's). Off by default.
+    #[arg(long, env = "RXLEDGER_MQTTS_LISTEN", conflicts_with = "mqtt_url")]
+    mqtts_listen: Option<SocketAddr>,
+    /// The PEM certificate chain of the MQTT TLS listener, when it is not --tls-cert's (plain
+    /// HTTP behind a TLS proxy, say); needs --mqtts-key.
+    #[arg(long, env = "RXLEDGER_MQTTS_CERT", requires_all = ["mqtts_key", "mqtts_listen"])]
+    mqtts_cert: Option<PathBuf>,
+    /// The PEM private key of --mqtts-cert.
+    #[arg(long, env = "RXLEDGER_MQTTS_KEY", requires = "mqtts_cert")]
+    mqtts_key: Option<PathBuf>,
+    /// Devices on the TLS listener must present a client certificate issued by this PEM
+    /// authority whose CN or a DNS name is their device id (their password stays required).
+    #[arg(long, env = "RXLEDGER_MQTT_CLIENT_CA", requires = "mqtts_listen")]
+    mqtt_client_ca: Option<PathBuf>,
+    /// Use an external broker instead of the embedded one: mqtt://user:pass@host:port, or
+    /// mqtts://… (port 8883) for TLS.
     #[arg(long, env = "RXLEDGER_MQTT_URL")]
     mqtt_url: Option<String>,
+    /// The authorities (PEM) to trust for an mqtts:// broker, e.g. a private CA. Default: the
+    /// platform's trusted roots.
+    #[arg(long, env = "RXLEDGER_MQTT_CA", requires = "mqtt_url")]
+    mqtt_ca: Option<PathBuf>,
     /// Topic root: devices publish on ROOT/devices/{id}/events and get receipts on ROOT/devices/{id}/acks.
     #[arg(long, env = "RXLEDGER_MQTT_TOPIC_ROOT", default_value = "rxledger/v1")]
     mqtt_topic_root: String,
@@ -590,6 +610,16 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             .clone()
             .zip(s.tls_key.clone())
             .map(|(cert, key)| rxledger::tls::TlsFiles { cert, key }),
+        mqtt_tls: rxledger::tls::MqttTls {
+            listen: s.mqtts_listen,
+            files: s
+                .mqtts_cert
+                .clone()
+                .zip(s.mqtts_key.clone())
+                .map(|(cert, key)| rxledger::tls::TlsFiles { cert, key }),
+            client_ca: s.mqtt_client_ca.clone(),
+            ca: s.mqtt_ca.clone(),
+        },
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: s.rate_limit,
             burst: s.rate_limit * 2.0,
@@ -618,6 +648,9 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         "mqtt:         mqtt://{}:{}",
         app.mqtt_addr.0, app.mqtt_addr.1
     );
+    if let Some(addr) = app.mqtts_addr {
+        println!("mqtts:        mqtts://{addr}");
+    }
     if let Some(bound) = metrics {
         let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone());
         println!("metrics:      http://{}/metrics", bound.addr);

@@ -43,6 +43,9 @@ pub struct ServeConfig {
     pub rate_limit: crate::ratelimit::RateLimit,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// MQTT over TLS: the embedded broker's TLS listener (with `tls`'s pair), client
+    /// certificates, the node's trust for an external `mqtts://` broker.
+    pub mqtt_tls: crate::tls::MqttTls,
     /// What one GraphQL request may cost and answer.
     pub limits: Limits,
     /// A dispense by a pharmacy that does not hold the pack: recorded with an alert, or refused.
@@ -66,6 +69,7 @@ impl ServeConfig {
             public_url: None,
             rate_limit: crate::ratelimit::RateLimit::default(),
             tls: None,
+            mqtt_tls: Default::default(),
             limits: Limits::default(),
             custody_policy: Default::default(),
         }
@@ -82,6 +86,8 @@ pub struct App {
     pub http_scheme: &'static str,
     /// The broker the ingest is connected to (host, port).
     pub mqtt_addr: (String, u16),
+    /// The embedded broker's TLS listener, when one was asked for.
+    pub mqtts_addr: Option<SocketAddr>,
     pub ledger: Arc<Ledger>,
     pub registry: Registry,
     pub alerts: Alerts,
@@ -127,7 +133,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
     let follower = follow(ledger.clone(), packs.clone());
-    let (opts, mqtt_addr) = mqtt_options(&cfg, listeners.mqtt, &registry, &ledger).await?;
+    let (opts, mqtt_addr, mqtts_addr) =
+        mqtt_options(&cfg, listeners.mqtt, &registry, &ledger).await?;
     let ingest = Ingest::start(
         opts,
         ledger.clone(),
@@ -152,6 +159,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         http_addr: http.addr,
         http_scheme: http.scheme,
         mqtt_addr,
+        mqtts_addr,
         ledger,
         registry,
         alerts,
@@ -209,17 +217,15 @@ fn follow(ledger: Arc<Ledger>, packs: Arc<Packs>) -> JoinHandle<()> {
 struct Listeners {
     /// HTTP, and the TLS configuration read and checked from its files.
     http: (std::net::TcpListener, Option<crate::tls::Configs>),
-    /// The embedded broker's gate; `None` with an external broker.
-    mqtt: Option<std::net::TcpListener>,
+    /// The embedded broker's gate, plain and TLS (with its configuration read and checked);
+    /// `None` with an external broker.
+    mqtt: Option<GateListeners>,
 }
 
 impl Listeners {
     fn bind(cfg: &ServeConfig) -> anyhow::Result<Self> {
         let mqtt = match &cfg.mqtt {
-            MqttTarget::Embedded { listen } => Some(broker::bind(*listen).with_context(|| {
-                "choose another MQTT address with --mqtt-listen ADDR, or use a broker that \
-                 runs already with --mqtt-url mqtt://HOST:PORT"
-            })?),
+            MqttTarget::Embedded { listen } => Some(gate_listeners(cfg, *listen)?),
             MqttTarget::External(_) => None,
         };
         let http = std::net::TcpListener::bind(cfg.http_listen).with_context(|| {
@@ -237,6 +243,32 @@ impl Listeners {
     }
 }
 
+/// The gate's plain listener, and its TLS listener with the configuration it serves.
+type GateListeners = (
+    std::net::TcpListener,
+    Option<(std::net::TcpListener, rxledger_ingest::TlsListener)>,
+);
+
+fn gate_listeners(cfg: &ServeConfig, listen: SocketAddr) -> anyhow::Result<GateListeners> {
+    let plain = broker::bind(listen).with_context(|| {
+        "choose another MQTT address with --mqtt-listen ADDR, or use a broker that runs \
+         already with --mqtt-url mqtt://HOST:PORT"
+    })?;
+    let files = cfg.mqtt_tls.files.as_ref().or(cfg.tls.as_ref());
+    let tls = match (cfg.mqtt_tls.listen, files) {
+        (None, _) => None,
+        (Some(at), Some(files)) => Some((
+            broker::bind(at).context("choose another MQTT TLS address with --mqtts-listen ADDR")?,
+            crate::tls::mqtt_listener(files.clone(), cfg.mqtt_tls.client_ca.as_deref())?,
+        )),
+        (Some(_), None) => anyhow::bail!(
+            "MQTT over TLS (--mqtts-listen) needs a certificate: --mqtts-cert and --mqtts-key, \
+             or --tls-cert and --tls-key"
+        ),
+    };
+    Ok((plain, tls))
+}
+
 /// Creates the directory of a SQLite database file (a bare path, the default), which SQLite
 /// itself does not. PostgreSQL and `sqlite:` URLs are left as given.
 fn create_sqlite_dir(database: &str) -> anyhow::Result<()> {
@@ -250,40 +282,45 @@ fn create_sqlite_dir(database: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The node's MQTT connection options and the broker address devices use: the embedded
-/// broker (started here; the node connects to rumqttd's own loopback port, devices to the
-/// gate) or an external one.
+/// The node's MQTT connection options and the broker addresses devices use (plain, TLS): the
+/// embedded broker (started here; the node connects to rumqttd's own loopback port, devices
+/// to the gate) or an external one.
 async fn mqtt_options(
     cfg: &ServeConfig,
-    gate: Option<std::net::TcpListener>,
+    gate: Option<GateListeners>,
     registry: &Registry,
     ledger: &Arc<Ledger>,
-) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16))> {
-    Ok(match (&cfg.mqtt, gate) {
-        (MqttTarget::Embedded { .. }, Some(gate)) => {
-            let b = broker::start(
-                gate,
-                Gatekeeper {
-                    registry: registry.clone(),
-                    ledger: ledger.clone(),
-                    topic_root: cfg.ingest.topic_root.clone(),
-                },
-            )
-            .await?;
+) -> anyhow::Result<(rumqttc::MqttOptions, (String, u16), Option<SocketAddr>)> {
+    let url = match (&cfg.mqtt, gate) {
+        (MqttTarget::Embedded { .. }, Some((plain, tls))) => {
+            let keeper = Gatekeeper {
+                registry: registry.clone(),
+                ledger: ledger.clone(),
+                topic_root: cfg.ingest.topic_root.clone(),
+            };
+            let b = broker::start(plain, keeper, tls).await?;
             let mut o = rumqttc_options(
                 &cfg.node_id,
                 &b.internal.ip().to_string(),
                 b.internal.port(),
             );
             o.set_credentials(NODE_USERNAME, mqttauth::node_password(ledger.key()));
-            (o, (b.addr.ip().to_string(), b.addr.port()))
+            return Ok((o, (b.addr.ip().to_string(), b.addr.port()), b.tls_addr));
         }
-        (MqttTarget::External(url), _) => (
-            url.options(&cfg.node_id, ledger.key())?,
-            (url.host.clone(), url.port),
-        ),
+        (MqttTarget::External(url), _) => url,
         (MqttTarget::Embedded { .. }, None) => unreachable!("Listeners::bind binds the gate"),
-    })
+    };
+    let trust = rxledger_keyfile::tls::ClientTls {
+        ca: cfg.mqtt_tls.ca.as_deref(),
+        identity: None,
+    };
+    let tls = url
+        .tls
+        .then(|| trust.config())
+        .transpose()
+        .context("the authorities for mqtts:// (--mqtt-ca)")?;
+    let o = url.options(&cfg.node_id, ledger.key(), tls)?;
+    Ok((o, (url.host.clone(), url.port), None))
 }
 
 /// The HTTP side once it listens.

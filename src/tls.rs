@@ -1,5 +1,6 @@
-//! HTTPS for the API and the pages: rustls (through poem's listener) with a certificate chain
-//! and private key read from PEM files.
+//! HTTPS for the API and the pages (rustls through poem's listener), and MQTT over TLS on the
+//! embedded broker's gate (tokio-rustls), with one certificate chain and private key read
+//! from PEM files.
 //!
 //! Certificates are renewed while the server runs (an ACME client replaces them every 60 to
 //! 90 days), so the files are checked every [`RELOAD_EVERY`] and a changed pair is loaded
@@ -8,14 +9,21 @@
 //! pair at start-up stops the server with a clear error; a bad pair later is logged and the
 //! previous one stays in service, so a half-written renewal never takes the site down.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use futures_util::Stream;
 use poem::listener::{RustlsCertificate, RustlsConfig};
+use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rxledger_ingest::TlsListener;
+use tokio::sync::watch;
 
 /// How often the certificate files are checked for a renewal.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
@@ -90,6 +98,19 @@ impl TlsFiles {
 /// The certificate at least parses, the key is one rustls can sign with, and the key is the
 /// one the leaf certificate names.
 fn check(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<()> {
+    let (chain, key) = parse(cert_pem, key_pem)?;
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+        .map_err(|e| anyhow::anyhow!("unsupported private key: {e}"))?;
+    rustls::sign::CertifiedKey::new(chain, signer)
+        .keys_match()
+        .map_err(|e| anyhow::anyhow!("the private key does not belong to the certificate: {e}"))
+}
+
+/// The certificate chain and the private key of two PEM files.
+fn parse(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("the certificate file is not PEM: {e}"))?;
@@ -98,11 +119,7 @@ fn check(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<()> {
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| anyhow::anyhow!("the key file holds no private key: {e}"))?;
-    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
-        .map_err(|e| anyhow::anyhow!("unsupported private key: {e}"))?;
-    rustls::sign::CertifiedKey::new(chain, signer)
-        .keys_match()
-        .map_err(|e| anyhow::anyhow!("the private key does not belong to the certificate: {e}"))
+    Ok((chain, key))
 }
 
 impl Pair {
@@ -113,6 +130,40 @@ impl Pair {
                 .key(self.key.clone()),
         )
     }
+
+    /// The MQTT listener's configuration: this pair, and client certificates checked by
+    /// `clients` when given.
+    fn server_config(
+        &self,
+        clients: Option<&Arc<dyn ClientCertVerifier>>,
+    ) -> anyhow::Result<Arc<ServerConfig>> {
+        let (chain, key) = parse(&self.cert, &self.key)?;
+        let builder = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?;
+        let builder = match clients {
+            Some(v) => builder.with_client_cert_verifier(v.clone()),
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Arc::new(builder.with_single_cert(chain, key)?))
+    }
+}
+
+/// The pair read now (an error if it cannot be served), and each renewal of the files that
+/// loads cleanly, checked every [`RELOAD_EVERY`].
+fn reloading(files: TlsFiles) -> anyhow::Result<(Pair, impl Stream<Item = Pair> + Send + 'static)> {
+    let first = files.load()?;
+    let renewals =
+        futures_util::stream::unfold((files, first.stamp), |(files, mut seen)| async move {
+            loop {
+                tokio::time::sleep(RELOAD_EVERY).await;
+                if let Some(pair) = files.renewal(&mut seen) {
+                    return Some((pair, (files, seen)));
+                }
+            }
+        });
+    Ok((first, renewals))
 }
 
 /// The stream of TLS configurations a listener serves: the first, then each renewal.
@@ -121,21 +172,67 @@ pub type Configs = std::pin::Pin<Box<dyn Stream<Item = RustlsConfig> + Send + 's
 /// The configurations poem's TLS acceptor serves: the pair read now (an error if it cannot
 /// be served), then each renewal of the files that loads cleanly.
 pub fn configs(files: TlsFiles) -> anyhow::Result<Configs> {
-    let first = files.load()?;
+    let (first, renewals) = reloading(files)?;
     let initial = first.config();
-    let renewals =
-        futures_util::stream::unfold((files, first.stamp), |(files, mut seen)| async move {
-            loop {
-                tokio::time::sleep(RELOAD_EVERY).await;
-                if let Some(pair) = files.renewal(&mut seen) {
-                    return Some((pair.config(), (files, seen)));
-                }
-            }
-        });
     Ok(Box::pin(futures_util::StreamExt::chain(
         futures_util::stream::once(std::future::ready(initial)),
-        renewals,
+        futures_util::StreamExt::map(renewals, |pair| pair.config()),
     )))
+}
+
+/// MQTT over TLS on the embedded broker: where its TLS listener is, and who must present a
+/// client certificate there. The node's trust for an external `mqtts://` broker is here too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MqttTls {
+    /// The gate's TLS listener (conventionally port 8883).
+    pub listen: Option<SocketAddr>,
+    /// The certificate it serves; by default HTTPS's (`--tls-cert`, `--tls-key`).
+    pub files: Option<TlsFiles>,
+    /// Devices on the TLS listener must present a certificate issued by this authority (PEM)
+    /// that names them (CN or DNS name = device id); read once at start.
+    pub client_ca: Option<PathBuf>,
+    /// Authorities the node trusts for an external `mqtts://` broker (PEM); by default the
+    /// platform's.
+    pub ca: Option<PathBuf>,
+}
+
+/// The gate's TLS listener configuration: the pair read now (an error if it cannot be
+/// served), replaced by each renewal of the files that loads cleanly; client certificates
+/// required and verified against `client_ca` when it is given.
+pub fn mqtt_listener(files: TlsFiles, client_ca: Option<&Path>) -> anyhow::Result<TlsListener> {
+    let clients = match client_ca {
+        Some(path) => {
+            let roots = rxledger_keyfile::tls::authorities(path)
+                .context("the MQTT client certificate authority (--mqtt-client-ca)")?;
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            Some(WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?)
+        }
+        None => None,
+    };
+    let (first, renewals) = reloading(files.clone())?;
+    let (tx, configs) = watch::channel(first.server_config(clients.as_ref())?);
+    let client_certs = clients.is_some();
+    tokio::spawn(async move {
+        let mut renewals = std::pin::pin!(renewals);
+        while let Some(pair) = futures_util::StreamExt::next(&mut renewals).await {
+            match pair.server_config(clients.as_ref()) {
+                Ok(config) => {
+                    if tx.send(config).is_err() {
+                        return;
+                    }
+                    tracing::info!(cert = %files.cert.display(), "MQTT TLS certificate reloaded");
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "the renewed certificate was not loaded for MQTT; the previous one stays"
+                ),
+            }
+        }
+    });
+    Ok(TlsListener {
+        configs,
+        client_certs,
+    })
 }
 
 #[cfg(test)]

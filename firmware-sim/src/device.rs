@@ -26,10 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use rxledger_core::envelope::{self, Body, Receipt};
 use rxledger_core::keys::LogVerifier;
 use rxledger_core::mqttauth;
+use rxledger_keyfile::tls::ClientTls;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -40,22 +41,48 @@ use crate::queue::{Queue, QueueError, Record};
 /// Most envelopes published and not yet receipted, per device.
 pub const IN_FLIGHT: usize = 256;
 
-/// An MQTT broker address.
+/// An MQTT broker address, and for `mqtts://` the TLS configuration to reach it with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broker {
     pub host: String,
     pub port: u16,
+    pub tls: Option<BrokerTls>,
+}
+
+/// A TLS client configuration (rustls with aws-lc-rs, `rxledger_keyfile::tls`). Two are equal
+/// when they are the same configuration.
+#[derive(Clone)]
+pub struct BrokerTls(pub Arc<rustls::ClientConfig>);
+
+impl PartialEq for BrokerTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for BrokerTls {}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerTls")
+    }
 }
 
 impl Broker {
-    /// Parses `mqtt://host[:port]` (port 1883) or a bare `host:port`.
+    /// Parses `mqtt://host[:port]` (port 1883), `mqtts://host[:port]` (port 8883, trusting
+    /// the platform's authorities) or a bare `host:port`.
     pub fn parse(url: &str) -> Result<Broker, String> {
-        let rest = url.strip_prefix("mqtt://").unwrap_or(url);
-        if url.contains("://") && !url.starts_with("mqtt://") {
-            return Err(format!(
-                "{url:?}: only mqtt://host:port is supported by firmware-sim"
-            ));
-        }
+        Self::parse_with(url, &ClientTls::default())
+    }
+
+    /// Like [`parse`](Self::parse), with `mqtts://` trusting the authorities `tls` names.
+    pub fn parse_with(url: &str, tls: &ClientTls<'_>) -> Result<Broker, String> {
+        let (secure, rest) = match url.split_once("://") {
+            Some(("mqtt", rest)) => (false, rest),
+            Some(("mqtts", rest)) => (true, rest),
+            Some(_) => return Err(format!("{url:?}: firmware-sim speaks mqtt:// and mqtts://")),
+            None => (false, url),
+        };
         let rest = rest.trim_end_matches('/');
         let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
         let (host, port) = match rest.rsplit_once(':') {
@@ -64,21 +91,38 @@ impl Broker {
                 p.parse()
                     .map_err(|_| format!("{url:?}: the port is not a number"))?,
             ),
-            None => (rest, 1883),
+            None => (rest, if secure { 8883 } else { 1883 }),
         };
         if host.is_empty() {
             return Err(format!("{url:?}: no host"));
         }
+        let tls = match secure {
+            true => Some(BrokerTls(
+                tls.config().map_err(|e| format!("{url:?}: {e}"))?,
+            )),
+            false => None,
+        };
         Ok(Broker {
             host: host.trim_matches(['[', ']']).to_string(),
             port,
+            tls,
         })
+    }
+
+    /// Client options for this broker (TCP or TLS) with the given client id.
+    pub fn options(&self, client_id: impl Into<String>) -> MqttOptions {
+        let mut o = MqttOptions::new(client_id, self.host.clone(), self.port);
+        if let Some(BrokerTls(config)) = &self.tls {
+            o.set_transport(Transport::Tls(TlsConfiguration::Rustls(config.clone())));
+        }
+        o
     }
 }
 
 impl std::fmt::Display for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
     }
 }
 
@@ -130,6 +174,8 @@ pub enum DeviceError {
     FlushTimeout(u64, Duration),
     #[error("the device has stopped")]
     Stopped,
+    #[error("the broker refuses this device's login (revoked?)")]
+    Refused,
 }
 
 /// A queued envelope; await its receipt with [`Ticket::receipt`].
@@ -139,16 +185,39 @@ pub struct Ticket {
     pub hash: String,
     pub payload: Vec<u8>,
     rx: oneshot::Receiver<Receipt>,
+    refused: watch::Receiver<bool>,
 }
 
 impl Ticket {
+    /// The envelope's receipt; [`DeviceError::Refused`] if the broker refuses the device's
+    /// login first (a revoked device is cut off by the embedded broker, so its last envelopes
+    /// get no receipt).
     pub async fn receipt(self, timeout: Duration) -> Result<Receipt, DeviceError> {
-        match tokio::time::timeout(timeout, self.rx).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) => Err(DeviceError::Stopped),
+        let Ticket {
+            seq,
+            hash,
+            rx,
+            mut refused,
+            ..
+        } = self;
+        let cut_off = async move {
+            match refused.wait_for(|r| *r).await {
+                Ok(_) => DeviceError::Refused,
+                Err(_) => DeviceError::Stopped,
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                biased;
+                r = rx => r.map_err(|_| DeviceError::Stopped),
+                e = cut_off => Err(e),
+            }
+        });
+        match outcome.await {
+            Ok(r) => r,
             Err(_) => Err(DeviceError::Timeout {
-                seq: self.seq,
-                hash: self.hash,
+                seq,
+                hash,
                 waited: timeout,
             }),
         }
@@ -168,6 +237,8 @@ struct Shared {
     /// Unreceipted envelopes, mirrored from the queue for waiting without the lock.
     unreceipted: watch::Sender<u64>,
     connected: watch::Sender<bool>,
+    /// The broker refused the last login (CONNACK refusal); cleared by the next accepted one.
+    refused: watch::Sender<bool>,
     wake: Notify,
     /// Publishes made (including resends), for reports.
     published: AtomicU64,
@@ -235,6 +306,7 @@ impl Device {
             waiters: Mutex::new(HashMap::new()),
             unreceipted,
             connected,
+            refused: watch::channel(false).0,
             wake: Notify::new(),
             published: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -333,12 +405,18 @@ impl Device {
             hash: record.hash,
             payload: record.payload,
             rx,
+            refused: self.shared.refused.subscribe(),
         })
     }
 
     /// Envelopes without a receipt.
     pub fn unreceipted(&self) -> u64 {
         *self.shared.unreceipted.borrow()
+    }
+
+    /// Whether the broker refused the device's last login.
+    pub fn refused(&self) -> bool {
+        *self.shared.refused.borrow()
     }
 
     /// Publishes made so far, resends included.
@@ -444,11 +522,7 @@ async fn link(
                 _ = stop.changed() => return,
             }
         }
-        let mut opts = MqttOptions::new(
-            client_id(&device),
-            current.broker.host.clone(),
-            current.broker.port,
-        );
+        let mut opts = current.broker.options(client_id(&device));
         opts.set_keep_alive(Duration::from_secs(5))
             .set_clean_session(true)
             .set_inflight(IN_FLIGHT as u16)
@@ -492,6 +566,7 @@ async fn link(
                 ev = eventloop.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(50);
+                        shared.refused.send_replace(false);
                         let _ = client.try_subscribe(acks_topic.clone(), QoS::AtLeastOnce);
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -515,6 +590,9 @@ async fn link(
                     Err(e) => {
                         tracing::debug!(device, error = %e, "MQTT connection lost");
                         *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        if matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)) {
+                            shared.refused.send_replace(true);
+                        }
                         break Ok(());
                     }
                 }

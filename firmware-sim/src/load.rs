@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use rxledger_core::envelope::{self, Body, Receipt};
 use rxledger_core::epcis;
 use rxledger_core::gs1::{Gtin, Serial, Sgtin};
@@ -305,11 +305,9 @@ async fn connect(
     tally: Arc<Mutex<Tally>>,
 ) -> anyhow::Result<AsyncClient> {
     let id = &d.identity.device_id;
-    let mut o = MqttOptions::new(
-        format!("load-{id}-{}", std::process::id()),
-        opts.mqtt.host.clone(),
-        opts.mqtt.port,
-    );
+    let mut o = opts
+        .mqtt
+        .options(format!("load-{id}-{}", std::process::id()));
     o.set_keep_alive(Duration::from_secs(30))
         .set_inflight(1000)
         .set_max_packet_size(1 << 20, 1 << 20);

@@ -1,7 +1,8 @@
 //! `firmware-sim`: simulated rxledger scanners. Every flag can also come from a
 //! `FIRMWARE_SIM_*` environment variable.
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -102,12 +103,17 @@ struct ScenarioArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// The broker: mqtt://host:port, or mqtts://host:port (8883) for TLS.
     #[arg(
         long,
         env = "FIRMWARE_SIM_MQTT",
         default_value = "mqtt://127.0.0.1:1883"
     )]
     mqtt: String,
+    /// The authorities (PEM) to trust for mqtts://, e.g. a private CA. Default: the
+    /// platform's trusted roots.
+    #[arg(long, env = "FIRMWARE_SIM_MQTT_CA")]
+    mqtt_ca: Option<PathBuf>,
     #[arg(long, env = "FIRMWARE_SIM_ADMIN_KEY", hide_env_values = true)]
     admin_key: String,
     #[arg(long, env = "FIRMWARE_SIM_PACKS", default_value_t = 40)]
@@ -135,12 +141,17 @@ struct ScenarioArgs {
 
 #[derive(Args, Clone)]
 struct LoadArgs {
+    /// The broker: mqtt://host:port, or mqtts://host:port (8883) for TLS.
     #[arg(
         long,
         env = "FIRMWARE_SIM_MQTT",
         default_value = "mqtt://127.0.0.1:1883"
     )]
     mqtt: String,
+    /// The authorities (PEM) to trust for mqtts://, e.g. a private CA. Default: the
+    /// platform's trusted roots.
+    #[arg(long, env = "FIRMWARE_SIM_MQTT_CA")]
+    mqtt_ca: Option<PathBuf>,
     #[arg(long, env = "FIRMWARE_SIM_DEVICES")]
     devices: usize,
     /// Aggregate envelopes per second.
@@ -314,10 +325,16 @@ async fn enroll_load_devices(
     Ok(())
 }
 
+/// The broker of `--mqtt`, trusting `--mqtt-ca` for mqtts://.
+fn broker(url: &str, ca: Option<&Path>) -> anyhow::Result<Broker> {
+    let tls = rxledger_keyfile::tls::ClientTls { ca, identity: None };
+    Broker::parse_with(url, &tls).map_err(anyhow::Error::msg)
+}
+
 async fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     let mut opts = ScenarioOptions::new(
         &a.server,
-        Broker::parse(&a.mqtt).map_err(anyhow::Error::msg)?,
+        broker(&a.mqtt, a.mqtt_ca.as_deref())?,
         Some(a.admin_key),
     );
     opts.packs = a.packs;
@@ -360,7 +377,7 @@ async fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {
             "no devices: run firmware-sim load-setup first and pass --keys-file"
         );
         load::run_load(LoadOptions {
-            mqtt: Broker::parse(&a.mqtt).map_err(anyhow::Error::msg)?,
+            mqtt: broker(&a.mqtt, a.mqtt_ca.as_deref())?,
             topic_root: a.topic_root.clone(),
             log_key: a
                 .log_key
@@ -398,6 +415,11 @@ async fn fork(a: &LoadArgs) -> anyhow::Result<LoadReport> {
         let child = tokio::process::Command::new(&exe)
             .arg("load")
             .args(["--mqtt", &a.mqtt])
+            .args(
+                a.mqtt_ca
+                    .iter()
+                    .flat_map(|c| [OsStr::new("--mqtt-ca"), c.as_os_str()]),
+            )
             .args(["--devices", &a.devices.to_string()])
             .args(["--rate", &a.rate.to_string()])
             .args(["--duration", &a.duration.to_string()])

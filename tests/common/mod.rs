@@ -285,7 +285,20 @@ impl TestDevice {
         log: &LogVerifier,
         password: Option<String>,
     ) -> Result<TestDevice, String> {
-        let mut opts = MqttOptions::new(format!("dev-{id}-{}", unique()), mqtt.0, mqtt.1);
+        let opts = MqttOptions::new(format!("dev-{id}-{}", unique()), mqtt.0, mqtt.1);
+        Self::try_connect_with(opts, topic_root, id, key, log, password).await
+    }
+
+    /// Like [`try_connect`](Self::try_connect), with the broker, client id and transport
+    /// (TLS, say) already in `opts`.
+    pub async fn try_connect_with(
+        mut opts: MqttOptions,
+        topic_root: &str,
+        id: &str,
+        key: SigningKey,
+        log: &LogVerifier,
+        password: Option<String>,
+    ) -> Result<TestDevice, String> {
         opts.set_max_packet_size(4 << 20, 4 << 20)
             .set_keep_alive(Duration::from_secs(30));
         if let Some(p) = password {
@@ -611,6 +624,7 @@ impl TestApp {
             firmware_sim::device::Broker {
                 host: self.mqtt.0.clone(),
                 port: self.mqtt.1,
+                tls: None,
             },
             Some(token),
         );

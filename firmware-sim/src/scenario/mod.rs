@@ -18,7 +18,7 @@ use rxledger_core::keys::SigningKey;
 use serde::Serialize;
 
 use crate::api::{Api, GraphQl};
-use crate::device::{Broker, Device, DeviceOptions, Ticket};
+use crate::device::{Broker, Device, DeviceError, DeviceOptions, Ticket};
 use crate::identity::Identity;
 pub use plan::{Expect, Injections, Plan, PlanConfig, Step, VerdictExpectation};
 
@@ -78,6 +78,10 @@ pub struct ScenarioReport {
     pub accepted: usize,
     pub duplicate: usize,
     pub rejected: usize,
+    /// Envelopes of a revoked device that got no receipt because the broker cut the device
+    /// off first (the embedded broker closes a revoked device's connection and refuses its
+    /// logins; behind Mosquitto it gets a DEVICE_REVOKED receipt instead).
+    pub cut_off: usize,
     pub verdicts_checked: usize,
     /// How much the log grew; must equal `accepted`.
     pub log_growth: u64,
@@ -94,12 +98,13 @@ impl ScenarioReport {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "scenario {}: {} envelopes ({} accepted, {} duplicate, {} rejected), {} verdicts checked, log grew by {}, {:.1} s\n",
+            "scenario {}: {} envelopes ({} accepted, {} duplicate, {} rejected, {} cut off), {} verdicts checked, log grew by {}, {:.1} s\n",
             self.tag,
             self.envelopes,
             self.accepted,
             self.duplicate,
             self.rejected,
+            self.cut_off,
             self.verdicts_checked,
             self.log_growth,
             self.elapsed_ms as f64 / 1000.0
@@ -476,7 +481,8 @@ impl<A: Api> Run<'_, A> {
             ));
         }
         for (id, d) in self.devices {
-            if d.unreceipted() > 0 {
+            // A device the broker refuses (revoked) keeps what it could not deliver.
+            if d.unreceipted() > 0 && !d.refused() {
                 report.failures.push(format!(
                     "{id} still holds {} envelopes without a receipt",
                     d.unreceipted()
@@ -544,6 +550,9 @@ async fn settle(
                         .failures
                         .push(format!("{} from {}: {e} {why}", w.label, w.device));
                 }
+            }
+            Err(DeviceError::Refused) if w.expect == plan::Expect::Rejected("DEVICE_REVOKED") => {
+                report.cut_off += 1;
             }
             Err(e) => report
                 .failures

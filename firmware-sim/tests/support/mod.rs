@@ -54,7 +54,11 @@ impl Server {
 
     pub fn broker(&self) -> Broker {
         let (host, port) = self.app().mqtt_addr.clone();
-        Broker { host, port }
+        Broker {
+            host,
+            port,
+            tls: None,
+        }
     }
 
     /// The log the devices pin.
@@ -191,6 +195,7 @@ impl Proxy {
         Broker {
             host: "127.0.0.1".into(),
             port: self.port,
+            tls: None,
         }
     }
 

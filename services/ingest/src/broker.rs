@@ -1,7 +1,7 @@
 //! The embedded MQTT broker (rumqttd), for the zero-setup default.
 //!
-//! Clients reach it only through [`crate::gate`], which authenticates them and enforces the
-//! topic rules; rumqttd itself listens on a loopback port of its own and accepts only the
+//! Clients reach it only through [`crate::gate`] (plain TCP, and TLS when asked for), which
+//! authenticates them and enforces the topic rules; rumqttd itself listens on a loopback port of its own and accepts only the
 //! server nodes' credentials and the gate's per-process token (its CONNECT hook).
 //!
 //! rumqttd keeps messages in memory only and has no shutdown API, so it runs on its own
@@ -20,7 +20,8 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use tokio::sync::oneshot;
 
 use crate::IngestError;
-use crate::gate::{self, Gatekeeper, ct_eq};
+use crate::gate::{self, Gate, Gatekeeper, TlsListener, ct_eq};
+use crate::revocation::Live;
 
 /// A running embedded broker.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct EmbeddedBroker {
     /// Where clients connect (the gate). With port 0 requested, this is the port that was
     /// picked.
     pub addr: SocketAddr,
+    /// Where clients connect in TLS (the gate's TLS listener), when it was asked for.
+    pub tls_addr: Option<SocketAddr>,
     /// rumqttd's own loopback listener, for this process's server connections only.
     pub internal: SocketAddr,
 }
@@ -81,34 +84,62 @@ fn lower_priority(nice: i32) {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority(_nice: i32) {}
 
-/// Binds the gate's public address, so that a caller can hold every listener before it
-/// creates anything (a start that fails on a taken port must leave nothing behind). Fails
-/// with a clear error if the address is taken.
+/// Binds a gate address, so that a caller can hold every listener before it creates anything
+/// (a start that fails on a taken port must leave nothing behind). Fails with a clear error if
+/// the address is taken.
 pub fn bind(listen: SocketAddr) -> Result<TcpListener, IngestError> {
-    let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
-    let public = TcpListener::bind(listen).map_err(bind_err(listen))?;
-    public.set_nonblocking(true).map_err(bind_err(listen))?;
-    Ok(public)
+    let l = TcpListener::bind(listen).map_err(bind_err(listen))?;
+    l.set_nonblocking(true).map_err(bind_err(listen))?;
+    Ok(l)
 }
 
-/// Starts rumqttd on a loopback port and the gate on `public` (from [`bind`]). Runs on the
-/// tokio runtime (the gate is a task) and never blocks it.
-pub async fn start(public: TcpListener, keeper: Gatekeeper) -> Result<EmbeddedBroker, IngestError> {
-    let bind_err = |addr| move |source| IngestError::BrokerListen { addr, source };
-    let unknown = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    let addr = public.local_addr().map_err(bind_err(unknown))?;
-    let public = tokio::net::TcpListener::from_std(public).map_err(bind_err(addr))?;
+/// Starts rumqttd on a loopback port and the gate on `public` (and in TLS on `tls`'s
+/// listener), both from [`bind`]. Runs on the tokio runtime (the gate is a task) and never
+/// blocks it.
+pub async fn start(
+    public: TcpListener,
+    keeper: Gatekeeper,
+    tls: Option<(TcpListener, TlsListener)>,
+) -> Result<EmbeddedBroker, IngestError> {
+    let (public, addr) = adopt(public)?;
+    let tls = match tls {
+        Some((l, listener)) => Some((adopt(l)?, listener)),
+        None => None,
+    };
     let token: Arc<str> = random_token().map_err(bind_err(addr))?.into();
     let internal =
         start_rumqttd(mqttauth::node_password(keeper.ledger.key()), token.clone()).await?;
-    tokio::spawn(gate::serve(
-        public,
-        internal,
+    let live = Arc::new(Live::default());
+    tokio::spawn(live.clone().sweep_forever(keeper.registry.clone()));
+    let gate = Arc::new(Gate {
+        upstream: internal,
         keeper,
         token,
-        BROKER_MAX_PAYLOAD + 1024,
-    ));
-    Ok(EmbeddedBroker { addr, internal })
+        max_packet: BROKER_MAX_PAYLOAD + 1024,
+        live,
+    });
+    let tls_addr = tls.as_ref().map(|((_, a), _)| *a);
+    if let Some(((listener, _), config)) = tls {
+        tokio::spawn(gate::serve(listener, gate.clone(), Some(config)));
+    }
+    tokio::spawn(gate::serve(public, gate, None));
+    Ok(EmbeddedBroker {
+        addr,
+        tls_addr,
+        internal,
+    })
+}
+
+fn bind_err(addr: SocketAddr) -> impl Fn(std::io::Error) -> IngestError {
+    move |source| IngestError::BrokerListen { addr, source }
+}
+
+/// A bound listener on the runtime, and its address.
+fn adopt(l: TcpListener) -> Result<(tokio::net::TcpListener, SocketAddr), IngestError> {
+    let unknown = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    let addr = l.local_addr().map_err(bind_err(unknown))?;
+    let l = tokio::net::TcpListener::from_std(l).map_err(bind_err(addr))?;
+    Ok((l, addr))
 }
 
 /// 32 random bytes, hex: the gate's credential at rumqttd, never leaves the process.

@@ -20,6 +20,16 @@
 //!
 //! Server nodes connect to rumqttd directly with the node credentials, so the gate costs
 //! nothing on the server's side; a device's traffic pays one loopback hop.
+//!
+//! The gate listens in plain TCP and, when given a certificate, in TLS as well
+//! ([`TlsListener`]); the same rules apply inside the TLS stream. A TLS listener may also
+//! require client certificates: then only a certificate chained to the configured authority
+//! completes the handshake, and its subject CN or one of its DNS names must equal the
+//! username of the CONNECT (the device id), or the CONNACK refuses with code 5. The password
+//! stays required as well, so a stolen certificate alone is not a login.
+//!
+//! Device connections stay listed while they live ([`crate::revocation`]); a device revoked
+//! after it logged in has its connections closed by the next sweep.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,13 +37,19 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use rumqttc::{ConnAck, ConnectReturnCode, Login, Packet};
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
 use rxledger_core::keys::PublicKey;
 use rxledger_core::mqttauth::{self, Access, NODE_USERNAME, Principal};
 use rxledger_store::{Ledger, Registry};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-/// Longest a client may take to send its CONNECT.
+use crate::revocation::Live;
+
+/// Longest a client may take to finish the TLS handshake and send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the gate needs to know who a client is.
@@ -48,9 +64,16 @@ pub struct Gatekeeper {
 impl Gatekeeper {
     /// Who `username` is, if `password` is theirs.
     pub async fn authenticate(&self, username: &str, password: &str) -> Option<Principal> {
+        self.login(username, password).await.map(|(who, _)| who)
+    }
+
+    /// Who `username` is, and for a device the enrolled key (hex) the password was derived
+    /// from, so that a later re-key can be noticed.
+    async fn login(&self, username: &str, password: &str) -> Option<(Principal, Option<String>)> {
         let key = self.ledger.key();
         if username == NODE_USERNAME {
-            return ct_eq(password, &mqttauth::node_password(key)).then_some(Principal::Node);
+            return ct_eq(password, &mqttauth::node_password(key))
+                .then_some((Principal::Node, None));
         }
         let device = match self.registry.device(username).await {
             Ok(Some(d)) if d.status == "active" => d,
@@ -62,7 +85,12 @@ impl Gatekeeper {
         };
         let public = PublicKey::from_sec1_hex(&device.public_key).ok()?;
         let expected = mqttauth::device_password_for(key, &public, username);
-        ct_eq(password, &expected).then(|| Principal::Device(username.to_string()))
+        ct_eq(password, &expected).then(|| {
+            (
+                Principal::Device(username.to_string()),
+                Some(device.public_key),
+            )
+        })
     }
 }
 
@@ -75,14 +103,27 @@ pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Accepts clients on `listener` for ever, each relayed to rumqttd at `upstream`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    keeper: Gatekeeper,
-    token: Arc<str>,
-    max_packet: usize,
-) {
+/// A TLS listener of the gate.
+pub struct TlsListener {
+    /// The server configuration in force; a renewed certificate arrives as a new value.
+    pub configs: watch::Receiver<Arc<ServerConfig>>,
+    /// The configuration requires a client certificate: its names must match the login.
+    pub client_certs: bool,
+}
+
+/// The gate's side of every connection: where rumqttd is, who may pass, who is connected.
+pub(crate) struct Gate {
+    pub upstream: SocketAddr,
+    pub keeper: Gatekeeper,
+    /// The gate's credential at rumqttd.
+    pub token: Arc<str>,
+    pub max_packet: usize,
+    pub live: Arc<Live>,
+}
+
+/// Accepts clients on `listener` for ever (in TLS when `tls` is given), each relayed to
+/// rumqttd.
+pub(crate) async fn serve(listener: TcpListener, gate: Arc<Gate>, tls: Option<TlsListener>) {
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -92,13 +133,52 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let (keeper, token) = (keeper.clone(), token.clone());
+        if let Err(e) = client.set_nodelay(true) {
+            tracing::debug!(error = %e, "MQTT gate: TCP_NODELAY");
+        }
+        let gate = gate.clone();
+        let tls = tls
+            .as_ref()
+            .map(|t| (t.configs.borrow().clone(), t.client_certs));
         tokio::spawn(async move {
-            if let Err(why) = connection(client, upstream, &keeper, &token, max_packet).await {
+            let deadline = Instant::now() + CONNECT_TIMEOUT;
+            let outcome = match tls {
+                None => connection(client, &gate, None, deadline).await,
+                Some((config, client_certs)) => {
+                    tls_connection(client, &gate, config, client_certs, deadline).await
+                }
+            };
+            if let Err(why) = outcome {
                 tracing::debug!(%peer, %why, "MQTT gate closed a connection");
             }
         });
     }
+}
+
+/// The TLS handshake (within the CONNECT deadline), then the connection inside it.
+async fn tls_connection(
+    client: TcpStream,
+    gate: &Gate,
+    config: Arc<ServerConfig>,
+    client_certs: bool,
+    deadline: Instant,
+) -> Result<(), Closed> {
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(client);
+    let stream = tokio::time::timeout_at(deadline, accept)
+        .await
+        .map_err(|_| Closed::Timeout)?
+        .map_err(Closed::Handshake)?;
+    let leaf = match stream.get_ref().1.peer_certificates() {
+        Some([leaf, ..]) => Some(leaf.clone().into_owned()),
+        _ => None,
+    };
+    let rule = match (client_certs, leaf) {
+        (false, _) => None,
+        (true, Some(leaf)) => Some(leaf),
+        // The verifier requires a certificate; a handshake without one never gets here.
+        (true, None) => return Err(Closed::Refused("no client certificate".into())),
+    };
+    connection(stream, gate, rule, deadline).await
 }
 
 /// Why the gate closed a connection (for the debug log; the client only sees it close).
@@ -106,71 +186,160 @@ pub(crate) async fn serve(
 enum Closed {
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
     #[error("no CONNECT in time")]
     Timeout,
     #[error("malformed MQTT: {0}")]
     Protocol(String),
     #[error("refused login for {0:?}")]
     Refused(String),
+    #[error("the client certificate does not name {0:?}")]
+    Certificate(String),
     #[error("{who:?} may not {what}")]
     Forbidden { who: Principal, what: String },
+    #[error("device {0:?} was revoked")]
+    Revoked(String),
 }
 
-async fn connection(
-    mut client: TcpStream,
-    upstream: SocketAddr,
-    keeper: &Gatekeeper,
-    token: &str,
-    max_packet: usize,
-) -> Result<(), Closed> {
-    client.set_nodelay(true)?;
+/// One client, from its CONNECT to the end. `cert`: a verified client certificate that
+/// must name the login.
+async fn connection<S>(
+    mut client: S,
+    gate: &Gate,
+    cert: Option<CertificateDer<'static>>,
+    deadline: Instant,
+) -> Result<(), Closed>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(4096);
-    let connect = tokio::time::timeout(CONNECT_TIMEOUT, read_connect(&mut client, &mut buf))
+    let connect = tokio::time::timeout_at(deadline, read_connect(&mut client, &mut buf))
         .await
         .map_err(|_| Closed::Timeout)??;
-    let mut connect = connect;
-    let Some(login) = connect.login.take() else {
-        let out = refuse(ConnectReturnCode::NotAuthorized);
-        client.write_all(&out).await?;
-        return Err(Closed::Refused(String::new()));
-    };
-    let Some(who) = keeper.authenticate(&login.username, &login.password).await else {
-        let out = refuse(ConnectReturnCode::BadUserNamePassword);
-        client.write_all(&out).await?;
-        return Err(Closed::Refused(login.username));
-    };
-    if let Some(will) = &connect.last_will
-        && !mqttauth::allowed(&who, &keeper.topic_root, Access::Publish(&will.topic))
-    {
-        let out = refuse(ConnectReturnCode::NotAuthorized);
-        client.write_all(&out).await?;
-        return Err(Closed::Forbidden {
-            who,
-            what: format!("leave a will on {}", will.topic),
-        });
-    }
-    connect.login = Some(match &who {
-        Principal::Device(id) => {
-            connect.client_id = format!("{id}:{}", connect.client_id);
-            Login::new(login.username, token)
+    let (who, key, connect) = match admit(gate, connect, cert.as_ref()).await {
+        Ok(admitted) => admitted,
+        Err((code, why)) => {
+            client.write_all(&refuse(code)).await?;
+            return Err(why);
         }
-        // rumqttd checks the node's own credentials again.
-        Principal::Node => login,
-    });
-    let mut up = TcpStream::connect(upstream).await?;
+    };
+    let mut up = TcpStream::connect(gate.upstream).await?;
     up.set_nodelay(true)?;
     let mut first = BytesMut::new();
     connect
         .write(&mut first)
         .map_err(|e| Closed::Protocol(format!("{e:?}")))?;
     up.write_all(&first).await?;
+    // Listed only once admitted; unlisted when this function returns.
+    let (_listed, revoked) = match (&who, &key) {
+        (Principal::Device(id), Some(key)) => {
+            let (listed, closed) = gate.live.list(id, key);
+            (Some(listed), Some(closed))
+        }
+        _ => (None, None),
+    };
+    let revoked = async move {
+        match revoked {
+            Some(closed) => closed.await.ok(),
+            None => std::future::pending().await,
+        }
+    };
     let (mut up_rd, up_wr) = up.into_split();
-    let (cl_rd, mut cl_wr) = client.into_split();
-    let root = keeper.topic_root.clone();
+    let (cl_rd, mut cl_wr) = tokio::io::split(client);
+    let root = &gate.keeper.topic_root;
     tokio::select! {
-        r = relay_up(cl_rd, up_wr, buf, &who, &root, max_packet) => r,
+        r = relay_up(cl_rd, up_wr, buf, &who, root, gate.max_packet) => r,
         r = tokio::io::copy(&mut up_rd, &mut cl_wr) => r.map(|_| ()).map_err(Closed::from),
+        Some(()) = revoked => Err(Closed::Revoked(format!("{who:?}"))),
     }
+}
+
+/// Checks a CONNECT: the login, the certificate's name, the will. Gives who it is, the
+/// device's enrolled key, and the CONNECT to forward; or the CONNACK code to refuse with.
+async fn admit(
+    gate: &Gate,
+    mut connect: rumqttc::Connect,
+    cert: Option<&CertificateDer<'_>>,
+) -> Result<(Principal, Option<String>, rumqttc::Connect), (ConnectReturnCode, Closed)> {
+    let Some(login) = connect.login.take() else {
+        let why = Closed::Refused(String::new());
+        return Err((ConnectReturnCode::NotAuthorized, why));
+    };
+    let keeper = &gate.keeper;
+    let Some((who, key)) = keeper.login(&login.username, &login.password).await else {
+        let why = Closed::Refused(login.username);
+        return Err((ConnectReturnCode::BadUserNamePassword, why));
+    };
+    if let Some(cert) = cert
+        && !certificate_names(cert, &login.username)
+    {
+        let why = Closed::Certificate(login.username);
+        return Err((ConnectReturnCode::NotAuthorized, why));
+    }
+    if let Some(will) = &connect.last_will
+        && !mqttauth::allowed(&who, &keeper.topic_root, Access::Publish(&will.topic))
+    {
+        let what = format!("leave a will on {}", will.topic);
+        return Err((
+            ConnectReturnCode::NotAuthorized,
+            Closed::Forbidden { who, what },
+        ));
+    }
+    connect.login = Some(match &who {
+        Principal::Device(id) => {
+            connect.client_id = format!("{id}:{}", connect.client_id);
+            Login::new(login.username, gate.token.as_ref())
+        }
+        // rumqttd checks the node's own credentials again.
+        Principal::Node => login,
+    });
+    Ok((who, key, connect))
+}
+
+/// Whether a (verified) certificate names `name`: its subject CN or one of its DNS names,
+/// compared exactly (device ids are case-sensitive, so DNS's case folding does not apply).
+fn certificate_names(cert: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(ee) = webpki::EndEntityCert::try_from(cert) else {
+        return false;
+    };
+    ee.valid_dns_names().any(|n| n == name)
+        || common_names(ee.subject()).any(|cn| cn == name.as_bytes())
+}
+
+/// The common names (OID 2.5.4.3) in the contents of a DER `Name`: a sequence of SETs of
+/// (OID, string) SEQUENCEs. The certificate was parsed and verified by webpki before this
+/// reads it; anything unexpected ends the walk.
+fn common_names(subject: &[u8]) -> impl Iterator<Item = &[u8]> {
+    const CN_OID: &[u8] = &[0x06, 0x03, 0x55, 0x04, 0x03];
+    let sets = std::iter::successors(der(subject), |&(_, _, rest)| der(rest))
+        .take_while(|(tag, _, _)| *tag == 0x31);
+    sets.flat_map(|(_, set, _)| {
+        std::iter::successors(der(set), |&(_, _, rest)| der(rest))
+            .take_while(|(tag, _, _)| *tag == 0x30)
+            .filter_map(|(_, pair, _)| {
+                let (tag, value, _) = der(pair.strip_prefix(CN_OID)?)?;
+                // UTF8String, PrintableString, IA5String.
+                matches!(tag, 0x0c | 0x13 | 0x16).then_some(value)
+            })
+    })
+}
+
+/// One DER element: tag, contents, what follows. Lengths up to 64 KiB.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if !(1..=2).contains(&n) || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0, |a, &b| a << 8 | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// A CONNACK refusing the connection.
@@ -183,7 +352,7 @@ fn refuse(code: ConnectReturnCode) -> BytesMut {
 
 /// Reads until the first packet is complete; it must be a CONNECT of MQTT 3.1.1.
 async fn read_connect(
-    client: &mut TcpStream,
+    client: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<rumqttc::Connect, Closed> {
     loop {
@@ -201,7 +370,7 @@ async fn read_connect(
 
 /// Relays the client's packets to rumqttd, checking each PUBLISH and SUBSCRIBE.
 async fn relay_up(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     mut buf: BytesMut,
     who: &Principal,
@@ -313,5 +482,58 @@ mod tests {
         assert!(check(&s, h, &who, root).is_err());
         assert!(frame(&[0x30, 0xff, 0xff, 0xff, 0x7f], 1024).is_err());
         assert!(ct_eq("abc", "abc") && !ct_eq("abc", "abd") && !ct_eq("abc", "ab"));
+    }
+}
+
+#[cfg(test)]
+mod certificate_tests {
+    use super::*;
+
+    fn cert(cn: &str, dns: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = dns.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "acme");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_certificate_names_a_device_by_its_cn_or_a_dns_name_exactly() {
+        let c = cert("line-1", &["line-1.acme.example", "line_2"]);
+        assert!(certificate_names(&c, "line-1"));
+        assert!(certificate_names(&c, "line-1.acme.example"));
+        assert!(certificate_names(&c, "line_2"));
+        assert!(!certificate_names(&c, "LINE-1"), "case-sensitive");
+        assert!(!certificate_names(&c, "line-"));
+        assert!(
+            !certificate_names(&c, "acme"),
+            "the organization is not a name"
+        );
+        let node = cert(NODE_USERNAME, &[]);
+        assert!(certificate_names(&node, NODE_USERNAME));
+        assert!(!certificate_names(
+            &CertificateDer::from(vec![0x30, 0x03]),
+            "x"
+        ));
+    }
+
+    #[test]
+    fn der_lengths_are_bounded() {
+        assert_eq!(
+            der(&[0x04, 0x01, 0xaa, 0xbb]),
+            Some((4, &[0xaa][..], &[0xbb][..]))
+        );
+        assert_eq!(
+            der(&[0x04, 0x82, 0x00, 0x01, 0xaa]),
+            Some((4, &[0xaa][..], &[][..]))
+        );
+        assert_eq!(der(&[0x04, 0x05, 0xaa]), None, "truncated");
+        assert_eq!(der(&[0x04, 0x85, 0, 0, 0, 0, 1]), None, "too long a length");
+        assert_eq!(der(&[0x04, 0x80]), None, "indefinite");
     }
 }

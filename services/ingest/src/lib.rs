@@ -21,8 +21,9 @@ mod monitor;
 mod mqtt;
 pub mod pipeline;
 mod proofs;
+pub mod revocation;
 
 pub use broker::EmbeddedBroker;
-pub use gate::Gatekeeper;
+pub use gate::{Gatekeeper, TlsListener};
 pub use mqtt::{MqttTarget, MqttUrl};
 pub use pipeline::{Ingest, IngestConfig, IngestError};

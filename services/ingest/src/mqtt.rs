@@ -1,9 +1,11 @@
 //! Where the server's MQTT client connects, and how.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::MqttOptions;
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rustls::ClientConfig;
 use rxledger_core::keys::SigningKey;
 use rxledger_core::mqttauth::{self, NODE_USERNAME};
 
@@ -12,7 +14,7 @@ use crate::IngestError;
 /// The broker to use.
 #[derive(Clone, Debug)]
 pub enum MqttTarget {
-    /// Start rumqttd in-process on this address.
+    /// Start rumqttd in-process, with the gate on this address (plain TCP).
     Embedded { listen: SocketAddr },
     /// Connect to an external broker.
     External(MqttUrl),
@@ -90,10 +92,14 @@ impl MqttUrl {
     /// Client options for this broker with the given client id. Without credentials in the
     /// URL the node logs in as [`NODE_USERNAME`] with the password derived from the log key,
     /// which is what `rxledger broker-acl` writes into the broker's password file.
+    ///
+    /// `mqtts://` needs `tls`, the authorities the node trusts (rustls, aws-lc-rs); the
+    /// broker's certificate must name the URL's host.
     pub fn options(
         &self,
         client_id: &str,
         log_key: &SigningKey,
+        tls: Option<Arc<ClientConfig>>,
     ) -> Result<MqttOptions, IngestError> {
         let mut o = MqttOptions::new(client_id, self.host.clone(), self.port);
         o.set_keep_alive(Duration::from_secs(15));
@@ -101,10 +107,16 @@ impl MqttUrl {
             Some(u) => o.set_credentials(u.clone(), self.password.clone().unwrap_or_default()),
             None => o.set_credentials(NODE_USERNAME, mqttauth::node_password(log_key)),
         };
-        if self.tls {
-            return Err(IngestError::MqttUrl(
-                "mqtts:// is not supported by this build yet; terminate TLS in front of the broker or use mqtt://".into(),
-            ));
+        match (self.tls, tls) {
+            (true, Some(config)) => {
+                o.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+            }
+            (true, None) => {
+                return Err(IngestError::MqttUrl(
+                    "mqtts:// needs the authorities to trust (a TLS client configuration)".into(),
+                ));
+            }
+            (false, _) => {}
         }
         Ok(o)
     }

@@ -6,6 +6,11 @@
 //! to disk before the caller goes on. A key file holds 64 lower-case hex characters and a
 //! newline; the encoding itself is `rxledger_core::keys`. The core has no I/O, which is why
 //! this is a crate of its own that the `rxledger` binary and firmware-sim both use.
+//!
+//! [`tls`] reads the other files both of them need for MQTT over TLS: trusted authorities
+//! and client certificates, into a rustls configuration.
+
+pub mod tls;
 
 use std::io::Write;
 use std::path::Path;
