@@ -170,11 +170,10 @@ fn open_note(note: &str, public_key: &rxledger_core::keys::PublicKey) -> (String
     (origin, size, root)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
-    let app = spawn_app().await;
+/// 300 entries through MQTT: a full level-0 tile, a partial one of width 44, and a partial
+/// level-1 tile of width 1.
+async fn fill_log(app: &TestApp) {
     let mut line = app.acme_with_packs(&["0"]).await;
-    // 300 entries: a full level-0 tile, a partial one, and a partial level-1 tile.
     let mut hashes = Vec::new();
     for i in 1..300 {
         let serial = i.to_string();
@@ -185,20 +184,10 @@ async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
     for h in &hashes {
         assert_eq!(line.receipt_for(h).await.status.as_str(), "ACCEPTED");
     }
-    let addr = app.http;
+}
 
-    let (status, headers, body) = get(addr, "/checkpoint", None).await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        header(&headers, "content-type"),
-        "text/plain; charset=utf-8"
-    );
-    assert!(header(&headers, "cache-control").contains("max-age=2"));
-    let note = String::from_utf8(body).unwrap();
-    let (origin, size, root) = open_note(&note, app.log().public_key());
-    assert_eq!((origin.as_str(), size), ("test.rxledger.local/log", 300));
-
-    // Level 0: every leaf hash, from one full tile and one partial tile of width 44.
+/// Every leaf hash of the tree of `size`, from its level-0 tiles.
+async fn read_leaves(addr: std::net::SocketAddr, size: u64) -> Vec<Hash> {
     let mut leaves: Vec<Hash> = Vec::new();
     for n in 0..size.div_ceil(256) {
         let width = (size - n * 256).min(256);
@@ -209,16 +198,15 @@ async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
         assert_eq!(body.len() as u64, 32 * width);
         leaves.extend(body.chunks(32).map(|c| <Hash>::try_from(c).unwrap()));
     }
-    assert_eq!(mth(&leaves), root, "the tiles give the checkpoint's root");
-    // Level 1: width floor(300 / 256) = 1, the root of the first full level-0 tile.
-    let (status, _, level1) = get(addr, &tile_path("1", 0, 1), None).await;
-    assert_eq!(status, 200);
-    assert_eq!(level1, mth(&leaves[..256]).to_vec());
+    leaves
+}
 
-    // An inclusion proof built from the tiles verifies against the signed root, and is the
-    // one the server itself gives.
+/// An inclusion proof built from the tiles verifies against the signed root, and is the one
+/// the server itself gives.
+async fn check_proofs(app: &TestApp, leaves: &[Hash], root: Hash) {
+    let size = leaves.len() as u64;
     for index in [0usize, 255, 256, 299] {
-        let proof = path(index, &leaves);
+        let proof = path(index, leaves);
         assert_eq!(
             root_from_path(index as u64, size, leaves[index], &proof),
             Some(root)
@@ -233,19 +221,21 @@ async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
             serde_json::from_value(r["data"]["inclusionProof"]["hashes"].clone()).unwrap();
         assert_eq!(served, proof.iter().map(hex::encode).collect::<Vec<_>>());
     }
+}
 
-    // Entry bundles: only for keys that may read every entry; each entry hashes to its leaf.
+/// Entry bundles: only for keys that may read every entry; each entry hashes to its leaf.
+async fn check_bundle(app: &TestApp, leaves: &[Hash]) {
     let bundle = tile_path("entries", 1, 44);
-    assert_eq!(get(addr, &bundle, None).await.0, 401);
+    assert_eq!(get(app.http, &bundle, None).await.0, 401);
     let (maker, _) = app
         .app()
         .api_keys
         .issue("acme", "MANUFACTURER", "mirror", None)
         .await
         .unwrap();
-    assert_eq!(get(addr, &bundle, Some(&maker)).await.0, 403);
+    assert_eq!(get(app.http, &bundle, Some(&maker)).await.0, 403);
     let regulator = app.regulator_key().await;
-    let (status, headers, body) = get(addr, &bundle, Some(&regulator)).await;
+    let (status, headers, body) = get(app.http, &bundle, Some(&regulator)).await;
     assert_eq!(status, 200);
     assert!(header(&headers, "cache-control").starts_with("private"));
     let mut rest = &body[..];
@@ -256,6 +246,33 @@ async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
         rest = &rest[2 + len..];
     }
     assert_eq!(bundled, leaves[256..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_from_the_spec_reads_the_log_through_its_tiles() {
+    let app = spawn_app().await;
+    fill_log(&app).await;
+    let addr = app.http;
+
+    let (status, headers, body) = get(addr, "/checkpoint", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        "text/plain; charset=utf-8"
+    );
+    assert!(header(&headers, "cache-control").contains("max-age=2"));
+    let note = String::from_utf8(body).unwrap();
+    let (origin, size, root) = open_note(&note, app.log().public_key());
+    assert_eq!((origin.as_str(), size), ("test.rxledger.local/log", 300));
+
+    let leaves = read_leaves(addr, size).await;
+    assert_eq!(mth(&leaves), root, "the tiles give the checkpoint's root");
+    // Level 1: width floor(300 / 256) = 1, the root of the first full level-0 tile.
+    let (status, _, level1) = get(addr, &tile_path("1", 0, 1), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(level1, mth(&leaves[..256]).to_vec());
+    check_proofs(&app, &leaves, root).await;
+    check_bundle(&app, &leaves).await;
 
     // What the tree of the checkpoint does not hold, and paths in no canonical spelling.
     for (path, status) in [

@@ -92,9 +92,9 @@ fn reason<'v>(v: &'v Value, code: &str) -> &'v Value {
         .unwrap_or_else(|| panic!("no {code} reason: {v}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_verdicts_cite_every_entry_they_rest_on_and_name_no_party() {
-    let app = spawn_app().await;
+/// Four packs out of the supply chain, each a different way: (serial, verdict, the entries
+/// its reason must cite). Packs 1 to 3 were commissioned at entry 0, pack 4 in lot L2 later.
+async fn four_packs_out(app: &TestApp) -> [(&'static str, &'static str, Vec<u64>); 4] {
     let mut line = app.acme_with_packs(&["1", "2", "3"]).await;
     let commissioned = line
         .send_events(vec![commission(&["4"], "L2", "2031-06-30")])
@@ -121,35 +121,41 @@ async fn anonymous_verdicts_cite_every_entry_they_rest_on_and_name_no_party() {
         packed.entry_index.unwrap(),
         stolen_case.entry_index.unwrap(),
     );
-    let pharmacy = pharmacy_key(&app).await;
+    let pharmacy = pharmacy_key(app).await;
     let regulator = app.regulator_key().await;
     let dispensed = change(
-        &app,
+        app,
         &pharmacy,
         &format!("dispense(code: \"{}\")", pack_code("1")),
     )
     .await;
     let destroyed = change(
-        &app,
+        app,
         &regulator,
         &format!("destroy(code: \"{}\")", pack_code("2")),
     )
     .await;
     let recalled = change(
-        &app,
+        app,
         &regulator,
         "recallLot(gtin: \"10614141073464\", lot: \"L2\")",
     )
     .await;
-
-    let cases = [
+    [
         ("1", "ALREADY_DISPENSED", vec![dispensed]),
         ("2", "DESTROYED", vec![destroyed]),
         // The case's theft reached the pack through the packing entry.
         ("3", "STOLEN", vec![stolen_case, packed]),
         // The lot's recall reached the pack through the commissioning that gave it its lot.
         ("4", "RECALLED", vec![recalled, lot2]),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_verdicts_cite_every_entry_they_rest_on_and_name_no_party() {
+    let app = spawn_app().await;
+    let cases = four_packs_out(&app).await;
+    let lot2 = cases[3].2[1];
     for (serial, code, cited) in cases {
         let r = app
             .graphql(VERIFY, json!({ "code": pack_code(serial) }))
