@@ -764,6 +764,16 @@ async fn run_audit(
     println!("entries:      {} rehashed", report.entries_checked);
     println!("tiles:        {} compared", report.tiles_checked);
     println!("checkpoints:  {} verified", report.checkpoints_checked);
+    println!(
+        "index:        {} rows rebuilt from the entries and compared",
+        report.index_rows_checked
+    );
+    if report.entries_unreadable > 0 {
+        println!(
+            "unreadable:   {} entries or events that give no index rows",
+            report.entries_unreadable
+        );
+    }
     if let Some(s) = report.consistent_with {
         println!("consistent with the saved checkpoint at size {s}");
     }

@@ -127,6 +127,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         .clone()
         .unwrap_or_else(|| default_origin(&key.public_sec1_compressed()));
     let ledger = Arc::new(Ledger::open(db.clone(), key, &origin).await?);
+    check_index(&ledger).await?;
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
     let api_keys = ApiKeys::new(db.clone());
@@ -172,6 +173,36 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         http: http.task,
         http_stop: http.stop,
     })
+}
+
+/// Refuses to start on an index that is not what the log gives: verdicts read the `epcs` and
+/// `commissions` tables (and the in-memory copy loaded from them), so they are rebuilt from the
+/// entries and compared first (`store::indexaudit`, one page of entries in memory at a time).
+async fn check_index(ledger: &Ledger) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let size = ledger.head().size;
+    let report = rxledger_store::indexaudit::check_index(ledger.database(), size).await?;
+    if !report.ok() {
+        const SHOWN: usize = 20;
+        let shown: Vec<&str> = report
+            .problems
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        anyhow::bail!(
+            "the index does not match the log ({} problem(s); `rxledger audit` lists them all):\n{}",
+            report.problems.len(),
+            shown.join("\n")
+        );
+    }
+    tracing::info!(
+        entries = size,
+        rows = report.index_rows_checked,
+        ms = started.elapsed().as_millis() as u64,
+        "index checked against the log"
+    );
+    Ok(())
 }
 
 /// Loads the identifier index in the background; verdicts read it from memory once it is

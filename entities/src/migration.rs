@@ -11,7 +11,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M0001Initial), Box::new(M0002Products)]
+        vec![
+            Box::new(M0001Initial),
+            Box::new(M0002Products),
+            Box::new(M0003CommissionsByEntry),
+        ]
     }
 }
 
@@ -127,5 +131,30 @@ impl MigrationName for M0002Products {
 impl MigrationTrait for M0002Products {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create(manager, crate::product::Entity).await
+    }
+}
+
+/// The auditor reads the `commissions` rows of each page of entries (`store::indexaudit`).
+struct M0003CommissionsByEntry;
+
+impl MigrationName for M0003CommissionsByEntry {
+    // Not derived: the derive names a migration after its file, and both live in this one.
+    fn name(&self) -> &str {
+        "m0003_commissions_entry_idx"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0003CommissionsByEntry {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::commission;
+        index(
+            manager,
+            Index::create(),
+            "commissions_entry_idx",
+            commission::Entity,
+            [commission::Column::EntryIdx],
+        )
+        .await
     }
 }

@@ -86,12 +86,14 @@ pub enum RouteCost {
     Scan,
     /// Opening a GraphQL WebSocket (each operation on it is charged by its cost as well).
     WsConnect,
+    /// A tlog-tiles resource: the checkpoint, a hash tile or an entry bundle (one read).
+    Tile,
 }
 
 impl RouteCost {
     pub fn tokens(self) -> f64 {
         match self {
-            RouteCost::Resolve | RouteCost::WsConnect => 1.0,
+            RouteCost::Resolve | RouteCost::WsConnect | RouteCost::Tile => 1.0,
             RouteCost::Qr => 2.0,
             RouteCost::Labels => 5.0,
             RouteCost::Scan => 10.0,

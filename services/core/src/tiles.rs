@@ -62,6 +62,99 @@ impl TileId {
     }
 }
 
+/// How many hashes tile `id` holds in the tree of `size`: 256 when it is full, its C2SP
+/// partial width when it is on the right edge, 0 when the tree does not reach it.
+pub fn width_in(id: TileId, size: u64) -> u64 {
+    let Some(span) = TILE_WIDTH.checked_pow(u32::from(id.level)) else {
+        return 0;
+    };
+    (size / span)
+        .saturating_sub(id.index.saturating_mul(TILE_WIDTH))
+        .min(TILE_WIDTH)
+}
+
+/// What a C2SP tlog-tiles resource path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilePath {
+    /// `tile/<L>/<N>[.p/<W>]`: the first `width` hashes of a tile.
+    Hashes { id: TileId, width: u64 },
+    /// `tile/entries/<N>[.p/<W>]`: the entries under the first `width` hashes of level-0 tile
+    /// `index`.
+    Entries { index: u64, width: u64 },
+}
+
+/// A path that is not a C2SP tile or entry bundle path in its one canonical spelling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a tlog-tiles path: {0}")]
+pub struct TilePathError(pub &'static str);
+
+/// Highest tile level a path may name (c2sp.org/tlog-tiles).
+pub const MAX_TILE_LEVEL: u8 = 63;
+
+impl TilePath {
+    /// Reads `rest`, the part after `tile/`. Only the spelling [`TileId::c2sp_path`] writes is
+    /// accepted (no extra leading groups, no leading zeroes in `L` or `W`), so one resource has
+    /// one URL and caches hold it once.
+    pub fn parse(rest: &str) -> Result<TilePath, TilePathError> {
+        let (head, n) = rest.split_once('/').ok_or(TilePathError("no tile index"))?;
+        let (n, width) = match n.rsplit_once(".p/") {
+            Some((n, w)) => {
+                let w: u64 = w.parse().map_err(|_| TilePathError("bad width"))?;
+                if !(1..TILE_WIDTH).contains(&w) {
+                    return Err(TilePathError("a partial width is 1 to 255"));
+                }
+                (n, w)
+            }
+            None => (n, TILE_WIDTH),
+        };
+        let mut index: u64 = 0;
+        for group in n.split('/') {
+            let digits = group.strip_prefix('x').unwrap_or(group);
+            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(TilePathError("index groups are three digits"));
+            }
+            index = index
+                .checked_mul(1000)
+                .and_then(|i| i.checked_add(digits.parse::<u64>().unwrap_or(0)))
+                .ok_or(TilePathError("index too large"))?;
+        }
+        let parsed = if head == "entries" {
+            TilePath::Entries { index, width }
+        } else {
+            let level: u8 = head.parse().map_err(|_| TilePathError("bad level"))?;
+            if level > MAX_TILE_LEVEL {
+                return Err(TilePathError("level above 63"));
+            }
+            TilePath::Hashes {
+                id: TileId { level, index },
+                width,
+            }
+        };
+        if parsed.path() != format!("tile/{rest}") {
+            return Err(TilePathError("not in canonical form"));
+        }
+        Ok(parsed)
+    }
+
+    /// The resource path, `tile/…`.
+    pub fn path(&self) -> String {
+        match *self {
+            TilePath::Hashes { id, width } => id.c2sp_path(width),
+            TilePath::Entries { index, width } => {
+                let p = TileId { level: 0, index }.c2sp_path(width);
+                format!("tile/entries/{}", p.trim_start_matches("tile/0/"))
+            }
+        }
+    }
+
+    /// Whether it names a full tile or bundle (immutable, cacheable forever).
+    pub fn is_full(&self) -> bool {
+        match *self {
+            TilePath::Hashes { width, .. } | TilePath::Entries { width, .. } => width == TILE_WIDTH,
+        }
+    }
+}
+
 /// The bottom row of a tile: 1..=256 hashes. A tile is full at 256 and then immutable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -567,6 +660,71 @@ mod tests {
         assert_eq!(t(0, 1_234_067).c2sp_path(256), "tile/0/x001/x234/067");
         assert_eq!(t(2, 5).c2sp_path(17), "tile/2/005.p/17");
         assert_eq!(t(1, 1000).c2sp_path(256), "tile/1/x001/000");
+    }
+
+    #[test]
+    fn c2sp_paths_read_back_in_their_one_spelling() {
+        let t = |level, index| TileId { level, index };
+        for (rest, want) in [
+            (
+                "0/x001/x234/067",
+                TilePath::Hashes {
+                    id: t(0, 1_234_067),
+                    width: 256,
+                },
+            ),
+            (
+                "2/005.p/17",
+                TilePath::Hashes {
+                    id: t(2, 5),
+                    width: 17,
+                },
+            ),
+            (
+                "entries/x001/000",
+                TilePath::Entries {
+                    index: 1000,
+                    width: 256,
+                },
+            ),
+            ("entries/000.p/1", TilePath::Entries { index: 0, width: 1 }),
+        ] {
+            assert_eq!(TilePath::parse(rest), Ok(want), "{rest}");
+            assert_eq!(want.path(), format!("tile/{rest}"));
+        }
+        for bad in [
+            "0/1",
+            "0/x000/001",
+            "00/001",
+            "64/000",
+            "0/001.p/0",
+            "0/001.p/256",
+            "0/001.p/017",
+            "0/001/002",
+            "0/x001",
+            "0",
+            "entries/01",
+            "0/x999/x999/x999/x999/x999/x999/x999/999",
+            "-1/000",
+            "0/00a",
+        ] {
+            assert!(TilePath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_width_of_a_tile_in_a_tree() {
+        let t = |level, index| TileId { level, index };
+        // The spec's example: a tree of 70,000 entries.
+        assert_eq!(width_in(t(0, 272), 70_000), 256);
+        assert_eq!(width_in(t(0, 273), 70_000), 112);
+        assert_eq!(width_in(t(0, 274), 70_000), 0);
+        assert_eq!(width_in(t(1, 0), 70_000), 256);
+        assert_eq!(width_in(t(1, 1), 70_000), 17);
+        assert_eq!(width_in(t(2, 0), 70_000), 1);
+        assert_eq!(width_in(t(3, 0), 70_000), 0);
+        assert_eq!(width_in(t(63, 0), u64::MAX), 0);
+        assert_eq!(width_in(t(0, u64::MAX), u64::MAX), 0);
     }
 
     #[test]

@@ -37,9 +37,14 @@
 //! - `NOT_IN_YOUR_CUSTODY` is a warning and does not block dispensing: not every wholesaler
 //!   reports to the ledger, and blocking on incomplete custody data would recreate the false
 //!   alerts that plague the EU system. It is computed for pharmacy viewers only.
-//! - `ALREADY_DISPENSED` says when, but names the dispensing organisation (and gives the ledger
-//!   index as evidence) only to that organisation itself and to regulators: a pharmacy never
-//!   learns which other pharmacy dispensed a pack.
+//! - `ALREADY_DISPENSED` says when, but names the dispensing organisation only to that
+//!   organisation itself and to regulators: a pharmacy never learns which other pharmacy
+//!   dispensed a pack. Its evidence, the dispensing entry's index, is cited to everyone: an
+//!   index with its leaf hash and inclusion proof names no party (the entry's bytes and signer
+//!   are the visibility rule's), and without it nobody could check the refusal.
+//! - Every reason cites every entry it rests on: the event that set a status and, when that
+//!   event reached the pack through a case, pallet or lot, the aggregations that packed it or
+//!   the commissioning that gave it its lot ([`StatusMark::entries`]).
 //! - Dates are compared in UTC days; an expiry date is valid through its last day.
 //!
 //! # Builders
@@ -228,11 +233,6 @@ impl<'a> Viewer<'a> {
             ..self
         }
     }
-
-    /// May this viewer learn which organisation set a status?
-    fn may_identify(&self, org: &str) -> bool {
-        self.role == Role::Regulator || self.org == Some(org)
-    }
 }
 
 /// The verdict for a scanned code. `state` is `None` when the ledger holds no event for the
@@ -390,15 +390,13 @@ impl<'a> Judgement<'a> {
             return;
         };
         if let Some(d) = &s.dispensed {
-            let evidence = if self.viewer.may_identify(&d.org) {
-                vec![d.index]
-            } else {
-                vec![]
-            };
+            // Cited to everyone: an index, leaf hash and proof name no party (the entry's
+            // bytes and signer stay behind the visibility rule); the message names the
+            // dispensing organisation only to itself and to regulators.
             self.add(
                 VerdictCode::AlreadyDispensed,
                 dispensed_message(d, self.now_ms, self.viewer),
-                evidence,
+                d.entries(),
             );
         }
         let marks = [
@@ -428,7 +426,7 @@ impl<'a> Judgement<'a> {
                 self.add(
                     code,
                     text.replace("{}", &day_of(m.event_time_ms)),
-                    vec![m.index],
+                    m.entries(),
                 );
             }
         }
@@ -461,7 +459,7 @@ impl<'a> Judgement<'a> {
             self.add(
                 VerdictCode::Expired,
                 message,
-                marked.map(|m| m.index).into_iter().collect(),
+                marked.map(StatusMark::entries).unwrap_or_default(),
             );
         }
     }
@@ -1130,11 +1128,13 @@ mod tests {
         let r = &other.reasons[0];
         assert!(r.message.contains(&when) && r.message.contains("another pharmacy"));
         assert!(!r.message.contains("pharmacy-a"));
-        assert!(r.evidence.is_empty());
+        // The dispensing entry is cited to everyone; its index names nobody.
+        assert_eq!(r.evidence, [4]);
         assert!(!other.dispensable);
 
         let public = verdict(&code, Some(&s), true, now(), Viewer::anonymous());
         assert!(!public.reasons[0].message.contains("pharmacy-a"));
+        assert_eq!(public.reasons[0].evidence, [4]);
 
         let own = verdict(
             &code,

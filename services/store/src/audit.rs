@@ -8,6 +8,10 @@
 //! never signed two inconsistent views. A checkpoint saved earlier by a client must also be
 //! consistent with the current log, checked both by recomputation and through the server's
 //! own consistency proof.
+//!
+//! The same pass rebuilds the derived tables a verdict reads (`epcs`, `commissions`,
+//! `events`) from the entry bytes and names every row that is missing, extra or different
+//! ([`crate::indexaudit`]): the tree proves the entries, and the entries prove the index.
 
 use std::collections::BTreeMap;
 
@@ -19,11 +23,12 @@ use rxledger_entities::{checkpoint as cp_row, entry, head, tile};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::frontier::Frontier;
+use crate::indexaudit::IndexAudit;
 use crate::ledger::{read_checkpoint_origin, read_tiles, tile_from_row};
 use crate::{Database, Ledger, StoreError};
 
 /// Entries read per query.
-const PAGE: u64 = 8192;
+pub(crate) const PAGE: u64 = 8192;
 
 /// What the audit found. `problems` is empty when the log is sound.
 #[derive(Debug, Default)]
@@ -34,6 +39,10 @@ pub struct AuditReport {
     pub entries_checked: u64,
     pub tiles_checked: u64,
     pub checkpoints_checked: u64,
+    /// Rows of `events`, `epcs` and `commissions` rebuilt from the entries and compared.
+    pub index_rows_checked: u64,
+    /// Entries (or events in them) that do not read as EPCIS: they give no index rows.
+    pub entries_unreadable: u64,
     /// Size of the client-saved checkpoint that was proven consistent, if one was given.
     pub consistent_with: Option<u64>,
     pub problems: Vec<String>,
@@ -75,8 +84,16 @@ pub async fn audit(
     report.size = size;
     let signed = Signed::load(db, verifier).await?;
     let saved_size = saved.as_ref().map(|s| s.size);
-    let Some(log) = recompute(db, size, &signed, saved_size, &mut report, &mut progress).await?
-    else {
+    let mut index = IndexAudit::load(db).await?;
+    let pass = Pass {
+        size,
+        signed: &signed,
+        saved_size,
+    };
+    let log = recompute(db, &pass, &mut index, &mut report, &mut progress).await?;
+    index.check_beyond(db, size, &mut report).await?;
+    index.finish(&mut report);
+    let Some(log) = log else {
         return Ok(report);
     };
     check_beyond_head(db, size, &mut report).await?;
@@ -179,17 +196,28 @@ struct Recomputed {
     saved_root: Option<Hash>,
 }
 
-/// Hashes the first `size` entries page by page, checking each signed checkpoint on the way
-/// and each full tile rebuilt against the stored one. `None` when an entry is missing (the
-/// report says which): nothing after it can be recomputed.
+/// What one pass over the entries checks against.
+struct Pass<'a> {
+    size: u64,
+    signed: &'a Signed<'a>,
+    saved_size: Option<u64>,
+}
+
+/// Hashes the first `size` entries page by page, checking each signed checkpoint on the way,
+/// each full tile rebuilt against the stored one and each page's index rows. `None` when an
+/// entry is missing (the report says which): nothing after it can be recomputed.
 async fn recompute(
     db: &Database,
-    size: u64,
-    signed: &Signed<'_>,
-    saved_size: Option<u64>,
+    pass: &Pass<'_>,
+    index: &mut IndexAudit,
     report: &mut AuditReport,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Option<Recomputed>, StoreError> {
+    let Pass {
+        size,
+        signed,
+        saved_size,
+    } = *pass;
     let mut log = Recomputed {
         range: CompactRange::new(),
         rebuilt: Frontier::default(),
@@ -198,9 +226,11 @@ async fn recompute(
     signed.check(report, 0, &log.range.root());
     let mut next = 0u64;
     while next < size {
-        let Some(leaves) = read_leaves(db, next, size, report).await? else {
+        let Some(rows) = read_page(db, next, size, report).await? else {
             return Ok(None);
         };
+        index.check_page(db, next, &rows, report).await?;
+        let leaves: Vec<Hash> = rows.iter().map(|r| merkle::leaf_hash(&r.data)).collect();
         for leaf in &leaves {
             log.range.push(*leaf);
             let at = log.range.size();
@@ -222,35 +252,32 @@ async fn recompute(
     Ok(Some(log))
 }
 
-/// The leaf hashes of one page of entries from `next` (below `size`); `None` when an entry
-/// is missing, which is reported.
-async fn read_leaves(
+/// One page of entries from `next` (below `size`); `None` when an entry is missing, which is
+/// reported.
+pub(crate) async fn read_page(
     db: &Database,
     next: u64,
     size: u64,
     report: &mut AuditReport,
-) -> Result<Option<Vec<Hash>>, StoreError> {
+) -> Result<Option<Vec<entry::Model>>, StoreError> {
     let rows = entry::Entity::find()
         .filter(entry::Column::Idx.gte(next as i64))
         .filter(entry::Column::Idx.lt((next + PAGE).min(size) as i64))
         .order_by_asc(entry::Column::Idx)
         .all(&db.conn)
         .await?;
-    let mut leaves = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if row.idx as u64 != next + leaves.len() as u64 {
-            report
-                .problems
-                .push(format!("entry {} is missing", next + leaves.len() as u64));
-            return Ok(None);
-        }
-        leaves.push(merkle::leaf_hash(&row.data));
-    }
-    if leaves.is_empty() {
-        report.problems.push(format!("entry {next} is missing"));
+    let dense = rows
+        .iter()
+        .enumerate()
+        .take_while(|(i, r)| r.idx as u64 == next + *i as u64)
+        .count();
+    if dense < rows.len() || rows.is_empty() {
+        report
+            .problems
+            .push(format!("entry {} is missing", next + dense as u64));
         return Ok(None);
     }
-    Ok(Some(leaves))
+    Ok(Some(rows))
 }
 
 /// Entries beyond the head would be a batch that never committed its checkpoint.

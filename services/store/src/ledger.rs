@@ -513,6 +513,32 @@ impl Ledger {
         .await
     }
 
+    /// The first `width` hashes of tile `id`, as c2sp.org/tlog-tiles serves them, or `None`
+    /// when the tree of the latest checkpoint does not hold that many. A tile only grows at
+    /// its end and its hashes never change, so a partial tile of any checkpointed width is the
+    /// start of the stored one.
+    pub async fn tile(&self, id: TileId, width: u64) -> Result<Option<Tile>, StoreError> {
+        if width == 0 || width > tiles::width_in(id, self.head().size) {
+            return Ok(None);
+        }
+        let last = NodeId {
+            level: id.level * tiles::TILE_HEIGHT,
+            index: id.index * tiles::TILE_WIDTH + width - 1,
+        };
+        self.with_nodes(&[last], |src| {
+            let hashes = src
+                .get(id)
+                .and_then(|t| t.hashes.get(..width as usize))
+                .ok_or(merkle::ProofError::MissingNode(last))?;
+            Ok(Tile {
+                id,
+                hashes: hashes.to_vec(),
+            })
+        })
+        .await
+        .map(Some)
+    }
+
     /// Entries `from .. from + count`, in order, for monitors that mirror the log.
     pub async fn entries(&self, from: u64, count: u64) -> Result<Vec<entry::Model>, StoreError> {
         Ok(entry::Entity::find()

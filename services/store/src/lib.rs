@@ -14,6 +14,7 @@ pub mod audit;
 mod db;
 mod error;
 mod frontier;
+pub mod indexaudit;
 pub mod ledger;
 pub mod packs;
 pub mod postings;

@@ -662,6 +662,151 @@ async fn product_master_data(db: Database) {
     assert_eq!(gtins, [g.as_str(), other.as_str()]);
 }
 
+/// A pack's life as real entries: `line-1` of `acme` commissions A and B and packs them into
+/// a case, then the pharmacy `corner` dispenses A through the API. Returns the ledger and
+/// the index of the dispensing entry.
+async fn dispensed_pack(db: &Database) -> (Ledger, u64) {
+    use rxledger_core::envelope::{self, Body};
+    use rxledger_core::index::index_event;
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    let registry = Registry::new(db.clone());
+    registry
+        .add_organization("acme", "Acme", "MANUFACTURER")
+        .await
+        .unwrap();
+    registry
+        .add_site("0614141000005", "acme", "plant")
+        .await
+        .unwrap();
+    let device = SigningKey::from_bytes(&[9u8; 32]).unwrap();
+    registry
+        .enroll_device("line-1", &device.public_key(), "acme", "0614141000005")
+        .await
+        .unwrap();
+    let site = "urn:epc:id:sgln:0614141.00000.0";
+    let pack = |s: &str| format!("urn:epc:id:sgtin:0614141.107346.{s}");
+    let events = [
+        serde_json::json!({
+            "type": "ObjectEvent", "eventTime": "2025-01-01T10:00:00.000Z",
+            "eventTimeZoneOffset": "+00:00", "epcList": [pack("A"), pack("B")],
+            "action": "ADD", "bizStep": "commissioning", "disposition": "active",
+            "readPoint": {"id": site}, "bizLocation": {"id": site},
+            "ilmd": {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2031-06-30"}
+        }),
+        serde_json::json!({
+            "type": "AggregationEvent", "eventTime": "2025-01-01T11:00:00.000Z",
+            "eventTimeZoneOffset": "+00:00", "parentID": "urn:epc:id:sscc:0614141.1234567890",
+            "childEPCs": [pack("A"), pack("B")], "action": "ADD", "bizStep": "packing",
+            "disposition": "in_progress", "readPoint": {"id": site}
+        }),
+    ];
+    let now = rxledger_store::now_ms();
+    let batch: Vec<NewEntry> = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            let (row, _) = index_event(ev, "acme", now, 60_000).unwrap();
+            let body = Body {
+                v: envelope::VERSION,
+                device_id: "line-1".into(),
+                seq: i as u64 + 1,
+                sent_at: "2025-01-01T12:00:00.000Z".into(),
+                events: vec![ev.clone()],
+            };
+            NewEntry {
+                data: envelope::seal(&device, &body),
+                kind: EntryKind::DeviceEnvelope,
+                signer: "line-1".into(),
+                seq: Some(i as i64 + 1),
+                events: vec![row],
+            }
+        })
+        .collect();
+    ledger.append(batch).await.unwrap();
+    use rxledger_core::gs1::{Gln, Gtin, Serial, Sgtin};
+    let sgtin = Sgtin {
+        gtin: Gtin::parse("10614141073464").unwrap(),
+        serial: Serial::parse("A").unwrap(),
+    };
+    let gln = Gln::parse("0614141000029").unwrap();
+    let dispense = rxledger_core::verdict::dispense_event(&sgtin, &gln, now);
+    let (index, _) = rxledger_store::packs::append_state_change(&ledger, "corner", dispense, None)
+        .await
+        .unwrap()
+        .unwrap();
+    (ledger, index)
+}
+
+/// The derived tables are audited: a deleted, an altered and an inserted row are each named
+/// by the auditor and by the check the server runs at start; the untouched log passes both.
+async fn audit_names_every_wrong_index_row(db: Database) {
+    use rxledger_store::indexaudit::check_index;
+    let (ledger, dispensed) = dispensed_pack(&db).await;
+    let v = ledger.verifier().clone();
+    let clean = audit(&db, &v, None, |_, _| {}).await.unwrap();
+    assert!(clean.ok(), "{:?}", clean.problems);
+    // 3 events; A in 3 of them, B and the case in 2 (the case once); 2 commissions.
+    assert_eq!(clean.index_rows_checked, 3 + 6 + 2);
+    assert_eq!(clean.entries_unreadable, 0);
+    assert!(check_index(&db, 3).await.unwrap().ok());
+
+    // The attack: the dispensed pack's row of its dispensing, gone.
+    exec(
+        &db,
+        &format!(
+            "DELETE FROM epcs WHERE epc = 'sgtin:10614141073464.A' AND entry_idx = {dispensed}"
+        ),
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE commissions SET lot = 'L9' WHERE sgtin = 'sgtin:10614141073464.B'",
+    )
+    .await;
+    exec(
+        &db,
+        "UPDATE events SET event_time_ms = 1 WHERE entry_idx = 1",
+    )
+    .await;
+    let hash = match db.backend() {
+        sea_orm::DbBackend::Postgres => format!("'\\x{}'::bytea", "ab".repeat(32)),
+        _ => format!("X'{}'", "ab".repeat(32)),
+    };
+    exec(
+        &db,
+        &format!("INSERT INTO epcs (epc, event_hash, entry_idx, position, event_time_ms, role) VALUES ('sgtin:10614141073464.Z', {hash}, 0, 0, 0, 0)"),
+    )
+    .await;
+
+    for r in [
+        audit(&db, &v, None, |_, _| {}).await.unwrap(),
+        check_index(&db, ledger.head().size).await.unwrap(),
+    ] {
+        let named = |what: &str| {
+            assert!(
+                r.problems.iter().any(|p| p.contains(what)),
+                "{what} not in {:#?}",
+                r.problems
+            )
+        };
+        named("epcs row sgtin:10614141073464.A in event");
+        named(&format!(
+            "is missing: the entries give entry {dispensed} position 0"
+        ));
+        named("commissions row sgtin:10614141073464.B differs");
+        named(
+            "lot Some(\"L1\") expiry Some(\"2031-06-30\"), the table holds gtin 10614141073464 entry 0 org acme lot Some(\"L9\")",
+        );
+        named("events row event ");
+        named("differs: the entries give entry 1 position 0 eventTime 1735729200000");
+        named(&format!(
+            "epcs row sgtin:10614141073464.Z in event {} is extra",
+            "ab".repeat(32)
+        ));
+        assert_eq!(r.problems.len(), 4, "{:#?}", r.problems);
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -698,4 +843,5 @@ conformance!(
     index_in_memory_matches_table,
     checked_appends_have_one_winner,
     product_master_data,
+    audit_names_every_wrong_index_row,
 );

@@ -9,6 +9,7 @@
 //! - `GET /labels/{gtin}/{lot}.svg`: a printable label sheet of a lot, for the packaging line.
 //! - `GET /`: the pharmacist's page (scanner input, photo upload, dispense and undo, and the
 //!   regulator's views); `POST /scan` decodes a photo of a QR code.
+//! - `GET /checkpoint`, `GET /tile/…`: the log as c2sp.org/tlog-tiles resources ([`tlog`]).
 //! - `GET /assets/graphiql/…`: GraphiQL and React, pinned and compiled in
 //!   (`assets/graphiql/VERSIONS.md`), for the GraphiQL page ([`GRAPHIQL_PAGE`]).
 //!
@@ -25,6 +26,7 @@
 pub mod html;
 pub mod lvm;
 pub mod qr;
+pub mod tlog;
 
 use std::sync::Arc;
 
@@ -80,6 +82,8 @@ pub fn mount(route: Route, web: &Web) -> Route {
         .at("/labels/:gtin/:file", get(labels).data(web.clone()))
         .at("/01/*rest", get(resolve).data(web.clone()))
         .at("/verify/*rest", get(resolve).data(web.clone()))
+        .at("/checkpoint", get(tlog::checkpoint).data(web.clone()))
+        .at("/tile/*rest", get(tlog::tile).data(web.clone()))
 }
 
 /// Renders every error poem itself raises (unknown path, bad path parameter, body too large,
@@ -262,7 +266,7 @@ pub async fn check(web: &Web, caller: &Caller, scanned: ScannedCode) -> Result<C
 }
 
 /// An API error as the web answers it: 503 for an internal one, else 400, with its code.
-fn problem(e: ApiError) -> Problem {
+pub(crate) fn problem(e: ApiError) -> Problem {
     let status = match e.code {
         Code::Internal => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,

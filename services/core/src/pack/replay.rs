@@ -163,8 +163,9 @@ struct Replay<'o> {
     lot: Option<Lot>,
     /// The pack and every container it was ever (transitively) aggregated into.
     tracked: Vec<EpcId>,
-    /// child → parent as of the current replay time, for tracked ids.
-    parent_of: HashMap<EpcId, EpcId>,
+    /// child → (parent, the aggregation entry that packed it) as of the current replay time,
+    /// for tracked ids.
+    parent_of: HashMap<EpcId, (EpcId, u64)>,
     /// Normalised ids allowed to ship the pack now (holder, and addressee while in transit).
     custodians: Vec<String>,
     shipments: Vec<Shipment>,
@@ -201,7 +202,7 @@ impl Replay<'_> {
             }
         }
         if e.kind == EventKind::Aggregation {
-            self.restructure(e);
+            self.restructure(e, le.index);
         }
     }
 
@@ -221,7 +222,7 @@ impl Replay<'_> {
         }
         let mut cur = &self.me;
         for _ in 0..MAX_NESTING {
-            let Some(p) = self.parent_of.get(cur) else {
+            let Some((p, _)) = self.parent_of.get(cur) else {
                 break;
             };
             if p == &self.me {
@@ -245,20 +246,24 @@ impl Replay<'_> {
 
     /// Follows packing and unpacking, for the pack and its possible containers only: the
     /// siblings in a case never matter, and skipping them keeps a derive cheap.
-    fn restructure(&mut self, e: &Event) {
+    fn restructure(&mut self, e: &Event, index: u64) {
         let Some(parent) = &e.parent else { return };
         match e.action {
             Action::Add | Action::Observe => {
                 for t in &self.tracked {
                     if t != parent && e.children.contains(t) {
-                        self.parent_of.insert(t.clone(), parent.clone());
+                        self.parent_of.insert(t.clone(), (parent.clone(), index));
                     }
                 }
             }
-            Action::Delete if e.children.is_empty() => self.parent_of.retain(|_, p| p != parent),
+            Action::Delete if e.children.is_empty() => {
+                self.parent_of.retain(|_, (p, _)| p != parent)
+            }
             Action::Delete => {
                 for t in &self.tracked {
-                    if e.children.contains(t) && self.parent_of.get(t) == Some(parent) {
+                    if e.children.contains(t)
+                        && self.parent_of.get(t).is_some_and(|(p, _)| p == parent)
+                    {
                         self.parent_of.remove(t);
                     }
                 }
@@ -266,13 +271,40 @@ impl Replay<'_> {
         }
     }
 
+    /// The entries an event reaching the pack `via` a container or class rests on: the
+    /// aggregations that packed the pack, level by level, into that container; for a class,
+    /// the commissioning that gave the pack its GTIN and lot. None for a direct event.
+    fn links(&self, via: &Via) -> Vec<u64> {
+        match via {
+            Via::Direct => Vec::new(),
+            Via::Class(_) => self.state.commissioning.iter().map(|c| c.index).collect(),
+            Via::Container(target) => {
+                let mut out = Vec::new();
+                let mut cur = &self.me;
+                for _ in 0..MAX_NESTING {
+                    let Some((p, index)) = self.parent_of.get(cur) else {
+                        break;
+                    };
+                    out.push(*index);
+                    if p == target {
+                        break;
+                    }
+                    cur = p;
+                }
+                out
+            }
+        }
+    }
+
     fn status_effects(&mut self, le: &LoggedEvent, via: &Via) {
         let e = &le.event;
+        let links = self.links(via);
         let mark = || StatusMark {
             index: le.index,
             event_time_ms: e.event_time_ms,
             org: le.org.clone(),
             site: le.site.clone(),
+            links: links.clone(),
         };
         let s = &mut self.state;
         if *via == Via::Direct && is_commissioning(e) {
@@ -615,7 +647,7 @@ impl Replay<'_> {
 
     /// The container the pack is in now.
     fn container(&self) -> Option<EpcId> {
-        self.parent_of.get(&self.me).cloned()
+        self.parent_of.get(&self.me).map(|(p, _)| p.clone())
     }
 }
 

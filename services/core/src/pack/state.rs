@@ -74,6 +74,19 @@ pub struct StatusMark {
     pub event_time_ms: i64,
     pub org: String,
     pub site: Option<String>,
+    /// When the event reached the pack through a container or class, the entries that link
+    /// them: the aggregations that packed it into the container, or the commissioning that
+    /// gave it its lot. A verdict cites these with `index`.
+    pub links: Vec<u64>,
+}
+
+impl StatusMark {
+    /// Every entry the mark rests on: its own event, then the links.
+    pub fn entries(&self) -> Vec<u64> {
+        std::iter::once(self.index)
+            .chain(self.links.iter().copied())
+            .collect()
+    }
 }
 
 /// Who holds the pack and where.

@@ -49,6 +49,30 @@ fn derive_dir(events: &[LoggedEvent]) -> PackState {
 }
 
 #[test]
+fn an_inherited_mark_cites_the_aggregations_that_carried_it() {
+    let mut events = packed();
+    events.push(logged(
+        4,
+        &observe(&[sscc_uri(100)], at(30), "stolen"),
+        "mah",
+    ));
+    let s = derive(&sgtin("A"), &events);
+    let stolen = s.stolen.as_ref().unwrap();
+    // The pallet's event, then pack → case (2) and case → pallet (3).
+    assert_eq!(stolen.entries(), [4, 2, 3]);
+
+    // A direct event rests on itself alone.
+    let direct = derive(
+        &sgtin("A"),
+        &[
+            events[0].clone(),
+            logged(5, &observe(&packs(&["A"]), at(40), "destroyed"), "mah"),
+        ],
+    );
+    assert_eq!(direct.destroyed.as_ref().unwrap().entries(), [5]);
+}
+
+#[test]
 fn commissioning_sets_owner_lot_and_expiry() {
     let s = derive(&sgtin("A"), &packed()[..1]);
     let c = s.commissioning.as_ref().unwrap();
@@ -325,6 +349,8 @@ fn lot_recall_reaches_packs_inside_cases_but_not_other_lots() {
         s.history.last().unwrap().via,
         Via::Class(EpcId::Lgtin { .. })
     ));
+    // The recall, and the commissioning that gave the pack its lot.
+    assert_eq!(s.recalled.as_ref().unwrap().entries(), [4, 1]);
 
     let mut other = vec![logged(
         1,

@@ -1,0 +1,356 @@
+//! The index audit: every derived row a verdict reads, rebuilt from the raw entries.
+//!
+//! Verdicts find a pack's events through the `epcs` table (and its in-memory copy), learn
+//! whether a product is known from `commissions`, and the ingest's exactly-once rule reads
+//! the `events` table. None of them is hashed into the log, so an operator could delete the
+//! rows of a dispensing and the pack would read as never dispensed. This pass rebuilds every
+//! row of the three tables from the entry bytes with the code ingest used
+//! (`core::index::reindex_event`, the same rows as `index_event` without the time check) and
+//! names each row that is missing, extra or different.
+//!
+//! It works one page of entries at a time: the rows the page's entries give against the rows
+//! the tables hold for that page's entry indices (each table has an index on `entry_idx`).
+//! Memory is one page of entries with their rows, whatever the size of the log; only the
+//! device directory (device id → organization) is held whole, and the list of findings is
+//! capped at [`MAX_LISTED`].
+//!
+//! What is not checked here: `alerts` (rejections never reach the log, so they cannot be
+//! rebuilt from it, and no verdict reads them) and `devices.last_seq` (the replay guard of
+//! ingest; a verdict never reads it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use rxledger_core::envelope;
+use rxledger_core::index::{self, IndexedEvent};
+use rxledger_entities::{commission, device, entry, epc, event};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
+
+use crate::audit::AuditReport;
+use crate::{Database, StoreError};
+
+/// Index findings listed one by one; beyond this they are only counted.
+pub const MAX_LISTED: usize = 1000;
+/// Rows read beyond the head per table: a few name the problem.
+const BEYOND_LISTED: u64 = 20;
+
+/// The index audit in progress (see the module docs).
+pub struct IndexAudit {
+    /// Device id → organization, for the commissions a device's events make.
+    devices: HashMap<String, String>,
+    listed: usize,
+    unlisted: u64,
+}
+
+/// The rows of one page, by each table's primary key.
+#[derive(Default)]
+struct Rows {
+    events: BTreeMap<String, event::Model>,
+    epcs: BTreeMap<String, epc::Model>,
+    commissions: BTreeMap<String, commission::Model>,
+}
+
+/// How a finding names a row: its primary key, then its other columns.
+trait Row: PartialEq {
+    fn key(&self) -> String;
+    fn describe(&self) -> String;
+}
+
+impl Row for event::Model {
+    fn key(&self) -> String {
+        format!("event {}", hex::encode(&self.hash))
+    }
+    fn describe(&self) -> String {
+        format!(
+            "entry {} position {} eventTime {} {} action {:?} bizStep {:?} disposition {:?} readPoint {:?} bizLocation {:?}",
+            self.entry_idx,
+            self.position,
+            self.event_time_ms,
+            self.event_type,
+            self.action,
+            self.biz_step,
+            self.disposition,
+            self.read_point,
+            self.biz_location
+        )
+    }
+}
+
+impl Row for epc::Model {
+    fn key(&self) -> String {
+        format!("{} in event {}", self.epc, hex::encode(&self.event_hash))
+    }
+    fn describe(&self) -> String {
+        format!(
+            "entry {} position {} eventTime {} role {}",
+            self.entry_idx, self.position, self.event_time_ms, self.role
+        )
+    }
+}
+
+impl Row for commission::Model {
+    fn key(&self) -> String {
+        self.sgtin.clone()
+    }
+    fn describe(&self) -> String {
+        format!(
+            "gtin {} entry {} org {} lot {:?} expiry {:?}",
+            self.gtin, self.entry_idx, self.org_id, self.lot, self.expiry
+        )
+    }
+}
+
+impl IndexAudit {
+    /// Reads the device directory the commissions' organizations come from.
+    pub async fn load(db: &Database) -> Result<IndexAudit, StoreError> {
+        let devices = device::Entity::find()
+            .all(&db.conn)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.org_id))
+            .collect();
+        Ok(IndexAudit {
+            devices,
+            listed: 0,
+            unlisted: 0,
+        })
+    }
+
+    /// Compares the rows of `entries` (the whole of entries `from..from + entries.len()`)
+    /// with the rows the tables hold for those indices.
+    pub async fn check_page(
+        &mut self,
+        db: &Database,
+        from: u64,
+        entries: &[entry::Model],
+        report: &mut AuditReport,
+    ) -> Result<(), StoreError> {
+        let to = from + entries.len() as u64;
+        let expected = self.rebuild(entries, report);
+        let stored = stored_rows(db, Span::Page(from, to)).await?;
+        report.index_rows_checked +=
+            (expected.events.len() + expected.epcs.len() + expected.commissions.len()) as u64;
+        self.compare("events", expected.events, stored.events, report);
+        self.compare("epcs", expected.epcs, stored.epcs, report);
+        self.compare(
+            "commissions",
+            expected.commissions,
+            stored.commissions,
+            report,
+        );
+        Ok(())
+    }
+
+    /// Rows that name an entry at or beyond the head (or a negative one) belong to no entry.
+    pub async fn check_beyond(
+        &mut self,
+        db: &Database,
+        size: u64,
+        report: &mut AuditReport,
+    ) -> Result<(), StoreError> {
+        let extra = stored_rows(db, Span::Outside(size)).await?;
+        self.compare("events", BTreeMap::new(), extra.events, report);
+        self.compare("epcs", BTreeMap::new(), extra.epcs, report);
+        self.compare("commissions", BTreeMap::new(), extra.commissions, report);
+        Ok(())
+    }
+
+    /// Adds the count of findings beyond [`MAX_LISTED`] to the report.
+    pub fn finish(self, report: &mut AuditReport) {
+        if self.unlisted > 0 {
+            report.problems.push(format!(
+                "index: {} more rows missing, extra or different (not listed)",
+                self.unlisted
+            ));
+        }
+    }
+
+    /// The rows ingest wrote for these entries, rebuilt from their bytes. An entry that does
+    /// not read as an envelope, or an event that does not parse, gives no rows (it gave none
+    /// when it was appended, and no verdict can read it either); it is counted.
+    fn rebuild(&self, entries: &[entry::Model], report: &mut AuditReport) -> Rows {
+        let mut rows = Rows::default();
+        for e in entries {
+            let Ok(body) = envelope::read_body(&e.data) else {
+                report.entries_unreadable += 1;
+                continue;
+            };
+            let org = index::org_of_signer(&body.device_id, |d| self.devices.get(d).cloned());
+            for (pos, json) in body.events.iter().enumerate() {
+                match index::reindex_event(json, org.as_deref().unwrap_or("")) {
+                    Ok(v) => add_event_rows(&mut rows, e.idx, pos as i32, &v),
+                    Err(_) => report.entries_unreadable += 1,
+                }
+            }
+        }
+        rows
+    }
+
+    fn compare<V: Row>(
+        &mut self,
+        table: &str,
+        mut expected: BTreeMap<String, V>,
+        stored: BTreeMap<String, V>,
+        report: &mut AuditReport,
+    ) {
+        for (key, found) in stored {
+            let finding = match expected.remove(&key) {
+                Some(want) if want == found => continue,
+                Some(want) => format!(
+                    "index: {table} row {key} differs: the entries give {}, the table holds {}",
+                    want.describe(),
+                    found.describe()
+                ),
+                None => format!(
+                    "index: {table} row {key} is extra: no entry gives it (the table holds {})",
+                    found.describe()
+                ),
+            };
+            self.note(finding, report);
+        }
+        for (key, want) in expected {
+            self.note(
+                format!(
+                    "index: {table} row {key} is missing: the entries give {}",
+                    want.describe()
+                ),
+                report,
+            );
+        }
+    }
+
+    fn note(&mut self, finding: String, report: &mut AuditReport) {
+        if self.listed < MAX_LISTED {
+            self.listed += 1;
+            report.problems.push(finding);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+}
+
+/// The rows `insert_entries` writes for one event of entry `idx` at `pos`: its `events` row,
+/// one `epcs` row per identifier it names (the first role counts), one `commissions` row per
+/// serial it commissions.
+fn add_event_rows(rows: &mut Rows, idx: i64, pos: i32, v: &IndexedEvent) {
+    let event_key = hex::encode(v.hash);
+    rows.events.insert(
+        format!("event {event_key}"),
+        event::Model {
+            hash: v.hash.to_vec(),
+            entry_idx: idx,
+            position: pos,
+            event_time_ms: v.event_time_ms,
+            event_type: v.event_type.clone(),
+            action: v.action.clone(),
+            biz_step: v.biz_step.clone(),
+            disposition: v.disposition.clone(),
+            read_point: v.read_point.clone(),
+            biz_location: v.biz_location.clone(),
+        },
+    );
+    for (key, role) in &v.ids {
+        rows.epcs
+            .entry(format!("{key} in event {event_key}"))
+            .or_insert_with(|| epc::Model {
+                epc: key.clone(),
+                event_hash: v.hash.to_vec(),
+                entry_idx: idx,
+                position: pos,
+                event_time_ms: v.event_time_ms,
+                role: *role,
+            });
+    }
+    for c in &v.commissions {
+        rows.commissions.insert(
+            c.sgtin.clone(),
+            commission::Model {
+                sgtin: c.sgtin.clone(),
+                gtin: c.gtin.clone(),
+                entry_idx: idx,
+                org_id: c.org.clone(),
+                lot: c.lot.clone(),
+                expiry: c.expiry.clone(),
+            },
+        );
+    }
+}
+
+/// Which rows of the three tables to read, by `entry_idx`.
+#[derive(Clone, Copy)]
+enum Span {
+    /// The rows of entries `from..to`.
+    Page(u64, u64),
+    /// At most [`BEYOND_LISTED`] rows at or beyond the head `size`, or negative.
+    Outside(u64),
+}
+
+impl Span {
+    fn condition<C: ColumnTrait>(self, col: C) -> Condition {
+        match self {
+            Span::Page(from, to) => Condition::all()
+                .add(col.gte(from as i64))
+                .add(col.lt(to as i64)),
+            Span::Outside(size) => Condition::any().add(col.gte(size as i64)).add(col.lt(0i64)),
+        }
+    }
+
+    fn limit(self) -> Option<u64> {
+        match self {
+            Span::Page(..) => None,
+            Span::Outside(_) => Some(BEYOND_LISTED),
+        }
+    }
+}
+
+/// The rows the three tables hold for `span`.
+async fn stored_rows(db: &Database, span: Span) -> Result<Rows, StoreError> {
+    Ok(Rows {
+        events: keyed(
+            event::Entity::find()
+                .filter(span.condition(event::Column::EntryIdx))
+                .limit(span.limit())
+                .all(&db.conn)
+                .await?,
+        ),
+        epcs: keyed(
+            epc::Entity::find()
+                .filter(span.condition(epc::Column::EntryIdx))
+                .limit(span.limit())
+                .all(&db.conn)
+                .await?,
+        ),
+        commissions: keyed(
+            commission::Entity::find()
+                .filter(span.condition(commission::Column::EntryIdx))
+                .limit(span.limit())
+                .all(&db.conn)
+                .await?,
+        ),
+    })
+}
+
+fn keyed<V: Row>(rows: Vec<V>) -> BTreeMap<String, V> {
+    rows.into_iter().map(|r| (r.key(), r)).collect()
+}
+
+/// Checks the index rows of the first `size` entries against the entries, page by page,
+/// without the tree audit: what the server runs at start (see `server::start`).
+pub async fn check_index(db: &Database, size: u64) -> Result<AuditReport, StoreError> {
+    let mut audit = IndexAudit::load(db).await?;
+    let mut report = AuditReport {
+        size,
+        ..Default::default()
+    };
+    let mut next = 0u64;
+    while next < size {
+        let Some(rows) = crate::audit::read_page(db, next, size, &mut report).await? else {
+            return Ok(report);
+        };
+        audit.check_page(db, next, &rows, &mut report).await?;
+        next += rows.len() as u64;
+        report.entries_checked = next;
+    }
+    audit.check_beyond(db, size, &mut report).await?;
+    audit.finish(&mut report);
+    Ok(report)
+}

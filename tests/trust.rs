@@ -1,0 +1,227 @@
+//! Issue 21, items 3 and 4, through the real server: every reason of a verdict cites every
+//! entry it rests on, with proofs an anonymous caller can check and no party named; and a
+//! server refuses to start on an index the log does not give.
+
+mod common;
+
+use common::*;
+use rxledger_core::checkpoint;
+use rxledger_core::merkle;
+use serde_json::{Value, json};
+
+const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
+const CASE: &str = "urn:epc:id:sscc:0614141.1234567890";
+const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
+const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict reasons { code message evidence } evidence { index leafHash treeSize proof } checkpointSize checkpointNote timeline { index inherited } } }";
+
+/// `corner`, a pharmacy with a site and an API key.
+async fn pharmacy_key(app: &TestApp) -> String {
+    let a = app.app();
+    a.registry
+        .add_organization("corner", "Corner Pharmacy", "PHARMACY")
+        .await
+        .unwrap();
+    a.registry
+        .add_site("0614141000029", "corner", "Corner")
+        .await
+        .unwrap();
+    a.api_keys
+        .issue("corner", "PHARMACY", "till", None)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Runs a state change on `serial` (or a lot recall) and returns its entry index.
+async fn change(app: &TestApp, key: &str, mutation: &str) -> u64 {
+    let r = app
+        .graphql_as(
+            Some(key),
+            &format!("mutation {{ {mutation} {{ entryIndex }} }}"),
+            json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{mutation}: {r}");
+    let field = mutation.split('(').next().unwrap();
+    r["data"][field]["entryIndex"].as_u64().unwrap()
+}
+
+fn pack_code(serial: &str) -> String {
+    format!("(01)10614141073464(21){serial}")
+}
+
+/// Each cited index has its proof in `evidence`, and the proof verifies against the
+/// checkpoint the answer names.
+fn check_proofs(app: &TestApp, v: &Value, cited: &[u64]) {
+    let cp = checkpoint::open_checkpoint(v["checkpointNote"].as_str().unwrap(), &app.log())
+        .expect("the answer's checkpoint is signed by the log");
+    assert_eq!(cp.size, v["checkpointSize"].as_u64().unwrap());
+    for &index in cited {
+        let e = v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["index"].as_u64() == Some(index))
+            .unwrap_or_else(|| panic!("entry {index} is cited but has no proof: {v}"));
+        let leaf: merkle::Hash = hex::decode(e["leafHash"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let proof: Vec<merkle::Hash> = e["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                hex::decode(h.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        merkle::verify_inclusion(&leaf, index, cp.size, &proof, &cp.root)
+            .unwrap_or_else(|err| panic!("entry {index}: {err}"));
+    }
+}
+
+fn reason<'v>(v: &'v Value, code: &str) -> &'v Value {
+    v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} reason: {v}"))
+}
+
+/// Four packs out of the supply chain, each a different way: (serial, verdict, the entries
+/// its reason must cite). Packs 1 to 3 were commissioned at entry 0, pack 4 in lot L2 later.
+async fn four_packs_out(app: &TestApp) -> [(&'static str, &'static str, Vec<u64>); 4] {
+    let mut line = app.acme_with_packs(&["1", "2", "3"]).await;
+    let commissioned = line
+        .send_events(vec![commission(&["4"], "L2", "2031-06-30")])
+        .await;
+    let lot2 = commissioned.entry_index.unwrap();
+    let packed = line
+        .send_events(vec![firmware_sim::events::aggregation(
+            &now_rfc3339(),
+            "ADD",
+            CASE,
+            &[format!("{PACK_URN}3")],
+            PLANT,
+        )])
+        .await;
+    let stolen_case = line
+        .send_events(vec![json!({
+            "type": "ObjectEvent", "eventTime": now_rfc3339(), "eventTimeZoneOffset": "+00:00",
+            "epcList": [CASE], "action": "OBSERVE", "disposition": "stolen",
+            "readPoint": {"id": PLANT}
+        })])
+        .await;
+    assert_eq!(stolen_case.status.as_str(), "ACCEPTED", "{stolen_case:?}");
+    let (packed, stolen_case) = (
+        packed.entry_index.unwrap(),
+        stolen_case.entry_index.unwrap(),
+    );
+    let pharmacy = pharmacy_key(app).await;
+    let regulator = app.regulator_key().await;
+    let dispensed = change(
+        app,
+        &pharmacy,
+        &format!("dispense(code: \"{}\")", pack_code("1")),
+    )
+    .await;
+    let destroyed = change(
+        app,
+        &regulator,
+        &format!("destroy(code: \"{}\")", pack_code("2")),
+    )
+    .await;
+    let recalled = change(
+        app,
+        &regulator,
+        "recallLot(gtin: \"10614141073464\", lot: \"L2\")",
+    )
+    .await;
+    [
+        ("1", "ALREADY_DISPENSED", vec![dispensed]),
+        ("2", "DESTROYED", vec![destroyed]),
+        // The case's theft reached the pack through the packing entry.
+        ("3", "STOLEN", vec![stolen_case, packed]),
+        // The lot's recall reached the pack through the commissioning that gave it its lot.
+        ("4", "RECALLED", vec![recalled, lot2]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_verdicts_cite_every_entry_they_rest_on_and_name_no_party() {
+    let app = spawn_app().await;
+    let cases = four_packs_out(&app).await;
+    let lot2 = cases[3].2[1];
+    for (serial, code, cited) in cases {
+        let r = app
+            .graphql(VERIFY, json!({ "code": pack_code(serial) }))
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+        let v = &r["data"]["verify"];
+        assert_eq!(v["verdict"], code, "{v}");
+        let evidence: Vec<u64> = reason(v, code)["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap())
+            .collect();
+        assert_eq!(evidence, cited, "{code}: {v}");
+        let authentic = reason(v, "AUTHENTIC")["evidence"].clone();
+        let commissioning = if serial == "4" { lot2 } else { 0 };
+        assert_eq!(authentic, json!([commissioning]), "{v}");
+        check_proofs(&app, v, &cited);
+        check_proofs(&app, v, &[commissioning]);
+        let text = v.to_string();
+        for party in [
+            "corner",
+            "emvo",
+            "acme",
+            "line-1",
+            "0614141000029",
+            "0614141000005",
+        ] {
+            assert!(!text.contains(party), "{code} reveals {party}: {text}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refuses_to_start_on_an_index_the_log_does_not_give() {
+    let mut app = spawn_app().await;
+    app.acme_with_packs(&["1"]).await;
+    let pharmacy = pharmacy_key(&app).await;
+    let dispensed = change(
+        &app,
+        &pharmacy,
+        &format!("dispense(code: \"{}\")", pack_code("1")),
+    )
+    .await;
+    let before = app.graphql(VERIFY, json!({ "code": pack_code("1") })).await;
+    assert_eq!(before["data"]["verify"]["verdict"], "ALREADY_DISPENSED");
+    // A clean log starts again.
+    app.restart().await;
+    app.app.take().unwrap().shutdown().await;
+
+    // The issue's attack: the dispensed pack's index rows deleted behind the server's back.
+    let db = rxledger_store::connect(&app.cfg.database).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    db.conn
+        .execute_unprepared(&format!(
+            "DELETE FROM epcs WHERE epc = 'sgtin:10614141073464.1' AND entry_idx = {dispensed}"
+        ))
+        .await
+        .unwrap();
+    let refused = rxledger::server::start(app.cfg.clone()).await;
+    let err = format!("{:#}", refused.err().expect("the start is refused"));
+    assert!(
+        err.contains("the index does not match the log")
+            && err.contains("epcs row sgtin:10614141073464.1 in event")
+            && err.contains(&format!("is missing: the entries give entry {dispensed}")),
+        "{err}"
+    );
+}
