@@ -19,12 +19,13 @@ pub mod postings;
 pub mod registry;
 #[cfg(feature = "testdb")]
 pub mod testdb;
+pub mod witnessing;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect};
 pub use error::StoreError;
-pub use ledger::{Admission, Batch, Ledger, NewEntry, SignedHead};
+pub use ledger::{Admission, Batch, Ledger, LogKeys, NewEntry, SignedHead};
 pub use registry::Registry;
 
 /// Milliseconds since the Unix epoch. The store is the only place that reads the clock.
