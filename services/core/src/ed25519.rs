@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
-use crate::keys::{KeyError, SignatureError, check_key_name};
+use crate::keys::{KeyError, SignatureError, check_key_name, split_vkey};
 
 /// Length of an Ed25519 public key and of a secret seed.
 pub const KEY_LEN: usize = 32;
@@ -169,16 +169,7 @@ impl Ed25519Verifier {
 
     /// Parses a vkey of type `0x01` or `0x04`; the key ID must match the name and key.
     pub fn from_vkey(s: &str) -> Result<Self, KeyError> {
-        let mut parts = s.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(blob)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(KeyError::BadVerifierKey);
-        };
-        if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(KeyError::BadVerifierKey);
-        }
-        let id = u32::from_str_radix(id_hex, 16).map_err(|_| KeyError::BadVerifierKey)?;
-        let blob = B64.decode(blob).map_err(|_| KeyError::BadVerifierKey)?;
+        let (name, id, blob) = split_vkey(s)?;
         let (&type_byte, key) = blob.split_first().ok_or(KeyError::BadVerifierKey)?;
         let kind = EdKind::from_type_byte(type_byte).ok_or(KeyError::UnknownSignatureType)?;
         let key: &[u8; KEY_LEN] = key.try_into().map_err(|_| KeyError::BadLength {

@@ -15,7 +15,7 @@ use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::web::{Data, Path as UrlPath};
 use poem::{Body, EndpointExt as _, IntoResponse, Response, Route, get, handler, post};
-use rxledger_core::checkpoint::Checkpoint;
+use rxledger_core::checkpoint::{self, CheckpointError};
 use rxledger_core::cosignature;
 use rxledger_core::ed25519::{Ed25519Key, Ed25519Verifier, EdKind};
 use rxledger_core::witness::{self, Latest, Refusal};
@@ -138,7 +138,7 @@ pub async fn start(cfg: WitnessConfig) -> Result<WitnessServer, StartError> {
     let task = tokio::spawn(
         poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
             app,
-            async {
+            async move {
                 let _ = stopped.await;
             },
             Some(std::time::Duration::from_secs(5)),
@@ -218,14 +218,16 @@ impl Witness {
             }
             Answer::Refused(r)
         })?;
-        let line = cosignature::cosign(&cp.body(), &self.verifier, &self.key, now_secs())
-            .map_err(|e| Answer::Refused(Refusal::BadRequest(e.to_string())))?;
+        // The cosigned message is the whole note text, extension lines included.
+        let bad = |e: CheckpointError| Answer::Refused(Refusal::BadRequest(e.to_string()));
+        let (text, _) = checkpoint::split_note(req.note).map_err(bad)?;
+        let line = cosignature::cosign(text, &self.verifier, &self.key, now_secs()).map_err(bad)?;
         let next = Witnessed {
             latest: Latest {
                 size: cp.size,
                 root: cp.root,
             },
-            note: note_with(req.note, &cp, &line),
+            note: cosignature::with_lines(req.note, std::slice::from_ref(&line)),
         };
         let previous = latest.map(|l| l.size);
         if !self.state.record(origin, previous, &next, now_ms()).await? {
@@ -242,12 +244,6 @@ impl Witness {
         }
         Ok(line)
     }
-}
-
-/// The submitted note with the witness's cosignature, as the monitoring route serves it.
-fn note_with(note: &str, cp: &Checkpoint, line: &str) -> String {
-    debug_assert!(note.starts_with(&cp.body()));
-    cosignature::with_lines(note, &[line.to_owned()])
 }
 
 fn refusal(r: &Refusal) -> Response {

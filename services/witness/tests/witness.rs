@@ -69,9 +69,11 @@ async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body.as_bytes()).await.unwrap();
+    // A server that refuses a body may answer and close before taking all of it: what it
+    // answered is what counts.
+    let _ = s.write_all(body.as_bytes()).await;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
+    let _ = s.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
