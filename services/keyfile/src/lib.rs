@@ -16,12 +16,15 @@ use rxledger_core::keys::{KeyError, SigningKey};
 /// A secret key kept in a file as 64 hex characters: the log's and devices' secp256k1 keys,
 /// the log's and witnesses' Ed25519 keys.
 pub trait SecretKey: Sized {
+    /// What the key is, for error messages.
+    const KIND: &'static str;
     fn from_hex(hex: &str) -> Result<Self, KeyError>;
     fn to_secret_hex(&self) -> String;
     fn generate() -> Self;
 }
 
 impl SecretKey for SigningKey {
+    const KIND: &'static str = "secp256k1";
     fn from_hex(hex: &str) -> Result<Self, KeyError> {
         SigningKey::from_hex(hex)
     }
@@ -34,6 +37,7 @@ impl SecretKey for SigningKey {
 }
 
 impl SecretKey for Ed25519Key {
+    const KIND: &'static str = "Ed25519";
     fn from_hex(hex: &str) -> Result<Self, KeyError> {
         Ed25519Key::from_hex(hex)
     }
@@ -54,8 +58,12 @@ pub enum KeyFileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("key file {path} is not a secret key (expected 64 hex characters): {why}")]
-    Invalid { path: String, why: String },
+    #[error("key file {path} is not a {kind} secret key (expected 64 hex characters): {why}")]
+    Invalid {
+        path: String,
+        kind: &'static str,
+        why: String,
+    },
     #[error("cannot write key file {path}: {source}")]
     Write {
         path: String,
@@ -79,6 +87,7 @@ pub fn load_key<K: SecretKey>(path: &Path) -> Result<K, KeyFileError> {
     })?;
     K::from_hex(text.trim()).map_err(|e| KeyFileError::Invalid {
         path: p,
+        kind: K::KIND,
         why: e.to_string(),
     })
 }
