@@ -130,7 +130,8 @@ impl Storage {
 enum Command {
     /// Run the ledger, the MQTT ingest and the HTTP API.
     Serve(Box<Serve>),
-    /// Write a new secp256k1 key (mode 0600) and print its public key.
+    /// Write a new secp256k1 key and the Ed25519 key beside it (`<stem>.ed25519.key`), both
+    /// mode 0600, and print their public keys.
     Keygen {
         /// Where to write the key.
         #[arg(long, env = "RXLEDGER_KEY")]
@@ -152,6 +153,9 @@ enum Command {
         /// A checkpoint saved earlier: the log must be consistent with it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// With --checkpoint: the witnesses whose cosignatures it must carry.
+        #[command(flatten)]
+        witnesses: WitnessKeys,
     },
     /// Copy the live SQLite database to FILE: a consistent snapshot, WAL included, taken while
     /// the server runs (a plain `cp` of the file is not). The log key is not in it: keep
@@ -226,6 +230,82 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     ExportSchema,
+    /// Print the log's verifier keys: the k256 one (receipts, `rxledger audit`) and the
+    /// Ed25519 one that witnesses are started with (`rxledger witness --log`).
+    Vkey {
+        #[command(flatten)]
+        storage: Storage,
+        /// The log key file (default: DATA_DIR/log.key); the Ed25519 key is beside it.
+        #[arg(long, env = "RXLEDGER_KEY")]
+        key: Option<PathBuf>,
+    },
+    /// Check a checkpoint note offline: the log's signature (k256 or Ed25519 verifier key) and,
+    /// with --witness-key, a quorum of witness cosignatures. Needs no database.
+    VerifyCheckpoint {
+        /// The note, e.g. saved from GraphQL `checkpoint { cosigned { note } }`.
+        file: PathBuf,
+        /// The log's verifier key (`rxledger vkey` prints both).
+        #[arg(long, env = "RXLEDGER_VERIFIER_KEY")]
+        log_key: String,
+        #[command(flatten)]
+        witnesses: WitnessKeys,
+    },
+    /// Run a C2SP tlog-witness (POST /add-checkpoint) for one or more logs: it cosigns each
+    /// checkpoint consistent with what it cosigned before, and refuses any other.
+    Witness(WitnessArgs),
+}
+
+/// Witness keys a checkpoint must carry cosignatures from.
+#[derive(Args, Clone)]
+struct WitnessKeys {
+    /// A witness's cosigner verifier key (type 0x04), as `rxledger witness` prints it.
+    /// Repeatable.
+    #[arg(long = "witness-key", value_parser = cosigner_vkey)]
+    keys: Vec<rxledger_core::ed25519::Ed25519Verifier>,
+    /// How many of them must have cosigned. Default: all given.
+    #[arg(long = "witness-quorum")]
+    quorum: Option<usize>,
+}
+
+impl WitnessKeys {
+    fn quorum(&self) -> anyhow::Result<rxledger_core::cosignature::Quorum> {
+        let need = self.quorum.unwrap_or(self.keys.len());
+        if need > self.keys.len() {
+            bail!(
+                "--witness-quorum {need} is more than the {} --witness-key given",
+                self.keys.len()
+            );
+        }
+        Ok(rxledger_core::cosignature::Quorum {
+            witnesses: self.keys.clone(),
+            need,
+        })
+    }
+}
+
+#[derive(Args)]
+struct WitnessArgs {
+    /// Directory for the witness's key (`witness.key`, created on first start) and state
+    /// (`witness.db`).
+    #[arg(
+        long,
+        env = "RXLEDGER_WITNESS_DATA",
+        default_value = "rxledger-witness"
+    )]
+    data: PathBuf,
+    /// HTTP address; port 0 picks a free port.
+    #[arg(
+        long,
+        env = "RXLEDGER_WITNESS_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
+    listen: SocketAddr,
+    /// A log to witness: its Ed25519 verifier key, as `rxledger vkey` prints it. Repeatable.
+    #[arg(long = "log", required = true, value_parser = ed25519_vkey)]
+    logs: Vec<rxledger_core::ed25519::Ed25519Verifier>,
+    /// The witness's key name. Default: rxledger.witness/<hash of its public key>.
+    #[arg(long, env = "RXLEDGER_WITNESS_NAME")]
+    name: Option<String>,
 }
 
 #[derive(Args)]
@@ -269,6 +349,14 @@ struct Serve {
     /// it with NOT_IN_YOUR_CUSTODY and raises the same alert.
     #[arg(long, env = "RXLEDGER_CUSTODY_POLICY", default_value = "warn", value_parser = custody_policy)]
     custody_policy: rxledger_core::verdict::CustodyPolicy,
+    /// A witness to submit every new checkpoint to: `<its cosigner vkey>=http://host:port`,
+    /// as `rxledger witness` prints it. Repeatable.
+    #[arg(long = "witness", value_parser = witness_spec)]
+    witnesses: Vec<rxledger_witness::WitnessClient>,
+    /// Cosignatures a checkpoint needs before it is published as cosigned. Default: 1 when
+    /// witnesses are given.
+    #[arg(long, env = "RXLEDGER_WITNESS_QUORUM")]
+    witness_quorum: Option<usize>,
     /// Serve Prometheus metrics at http://ADDR/metrics, on a listener of its own (off by
     /// default; bind it to loopback or a private interface: it needs no key).
     #[arg(long, env = "RXLEDGER_METRICS_LISTEN")]
@@ -520,8 +608,15 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(s) => serve(*s).await,
         Command::Keygen { out, force } => {
             let key = keyfile::generate(&out, force)?;
-            println!("wrote {} (mode 0600)", out.display());
+            let ed_path = keyfile::ed25519_path(&out);
+            let ed: rxledger_core::ed25519::Ed25519Key = keyfile::generate_key(&ed_path, force)?;
+            println!(
+                "wrote {} and {} (mode 0600)",
+                out.display(),
+                ed_path.display()
+            );
             println!("public key: {}", key.public_hex());
+            println!("ed25519 public key: {}", hex::encode(ed.public_bytes()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
@@ -529,7 +624,13 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             key,
             verifier_key,
             checkpoint,
-        } => run_audit(&storage, key, verifier_key, checkpoint).await,
+            witnesses,
+        } => run_audit(&storage, key, verifier_key, checkpoint, &witnesses).await,
+        Command::VerifyCheckpoint {
+            file,
+            log_key,
+            witnesses,
+        } => verify_checkpoint(&file, &log_key, &witnesses),
         Command::Backup { storage, file } => backup(&storage, &file).await,
         Command::Restore {
             storage,
@@ -576,6 +677,122 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             print!("{}", rxledger_graphql::sdl());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Vkey { storage, key } => vkey(&storage, &storage.key(&key)).await,
+        Command::Witness(w) => witness(w).await,
+    }
+}
+
+/// `rxledger vkey`: both verifier keys of the log in this data directory.
+async fn vkey(storage: &Storage, key_path: &Path) -> anyhow::Result<ExitCode> {
+    let key = keyfile::load(key_path)?;
+    let (ed, _) = keyfile::load_or_create_key::<rxledger_core::ed25519::Ed25519Key>(
+        &keyfile::ed25519_path(key_path),
+    )?;
+    let db = rxledger_store::connect(&storage.url()?).await?;
+    let head = rxledger_store::ledger::read_head(&db).await?;
+    let origin = rxledger_store::ledger::read_checkpoint_origin(&head.note)?;
+    let k256 = LogVerifier::new(&origin, key.public_key()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ed = ed
+        .verifier(&origin, rxledger_core::ed25519::EdKind::Note)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("k256:    {}", k256.to_vkey());
+    println!("ed25519: {}", ed.to_vkey());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rxledger witness`: runs until SIGTERM or Ctrl-C.
+async fn witness(w: WitnessArgs) -> anyhow::Result<ExitCode> {
+    let stop = shutdown_signal()?;
+    std::fs::create_dir_all(&w.data)
+        .with_context(|| format!("cannot create witness directory {}", w.data.display()))?;
+    let server = rxledger_witness::server::start(rxledger_witness::WitnessConfig {
+        data: w.data,
+        listen: w.listen,
+        name: w.name,
+        logs: w.logs,
+    })
+    .await?;
+    println!("witness vkey: {}", server.verifier.to_vkey());
+    println!("listening on http://{}", server.addr);
+    stop.await;
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--log`: an Ed25519 note verifier key (type 0x01), named by the log's origin.
+fn ed25519_vkey(s: &str) -> Result<rxledger_core::ed25519::Ed25519Verifier, String> {
+    let v = rxledger_core::ed25519::Ed25519Verifier::from_vkey(s).map_err(|e| e.to_string())?;
+    if v.kind() != rxledger_core::ed25519::EdKind::Note {
+        return Err("not a log key (signed-note type 0x01); see `rxledger vkey`".into());
+    }
+    Ok(v)
+}
+
+/// `rxledger verify-checkpoint`: the log's signature and the witnesses' quorum, offline.
+fn verify_checkpoint(
+    file: &Path,
+    log_key: &str,
+    witnesses: &WitnessKeys,
+) -> anyhow::Result<ExitCode> {
+    use rxledger_core::checkpoint::NoteVerifier;
+    let note = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read checkpoint file {}", file.display()))?;
+    let log: Box<dyn NoteVerifier> =
+        match rxledger_core::ed25519::Ed25519Verifier::from_vkey(log_key) {
+            Ok(v) if v.kind() == rxledger_core::ed25519::EdKind::Note => Box::new(v),
+            _ => Box::new(
+                LogVerifier::from_vkey(log_key)
+                    .map_err(|e| anyhow::anyhow!("bad --log-key: {e}"))?,
+            ),
+        };
+    match rxledger_core::cosignature::open_cosigned(&note, log.as_ref(), &witnesses.quorum()?) {
+        Ok((cp, names)) => {
+            println!("origin:   {}", cp.origin);
+            println!("size:     {}", cp.size);
+            println!("root:     {}", hex::encode(cp.root));
+            println!(
+                "cosigned: {}",
+                if names.is_empty() {
+                    "-".into()
+                } else {
+                    names.join(", ")
+                }
+            );
+            println!("CHECKPOINT VERIFIED");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("CHECKPOINT REFUSED: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// `--witness-key`: a cosigner verifier key (type 0x04).
+fn cosigner_vkey(s: &str) -> Result<rxledger_core::ed25519::Ed25519Verifier, String> {
+    let v = rxledger_core::ed25519::Ed25519Verifier::from_vkey(s).map_err(|e| e.to_string())?;
+    if v.kind() != rxledger_core::ed25519::EdKind::Cosignature {
+        return Err(
+            "not a witness key (signed-note type 0x04); `rxledger witness` prints it".into(),
+        );
+    }
+    Ok(v)
+}
+
+/// `--witness`: `<cosigner vkey>=http://host:port[/prefix]`.
+fn witness_spec(s: &str) -> Result<rxledger_witness::WitnessClient, String> {
+    rxledger_witness::WitnessClient::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--witness-quorum`: between 1 and the number of witnesses; 1 by default.
+fn witness_quorum(witnesses: usize, quorum: Option<usize>) -> anyhow::Result<usize> {
+    match (witnesses, quorum) {
+        (0, None | Some(0)) => Ok(0),
+        (0, Some(_)) => bail!("--witness-quorum needs at least one --witness"),
+        (n, Some(k)) if k == 0 || k > n => {
+            bail!("--witness-quorum must be between 1 and the {n} witnesses given")
+        }
+        (_, k) => Ok(k.unwrap_or(1)),
     }
 }
 
@@ -630,6 +847,8 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
             ..Default::default()
         },
         custody_policy: s.custody_policy,
+        witness_quorum: witness_quorum(s.witnesses.len(), s.witness_quorum)?,
+        witnesses: s.witnesses.clone(),
     };
     let stop = shutdown_signal()?;
     let app = server::start(cfg.clone()).await?;
@@ -643,6 +862,17 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     println!("log origin:   {}", app.ledger.origin());
     println!("public key:   {}", app.ledger.key().public_hex());
     println!("verifier key: {}", app.ledger.verifier().to_vkey());
+    if let Some(ed) = app.ledger.ed25519_verifier() {
+        println!("ed25519 vkey: {}", ed.to_vkey());
+    }
+    if app.witnessing.is_enabled() {
+        let status = app.ledger.witnesses().status();
+        println!(
+            "witnesses:    {} (quorum {})",
+            status.witnesses.len(),
+            status.quorum
+        );
+    }
     println!("log size:     {}", head.size);
     println!(
         "mqtt:         mqtt://{}:{}",
@@ -734,7 +964,11 @@ async fn run_audit(
     key: Option<PathBuf>,
     verifier_key: Option<String>,
     checkpoint: Option<PathBuf>,
+    witnesses: &WitnessKeys,
 ) -> anyhow::Result<ExitCode> {
+    if !witnesses.keys.is_empty() && checkpoint.is_none() {
+        bail!("--witness-key checks the cosignatures of --checkpoint FILE; give one");
+    }
     let url = storage.url()?;
     let db = rxledger_store::connect(&url).await?;
     let head = rxledger_store::ledger::read_head(&db).await?;
@@ -747,6 +981,12 @@ async fn run_audit(
         ),
         None => None,
     };
+    if let Some(note) = saved.as_deref().filter(|_| !witnesses.keys.is_empty()) {
+        let (cp, names) =
+            rxledger_core::cosignature::open_cosigned(note, &verifier, &witnesses.quorum()?)
+                .map_err(|e| anyhow::anyhow!("the saved checkpoint is not cosigned: {e}"))?;
+        println!("cosigned:     size {} by {}", cp.size, names.join(", "));
+    }
     let mut last = std::time::Instant::now();
     let report = audit::audit(&db, &verifier, saved.as_deref(), |done, total| {
         if last.elapsed() > Duration::from_millis(500) || done == total {

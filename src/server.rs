@@ -17,7 +17,8 @@ use rxledger_graphql::cost::{LimitCode, Limits, Payer};
 use rxledger_graphql::ratelimit::{Limiter, RouteCost};
 use rxledger_ingest::{Gatekeeper, Ingest, IngestConfig, MqttTarget, broker};
 use rxledger_store::packs::Packs;
-use rxledger_store::{Alerts, ApiKeys, Ledger, Registry};
+use rxledger_store::{Alerts, ApiKeys, Ledger, LogKeys, Registry};
+use rxledger_witness::{CheckpointFile, WitnessClient, Witnessing};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
@@ -50,6 +51,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// A dispense by a pharmacy that does not hold the pack: recorded with an alert, or refused.
     pub custody_policy: rxledger_core::verdict::CustodyPolicy,
+    /// The witnesses each checkpoint is submitted to.
+    pub witnesses: Vec<WitnessClient>,
+    /// Cosignatures a checkpoint needs to be published as cosigned.
+    pub witness_quorum: usize,
 }
 
 impl ServeConfig {
@@ -72,6 +77,8 @@ impl ServeConfig {
             mqtt_tls: Default::default(),
             limits: Limits::default(),
             custody_policy: Default::default(),
+            witnesses: Vec::new(),
+            witness_quorum: 0,
         }
     }
 }
@@ -95,10 +102,15 @@ pub struct App {
     pub packs: Arc<Packs>,
     /// Whether the log key was created by this start.
     pub created_key: bool,
+    /// The witnesses and the quorum; what they answered is on `ledger.witnesses()`.
+    pub witnessing: Arc<Witnessing>,
     /// The first admin token, when this start created it (printed once, never stored).
     pub first_admin_token: Option<String>,
     ingest: Ingest,
     follower: JoinHandle<()>,
+    /// The checkpoint file's writer and the witnessing task.
+    guards: [JoinHandle<()>; 2],
+    checkpoint_file: CheckpointFile,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -122,14 +134,26 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     create_sqlite_dir(&cfg.database)?;
     let db = rxledger_store::connect(&cfg.database).await?;
     let (key, created_key) = keyfile::load_or_create(&cfg.key_path)?;
+    let (ed25519, _) = keyfile::load_or_create_key(&keyfile::ed25519_path(&cfg.key_path))?;
     let origin = cfg
         .origin
         .clone()
         .unwrap_or_else(|| default_origin(&key.public_sec1_compressed()));
-    let ledger = Arc::new(Ledger::open(db.clone(), key, &origin).await?);
+    let keys = LogKeys {
+        ecdsa: key,
+        ed25519: Some(ed25519),
+    };
+    let ledger = Arc::new(Ledger::open(db.clone(), keys, &origin).await?);
     check_index(&ledger).await?;
+    let witnessing = Witnessing::new(cfg.witnesses.clone(), cfg.witness_quorum, ledger.clone());
+    let file = CheckpointFile::beside(&cfg.key_path);
+    rxledger_witness::check_start(&ledger, &file, &witnessing).await?;
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
+    let guards = [
+        file.clone().follow(ledger.clone()),
+        witnessing.clone().spawn(alerts.clone()),
+    ];
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
@@ -167,9 +191,12 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys,
         packs,
         created_key,
+        witnessing,
         first_admin_token,
         ingest,
         follower,
+        guards,
+        checkpoint_file: file,
         http: http.task,
         http_stop: http.stop,
     })
@@ -803,6 +830,13 @@ impl App {
     pub async fn shutdown(self) {
         self.follower.abort();
         self.ingest.shutdown().await;
+        for g in &self.guards {
+            g.abort();
+        }
+        // The writer follows the head a moment behind; after the last batch, catch it up.
+        if let Err(e) = self.checkpoint_file.write(&self.ledger.head().note) {
+            tracing::error!(error = %e, "cannot record the newest checkpoint");
+        }
         let _ = self.http_stop.send(());
         let _ = self.http.await;
     }

@@ -24,18 +24,45 @@ pub struct Checkpoint {
     pub root_hash: String,
     /// The same root, base64, as written in the note.
     pub root_hash_base64: String,
-    /// The whole signed note; verify it with `ledgerPublicKey.verifierKey`.
+    /// The whole signed note; verify it with `ledgerPublicKey.verifierKey` (k256) or
+    /// `ledgerPublicKey.ed25519VerifierKey`.
     pub note: String,
+    /// The newest checkpoint a quorum of the log's witnesses cosigned (at this size or
+    /// below); null when no witness is configured or none has answered yet.
+    pub cosigned: Option<CosignedCheckpoint>,
+}
+
+/// A checkpoint with witness cosignatures (C2SP tlog-cosignature, `cosignature/v1`).
+#[derive(SimpleObject, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CosignedCheckpoint {
+    pub size: i64,
+    /// The log's note with the witnesses' cosignature lines appended.
+    pub note: String,
+    /// The names of the witnesses that cosigned it.
+    pub cosigners: Vec<String>,
+}
+
+impl CosignedCheckpoint {
+    /// The ledger's newest cosigned checkpoint, if any.
+    pub fn of(ledger: &rxledger_store::Ledger) -> Option<Self> {
+        ledger.witnesses().cosigned().map(|c| CosignedCheckpoint {
+            size: c.size as i64,
+            note: c.note,
+            cosigners: c.cosigners,
+        })
+    }
 }
 
 impl Checkpoint {
-    fn from_head(origin: &str, h: &SignedHead) -> Self {
+    fn from_head(ledger: &rxledger_store::Ledger, h: &SignedHead) -> Self {
         Checkpoint {
-            origin: origin.to_string(),
+            origin: ledger.origin().to_string(),
             size: h.size as i64,
             root_hash: hex::encode(h.root),
             root_hash_base64: B64.encode(h.root),
             note: h.note.clone(),
+            cosigned: CosignedCheckpoint::of(ledger),
         }
     }
 }
@@ -81,6 +108,9 @@ pub struct LedgerKey {
     pub public_key: String,
     /// The signed-note verifier key, `<name>+<keyid>+<base64>`.
     pub verifier_key: String,
+    /// The log's Ed25519 signed-note verifier key (type 0x01), the one witnesses and
+    /// standard tools check; null if the log has no Ed25519 key.
+    pub ed25519_verifier_key: Option<String>,
 }
 
 fn services<'a>(ctx: &'a Context<'_>) -> &'a Services {
@@ -97,7 +127,7 @@ impl LedgerQuery {
     /// The latest signed checkpoint.
     async fn checkpoint(&self, ctx: &Context<'_>) -> Checkpoint {
         let s = services(ctx);
-        Checkpoint::from_head(s.ledger.origin(), &s.ledger.head())
+        Checkpoint::from_head(&s.ledger, &s.ledger.head())
     }
 
     /// The inclusion proof of entry `index` in the tree of `treeSize` (default: latest).
@@ -188,6 +218,7 @@ impl LedgerQuery {
             origin: s.ledger.origin().to_string(),
             public_key: s.ledger.key().public_hex(),
             verifier_key: s.ledger.verifier().to_vkey(),
+            ed25519_verifier_key: s.ledger.ed25519_verifier().map(|v| v.to_vkey()),
         }
     }
 }

@@ -40,6 +40,57 @@ pub struct LedgerStatus {
     pub checkpoint_note: String,
     /// The last audit run on this node since it started (`runAudit`), if any.
     pub last_audit: Option<AuditResult>,
+    /// The log's witnesses, and whether checkpoints reach their quorum.
+    pub witnessing: Witnessing,
+}
+
+/// The node's witnesses (`serve --witness`, `--witness-quorum`).
+#[derive(SimpleObject)]
+pub struct Witnessing {
+    /// Cosignatures a checkpoint needs; 0 when no witness is configured.
+    pub quorum: i32,
+    /// The size of the newest checkpoint with a quorum; null if none yet.
+    pub cosigned_size: Option<i64>,
+    /// Whether some witness is failing now: down, or refusing this log's checkpoints.
+    pub degraded: bool,
+    pub witnesses: Vec<WitnessOut>,
+}
+
+/// One witness as this node sees it.
+#[derive(SimpleObject)]
+pub struct WitnessOut {
+    /// Its key name.
+    pub name: String,
+    pub url: String,
+    /// The size it last cosigned for this log, as far as this node knows.
+    pub cosigned_size: Option<i64>,
+    /// Whether its last request got an answer.
+    pub up: bool,
+    /// Its last failure or refusal, while it lasts.
+    pub error: Option<String>,
+}
+
+impl Witnessing {
+    fn of(ledger: &rxledger_store::Ledger) -> Self {
+        let board = ledger.witnesses();
+        let s = board.status();
+        Witnessing {
+            quorum: s.quorum as i32,
+            cosigned_size: s.cosigned_size.map(|n| n as i64),
+            degraded: board.degraded(),
+            witnesses: s
+                .witnesses
+                .into_iter()
+                .map(|w| WitnessOut {
+                    name: w.name,
+                    url: w.url,
+                    cosigned_size: w.cosigned_size.map(|n| n as i64),
+                    up: w.up,
+                    error: w.error,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -70,6 +121,7 @@ impl StatusQuery {
             root_hash: hex::encode(head.root),
             checkpoint_note: head.note,
             last_audit: last,
+            witnessing: Witnessing::of(&s.ledger),
         })
     }
 }

@@ -47,6 +47,10 @@ pub struct Verification {
     /// The checkpoint the proofs verify against.
     pub checkpoint_size: i64,
     pub checkpoint_note: String,
+    /// The newest checkpoint a quorum of witnesses cosigned, when there is one: check it
+    /// with the witnesses' keys, then `consistencyProof(fromSize: cosigned.size, toSize:
+    /// checkpointSize)` links it to `checkpointNote` (docs/VERIFY.md).
+    pub cosigned_checkpoint: Option<crate::ledger::CosignedCheckpoint>,
     /// What happened to the pack, oldest first, without any party's identity or location: fit
     /// for an anonymous caller. `provenance` gives entitled callers the full history.
     pub timeline: Vec<TimelineStep>,
@@ -342,6 +346,7 @@ impl Verification {
             evidence,
             checkpoint_size: head.size as i64,
             checkpoint_note: head.note,
+            cosigned_checkpoint: crate::ledger::CosignedCheckpoint::of(&s.ledger),
             timeline: match (&checked.state, wanted.timeline) {
                 (Some(st), true) => timeline(st),
                 _ => Vec::new(),

@@ -31,11 +31,17 @@
 //!   "rxledger/ecdsa-secp256k1-sha256" || public key)>`, see
 //!   [`LogVerifier::to_vkey`](crate::keys::LogVerifier::to_vkey).
 //!
+//! **Ed25519.** With the log's Ed25519 key, [`sign_checkpoint_with`] adds a second line under
+//! the same name: signed-note type `0x01`, key ID `SHA-256(name || 0x0A || 0x01 || key)[:4]`,
+//! an RFC 8032 signature over the note text (see [`crate::ed25519`]). Standard witnesses and
+//! Go's `note` package verify that line and ignore the k256 one, and the other way round.
+//!
 //! **Opening** a note follows signed-note: signature lines from other keys are ignored, a
 //! signature from the pinned key (same name and key ID) that fails to verify rejects the whole
 //! note, and a note with no verified signature from the pinned key is rejected. Then the body
 //! is parsed strictly and its origin must equal the pinned key name.
 
+use crate::ed25519::{Ed25519Key, EdKind};
 use crate::keys::{self, LogKey, LogVerifier, SignatureError};
 use crate::merkle::Hash;
 use base64::Engine as _;
@@ -91,6 +97,8 @@ pub enum CheckpointError {
     EmptyExtensionLine,
     #[error("checkpoint origin {got:?} is not the pinned origin {expected:?}")]
     WrongOrigin { expected: String, got: String },
+    #[error("{got} of the {need} witness cosignatures needed")]
+    NoQuorum { got: usize, need: usize },
 }
 
 impl Checkpoint {
@@ -142,15 +150,68 @@ impl Checkpoint {
     }
 }
 
+/// A pinned signer of note signature lines: the log's k256 key ([`LogVerifier`]), its Ed25519
+/// key or a witness's cosigning key ([`Ed25519Verifier`](crate::ed25519::Ed25519Verifier)).
+pub trait NoteVerifier {
+    fn name(&self) -> &str;
+    fn key_id(&self) -> u32;
+    /// Verifies a signature line's payload (after its key ID) over the note text.
+    fn verify_note(&self, text: &[u8], payload: &[u8]) -> Result<(), SignatureError>;
+}
+
+impl NoteVerifier for LogVerifier {
+    fn name(&self) -> &str {
+        LogVerifier::name(self)
+    }
+    fn key_id(&self) -> u32 {
+        LogVerifier::key_id(self)
+    }
+    fn verify_note(&self, text: &[u8], payload: &[u8]) -> Result<(), SignatureError> {
+        self.public_key().verify(text, payload)
+    }
+}
+
+/// One signature line of a note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureLine<'a> {
+    pub name: &'a str,
+    pub key_id: u32,
+    pub payload: Vec<u8>,
+    /// The whole line, with its final newline.
+    pub raw: &'a str,
+}
+
 /// Signs the checkpoint with the log key under the key name `cp.origin`; returns the whole
 /// note text. Fails if the origin cannot be a key name (empty, spaces, `+`, control chars).
 pub fn sign_checkpoint(cp: &Checkpoint, key: &LogKey) -> Result<String, CheckpointError> {
     sign_note(&cp.body(), &cp.origin, key)
 }
 
+/// [`sign_checkpoint`], then, with `ed25519`, a second signature line under the same name: the
+/// standard Ed25519 note signature (type `0x01`) that witnesses and Go's `note` package check.
+/// Verifiers of either key ignore the other's line (its key ID differs).
+pub fn sign_checkpoint_with(
+    cp: &Checkpoint,
+    key: &LogKey,
+    ed25519: Option<&Ed25519Key>,
+) -> Result<String, CheckpointError> {
+    let note = sign_checkpoint(cp, key)?;
+    let Some(ed) = ed25519 else {
+        return Ok(note);
+    };
+    let v = ed
+        .verifier(&cp.origin, EdKind::Note)
+        .map_err(|_| CheckpointError::BadKeyName)?;
+    let line = signature_line(&cp.origin, v.key_id(), &ed.sign(cp.body().as_bytes()));
+    Ok(note + &line)
+}
+
 /// Verifies `note` against the pinned log key and returns its checkpoint, whose origin must be
 /// the key name.
-pub fn open_checkpoint(note: &str, verifier: &LogVerifier) -> Result<Checkpoint, CheckpointError> {
+pub fn open_checkpoint(
+    note: &str,
+    verifier: &(impl NoteVerifier + ?Sized),
+) -> Result<Checkpoint, CheckpointError> {
     let text = open_note(note, verifier)?;
     let cp = Checkpoint::parse_body(text)?;
     if cp.origin != verifier.name() {
@@ -171,16 +232,32 @@ pub fn sign_note(text: &str, key_name: &str, key: &LogKey) -> Result<String, Che
     }
     keys::check_key_name(key_name).map_err(|_| CheckpointError::BadKeyName)?;
     let id = keys::key_id(key_name, &key.public_key());
-    let mut payload = id.to_be_bytes().to_vec();
-    payload.extend_from_slice(&key.sign(text.as_bytes()));
-    Ok(format!(
-        "{text}\n{SIG_PREFIX}{key_name} {}\n",
-        B64.encode(payload)
-    ))
+    let line = signature_line(key_name, id, &key.sign(text.as_bytes()));
+    Ok(format!("{text}\n{line}"))
+}
+
+/// `— <name> <base64(key ID || payload)>\n`.
+pub fn signature_line(key_name: &str, key_id: u32, payload: &[u8]) -> String {
+    let mut raw = key_id.to_be_bytes().to_vec();
+    raw.extend_from_slice(payload);
+    format!("{SIG_PREFIX}{key_name} {}\n", B64.encode(raw))
 }
 
 /// Verifies a signed note against the pinned key and returns its text (with final newline).
-pub fn open_note<'a>(note: &'a str, verifier: &LogVerifier) -> Result<&'a str, CheckpointError> {
+pub fn open_note<'a>(
+    note: &'a str,
+    verifier: &(impl NoteVerifier + ?Sized),
+) -> Result<&'a str, CheckpointError> {
+    let (text, lines) = split_note(note)?;
+    if !verify_lines(text, &lines, verifier)? {
+        return Err(CheckpointError::NoTrustedSignature);
+    }
+    Ok(text)
+}
+
+/// Splits a note into its text (with final newline) and its signature lines, checking the
+/// framing and the bounds ([`MAX_NOTE_LEN`], [`MAX_SIGNATURES`]) but no signature.
+pub fn split_note(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), CheckpointError> {
     if note.len() > MAX_NOTE_LEN {
         return Err(CheckpointError::TooLarge);
     }
@@ -190,36 +267,45 @@ pub fn open_note<'a>(note: &'a str, verifier: &LogVerifier) -> Result<&'a str, C
         .rfind("\n\n")
         .ok_or(CheckpointError::MissingSignatures)?;
     let (text, sigs) = (&note[..=split], &note[split + 2..]);
-    let sig_lines = sigs
-        .strip_suffix('\n')
-        .ok_or(CheckpointError::BadSignatureLine)?;
-    let mut verified = false;
-    for (n, line) in sig_lines.split('\n').enumerate() {
-        if n >= MAX_SIGNATURES {
+    if !sigs.ends_with('\n') {
+        return Err(CheckpointError::BadSignatureLine);
+    }
+    let mut lines = Vec::new();
+    for raw in sigs.split_inclusive('\n') {
+        if lines.len() >= MAX_SIGNATURES {
             return Err(CheckpointError::TooManySignatures);
         }
-        let (name, id, sig) = parse_signature_line(line)?;
-        // signed-note: only a signature whose name AND key ID match the pinned key counts;
-        // any other is ignored, even if it shares one of the two.
-        if name != verifier.name() || id != verifier.key_id() {
+        lines.push(parse_signature_line(raw)?);
+    }
+    Ok((text, lines))
+}
+
+/// signed-note: only a line whose name AND key ID match the pinned key counts; any other is
+/// ignored, even if it shares one of the two. Returns whether one verified; a matching line
+/// that fails to verify rejects the whole note.
+pub fn verify_lines(
+    text: &str,
+    lines: &[SignatureLine<'_>],
+    verifier: &(impl NoteVerifier + ?Sized),
+) -> Result<bool, CheckpointError> {
+    let mut verified = false;
+    for line in lines {
+        if line.name != verifier.name() || line.key_id != verifier.key_id() {
             continue;
         }
         verifier
-            .public_key()
-            .verify(text.as_bytes(), &sig)
+            .verify_note(text.as_bytes(), &line.payload)
             .map_err(CheckpointError::BadSignature)?;
         verified = true;
     }
-    if !verified {
-        return Err(CheckpointError::NoTrustedSignature);
-    }
-    Ok(text)
+    Ok(verified)
 }
 
-/// `— <name> <base64(key ID || signature)>` → (name, key ID, signature bytes).
-fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), CheckpointError> {
-    let rest = line
-        .strip_prefix(SIG_PREFIX)
+/// `— <name> <base64(key ID || signature)>\n` → its parts.
+fn parse_signature_line(raw: &str) -> Result<SignatureLine<'_>, CheckpointError> {
+    let rest = raw
+        .strip_suffix('\n')
+        .and_then(|l| l.strip_prefix(SIG_PREFIX))
         .ok_or(CheckpointError::BadSignatureLine)?;
     let (name, b64) = rest
         .split_once(' ')
@@ -227,14 +313,18 @@ fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), CheckpointEr
     if keys::check_key_name(name).is_err() {
         return Err(CheckpointError::BadSignatureLine);
     }
-    let raw = B64
+    let bytes = B64
         .decode(b64)
         .map_err(|_| CheckpointError::BadSignatureLine)?;
-    if raw.len() < 5 {
+    if bytes.len() < 5 {
         return Err(CheckpointError::BadSignatureLine);
     }
-    let id = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    Ok((name, id, raw[4..].to_vec()))
+    Ok(SignatureLine {
+        name,
+        key_id: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+        payload: bytes[4..].to_vec(),
+        raw,
+    })
 }
 
 /// signed-note: no ASCII control characters other than newline, and non-empty.
@@ -249,7 +339,7 @@ fn check_text(text: &str) -> Result<(), CheckpointError> {
 }
 
 /// Decimal, no sign, no leading zeroes unless the value is 0, fits u64.
-fn parse_size(s: &str) -> Result<u64, CheckpointError> {
+pub fn parse_size(s: &str) -> Result<u64, CheckpointError> {
     let digits_only = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if !digits_only || (s.len() > 1 && s.starts_with('0')) {
         return Err(CheckpointError::BadSize);

@@ -258,16 +258,7 @@ impl LogVerifier {
 
     /// Parses [`to_vkey`](Self::to_vkey) output; the key ID must match the name and key.
     pub fn from_vkey(s: &str) -> Result<Self, KeyError> {
-        let mut parts = s.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(blob)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(KeyError::BadVerifierKey);
-        };
-        if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(KeyError::BadVerifierKey);
-        }
-        let id = u32::from_str_radix(id_hex, 16).map_err(|_| KeyError::BadVerifierKey)?;
-        let blob = B64.decode(blob).map_err(|_| KeyError::BadVerifierKey)?;
+        let (name, id, blob) = split_vkey(s)?;
         let key = blob
             .strip_prefix(SIGNATURE_TYPE)
             .ok_or(KeyError::UnknownSignatureType)?;
@@ -277,6 +268,21 @@ impl LogVerifier {
         }
         Ok(v)
     }
+}
+
+/// A vkey's parts, `<name>+<8 hex key ID>+<base64 blob>`: the name, the key ID and the
+/// decoded blob (signature type and key material), unchecked.
+pub fn split_vkey(s: &str) -> Result<(&str, u32, Vec<u8>), KeyError> {
+    let mut parts = s.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(blob)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(KeyError::BadVerifierKey);
+    };
+    if id_hex.len() != 8 || !id_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(KeyError::BadVerifierKey);
+    }
+    let id = u32::from_str_radix(id_hex, 16).map_err(|_| KeyError::BadVerifierKey)?;
+    let blob = B64.decode(blob).map_err(|_| KeyError::BadVerifierKey)?;
+    Ok((name, id, blob))
 }
 
 /// The signed-note key ID of `key` under `name` with [`SIGNATURE_TYPE`].

@@ -15,7 +15,44 @@ pub mod tls;
 use std::io::Write;
 use std::path::Path;
 
-use rxledger_core::keys::SigningKey;
+use rxledger_core::ed25519::Ed25519Key;
+use rxledger_core::keys::{KeyError, SigningKey};
+
+/// A secret key kept in a file as 64 hex characters: the log's and devices' secp256k1 keys,
+/// the log's and witnesses' Ed25519 keys.
+pub trait SecretKey: Sized {
+    /// What the key is, for error messages.
+    const KIND: &'static str;
+    fn from_hex(hex: &str) -> Result<Self, KeyError>;
+    fn to_secret_hex(&self) -> String;
+    fn generate() -> Self;
+}
+
+impl SecretKey for SigningKey {
+    const KIND: &'static str = "secp256k1";
+    fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        SigningKey::from_hex(hex)
+    }
+    fn to_secret_hex(&self) -> String {
+        SigningKey::to_secret_hex(self)
+    }
+    fn generate() -> Self {
+        SigningKey::generate()
+    }
+}
+
+impl SecretKey for Ed25519Key {
+    const KIND: &'static str = "Ed25519";
+    fn from_hex(hex: &str) -> Result<Self, KeyError> {
+        Ed25519Key::from_hex(hex)
+    }
+    fn to_secret_hex(&self) -> String {
+        Ed25519Key::to_secret_hex(self)
+    }
+    fn generate() -> Self {
+        Ed25519Key::generate()
+    }
+}
 
 /// Why a key file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +63,12 @@ pub enum KeyFileError {
         path: String,
         source: std::io::Error,
     },
-    #[error("key file {path} is not a secp256k1 secret key (expected 64 hex characters): {why}")]
-    Invalid { path: String, why: String },
+    #[error("key file {path} is not a {kind} secret key (expected 64 hex characters): {why}")]
+    Invalid {
+        path: String,
+        kind: &'static str,
+        why: String,
+    },
     #[error("cannot write key file {path}: {source}")]
     Write {
         path: String,
@@ -37,33 +78,70 @@ pub enum KeyFileError {
     Exists(String),
 }
 
-/// Reads a key file.
+/// Reads a secp256k1 key file.
 pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
+    load_key(path)
+}
+
+/// Reads a key file of any kind.
+pub fn load_key<K: SecretKey>(path: &Path) -> Result<K, KeyFileError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
         path: p.clone(),
         source,
     })?;
-    SigningKey::from_hex(text.trim()).map_err(|e| KeyFileError::Invalid {
+    K::from_hex(text.trim()).map_err(|e| KeyFileError::Invalid {
         path: p,
+        kind: K::KIND,
         why: e.to_string(),
     })
 }
 
-/// Writes a new random key to `path` with mode 0600. Refuses to overwrite unless `force`.
+/// Writes a new random secp256k1 key to `path` with mode 0600. Refuses to overwrite unless
+/// `force`.
 pub fn generate(path: &Path, force: bool) -> Result<SigningKey, KeyFileError> {
-    let key = SigningKey::generate();
+    generate_key(path, force)
+}
+
+/// Writes a new random key of any kind to `path` with mode 0600.
+pub fn generate_key<K: SecretKey>(path: &Path, force: bool) -> Result<K, KeyFileError> {
+    let key = K::generate();
     create_private(path, format!("{}\n", key.to_secret_hex()).as_bytes(), force)?;
     Ok(key)
 }
 
-/// Loads the key at `path`, creating it first if there is none. Returns whether it was created.
+/// Loads the secp256k1 key at `path`, creating it first if there is none. Returns whether it
+/// was created.
 pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyFileError> {
+    load_or_create_key(path)
+}
+
+/// Loads the key of any kind at `path`, creating it first if there is none.
+pub fn load_or_create_key<K: SecretKey>(path: &Path) -> Result<(K, bool), KeyFileError> {
     if path.exists() {
-        Ok((load(path)?, false))
+        Ok((load_key(path)?, false))
     } else {
-        Ok((generate(path, false)?, true))
+        Ok((generate_key(path, false)?, true))
     }
+}
+
+/// Replaces `path` atomically: the bytes go to a temporary file beside it (mode 0600,
+/// synced), which is renamed over `path`, and the directory is synced. A crash leaves the old
+/// file or the new one, never a torn one. For state that must survive the database, such as
+/// the newest checkpoint the log signed.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // A name of its own per call, so two writers never share (and tear) a temporary file.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}.{n}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes a new secret file, creating its directory. Refuses to overwrite unless `force`.
@@ -132,6 +210,25 @@ mod tests {
         assert_eq!((same.public_hex(), created), (again.public_hex(), false));
         std::fs::write(&path, "not hex\n").unwrap();
         assert!(matches!(load(&path), Err(KeyFileError::Invalid { .. })));
+    }
+
+    #[test]
+    fn ed25519_keys_and_atomic_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.ed25519.key");
+        let (key, created) = load_or_create_key::<Ed25519Key>(&path).unwrap();
+        assert!(created);
+        let (again, created) = load_or_create_key::<Ed25519Key>(&path).unwrap();
+        assert_eq!((again.public_bytes(), created), (key.public_bytes(), false));
+        let state = dir.path().join("log.checkpoint");
+        replace_private(&state, b"one").unwrap();
+        replace_private(&state, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), "two");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary left"
+        );
     }
 
     #[cfg(unix)]

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use rxledger_core::checkpoint::{self, Checkpoint};
+use rxledger_core::ed25519::{Ed25519Key, Ed25519Verifier, EdKind};
 use rxledger_core::index::IndexedEvent;
 use rxledger_core::keys::{LogKey, LogVerifier};
 use rxledger_core::merkle::{self, Hash, NodeId, NodeSource};
@@ -134,10 +135,29 @@ pub const SEQUENCER_LOCK: i64 = 0x72786c6564676572;
 /// session, releasing the lease.
 pub const LEASE_IDLE_TIMEOUT: &str = "10s";
 
+/// The keys that sign each checkpoint: the log's k256 key (receipts, devices, API state
+/// changes) and, on a node, its Ed25519 key (the standard signed-note signature witnesses
+/// verify). A bare [`LogKey`] converts into keys without the Ed25519 one.
+#[derive(Clone, Debug)]
+pub struct LogKeys {
+    pub ecdsa: LogKey,
+    pub ed25519: Option<Ed25519Key>,
+}
+
+impl From<LogKey> for LogKeys {
+    fn from(ecdsa: LogKey) -> Self {
+        LogKeys {
+            ecdsa,
+            ed25519: None,
+        }
+    }
+}
+
 /// The verifiable log on one database.
 pub struct Ledger {
     db: Database,
     key: LogKey,
+    ed25519: Option<Ed25519Key>,
     origin: String,
     verifier: LogVerifier,
     /// The sequencer's view of the right edge. Held across the whole append transaction, so
@@ -149,19 +169,29 @@ pub struct Ledger {
     head: watch::Sender<SignedHead>,
     /// The identifier index in memory, fed with each committed batch.
     postings: std::sync::Arc<crate::postings::Postings>,
+    /// The newest cosigned checkpoint and the witnesses' state (`rxledger-witness` fills it).
+    witnesses: crate::witnessing::Board,
 }
 
 impl Ledger {
     /// Opens the log in `db`, creating the empty log (and its size-0 checkpoint) on first use.
     /// Reads only the head and the right-edge tiles, so opening takes the same time at any size.
-    pub async fn open(db: Database, key: LogKey, origin: &str) -> Result<Self, StoreError> {
+    pub async fn open(
+        db: Database,
+        keys: impl Into<LogKeys>,
+        origin: &str,
+    ) -> Result<Self, StoreError> {
+        let LogKeys {
+            ecdsa: key,
+            ed25519,
+        } = keys.into();
         let log_verifier = verifier(&key, origin)?;
         let txn = begin_write(&db.conn).await?;
         let row = match head::Entity::find_by_id(HEAD_ID).one(&txn).await? {
             Some(row) => row,
             None => {
                 let root = merkle::empty_root();
-                let note = sign(&key, origin, 0, &root)?;
+                let note = sign(&key, ed25519.as_ref(), origin, 0, &root)?;
                 let row = head::Model {
                     id: HEAD_ID,
                     size: 0,
@@ -212,12 +242,14 @@ impl Ledger {
             writer,
             db,
             key,
+            ed25519,
             origin: origin.to_string(),
             verifier: log_verifier,
             frontier: tokio::sync::Mutex::new(frontier),
             cache: Mutex::new(cache),
             head: tx,
             postings,
+            witnesses: Default::default(),
         })
     }
 
@@ -234,8 +266,20 @@ impl Ledger {
         &self.verifier
     }
 
+    /// The Ed25519 verifier of this log's checkpoints (signed-note type `0x01`), when the log
+    /// has an Ed25519 key: what witnesses are configured with.
+    pub fn ed25519_verifier(&self) -> Option<Ed25519Verifier> {
+        let key = self.ed25519.as_ref()?;
+        key.verifier(&self.origin, EdKind::Note).ok()
+    }
+
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// The newest checkpoint with a quorum of witness cosignatures, and the witnesses' state.
+    pub fn witnesses(&self) -> &crate::witnessing::Board {
+        &self.witnesses
     }
 
     /// The latest checkpoint this node knows of.
@@ -437,7 +481,13 @@ impl Ledger {
         };
         let finish = async {
             let root = root?;
-            let note = sign(&self.key, &self.origin, new_size, &root)?;
+            let note = sign(
+                &self.key,
+                self.ed25519.as_ref(),
+                &self.origin,
+                new_size,
+                &root,
+            )?;
             cp_row::Entity::insert(cp_row::ActiveModel {
                 size: Set(new_size as i64),
                 root: Set(root.to_vec()),
@@ -607,15 +657,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn sign(key: &LogKey, origin: &str, size: u64, root: &Hash) -> Result<String, StoreError> {
-    Ok(checkpoint::sign_checkpoint(
-        &Checkpoint {
-            origin: origin.to_string(),
-            size,
-            root: *root,
-        },
-        key,
-    )?)
+fn sign(
+    key: &LogKey,
+    ed25519: Option<&Ed25519Key>,
+    origin: &str,
+    size: u64,
+    root: &Hash,
+) -> Result<String, StoreError> {
+    let cp = Checkpoint {
+        origin: origin.to_string(),
+        size,
+        root: *root,
+    };
+    Ok(checkpoint::sign_checkpoint_with(&cp, key, ed25519)?)
 }
 
 /// The verifier for checkpoints signed by `key` under the name `origin`.

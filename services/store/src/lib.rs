@@ -22,12 +22,13 @@ pub mod products;
 pub mod registry;
 #[cfg(feature = "testdb")]
 pub mod testdb;
+pub mod witnessing;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
-pub use ledger::{Admission, Batch, Ledger, NewEntry, SignedHead};
+pub use ledger::{Admission, Batch, Ledger, LogKeys, NewEntry, SignedHead};
 pub use products::{Products, TradeItem};
 pub use registry::Registry;
 
