@@ -181,8 +181,13 @@ async fn fill_log(app: &TestApp) {
         hashes.push(rxledger_core::envelope::payload_hash(&payload));
         line.publish(payload).await;
     }
-    for h in &hashes {
-        assert_eq!(line.receipt_for(h).await.status.as_str(), "ACCEPTED");
+    // Receipts come in batch order, not publish order: take them as they come.
+    let mut waiting: std::collections::HashSet<String> = hashes.into_iter().collect();
+    while !waiting.is_empty() {
+        let r = line.next_receipt().await;
+        if waiting.remove(&r.payload_hash) {
+            assert_eq!(r.status.as_str(), "ACCEPTED", "{r:?}");
+        }
     }
 }
 
