@@ -123,6 +123,12 @@ async fn four_packs_out(app: &TestApp) -> [(&'static str, &'static str, Vec<u64>
     );
     let pharmacy = pharmacy_key(app).await;
     let regulator = app.regulator_key().await;
+    // A destruction witnessed by the regulator happens at one of its sites.
+    app.app()
+        .registry
+        .add_site("0614141000067", "emvo", "Inspectorate")
+        .await
+        .unwrap();
     let dispensed = change(
         app,
         &pharmacy,

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 const VERIFICATION: &str = "verdict dispensable reasons { code severity message evidence } \
     product { gtin serial lot expiry tradeItem { gtin productName strength dosageForm netContent \
     marketingAuthorisationHolder imageUrl } } status evidence { index leafHash treeSize proof } \
-    checkpointSize checkpointNote \
+    checkpointSize checkpointNote cosignedCheckpoint { size note cosigners } \
     timeline { index eventTime eventType action bizStep disposition inherited }";
 
 /// (organization, role, site GLN)
