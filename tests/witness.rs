@@ -42,6 +42,30 @@ async fn witness(dir: &Path, listen: SocketAddr, log: &Ed25519Verifier, n: u8) -
     .unwrap()
 }
 
+/// The log's keys and two witnesses on port 0 that pin its Ed25519 key.
+struct Witnessed {
+    keys: tempfile::TempDir,
+    log: Ed25519Verifier,
+    dirs: (tempfile::TempDir, tempfile::TempDir),
+    w1: WitnessServer,
+    w2: WitnessServer,
+}
+
+async fn two_witnesses() -> Witnessed {
+    let keys = tempfile::tempdir().unwrap();
+    let log = log_keys(keys.path());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w1 = witness(d1.path(), any_port(), &log, 1).await;
+    let w2 = witness(d2.path(), any_port(), &log, 2).await;
+    Witnessed {
+        keys,
+        log,
+        dirs: (d1, d2),
+        w1,
+        w2,
+    }
+}
+
 fn spec(w: &WitnessServer) -> WitnessClient {
     WitnessClient::parse(&format!("{}=http://{}", w.verifier.to_vkey(), w.addr)).unwrap()
 }
@@ -100,11 +124,13 @@ async fn until_status(
 
 #[tokio::test]
 async fn two_witnesses_cosign_and_the_quorum_verifies() {
-    let keys = tempfile::tempdir().unwrap();
-    let log = log_keys(keys.path());
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let w1 = witness(d1.path(), any_port(), &log, 1).await;
-    let w2 = witness(d2.path(), any_port(), &log, 2).await;
+    let Witnessed {
+        keys,
+        log,
+        dirs: _dirs,
+        w1,
+        w2,
+    } = two_witnesses().await;
     let t = node(keys.path(), &[&w1, &w2], 2).await;
     t.acme_with_packs(&["W1", "W2"]).await;
     let head = t.app().ledger.head();
@@ -158,11 +184,13 @@ async fn two_witnesses_cosign_and_the_quorum_verifies() {
 
 #[tokio::test]
 async fn a_witness_down_for_a_while_does_not_stop_ingest_and_is_caught_up() {
-    let keys = tempfile::tempdir().unwrap();
-    let log = log_keys(keys.path());
-    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let w1 = witness(d1.path(), any_port(), &log, 1).await;
-    let w2 = witness(d2.path(), any_port(), &log, 2).await;
+    let Witnessed {
+        keys,
+        log,
+        dirs: (_d1, d2),
+        w1,
+        w2,
+    } = two_witnesses().await;
     let w2_addr = w2.addr;
     let t = node(keys.path(), &[&w1, &w2], 2).await;
     let mut line = t.acme_with_packs(&["D1"]).await;
@@ -340,4 +368,58 @@ async fn a_fork_with_the_same_keys_never_reaches_a_quorum() {
     honest.stop().await;
     fork.stop().await;
     w.stop().await;
+}
+
+/// firmware-sim with `--witness-key` for both witnesses: after the scenario, every receipt's
+/// checkpoint is consistent with one the quorum cosigned. Demanding a witness the node never
+/// submits to fails the run and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_sim_checks_its_receipts_against_the_witnessed_log() {
+    let Witnessed {
+        keys,
+        log: _,
+        dirs: _dirs,
+        w1,
+        w2,
+    } = two_witnesses().await;
+    let t = node(keys.path(), &[&w1, &w2], 2).await;
+
+    let mut opts = t.scenario_options(12, 2);
+    opts.witnesses = Some(Quorum {
+        witnesses: vec![w1.verifier.clone(), w2.verifier.clone()],
+        need: 2,
+    });
+    opts.receipt_timeout = PATIENCE;
+    let report = firmware_sim::scenario::run_scenario(opts.clone())
+        .await
+        .unwrap();
+    assert!(report.ok(), "{}", report.summary());
+    let (size, names) = report.witnessed.clone().expect("the run was witnessed");
+    assert!(size >= report.log_growth, "{}", report.summary());
+    assert_eq!(names, vec!["witness.test/w1", "witness.test/w2"]);
+    assert!(report.summary().contains("the witnesses cosigned"));
+
+    // A witness this node never submits to can never cosign: the run must fail, naming why.
+    let stranger = Ed25519Key::generate()
+        .verifier("witness.test/stranger", EdKind::Cosignature)
+        .unwrap();
+    opts.witnesses = Some(Quorum {
+        witnesses: vec![w1.verifier.clone(), stranger],
+        need: 2,
+    });
+    opts.seed += 1;
+    opts.receipt_timeout = Duration::from_secs(2);
+    let report = firmware_sim::scenario::run_scenario(opts).await.unwrap();
+    assert!(report.witnessed.is_none());
+    assert!(
+        report
+            .failures
+            .iter()
+            .any(|f| f.contains("no checkpoint cosigned by 2 of the 2 witnesses")),
+        "{}",
+        report.summary()
+    );
+    t.stop().await;
+    w1.stop().await;
+    w2.stop().await;
 }

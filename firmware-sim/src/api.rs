@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use rxledger_core::keys::LogVerifier;
+use rxledger_core::merkle::{self, Hash};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -114,6 +115,26 @@ pub trait Api: Sync {
     /// The log's verifier key, which devices pin. Fetching it over the API trusts the API
     /// connection; a real device gets it at installation, from the operator.
     fn log_verifier(&self) -> impl Future<Output = Result<LogVerifier, ApiError>> + Send;
+    /// The newest checkpoint note a quorum of the log's witnesses cosigned, if any.
+    fn cosigned_checkpoint(&self) -> impl Future<Output = Result<Option<String>, ApiError>> + Send {
+        async {
+            Err(ApiError::Shape(
+                "cosigned checkpoints need the GraphQL API".into(),
+            ))
+        }
+    }
+    /// The RFC 9162 consistency proof from tree size `from` to `to`.
+    fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Vec<Hash>, ApiError>> + Send {
+        async move {
+            Err(ApiError::Shape(format!(
+                "the consistency proof {from} -> {to} needs the GraphQL API"
+            )))
+        }
+    }
 }
 
 /// The GraphQL API at `{base}/graphql`.
@@ -271,6 +292,36 @@ impl Api for GraphQl {
             .as_str()
             .and_then(|v| LogVerifier::from_vkey(v).ok())
             .ok_or_else(|| ApiError::Shape(format!("ledgerPublicKey: {data}")))
+    }
+
+    async fn cosigned_checkpoint(&self) -> Result<Option<String>, ApiError> {
+        let data = self
+            .execute("{ checkpoint { cosigned { note } } }", json!({}))
+            .await?;
+        Ok(data["checkpoint"]["cosigned"]["note"]
+            .as_str()
+            .map(str::to_string))
+    }
+
+    async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ApiError> {
+        let data = self
+            .execute(
+                "query($f: Int!, $t: Int) { consistencyProof(fromSize: $f, toSize: $t) { hashes } }",
+                json!({ "f": from, "t": to }),
+            )
+            .await?;
+        let hashes = data["consistencyProof"]["hashes"]
+            .as_array()
+            .ok_or_else(|| ApiError::Shape(format!("consistencyProof: {data}")))?;
+        hashes
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| merkle::hash_from_slice(&b).ok())
+                    .ok_or_else(|| ApiError::Shape(format!("consistencyProof hash: {h}")))
+            })
+            .collect()
     }
 }
 

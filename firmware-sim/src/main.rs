@@ -14,6 +14,8 @@ use firmware_sim::label::{self, Label};
 use firmware_sim::load::{self, LoadOptions, LoadReport};
 use firmware_sim::queue::Queue;
 use firmware_sim::scenario::{self, Injections, ScenarioOptions};
+use rxledger_core::cosignature::Quorum;
+use rxledger_core::ed25519::Ed25519Verifier;
 use rxledger_core::envelope;
 use rxledger_core::keys::LogVerifier;
 
@@ -137,6 +139,17 @@ struct ScenarioArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// A witness's verifier key (`rxledger witness` prints it): after the run, every
+    /// receipt must be in a checkpoint the witnesses cosigned. Repeatable.
+    #[arg(
+        long = "witness-key",
+        env = "FIRMWARE_SIM_WITNESS_KEYS",
+        value_delimiter = ','
+    )]
+    witness_keys: Vec<String>,
+    /// How many of the `--witness-key`s must cosign (default: all of them).
+    #[arg(long, env = "FIRMWARE_SIM_WITNESS_QUORUM")]
+    witness_quorum: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -345,6 +358,7 @@ async fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     opts.state_dir = a.state_dir;
     opts.offline_for = Duration::from_secs_f64(a.offline_secs.max(0.0));
     opts.progress = !a.json;
+    opts.witnesses = quorum(&a.witness_keys, a.witness_quorum)?;
     let report = scenario::run_scenario(opts).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -443,4 +457,29 @@ async fn fork(a: &LoadArgs) -> anyhow::Result<LoadReport> {
         merged.merge(&report);
     }
     Ok(merged)
+}
+
+/// The witness quorum `--witness-key` and `--witness-quorum` ask for, checked before the run.
+fn quorum(keys: &[String], need: Option<usize>) -> anyhow::Result<Option<Quorum>> {
+    if keys.is_empty() {
+        anyhow::ensure!(
+            need.is_none(),
+            "--witness-quorum needs the witnesses' keys: add --witness-key VKEY for each"
+        );
+        return Ok(None);
+    }
+    let witnesses = keys
+        .iter()
+        .map(|k| {
+            Ed25519Verifier::from_vkey(k.trim())
+                .map_err(|e| anyhow::anyhow!("--witness-key {k:?} is not an Ed25519 vkey: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let need = need.unwrap_or(witnesses.len());
+    anyhow::ensure!(
+        (1..=witnesses.len()).contains(&need),
+        "--witness-quorum {need} must be between 1 and the {} witness keys given",
+        witnesses.len()
+    );
+    Ok(Some(Quorum { witnesses, need }))
 }

@@ -7,14 +7,17 @@
 
 pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use rxledger_core::checkpoint::{self, CheckpointError};
+use rxledger_core::cosignature::{self, Quorum};
 use rxledger_core::envelope::{self, Body, Receipt};
 use rxledger_core::epcis;
-use rxledger_core::keys::SigningKey;
+use rxledger_core::keys::{LogVerifier, SigningKey};
+use rxledger_core::merkle::{self, Hash};
 use serde::Serialize;
 
 use crate::api::{Api, GraphQl};
@@ -47,6 +50,10 @@ pub struct ScenarioOptions {
     pub progress: bool,
     /// Check final verdicts with `verify`; off only where the server has no verdict API.
     pub check_verdicts: bool,
+    /// Demand that the witnesses saw the log the receipts came from: after the run, a
+    /// checkpoint cosigned by this quorum must cover every receipt's checkpoint, each
+    /// consistent with it. `None`: the log's own signature is trusted (docs/VERIFY.md).
+    pub witnesses: Option<Quorum>,
 }
 
 impl ScenarioOptions {
@@ -66,6 +73,7 @@ impl ScenarioOptions {
             offline_for: Duration::from_secs(2),
             progress: false,
             check_verdicts: true,
+            witnesses: None,
         }
     }
 }
@@ -89,6 +97,9 @@ pub struct ScenarioReport {
     pub elapsed_ms: u128,
     /// A few checked codes and the verdict each gave, to try by hand (README tour).
     pub samples: Vec<(String, String)>,
+    /// With `witnesses`: the size of the cosigned checkpoint that covered every receipt, and
+    /// the witnesses that cosigned it.
+    pub witnessed: Option<(u64, Vec<String>)>,
 }
 
 impl ScenarioReport {
@@ -111,6 +122,12 @@ impl ScenarioReport {
         );
         for (code, verdict) in &self.samples {
             s.push_str(&format!("  try verify(code: {code:?})  -> {verdict}\n"));
+        }
+        if let Some((size, names)) = &self.witnessed {
+            s.push_str(&format!(
+                "every receipt is in the log the witnesses cosigned at size {size} ({})\n",
+                names.join(", ")
+            ));
         }
         if self.ok() {
             s.push_str("every expectation held\n");
@@ -198,6 +215,7 @@ pub async fn run_scenario_with<A: Api>(
         sent: HashMap::new(),
         offline: HashSet::new(),
         accepted: HashSet::new(),
+        checkpoints: BTreeSet::new(),
     };
     for step in &plan.steps {
         run.play(step).await?;
@@ -207,6 +225,12 @@ pub async fn run_scenario_with<A: Api>(
     }
     run.settle().await?;
     run.check_verdicts(&plan).await;
+    if let Some(quorum) = &opts.witnesses {
+        match witnessed(api, &log, quorum, &run.checkpoints, opts.receipt_timeout).await {
+            Ok(w) => run.report.witnessed = Some(w),
+            Err(e) => run.report.failures.push(e),
+        }
+    }
     let size_after = api.log_size().await.context("reading the log size")?;
     let mut report = run.finish(size_after.saturating_sub(size_before)).await?;
     report.elapsed_ms = started.elapsed().as_millis();
@@ -305,6 +329,8 @@ struct Run<'a, A: Api> {
     offline: HashSet<String>,
     /// Hashes of the envelopes the log accepted.
     accepted: HashSet<String>,
+    /// The distinct checkpoint notes the receipts carried.
+    checkpoints: BTreeSet<String>,
 }
 
 impl<A: Api> Run<'_, A> {
@@ -426,6 +452,7 @@ impl<A: Api> Run<'_, A> {
             self.opts,
             &mut self.report,
             &mut self.accepted,
+            &mut self.checkpoints,
         )
         .await
     }
@@ -501,6 +528,7 @@ async fn settle(
     opts: &ScenarioOptions,
     report: &mut ScenarioReport,
     accepted: &mut HashSet<String>,
+    checkpoints: &mut BTreeSet<String>,
 ) -> anyhow::Result<()> {
     let (now, later): (Vec<_>, Vec<_>) = std::mem::take(waiting)
         .into_iter()
@@ -530,6 +558,9 @@ async fn settle(
         match receipt {
             Ok(r) => {
                 count(report, &r);
+                if let Some(note) = &r.checkpoint {
+                    checkpoints.insert(note.clone());
+                }
                 // A DUPLICATE answer to an envelope's first send is its original receipt: an
                 // earlier delivery of these exact bytes was logged, and its receipt was lost
                 // (a broker restart, say). For this envelope that is acceptance, once.
@@ -560,6 +591,66 @@ async fn settle(
         }
     }
     Ok(())
+}
+
+/// Waits, up to `wait`, for a checkpoint that `quorum` cosigned and that covers every receipt
+/// checkpoint in `seen`, and checks each of those is consistent with it: the receipts came
+/// from the one log the witnesses saw, not from a fork shown to this device alone. Returns
+/// the cosigned size and its cosigners, or why not.
+async fn witnessed<A: Api>(
+    api: &A,
+    log: &LogVerifier,
+    quorum: &Quorum,
+    seen: &BTreeSet<String>,
+    wait: Duration,
+) -> Result<(u64, Vec<String>), String> {
+    let mut trees: BTreeMap<u64, Hash> = BTreeMap::new();
+    for note in seen {
+        let cp = checkpoint::open_checkpoint(note, log)
+            .map_err(|e| format!("a receipt's checkpoint does not verify: {e}"))?;
+        trees.insert(cp.size, cp.root);
+    }
+    let need = trees.last_key_value().map_or(0, |(size, _)| *size);
+    let deadline = Instant::now() + wait;
+    let mut last = "the server has no cosigned checkpoint".to_string();
+    let (cp, names) = loop {
+        let note = api
+            .cosigned_checkpoint()
+            .await
+            .map_err(|e| format!("reading the cosigned checkpoint: {e}"))?;
+        if let Some(note) = note {
+            match cosignature::open_cosigned(&note, log, quorum) {
+                Ok((cp, names)) if cp.size >= need => break (cp, names),
+                Ok((cp, _)) => last = format!("the newest covers size {} only", cp.size),
+                // Too few of these witnesses yet: a later checkpoint may carry more.
+                Err(e @ CheckpointError::NoQuorum { .. }) => last = e.to_string(),
+                Err(e) => return Err(format!("the cosigned checkpoint does not verify: {e}")),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no checkpoint cosigned by {} of the {} witnesses covers the receipts' size {need} \
+                 within {wait:?} ({last}): the witnesses may be down, or may not have seen this log",
+                quorum.need,
+                quorum.witnesses.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (size, root) in &trees {
+        let proof = api
+            .consistency_proof(*size, cp.size)
+            .await
+            .map_err(|e| format!("reading the consistency proof {size} -> {}: {e}", cp.size))?;
+        merkle::verify_consistency(*size, cp.size, root, &cp.root, &proof).map_err(|e| {
+            format!(
+                "the receipts' checkpoint at size {size} is not consistent with the checkpoint \
+                 the witnesses cosigned at size {}: {e}",
+                cp.size
+            )
+        })?;
+    }
+    Ok((cp.size, names))
 }
 
 fn count(report: &mut ScenarioReport, r: &Receipt) {

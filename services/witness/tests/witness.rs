@@ -53,6 +53,18 @@ async fn start(
     .unwrap()
 }
 
+/// A witness on port 0 in a fresh directory that pins `log`'s Ed25519 key.
+async fn witness_for(log: &Ledger) -> (tempfile::TempDir, WitnessServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let w = start(
+        dir.path(),
+        any_port(),
+        vec![log.ed25519_verifier().unwrap()],
+    )
+    .await;
+    (dir, w)
+}
+
 fn any_port() -> std::net::SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -80,13 +92,7 @@ async fn raw(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -
 #[tokio::test]
 async fn a_growing_log_is_cosigned_and_conflicts_name_the_size() {
     let (_db, log) = ledger(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let w = start(
-        dir.path(),
-        any_port(),
-        vec![log.ed25519_verifier().unwrap()],
-    )
-    .await;
+    let (_dir, w) = witness_for(&log).await;
     let c = client(&w);
     grow(&log, "a", 5).await;
     let h5 = log.head();
@@ -188,13 +194,7 @@ async fn a_fork_with_the_same_key_is_refused() {
 #[tokio::test]
 async fn strangers_bad_signatures_and_huge_bodies_are_refused() {
     let (_db, log) = ledger(3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let w = start(
-        dir.path(),
-        any_port(),
-        vec![log.ed25519_verifier().unwrap()],
-    )
-    .await;
+    let (_dir, w) = witness_for(&log).await;
     let c = client(&w);
     // Another origin: 404.
     let other = Checkpoint {
