@@ -35,6 +35,9 @@ use crate::scenario::plan::with_check_digit;
 pub struct LoadDevice {
     pub identity: Identity,
     pub company_prefix: String,
+    /// The device's position in its keys file. Its serials start with it, so two devices of
+    /// one company prefix never commission the same serial, whichever process runs them.
+    pub ordinal: u32,
 }
 
 impl LoadDevice {
@@ -268,18 +271,32 @@ fn lock(t: &Mutex<Tally>) -> std::sync::MutexGuard<'_, Tally> {
     t.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The serial a load device commissions with sequence number `seq`: the device's ordinal in
+/// three base-36 digits, then the sequence number in base 36 (unique per device), at most
+/// 16 characters in all (AI 21 allows 20). Devices share their GTIN, and sequence numbers
+/// are microsecond clocks that two devices (or two `--procs`) can both reach, so the
+/// ordinal is what keeps serials apart.
+fn load_serial(ordinal: u32, seq: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    fn base36(mut n: u64, min_width: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while n > 0 || out.len() < min_width.max(1) {
+            out.push(DIGITS[(n % 36) as usize]);
+            n /= 36;
+        }
+        out.reverse();
+        out
+    }
+    let mut serial = base36(u64::from(ordinal) % 36u64.pow(3), 3);
+    serial.extend(base36(seq, 1));
+    // Only ASCII digits and capitals were pushed.
+    String::from_utf8(serial).unwrap_or_default()
+}
+
 /// A commissioning envelope for one fresh serial.
 fn envelope_for(d: &LoadDevice, seq: u64) -> anyhow::Result<Vec<u8>> {
     let gtin = Gtin::parse(&d.gtin())?;
-    // Base-36 of the sequence number: unique per device, at most 13 characters.
-    let mut n = seq;
-    let mut serial = Vec::new();
-    while n > 0 || serial.is_empty() {
-        serial.push(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n % 36) as usize]);
-        n /= 36;
-    }
-    serial.reverse();
-    let serial = Serial::parse(std::str::from_utf8(&serial)?)?;
+    let serial = Serial::parse(&load_serial(d.ordinal, seq))?;
     let epc = Sgtin { gtin, serial }.to_epc_urn(d.company_prefix.len())?;
     let now = epcis::format_time(now_ms());
     let event = events::commissioning(
@@ -398,6 +415,7 @@ pub fn write_keys_file(
         out.push(LoadDevice {
             identity,
             company_prefix: company_prefix.into(),
+            ordinal: i as u32,
         });
     }
     identity::write_secret(path, &text, force)?;
@@ -425,6 +443,7 @@ pub fn read_keys_file(path: &Path) -> anyhow::Result<Vec<LoadDevice>> {
         out.push(LoadDevice {
             identity: Identity::new(id, SigningKey::from_hex(key)?)?,
             company_prefix: prefix.into(),
+            ordinal: out.len() as u32,
         });
     }
     Ok(out)
@@ -490,5 +509,19 @@ mod tests {
         let opened = envelope::open(&payload, "load-00000").unwrap();
         opened.verify(&read[0].identity.key.public_key()).unwrap();
         rxledger_core::epcis::parse_event(&opened.body.events[0]).unwrap();
+    }
+
+    /// Two devices at the same sequence number (two processes reaching the same microsecond)
+    /// commission different serials; one device's serials follow its sequence numbers.
+    #[test]
+    fn load_serials_never_collide_between_devices() {
+        let seq = 1_700_000_000_000_123;
+        assert_ne!(load_serial(0, seq), load_serial(1, seq));
+        assert_ne!(load_serial(1, 36), load_serial(36, 1));
+        assert_ne!(load_serial(2, seq), load_serial(2, seq + 1));
+        assert_eq!(load_serial(1, 35), "001Z");
+        let longest = load_serial(46_655, u64::MAX);
+        assert_eq!(longest.len(), 16);
+        Serial::parse(&longest).unwrap();
     }
 }

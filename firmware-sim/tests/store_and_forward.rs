@@ -217,6 +217,7 @@ async fn load_counts_every_receipt() {
         devices.push(firmware_sim::load::LoadDevice {
             identity: Identity::new(&id, key).unwrap(),
             company_prefix: "0614141".into(),
+            ordinal: i,
         });
     }
     let report = firmware_sim::run_load(firmware_sim::LoadOptions {
