@@ -253,6 +253,17 @@ enum Command {
     /// Run a C2SP tlog-witness (POST /add-checkpoint) for one or more logs: it cosigns each
     /// checkpoint consistent with what it cosigned before, and refuses any other.
     Witness(WitnessArgs),
+    /// Check a tracing answer's evidence bundle offline (GraphQL `traceRequest {
+    /// evidenceBundle }`): the checkpoint is the log's and every entry is in its tree. Needs
+    /// no database. Exit 0 verified, 2 refused.
+    VerifyBundle {
+        /// The bundle, as saved from `evidenceBundle`.
+        file: PathBuf,
+        /// The log's verifier key (`rxledger vkey` prints both; the k256 one also checks the
+        /// tracing requests inside).
+        #[arg(long, env = "RXLEDGER_VERIFIER_KEY")]
+        verifier_key: String,
+    },
 }
 
 /// Witness keys a checkpoint must carry cosignatures from.
@@ -631,6 +642,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             log_key,
             witnesses,
         } => verify_checkpoint(&file, &log_key, &witnesses),
+        Command::VerifyBundle { file, verifier_key } => verify_bundle(&file, &verifier_key),
         Command::Backup { storage, file } => backup(&storage, &file).await,
         Command::Restore {
             storage,
@@ -763,6 +775,26 @@ fn verify_checkpoint(
         }
         Err(e) => {
             println!("CHECKPOINT REFUSED: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn verify_bundle(file: &Path, verifier_key: &str) -> anyhow::Result<ExitCode> {
+    match rxledger::verify_bundle::verify_file(file, verifier_key)? {
+        Ok(v) => {
+            println!("origin:   {}", v.origin);
+            println!("size:     {}", v.size);
+            println!("root:     {}", v.root);
+            println!("entries:  {}", v.entries);
+            for (index, requester, subject) in &v.requests {
+                println!("request:  entry {index} by {requester} about {subject}");
+            }
+            println!("BUNDLE VERIFIED");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            println!("BUNDLE REFUSED: {why}");
             Ok(ExitCode::from(2))
         }
     }

@@ -281,6 +281,10 @@ const ROUTES: &[(&str, &str)] = &[
         "ledgerStatus",
         "{ ledgerStatus { origin size rootHash checkpointNote } }",
     ),
+    (
+        "traceRequests",
+        "{ traceRequests { entryIndex requester subject scope reason incidentNumber test parties askedAt } }",
+    ),
 ];
 
 /// Routes where a brand owner also sees other parties (organizations and sites, never their

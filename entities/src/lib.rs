@@ -6,7 +6,8 @@
 //!   checkpoint, so an auditor can prove none were inconsistent);
 //! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash);
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
-//! - product master data: [`product`] (what a GTIN is, for the pages).
+//! - product master data: [`product`] (what a GTIN is, for the pages);
+//! - the desk: [`trace_party`] (who may read a tracing request).
 
 pub mod alert;
 pub mod api_key;
@@ -23,5 +24,6 @@ pub mod organization;
 pub mod product;
 pub mod site;
 pub mod tile;
+pub mod trace_party;
 
 pub use migration::Migrator;

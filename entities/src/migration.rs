@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
+            Box::new(M0004DeskTraceParties),
         ]
     }
 }
@@ -154,6 +155,31 @@ impl MigrationTrait for M0003CommissionsByEntry {
             "commissions_entry_idx",
             commission::Entity,
             [commission::Column::EntryIdx],
+        )
+        .await
+    }
+}
+
+/// Who may read a tracing request (issue 23), and the look-up by organisation.
+struct M0004DeskTraceParties;
+
+impl MigrationName for M0004DeskTraceParties {
+    fn name(&self) -> &str {
+        "m0004_desk_trace_parties"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004DeskTraceParties {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::trace_party;
+        create(manager, trace_party::Entity).await?;
+        index(
+            manager,
+            Index::create(),
+            "trace_parties_org",
+            trace_party::Entity,
+            [trace_party::Column::OrgId],
         )
         .await
     }

@@ -40,13 +40,13 @@ pub struct StateChange {
 
 impl Wanted {
     /// What a state change's `verification` field asks for.
-    fn in_state_change(ctx: &Context<'_>) -> Wanted {
+    pub(crate) fn in_state_change(ctx: &Context<'_>) -> Wanted {
         Wanted::of(ctx.look_ahead().field("verification"))
     }
 }
 
 /// The caller's organization and the GLN of its first site: where its state changes happen.
-async fn actor(s: &Services, c: &Caller) -> Result<(String, Gln), ApiError> {
+pub(crate) async fn actor(s: &Services, c: &Caller) -> Result<(String, Gln), ApiError> {
     let org = c
         .org()
         .ok_or_else(|| ApiError::new(Code::Unauthenticated, "an API key is needed"))?
@@ -64,7 +64,7 @@ async fn actor(s: &Services, c: &Caller) -> Result<(String, Gln), ApiError> {
     Ok((org, gln))
 }
 
-fn rule(v: RuleViolation) -> ApiError {
+pub(crate) fn rule(v: RuleViolation) -> ApiError {
     ApiError::new(Code::Rule(v.code), v.message)
 }
 
@@ -148,9 +148,9 @@ async fn undo(
 }
 
 /// What appending a state change did.
-struct Appended {
+pub(crate) struct Appended {
     /// The entry and the checkpoint that includes it, or the rule that refused it.
-    outcome: Result<(u64, SignedHead), RuleViolation>,
+    pub(crate) outcome: Result<(u64, SignedHead), RuleViolation>,
     /// A dispense by a pharmacy that does not hold the pack, allowed or refused.
     outside_custody: Option<verdict::OutsideCustody>,
     /// The pack's state after the change, when it was appended.
@@ -167,7 +167,7 @@ struct Decided<'o> {
 /// Appends `event` for `org` if `decide`, run inside the append transaction on the pack's
 /// committed state (`None`: no event names it), allows it; then applies the event to the
 /// replay `decide` saw, for the state after the change.
-async fn append_decided(
+pub(crate) async fn append_decided(
     s: &Services,
     sgtin: &Sgtin,
     org: &str,
@@ -248,7 +248,7 @@ fn after_change(
 }
 
 /// The answer to a change: its entry, and the verification of the state after it.
-async fn answer(
+pub(crate) async fn answer(
     s: &Services,
     c: &Caller,
     scanned: ScannedCode,

@@ -123,6 +123,11 @@ pub fn weight(parent: &str, field: &str) -> u64 {
         ("Query", "entries" | "inclusionProof" | "consistencyProof" | "ledgerStatus") => 5,
         ("Mutation", "dispense" | "undoDispense" | "reportStolen" | "destroy") => 50,
         ("Mutation", "recallLot") => 500,
+        // Every pack of a lot, derived, and a bundle of proofs.
+        ("Mutation", "traceRequest") => 1_000,
+        ("Query", "traceRequests") => 10,
+        // A pack's, a case's or a lot's events, and a signed entry.
+        ("Mutation", "quarantine" | "releaseQuarantine") => 100,
         ("Mutation", "runAudit") => 5_000,
         ("Mutation", _) => 20,
         ("Live", _) => 10,

@@ -16,9 +16,11 @@ mod ledger;
 mod live;
 mod packs;
 pub mod product;
+mod quarantine;
 pub mod querycache;
 pub mod ratelimit;
 mod status;
+mod trace;
 pub mod verify;
 pub mod visibility;
 
@@ -71,11 +73,14 @@ pub struct Query(
     live::AlertQuery,
     status::StatusQuery,
     product::ProductQuery,
+    trace::TraceQuery,
 );
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     changes::PackMutation,
+    quarantine::QuarantineMutation,
+    trace::TraceMutation,
     admin::AdminMutation,
     status::StatusMutation,
     product::ProductMutation,

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use async_graphql::SimpleObject;
+use rxledger_core::eucodes;
 use rxledger_core::gs1::{self, ScannedCode, Sgtin};
 use rxledger_core::pack::{self, DEFAULT_UNDO_WINDOW_MS, DeriveOptions, PackState};
 use rxledger_core::verdict::{self, Verdict};
@@ -34,10 +35,13 @@ use crate::{ApiError, Code, Services};
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     /// AUTHENTIC, UNKNOWN_PRODUCT, UNKNOWN_SERIAL, BATCH_MISMATCH, EXPIRY_MISMATCH, EXPIRED,
-    /// ALREADY_DISPENSED, RECALLED, STOLEN, DESTROYED, DECOMMISSIONED, NOT_IN_YOUR_CUSTODY or NO_SERIAL.
+    /// ALREADY_DISPENSED, RECALLED, QUARANTINED, STOLEN, DESTROYED, DECOMMISSIONED,
+    /// NOT_IN_YOUR_CUSTODY or NO_SERIAL.
     pub verdict: String,
     /// Whether the pack may be handed to a patient.
     pub dispensable: bool,
+    /// The EU Hub alert of the most severe reason that has one (docs/CODES.md).
+    pub eu_alert: Option<String>,
     pub reasons: Vec<ReasonOut>,
     pub product: Option<Product>,
     /// ACTIVE, IN_TRANSIT, DISPENSED, ... or UNKNOWN.
@@ -80,6 +84,11 @@ pub struct ReasonOut {
     pub severity: String,
     pub message: String,
     pub evidence: Vec<i64>,
+    /// The EU Hub alert this reason raises in the EMVS (A3, A24, A52, A68), if any
+    /// (docs/CODES.md).
+    pub eu_alert: Option<String>,
+    /// The NMVS return code behind it, if any.
+    pub nmvs_code: Option<String>,
 }
 
 #[derive(SimpleObject, Serialize)]
@@ -325,14 +334,24 @@ impl Verification {
         Ok(Verification {
             verdict: v.primary.to_string(),
             dispensable: v.dispensable,
+            eu_alert: v
+                .reasons
+                .iter()
+                .find_map(|r| eucodes::of(r.code).eu_alert)
+                .map(str::to_string),
             reasons: v
                 .reasons
                 .iter()
-                .map(|r| ReasonOut {
-                    code: r.code.to_string(),
-                    severity: r.severity.to_string(),
-                    message: r.message.clone(),
-                    evidence: r.evidence.iter().map(|i| *i as i64).collect(),
+                .map(|r| {
+                    let eu = eucodes::of(r.code);
+                    ReasonOut {
+                        code: r.code.to_string(),
+                        severity: r.severity.to_string(),
+                        message: r.message.clone(),
+                        evidence: r.evidence.iter().map(|i| *i as i64).collect(),
+                        eu_alert: eu.eu_alert.map(str::to_string),
+                        nmvs_code: eu.nmvs.map(str::to_string),
+                    }
                 })
                 .collect(),
             product: v.product.as_ref().map(|p| Product {

@@ -6,31 +6,20 @@
 //! both recalled and expired); the primary one is the most severe, and `dispensable` is true only
 //! when the pack is genuine and nothing blocks it.
 //!
-//! # Reason codes and their EU FMD (NMVS / EMVS) counterparts
+//! # Reason codes and their EU FMD (NMVS / EMVS) and GS1 LVM counterparts
 //!
-//! Sources: SecurMed (UK NMVS) "FMD NMVS Alert Codes" for the `NMVS_*` return codes; the EU Hub
-//! alert numbers (A2, A3, A7, A24, A52, A68) as listed by the Czech NMVO (CZMVO, "How to
-//! correctly close alerts caused by end users") and, for A3, EMVO's help centre; the Estonian
-//! NMVO (REKS) ties NMVS_NC_PCK_22 and NMVS_NC_PCK_06 to A24. Where we found no code, the class
-//! is named in words only.
-//!
-//! | Code | EU FMD / NMVS |
-//! |---|---|
-//! | `UNKNOWN_PRODUCT` | product code unknown to the repository (no alert number confirmed) |
-//! | `UNKNOWN_SERIAL` | NMVS_NC_PC_02 "pack serial number not recognised", alert A3 (A2 when the batch is unknown too) |
-//! | `BATCH_MISMATCH` | NMVS_FE_LOT_13 "batch number does not match pack serial number", alert A68 |
-//! | `EXPIRY_MISMATCH` | NMVS_FE_LOT_12 "expiry date does not match batch number", alert A52 |
-//! | `ALREADY_DISPENSED` | NMVS_NC_PCK_22 "pack is already inactive" (A24) on a status change; A7 "pack already in the requested state" when the same status is requested again |
-//! | `RECALLED`, `STOLEN`, `DESTROYED`, `DECOMMISSIONED`, `EXPIRED` | pack inactive for that reason (recalled, stolen, destroyed, other decommissioning, expired); NMVS_NC_PCK_22 on a status change |
-//! | `NOT_IN_YOUR_CUSTODY` | no NMVS counterpart (the EU repository does not track custody); DSCSA "suspect product" territory |
-//! | `NO_SERIAL` | not verifiable: the scan carries no serial (e.g. a linear barcode) |
-//! | `AUTHENTIC` | NMVS "active" pack whose product code, serial, batch and expiry match |
+//! [`crate::eucodes`] holds the one table (docs/CODES.md quotes it): `UNKNOWN_SERIAL` is alert
+//! A3 (NMVS_NC_PC_02), `BATCH_MISMATCH` A68, `EXPIRY_MISMATCH` A52, a pack already inactive
+//! A24 (NMVS_NC_PCK_22) on a status change, except recalled and expired packs, which the NMVS
+//! refuses without an alert. `NOT_IN_YOUR_CUSTODY` and `QUARANTINED` have no NMVS
+//! counterpart (the EU repository tracks neither custody nor quarantine).
 //!
 //! Undo refusals ([`can_undo`]) map to NMVS_NC_PCK_06 (status mismatch), NMVS_NC_PCK_20
 //! (timeframe exceeded) and NMVS_NC_PCK_21 (different user); [`can_change_status`] to
-//! NMVS_NC_PCK_19 (status already set), NMVS_NC_PCK_22 (already inactive) and, for a second
-//! dispense, `ALREADY_DISPENSED` (NMVS_NC_PCK_22, alert A24) like the verdict.
-//! [`authorize_change`] adds the custody rules (`NOT_IN_YOUR_CUSTODY`).
+//! NMVS_NC_PCK_19 (status already set, alert A7), NMVS_NC_PCK_22 (already inactive) and, for a
+//! second dispense, `ALREADY_DISPENSED` (NMVS_NC_PCK_22, alert A24) like the verdict.
+//! [`authorize_change`] adds the custody rules (`NOT_IN_YOUR_CUSTODY`), and a quarantined
+//! pack is refused a dispense with `QUARANTINED`.
 //!
 //! # Decisions
 //!
@@ -59,9 +48,13 @@ use serde_json::{Value, json};
 
 use crate::epcis::format_time;
 use crate::gs1::{CalendarDate, EpcId, Gln, Gs1Error, Gtin, Lot, ScannedCode, Serial, Sgtin};
+use crate::pack::quarantine::{
+    QUARANTINE_STEP, QUARANTINE_TRANSACTION_TYPE, QuarantineReason, RELEASE_STEP,
+    RELEASE_TRANSACTION_TYPE,
+};
 use crate::pack::{
     Commissioning, DEFAULT_UNDO_WINDOW_MS, LEDGER_ENTRY_PREFIX, PackState, PackStatus, RuleCode,
-    RuleViolation, StatusMark, UNDO_TRANSACTION_TYPE,
+    RuleViolation, StatusMark, UNDO_TRANSACTION_TYPE, Via,
 };
 use crate::spelling::spelled;
 
@@ -78,6 +71,7 @@ pub enum VerdictCode {
     AlreadyDispensed,
     Destroyed,
     Recalled,
+    Quarantined,
     Decommissioned,
     Expired,
     NoSerial,
@@ -94,6 +88,7 @@ spelled!(VerdictCode {
     AlreadyDispensed => "ALREADY_DISPENSED",
     Destroyed => "DESTROYED",
     Recalled => "RECALLED",
+    Quarantined => "QUARANTINED",
     Decommissioned => "DECOMMISSIONED",
     Expired => "EXPIRED",
     NoSerial => "NO_SERIAL",
@@ -112,6 +107,7 @@ impl VerdictCode {
             | VerdictCode::AlreadyDispensed => Severity::Alert,
             VerdictCode::Destroyed
             | VerdictCode::Recalled
+            | VerdictCode::Quarantined
             | VerdictCode::Decommissioned
             | VerdictCode::Expired
             | VerdictCode::NoSerial => Severity::Blocked,
@@ -120,16 +116,10 @@ impl VerdictCode {
         }
     }
 
-    /// The EU Hub alert number this reason raises in the EMVS, where one is confirmed (see the
-    /// module docs).
+    /// The EU Hub alert number this reason raises in the EMVS, where one is confirmed
+    /// ([`crate::eucodes`], docs/CODES.md).
     pub fn emvs_alert(&self) -> Option<&'static str> {
-        match self {
-            VerdictCode::UnknownSerial => Some("A3"),
-            VerdictCode::BatchMismatch => Some("A68"),
-            VerdictCode::ExpiryMismatch => Some("A52"),
-            VerdictCode::AlreadyDispensed => Some("A24"),
-            _ => None,
-        }
+        crate::eucodes::of(*self).eu_alert
     }
 }
 
@@ -430,6 +420,34 @@ impl<'a> Judgement<'a> {
                 );
             }
         }
+        self.quarantine(s);
+    }
+
+    /// `QUARANTINED`: held by a quarantine on the pack, its case or its lot, not released.
+    /// Cites every quarantine holding it, with the entries linking each to the pack.
+    fn quarantine(&mut self, s: &PackState) {
+        let Some(first) = s.quarantined.first() else {
+            return;
+        };
+        let evidence: Vec<u64> = s
+            .quarantined
+            .iter()
+            .flat_map(|q| q.mark.entries())
+            .collect();
+        let through = match &first.via {
+            Via::Direct => "",
+            Via::Container(_) => " with its case",
+            Via::Class(_) => " with its batch",
+        };
+        self.add(
+            VerdictCode::Quarantined,
+            format!(
+                "Quarantined{through} on {} ({}). Do not dispense: keep the pack apart until it is released.",
+                day_of(first.mark.event_time_ms),
+                first.reason.as_str().to_ascii_lowercase()
+            ),
+            evidence,
+        );
     }
 
     /// The expiry that counts: the registered one, else the scanned one.
@@ -606,6 +624,22 @@ pub fn can_change_status(
             vec![],
         ));
     }
+    if change == StatusChange::Dispense
+        && s.status.is_active_or_held()
+        && let Some(q) = s.quarantined.first()
+    {
+        return Err(RuleViolation::new(
+            RuleCode::Quarantined,
+            format!(
+                "the pack is quarantined (entry {}) and may not be dispensed until it is released",
+                q.mark.index
+            ),
+            s.quarantined
+                .iter()
+                .flat_map(|q| q.mark.entries())
+                .collect(),
+        ));
+    }
     let same = match change {
         StatusChange::Dispense => None,
         StatusChange::Stolen => s.stolen.as_ref().map(|m| Some(m.index)),
@@ -618,7 +652,9 @@ pub fn can_change_status(
             evidence.into_iter().collect(),
         ));
     }
-    if !s.status.is_active() {
+    // A quarantined pack may still be reported stolen or destroyed: destruction is how a
+    // confirmed falsification ends.
+    if !s.status.is_active_or_held() {
         return Err(RuleViolation::new(
             RuleCode::PackInactive,
             format!("the pack is already inactive ({})", s.status.as_str()),
@@ -845,6 +881,89 @@ pub fn recall_lot_event(
     }
     e["quantityList"] = json!([{ "epcClass": class }]);
     Ok(e)
+}
+
+/// What a quarantine or release names: packs and cases, or one lot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldTarget {
+    Items(Vec<EpcId>),
+    Lot {
+        gtin: Gtin,
+        lot: Lot,
+        company_prefix_len: usize,
+    },
+}
+
+/// Quarantines packs, cases or a lot (see `pack::quarantine` for the representation). Check
+/// `pack::quarantine::authorize_quarantine` first.
+pub fn quarantine_event(
+    target: &HoldTarget,
+    reason: QuarantineReason,
+    site: &Gln,
+    now_ms: i64,
+) -> Result<Value, BuildError> {
+    let (step, disposition) = QUARANTINE_STEP;
+    let mut e = held_event(target, step.as_str(), disposition.as_str(), site, now_ms)?;
+    e["bizTransactionList"] = json!([{
+        "type": QUARANTINE_TRANSACTION_TYPE,
+        "bizTransaction": reason.transaction_value(),
+    }]);
+    Ok(e)
+}
+
+/// Releases the quarantines recorded at `entries` from `target`.
+pub fn release_event(
+    target: &HoldTarget,
+    entries: &[u64],
+    site: &Gln,
+    now_ms: i64,
+) -> Result<Value, BuildError> {
+    if entries.is_empty() {
+        return Err(BuildError::Empty);
+    }
+    let (step, disposition) = RELEASE_STEP;
+    let mut e = held_event(target, step.as_str(), disposition.as_str(), site, now_ms)?;
+    e["bizTransactionList"] = entries
+        .iter()
+        .map(|i| {
+            json!({
+                "type": RELEASE_TRANSACTION_TYPE,
+                "bizTransaction": format!("{LEDGER_ENTRY_PREFIX}{i}"),
+            })
+        })
+        .collect();
+    Ok(e)
+}
+
+fn held_event(
+    target: &HoldTarget,
+    step: &str,
+    disposition: &str,
+    site: &Gln,
+    now_ms: i64,
+) -> Result<Value, BuildError> {
+    match target {
+        HoldTarget::Items(items) => Ok(object_event(
+            instance_uris(items)?,
+            Some(step),
+            disposition,
+            site,
+            now_ms,
+        )),
+        HoldTarget::Lot {
+            gtin,
+            lot,
+            company_prefix_len,
+        } => {
+            let class = crate::gs1::lgtin_urn(gtin, lot, *company_prefix_len)?;
+            let mut e = object_event(vec![], Some(step), disposition, site, now_ms);
+            if let Some(o) = e.as_object_mut() {
+                o.remove("epcList");
+            }
+            e["quantityList"] = json!([{ "epcClass": class }]);
+            Ok(e)
+        }
+    }
 }
 
 fn object_event(

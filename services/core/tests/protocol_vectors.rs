@@ -575,7 +575,7 @@ fn identifier_forms() {
 
 /// Every code the server can put in a receipt (pipeline.rs, `EpcisError::code`,
 /// `pack::RuleViolation` codes of `check_ingest`).
-const CODES: [&str; 21] = [
+const CODES: [&str; 22] = [
     "OVERSIZED",
     "BAD_TOPIC",
     "MALFORMED_ENVELOPE",
@@ -597,6 +597,7 @@ const CODES: [&str; 21] = [
     "UNKNOWN_PRODUCT",
     "NOT_BRAND_OWNER",
     "SERIAL_ALREADY_COMMISSIONED",
+    "API_ONLY_TRANSACTION",
 ];
 
 #[test]

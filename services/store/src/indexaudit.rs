@@ -170,6 +170,10 @@ impl IndexAudit {
     fn rebuild(&self, entries: &[entry::Model], report: &mut AuditReport) -> Rows {
         let mut rows = Rows::default();
         for e in entries {
+            // A desk record (a tracing request) names no event: it gives no rows.
+            if rxledger_core::trace::is_record(&e.data) {
+                continue;
+            }
             let Ok(body) = envelope::read_body(&e.data) else {
                 report.entries_unreadable += 1;
                 continue;

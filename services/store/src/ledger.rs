@@ -59,6 +59,9 @@ pub enum EntryKind {
     DeviceEnvelope = 1,
     /// A state change requested through the API and signed by the ledger's key.
     ApiStateChange = 2,
+    /// A record the desk writes that is no EPCIS event (a tracing request), sealed by the
+    /// ledger's key (`rxledger_core::trace`).
+    DeskRecord = 3,
 }
 
 /// An entry offered for appending.

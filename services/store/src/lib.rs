@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod apikeys;
 pub mod audit;
 mod db;
+pub mod desk;
 mod error;
 mod frontier;
 pub mod indexaudit;

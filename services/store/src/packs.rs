@@ -92,7 +92,7 @@ impl Packs {
     }
 
     /// The in-memory index, if it is complete for every committed entry this node knows of.
-    async fn index(&self) -> Result<Option<&Postings>, StoreError> {
+    pub(crate) async fn index(&self) -> Result<Option<&Postings>, StoreError> {
         let Some(p) = self.postings.as_deref() else {
             return Ok(None);
         };
@@ -171,7 +171,7 @@ impl Packs {
         Ok(out)
     }
 
-    async fn load(
+    pub(crate) async fn load(
         &self,
         index: Option<&Postings>,
         keys: &[String],

@@ -807,6 +807,67 @@ async fn audit_names_every_wrong_index_row(db: Database) {
     }
 }
 
+/// Tracing requests: appended as records the index skips, listed for the requester and the
+/// parties asked only, newest first, and the audit still passes.
+async fn trace_requests_and_who_reads_them(db: Database) {
+    use rxledger_core::trace::{self, TraceReason, TraceRecord, TraceScope};
+    use rxledger_store::desk;
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    ledger.append(vec![entry(0)]).await.unwrap();
+    let record = |requester: &str, parties: &[&str]| TraceRecord {
+        requester: requester.into(),
+        subject: "https://id.gs1.org/01/10614141073464/21/1".into(),
+        scope: TraceScope::AllKnownOwners,
+        reason: TraceReason::Audit,
+        incident: None,
+        test: true,
+        parties: parties.iter().map(|p| p.to_string()).collect(),
+        asked_at: "2026-12-06T22:00:00.000Z".into(),
+    };
+    let (first, _) = desk::append_trace_record(&ledger, &record("agency", &["acme", "corner"]), 1)
+        .await
+        .unwrap();
+    let (second, head) = desk::append_trace_record(&ledger, &record("acme", &["acme"]), 2)
+        .await
+        .unwrap();
+    assert_eq!((first, second, head.size), (1, 2, 3));
+    let listed = |org: Option<&'static str>| {
+        let ledger = &ledger;
+        async move {
+            desk::trace_requests(ledger, org, 10, None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(i, bytes)| {
+                    let r = trace::open_record(&bytes, ledger.verifier()).unwrap();
+                    (i, r.requester)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(None).await,
+        [(2, "acme".to_string()), (1, "agency".to_string())]
+    );
+    assert_eq!(listed(Some("corner")).await, [(1, "agency".to_string())]);
+    assert_eq!(listed(Some("acme")).await.len(), 2);
+    assert!(listed(Some("faraway")).await.is_empty());
+    let before = desk::trace_requests(&ledger, None, 10, Some(2))
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    let bytes = desk::entry_bytes(&ledger, &[1, 7]).await.unwrap();
+    assert_eq!((bytes.len(), bytes[0].0), (1, 1));
+    let report = audit(&db, ledger.verifier(), None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    assert_eq!(
+        report.entries_unreadable, 1,
+        "the filler entry, not the records"
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -844,4 +905,5 @@ conformance!(
     checked_appends_have_one_winner,
     product_master_data,
     audit_names_every_wrong_index_row,
+    trace_requests_and_who_reads_them,
 );

@@ -24,6 +24,7 @@ const HEADLINES = {
   BATCH_MISMATCH: 'Batch does not match: possible falsified pack',
   EXPIRY_MISMATCH: 'Expiry date does not match: possible falsified pack', EXPIRED: 'Expired',
   ALREADY_DISPENSED: 'Already dispensed', RECALLED: 'Batch recalled', STOLEN: 'Reported stolen',
+  QUARANTINED: 'Quarantined: keep it apart',
   DESTROYED: 'Recorded as destroyed', DECOMMISSIONED: 'Taken off the market',
   NO_SERIAL: 'Cannot be verified: no serial number',
 };
@@ -32,7 +33,7 @@ const SEVERITY_RANK = { OK: 0, WARNING: 1, BLOCKED: 2, ALERT: 3 };
 const STATUS_WORDS = {
   ACTIVE: 'In the supply chain', IN_TRANSIT: 'On its way', DISPENSED: 'Dispensed',
   DESTROYED: 'Destroyed', STOLEN: 'Reported stolen', RECALLED: 'Recalled', EXPIRED: 'Expired',
-  DECOMMISSIONED: 'Taken off the market', UNKNOWN: 'Not in the ledger',
+  DECOMMISSIONED: 'Taken off the market', QUARANTINED: 'Quarantined', UNKNOWN: 'Not in the ledger',
 };
 const STEPS = {
   commissioning: 'Serialised by the manufacturer', packing: 'Packed into a case',

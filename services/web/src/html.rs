@@ -66,6 +66,7 @@ pub fn headline(verdict: &str) -> &'static str {
         Ok(V::Expired) => "Expired",
         Ok(V::AlreadyDispensed) => "Already dispensed",
         Ok(V::Recalled) => "Batch recalled",
+        Ok(V::Quarantined) => "Quarantined: keep it apart",
         Ok(V::Stolen) => "Reported stolen",
         Ok(V::Destroyed) => "Recorded as destroyed",
         Ok(V::Decommissioned) => "Taken off the market",
@@ -240,6 +241,8 @@ pub fn step_name(t: &TimelineStep) -> String {
     let plain = match (t.biz_step.as_deref(), t.disposition.as_deref()) {
         (_, Some("recalled")) => "Batch recalled",
         (_, Some("stolen")) => "Reported stolen",
+        (Some("holding"), Some("non_sellable_other")) => "Held back (quarantine)",
+        (Some("inspecting"), Some("active")) => "Inspected and released",
         (Some("commissioning"), _) => "Serialised by the manufacturer",
         (Some("packing"), _) => "Packed into a case",
         (Some("unpacking"), _) => "Taken out of its case",

@@ -20,48 +20,20 @@ use rxledger_graphql::product::TradeItem;
 use serde_json::{Value, json};
 
 /// `verificationFailureReason` values (release 1.3).
-pub const NO_MATCH_GTIN_SERIAL: &str = "No_match_GTIN_Serial";
-pub const NO_MATCH_LOT: &str = "No_match_GTIN_Serial_Lot";
-pub const NO_MATCH_EXPIRY: &str = "No_match_GTIN_Serial_Expiry";
-pub const NO_MATCH_LOT_EXPIRY: &str = "No_match_GTIN_Serial_Lot_Expiry";
-pub const NOT_FOR_REDISTRIBUTION: &str = "Not_for_re-distribution";
+pub use rxledger_core::eucodes::{
+    NO_MATCH_EXPIRY, NO_MATCH_GTIN_SERIAL, NO_MATCH_LOT, NO_MATCH_LOT_EXPIRY,
+    NOT_FOR_REDISTRIBUTION,
+};
 
-/// The `data` member for a verdict. `None` when the GTIN is unknown, which the standard
-/// answers with a 404 rather than a message.
+/// The `data` member for a verdict, as the core's code table (`eucodes`) maps its reasons.
+/// `None` when the GTIN is unknown, which the standard answers with a 404 rather than a
+/// message.
 pub fn data(v: &Verdict) -> Option<Value> {
-    let has = |c: VerdictCode| v.primary == c || v.has(c);
-    if has(VerdictCode::UnknownProduct) {
-        return None;
-    }
-    let failure = if has(VerdictCode::UnknownSerial) {
-        Some(NO_MATCH_GTIN_SERIAL)
-    } else if has(VerdictCode::BatchMismatch) && has(VerdictCode::ExpiryMismatch) {
-        Some(NO_MATCH_LOT_EXPIRY)
-    } else if has(VerdictCode::BatchMismatch) {
-        Some(NO_MATCH_LOT)
-    } else if has(VerdictCode::ExpiryMismatch) {
-        Some(NO_MATCH_EXPIRY)
-    } else if has(VerdictCode::AlreadyDispensed)
-        || has(VerdictCode::Destroyed)
-        || has(VerdictCode::Decommissioned)
-    {
-        // The identifier is genuine, but the pack left the supply chain: a saleable return
-        // of it must not be resold.
-        Some(NOT_FOR_REDISTRIBUTION)
-    } else {
-        None
-    };
-    // Additional information the standard lets a responder add to a verified identifier.
-    let info = if has(VerdictCode::Stolen) {
-        Some("Illegitimate")
-    } else if has(VerdictCode::Recalled) {
-        Some("Recalled")
-    } else if has(VerdictCode::Expired) {
-        Some("Expired")
-    } else {
-        None
-    };
-    let mut data = json!({ "verified": failure.is_none() });
+    let codes: Vec<VerdictCode> = std::iter::once(v.primary)
+        .chain(v.reasons.iter().map(|r| r.code))
+        .collect();
+    let (verified, failure, info) = rxledger_core::eucodes::lvm_answer(&codes)?;
+    let mut data = json!({ "verified": verified });
     if let Some(f) = failure {
         data["verificationFailureReason"] = json!(f);
     }

@@ -35,7 +35,9 @@
 //!   decommissioning, disposition `inactive` or ObjectEvent DELETE → decommissioned. Several can
 //!   hold at once (a recalled pack can also be stolen) and none is ever cleared, except a
 //!   dispense by a valid undo: the NMVS also treats recall, theft and destruction as
-//!   irreversible. [`PackState::status`] summarises them by precedence.
+//!   irreversible. [`PackState::status`] summarises them by precedence. A quarantine holds a
+//!   pack until a release names it (see [`quarantine`]); it reaches packs through cases and
+//!   lots like a recall.
 //! - Custody: shipping (`in_transit`) and receiving events with source/destination lists. The
 //!   owner is the `owning_party` destination of the last shipping/receiving event, or the
 //!   submitting organisation of the last receiving event.
@@ -65,9 +67,12 @@
 //! - `replay`: [`derive`], [`derive_with`] and [`Derivation`], the replay in business order;
 //! - `rules`: the ingest rules ([`check_ingest`]) and the [`RuleViolation`]s they and the API's
 //!   state changes refuse with;
-//! - `closure`: what the store must fetch for a pack ([`containers_of`], [`classes_of`]).
+//! - `closure`: what the store must fetch for a pack ([`containers_of`], [`classes_of`]);
+//! - `quarantine`: how a quarantine and its release are written, and who may place or lift
+//!   one ([`quarantine::authorize_quarantine`]).
 
 mod closure;
+pub mod quarantine;
 mod replay;
 mod rules;
 mod state;

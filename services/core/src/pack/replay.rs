@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use super::closure::container_closure;
+use super::quarantine::{Quarantine, quarantine_reason, released_entries};
 use super::rules::is_commissioning;
 use super::state::{
     Commissioning, Custody, HistoryItem, PackState, PackStatus, StatusMark, Suspicion, Via,
@@ -317,6 +318,21 @@ impl Replay<'_> {
                     expiry: e.item_expiration,
                 });
             }
+            return;
+        }
+        if let Some(reason) = quarantine_reason(e) {
+            s.quarantined.push(Quarantine {
+                mark: mark(),
+                reason,
+                via: via.clone(),
+            });
+            return;
+        }
+        let lifted = released_entries(e);
+        if !lifted.is_empty() {
+            // A release lifts the named quarantines that hold the pack; one that does not
+            // hold it (a pack packed into the case after it was quarantined) is not its own.
+            s.quarantined.retain(|q| !lifted.contains(&q.mark.index));
             return;
         }
         if let Some(target) = undo_target(e) {
@@ -663,9 +679,11 @@ fn summarise(s: &mut PackState, container: Option<EpcId>) {
         (PackStatus::Recalled, &s.recalled),
         (PackStatus::Expired, &s.expired),
     ];
+    let held = s.quarantined.first().map(|q| q.mark.index);
     let (status, index) = match (&s.commissioning, ranked.iter().find(|(_, m)| m.is_some())) {
         (None, _) => (PackStatus::Unknown, None),
         (Some(_), Some((st, m))) => (*st, m.as_ref().map(|m| m.index)),
+        (Some(_), None) if held.is_some() => (PackStatus::Quarantined, held),
         (Some(c), None) if s.custody.in_transit => {
             (PackStatus::InTransit, s.custody.index.or(Some(c.index)))
         }

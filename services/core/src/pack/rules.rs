@@ -2,7 +2,8 @@
 //!
 //! Only what no honest partner can send is refused here: an event from another
 //! organisation's registered site, a commissioning by anyone but the brand owner, of an
-//! unregistered product, or of a serial that exists already. The API's state changes are
+//! unregistered product, or of a serial that exists already, and a quarantine or release
+//! that only the API may write. The API's state changes are
 //! refused with the same [`RuleViolation`] type, by the rules in `verdict`.
 
 use super::location_id;
@@ -52,6 +53,15 @@ pub enum RuleCode {
     UndoOtherParty,
     /// Past the window (NMVS_NC_PCK_20 "undo timeframe was exceeded").
     UndoWindowPassed,
+    /// The pack is quarantined and may not be dispensed until released.
+    Quarantined,
+    /// Nothing to release: no quarantine holds the pack, case or lot.
+    NotQuarantined,
+    /// The caller may not release this quarantine (see `quarantine::authorize_quarantine`).
+    ReleaseNotAllowed,
+    /// A device sent an event carrying a transaction only the API writes (quarantine,
+    /// release).
+    ApiOnlyTransaction,
 }
 
 spelled!(RuleCode {
@@ -67,6 +77,10 @@ spelled!(RuleCode {
     UndoStatusMismatch => "UNDO_STATUS_MISMATCH",
     UndoOtherParty => "UNDO_OTHER_PARTY",
     UndoWindowPassed => "UNDO_WINDOW_PASSED",
+    Quarantined => "QUARANTINED",
+    NotQuarantined => "NOT_QUARANTINED",
+    ReleaseNotAllowed => "RELEASE_NOT_ALLOWED",
+    ApiOnlyTransaction => "API_ONLY_TRANSACTION",
 });
 
 impl RuleViolation {
@@ -138,7 +152,21 @@ pub fn check_ingest(
     ctx: &impl IngestContext,
 ) -> Result<(), RuleViolation> {
     check_sites(event, submitter_org, ctx)?;
+    check_api_only(event)?;
     check_commissioning(event, submitter_org, ctx)
+}
+
+/// `API_ONLY_TRANSACTION`: quarantines and releases are decided by the API's role rules
+/// (`quarantine::authorize_quarantine`), which a device's event would bypass.
+fn check_api_only(event: &Event) -> Result<(), RuleViolation> {
+    if super::quarantine::is_quarantine_marked(event) {
+        return Err(RuleViolation::new(
+            RuleCode::ApiOnlyTransaction,
+            "quarantine and release events are written through the API (GraphQL quarantine, releaseQuarantine), not by devices",
+            vec![],
+        ));
+    }
+    Ok(())
 }
 
 /// `FOREIGN_SITE`: the readPoint or bizLocation is another organisation's registered site.
@@ -330,6 +358,10 @@ mod tests {
                 "UNDO_STATUS_MISMATCH",
                 "UNDO_OTHER_PARTY",
                 "UNDO_WINDOW_PASSED",
+                "QUARANTINED",
+                "NOT_QUARANTINED",
+                "RELEASE_NOT_ALLOWED",
+                "API_ONLY_TRANSACTION",
             ]
         );
         for c in RuleCode::ALL {

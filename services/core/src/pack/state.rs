@@ -23,7 +23,7 @@ impl Suspicion {
 }
 
 /// Summary status, by precedence: destroyed, dispensed, decommissioned, stolen, recalled,
-/// expired, in transit, active. `Unknown` means never commissioned.
+/// expired, quarantined, in transit, active. `Unknown` means never commissioned.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PackStatus {
@@ -36,6 +36,8 @@ pub enum PackStatus {
     Recalled,
     Expired,
     Decommissioned,
+    /// Held by a quarantine not yet released (see `pack::quarantine`).
+    Quarantined,
 }
 
 spelled!(PackStatus {
@@ -48,12 +50,18 @@ spelled!(PackStatus {
     Recalled => "RECALLED",
     Expired => "EXPIRED",
     Decommissioned => "DECOMMISSIONED",
+    Quarantined => "QUARANTINED",
 });
 
 impl PackStatus {
     /// Active and in-transit packs may still be supplied.
     pub fn is_active(&self) -> bool {
         matches!(self, PackStatus::Active | PackStatus::InTransit)
+    }
+
+    /// Active, in transit, or active but held by a quarantine: still in the supply chain.
+    pub fn is_active_or_held(&self) -> bool {
+        self.is_active() || *self == PackStatus::Quarantined
     }
 }
 
@@ -146,6 +154,9 @@ pub struct PackState {
     pub decommissioned: Option<StatusMark>,
     /// An `expired` disposition; the date check is the verdict's (it knows "now").
     pub expired: Option<StatusMark>,
+    /// The quarantines holding the pack now, oldest first: placed on it, its case or its lot,
+    /// and not released.
+    pub quarantined: Vec<super::quarantine::Quarantine>,
     pub custody: Custody,
     /// The container the pack is in now, if any.
     pub container: Option<EpcId>,
@@ -171,6 +182,7 @@ impl PackState {
             destroyed: None,
             decommissioned: None,
             expired: None,
+            quarantined: Vec::new(),
             custody: Custody::default(),
             container: None,
             recipients: Vec::new(),
