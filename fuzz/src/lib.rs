@@ -297,9 +297,14 @@ pub fn check_xml_document(data: &[u8]) {
                 let events: Vec<Value> = again
                     .events
                     .into_iter()
-                    .map(|e| e.unwrap_or_else(|e| panic!("an exported event does not read: {e}\n{text}")))
+                    .map(|e| {
+                        e.unwrap_or_else(|e| panic!("an exported event does not read: {e}\n{text}"))
+                    })
                     .collect();
-                assert_eq!(events, good, "export and read again changed the events\n{text}");
+                assert_eq!(
+                    events, good,
+                    "export and read again changed the events\n{text}"
+                );
             }
             Err(e) => assert!(!e.code().is_empty() && !e.to_string().is_empty()),
         }
