@@ -78,7 +78,8 @@ fn main() {
         for e in &doc.events {
             let e = e.as_ref().expect("every event reads");
             parse_event(e).expect("every event is valid");
-            hashes += usize::from(event_hash(e).expect("hashes")[0] != 0xff);
+            std::hint::black_box(event_hash(e).expect("hashes"));
+            hashes += 1;
         }
         let all = t.elapsed().as_secs_f64();
         best = best.min(all);
