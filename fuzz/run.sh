@@ -21,7 +21,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(scan digital_link epc_urn envelope_epcis)
+    targets=(scan digital_link epc_urn envelope_epcis xml_document)
 fi
 
 export RUSTC_BOOTSTRAP=1

@@ -13,10 +13,14 @@
 //!   parses back to the same EPC;
 //! * a Digital Link is accepted by `parse_epc` exactly when `parse_code` accepts it;
 //! * an envelope that `open` accepts is also read by `read_body` with the same body; an envelope
-//!   whose signature verifies with the test-vector device key carries the test-vector body.
+//!   whose signature verifies with the test-vector device key carries the test-vector body;
+//! * an EPCIS XML document that reads exports, as 1.2 and as 2.0, to documents that read back
+//!   to exactly the same events (when the export is possible at all), and every event it reads
+//!   goes through `parse_event` and the hash like a JSON one.
 
 use rxledger_core::envelope;
 use rxledger_core::epcis;
+use rxledger_core::epcis::xml;
 use rxledger_core::gs1::{self, EpcId, Gtin, ScannedCode};
 use rxledger_core::keys::SigningKey;
 use serde_json::Value;
@@ -256,6 +260,57 @@ fn check_event(event: &Value) {
     let _ = epcis::event_hash_id(event);
 }
 
+// ---------------------------------------------------------------------------------------------
+// xml_document
+// ---------------------------------------------------------------------------------------------
+
+/// `epcis::xml::parse_xml_document` on arbitrary bytes; what reads is exported as 1.2 and 2.0
+/// and must read back to the same events.
+pub fn check_xml_document(data: &[u8]) {
+    let limits = xml::XmlLimits::default();
+    let doc = match xml::parse_xml_document(data, &limits) {
+        Ok(doc) => doc,
+        Err(e) => {
+            assert!(!e.code().is_empty() && !e.to_string().is_empty());
+            return;
+        }
+    };
+    let mut good = Vec::new();
+    for e in &doc.events {
+        match e {
+            Ok(v) => {
+                check_event(v);
+                good.push(v.clone());
+            }
+            Err(e) => assert!(!e.code().is_empty() && !e.to_string().is_empty()),
+        }
+    }
+    let header = xml::XmlHeader {
+        creation_date: Some("2024-01-01T00:00:00Z".into()),
+        ..xml::XmlHeader::default()
+    };
+    for export in [xml::to_epcis12_xml, xml::to_epcis20_xml] {
+        match export(&good, &header) {
+            Ok(text) => {
+                let again = xml::parse_xml_document(text.as_bytes(), &limits)
+                    .unwrap_or_else(|e| panic!("an exported document does not read: {e}\n{text}"));
+                let events: Vec<Value> = again
+                    .events
+                    .into_iter()
+                    .map(|e| {
+                        e.unwrap_or_else(|e| panic!("an exported event does not read: {e}\n{text}"))
+                    })
+                    .collect();
+                assert_eq!(
+                    events, good,
+                    "export and read again changed the events\n{text}"
+                );
+            }
+            Err(e) => assert!(!e.code().is_empty() && !e.to_string().is_empty()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! `cargo test` in fuzz/ (stable, no libFuzzer run): every committed seed and regression
@@ -279,11 +334,12 @@ mod tests {
 
     #[test]
     fn seeds_and_regressions_pass() {
-        let targets: [(&str, fn(&[u8])); 4] = [
+        let targets: [(&str, fn(&[u8])); 5] = [
             ("scan", check_scan),
             ("digital_link", check_digital_link),
             ("epc_urn", check_epc_urn),
             ("envelope_epcis", check_envelope_epcis),
+            ("xml_document", check_xml_document),
         ];
         for (name, check) in targets {
             for sub in ["corpus", "regressions"] {
@@ -334,6 +390,14 @@ mod tests {
             } else {
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
                 epcis::document_hash_ids(&v).unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+        }
+        for (path, bytes) in inputs("corpus/xml_document") {
+            let doc = xml::parse_xml_document(&bytes, &xml::XmlLimits::default())
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(!doc.events.is_empty(), "{path}");
+            for e in doc.events {
+                e.unwrap_or_else(|e| panic!("{path}: {e}"));
             }
         }
     }

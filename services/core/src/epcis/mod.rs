@@ -18,6 +18,7 @@
 mod canon;
 mod hash;
 mod time;
+pub mod xml;
 
 use serde_json::{Map, Value};
 
