@@ -9,3 +9,4 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod tls;
+pub mod verify_answer;

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
+            Box::new(M0004MapLeaves),
         ]
     }
 }
@@ -156,5 +157,21 @@ impl MigrationTrait for M0003CommissionsByEntry {
             [commission::Column::EntryIdx],
         )
         .await
+    }
+}
+
+/// The authenticated pack index (issue 24): one row per identifier, its history commitment.
+struct M0004MapLeaves;
+
+impl MigrationName for M0004MapLeaves {
+    fn name(&self) -> &str {
+        "m0004_map_leaves"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004MapLeaves {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create(manager, crate::map_leaf::Entity).await
     }
 }
