@@ -55,7 +55,7 @@ pub struct IdentifierHistory {
     /// The index key: `sgtin:<gtin>.<serial>`, `sscc:<sscc>`, `lgtin:<gtin>.<lot>`,
     /// `gtin:<gtin>`.
     pub identifier: String,
-    pub entries: Vec<HistoryEntry>,
+    pub entries: Vec<ListedEntry>,
     /// Map siblings from the root's children down, hex.
     pub siblings: Hashes,
     /// Where the identifier's path ends: null at an empty subtree (absent), else a leaf,
@@ -65,7 +65,7 @@ pub struct IdentifierHistory {
 
 #[derive(SimpleObject, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
+pub struct ListedEntry {
     pub index: i64,
     pub leaf_hash: String,
 }
@@ -113,7 +113,7 @@ impl Snapshot {
             for &index in indices {
                 let leaf = s.ledger.leaf_hash(index).await?;
                 listed.push(index, &leaf);
-                entries.push(HistoryEntry {
+                entries.push(ListedEntry {
                     index: index as i64,
                     leaf_hash: hex::encode(leaf),
                 });

@@ -33,29 +33,35 @@ use crate::pack::{self, LoggedEvent};
 /// absence from the map is part of what the answer proves.
 pub fn read_set<E: Borrow<LoggedEvent>>(sgtin: &Sgtin, events: &[E]) -> Vec<(String, Vec<u64>)> {
     let me = EpcId::Sgtin(sgtin.clone());
-    let mut ids: Vec<String> = pack::container_closure(&me, events)
+    // The pack, its containers in key order (events come in any order), then its classes.
+    let mut containers: Vec<String> = pack::container_closure(&me, events)
         .iter()
-        .chain(pack::classes_of(sgtin, events).iter())
+        .skip(1)
         .map(epc_key)
         .collect();
-    ids.dedup();
-    ids.into_iter()
-        .map(|id| {
-            let mut entries: Vec<u64> = events
-                .iter()
-                .map(|e| -> &LoggedEvent { e.borrow() })
-                .filter(|le| {
-                    pack::named_ids(&le.event)
-                        .into_iter()
-                        .any(|n| epc_key(n) == id)
-                })
-                .map(|le| le.index)
-                .collect();
-            entries.sort_unstable();
-            entries.dedup();
-            (id, entries)
-        })
-        .collect()
+    containers.sort_unstable();
+    let ids = std::iter::once(epc_key(&me)).chain(containers).chain(
+        pack::classes_of(sgtin, events)
+            .iter()
+            .map(epc_key)
+            .collect::<Vec<_>>(),
+    );
+    ids.map(|id| {
+        let mut entries: Vec<u64> = events
+            .iter()
+            .map(|e| -> &LoggedEvent { e.borrow() })
+            .filter(|le| {
+                pack::named_ids(&le.event)
+                    .into_iter()
+                    .any(|n| epc_key(n) == id)
+            })
+            .map(|le| le.index)
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        (id, entries)
+    })
+    .collect()
 }
 
 /// One identifier an answer read, with what it read about it and the map's proof of it.
