@@ -10,3 +10,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod tls;
 pub mod verify_bundle;
+pub mod verify_answer;

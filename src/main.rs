@@ -250,6 +250,22 @@ enum Command {
         #[command(flatten)]
         witnesses: WitnessKeys,
     },
+    /// Check a saved verdict offline: every cited entry's inclusion in the checkpoint and the
+    /// map proofs that the verdict read every entry about its pack, containers and lot.
+    /// Needs no database; names the identifier whose history the answer does not show whole.
+    VerifyAnswer {
+        /// The saved GraphQL `verify` answer (the response, or its `data.verify`), selecting
+        /// evidence, reasons { evidence }, checkpointSize and completeness.
+        answer: PathBuf,
+        /// The checkpoint note the answer's proofs are against (its `checkpointNote`, or the
+        /// same size from a source you trust).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The log's verifier key (`rxledger vkey`): checks the checkpoint's signature, and
+        /// with the k256 key the map-root entry's too.
+        #[arg(long, env = "RXLEDGER_VERIFIER_KEY")]
+        verifier_key: Option<String>,
+    },
     /// Run a C2SP tlog-witness (POST /add-checkpoint) for one or more logs: it cosigns each
     /// checkpoint consistent with what it cosigned before, and refuses any other.
     Witness(WitnessArgs),
@@ -643,6 +659,11 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             witnesses,
         } => verify_checkpoint(&file, &log_key, &witnesses),
         Command::VerifyBundle { file, verifier_key } => verify_bundle(&file, &verifier_key),
+        Command::VerifyAnswer {
+            answer,
+            checkpoint,
+            verifier_key,
+        } => verify_answer(&answer, &checkpoint, verifier_key.as_deref()),
         Command::Backup { storage, file } => backup(&storage, &file).await,
         Command::Restore {
             storage,
@@ -800,6 +821,40 @@ fn verify_bundle(file: &Path, verifier_key: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `rxledger verify-answer`: a saved verdict's inclusion and completeness, offline.
+fn verify_answer(
+    answer: &Path,
+    checkpoint: &Path,
+    verifier_key: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(answer)
+        .with_context(|| format!("cannot read answer file {}", answer.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", answer.display()))?;
+    let note = std::fs::read_to_string(checkpoint)
+        .with_context(|| format!("cannot read checkpoint file {}", checkpoint.display()))?;
+    match rxledger::verify_answer::verify_answer(&json, &note, verifier_key) {
+        Ok(v) => {
+            println!("origin:      {}", v.checkpoint.origin);
+            println!("size:        {}", v.checkpoint.size);
+            println!("verdict:     {}", v.verdict);
+            println!("evidence:    {} entries included", v.evidence);
+            for (id, n) in &v.identifiers {
+                println!("complete:    {id} ({n} entries)");
+            }
+            if verifier_key.is_none() {
+                println!("(no --verifier-key: the checkpoint is trusted as given)");
+            }
+            println!("ANSWER VERIFIED");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("ANSWER REFUSED: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 /// `--witness-key`: a cosigner verifier key (type 0x04).
 fn cosigner_vkey(s: &str) -> Result<rxledger_core::ed25519::Ed25519Verifier, String> {
     let v = rxledger_core::ed25519::Ed25519Verifier::from_vkey(s).map_err(|e| e.to_string())?;
@@ -881,6 +936,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         custody_policy: s.custody_policy,
         witness_quorum: witness_quorum(s.witnesses.len(), s.witness_quorum)?,
         witnesses: s.witnesses.clone(),
+        map: true,
     };
     let stop = shutdown_signal()?;
     let app = server::start(cfg.clone()).await?;
@@ -1039,6 +1095,10 @@ async fn run_audit(
     println!(
         "index:        {} rows rebuilt from the entries and compared",
         report.index_rows_checked
+    );
+    println!(
+        "map:          {} map-root entries recomputed from the entries and compared",
+        report.map_roots_checked
     );
     if report.entries_unreadable > 0 {
         println!(

@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub witnesses: Vec<WitnessClient>,
     /// Cosignatures a checkpoint needs to be published as cosigned.
     pub witness_quorum: usize,
+    /// Keep the authenticated pack index and commit its root with every batch (issue 24).
+    /// Always on in `rxledger serve`; off only where a benchmark measures what it costs.
+    pub map: bool,
 }
 
 impl ServeConfig {
@@ -79,6 +82,7 @@ impl ServeConfig {
             custody_policy: Default::default(),
             witnesses: Vec::new(),
             witness_quorum: 0,
+            map: true,
         }
     }
 }
@@ -143,7 +147,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         ecdsa: key,
         ed25519: Some(ed25519),
     };
-    let ledger = Arc::new(Ledger::open(db.clone(), keys, &origin).await?);
+    let options = rxledger_store::LedgerOptions { map: cfg.map };
+    let ledger = Arc::new(Ledger::open_with(db.clone(), keys, &origin, options).await?);
     check_index(&ledger).await?;
     let witnessing = Witnessing::new(cfg.witnesses.clone(), cfg.witness_quorum, ledger.clone());
     let file = CheckpointFile::beside(&cfg.key_path);

@@ -4,7 +4,8 @@
 //! - the log: [`entry`] (exact bytes as received), [`tile`] (the Merkle tree as C2SP tiles),
 //!   [`head`] (the single row advanced by compare-and-swap) and [`checkpoint`] (every signed
 //!   checkpoint, so an auditor can prove none were inconsistent);
-//! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash);
+//! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash),
+//!   [`map_leaf`] (the authenticated pack index the map-root entries commit to);
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
 //! - product master data: [`product`] (what a GTIN is, for the pages);
 //! - the desk: [`trace_party`] (who may read a tracing request).
@@ -19,6 +20,7 @@ pub mod entry;
 pub mod epc;
 pub mod event;
 pub mod head;
+pub mod map_leaf;
 pub mod migration;
 pub mod organization;
 pub mod product;

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
             Box::new(M0004DeskTraceParties),
+            Box::new(M0005MapLeaves),
         ]
     }
 }
@@ -182,5 +183,21 @@ impl MigrationTrait for M0004DeskTraceParties {
             [trace_party::Column::OrgId],
         )
         .await
+    }
+}
+
+/// The authenticated pack index (issue 24): one row per identifier, its history commitment.
+struct M0005MapLeaves;
+
+impl MigrationName for M0005MapLeaves {
+    fn name(&self) -> &str {
+        "m0005_map_leaves"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0005MapLeaves {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create(manager, crate::map_leaf::Entity).await
     }
 }

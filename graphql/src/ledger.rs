@@ -94,9 +94,11 @@ pub struct LedgerEntry {
     pub leaf_hash: String,
     /// The exact bytes, base64; null when the caller may not see them.
     pub data_base64: Option<String>,
-    /// 1 = device envelope, 2 = API state change.
+    /// 1 = device envelope, 2 = API state change, 3 = map-root entry (public: it names no
+    /// party; docs/PROTOCOL.md).
     pub kind: i32,
-    /// The device id, or `org:<id>` for API state changes; null like `dataBase64`.
+    /// The device id, `org:<id>` for API state changes or `log:map` for map-root entries;
+    /// null like `dataBase64`.
     pub signer: Option<String>,
 }
 
@@ -199,7 +201,9 @@ impl LedgerQuery {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let shown = visible.as_ref().is_none_or(|v| v.contains(&r.signer));
+                // A map-root entry names no party: its bytes and signer are public.
+                let public = r.kind == rxledger_store::ledger::EntryKind::MapRoot as i16;
+                let shown = public || visible.as_ref().is_none_or(|v| v.contains(&r.signer));
                 LedgerEntry {
                     index: r.idx,
                     leaf_hash: hex::encode(rxledger_core::merkle::leaf_hash(&r.data)),

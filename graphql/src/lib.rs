@@ -8,6 +8,7 @@
 mod admin;
 pub mod auth;
 mod changes;
+pub mod completeness;
 pub mod cost;
 mod error;
 mod events;

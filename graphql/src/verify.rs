@@ -58,6 +58,10 @@ pub struct Verification {
     /// What happened to the pack, oldest first, without any party's identity or location: fit
     /// for an anonymous caller. `provenance` gives entitled callers the full history.
     pub timeline: Vec<TimelineStep>,
+    /// The proof that the verdict read every entry about the pack, its containers and its
+    /// lot, against the map root the cited checkpoint covers (docs/VERIFY.md §4); null when
+    /// not selected, for a state change's answer, or before the log commits a map root.
+    pub completeness: Option<crate::completeness::Completeness>,
 }
 
 /// One step of a pack's public timeline.
@@ -123,6 +127,8 @@ pub struct Wanted {
     pub timeline: bool,
     /// The GTIN's product master data.
     pub trade_item: bool,
+    /// The map proofs that the verdict read everything.
+    pub completeness: bool,
 }
 
 impl Wanted {
@@ -131,12 +137,14 @@ impl Wanted {
         evidence: true,
         timeline: true,
         trade_item: true,
+        completeness: true,
     };
     /// The verdict alone: QR codes and label sheets read the product from it.
     pub const VERDICT: Wanted = Wanted {
         evidence: false,
         timeline: false,
         trade_item: false,
+        completeness: false,
     };
 
     /// What the selection under `field` (a `Verification`) asks for.
@@ -145,6 +153,7 @@ impl Wanted {
             evidence: field.field("evidence").exists(),
             timeline: field.field("timeline").exists(),
             trade_item: field.field("product").field("tradeItem").exists(),
+            completeness: field.field("completeness").exists(),
         }
     }
 }
@@ -156,6 +165,9 @@ pub struct Checked {
     /// `None` when the ledger holds no event for the serial (or the code has none).
     pub state: Option<PackState>,
     pub verdict: Verdict,
+    /// What the derivation read, for [`Wanted::completeness`]; `None` when it is not known
+    /// (a state change's answer).
+    pub reads: Option<crate::completeness::Reads>,
 }
 
 /// The stages of a verification, in the order they run.
@@ -228,11 +240,13 @@ pub async fn check<W: Stopwatch + Send>(
     scanned: ScannedCode,
     watch: &mut W,
 ) -> Result<Checked, ApiError> {
-    let state = match scanned.sgtin() {
-        Some(sgtin) => derive_state(s, &sgtin, watch).await?,
-        None => None,
+    let (state, reads) = match scanned.sgtin() {
+        Some(sgtin) => derive_state_read(s, &sgtin, watch).await?,
+        None => (None, None),
     };
-    conclude(s, c, scanned, state, watch).await
+    let mut checked = conclude(s, c, scanned, state, watch).await?;
+    checked.reads = reads;
+    Ok(checked)
 }
 
 /// The verdict on a state already derived (a state change's, after its own event).
@@ -266,6 +280,7 @@ pub(crate) async fn conclude<W: Stopwatch + Send>(
         scanned,
         state,
         verdict,
+        reads: None,
     })
 }
 
@@ -275,15 +290,36 @@ async fn derive_state<W: Stopwatch + Send>(
     sgtin: &Sgtin,
     watch: &mut W,
 ) -> Result<Option<PackState>, StoreError> {
+    Ok(derive_state_read(s, sgtin, watch).await?.0)
+}
+
+/// [`derive_state`], with what it read (`rxledger_core::map::completeness::read_set`).
+async fn derive_state_read<W: Stopwatch + Send>(
+    s: &Services,
+    sgtin: &Sgtin,
+    watch: &mut W,
+) -> Result<(Option<PackState>, Option<crate::completeness::Reads>), StoreError> {
     let events = s.packs.events(sgtin).await?;
     watch.found(events.len());
     watch.lap(Stage::Events);
+    let reads =
+        crate::completeness::Reads(rxledger_core::map::completeness::read_set(sgtin, &events));
+    Ok((derive_from(s, sgtin, &events, watch).await?, Some(reads)))
+}
+
+/// The state derived from a pack's events, `None` when there are none.
+async fn derive_from<W: Stopwatch + Send>(
+    s: &Services,
+    sgtin: &Sgtin,
+    events: &[Arc<pack::LoggedEvent>],
+    watch: &mut W,
+) -> Result<Option<PackState>, StoreError> {
     if events.is_empty() {
         return Ok(None);
     }
     let directory = s.packs.directory().await?;
     watch.lap(Stage::Directory);
-    let state = pack::derive_with(sgtin, &events, &derive_options(&directory));
+    let state = pack::derive_with(sgtin, events, &derive_options(&directory));
     watch.lap(Stage::Derive);
     watch.derived(state.history.len());
     Ok(Some(state))
@@ -313,7 +349,16 @@ impl Verification {
         watch: &mut W,
     ) -> Result<Verification, ApiError> {
         let v = &checked.verdict;
+        // The map first: the checkpoint read after it covers its map-root entry.
+        let snapshot = match (&checked.reads, wanted.completeness) {
+            (Some(reads), true) => crate::completeness::Snapshot::take(s, reads).await,
+            _ => None,
+        };
         let head = s.ledger.head();
+        let completeness = match (snapshot, &checked.reads) {
+            (Some(snap), Some(reads)) => snap.build(s, reads, head.size).await?,
+            _ => None,
+        };
         let evidence = if wanted.evidence {
             let mut cited: Vec<u64> = v
                 .reasons
@@ -370,6 +415,7 @@ impl Verification {
                 (Some(st), true) => timeline(st),
                 _ => Vec::new(),
             },
+            completeness,
         })
     }
 }

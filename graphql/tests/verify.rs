@@ -13,7 +13,9 @@ const VERIFICATION: &str = "verdict dispensable reasons { code severity message 
     product { gtin serial lot expiry tradeItem { gtin productName strength dosageForm netContent \
     marketingAuthorisationHolder imageUrl } } status evidence { index leafHash treeSize proof } \
     checkpointSize checkpointNote cosignedCheckpoint { size note cosigners } \
-    timeline { index eventTime eventType action bizStep disposition inherited }";
+    timeline { index eventTime eventType action bizStep disposition inherited } \
+    completeness { mapEntry { index dataBase64 proof } identifiers { identifier \
+    entries { index leafHash } siblings leaf { key count head } } }";
 
 /// (organization, role, site GLN)
 const ORGS: &[(&str, Role, &str)] = &[

@@ -1,6 +1,9 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair]`
+//!
+//! With `pair`, the run is made four times in one process, alternately without and with the
+//! pack index map (issue 24), and the ratio of the rates and the disk per entry are printed.
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
@@ -100,6 +103,8 @@ struct Options {
     window: usize,
     external: Option<rxledger_ingest::MqttUrl>,
     topic_root: String,
+    /// Runs without and with the map, alternately.
+    pair: bool,
 }
 
 impl Options {
@@ -124,6 +129,7 @@ impl Options {
             window: *args.get(2).unwrap_or(&4_000) as usize,
             external,
             topic_root,
+            pair: std::env::args().skip(1).any(|a| a == "pair"),
         })
     }
 }
@@ -149,9 +155,49 @@ async fn main() -> anyhow::Result<()> {
         rates(&ceiling)
     );
 
+    let modes = if opts.pair {
+        vec![false, true, false, true]
+    } else {
+        vec![true]
+    };
+    let mut runs = Vec::new();
+    for map in modes {
+        println!(
+            "\n== run {} the pack index map ==",
+            if map { "with" } else { "without" }
+        );
+        runs.push((map, one_run(&opts, map, &ceiling, cores).await?));
+    }
+    if opts.pair {
+        let of = |m: bool| -> Vec<(f64, f64)> {
+            runs.iter().filter(|r| r.0 == m).map(|r| r.1).collect()
+        };
+        let (off, on) = (of(false), of(true));
+        let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+            v.iter().map(f).sum::<f64>() / v.len() as f64
+        };
+        println!(
+            "\npack index map: {:.0} events/s with it, {:.0} without: {:.2}x; disk {:.0} B per envelope with it, {:.0} without",
+            mean(&on, |r| r.0),
+            mean(&off, |r| r.0),
+            mean(&on, |r| r.0) / mean(&off, |r| r.0),
+            mean(&on, |r| r.1),
+            mean(&off, |r| r.1),
+        );
+    }
+    Ok(())
+}
+
+/// One run on a fresh server and database; its rate and database bytes per envelope.
+async fn one_run(
+    opts: &Options,
+    map: bool,
+    ceiling: &[(f64, f64)],
+    cores: usize,
+) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let app = start_server(&opts, dir.path()).await?;
-    let work = sign(&app, &opts).await?;
+    let app = start_server(opts, dir.path(), map).await?;
+    let work = sign(&app, opts).await?;
     let total = work
         .iter()
         .map(|(_, _, envs)| envs.len() as u64)
@@ -184,7 +230,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     });
-    let (latencies, counts) = run_devices(work, &app, &opts).await?;
+    let (latencies, counts) = run_devices(work, &app, opts).await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
     rss_sampler.abort();
@@ -195,11 +241,19 @@ async fn main() -> anyhow::Result<()> {
         latencies,
         counts,
     };
-    print_results(run, ceiling, cores);
+    print_results(run, ceiling.to_vec(), cores);
     print_ingest_stats(&app, total);
     println!("RSS at end {:.0} MB", rss_mb());
+    let entries = app.ledger.head().size.max(1);
     app.shutdown().await;
-    Ok(())
+    let bytes: u64 = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bench.db"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!("database: {bytes} bytes, {entries} entries for {total} envelopes");
+    Ok((total as f64 / secs, bytes as f64 / total as f64))
 }
 
 /// What one run measured.
@@ -256,7 +310,11 @@ fn print_results(run: Measured, mut ceiling: Vec<(f64, f64)>, cores: usize) {
 }
 
 /// The real server (SQLite in `dir`, default batch settings) and the manufacturer `acme`.
-async fn start_server(opts: &Options, dir: &std::path::Path) -> anyhow::Result<server::App> {
+async fn start_server(
+    opts: &Options,
+    dir: &std::path::Path,
+    map: bool,
+) -> anyhow::Result<server::App> {
     let cfg = ServeConfig {
         database: dir.join("bench.db").display().to_string(),
         mqtt: match opts.external.clone() {
@@ -279,6 +337,7 @@ async fn start_server(opts: &Options, dir: &std::path::Path) -> anyhow::Result<s
             per_second: 1e9,
             burst: 1e9,
         },
+        map,
         ..ServeConfig::local(dir)
     };
     let app = server::start(cfg).await?;

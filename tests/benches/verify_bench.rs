@@ -636,6 +636,7 @@ async fn timed_verdict(services: &Services, code: &str) -> anyhow::Result<Stages
         evidence: true,
         timeline: false,
         trade_item: false,
+        completeness: false,
     };
     let v = verify::verification_timed(services, &Caller::Anonymous, code, wanted, &mut laps)
         .await
@@ -704,6 +705,7 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
     }
 
     schema_benchmark(&server, &codes).await?;
+    completeness_benchmark(&server, &codes).await?;
 
     // What the resolver alone sustains on this machine.
     println!(
@@ -713,6 +715,71 @@ async fn in_process_benchmarks(app: &App, args: &Args) -> anyhow::Result<()> {
     let (n, mut lat) = resolver_run(&server, args).await?;
     println!("  {:.0}/s  {}", n as f64 / 5.0, summary_us(&mut lat));
     Ok(())
+}
+
+/// Issue 24: what a verdict's completeness proof costs. Per random pack, the real answer
+/// (`Wanted::ALL`) with and without `completeness`: the extra bytes of its JSON, the time the
+/// server takes to add it, and the time a client takes to check it offline
+/// (`rxledger::verify_answer`, the core's `Completeness::verify`, with the log key).
+async fn completeness_benchmark(server: &Services, codes: &[String]) -> anyhow::Result<()> {
+    let without = Wanted {
+        completeness: false,
+        ..Wanted::ALL
+    };
+    let vkey = server.ledger.verifier().to_vkey();
+    let (mut extra, mut build_us, mut check_us, mut ids) = (vec![], vec![], vec![], vec![]);
+    for code in codes {
+        let c = &Caller::Anonymous;
+        let t = Instant::now();
+        let plain = verify::verification(server, c, code, without).await;
+        let plain_us = t.elapsed().as_secs_f64() * 1e6;
+        let t = Instant::now();
+        let full = verify::verification(server, c, code, Wanted::ALL).await;
+        build_us.push(t.elapsed().as_secs_f64() * 1e6 - plain_us);
+        let (plain, full) = match (plain, full) {
+            (Ok(p), Ok(f)) => (serde_json::to_vec(&p)?, serde_json::to_value(&f)?),
+            _ => bail!("verify {code} failed"),
+        };
+        extra.push((serde_json::to_vec(&full)?.len() - plain.len()) as f64);
+        let note = full["checkpointNote"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let t = Instant::now();
+        let verified = rxledger::verify_answer::verify_answer(&full, &note, Some(&vkey))
+            .map_err(|e| anyhow::anyhow!("{code}: {e}"))?;
+        check_us.push(t.elapsed().as_secs_f64() * 1e6);
+        ids.push(verified.identifiers.len() as f64);
+    }
+    ids.sort_by(f64::total_cmp);
+    println!(
+        "completeness (issue 24), {} packs, median {:.0} identifiers each:",
+        codes.len(),
+        quantile(&ids, 0.5)
+    );
+    println!(
+        "  extra answer bytes (JSON):    {}",
+        summary_bytes(&mut extra)
+    );
+    println!(
+        "  server time to add it:        {}",
+        summary_us(&mut build_us)
+    );
+    println!(
+        "  client check (verify-answer): {}",
+        summary_us(&mut check_us)
+    );
+    Ok(())
+}
+
+fn summary_bytes(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "median {:.0} B, p99 {:.0} B, max {:.0} B",
+        quantile(v, 0.5),
+        quantile(v, 0.99),
+        quantile(v, 1.0)
+    )
 }
 
 /// One timed verification per code, each through the services `with` gives; the stages and

@@ -7,7 +7,7 @@
 //! note keys ([`ed25519`]), witness cosignatures and their quorum ([`cosignature`]), a witness's
 //! decision on a submitted checkpoint ([`witness`]), GS1 identifiers ([`gs1`]),
 //! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]), what the ledger indexes about an event
-//! ([`index`]) and the codes of a rejected envelope ([`codes`]).
+//! ([`index`]), the authenticated pack index that proves an answer complete ([`map`]) and the codes of a rejected envelope ([`codes`]).
 
 pub mod checkpoint;
 pub mod codes;
@@ -19,6 +19,7 @@ pub mod eucodes;
 pub mod gs1;
 pub mod index;
 pub mod keys;
+pub mod map;
 pub mod merkle;
 pub mod mqttauth;
 pub mod pack;

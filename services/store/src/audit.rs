@@ -43,6 +43,8 @@ pub struct AuditReport {
     pub index_rows_checked: u64,
     /// Entries (or events in them) that do not read as EPCIS: they give no index rows.
     pub entries_unreadable: u64,
+    /// Map-root entries whose root was recomputed from the entries before them and matched.
+    pub map_roots_checked: u64,
     /// Size of the client-saved checkpoint that was proven consistent, if one was given.
     pub consistent_with: Option<u64>,
     pub problems: Vec<String>,
@@ -84,7 +86,9 @@ pub async fn audit(
     report.size = size;
     let signed = Signed::load(db, verifier).await?;
     let saved_size = saved.as_ref().map(|s| s.size);
-    let mut index = IndexAudit::load(db).await?;
+    let mut index = IndexAudit::load(db)
+        .await?
+        .with_log_key(*verifier.public_key());
     let pass = Pass {
         size,
         signed: &signed,

@@ -14,6 +14,12 @@
 //! device directory (device id → organization) is held whole, and the list of findings is
 //! capped at [`MAX_LISTED`].
 //!
+//! The same pass recomputes the authenticated pack index (`rxledger_core::map`) entry by
+//! entry and checks every map-root entry against it: its root, key count and size must be the
+//! map of every entry before it (and, in `rxledger audit`, its signature the log key's); at the
+//! end, when the log ends with a map-root entry, the stored `map_leaves` must give that same
+//! map. The map is the one thing held whole (one leaf per identifier).
+//!
 //! What is not checked here: `alerts` (rejections never reach the log, so they cannot be
 //! rebuilt from it, and no verdict reads them) and `devices.last_seq` (the replay guard of
 //! ingest; a verdict never reads it).
@@ -22,6 +28,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use rxledger_core::envelope;
 use rxledger_core::index::{self, IndexedEvent};
+use rxledger_core::keys::PublicKey;
+use rxledger_core::map::rootentry::MapRoot;
+use rxledger_core::map::{self, MapTree};
+use rxledger_core::merkle;
 use rxledger_entities::{commission, device, entry, epc, event};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
@@ -39,6 +49,12 @@ pub struct IndexAudit {
     devices: HashMap<String, String>,
     listed: usize,
     unlisted: u64,
+    /// The pack index recomputed from the entries so far.
+    map: MapTree,
+    /// The log key map-root entries must be signed with, when the caller knows it.
+    log_key: Option<PublicKey>,
+    /// The index of the last entry checked when it was a map-root entry that matched.
+    map_root_at: Option<u64>,
 }
 
 /// The rows of one page, by each table's primary key.
@@ -112,7 +128,16 @@ impl IndexAudit {
             devices,
             listed: 0,
             unlisted: 0,
+            map: MapTree::new(),
+            log_key: None,
+            map_root_at: None,
         })
+    }
+
+    /// Also checks each map-root entry's signature with the log's k256 key.
+    pub fn with_log_key(mut self, key: PublicKey) -> Self {
+        self.log_key = Some(key);
+        self
     }
 
     /// Compares the rows of `entries` (the whole of entries `from..from + entries.len()`)
@@ -126,6 +151,7 @@ impl IndexAudit {
     ) -> Result<(), StoreError> {
         let to = from + entries.len() as u64;
         let expected = self.rebuild(entries, report);
+        self.map_page(entries, report);
         let stored = stored_rows(db, Span::Page(from, to)).await?;
         report.index_rows_checked +=
             (expected.events.len() + expected.epcs.len() + expected.commissions.len()) as u64;
@@ -147,6 +173,17 @@ impl IndexAudit {
         size: u64,
         report: &mut AuditReport,
     ) -> Result<(), StoreError> {
+        if self.map_root_at.is_some_and(|at| at + 1 == size) {
+            let stored = MapTree::from_leaves(crate::map::read_leaves(&db.conn).await?).root();
+            if stored != self.map.root() {
+                self.note(
+                    "map: the stored map_leaves do not give the map the entries give (the next \
+                     map root would be wrong)"
+                        .into(),
+                    report,
+                );
+            }
+        }
         let extra = stored_rows(db, Span::Outside(size)).await?;
         self.compare("events", BTreeMap::new(), extra.events, report);
         self.compare("epcs", BTreeMap::new(), extra.epcs, report);
@@ -170,8 +207,10 @@ impl IndexAudit {
     fn rebuild(&self, entries: &[entry::Model], report: &mut AuditReport) -> Rows {
         let mut rows = Rows::default();
         for e in entries {
-            // A desk record (a tracing request) names no event: it gives no rows.
-            if rxledger_core::trace::is_record(&e.data) {
+            // A desk record (a tracing request) and a map root name no event: they give no rows.
+            if rxledger_core::trace::is_record(&e.data)
+                || e.kind == crate::ledger::EntryKind::MapRoot as i16
+            {
                 continue;
             }
             let Ok(body) = envelope::read_body(&e.data) else {
@@ -187,6 +226,65 @@ impl IndexAudit {
             }
         }
         rows
+    }
+
+    /// Pushes the page's entries onto the recomputed map and checks its map-root entries.
+    fn map_page(&mut self, entries: &[entry::Model], report: &mut AuditReport) {
+        for e in entries {
+            let idx = e.idx as u64;
+            if e.kind == crate::ledger::EntryKind::MapRoot as i16 {
+                match self.check_map_root(e) {
+                    Ok(()) => {
+                        report.map_roots_checked += 1;
+                        self.map_root_at = Some(idx);
+                    }
+                    Err(why) => {
+                        self.map_root_at = None;
+                        self.note(format!("map: map-root entry {idx} {why}"), report);
+                    }
+                }
+                continue;
+            }
+            let leaf = merkle::leaf_hash(&e.data);
+            let Ok(body) = envelope::read_body(&e.data) else {
+                continue;
+            };
+            let mut named: Vec<String> = Vec::new();
+            for json in &body.events {
+                if let Ok(v) = index::reindex_event(json, "") {
+                    for (key, _) in v.ids {
+                        if !named.contains(&key) {
+                            named.push(key);
+                        }
+                    }
+                }
+            }
+            for key in named {
+                self.map.push(&map::key_of(&key), idx, &leaf);
+            }
+        }
+    }
+
+    /// Whether a map-root entry states the map of every entry before it.
+    fn check_map_root(&mut self, e: &entry::Model) -> Result<(), String> {
+        let stated = match &self.log_key {
+            Some(key) => MapRoot::open(&e.data, key),
+            None => MapRoot::parse(&e.data).map(|(s, _)| s),
+        }
+        .map_err(|err| format!("does not read: {err}"))?;
+        if stated.size != e.idx as u64 {
+            return Err(format!("states size {}, not its own index", stated.size));
+        }
+        let (root, keys) = (self.map.root(), self.map.len());
+        if stated.root != root || stated.keys != keys {
+            return Err(format!(
+                "states root {} of {} keys; the entries before it give {} of {keys}",
+                hex::encode(stated.root),
+                stated.keys,
+                hex::encode(root)
+            ));
+        }
+        Ok(())
     }
 
     fn compare<V: Row>(

@@ -62,6 +62,19 @@ pub enum EntryKind {
     /// A record the desk writes that is no EPCIS event (a tracing request), sealed by the
     /// ledger's key (`rxledger_core::trace`).
     DeskRecord = 3,
+    /// The map root after every entry before it (`rxledger_core::map::rootentry`), signed by
+    /// the ledger's key and appended by the ledger itself as the last entry of each batch.
+    MapRoot = 4,
+}
+
+/// How a [`Ledger`] runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerOptions {
+    /// Keep the authenticated pack index (`crate::map`) and append a map-root entry with each
+    /// batch. `rxledger serve` always does; [`Ledger::open`] (tools, the log's own tests and
+    /// benchmarks) does not. A log appended to without the map is caught up from its index
+    /// the next time a ledger with the map opens it.
+    pub map: bool,
 }
 
 /// An entry offered for appending.
@@ -174,15 +187,29 @@ pub struct Ledger {
     postings: std::sync::Arc<crate::postings::Postings>,
     /// The newest cosigned checkpoint and the witnesses' state (`rxledger-witness` fills it).
     witnesses: crate::witnessing::Board,
+    /// The authenticated pack index, when kept. Its lock is held by the sequencer from
+    /// taking a batch into the map until the commit, so answers see only committed maps.
+    map: Option<tokio::sync::Mutex<crate::map::MapState>>,
 }
 
 impl Ledger {
     /// Opens the log in `db`, creating the empty log (and its size-0 checkpoint) on first use.
     /// Reads only the head and the right-edge tiles, so opening takes the same time at any size.
+    /// Without the pack index map: see [`Ledger::open_with`].
     pub async fn open(
         db: Database,
         keys: impl Into<LogKeys>,
         origin: &str,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(db, keys, origin, LedgerOptions::default()).await
+    }
+
+    /// [`Ledger::open`] with options (the map: [`LedgerOptions::map`]).
+    pub async fn open_with(
+        db: Database,
+        keys: impl Into<LogKeys>,
+        origin: &str,
+        options: LedgerOptions,
     ) -> Result<Self, StoreError> {
         let LogKeys {
             ecdsa: key,
@@ -239,6 +266,12 @@ impl Ledger {
         }
         let postings = std::sync::Arc::new(crate::postings::Postings::new());
         postings.saw_head(head.size);
+        let map = match options.map {
+            true => Some(tokio::sync::Mutex::new(
+                crate::map::load(&db.conn, head.size).await?,
+            )),
+            false => None,
+        };
         let (tx, _) = watch::channel(head);
         let writer = Mutex::new(crate::db::writer(&db.url).await?);
         Ok(Ledger {
@@ -253,6 +286,7 @@ impl Ledger {
             head: tx,
             postings,
             witnesses: Default::default(),
+            map,
         })
     }
 
@@ -392,7 +426,7 @@ impl Ledger {
         }
         let admissions = admit(&txn, batch, old_size).await?;
         let mut leaves: Vec<Hash> = Vec::new();
-        let accepted: Vec<(u64, &NewEntry)> = admissions
+        let mut accepted: Vec<(u64, &NewEntry)> = admissions
             .iter()
             .zip(batch)
             .filter_map(|(a, e)| match a {
@@ -411,14 +445,49 @@ impl Ledger {
             });
         }
 
+        // The map takes the batch and its root becomes the batch's last entry; its lock is
+        // held until the commit decides whether the map's new state is real.
+        let mut map = match &self.map {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
+        let map_entry = match map.as_deref_mut() {
+            Some(state) => {
+                state.ensure(&txn, old_size).await?;
+                let index = old_size + accepted.len() as u64;
+                let e = state
+                    .take_batch(&txn, &accepted, &leaves, index, &self.origin, &self.key)
+                    .await;
+                if e.is_err() {
+                    state.invalidate();
+                }
+                Some(e?)
+            }
+            None => None,
+        };
+        if let Some(e) = &map_entry {
+            leaves.push(merkle::leaf_hash(&e.data));
+            accepted.push((old_size + accepted.len() as u64, e));
+        }
         let received = now_ms();
-        insert_entries(&txn, &accepted, received).await?;
-        advance_device_seqs(&txn, &accepted).await?;
-        let (next, changed) = frontier.append(&leaves)?;
-        write_tiles(&txn, &changed).await?;
-        let head = self
-            .sign_and_commit(txn, old_size, next.size, &changed, received)
-            .await?;
+        let written = async {
+            insert_entries(&txn, &accepted, received).await?;
+            advance_device_seqs(&txn, &accepted).await?;
+            let (next, changed) = frontier.append(&leaves)?;
+            write_tiles(&txn, &changed).await?;
+            let head = self
+                .sign_and_commit(txn, old_size, next.size, &changed, received)
+                .await?;
+            Ok::<_, StoreError>((next, head))
+        }
+        .await;
+        if let Some(state) = map.as_deref_mut() {
+            match &written {
+                Ok((next, _)) => state.committed_at(next.size),
+                Err(_) => state.invalidate(),
+            }
+        }
+        let (next, head) = written?;
         *frontier = next;
         // Index before publishing the checkpoint, so a reader that sees it finds the rows.
         let indexed: Vec<(u64, &[IndexedEvent])> = accepted
@@ -428,6 +497,8 @@ impl Ledger {
         self.postings.committed(&indexed);
         self.postings.saw_head(head.size);
         self.head.send_replace(head.clone());
+        // Only now may an answer take the new map: the head it reads next covers its root.
+        drop(map);
         Ok(Batch { admissions, head })
     }
 
@@ -525,6 +596,22 @@ impl Ledger {
             }
         }
         result
+    }
+
+    /// Map proofs of `identifiers` (index keys) from the committed map, with the map-root
+    /// entry they are against; `None` when this ledger keeps no map or no map-root entry
+    /// covers its log yet (see [`crate::map`]).
+    pub async fn map_proofs(
+        &self,
+        identifiers: &[String],
+    ) -> Option<(crate::map::CommittedRoot, Vec<crate::map::KeyProof>)> {
+        let state = self.map.as_ref()?.lock().await;
+        state.prove(identifiers)
+    }
+
+    /// Whether this ledger keeps the authenticated pack index.
+    pub fn keeps_map(&self) -> bool {
+        self.map.is_some()
     }
 
     /// The audit path of leaf `index` in the tree of `size`.

@@ -17,6 +17,7 @@ mod error;
 mod frontier;
 pub mod indexaudit;
 pub mod ledger;
+pub mod map;
 pub mod packs;
 pub mod postings;
 pub mod products;
@@ -29,7 +30,7 @@ pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
 pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
-pub use ledger::{Admission, Batch, Ledger, LogKeys, NewEntry, SignedHead};
+pub use ledger::{Admission, Batch, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead};
 pub use products::{Products, TradeItem};
 pub use registry::Registry;
 

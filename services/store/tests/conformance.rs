@@ -666,9 +666,19 @@ async fn product_master_data(db: Database) {
 /// a case, then the pharmacy `corner` dispenses A through the API. Returns the ledger and
 /// the index of the dispensing entry.
 async fn dispensed_pack(db: &Database) -> (Ledger, u64) {
+    dispensed_pack_with(db, rxledger_store::LedgerOptions::default()).await
+}
+
+/// [`dispensed_pack`] on a ledger opened with `options`.
+async fn dispensed_pack_with(
+    db: &Database,
+    options: rxledger_store::LedgerOptions,
+) -> (Ledger, u64) {
     use rxledger_core::envelope::{self, Body};
     use rxledger_core::index::index_event;
-    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    let ledger = Ledger::open_with(db.clone(), key(), ORIGIN, options)
+        .await
+        .unwrap();
     let registry = Registry::new(db.clone());
     registry
         .add_organization("acme", "Acme", "MANUFACTURER")
@@ -868,6 +878,95 @@ async fn trace_requests_and_who_reads_them(db: Database) {
     );
 }
 
+/// The pack index map (issue 24): a map-root entry ends every batch, its root is the map of
+/// every entry before it, proofs from the committed map verify with the core, a reopened
+/// ledger carries on from the stored leaves, a ledger that moved on without this one (or
+/// without a map) is caught up, and the auditor recomputes every root and the stored leaves.
+async fn map_commits_with_each_batch(db: Database) {
+    use rxledger_core::map::completeness::{Claim, Completeness};
+    use rxledger_core::map::{History, rootentry::MapRoot};
+    let with_map = rxledger_store::LedgerOptions { map: true };
+    let (ledger, dispensed) = dispensed_pack_with(&db, with_map).await;
+    // Two envelopes in one batch (0, 1), its map root (2), the dispense (3), its map root (4).
+    let rows = ledger.entries(0, 5).await.unwrap();
+    let kinds: Vec<i16> = rows.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [1, 1, 4, 2, 4]);
+    assert_eq!((dispensed, ledger.head().size), (3, 5));
+    let stated = MapRoot::open(&rows[4].data, &key().public_key()).unwrap();
+    assert_eq!((stated.size, stated.origin.as_str()), (4, ORIGIN));
+
+    let ids = [
+        "sgtin:10614141073464.A".to_string(),
+        "sscc:106141412345678908".to_string(),
+        "sgtin:10614141073464.Z".to_string(),
+    ];
+    let (root, proofs) = ledger.map_proofs(&ids).await.unwrap();
+    assert_eq!((root.index, &root.stated), (4, &stated));
+    let leaf = |i: usize| merkle::leaf_hash(&rows[i].data);
+    let a = History::of(&[(0, leaf(0)), (1, leaf(1)), (3, leaf(3))]);
+    assert_eq!(proofs[0].history, Some(a));
+    assert_eq!(proofs[2].history, None);
+    let head = ledger.head();
+    let claims = vec![
+        Claim {
+            identifier: ids[0].clone(),
+            entries: vec![(0, leaf(0)), (1, leaf(1)), (3, leaf(3))],
+            proof: proofs[0].proof.clone(),
+        },
+        Claim {
+            identifier: ids[2].clone(),
+            entries: vec![],
+            proof: proofs[2].proof.clone(),
+        },
+    ];
+    let c = Completeness {
+        map_entry_index: 4,
+        map_entry: rows[4].data.clone(),
+        map_entry_proof: ledger.inclusion_proof(4, head.size).await.unwrap(),
+        claims,
+    };
+    c.verify(
+        head.size,
+        &head.root,
+        ORIGIN,
+        Some(&key().public_key()),
+        &[3],
+    )
+    .unwrap();
+
+    // Reopened: the stored leaves are the committed map.
+    drop(ledger);
+    let again = Ledger::open_with(db.clone(), key(), ORIGIN, with_map)
+        .await
+        .unwrap();
+    assert_eq!(again.map_proofs(&ids).await.unwrap().0, root);
+    // Another ledger (another node, or one without the map) appends; this one catches up.
+    let plain = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    plain.append(vec![entry(100)]).await.unwrap();
+    let other = Ledger::open_with(db.clone(), key(), ORIGIN, with_map)
+        .await
+        .unwrap();
+    other.append(vec![entry(101)]).await.unwrap();
+    again.append(vec![entry(102)]).await.unwrap();
+    assert_eq!(again.head().size, 10);
+    let report = audit(&db, again.verifier(), None, |_, _| {}).await.unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.map_roots_checked, 4);
+    assert_eq!(report.entries_unreadable, 3);
+
+    // A leaf altered behind the ledger's back is named.
+    exec(&db, "UPDATE map_leaves SET count = count + 1").await;
+    let report = audit(&db, again.verifier(), None, |_, _| {}).await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("map: the stored map_leaves")),
+        "{:?}",
+        report.problems
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -906,4 +1005,5 @@ conformance!(
     product_master_data,
     audit_names_every_wrong_index_row,
     trace_requests_and_who_reads_them,
+    map_commits_with_each_batch,
 );
