@@ -6,7 +6,8 @@
 //!   checkpoint, so an auditor can prove none were inconsistent);
 //! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash);
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
-//! - product master data: [`product`] (what a GTIN is, for the pages).
+//! - product master data: [`product`] (what a GTIN is, for the pages);
+//! - access: [`api_key`] and the browser [`session`]s signed in with them.
 
 pub mod alert;
 pub mod api_key;
@@ -21,6 +22,7 @@ pub mod head;
 pub mod migration;
 pub mod organization;
 pub mod product;
+pub mod session;
 pub mod site;
 pub mod tile;
 

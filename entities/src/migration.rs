@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
+            Box::new(M0004OpsSessions),
         ]
     }
 }
@@ -154,6 +155,32 @@ impl MigrationTrait for M0003CommissionsByEntry {
             "commissions_entry_idx",
             commission::Entity,
             [commission::Column::EntryIdx],
+        )
+        .await
+    }
+}
+
+/// Browser sessions (issue 20): in the database, so that nodes sharing a PostgreSQL database
+/// share them, with the key id indexed for revocation.
+struct M0004OpsSessions;
+
+impl MigrationName for M0004OpsSessions {
+    fn name(&self) -> &str {
+        "m0004_ops_sessions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0004OpsSessions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::session;
+        create(manager, session::Entity).await?;
+        index(
+            manager,
+            Index::create(),
+            "sessions_key_id",
+            session::Entity,
+            [session::Column::KeyId],
         )
         .await
     }

@@ -5,13 +5,14 @@
 //! messages never contain internal text (async-graphql's `custom-error-conversion` feature
 //! stops `?` from turning a database error into a client-visible string).
 
-mod admin;
+pub mod admin;
 pub mod auth;
 mod changes;
 pub mod cost;
 mod error;
 mod events;
 mod hashes;
+pub mod latency;
 mod ledger;
 mod live;
 mod packs;
@@ -29,6 +30,7 @@ use rxledger_store::{Alerts, ApiKeys, Ledger, Products, Registry};
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
+pub use ledger::CosignedCheckpoint;
 pub use rxledger_core::verdict::CustodyPolicy;
 pub use status::AuditState;
 
@@ -41,6 +43,8 @@ pub struct Services {
     pub api_keys: ApiKeys,
     pub packs: Arc<rxledger_store::packs::Packs>,
     pub products: Products,
+    /// How long verifications take, for `/metrics`.
+    pub verify_latency: Arc<latency::VerifyLatency>,
 }
 
 impl Services {
@@ -58,6 +62,7 @@ impl Services {
             api_keys: ApiKeys::new(db.clone()),
             products: Products::new(db.clone()),
             packs: Arc::new(rxledger_store::packs::Packs::new(db)),
+            verify_latency: Default::default(),
         })
     }
 }
