@@ -7,6 +7,7 @@ pub mod backup;
 pub mod keyfile;
 pub mod metrics;
 pub mod ratelimit;
+pub mod remote_audit;
 pub mod server;
 pub mod tls;
 pub mod verify_bundle;

@@ -144,6 +144,17 @@ enum Command {
     Audit {
         #[command(flatten)]
         storage: Storage,
+        /// Audit a node through its public API instead of a database: `https://node`. It
+        /// reads the checkpoint and every tile, and the entries as far as --api-key may
+        /// (regulator or admin), and says what it could not check.
+        #[arg(long, env = "RXLEDGER_AUDIT_URL")]
+        url: Option<String>,
+        /// With --url: the API key to read with (`Authorization: Bearer`).
+        #[arg(long, env = "RXLEDGER_API_KEY", requires = "url")]
+        api_key: Option<String>,
+        /// With --url: PEM authorities to trust for HTTPS instead of the platform's.
+        #[arg(long, requires = "url")]
+        ca: Option<PathBuf>,
         /// The log's key file (only its public half is used).
         #[arg(long, env = "RXLEDGER_KEY")]
         key: Option<PathBuf>,
@@ -647,11 +658,42 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
+            url: Some(url),
+            api_key,
+            ca,
+            verifier_key,
+            checkpoint,
+            witnesses,
+            ..
+        } => {
+            let quorum = if witnesses.keys.is_empty() {
+                None
+            } else {
+                Some(witnesses.quorum()?)
+            };
+            let audit = rxledger::remote_audit::RemoteAudit {
+                url,
+                api_key,
+                verifier_key,
+                checkpoint,
+                quorum,
+                ca,
+            };
+            let report = rxledger::remote_audit::run(&audit).await?;
+            rxledger::remote_audit::print(&report);
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::Audit {
             storage,
             key,
             verifier_key,
             checkpoint,
             witnesses,
+            ..
         } => run_audit(&storage, key, verifier_key, checkpoint, &witnesses).await,
         Command::VerifyCheckpoint {
             file,
@@ -970,7 +1012,8 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         println!("mqtts:        mqtts://{addr}");
     }
     if let Some(bound) = metrics {
-        let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone());
+        let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone())
+            .with_verify_latency(app.verify_latency.clone());
         println!("metrics:      http://{}/metrics", bound.addr);
         rxledger::metrics::serve(bound, sources);
     }

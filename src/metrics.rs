@@ -6,7 +6,8 @@
 //! interface or loopback, where the operator's Prometheus scrapes it (docs/DEPLOY.md).
 //!
 //! Every figure is read when scraped: the ingest pipeline's counters, the ledger head, alert
-//! counts (one `GROUP BY` query, at most every 10 s) and the process's resident memory.
+//! counts (one `GROUP BY` query, at most every 10 s), the verification latency histograms
+//! and the process's resident memory.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use anyhow::Context as _;
 use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::web::Data;
 use poem::{EndpointExt, Response, Route, get, handler};
+use rxledger_graphql::latency::{Snapshot, VerifyLatency};
 use rxledger_ingest::pipeline::Stats;
 use rxledger_store::{Database, Ledger};
 use sea_orm::{ConnectionTrait, Statement};
@@ -31,6 +33,8 @@ pub struct Sources {
     /// When this node last saw the log head change, kept by a watcher task.
     head_seen: Arc<Mutex<Instant>>,
     alerts: Arc<Mutex<Option<AlertCounts>>>,
+    /// Verification latency by channel, when the node's API is served in this process.
+    verify: Option<Arc<VerifyLatency>>,
 }
 
 /// The alert counts of the last query, and when it ran.
@@ -56,7 +60,14 @@ impl Sources {
             ledger,
             head_seen,
             alerts: Default::default(),
+            verify: None,
         }
+    }
+
+    /// Also exposes the verification latency histograms (`App::verify_latency`).
+    pub fn with_verify_latency(mut self, latency: Arc<VerifyLatency>) -> Self {
+        self.verify = Some(latency);
+        self
     }
 
     /// Alerts by code and severity, cached for 10 s so that scrapes cost the database little.
@@ -90,6 +101,17 @@ impl Sources {
         let mut out = String::with_capacity(4096);
         self.render_ingest(&mut out);
         self.render_log(&mut out).await?;
+        if let Some(v) = &self.verify {
+            histogram(
+                &mut out,
+                "rxledger_verify_seconds",
+                "Time to answer a verification, from the parsed request to the built answer, by channel (graphql: the verify query; resolver: the Digital Link page, JSON and LVM answers).",
+                &[
+                    ("channel=\"graphql\"", v.graphql.snapshot()),
+                    ("channel=\"resolver\"", v.resolver.snapshot()),
+                ],
+            );
+        }
         Ok(out)
     }
 
@@ -199,6 +221,21 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {value}");
         }
+    }
+}
+
+/// One histogram family: `_bucket` samples with `le` (cumulative, then `+Inf`), `_sum` and
+/// `_count`, per label set.
+fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, Snapshot)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, h) in series {
+        for (le, n) in &h.buckets {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
     }
 }
 

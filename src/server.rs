@@ -10,7 +10,7 @@ use async_graphql_poem::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use poem::listener::{AcceptorExt as _, TcpAcceptor};
 use poem::web::websocket::{Message, WebSocket, WebSocketConfig};
 use poem::web::{Data, Html};
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler, http::HeaderMap};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler};
 use rxledger_core::mqttauth::{self, NODE_USERNAME};
 use rxledger_graphql::RxSchema;
 use rxledger_graphql::cost::{LimitCode, Limits, Payer};
@@ -110,6 +110,8 @@ pub struct App {
     pub witnessing: Arc<Witnessing>,
     /// The first admin token, when this start created it (printed once, never stored).
     pub first_admin_token: Option<String>,
+    /// How long verifications take, by channel (`/metrics`).
+    pub verify_latency: Arc<rxledger_graphql::latency::VerifyLatency>,
     ingest: Ingest,
     follower: JoinHandle<()>,
     /// The checkpoint file's writer and the witnessing task.
@@ -183,7 +185,9 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         api_keys: api_keys.clone(),
         packs: packs.clone(),
         products: rxledger_store::Products::new(db.clone()),
+        verify_latency: Default::default(),
     };
+    let verify_latency = services.verify_latency.clone();
     let http = serve_http(&cfg, listeners.http, services)?;
     Ok(App {
         http_addr: http.addr,
@@ -198,6 +202,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         created_key,
         witnessing,
         first_admin_token,
+        verify_latency,
         ingest,
         follower,
         guards,
@@ -401,7 +406,6 @@ fn serve_http(
     (listener, tls): (std::net::TcpListener, Option<crate::tls::Configs>),
     services: rxledger_graphql::Services,
 ) -> anyhow::Result<Http> {
-    let api_keys = services.api_keys.clone();
     let schema = rxledger_graphql::schema_with(services.clone(), cfg.limits, cfg.custody_policy);
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let addr = listener.local_addr()?;
@@ -427,8 +431,8 @@ fn serve_http(
         .at("/healthz", get(healthz));
     let routes = rxledger_web::friendly_errors(
         rxledger_web::mount(api, &web)
+            .data(web.clone())
             .data(schema)
-            .data(api_keys)
             .data(limiter)
             .data(Arc::new(WsSockets::default())),
     );
@@ -513,23 +517,23 @@ fn bucket(caller: &rxledger_graphql::Caller, req: &Request) -> String {
     }
 }
 
-/// POST /graphql: resolves the Bearer token to a caller, then runs the query, which the cost
-/// guard prices and charges to the caller's bucket before it runs (429 when it is empty).
+/// POST /graphql: resolves the Bearer token or the session cookie to a caller, then runs the
+/// query, which the cost guard prices and charges to the caller's bucket before it runs (429
+/// when it is empty).
 #[handler]
 async fn graphql(
     schema: Data<&RxSchema>,
-    keys: Data<&ApiKeys>,
+    web: Data<&rxledger_web::Web>,
     limiter: Data<&Arc<Limiter>>,
     http: &Request,
-    headers: &HeaderMap,
     req: GraphQLRequest,
 ) -> poem::Response {
     let mut req = req.0;
-    let auth = headers.get("authorization").map(|v| v.as_bytes());
-    let caller = match rxledger_graphql::authenticate_header(&keys, auth).await {
-        Ok(caller) => caller,
-        Err(refused) => return error_response(refused.code, refused.message).into_response(),
-    };
+    let caller =
+        match rxledger_web::session::caller(&web.services.api_keys, http, &web.base_url).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused_response(&refused),
+        };
     req = req.data(Payer {
         bucket: bucket(&caller, http),
         limiter: limiter.clone(),
@@ -561,9 +565,9 @@ async fn graphql(
 #[handler]
 async fn graphql_ws(
     schema: Data<&RxSchema>,
-    keys: Data<&ApiKeys>,
     limiter: Data<&Arc<Limiter>>,
     sockets: Data<&Arc<WsSockets>>,
+    web: Data<&rxledger_web::Web>,
     req: &Request,
     ws: WebSocket,
     protocol: GraphQLProtocol,
@@ -572,6 +576,14 @@ async fn graphql_ws(
     if let Err(wait) = limiter.take(&ip, RouteCost::WsConnect.tokens()) {
         return rxledger_web::Problem::rate_limited(wait).respond(true);
     }
+    // A browser's session (checked to come from this site's page) stands in for a key the
+    // connection_init payload does not carry.
+    let keys = &web.services.api_keys;
+    let session = match rxledger_web::session::caller(keys, req, &web.base_url).await {
+        Ok(rxledger_graphql::Caller::Anonymous) => None,
+        Ok(caller) => Some(caller),
+        Err(refused) => return refused_response(&refused),
+    };
     let Some(held) = WsSockets::open(&sockets, &ip) else {
         return rxledger_web::Problem::new(
             poem::http::StatusCode::TOO_MANY_REQUESTS,
@@ -580,14 +592,14 @@ async fn graphql_ws(
         )
         .respond(true);
     };
-    let (schema, keys, limiter) = (schema.0.clone(), keys.0.clone(), limiter.0.clone());
+    let (schema, keys, limiter) = (schema.0.clone(), keys.clone(), limiter.0.clone());
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_API_BODY))
         .max_frame_size(Some(MAX_API_BODY));
     ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .config(config)
         .on_upgrade(move |socket| async move {
-            serve_ws(socket, schema, protocol, keys, limiter, ip).await;
+            serve_ws(socket, schema, protocol, keys, limiter, ip, session).await;
             drop(held);
         })
         .into_response()
@@ -634,6 +646,7 @@ async fn serve_ws(
     keys: ApiKeys,
     limiter: Arc<Limiter>,
     ip: String,
+    session: Option<rxledger_graphql::Caller>,
 ) {
     use async_graphql::futures_util::{SinkExt as _, StreamExt as _, future};
     use std::sync::atomic::Ordering;
@@ -649,7 +662,7 @@ async fn serve_ws(
     let init = {
         let guard = guard.clone();
         move |payload: serde_json::Value| async move {
-            let r = ws_caller(&keys, &limiter, ip, &payload).await;
+            let r = ws_caller(&keys, &limiter, ip, &payload, session).await;
             if r.is_err() {
                 guard.refused.store(true, Ordering::Relaxed);
             }
@@ -767,18 +780,23 @@ impl WsGuard {
 
 /// The API key from a `connection_init` payload, in any of the spellings clients use:
 /// `{"Authorization": "Bearer …"}` (any case of the name), the same inside `"headers"`, or a
-/// bare token as `"apiKey"`, `"api_key"` or `"token"`. No key: anonymous. A refused key
-/// closes the connection with 4403 and the reason (`UNAUTHENTICATED: …`).
+/// bare token as `"apiKey"`, `"api_key"` or `"token"`. No key: the browser session the
+/// upgrade request carried, if any, else anonymous. A refused key closes the connection with
+/// 4403 and the reason (`UNAUTHENTICATED: …`).
 async fn ws_caller(
     keys: &ApiKeys,
     limiter: &Arc<Limiter>,
     ip: String,
     payload: &serde_json::Value,
+    session: Option<rxledger_graphql::Caller>,
 ) -> async_graphql::Result<async_graphql::Data> {
     let authorization = ws_authorization(payload);
-    let caller = rxledger_graphql::authenticate(keys, authorization.as_deref())
-        .await
-        .map_err(|r| async_graphql::Error::new(format!("{}: {}", r.code, r.message)))?;
+    let caller = match (authorization, session) {
+        (None, Some(session)) => session,
+        (authorization, _) => rxledger_graphql::authenticate(keys, authorization.as_deref())
+            .await
+            .map_err(|r| async_graphql::Error::new(format!("{}: {}", r.code, r.message)))?,
+    };
     let bucket = match &caller {
         rxledger_graphql::Caller::Key { key_id, .. } => format!("key:{key_id}"),
         rxledger_graphql::Caller::Anonymous => ip,
@@ -813,6 +831,22 @@ fn ws_authorization(payload: &serde_json::Value) -> Option<String> {
         None
     };
     find(payload).or_else(|| find(payload.get("headers")?))
+}
+
+/// A refused key or session as a GraphQL error: 403 for a cross-site request, and the cookie
+/// cleared when the session has ended.
+fn refused_response(refused: &rxledger_graphql::TokenRefused) -> poem::Response {
+    let mut resp = error_response(refused.code, refused.message).into_response();
+    if refused.code == "CSRF_REFUSED" {
+        resp.set_status(poem::http::StatusCode::FORBIDDEN);
+    }
+    if rxledger_web::session::ENDED_CODES.contains(&refused.code)
+        && let Ok(v) =
+            poem::http::HeaderValue::from_str(&rxledger_web::session::clear_cookie(false))
+    {
+        resp.headers_mut().insert("set-cookie", v);
+    }
+    resp
 }
 
 fn error_response(code: &str, message: &str) -> GraphQLResponse {

@@ -599,6 +599,8 @@ async fn every_verdict(app: &TestApp, d: &Driver, pharmacy: &str) {
 /// A regulator signed in on the page sees organization and site names, not ids and bare GLNs.
 async fn regulator_sees_names(app: &TestApp, d: &Driver) {
     let regulator = app.regulator_key().await;
+    // Signing in reloads the page, so the sign-in panel is closed again: open it.
+    d.click("#signed-in").await;
     d.type_into("#key", &format!("{regulator}{ENTER}")).await;
     d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
         .await;
@@ -620,6 +622,37 @@ async fn regulator_sees_names(app: &TestApp, d: &Driver) {
         "{lot}"
     );
     d.both_widths("regulator-names").await;
+}
+
+/// The admin signs in on the sign-in page (the key is posted once; the browser keeps a
+/// session cookie, which no script can read), opens the admin page, issues a pharmacy key
+/// there and sees it once; screenshots at both widths.
+async fn admin_page(app: &TestApp, d: &Driver) {
+    let admin = app.app().first_admin_token.clone().unwrap();
+    d.goto(&format!("http://{}/signin?next=/admin", app.http))
+        .await;
+    d.type_into("#signin-key", &format!("{admin}{ENTER}")).await;
+    d.wait_for("#organizations").await;
+    let cookies = d.script("return document.cookie").await;
+    assert_eq!(cookies, json!(""), "the session cookie is httpOnly");
+    let listed = d.text("#keys").await;
+    assert!(listed.contains("first admin key"), "{listed}");
+    d.both_widths("admin-page").await;
+    d.type_into("#key-label", "till 3").await;
+    d.script("document.getElementById('key-org').value = 'corner'; return null")
+        .await;
+    d.click("#issue-key").await;
+    d.wait_for("#new-key-token").await;
+    let token = d.text("#new-key-token").await;
+    assert!(token.starts_with("rxl_"), "{token}");
+    let me = app
+        .graphql_as(Some(&token), "{ me { orgId role } }", json!({}))
+        .await;
+    assert_eq!(
+        me["data"]["me"],
+        json!({ "orgId": "corner", "role": "PHARMACY" })
+    );
+    d.both_widths("admin-new-key").await;
 }
 
 mod browser {
@@ -783,6 +816,7 @@ mod browser {
         d.both_widths("verdict-supplied").await;
 
         Box::pin(regulator_sees_names(&app, &d)).await;
+        Box::pin(admin_page(&app, &d)).await;
         println!("screenshots in {}", screenshot_dir().display());
         d.quit().await;
         app.stop().await;
@@ -803,7 +837,8 @@ mod browser {
         d.type_into("#key", &format!("{regulator}{ENTER}")).await;
         d.wait_text("#signed-in", "Signed in as Medicines Agency (regulator)")
             .await;
-        // Same tab: GraphiQL picks up the key signed in on the pharmacist's page.
+        // Same browser: GraphiQL's requests and its WebSocket carry the session cookie set by
+        // signing in on the pharmacist's page.
         d.goto(&format!(
             "http://{}/graphql?query=subscription%20%7B%20alerts%20%7B%20code%20%7D%20%7D",
             app.http

@@ -595,3 +595,25 @@ fn product_master_data_from_the_command_line() {
         "10614141073464\tAmoxil\t500 mg\t\t21 capsules\t\n"
     );
 }
+
+mod postgres {
+    use super::*;
+
+    /// A PostgreSQL server without the database: a message that says how to create it, and
+    /// none of the driver's internal text.
+    #[test]
+    #[ignore = "needs PostgreSQL: set RXLEDGER_TEST_POSTGRES_URL and run with --ignored (CI does)"]
+    fn a_missing_database_says_how_to_create_it() {
+        let admin = std::env::var("RXLEDGER_TEST_POSTGRES_URL").unwrap();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        let url = format!("{server}/rxl_missing_{}", std::process::id());
+        let o = run(&["checkpoint", "--database", &url]);
+        assert_refused(
+            &o,
+            &format!("no database named \"rxl_missing_{}\"", std::process::id()),
+        );
+        assert_refused(&o, "createdb -h ");
+        let e = stderr(&o);
+        assert!(!e.contains("line") && !e.contains("3D000"), "{e}");
+    }
+}

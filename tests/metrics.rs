@@ -29,6 +29,19 @@ async fn metrics_count_receipts_by_status_the_log_and_alerts() {
         .await;
     assert_eq!(r.status, "REJECTED", "{r:?}");
 
+    // Two verifications over GraphQL, one through the resolver.
+    for serial in ["M1", "M9"] {
+        let r = app
+            .graphql(
+                "query($c: String!) { verify(code: $c) { verdict } }",
+                serde_json::json!({ "c": format!("(01)10614141073464(21){serial}") }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let (status, _) = http(app.http, "GET", "/01/10614141073464/21/M2", &[], b"").await;
+    assert_eq!(status, 200);
+
     let bound = rxledger::metrics::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -36,7 +49,8 @@ async fn metrics_count_receipts_by_status_the_log_and_alerts() {
     let a = app.app();
     rxledger::metrics::serve(
         bound,
-        rxledger::metrics::Sources::new(a.ingest_counters(), a.ledger.clone()),
+        rxledger::metrics::Sources::new(a.ingest_counters(), a.ledger.clone())
+            .with_verify_latency(a.verify_latency.clone()),
     );
     let (status, body) = http(addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 200);
@@ -69,13 +83,53 @@ async fn metrics_count_receipts_by_status_the_log_and_alerts() {
     );
     assert!(sample(&text, "process_resident_memory_bytes", "").unwrap() > 1e6);
     assert!(sample(&text, "rxledger_checkpoint_age_seconds", "").unwrap() >= 0.0);
-    // Every family is declared before its samples, as the text format requires.
+    // Verification latency, by channel: every verification counted once, in cumulative
+    // buckets that end with +Inf at the count.
+    for (channel, n) in [("graphql", 2.0), ("resolver", 1.0)] {
+        let count = sample(
+            &text,
+            "rxledger_verify_seconds_count",
+            &format!("channel=\"{channel}\""),
+        );
+        assert_eq!(count, Some(n), "{channel}: {text}");
+        let inf = sample(
+            &text,
+            "rxledger_verify_seconds_bucket",
+            &format!("channel=\"{channel}\",le=\"+Inf\""),
+        );
+        assert_eq!(inf, Some(n), "{text}");
+        let le = |edge: &str| {
+            sample(
+                &text,
+                "rxledger_verify_seconds_bucket",
+                &format!("channel=\"{channel}\",le=\"{edge}\""),
+            )
+            .unwrap()
+        };
+        assert!(le("0.001") <= le("0.3") && le("0.3") <= n, "{text}");
+        assert!(
+            sample(
+                &text,
+                "rxledger_verify_seconds_sum",
+                &format!("channel=\"{channel}\"")
+            )
+            .unwrap()
+                > 0.0
+        );
+    }
+    // Every family is declared before its samples, as the text format requires (a
+    // histogram's samples carry suffixes of its name).
     for name in text
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| l.split(['{', ' ']).next().unwrap())
     {
-        assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(name);
+        assert!(text.contains(&format!("# TYPE {family} ")), "{name}");
     }
     // Alert counts cost one query per 10 s however often Prometheus scrapes: a new rejection
     // (and its alert) shows in the counters at once, in the alert counts only after that.

@@ -76,6 +76,27 @@ async fn verify_dispense_verify_again() {
             .is_empty(),
         "the verdict cites ledger entries with proofs"
     );
+    // A regulator reads the dispensing pharmacy by its name, with its id.
+    let regulator = app.regulator_key().await;
+    let r = app
+        .graphql_as(
+            Some(&regulator),
+            VERIFY,
+            json!({ "code": "(01)10614141073464(21)1001" }),
+        )
+        .await;
+    let message = r["data"]["verify"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["code"] == "ALREADY_DISPENSED")
+        .and_then(|x| x["message"].as_str())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        message.starts_with("Already dispensed on ")
+            && message.ends_with(" by Corner Pharmacy (corner)."),
+        "{r}"
+    );
 
     // A second dispense is refused; the same pharmacy may undo its own dispense.
     let twice = app

@@ -94,6 +94,13 @@ async fn resolver_page_json_and_verification_service() {
         !page.contains("acme"),
         "an anonymous page names no party: {page}"
     );
+    // The page says which time zone its times are in, and that no witness holds this node's
+    // evidence to account (tests/witness.rs has the witnessed case).
+    assert!(page.contains("Times are in UTC"), "{page}");
+    assert!(
+        page.contains("No witnesses are configured for this ledger: the evidence rests on the operator&#39;s signature alone."),
+        "{page}"
+    );
 
     let (status, page) = get(&app, &format!("/01/{GTIN}/21/999"), "text/html").await;
     assert_eq!(status, 200);

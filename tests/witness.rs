@@ -164,6 +164,25 @@ async fn two_witnesses_cosign_and_the_quorum_verifies() {
     );
     let from_verdict = d["verify"]["cosignedCheckpoint"]["note"].as_str().unwrap();
     open_cosigned(from_verdict, &log, &quorum).unwrap();
+    // What a client must demand is public: the quorum and the witnesses' names.
+    let k = t
+        .graphql("{ ledgerPublicKey { witnessQuorum witnesses } }", json!({}))
+        .await;
+    assert_eq!(
+        k["data"]["ledgerPublicKey"],
+        json!({ "witnessQuorum": 2, "witnesses": ["witness.test/w1", "witness.test/w2"] })
+    );
+    // The resolver's page says plainly that the cited checkpoint is witnessed.
+    let (status, page) = common::http(t.http, "GET", "/01/10614141073464/21/W1", &[], b"").await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(
+        page.contains(&format!(
+            "Witnessed: the checkpoint of {} entries, which holds every cited entry, is cosigned by witness.test/w1, witness.test/w2 (2 required).",
+            head.size
+        )),
+        "{page}"
+    );
 
     let regulator = t.regulator_key().await;
     let r = t

@@ -9,6 +9,7 @@
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
 //! - product master data: [`product`] (what a GTIN is, for the pages);
 //! - the desk: [`trace_party`] (who may read a tracing request).
+//! - access: [`api_key`] and the browser [`session`]s signed in with them.
 
 pub mod alert;
 pub mod api_key;
@@ -24,6 +25,7 @@ pub mod map_leaf;
 pub mod migration;
 pub mod organization;
 pub mod product;
+pub mod session;
 pub mod site;
 pub mod tile;
 pub mod trace_party;

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0003CommissionsByEntry),
             Box::new(M0004DeskTraceParties),
             Box::new(M0005MapLeaves),
+            Box::new(M0006OpsSessions),
         ]
     }
 }
@@ -199,5 +200,31 @@ impl MigrationName for M0005MapLeaves {
 impl MigrationTrait for M0005MapLeaves {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         create(manager, crate::map_leaf::Entity).await
+    }
+}
+
+/// Browser sessions (issue 20): in the database, so that nodes sharing a PostgreSQL database
+/// share them, with the key id indexed for revocation.
+struct M0006OpsSessions;
+
+impl MigrationName for M0006OpsSessions {
+    fn name(&self) -> &str {
+        "m0006_ops_sessions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M0006OpsSessions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use crate::session;
+        create(manager, session::Entity).await?;
+        index(
+            manager,
+            Index::create(),
+            "sessions_key_id",
+            session::Entity,
+            [session::Column::KeyId],
+        )
+        .await
     }
 }

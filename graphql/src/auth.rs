@@ -1,7 +1,8 @@
 //! Who is calling, and what each role may do.
 //!
-//! The HTTP layer turns a Bearer token into a [`Caller`] before the query runs; resolvers
-//! then ask [`require`] for the roles that may use them. Without a key a caller is anonymous:
+//! The HTTP layer turns a Bearer token, or a browser session signed in with one (the web
+//! crate's `session`), into a [`Caller`] before the query runs: a session is exactly the
+//! caller of its key. Resolvers then ask [`require`] for the roles that may use them. Without a key a caller is anonymous:
 //! it may read the public verdict of `verify` and the ledger's checkpoints, proofs and entry
 //! hashes, nothing else.
 
@@ -104,12 +105,19 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
 /// Fails with UNAUTHENTICATED for anonymous callers and FORBIDDEN for other roles.
 pub fn require<'a>(ctx: &'a Context<'_>, roles: &[Role]) -> Result<&'a Caller, ApiError> {
     let c = caller(ctx);
+    require_caller(c, roles)?;
+    Ok(c)
+}
+
+/// [`require`] for a caller already in hand: the check the web pages make before calling the
+/// same functions as the resolvers.
+pub fn require_caller(c: &Caller, roles: &[Role]) -> Result<(), ApiError> {
     match c.role() {
         None => Err(ApiError::new(
             Code::Unauthenticated,
-            "this field needs an API key (Authorization: Bearer …)",
+            "this field needs an API key (Authorization: Bearer …, or a session from /signin)",
         )),
-        Some(r) if roles.contains(&r) => Ok(c),
+        Some(r) if roles.contains(&r) => Ok(()),
         Some(r) => Err(ApiError::new(
             Code::Forbidden,
             format!("the {} role may not use this field", r.as_str()),

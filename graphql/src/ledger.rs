@@ -113,6 +113,11 @@ pub struct LedgerKey {
     /// The log's Ed25519 signed-note verifier key (type 0x01), the one witnesses and
     /// standard tools check; null if the log has no Ed25519 key.
     pub ed25519_verifier_key: Option<String>,
+    /// Witness cosignatures a checkpoint needs before this node publishes it as cosigned
+    /// (`cosigned`, `cosignedCheckpoint`); 0 when no witness is configured.
+    pub witness_quorum: i32,
+    /// The key names of the configured witnesses, as their cosignature lines name them.
+    pub witnesses: Vec<String>,
 }
 
 fn services<'a>(ctx: &'a Context<'_>) -> &'a Services {
@@ -218,11 +223,14 @@ impl LedgerQuery {
     /// The log's public key and signed-note verifier key.
     async fn ledger_public_key(&self, ctx: &Context<'_>) -> LedgerKey {
         let s = services(ctx);
+        let witnessing = s.ledger.witnesses().status();
         LedgerKey {
             origin: s.ledger.origin().to_string(),
             public_key: s.ledger.key().public_hex(),
             verifier_key: s.ledger.verifier().to_vkey(),
             ed25519_verifier_key: s.ledger.ed25519_verifier().map(|v| v.to_vkey()),
+            witness_quorum: witnessing.quorum as i32,
+            witnesses: witnessing.witnesses.into_iter().map(|w| w.name).collect(),
         }
     }
 }

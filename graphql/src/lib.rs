@@ -5,7 +5,7 @@
 //! messages never contain internal text (async-graphql's `custom-error-conversion` feature
 //! stops `?` from turning a database error into a client-visible string).
 
-mod admin;
+pub mod admin;
 pub mod auth;
 mod changes;
 pub mod completeness;
@@ -13,6 +13,7 @@ pub mod cost;
 mod error;
 mod events;
 mod hashes;
+pub mod latency;
 mod ledger;
 mod live;
 mod packs;
@@ -32,6 +33,7 @@ use rxledger_store::{Alerts, ApiKeys, Ledger, Products, Registry};
 
 pub use auth::{Caller, Role};
 pub use error::{ApiError, Code};
+pub use ledger::CosignedCheckpoint;
 pub use rxledger_core::verdict::CustodyPolicy;
 pub use status::AuditState;
 
@@ -44,6 +46,8 @@ pub struct Services {
     pub api_keys: ApiKeys,
     pub packs: Arc<rxledger_store::packs::Packs>,
     pub products: Products,
+    /// How long verifications take, for `/metrics`.
+    pub verify_latency: Arc<latency::VerifyLatency>,
 }
 
 impl Services {
@@ -61,6 +65,7 @@ impl Services {
             api_keys: ApiKeys::new(db.clone()),
             products: Products::new(db.clone()),
             packs: Arc::new(rxledger_store::packs::Packs::new(db)),
+            verify_latency: Default::default(),
         })
     }
 }

@@ -654,6 +654,7 @@ fn services_with(app: &App, packs: Arc<Packs>) -> Services {
         api_keys: app.api_keys.clone(),
         products: rxledger_store::Products::new(app.ledger.database().clone()),
         packs,
+        verify_latency: app.verify_latency.clone(),
     }
 }
 

@@ -198,6 +198,9 @@ pub struct Viewer<'a> {
     pub org: Option<&'a str>,
     /// GLN of the site scanning, when known.
     pub site: Option<&'a str>,
+    /// Organization names by id, for the messages that name a party to a viewer entitled to
+    /// see it (a regulator reads "by Hill Pharmacy (hill)", not a bare id).
+    pub names: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 impl<'a> Viewer<'a> {
@@ -206,6 +209,7 @@ impl<'a> Viewer<'a> {
             role: Role::Public,
             org: None,
             site: None,
+            names: None,
         }
     }
 
@@ -214,6 +218,7 @@ impl<'a> Viewer<'a> {
             role,
             org: Some(org),
             site: None,
+            names: None,
         }
     }
 
@@ -221,6 +226,22 @@ impl<'a> Viewer<'a> {
         Viewer {
             site: Some(gln),
             ..self
+        }
+    }
+
+    /// The same viewer, with the organization names its messages may use.
+    pub fn with_names(self, names: &'a std::collections::BTreeMap<String, String>) -> Self {
+        Viewer {
+            names: Some(names),
+            ..self
+        }
+    }
+
+    /// An organization as this viewer reads it: "Hill Pharmacy (hill)", or the id alone.
+    fn party(&self, org: &str) -> String {
+        match self.names.and_then(|n| n.get(org)) {
+            Some(name) if name != org => format!("{name} ({org})"),
+            _ => org.to_string(),
         }
     }
 }
@@ -542,7 +563,7 @@ fn dispensed_message(d: &StatusMark, now_ms: i64, viewer: Viewer<'_>) -> String 
         return format!("Already dispensed by your pharmacy on {when}.");
     }
     if viewer.role == Role::Regulator {
-        return format!("Already dispensed on {when} by {}.", d.org);
+        return format!("Already dispensed on {when} by {}.", viewer.party(&d.org));
     }
     let by = if viewer.role == Role::Pharmacy {
         " by another pharmacy"
@@ -1274,6 +1295,22 @@ mod tests {
             Viewer::org("agency", Role::Regulator),
         );
         assert!(regulator.reasons[0].message.contains("pharmacy-a"));
+        // With the registry's names, a regulator reads the pharmacy's name beside its id.
+        let names = [("pharmacy-a".to_string(), "Corner Pharmacy".to_string())].into();
+        let named = verdict(
+            &code,
+            Some(&s),
+            true,
+            now(),
+            Viewer::org("agency", Role::Regulator).with_names(&names),
+        );
+        assert!(
+            named.reasons[0]
+                .message
+                .ends_with("by Corner Pharmacy (pharmacy-a)."),
+            "{}",
+            named.reasons[0].message
+        );
     }
 
     #[test]

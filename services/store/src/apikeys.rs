@@ -7,6 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sha2::{Digest, Sha256};
 
 use crate::registry::ROLES;
+use crate::sessions::Sessions;
 use crate::{Database, StoreError, now_ms};
 
 /// Every token starts with this, so leaked tokens are easy to recognise in scans.
@@ -84,19 +85,15 @@ impl ApiKeys {
         else {
             return Ok(Err(TokenProblem::Unknown));
         };
-        if row.revoked_ms.is_some() {
-            return Ok(Err(TokenProblem::Revoked));
-        }
-        if row.expires_ms.is_some_and(|e| e <= now_ms()) {
-            return Ok(Err(TokenProblem::Expired));
-        }
-        Ok(Ok(Principal {
-            key_id: row.id,
-            org_id: row.org_id,
-            role: row.role,
-        }))
+        Ok(judge(row, now_ms()))
     }
 
+    /// The browser sessions signed in with these keys ([`Sessions`]).
+    pub fn sessions(&self) -> Sessions {
+        Sessions::new(self.db.clone())
+    }
+
+    /// Revokes a key and ends every browser session opened with it.
     pub async fn revoke(&self, id: &str) -> Result<(), StoreError> {
         let res = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedMs, Expr::value(now_ms()))
@@ -106,6 +103,8 @@ impl ApiKeys {
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound(format!("API key {id}")));
         }
+        // Sessions check their key on every use anyway; this only frees the rows at once.
+        self.sessions().close_all(id).await?;
         Ok(())
     }
 
@@ -125,6 +124,22 @@ impl ApiKeys {
             .await?
             .is_some())
     }
+}
+
+/// Whether a key row is usable at `now`: one rule for Bearer tokens and for the sessions
+/// opened with them.
+pub(crate) fn judge(row: api_key::Model, now: i64) -> Result<Principal, TokenProblem> {
+    if row.revoked_ms.is_some() {
+        return Err(TokenProblem::Revoked);
+    }
+    if row.expires_ms.is_some_and(|e| e <= now) {
+        return Err(TokenProblem::Expired);
+    }
+    Ok(Principal {
+        key_id: row.id,
+        org_id: row.org_id,
+        role: row.role,
+    })
 }
 
 fn hash(token: &str) -> String {

@@ -50,10 +50,7 @@ pub async fn connect(url: &str) -> Result<Database, StoreError> {
     let conn = open_pool(&url, if url.starts_with("sqlite:") { 4 } else { 16 }).await?;
     rxledger_entities::Migrator::up(&conn, None)
         .await
-        .map_err(|source| StoreError::Connect {
-            url: redact(&url),
-            source,
-        })?;
+        .map_err(|source| connect_error(&url, source))?;
     Ok(Database {
         conn,
         url,
@@ -92,10 +89,67 @@ async fn open_pool(url: &str, max: u32) -> Result<DatabaseConnection, StoreError
     }
     sea_orm::Database::connect(opts)
         .await
-        .map_err(|source| StoreError::Connect {
+        .map_err(|source| connect_error(url, source))
+}
+
+/// Why `url` could not be opened: a database that does not exist says how to create it.
+fn connect_error(url: &str, source: sea_orm::DbErr) -> StoreError {
+    match missing_database(&source) {
+        Some(name) => StoreError::MissingDatabase {
+            url: redact(url),
+            create: createdb_command(url, &name),
+            name,
+        },
+        None => StoreError::Connect {
             url: redact(url),
             source,
-        })
+        },
+    }
+}
+
+/// The database's name when PostgreSQL refused the connection because it does not exist
+/// (SQLSTATE 3D000, `invalid_catalog_name`).
+fn missing_database(e: &sea_orm::DbErr) -> Option<String> {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx)) | DbErr::Exec(RuntimeErr::SqlxError(sqlx))) = e
+    else {
+        return None;
+    };
+    let db = sqlx.as_database_error()?;
+    if db.code().as_deref() != Some("3D000") {
+        return None;
+    }
+    // The server's message is `database "NAME" does not exist`.
+    let msg = db.message();
+    let name = msg.split('"').nth(1).unwrap_or(msg);
+    Some(name.to_string())
+}
+
+/// The `createdb` command that creates database `name` on the server of `url`, with the
+/// URL's host, port and user (never its password).
+fn createdb_command(url: &str, name: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((creds, h)) => (creds.split(':').next().filter(|u| !u.is_empty()), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => (h, Some(p)),
+        _ => (hostport, None),
+    };
+    let mut cmd = String::from("createdb");
+    if !host.is_empty() {
+        cmd.push_str(&format!(" -h {host}"));
+    }
+    if let Some(p) = port {
+        cmd.push_str(&format!(" -p {p}"));
+    }
+    if let Some(u) = user {
+        cmd.push_str(&format!(" -U {u}"));
+    }
+    cmd.push_str(&format!(" {name}"));
+    cmd
 }
 
 /// Fails fast, and says why, when the database server cannot even be reached: the pool would
@@ -138,5 +192,25 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn createdb_from_the_url_without_the_password() {
+        assert_eq!(
+            createdb_command(
+                "postgres://rx:secret@db.example:5433/ledger?sslmode=require",
+                "ledger"
+            ),
+            "createdb -h db.example -p 5433 -U rx ledger"
+        );
+        assert_eq!(
+            createdb_command("postgresql://localhost/ledger", "ledger"),
+            "createdb -h localhost ledger"
+        );
     }
 }

@@ -14,6 +14,15 @@ pub enum StoreError {
     },
     #[error("cannot open database {url}: {reason} (is the database server running and reachable?)")]
     Unreachable { url: String, reason: String },
+    /// The PostgreSQL server answered but has no such database: say how to create it.
+    #[error(
+        "cannot open database {url}: the PostgreSQL server has no database named {name:?}. Create it (`{create}`, or `CREATE DATABASE {name};` in psql), then run this again"
+    )]
+    MissingDatabase {
+        url: String,
+        name: String,
+        create: String,
+    },
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// Stored data fails a structural check (a hash that is not 32 bytes, a tile of the

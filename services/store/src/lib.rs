@@ -22,6 +22,7 @@ pub mod packs;
 pub mod postings;
 pub mod products;
 pub mod registry;
+pub mod sessions;
 #[cfg(feature = "testdb")]
 pub mod testdb;
 pub mod witnessing;
@@ -33,6 +34,7 @@ pub use error::StoreError;
 pub use ledger::{Admission, Batch, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead};
 pub use products::{Products, TradeItem};
 pub use registry::Registry;
+pub use sessions::Sessions;
 
 /// Milliseconds since the Unix epoch. The store is the only place that reads the clock.
 pub fn now_ms() -> i64 {

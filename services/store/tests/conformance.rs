@@ -967,6 +967,101 @@ async fn map_commits_with_each_batch(db: Database) {
     );
 }
 
+/// Browser sessions: a cookie stands for its key until sign-out, the idle or lifetime bound,
+/// or the key's revocation or expiry; a key holds a bounded number of them.
+async fn sessions_follow_their_key(db: Database) {
+    use rxledger_store::apikeys::TokenProblem;
+    use rxledger_store::sessions::{IDLE_MS, LIFETIME_MS, MAX_PER_KEY, SessionProblem};
+    let keys = rxledger_store::ApiKeys::new(db.clone());
+    let sessions = keys.sessions();
+    let now = rxledger_store::now_ms();
+    let (_, key) = keys
+        .issue("corner", "PHARMACY", "till", None)
+        .await
+        .unwrap();
+    let cookie = sessions.open(&key.id, now).await.unwrap();
+    assert!(cookie.starts_with("rxs_") && cookie.len() == 68, "{cookie}");
+    let p = sessions.resolve(&cookie, now + 1).await.unwrap().unwrap();
+    assert_eq!(
+        (p.key_id.as_str(), p.org_id.as_str(), p.role.as_str()),
+        (key.id.as_str(), "corner", "PHARMACY")
+    );
+    // Used after 11 hours: the idle bound counts from this use.
+    let later = now + IDLE_MS - 3_600_000;
+    assert!(sessions.resolve(&cookie, later).await.unwrap().is_ok());
+    assert!(
+        sessions
+            .resolve(&cookie, later + IDLE_MS - 1)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let idle = later + 2 * IDLE_MS;
+    assert_eq!(
+        sessions.resolve(&cookie, idle).await.unwrap(),
+        Err(SessionProblem::Expired)
+    );
+    assert_eq!(
+        sessions.resolve(&cookie, now).await.unwrap(),
+        Err(SessionProblem::Unknown),
+        "deleted once expired"
+    );
+    // However busy, a session ends LIFETIME_MS after sign-in.
+    let busy = sessions.open(&key.id, now).await.unwrap();
+    let mut t = now;
+    while t + IDLE_MS / 2 < now + LIFETIME_MS {
+        t += IDLE_MS / 2;
+        assert!(sessions.resolve(&busy, t).await.unwrap().is_ok());
+    }
+    assert_eq!(
+        sessions.resolve(&busy, now + LIFETIME_MS).await.unwrap(),
+        Err(SessionProblem::Expired)
+    );
+    // Sign-out, and a cookie that was never issued.
+    let out = sessions.open(&key.id, now).await.unwrap();
+    sessions.close(&out).await.unwrap();
+    assert_eq!(
+        sessions.resolve(&out, now).await.unwrap(),
+        Err(SessionProblem::Unknown)
+    );
+    assert_eq!(
+        sessions
+            .resolve(&format!("rxs_{}", "0".repeat(64)), now)
+            .await
+            .unwrap(),
+        Err(SessionProblem::Unknown)
+    );
+    // A key that expires takes its sessions with it.
+    let (_, brief) = keys
+        .issue("corner", "PHARMACY", "brief", Some(now + 1_000))
+        .await
+        .unwrap();
+    let c = sessions.open(&brief.id, now).await.unwrap();
+    assert!(sessions.resolve(&c, now + 999).await.unwrap().is_ok());
+    assert_eq!(
+        sessions.resolve(&c, now + 1_000).await.unwrap(),
+        Err(SessionProblem::Key(TokenProblem::Expired))
+    );
+    // Revoking a key ends its sessions, and only its own.
+    let (_, other) = keys.issue("hill", "PHARMACY", "till", None).await.unwrap();
+    let mine = sessions.open(&key.id, now).await.unwrap();
+    let theirs = sessions.open(&other.id, now).await.unwrap();
+    keys.revoke(&key.id).await.unwrap();
+    assert!(sessions.resolve(&mine, now).await.unwrap().is_err());
+    assert!(sessions.resolve(&theirs, now).await.unwrap().is_ok());
+    // At most MAX_PER_KEY per key: the oldest goes first.
+    let first = sessions.open(&other.id, now - 5).await.unwrap();
+    sessions.close(&theirs).await.unwrap();
+    for i in 0..MAX_PER_KEY {
+        sessions.open(&other.id, now + i as i64).await.unwrap();
+    }
+    assert_eq!(sessions.count(now + 100).await.unwrap(), MAX_PER_KEY);
+    assert_eq!(
+        sessions.resolve(&first, now + 100).await.unwrap(),
+        Err(SessionProblem::Unknown)
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1006,4 +1101,5 @@ conformance!(
     audit_names_every_wrong_index_row,
     trace_requests_and_who_reads_them,
     map_commits_with_each_batch,
+    sessions_follow_their_key,
 );

@@ -6,14 +6,15 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const KEY = 'rxledger.apiKey';
 let current = null; // the code last verified
 let me = null;      // { orgId, role } when signed in
 let names = { orgs: {}, sites: {} }; // registry names the caller may see
+let witnessing = null; // { witnessQuorum, witnesses }: what this ledger's evidence must carry
 
 const VERIFICATION = `verdict dispensable reasons { code severity message evidence }
   product { gtin serial lot expiry tradeItem { productName strength dosageForm netContent
   marketingAuthorisationHolder imageUrl } } status evidence { index } checkpointSize checkpointNote
+  cosignedCheckpoint { size cosigners }
   timeline { index eventTime eventType action bizStep disposition inherited }`;
 const VERIFY = `query($code: String!) { verify(code: $code) { ${VERIFICATION} } }`;
 const NO_PRODUCT_DATA = 'No product information registered for this GTIN.';
@@ -45,9 +46,9 @@ const STEPS = {
 };
 
 async function gql(query, variables) {
+  // Signed in, the browser's session cookie goes along (same origin, httpOnly): the page
+  // never holds the API key.
   const headers = { 'Content-Type': 'application/json' };
-  const key = sessionStorage.getItem(KEY);
-  if (key) headers.Authorization = 'Bearer ' + key;
   let res;
   try {
     res = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
@@ -150,6 +151,9 @@ function render(v, supplied, places) {
   $('why').hidden = shown.length === 0;
   renderProduct(v);
   renderJourney(v.timeline, places);
+  const [witnessed, sentence] = witnessStatus(v);
+  text('witness-status', sentence);
+  $('witness-status').className = 'witness ' + (witnessed ? 'witness-ok' : 'witness-warn');
   text('evidence-idx', v.evidence.map((e) => '#' + e.index).join(', '));
   text('checkpoint-size', v.checkpointSize);
   text('checkpoint-note', v.checkpointNote);
@@ -190,6 +194,29 @@ function renderJourney(timeline, places) {
     if (place) item(li, 'span', where(place), 'place');
     item(li, 'span', ` ledger #${t.index}`, 'idx');
   }
+}
+
+// Whether the checkpoint the evidence cites is held to account by the configured witnesses:
+// a checkpoint with at least the quorum of cosignatures from configured witnesses must hold
+// every cited entry. The same rule as the page without script (`html::witness_status`).
+function witnessStatus(v) {
+  if (!witnessing) return [false, 'Witness status unknown: the ledger\'s witness settings could not be read.'];
+  const q = witnessing.witnessQuorum;
+  const c = v.cosignedCheckpoint;
+  const cited = v.evidence.map((e) => e.index);
+  const newest = cited.length ? Math.max(...cited) : null;
+  if (q === 0) return [false, 'No witnesses are configured for this ledger: the evidence rests on the operator\'s signature alone.'];
+  if (!c) return [false, `Not yet witnessed: no checkpoint has the ${q} witness cosignature${q === 1 ? '' : 's'} this ledger requires.`];
+  const good = c.cosigners.filter((n) => witnessing.witnesses.includes(n));
+  if (good.length < q) return [false, `Not witnessed: the newest cosigned checkpoint carries ${good.length} of the ${q} required cosignatures.`];
+  if (newest !== null && newest >= c.size) {
+    return [false, `Not yet witnessed: ledger entry #${newest} is newer than the last checkpoint the witnesses cosigned (${c.size} entries). Verify again in a minute.`];
+  }
+  return [true, `Witnessed: the checkpoint of ${c.size} entries${newest !== null ? ', which holds every cited entry,' : ''} is cosigned by ${good.join(', ')} (${q} required).`];
+}
+
+async function loadWitnessing() {
+  try { witnessing = (await gql('{ ledgerPublicKey { witnessQuorum witnesses } }')).ledgerPublicKey; } catch (e) { witnessing = null; }
 }
 
 const PROVENANCE = `query($c: String!) { provenance(code: $c) { gtin serial status lot expiry custodian
@@ -386,34 +413,20 @@ async function loadNames() {
 
 async function signIn() {
   me = null;
-  if (sessionStorage.getItem(KEY)) {
-    try {
-      me = (await gql('{ me { orgId role } }')).me;
-    } catch (e) {
-      sessionStorage.removeItem(KEY);
-      showError('That API key was refused: ' + e.message);
-    }
+  try {
+    me = (await gql('{ me { orgId role } }')).me;
+  } catch (e) {
+    // An ended session is cleared by the answer; the page carries on anonymously.
+    showError(e.message);
   }
   if (me) await loadNames(); else names = { orgs: {}, sites: {} };
   text('signed-in', me ? `Signed in as ${orgName(me.orgId)} (${me.role.toLowerCase()})` : 'Sign in with an API key');
+  $('signout-form').hidden = !me;
+  $('admin-link').hidden = !(me && me.role === 'ADMIN');
   const regulator = me && (me.role === 'REGULATOR' || me.role === 'ADMIN');
   $('regulator').hidden = !regulator;
   if (regulator) refreshLedger();
 }
 
-$('key-form').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const k = $('key').value.trim();
-  if (k) sessionStorage.setItem(KEY, k);
-  $('key').value = '';
-  await signIn();
-  if (current) await verify(current);
-});
-
-$('forget-key').addEventListener('click', async () => {
-  sessionStorage.removeItem(KEY);
-  await signIn();
-  if (current) await verify(current);
-});
-
-signIn();
+// The witness settings first: every verdict shown is checked against them.
+(async () => { await loadWitnessing(); await signIn(); })();

@@ -131,8 +131,75 @@ fn details(v: &Verification) -> String {
     esc(&out)
 }
 
-/// The resolver's page for one verification: verdict, reasons, product, journey, evidence.
-pub fn verification_page(v: &Verification, uri: &str) -> String {
+/// The node's witnesses as a client must demand them: the quorum and the witnesses' key
+/// names (`serve --witness`, `--witness-quorum`).
+pub struct Witnesses<'a> {
+    pub quorum: usize,
+    pub names: &'a [String],
+}
+
+/// Whether the checkpoint a verification cites is held to account by the configured
+/// witnesses, in plain words: `(witnessed, sentence)`. Witnessed means a checkpoint with at
+/// least `quorum` cosignatures of configured witnesses holds every cited entry. The same rule
+/// as the pharmacist's page (`assets/app.js`, `witnessStatus`).
+pub fn witness_status(v: &Verification, w: &Witnesses<'_>) -> (bool, String) {
+    let newest = v.evidence.iter().map(|e| e.index).max();
+    let q = w.quorum;
+    let plural = if q == 1 { "" } else { "s" };
+    let Some(c) = v.cosigned_checkpoint.as_ref().filter(|_| q > 0) else {
+        return (
+            false,
+            if q == 0 {
+                "No witnesses are configured for this ledger: the evidence rests on the operator's signature alone.".into()
+            } else {
+                format!(
+                    "Not yet witnessed: no checkpoint has the {q} witness cosignature{plural} this ledger requires."
+                )
+            },
+        );
+    };
+    let good: Vec<&str> = c
+        .cosigners
+        .iter()
+        .filter(|n| w.names.contains(n))
+        .map(String::as_str)
+        .collect();
+    if good.len() < q {
+        return (
+            false,
+            format!(
+                "Not witnessed: the newest cosigned checkpoint carries {} of the {q} required cosignatures.",
+                good.len()
+            ),
+        );
+    }
+    if let Some(n) = newest.filter(|n| *n >= c.size) {
+        return (
+            false,
+            format!(
+                "Not yet witnessed: ledger entry #{n} is newer than the last checkpoint the witnesses cosigned ({} entries). Verify again in a minute.",
+                c.size
+            ),
+        );
+    }
+    let holds = if newest.is_some() {
+        ", which holds every cited entry,"
+    } else {
+        ""
+    };
+    (
+        true,
+        format!(
+            "Witnessed: the checkpoint of {} entries{holds} is cosigned by {} ({q} required).",
+            c.size,
+            good.join(", ")
+        ),
+    )
+}
+
+/// The resolver's page for one verification: verdict, reasons, product, journey, evidence
+/// and whether the witnesses hold it to account.
+pub fn verification_page(v: &Verification, uri: &str, witnesses: &Witnesses<'_>) -> String {
     let verdict = v.verdict.as_str();
     let mut body = format!(
         r#"<section class="verdict {tone}" role="status" aria-live="polite"><h1>{head}</h1><p>{may}</p><p class="details">{details}</p></section>"#,
@@ -160,6 +227,16 @@ pub fn verification_page(v: &Verification, uri: &str) -> String {
     if !v.timeline.is_empty() {
         body.push_str(&journey(&v.timeline));
     }
+    let (witnessed, sentence) = witness_status(v, witnesses);
+    body.push_str(&format!(
+        r#"<p class="witness {}" id="witness-status">{}</p>"#,
+        if witnessed {
+            "witness-ok"
+        } else {
+            "witness-warn"
+        },
+        esc(&sentence)
+    ));
     body.push_str(&format!(
         "<details><summary>Evidence</summary><p>Checkpoint of {} entries. Machine-readable: \
          <code>curl -H 'Accept: application/json' '{}'</code></p><pre>{}</pre></details>",
@@ -282,7 +359,10 @@ pub fn readable_time(t: &str) -> String {
 fn journey(steps: &[TimelineStep]) -> String {
     let mut ordered: Vec<&TimelineStep> = steps.iter().collect();
     ordered.sort_by(|a, b| (&a.event_time, a.index).cmp(&(&b.event_time, b.index)));
-    let mut out = String::from("<h2>Journey</h2><ol class=\"timeline\">");
+    // A page without script cannot know the reader's time zone: it says which one it uses.
+    let mut out = String::from(
+        "<h2>Journey</h2><p class=\"help\">Times are in UTC (Coordinated Universal Time).</p><ol class=\"timeline\">",
+    );
     for t in ordered {
         out.push_str(&format!(
             "<li><time datetime=\"{}\">{}</time> <span class=\"step\">{}{}</span> <span class=\"idx\">ledger #{}</span></li>",

@@ -9,6 +9,9 @@
 //! - `GET /labels/{gtin}/{lot}.svg`: a printable label sheet of a lot, for the packaging line.
 //! - `GET /`: the pharmacist's page (scanner input, photo upload, dispense and undo, and the
 //!   regulator's views); `POST /scan` decodes a photo of a QR code.
+//! - `GET /signin`, `POST /signin`, `POST /signout`: signing a browser in with an API key
+//!   ([`signin`]); the session cookie then stands for the key on every route ([`session`]).
+//! - `GET /admin`, `POST /admin/{action}`: the admin page ([`admin`]), for ADMIN keys.
 //! - `GET /checkpoint`, `GET /tile/…`: the log as c2sp.org/tlog-tiles resources ([`tlog`]).
 //! - `GET /assets/graphiql/…`: GraphiQL and React, pinned and compiled in
 //!   (`assets/graphiql/VERSIONS.md`), for the GraphiQL page ([`GRAPHIQL_PAGE`]).
@@ -23,9 +26,12 @@
 //! place. QR codes and label sheets ask it for the verdict alone (no proofs). Bad input gets
 //! a page or a JSON error with a stable code, never a 500.
 
+pub mod admin;
 pub mod html;
 pub mod lvm;
 pub mod qr;
+pub mod session;
+pub mod signin;
 pub mod tlog;
 
 use std::sync::Arc;
@@ -82,6 +88,16 @@ pub fn mount(route: Route, web: &Web) -> Route {
         .at("/labels/:gtin/:file", get(labels).data(web.clone()))
         .at("/01/*rest", get(resolve).data(web.clone()))
         .at("/verify/*rest", get(resolve).data(web.clone()))
+        .at(
+            "/signin",
+            get(signin::form)
+                .post(signin::sign_in)
+                .data(web.clone())
+                .data(Arc::new(signin::SignInLimiter::default())),
+        )
+        .at("/signout", post(signin::sign_out).data(web.clone()))
+        .at("/admin", get(admin::view).data(web.clone()))
+        .at("/admin/:action", post(admin::act).data(web.clone()))
         .at("/checkpoint", get(tlog::checkpoint).data(web.clone()))
         .at("/tile/*rest", get(tlog::tile).data(web.clone()))
 }
@@ -171,6 +187,12 @@ impl Problem {
     /// JSON for machines, a page for browsers.
     pub fn respond(&self, json: bool) -> Response {
         let mut resp = self.render(json);
+        if session::ENDED_CODES.contains(&self.code.as_str()) {
+            // The browser forgets a session that has ended; its next request is anonymous.
+            if let Ok(v) = poem::http::HeaderValue::from_str(&session::clear_cookie(false)) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+        }
         if let Some(after) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(after));
@@ -211,6 +233,15 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
         .body(v.to_string())
 }
 
+/// Whether the client is a browser navigating to a page (it accepts HTML), which a refusal
+/// may send to the sign-in page; an image or script fetch is not.
+pub fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
 /// Whether the client asked for JSON rather than a page.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     headers
@@ -219,13 +250,15 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
-async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    rxledger_graphql::authenticate_header(&web.services.api_keys, auth)
+/// The caller of a web route: its Bearer key, or its session cookie ([`session::caller`]).
+async fn caller(web: &Web, req: &Request) -> Result<Caller, Problem> {
+    session::caller(&web.services.api_keys, req, &web.base_url)
         .await
         .map_err(|r| {
             let status = if r.code == "INTERNAL" {
                 StatusCode::SERVICE_UNAVAILABLE
+            } else if r.code == "CSRF_REFUSED" {
+                StatusCode::FORBIDDEN
             } else {
                 StatusCode::UNAUTHORIZED
             };
@@ -236,7 +269,7 @@ async fn caller(web: &Web, headers: &HeaderMap) -> Result<Caller, Problem> {
 /// The caller of a route, once it has paid `cost` from its bucket: its API key's, or its
 /// address's when anonymous. A refused key is refused here, before any charge.
 pub async fn admit(web: &Web, req: &Request, cost: RouteCost) -> Result<Caller, Problem> {
-    let c = caller(web, req.headers()).await?;
+    let c = caller(web, req).await?;
     let bucket = match &c {
         Caller::Key { key_id, .. } => format!("key:{key_id}"),
         Caller::Anonymous => client_ip(req),
@@ -495,6 +528,8 @@ async fn labels(
     };
     match labels_inner(web, c, &gtin, &file, &q).await {
         Ok(r) => r,
+        // A browser that is not signed in is sent to sign in, and back here afterwards.
+        Err(p) if p.code == "UNAUTHENTICATED" && accepts_html(headers) => signin::redirect(req),
         Err(p) => p.respond(wants_json(headers)),
     }
 }
@@ -562,7 +597,7 @@ async fn may_print_labels(web: &Web, c: &Caller, gtin: &Gtin) -> Result<(), Prob
         return Err(Problem::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
-            "label sheets need an API key (Authorization: Bearer …)",
+            "label sheets need an API key: sign in at /signin, or send Authorization: Bearer …",
         ));
     }
     let prefixes = web.services.packs.prefixes().await.map_err(unavailable)?;
@@ -736,12 +771,31 @@ async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
         )
         .respond(json);
     }
-    let checked = match check(web, &c, scanned).await {
+    let started = std::time::Instant::now();
+    let answer = resolve_answer(web, &c, scanned, &uri, lvm, json, param("corrUUID")).await;
+    web.services
+        .verify_latency
+        .resolver
+        .observe(started.elapsed());
+    answer
+}
+
+/// The resolver's answer for a parsed code: LVM, JSON or the page.
+async fn resolve_answer(
+    web: &Web,
+    c: &Caller,
+    scanned: ScannedCode,
+    uri: &str,
+    lvm: bool,
+    json: bool,
+    corr: Option<&str>,
+) -> Response {
+    let checked = match check(web, c, scanned).await {
         Ok(checked) => checked,
         Err(p) => return p.respond(json),
     };
     if lvm {
-        return lvm_answer(web, &checked, param("corrUUID")).await;
+        return lvm_answer(web, &checked, corr).await;
     }
     let v = match Verification::build(&web.services, &checked, Wanted::ALL, &mut ()).await {
         Ok(v) => v,
@@ -760,9 +814,15 @@ async fn resolve(req: &Request, Data(web): Data<&Web>) -> Response {
             }
         };
     }
+    let status = web.services.ledger.witnesses().status();
+    let names: Vec<String> = status.witnesses.into_iter().map(|w| w.name).collect();
+    let witnesses = html::Witnesses {
+        quorum: status.quorum,
+        names: &names,
+    };
     Response::builder()
         .content_type("text/html; charset=utf-8")
-        .body(html::verification_page(&v, &uri))
+        .body(html::verification_page(&v, uri, &witnesses))
 }
 
 /// The GS1 Lightweight Verification Messaging answer for a checked code.
