@@ -6,6 +6,9 @@
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
+#[path = "m0004_epcis_query_indexes.rs"]
+mod m0004_epcis;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
@@ -15,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0001Initial),
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
+            Box::new(m0004_epcis::M0004EpcisQueryIndexes),
         ]
     }
 }

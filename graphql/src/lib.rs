@@ -9,6 +9,7 @@ mod admin;
 pub mod auth;
 mod changes;
 pub mod cost;
+pub mod epcis_doc;
 mod error;
 mod events;
 mod hashes;

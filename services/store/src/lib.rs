@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod apikeys;
 pub mod audit;
 mod db;
+pub mod documents;
 mod error;
 mod frontier;
 pub mod indexaudit;
@@ -20,6 +21,7 @@ pub mod packs;
 pub mod postings;
 pub mod products;
 pub mod registry;
+pub mod rules;
 #[cfg(feature = "testdb")]
 pub mod testdb;
 pub mod witnessing;
