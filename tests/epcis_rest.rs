@@ -660,44 +660,6 @@ async fn pages_follow_their_tokens_and_tampered_tokens_are_refused() {
     }
 }
 
-/// firmware-sim's partner mode: the scenario's supply chain sent by each organization's ERP
-/// as one EPCIS document (the wholesaler's whole day in one), and the scenario's own verdict
-/// expectations hold, as they do when scanners send it over MQTT (`tests/scenario.rs`).
-#[tokio::test]
-async fn the_scenario_sent_as_epcis_documents_gets_the_scenarios_verdicts() {
-    let app = spawn_app().await;
-    let token = app
-        .app()
-        .first_admin_token
-        .clone()
-        .expect("a fresh server has an admin key");
-    let report = firmware_sim::partner::run_partner(firmware_sim::partner::PartnerOptions {
-        server: format!("http://{}", app.http),
-        admin_key: token,
-        packs: 30,
-        pharmacies: 3,
-        seed: 7,
-        progress: false,
-    })
-    .await
-    .unwrap();
-    assert!(report.ok(), "{}", report.summary());
-    let wholesaler = report
-        .documents
-        .iter()
-        .find(|(org, _, _)| org.contains("whs"))
-        .unwrap_or_else(|| panic!("{}", report.summary()));
-    assert!(
-        wholesaler.1 > 3,
-        "the wholesaler's day: {}",
-        report.summary()
-    );
-    assert!(report.verdicts_checked >= 30);
-    // One entry per hundred events or fewer: a document's events share entries.
-    let events: usize = report.documents.iter().map(|d| d.1).sum();
-    assert!(report.log_growth as usize <= events, "{}", report.summary());
-}
-
 /// The official EPCIS 2.0 JSON Schema (vendored, inlined into one file by GS1).
 fn epcis_schema() -> jsonschema::Validator {
     let path = concat!(
