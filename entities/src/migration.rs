@@ -6,6 +6,9 @@
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
+#[path = "m0007_epcis_query_indexes.rs"]
+mod m0007_epcis;
+
 pub struct Migrator;
 
 #[async_trait::async_trait]
@@ -18,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0004DeskTraceParties),
             Box::new(M0005MapLeaves),
             Box::new(M0006OpsSessions),
+            Box::new(m0007_epcis::M0007EpcisQueryIndexes),
         ]
     }
 }

@@ -175,6 +175,36 @@ impl GraphQl {
         })
     }
 
+    /// One HTTP request to another route of the same server (`path` from its root, e.g.
+    /// `/epcis/capture`), with `token` as the Bearer key: the status, header lines and body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), ApiError> {
+        let bearer = format!("Bearer {token}");
+        let mut all = headers.to_vec();
+        all.push(("Authorization", bearer.as_str()));
+        let path = format!("{}{path}", self.path_prefix);
+        let host = format!("{}:{}", self.host, self.port);
+        crate::http::request_with_head(
+            (self.host.as_str(), self.port),
+            &host,
+            method,
+            &path,
+            &all,
+            body,
+        )
+        .await
+        .map_err(|e| ApiError::Http {
+            url: format!("http://{host}{path}"),
+            why: e.to_string(),
+        })
+    }
+
     /// Runs one GraphQL operation and returns `data`, or the first error with its code.
     pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
         let body = json!({ "query": query, "variables": variables }).to_string();

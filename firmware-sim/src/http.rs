@@ -30,11 +30,28 @@ pub async fn request(
     c.send(host, method, path, headers, body, true).await
 }
 
+/// [`request`], also returning the response's header lines (names in lower case), for
+/// clients that follow `Location` or `Link`.
+pub async fn request_with_head(
+    addr: impl ToSocketAddrs,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let mut c = Connection::open(addr).await?;
+    let (status, body) = c.send(host, method, path, headers, body, true).await?;
+    Ok((status, std::mem::take(&mut c.head), body))
+}
+
 /// An HTTP/1.1 connection that may carry several requests, one after the other.
 pub struct Connection {
     stream: TcpStream,
     /// Bytes read but not yet consumed: the rest of a response, or the start of the next.
     buf: Vec<u8>,
+    /// The header lines of the last response: (lower-case name, value).
+    head: Vec<(String, String)>,
 }
 
 /// The longest wait for a TCP connection to the server.
@@ -56,6 +73,7 @@ impl Connection {
         Ok(Connection {
             stream,
             buf: Vec::with_capacity(16 * 1024),
+            head: Vec::new(),
         })
     }
 
@@ -105,7 +123,14 @@ impl Connection {
             }
             self.fill().await?;
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
+        let raw = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        self.head = raw
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let head = raw.to_ascii_lowercase();
         let status: u16 = head
             .split_whitespace()
             .nth(1)

@@ -17,6 +17,7 @@ pub mod http;
 pub mod identity;
 pub mod label;
 pub mod load;
+pub mod partner;
 pub mod queue;
 pub mod scenario;
 

@@ -54,6 +54,9 @@ enum Command {
     },
     /// Play a supply chain with optional attacks and check every receipt and verdict.
     Scenario(ScenarioArgs),
+    /// Play the scenario's supply chain as EPCIS 2.0 JSON-LD documents over the REST
+    /// binding (each organization's events in one capture), then check the same verdicts.
+    Partner(PartnerArgs),
     /// Publish signed commissioning envelopes at a fixed rate and measure receipts.
     Load(LoadArgs),
     /// Create keys for load devices and a script that enrolls them.
@@ -150,6 +153,29 @@ struct ScenarioArgs {
     /// How many of the `--witness-key`s must cosign (default: all of them).
     #[arg(long, env = "FIRMWARE_SIM_WITNESS_QUORUM")]
     witness_quorum: Option<usize>,
+}
+
+#[derive(Args)]
+struct PartnerArgs {
+    /// The server's HTTP address.
+    #[arg(
+        long,
+        env = "FIRMWARE_SIM_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    #[arg(long, env = "FIRMWARE_SIM_ADMIN_KEY", hide_env_values = true)]
+    admin_key: String,
+    #[arg(long, env = "FIRMWARE_SIM_PACKS", default_value_t = 40)]
+    packs: usize,
+    #[arg(long, env = "FIRMWARE_SIM_PHARMACIES", default_value_t = 3)]
+    pharmacies: usize,
+    /// Seeds the ids this run creates; random by default.
+    #[arg(long, env = "FIRMWARE_SIM_SEED")]
+    seed: Option<u64>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -251,6 +277,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Scenario(a) => return scenario(a).await,
+        Command::Partner(a) => return partner(a).await,
         Command::Load(a) => return load(a).await,
         Command::LoadSetup {
             devices,
@@ -360,6 +387,26 @@ async fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     opts.progress = !a.json;
     opts.witnesses = quorum(&a.witness_keys, a.witness_quorum)?;
     let report = scenario::run_scenario(opts).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn partner(a: PartnerArgs) -> anyhow::Result<ExitCode> {
+    let report = firmware_sim::partner::run_partner(firmware_sim::partner::PartnerOptions {
+        server: a.server,
+        admin_key: a.admin_key,
+        packs: a.packs,
+        pharmacies: a.pharmacies,
+        seed: a.seed.unwrap_or_else(|| scenario::now_ms() as u64),
+        progress: !a.json,
+    })
+    .await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

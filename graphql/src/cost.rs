@@ -133,6 +133,8 @@ pub fn weight(parent: &str, field: &str) -> u64 {
         ("Live", _) => 10,
         // Up to 64 KiB of envelope each.
         ("LedgerEntry", "dataBase64") | ("Alert", "rawBase64") => 10,
+        // A page of events read back from their entries, as one EPCIS document.
+        ("EventPage", "epcisDocument") => 100,
         ("Evidence", "proof") | ("InclusionProof" | "ConsistencyProof", "hashes") => 2,
         _ => 1,
     }

@@ -42,11 +42,29 @@ pub struct EventOut {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct EventPage {
     pub nodes: Vec<EventOut>,
     /// Pass as `after` for the next page; null when there is none.
     pub end_cursor: Option<String>,
     pub has_next_page: bool,
+    /// Where the page's events are in the log, for `epcisDocument`.
+    #[graphql(skip)]
+    pub keys: Vec<((i64, i32), [u8; 32])>,
+}
+
+#[async_graphql::ComplexObject]
+impl EventPage {
+    /// The page's events as an EPCIS 2.0 JSON-LD `EPCISDocument` (its text), each event
+    /// exactly as logged with its `recordTime` and `eventID`, for download and capture
+    /// elsewhere (docs/EPCIS.md).
+    async fn epcis_document(&self, ctx: &Context<'_>) -> Result<String> {
+        let s = services(ctx);
+        let events = rxledger_store::documents::read(s.ledger.database(), &self.keys)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(crate::epcis_doc::epcis_document(&events, rxledger_store::now_ms()).to_string())
+    }
 }
 
 #[derive(Default)]
@@ -143,6 +161,7 @@ fn store_filter(
         biz_location: f.biz_location,
         read_point: f.read_point,
         signers,
+        any_of: Default::default(),
     })
 }
 
@@ -162,6 +181,13 @@ fn page(mut rows: Vec<rxledger_entities::event::Model>, first: i64) -> EventPage
         .last()
         .filter(|_| has_next_page)
         .map(|r| format!("{}:{}", r.entry_idx, r.position));
+    let keys = rows
+        .iter()
+        .filter_map(|r| {
+            let h = <[u8; 32]>::try_from(r.hash.as_slice()).ok()?;
+            Some(((r.entry_idx, r.position), h))
+        })
+        .collect();
     let nodes = rows
         .into_iter()
         .map(|r| EventOut {
@@ -183,5 +209,6 @@ fn page(mut rows: Vec<rxledger_entities::event::Model>, first: i64) -> EventPage
         nodes,
         end_cursor,
         has_next_page,
+        keys,
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 mod changes;
 pub mod completeness;
 pub mod cost;
+pub mod epcis_doc;
 mod error;
 mod events;
 mod hashes;

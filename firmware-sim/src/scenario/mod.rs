@@ -269,7 +269,7 @@ fn say(opts: &ScenarioOptions, s: &str) {
 }
 
 /// Creates the plan's organizations with their company prefixes and sites.
-async fn register<A: Api>(api: &A, plan: &Plan) -> anyhow::Result<()> {
+pub(crate) async fn register<A: Api>(api: &A, plan: &Plan) -> anyhow::Result<()> {
     for o in &plan.orgs {
         api.create_organization(&o.id, &o.name, o.role)
             .await

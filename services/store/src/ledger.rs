@@ -374,6 +374,18 @@ impl Ledger {
             .await
     }
 
+    /// Appends every entry of `batch` in one transaction if `check` passes against the
+    /// committed state, or none of them ([`Admission::Refused`] for each). An EPCIS capture
+    /// document is such a batch: its rules are judged where it lands, all or nothing.
+    #[tracing::instrument(skip_all)]
+    pub async fn append_checked_batch(
+        &self,
+        batch: &[NewEntry],
+        check: Precondition<'_>,
+    ) -> Result<Batch, StoreError> {
+        self.append_with(batch, Some(check)).await
+    }
+
     async fn append_with(
         &self,
         batch: &[NewEntry],

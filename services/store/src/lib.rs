@@ -13,6 +13,7 @@ pub mod apikeys;
 pub mod audit;
 mod db;
 pub mod desk;
+pub mod documents;
 mod error;
 mod frontier;
 pub mod indexaudit;
@@ -23,6 +24,7 @@ pub mod postings;
 pub mod products;
 pub mod registry;
 pub mod sessions;
+pub mod rules;
 #[cfg(feature = "testdb")]
 pub mod testdb;
 pub mod witnessing;

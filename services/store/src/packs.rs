@@ -476,6 +476,36 @@ pub struct EventFilter {
     pub read_point: Option<String>,
     /// Only events whose entries were signed by one of these signers (access control).
     pub signers: Option<Vec<String>>,
+    /// The EPCIS REST query's lists (`EQ_bizStep=shipping|receiving`, ...): each non-empty
+    /// one keeps the events that match any of its values.
+    pub any_of: AnyOf,
+}
+
+/// Lists of accepted values, as the EPCIS REST query passes them; empty: no condition.
+#[derive(Clone, Debug, Default)]
+pub struct AnyOf {
+    /// `eventType`: `ObjectEvent`, ...
+    pub event_types: Vec<String>,
+    /// `EQ_action`: ADD, OBSERVE, DELETE.
+    pub actions: Vec<String>,
+    pub biz_steps: Vec<String>,
+    pub dispositions: Vec<String>,
+    pub biz_locations: Vec<String>,
+    pub read_points: Vec<String>,
+    /// `MATCH_epc`: named in epcList or childEPCs.
+    pub epcs: Vec<EpcId>,
+    /// `MATCH_parentID`.
+    pub parents: Vec<EpcId>,
+    /// `MATCH_anyEPC`: named in any role.
+    pub any_epcs: Vec<EpcId>,
+    /// `EQ_eventID`: CBV 2.0 event hashes.
+    pub hashes: Vec<[u8; 32]>,
+    /// `GE_eventTime` / `LT_eventTime`, Unix ms.
+    pub event_from_ms: Option<i64>,
+    pub event_until_ms: Option<i64>,
+    /// `GE_recordTime` / `LT_recordTime`: when the log received the entry, Unix ms.
+    pub record_from_ms: Option<i64>,
+    pub record_until_ms: Option<i64>,
 }
 
 impl Packs {
@@ -530,6 +560,7 @@ impl Packs {
                 ),
             );
         }
+        q = f.any_of.apply(q);
         if let Some((idx, pos)) = after {
             q = q.filter(
                 Condition::any().add(event::Column::EntryIdx.gt(idx)).add(
@@ -544,6 +575,73 @@ impl Packs {
             .limit(first)
             .all(&self.db.conn)
             .await?)
+    }
+}
+
+impl AnyOf {
+    fn apply(
+        &self,
+        mut q: sea_orm::Select<rxledger_entities::event::Entity>,
+    ) -> sea_orm::Select<rxledger_entities::event::Entity> {
+        use rxledger_entities::event;
+        use sea_orm::sea_query::Query;
+        let strings = |v: &[String]| v.to_vec();
+        if !self.event_types.is_empty() {
+            q = q.filter(event::Column::EventType.is_in(strings(&self.event_types)));
+        }
+        if !self.actions.is_empty() {
+            q = q.filter(event::Column::Action.is_in(strings(&self.actions)));
+        }
+        if !self.biz_steps.is_empty() {
+            q = q.filter(event::Column::BizStep.is_in(strings(&self.biz_steps)));
+        }
+        if !self.dispositions.is_empty() {
+            q = q.filter(event::Column::Disposition.is_in(strings(&self.dispositions)));
+        }
+        if !self.biz_locations.is_empty() {
+            q = q.filter(event::Column::BizLocation.is_in(strings(&self.biz_locations)));
+        }
+        if !self.read_points.is_empty() {
+            q = q.filter(event::Column::ReadPoint.is_in(strings(&self.read_points)));
+        }
+        if let Some(t) = self.event_from_ms {
+            q = q.filter(event::Column::EventTimeMs.gte(t));
+        }
+        if let Some(t) = self.event_until_ms {
+            q = q.filter(event::Column::EventTimeMs.lt(t));
+        }
+        if !self.hashes.is_empty() {
+            q = q.filter(event::Column::Hash.is_in(self.hashes.iter().map(|h| h.to_vec())));
+        }
+        for (ids, roles) in [
+            (&self.epcs, &[0i16, 2][..]),
+            (&self.parents, &[1][..]),
+            (&self.any_epcs, &[][..]),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut sub = Query::select();
+            sub.column(epc::Column::EventHash)
+                .from(epc::Entity)
+                .and_where(epc::Column::Epc.is_in(ids.iter().map(epc_key)));
+            if !roles.is_empty() {
+                sub.and_where(epc::Column::Role.is_in(roles.to_vec()));
+            }
+            q = q.filter(event::Column::Hash.in_subquery(sub.to_owned()));
+        }
+        if self.record_from_ms.is_some() || self.record_until_ms.is_some() {
+            let mut sub = Query::select();
+            sub.column(entry::Column::Idx).from(entry::Entity);
+            if let Some(t) = self.record_from_ms {
+                sub.and_where(entry::Column::ReceivedMs.gte(t));
+            }
+            if let Some(t) = self.record_until_ms {
+                sub.and_where(entry::Column::ReceivedMs.lt(t));
+            }
+            q = q.filter(event::Column::EntryIdx.in_subquery(sub.to_owned()));
+        }
+        q
     }
 }
 

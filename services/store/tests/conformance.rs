@@ -1062,6 +1062,119 @@ async fn sessions_follow_their_key(db: Database) {
     );
 }
 
+/// A batch under one precondition is appended whole or not at all; its events are read back
+/// as logged (EPCIS documents), and the EPCIS query's filters select them.
+async fn checked_batches_are_all_or_nothing(db: Database) {
+    use rxledger_core::envelope;
+    use rxledger_core::pack::{RuleCode, RuleViolation};
+    use rxledger_store::documents;
+    use rxledger_store::packs::{AnyOf, EventFilter, Packs};
+    let ledger = Ledger::open(db.clone(), key(), ORIGIN).await.unwrap();
+    let batch: Vec<NewEntry> = (0..3u8)
+        .map(|i| {
+            let body = envelope::Body {
+                v: envelope::VERSION,
+                device_id: "org:acme".into(),
+                seq: 0,
+                sent_at: "2026-01-01T00:00:00.000Z".into(),
+                events: vec![
+                    serde_json::json!({ "n": i }),
+                    serde_json::json!({ "n": i + 10 }),
+                ],
+            };
+            let mut e = device_entry("org:acme", 0, "", Some(40 + i));
+            e.data = envelope::seal(&key(), &body);
+            e.kind = EntryKind::ApiStateChange;
+            e.seq = None;
+            let mut second = e.events[0].clone();
+            second.hash = [50 + i; 32];
+            second.biz_step = Some("shipping".into());
+            e.events.push(second);
+            e
+        })
+        .collect();
+    let refuse = Box::pin(async {
+        Ok(Err(RuleViolation::new_public(
+            RuleCode::SerialAlreadyCommissioned,
+            "no",
+        )))
+    });
+    let done = ledger.append_checked_batch(&batch, refuse).await.unwrap();
+    assert!(
+        done.admissions
+            .iter()
+            .all(|a| matches!(a, Admission::Refused(_))),
+        "{:?}",
+        done.admissions
+    );
+    assert_eq!(ledger.head().size, 0);
+    let done = ledger
+        .append_checked_batch(&batch, Box::pin(async { Ok(Ok(())) }))
+        .await
+        .unwrap();
+    for (i, (a, e)) in done.admissions.iter().zip(&batch).enumerate() {
+        assert_eq!(*a, appended(i as u64, e));
+    }
+    let found = documents::find(&db, &[[41; 32], [51; 32], [9; 32]])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&[51; 32]], (1, 1));
+    let read = documents::read(&db, &[((1, 1), [51; 32]), ((0, 0), [40; 32])])
+        .await
+        .unwrap();
+    assert_eq!(read[0].json, serde_json::json!({ "n": 11 }));
+    assert_eq!(read[0].signer, "org:acme");
+    assert!(read[0].received_ms > 0);
+    assert_eq!(read[1].json, serde_json::json!({ "n": 0 }));
+    assert!(documents::read(&db, &[((0, 5), [0; 32])]).await.is_err());
+
+    let packs = Packs::new(db.clone());
+    let filter = |any_of: AnyOf| EventFilter {
+        signers: Some(vec!["org:acme".into()]),
+        any_of,
+        ..EventFilter::default()
+    };
+    let shipping = packs
+        .events_page(
+            &filter(AnyOf {
+                biz_steps: vec!["shipping".into()],
+                record_from_ms: Some(1),
+                ..AnyOf::default()
+            }),
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(shipping.len(), 3);
+    let one = packs
+        .events_page(
+            &filter(AnyOf {
+                hashes: vec![[42; 32]],
+                record_until_ms: Some(i64::MAX),
+                ..AnyOf::default()
+            }),
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((one.len(), one[0].entry_idx), (1, 2));
+    let none = packs
+        .events_page(
+            &filter(AnyOf {
+                record_until_ms: Some(1),
+                ..AnyOf::default()
+            }),
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1097,6 +1210,7 @@ conformance!(
     registry_rules,
     index_in_memory_matches_table,
     checked_appends_have_one_winner,
+    checked_batches_are_all_or_nothing,
     product_master_data,
     audit_names_every_wrong_index_row,
     trace_requests_and_who_reads_them,

@@ -27,6 +27,7 @@
 //! a page or a JSON error with a stable code, never a 500.
 
 pub mod admin;
+pub mod epcis;
 pub mod html;
 pub mod lvm;
 pub mod qr;
@@ -100,6 +101,7 @@ pub fn mount(route: Route, web: &Web) -> Route {
         .at("/admin/:action", post(admin::act).data(web.clone()))
         .at("/checkpoint", get(tlog::checkpoint).data(web.clone()))
         .at("/tile/*rest", get(tlog::tile).data(web.clone()))
+        .nest("/epcis", epcis::routes(web))
 }
 
 /// Renders every error poem itself raises (unknown path, bad path parameter, body too large,
@@ -111,6 +113,9 @@ pub fn friendly_errors<E: poem::Endpoint + 'static>(ep: E) -> impl poem::Endpoin
         let json = wants_json(req.headers()) || path.starts_with("/graphql") || path == "/scan";
         match ep.call(req).await {
             Ok(r) => Ok(r.into_response()),
+            Err(e) if path == "/epcis" || path.starts_with("/epcis/") => {
+                Ok(epcis::problem::EpcisProblem::from_poem(&e, &path).respond())
+            }
             Err(e) => {
                 let status = e.status();
                 let (code, message) = match status {
@@ -269,15 +274,24 @@ async fn caller(web: &Web, req: &Request) -> Result<Caller, Problem> {
 /// The caller of a route, once it has paid `cost` from its bucket: its API key's, or its
 /// address's when anonymous. A refused key is refused here, before any charge.
 pub async fn admit(web: &Web, req: &Request, cost: RouteCost) -> Result<Caller, Problem> {
+    admit_tokens(web, req, cost.tokens()).await
+}
+
+/// [`admit`] for a number of tokens (the EPCIS routes price by the size of the work).
+pub async fn admit_tokens(web: &Web, req: &Request, tokens: f64) -> Result<Caller, Problem> {
     let c = caller(web, req).await?;
-    let bucket = match &c {
-        Caller::Key { key_id, .. } => format!("key:{key_id}"),
-        Caller::Anonymous => client_ip(req),
-    };
     web.limiter
-        .take(&bucket, cost.tokens())
+        .take(&bucket_of(&c, req), tokens)
         .map_err(Problem::rate_limited)?;
     Ok(c)
+}
+
+/// The rate-limit bucket of a caller: its API key's, or its address's when anonymous.
+pub fn bucket_of(c: &Caller, req: &Request) -> String {
+    match c {
+        Caller::Key { key_id, .. } => format!("key:{key_id}"),
+        Caller::Anonymous => client_ip(req),
+    }
 }
 
 /// The client's IP address, the bucket of anonymous callers (a reverse proxy in front makes

@@ -592,20 +592,32 @@ fn location(o: &Map<String, Value>, key: &str) -> Result<Option<Location>, Epcis
         .ok_or_else(|| EpcisError::MissingField {
             path: format!("{key}.id"),
         })?;
-    let lower = id.to_ascii_lowercase();
-    let path = format!("{key}.id");
-    if lower.starts_with("urn:epc:id:sgln:") || lower.starts_with("http") && id.contains("/414/") {
-        match gs1::parse_epc(id) {
-            Ok(EpcId::Sgln(s)) => Ok(Some(Location::Sgln(s))),
-            Ok(_) => Err(EpcisError::InvalidValue {
-                path,
-                expected: "an SGLN",
-                got: id.to_owned(),
-            }),
-            Err(source) => Err(EpcisError::Identifier { path, source }),
+    Location::parse(id, &format!("{key}.id")).map(Some)
+}
+
+impl Location {
+    /// A location's `id` (`path` names it in errors): an SGLN, as URN or Digital Link, or
+    /// any other URI, kept verbatim.
+    pub fn parse(id: &str, path: &str) -> Result<Location, EpcisError> {
+        let lower = id.to_ascii_lowercase();
+        if lower.starts_with("urn:epc:id:sgln:")
+            || lower.starts_with("http") && id.contains("/414/")
+        {
+            match gs1::parse_epc(id) {
+                Ok(EpcId::Sgln(s)) => Ok(Location::Sgln(s)),
+                Ok(_) => Err(EpcisError::InvalidValue {
+                    path: path.to_owned(),
+                    expected: "an SGLN",
+                    got: id.to_owned(),
+                }),
+                Err(source) => Err(EpcisError::Identifier {
+                    path: path.to_owned(),
+                    source,
+                }),
+            }
+        } else {
+            Ok(Location::Other(id.to_owned()))
         }
-    } else {
-        Ok(Some(Location::Other(id.to_owned())))
     }
 }
 

@@ -1,61 +1,17 @@
 //! The ingest rules that need the ledger (brand ownership, one commissioning per serial, no
 //! reporting from another organization's site), applied to a whole batch before its append.
+//! What they read and how they answer `core::pack::check_ingest` is `store::rules`, shared
+//! with the EPCIS REST capture.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use rxledger_core::codes::RejectCode;
-use rxledger_core::gs1::{Gtin, Sgtin};
-use rxledger_core::index;
-use rxledger_core::pack::{self, Commissioned, IngestContext};
-use rxledger_store::packs::{self, Packs};
-use rxledger_store::{Severity, StoreError};
+use rxledger_core::pack;
+use rxledger_store::Severity;
+use rxledger_store::packs::Packs;
+use rxledger_store::rules::{self, Lookups, Submitter};
 
 use super::{Checked, Ready, Reject, retry};
-
-/// What the registry and the ledger say about one batch, read once before its rules run.
-struct Lookups {
-    prefixes: std::sync::Arc<Vec<(String, String)>>,
-    /// Registered sites: GLN to (organization, coordinates).
-    directory: std::sync::Arc<packs::Directory>,
-    /// Serials already in the ledger, by sgtin key: the entry that commissioned them.
-    existing: HashMap<String, u64>,
-    /// (signer, seq) of those entries: a resend of the very envelope is not a violation (the
-    /// ledger answers it with the original receipt).
-    origins: HashMap<u64, (String, i64)>,
-}
-
-/// What the ingest rules know about one event of the batch.
-struct RuleContext<'a> {
-    lookups: &'a Lookups,
-    me: (&'a str, Option<i64>),
-    /// Serials commissioned earlier in this batch, and earlier in this envelope.
-    in_batch: &'a HashSet<String>,
-    in_envelope: &'a HashSet<String>,
-}
-
-impl IngestContext for RuleContext<'_> {
-    fn brand_owner(&self, gtin: &Gtin) -> Option<String> {
-        index::owner_of(&self.lookups.prefixes, gtin)
-    }
-
-    fn already_commissioned(&self, sgtin: &Sgtin) -> Option<Commissioned> {
-        let key = index::sgtin_key(sgtin);
-        if let Some(index) = self.lookups.existing.get(&key) {
-            let resend = self
-                .lookups
-                .origins
-                .get(index)
-                .is_some_and(|(s, q)| s == self.me.0 && Some(*q) == self.me.1);
-            return (!resend).then_some(Commissioned::InEntry(*index));
-        }
-        (self.in_batch.contains(&key) || self.in_envelope.contains(&key))
-            .then_some(Commissioned::EarlierInBatch)
-    }
-
-    fn site_owner(&self, gln: &str) -> Option<String> {
-        pack::SiteDirectory::organization(&*self.lookups.directory, gln)
-    }
-}
 
 /// Applies the rules, turning violating messages into rejections before the batch is
 /// appended. Lookups that fail (the database is down) are retried: nothing is acked meanwhile.
@@ -73,7 +29,7 @@ pub(super) async fn apply(batch: &mut [Checked<Ready>], packs: &Packs) {
                 .flat_map(|e| e.commissions.iter().map(|c| c.sgtin.clone()))
         })
         .collect();
-    let lookups = retry("rule lookups", || look_up(packs, &keys)).await;
+    let lookups = retry("rule lookups", || rules::look_up(packs, &keys)).await;
     let mut in_batch: HashSet<String> = HashSet::new();
     let mut envelopes: HashSet<(String, Option<i64>)> = HashSet::new();
     for c in batch.iter_mut() {
@@ -103,36 +59,15 @@ fn judge(
     lookups: &Lookups,
     in_batch: &HashSet<String>,
 ) -> Result<HashSet<String>, pack::RuleViolation> {
+    let who = Submitter {
+        org: &ready.org,
+        signer: &ready.entry.signer,
+        seq: ready.entry.seq,
+    };
     let mut in_envelope: HashSet<String> = HashSet::new();
     for (ev, row) in ready.parsed.iter().zip(&ready.entry.events) {
-        let ctx = RuleContext {
-            lookups,
-            me: (&ready.entry.signer, ready.entry.seq),
-            in_batch,
-            in_envelope: &in_envelope,
-        };
-        pack::check_ingest(ev, &ready.org, &ctx)?;
+        rules::judge_event(ev, who, lookups, (in_batch, &in_envelope))?;
         in_envelope.extend(row.commissions.iter().map(|c| c.sgtin.clone()));
     }
     Ok(in_envelope)
-}
-
-/// Reads what the rules need for a batch that commissions the serials `keys`.
-async fn look_up(packs: &Packs, keys: &[String]) -> Result<Lookups, StoreError> {
-    let prefixes = packs.prefixes().await?;
-    let directory = packs.directory().await?;
-    let (existing, origins) = if keys.is_empty() {
-        (HashMap::new(), HashMap::new())
-    } else {
-        let existing = packs.commissioned(keys).await?;
-        let idx: Vec<u64> = existing.values().copied().collect();
-        let origins = packs.signers_of(&idx).await?;
-        (existing, origins)
-    };
-    Ok(Lookups {
-        prefixes,
-        directory,
-        existing,
-        origins,
-    })
 }

@@ -1,0 +1,333 @@
+//! The simple event query of the REST binding: URI query parameters to the store's filter,
+//! and pages.
+//!
+//! Values of a parameter are separated by `|` (the binding's `pipeDelimited` style). A
+//! parameter this server does not support is refused (`QueryParameterException`), never
+//! ignored: a filter silently dropped would answer more than was asked.
+//!
+//! `nextPageToken` is the position after the last event of the page (entry index, position)
+//! and a digest of the other parameters. It is harmless rather than secret: visibility is
+//! applied to every page, so a token edited by hand can only skip within what the caller may
+//! see anyway; one used with other parameters, or altered at all, is refused.
+
+use std::collections::BTreeMap;
+
+use rxledger_core::epcis::{self, BizStep, Disposition};
+use rxledger_core::gs1;
+use rxledger_store::packs::{AnyOf, EventFilter};
+
+use super::problem::EpcisProblem;
+
+/// Events per page when `perPage` is not given (the binding's default).
+pub const DEFAULT_PER_PAGE: u64 = 30;
+/// Most events per page.
+pub const MAX_PER_PAGE: u64 = 1_000;
+/// Most values one parameter may list.
+pub const MAX_VALUES: usize = 100;
+
+/// A parsed query: the filter (without the caller's visibility yet) and the page.
+#[derive(Debug)]
+pub struct Parsed {
+    pub filter: EventFilter,
+    pub per_page: u64,
+    pub after: Option<(i64, i32)>,
+    /// The parameters that define the result set, for the next page's link and token.
+    pub defining: BTreeMap<String, String>,
+}
+
+/// Parses the query string's parameters. `fixed` are set by the resource itself
+/// (`/epcis/bizSteps/shipping/events` is `EQ_bizStep=shipping`).
+pub fn parse(
+    params: &[(String, String)],
+    fixed: &[(&str, String)],
+) -> Result<Parsed, EpcisProblem> {
+    let mut defining: BTreeMap<String, String> = BTreeMap::new();
+    let mut per_page = DEFAULT_PER_PAGE;
+    let mut token = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "perPage" => {
+                per_page = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PER_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        EpcisProblem::parameter(format!("perPage must be 1 to {MAX_PER_PAGE}"))
+                    })?;
+            }
+            "nextPageToken" => token = Some(v.clone()),
+            _ => {
+                if defining.insert(k.clone(), v.clone()).is_some() {
+                    return Err(EpcisProblem::parameter(format!(
+                        "{k} is given twice; list values as {k}=a|b"
+                    )));
+                }
+            }
+        }
+    }
+    for (k, v) in fixed {
+        defining.insert(k.to_string(), v.clone());
+    }
+    let mut filter = EventFilter::default();
+    for (k, v) in &defining {
+        apply(&mut filter.any_of, k, v)?;
+    }
+    let after = token.map(|t| read_token(&t, &defining)).transpose()?;
+    Ok(Parsed {
+        filter,
+        per_page,
+        after,
+        defining,
+    })
+}
+
+fn values(v: &str, name: &str) -> Result<Vec<String>, EpcisProblem> {
+    let out: Vec<String> = v.split('|').map(|s| s.trim().to_string()).collect();
+    if out.iter().any(String::is_empty) {
+        return Err(EpcisProblem::parameter(format!("{name}: an empty value")));
+    }
+    if out.len() > MAX_VALUES {
+        return Err(EpcisProblem::parameter(format!(
+            "{name}: at most {MAX_VALUES} values"
+        )));
+    }
+    Ok(out)
+}
+
+/// A time parameter. A `+` offset that arrived unencoded reads as a space: put it back.
+fn time(v: &str, name: &str) -> Result<i64, EpcisProblem> {
+    epcis::parse_time(&v.trim().replace(' ', "+"))
+        .map_err(|e| EpcisProblem::parameter(format!("{name}: {e}")))
+}
+
+fn epcs(v: &str, name: &str) -> Result<Vec<gs1::EpcId>, EpcisProblem> {
+    values(v, name)?
+        .iter()
+        .map(|e| {
+            gs1::parse_epc(e).map_err(|err| EpcisProblem::parameter(format!("{name}: {e}: {err}")))
+        })
+        .collect()
+}
+
+/// A location as the index keys it (a GLN, or GLN.extension): an SGLN URN or Digital Link.
+fn locations(v: &str, name: &str) -> Result<Vec<String>, EpcisProblem> {
+    values(v, name)?
+        .iter()
+        .map(|l| {
+            epcis::Location::parse(l, name)
+                .map(|loc| loc.key())
+                .map_err(|e| EpcisProblem::parameter(format!("{name}: {l}: {e}")))
+        })
+        .collect()
+}
+
+fn apply(f: &mut AnyOf, k: &str, v: &str) -> Result<(), EpcisProblem> {
+    match k {
+        "eventType" => {
+            f.event_types = values(v, k)?;
+            for t in &f.event_types {
+                if !matches!(
+                    t.as_str(),
+                    "ObjectEvent"
+                        | "AggregationEvent"
+                        | "TransactionEvent"
+                        | "TransformationEvent"
+                        | "AssociationEvent"
+                ) {
+                    return Err(EpcisProblem::parameter(format!(
+                        "eventType: {t:?} is not an EPCIS event type"
+                    )));
+                }
+            }
+        }
+        "EQ_action" => {
+            f.actions = values(v, k)?;
+            if let Some(a) = f
+                .actions
+                .iter()
+                .find(|a| !matches!(a.as_str(), "ADD" | "OBSERVE" | "DELETE"))
+            {
+                return Err(EpcisProblem::parameter(format!(
+                    "EQ_action: {a:?} is not ADD, OBSERVE or DELETE"
+                )));
+            }
+        }
+        "EQ_bizStep" => {
+            f.biz_steps = values(v, k)?
+                .iter()
+                .map(|b| {
+                    BizStep::parse(b)
+                        .map(|x| x.as_str().to_string())
+                        .ok_or_else(|| {
+                            EpcisProblem::parameter(format!(
+                                "EQ_bizStep: {b:?} is not a CBV 2.0 business step"
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        "EQ_disposition" => {
+            f.dispositions = values(v, k)?
+                .iter()
+                .map(|d| {
+                    Disposition::parse(d)
+                        .map(|x| x.as_str().to_string())
+                        .ok_or_else(|| {
+                            EpcisProblem::parameter(format!(
+                                "EQ_disposition: {d:?} is not a CBV 2.0 disposition"
+                            ))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        "EQ_bizLocation" => f.biz_locations = locations(v, k)?,
+        "EQ_readPoint" => f.read_points = locations(v, k)?,
+        "MATCH_epc" => f.epcs = epcs(v, k)?,
+        "MATCH_parentID" => f.parents = epcs(v, k)?,
+        "MATCH_anyEPC" => f.any_epcs = epcs(v, k)?,
+        "EQ_eventID" => {
+            f.hashes = values(v, k)?
+                .iter()
+                .map(|id| {
+                    epcis::hash_of_id(id).ok_or_else(|| {
+                        EpcisProblem::parameter(format!(
+                            "EQ_eventID: {id:?} is not a CBV 2.0 event hash ID (ni:///sha-256;…?ver=CBV2.0), which is how this repository identifies events"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        "GE_eventTime" => f.event_from_ms = Some(time(v, k)?),
+        "LT_eventTime" => f.event_until_ms = Some(time(v, k)?),
+        "GE_recordTime" => f.record_from_ms = Some(time(v, k)?),
+        "LT_recordTime" => f.record_until_ms = Some(time(v, k)?),
+        other => {
+            return Err(EpcisProblem::parameter(format!(
+                "{other} is not a query parameter this server supports (eventType, EQ_action, EQ_bizStep, EQ_disposition, EQ_bizLocation, EQ_readPoint, MATCH_epc, MATCH_parentID, MATCH_anyEPC, EQ_eventID, GE_/LT_eventTime, GE_/LT_recordTime, perPage, nextPageToken)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The digest that ties a token to the parameters it pages through.
+fn digest(defining: &BTreeMap<String, String>) -> [u8; 8] {
+    let mut text = String::from("rxledger epcis page\n");
+    for (k, v) in defining {
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+        text.push('\n');
+    }
+    let h = rxledger_core::merkle::leaf_hash(text.as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&h[..8]);
+    out
+}
+
+/// The token of the page after `(entry, position)`.
+pub fn token(after: (i64, i32), defining: &BTreeMap<String, String>) -> String {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(&after.0.to_be_bytes());
+    bytes.extend_from_slice(&after.1.to_be_bytes());
+    bytes.extend_from_slice(&digest(defining));
+    hex::encode(bytes)
+}
+
+fn read_token(t: &str, defining: &BTreeMap<String, String>) -> Result<(i64, i32), EpcisProblem> {
+    let bad = || {
+        EpcisProblem::parameter(
+            "nextPageToken is not one this server gave for these query parameters",
+        )
+    };
+    let bytes = hex::decode(t).map_err(|_| bad())?;
+    if bytes.len() != 20 || bytes[12..] != digest(defining) {
+        return Err(bad());
+    }
+    let entry = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
+    let position = i32::from_be_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
+    if entry < 0 || position < 0 {
+        return Err(bad());
+    }
+    Ok((entry, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_become_the_filter() {
+        let p = parse(
+            &params(&[
+                ("EQ_bizStep", "shipping|urn:epcglobal:cbv:bizstep:receiving"),
+                ("MATCH_anyEPC", "urn:epc:id:sgtin:0614141.107346.2017"),
+                ("GE_eventTime", "2024-01-01T00:00:00 01:00"),
+                ("perPage", "100"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.filter.any_of.biz_steps, ["shipping", "receiving"]);
+        assert_eq!(p.filter.any_of.any_epcs.len(), 1);
+        assert_eq!(
+            p.filter.any_of.event_from_ms,
+            Some(epcis::parse_time("2023-12-31T23:00:00Z").unwrap())
+        );
+        assert_eq!(p.per_page, 100);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        for bad in [
+            ("EQ_bizStep", "teleporting"),
+            ("perPage", "0"),
+            ("perPage", "1001"),
+            ("EQ_quantity", "3"),
+            ("MATCH_epc", "not-an-epc"),
+            ("EQ_eventID", "urn:uuid:1"),
+            ("GE_recordTime", "yesterday"),
+        ] {
+            assert!(parse(&params(&[bad]), &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_tied_to_their_query() {
+        let p = parse(&params(&[("EQ_bizStep", "shipping")]), &[]).unwrap();
+        let t = token((42, 3), &p.defining);
+        let next = parse(
+            &params(&[("EQ_bizStep", "shipping"), ("nextPageToken", &t)]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(next.after, Some((42, 3)));
+        // Another query, or any edit, is refused.
+        assert!(
+            parse(
+                &params(&[("EQ_bizStep", "receiving"), ("nextPageToken", &t)]),
+                &[]
+            )
+            .is_err()
+        );
+        let mut edited = t.clone().into_bytes();
+        // The digest's half: the cursor's half may be edited (it is harmless), this not.
+        edited[30] = if edited[30] == b'0' { b'1' } else { b'0' };
+        let edited = String::from_utf8(edited).unwrap();
+        assert!(
+            parse(
+                &params(&[("EQ_bizStep", "shipping"), ("nextPageToken", &edited)]),
+                &[]
+            )
+            .is_err()
+        );
+        assert!(parse(&params(&[("nextPageToken", "zz")]), &[]).is_err());
+    }
+}
