@@ -10,5 +10,5 @@ pub mod ratelimit;
 pub mod remote_audit;
 pub mod server;
 pub mod tls;
-pub mod verify_bundle;
 pub mod verify_answer;
+pub mod verify_bundle;

@@ -192,6 +192,7 @@ async fn an_index_that_hides_an_event_gives_answers_that_fail_naming_the_pack() 
         products: rxledger_store::Products::new(db.clone()),
         // Reads that walk the (tampered) `epcs` table.
         packs: std::sync::Arc::new(rxledger_store::packs::Packs::new(db)),
+        verify_latency: Default::default(),
     };
     let answer = verify::verification(&services, &Caller::Anonymous, &code("1"), Wanted::ALL)
         .await

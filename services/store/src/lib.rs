@@ -23,8 +23,8 @@ pub mod packs;
 pub mod postings;
 pub mod products;
 pub mod registry;
-pub mod sessions;
 pub mod rules;
+pub mod sessions;
 #[cfg(feature = "testdb")]
 pub mod testdb;
 pub mod witnessing;

@@ -5,8 +5,9 @@
 //! - Out: logged events become a document in the requested media type ([`write`]).
 //!
 //! JSON-LD (`application/ld+json`, `application/json`) is read and written here. EPCIS XML
-//! (`application/xml`, `text/xml`) is recognised and answered 415 / 406 for now: the marked
-//! `XML:` places are where the core's XML reader and writer slot in.
+//! (`application/xml`, `text/xml`: 1.2 with the GS1 US Healthcare profile, or 2.0) is read and
+//! written by the core (`rxledger_core::epcis::xml`) into and from the same JSON events, so
+//! everything after this module sees one event model.
 
 use poem::http::{HeaderMap, StatusCode, header};
 use rxledger_store::documents::LoggedJson;
@@ -102,13 +103,28 @@ pub fn answer_media(h: &HeaderMap) -> Result<Media, EpcisProblem> {
     ))
 }
 
-fn xml_not_yet(what: &str) -> EpcisProblem {
-    EpcisProblem::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Exception::UnsupportedMediaType,
-        "UNSUPPORTED_MEDIA_TYPE",
-        format!("{what} as EPCIS XML is not served by this node yet; send application/ld+json"),
-    )
+/// The events of an EPCIS XML document (1.2, the GS1 US Healthcare profile included, or
+/// 2.0), read by the core into the same 2.0 JSON-LD events a JSON capture carries. A
+/// document-level refusal (DOCTYPE, size, depth, not EPCIS) and an event that cannot be read
+/// both refuse the whole document with the XML reader's code and position: an event that
+/// could not even be read has no hash to report per event (docs/EPCIS.md).
+fn xml_events(bytes: &[u8]) -> Result<Vec<Value>, EpcisProblem> {
+    use rxledger_core::epcis::xml::{XmlLimits, parse_xml_document};
+    let limits = XmlLimits {
+        max_events: CAPTURE_LIMIT + 1,
+        ..XmlLimits::default()
+    };
+    let doc = parse_xml_document(bytes, &limits)
+        .map_err(|e| EpcisProblem::validation(e.code(), format!("EPCIS XML: {e}")))?;
+    doc.events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.map_err(|e| {
+                EpcisProblem::validation(e.code(), format!("EPCIS XML, event {}: {e}", i + 1))
+            })
+        })
+        .collect()
 }
 
 /// The events of an `EPCISDocument` (or `EPCISQueryDocument`, as the binding allows), each
@@ -116,8 +132,16 @@ fn xml_not_yet(what: &str) -> EpcisProblem {
 /// so its CBV hash and its extensions read the same once it is logged alone.
 pub fn read_document(bytes: &[u8], media: Media) -> Result<Vec<Value>, EpcisProblem> {
     let doc = match media {
-        // XML: `rxledger_core::epcis::xml` turns the document into these JSON events here.
-        Media::Xml => return Err(xml_not_yet("a capture document")),
+        Media::Xml => {
+            let events = xml_events(bytes)?;
+            if events.is_empty() {
+                return Err(invalid("the EPCIS XML document holds no event"));
+            }
+            if events.len() > CAPTURE_LIMIT {
+                return Err(too_many(events.len()));
+            }
+            return Ok(events);
+        }
         Media::Json | Media::JsonLd => json(bytes)?,
     };
     let Value::Object(mut doc) = doc else {
@@ -160,15 +184,7 @@ pub fn read_document(bytes: &[u8], media: Media) -> Result<Vec<Value>, EpcisProb
         return Err(invalid("epcisBody.eventList holds no event"));
     }
     if events.len() > CAPTURE_LIMIT {
-        return Err(EpcisProblem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Exception::CaptureLimitExceeded,
-            "TOO_MANY_EVENTS",
-            format!(
-                "the document holds {} events; at most {CAPTURE_LIMIT} are captured at once (GS1-EPCIS-Capture-Limit): split it",
-                events.len()
-            ),
-        ));
+        return Err(too_many(events.len()));
     }
     let context = doc.get("@context").filter(|c| defines_namespaces(c));
     Ok(events
@@ -184,11 +200,30 @@ pub fn read_document(bytes: &[u8], media: Media) -> Result<Vec<Value>, EpcisProb
         .collect())
 }
 
+fn too_many(n: usize) -> EpcisProblem {
+    EpcisProblem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Exception::CaptureLimitExceeded,
+        "TOO_MANY_EVENTS",
+        format!(
+            "the document holds {n} events; at most {CAPTURE_LIMIT} are captured at once (GS1-EPCIS-Capture-Limit): split it"
+        ),
+    )
+}
+
 /// One event (`POST /epcis/events`), possibly with its own `@context`.
 pub fn read_event(bytes: &[u8], media: Media) -> Result<Value, EpcisProblem> {
     match media {
-        // XML: one event element read by `rxledger_core::epcis::xml` here.
-        Media::Xml => Err(xml_not_yet("an event")),
+        // The binding's single-event XML is a document holding that one event.
+        Media::Xml => {
+            let mut events = xml_events(bytes)?;
+            match events.len() {
+                1 => Ok(events.remove(0)),
+                n => Err(invalid(format!(
+                    "the XML body holds {n} events; POST /epcis/events takes one (send several to /epcis/capture)"
+                ))),
+            }
+        }
         Media::Json | Media::JsonLd => match json(bytes)? {
             v @ Value::Object(_) => Ok(v),
             _ => Err(invalid("the body is not a JSON object (one EPCIS event)")),
@@ -205,13 +240,19 @@ pub fn write(
 ) -> Result<String, EpcisProblem> {
     use rxledger_graphql::epcis_doc;
     match media {
-        // XML: `rxledger_core::epcis::xml` writes the EPCIS 2.0 XML document here.
-        Media::Xml => Err(EpcisProblem::new(
-            StatusCode::NOT_ACCEPTABLE,
-            Exception::NotAcceptable,
-            "NOT_ACCEPTABLE",
-            "EPCIS XML answers are not served by this node yet; accept application/ld+json",
-        )),
+        // EPCIS 2.0 XML, written by the core from the same logged JSON events.
+        Media::Xml => {
+            let _ = (kind, now_ms);
+            let events: Vec<Value> = events.iter().map(|e| e.json.clone()).collect();
+            rxledger_core::epcis::xml::to_epcis20_xml(&events, &Default::default()).map_err(|e| {
+                EpcisProblem::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    Exception::NotAcceptable,
+                    "NOT_ACCEPTABLE",
+                    format!("these events cannot be written as EPCIS 2.0 XML ({e}); accept application/ld+json"),
+                )
+            })
+        }
         Media::Json | Media::JsonLd => Ok(match kind {
             Document::Query => epcis_doc::query_document(events, now_ms),
             Document::Capture => epcis_doc::epcis_document(events, now_ms),
