@@ -387,6 +387,11 @@ struct Serve {
     /// it with NOT_IN_YOUR_CUSTODY and raises the same alert.
     #[arg(long, env = "RXLEDGER_CUSTODY_POLICY", default_value = "warn", value_parser = custody_policy)]
     custody_policy: rxledger_core::verdict::CustodyPolicy,
+    /// Keep the authenticated pack index and append its root with every batch, so that
+    /// verdicts carry completeness proofs (`verify { completeness }`, `rxledger verify-answer`).
+    /// Off by default until the rest of the tooling counts map-root entries (issue 24).
+    #[arg(long, env = "RXLEDGER_COMPLETENESS_MAP")]
+    completeness_map: bool,
     /// A witness to submit every new checkpoint to: `<its cosigner vkey>=http://host:port`,
     /// as `rxledger witness` prints it. Repeatable.
     #[arg(long = "witness", value_parser = witness_spec)]
@@ -978,7 +983,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         custody_policy: s.custody_policy,
         witness_quorum: witness_quorum(s.witnesses.len(), s.witness_quorum)?,
         witnesses: s.witnesses.clone(),
-        map: true,
+        map: s.completeness_map,
     };
     let stop = shutdown_signal()?;
     let app = server::start(cfg.clone()).await?;

@@ -101,7 +101,7 @@ fn identifier<'v>(v: &'v mut Value, id: &str) -> &'v mut Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verdict_proves_it_saw_everything_and_a_hidden_event_is_named() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Backends::Embedded, |c| c.map = true).await;
     let dispensed = history(&app).await;
     let r = app.graphql(VERIFY, json!({ "code": code("1") })).await;
     assert!(r["errors"].is_null(), "{r}");
@@ -162,7 +162,7 @@ async fn a_verdict_proves_it_saw_everything_and_a_hidden_event_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_that_hides_an_event_gives_answers_that_fail_naming_the_pack() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_with(Backends::Embedded, |c| c.map = true).await;
     let dispensed = history(&app).await;
     let note = app.app().ledger.head().note;
     app.app.take().unwrap().shutdown().await;

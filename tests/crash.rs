@@ -22,6 +22,7 @@ const TOTAL: u64 = 10_000;
 fn serve(data: &Path) -> (Child, u16) {
     let mut cmd = Command::new(BIN);
     cmd.args(serve_args(data, 20))
+        .arg("--completeness-map")
         .env("RXLEDGER_LOG", "warn")
         .stderr(Stdio::null());
     let s = spawn_serve(cmd);

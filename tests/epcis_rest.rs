@@ -437,7 +437,7 @@ async fn a_mixed_document_follows_the_capture_error_behaviour_and_a_resend_appen
     assert_eq!(r.header("location"), Some(path_of(&id).as_str()));
     assert_eq!(r.json()["eventID"], id);
     let got = get(&app, &path_of(&id), Some(&acme)).await;
-    assert_eq!(event_ids(&got.json()), [id.clone()]);
+    assert_eq!(event_ids(&got.json()), std::slice::from_ref(&id));
     let r = post(one.to_string().into_bytes()).await;
     r.problem(409, "ResourceAlreadyExistsException", "DUPLICATE_EVENT");
     assert_eq!(r.header("location"), Some(path_of(&id).as_str()));

@@ -9,7 +9,7 @@ use rxledger_store::packs::append_state_change;
 use rxledger_store::testdb::TempDb;
 use serde_json::{Value, json};
 
-const VERIFICATION: &str = "verdict dispensable reasons { code severity message evidence } \
+const VERIFICATION: &str = "verdict dispensable euAlert reasons { code severity message evidence euAlert nmvsCode } \
     product { gtin serial lot expiry tradeItem { gtin productName strength dosageForm netContent \
     marketingAuthorisationHolder imageUrl } } status evidence { index leafHash treeSize proof } \
     checkpointSize checkpointNote cosignedCheckpoint { size note cosigners } \

@@ -242,9 +242,14 @@ pub fn write(
     match media {
         // EPCIS 2.0 XML, written by the core from the same logged JSON events.
         Media::Xml => {
-            let _ = (kind, now_ms);
+            let _ = kind;
             let events: Vec<Value> = events.iter().map(|e| e.json.clone()).collect();
-            rxledger_core::epcis::xml::to_epcis20_xml(&events, &Default::default()).map_err(|e| {
+            let header = rxledger_core::epcis::xml::XmlHeader {
+                schema_version: "2.0".into(),
+                creation_date: Some(rxledger_core::epcis::format_time(now_ms)),
+                ..Default::default()
+            };
+            rxledger_core::epcis::xml::to_epcis20_xml(&events, &header).map_err(|e| {
                 EpcisProblem::new(
                     StatusCode::NOT_ACCEPTABLE,
                     Exception::NotAcceptable,
@@ -367,9 +372,9 @@ mod tests {
                 .code,
             "MALFORMED_JSON"
         );
-        assert_eq!(
-            read_document(b"<x/>", Media::Xml).unwrap_err().status,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
+        // XML goes through the core's reader: a root that is no EPCIS document is named.
+        let not_epcis = read_document(b"<x/>", Media::Xml).unwrap_err();
+        assert_eq!(not_epcis.status, StatusCode::BAD_REQUEST);
+        assert_eq!(not_epcis.exception, Exception::Validation);
     }
 }
