@@ -765,4 +765,49 @@ async fn exported_documents_are_valid_epcis_2_0_and_recapture_as_the_same_events
     assert_eq!(job["recognisedCount"], 3, "{job}");
     assert_eq!(job["appendedCount"], 0, "{job}");
     assert_eq!(app.app().ledger.head().size, size);
+
+    // A DSCSA partner asks for EPCIS 1.2 XML, and sends it back with its version: the same
+    // CBV hashes again. EPCIS 1.2 in JSON stays refused.
+    let xml12 = call(
+        &app,
+        "GET",
+        "/epcis/events?perPage=10",
+        Some(&acme),
+        &[("Accept", "application/xml"), ("GS1-EPCIS-Version", "1.2")],
+        b"",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&xml12.body).into_owned();
+    assert_eq!(xml12.status, 200, "{text}");
+    assert_eq!(xml12.header("gs1-epcis-version"), Some("1.2.0"));
+    assert!(
+        text.contains("urn:epcglobal:epcis:xsd:1") && text.contains(r#"schemaVersion="1.2""#),
+        "{text}"
+    );
+    let job = call(
+        &app,
+        "POST",
+        "/epcis/capture",
+        Some(&acme),
+        &[
+            ("Content-Type", "application/xml"),
+            ("GS1-EPCIS-Version", "1.2.0"),
+        ],
+        &xml12.body,
+    )
+    .await
+    .json();
+    assert_eq!(job["recognisedCount"], 3, "{job}");
+    assert_eq!(job["appendedCount"], 0, "{job}");
+    assert_eq!(app.app().ledger.head().size, size);
+    let json12 = call(
+        &app,
+        "GET",
+        "/epcis/events?perPage=10",
+        Some(&acme),
+        &[("GS1-EPCIS-Version", "1.2")],
+        b"",
+    )
+    .await;
+    assert_eq!(json12.status, 406);
 }

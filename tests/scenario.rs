@@ -172,3 +172,45 @@ async fn external_firmware_sim_stops_when_no_server_answers_on_the_topic() {
     );
     app.stop().await;
 }
+
+/// A trading partner's ERP sends the same supply chain as EPCIS documents over REST instead of
+/// scanners over MQTT: once as EPCIS 2.0 JSON-LD and once as the DSCSA's EPCIS 1.2 XML. Every
+/// event is appended, in documents sent in the order the goods move, and every verdict is the
+/// one the MQTT scenario expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_documents_give_the_scenario_verdicts_as_json_ld_and_as_epcis_12_xml() {
+    use firmware_sim::partner::{PartnerFormat, PartnerOptions, run_partner};
+    let app = spawn_app().await;
+    let admin = app.app().first_admin_token.clone().unwrap();
+    for (seed, format) in [(11, PartnerFormat::JsonLd), (12, PartnerFormat::Epcis12Xml)] {
+        let report = run_partner(PartnerOptions {
+            server: format!("http://{}", app.http),
+            admin_key: admin.clone(),
+            packs: 20,
+            pharmacies: 3,
+            seed,
+            format,
+            progress: false,
+        })
+        .await
+        .unwrap();
+        assert!(report.ok(), "{format:?}: {}", report.summary());
+        assert!(report.verdicts_checked >= 20, "{}", report.summary());
+        let sent: usize = report.documents.iter().map(|d| d.1).sum();
+        let appended: u64 = report.documents.iter().map(|d| d.2).sum();
+        assert_eq!(appended, sent as u64, "{}", report.summary());
+        // A capture seals its events into envelopes of up to 10 (docs/EPCIS.md): at least
+        // one entry per document, never more than one per event.
+        let docs = report.documents.len() as u64;
+        assert!(
+            (docs..=appended).contains(&report.log_growth),
+            "{}",
+            report.summary()
+        );
+        // Documents follow the goods, not the organizations: a pharmacy's receipt and its
+        // dispensing are apart, with the other pharmacies' documents between them.
+        let orgs: HashSet<&str> = report.documents.iter().map(|d| d.0.as_str()).collect();
+        assert!(report.documents.len() > orgs.len(), "{}", report.summary());
+    }
+    app.stop().await;
+}

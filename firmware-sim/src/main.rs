@@ -173,6 +173,9 @@ struct PartnerArgs {
     /// Seeds the ids this run creates; random by default.
     #[arg(long, env = "FIRMWARE_SIM_SEED")]
     seed: Option<u64>,
+    /// Send the documents as EPCIS 1.2 XML (the DSCSA's files) instead of EPCIS 2.0 JSON-LD.
+    #[arg(long)]
+    xml: bool,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -404,6 +407,11 @@ async fn partner(a: PartnerArgs) -> anyhow::Result<ExitCode> {
         packs: a.packs,
         pharmacies: a.pharmacies,
         seed: a.seed.unwrap_or_else(|| scenario::now_ms() as u64),
+        format: if a.xml {
+            firmware_sim::partner::PartnerFormat::Epcis12Xml
+        } else {
+            firmware_sim::partner::PartnerFormat::JsonLd
+        },
         progress: !a.json,
     })
     .await?;

@@ -4,12 +4,18 @@
 //!
 //! The plan is the scenario's own ([`Plan::build`], without injections: forgeries, replays
 //! and revocations are attacks on the MQTT envelope, which REST does not have). Each
-//! organization gets an API key, and all of its events become one `EPCISDocument` posted to
-//! `POST /epcis/capture`: for the wholesaler that is its whole day, the pallet received and
-//! unpacked and every shipment to the pharmacies. Every capture job must succeed with every
-//! event appended, then the plan's verdicts are checked with `verify` exactly as the MQTT
-//! scenario checks them: the same supply chain must give the same verdicts whichever way it
-//! reached the ledger.
+//! organization gets an API key. Its events are posted to `POST /epcis/capture` as documents
+//! in the order the supply chain makes them, one document for each run of consecutive steps
+//! by one organization: for the wholesaler that is the pallet received and unpacked and
+//! every shipment to the pharmacies. A partner sends a shipment's events after the goods left
+//! the sender, not before, so a pharmacy's document never reaches the ledger ahead of the
+//! wholesaler's shipment to it.
+//!
+//! The documents go as EPCIS 2.0 JSON-LD or, with [`PartnerFormat::Epcis12Xml`], as the EPCIS
+//! 1.2 XML files a US DSCSA partner exchanges, written by the core's own XML writer. Every
+//! capture job must succeed with every event appended, then the plan's verdicts are checked
+//! with `verify` exactly as the MQTT scenario checks them: the same supply chain must give
+//! the same verdicts whichever way it reached the ledger.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,6 +25,16 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, GraphQl};
 use crate::scenario::{self, Expect, Injections, Plan, PlanConfig, Step};
+
+/// The syntax of the documents a partner sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum PartnerFormat {
+    /// EPCIS 2.0 JSON-LD (`application/ld+json`), as the REST binding's newer clients send.
+    #[default]
+    JsonLd,
+    /// EPCIS 1.2 XML (`application/xml`), as DSCSA trading partners exchange files.
+    Epcis12Xml,
+}
 
 /// What `firmware-sim partner` takes.
 #[derive(Clone, Debug)]
@@ -30,6 +46,7 @@ pub struct PartnerOptions {
     pub packs: usize,
     pub pharmacies: usize,
     pub seed: u64,
+    pub format: PartnerFormat,
     pub progress: bool,
 }
 
@@ -37,7 +54,9 @@ pub struct PartnerOptions {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PartnerReport {
     pub tag: String,
-    /// Per organization: the events its document held and how many the job appended.
+    pub format: PartnerFormat,
+    /// Per document, in the order sent: its organization, the events it held and how many
+    /// the job appended.
     pub documents: Vec<(String, usize, u64)>,
     pub verdicts_checked: usize,
     pub log_growth: u64,
@@ -52,9 +71,13 @@ impl PartnerReport {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "partner {}: {} documents over EPCIS REST, {} verdicts checked, log grew by {}, {:.1} s\n",
+            "partner {}: {} {} documents over EPCIS REST, {} verdicts checked, log grew by {}, {:.1} s\n",
             self.tag,
             self.documents.len(),
+            match self.format {
+                PartnerFormat::JsonLd => "EPCIS 2.0 JSON-LD",
+                PartnerFormat::Epcis12Xml => "EPCIS 1.2 XML",
+            },
             self.verdicts_checked,
             self.log_growth,
             self.elapsed_ms as f64 / 1000.0
@@ -94,14 +117,18 @@ pub async fn run_partner(opts: PartnerOptions) -> anyhow::Result<PartnerReport> 
     scenario::register(&api, &plan).await?;
     let mut report = PartnerReport {
         tag: plan.tag.clone(),
+        format: opts.format,
         ..PartnerReport::default()
     };
+    let mut tokens: BTreeMap<String, String> = BTreeMap::new();
     for (org, events) in documents(&plan)? {
-        let token = issue_key(&api, &org).await?;
+        if !tokens.contains_key(&org) {
+            tokens.insert(org.clone(), issue_key(&api, &org).await?);
+        }
         let n = events.len();
-        let appended = capture(&api, &token, events)
+        let appended = capture(&api, &tokens[&org], events, opts.format)
             .await
-            .with_context(|| format!("capturing {org}'s document"))?;
+            .with_context(|| format!("capturing a document of {org}'s"))?;
         if appended != n as u64 {
             report
                 .failures
@@ -136,14 +163,15 @@ pub async fn run_partner(opts: PartnerOptions) -> anyhow::Result<PartnerReport> 
     Ok(report)
 }
 
-/// Each organization's events, in the plan's order: what its ERP would send.
-fn documents(plan: &Plan) -> anyhow::Result<BTreeMap<String, Vec<Value>>> {
+/// The plan's events as documents in the order the supply chain makes them: each run of
+/// consecutive steps by one organization is one document, as its ERP would send it.
+pub fn documents(plan: &Plan) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
     let org_of: BTreeMap<&str, &str> = plan
         .devices
         .iter()
         .map(|d| (d.id.as_str(), d.org.as_str()))
         .collect();
-    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut out: Vec<(String, Vec<Value>)> = Vec::new();
     for step in &plan.steps {
         if let Step::Send {
             device,
@@ -159,9 +187,10 @@ fn documents(plan: &Plan) -> anyhow::Result<BTreeMap<String, Vec<Value>>> {
             let org = org_of
                 .get(device.as_str())
                 .with_context(|| format!("the plan's device {device} has no organization"))?;
-            out.entry(org.to_string())
-                .or_default()
-                .extend(events.iter().cloned());
+            match out.last_mut() {
+                Some((last, doc)) if last == org => doc.extend(events.iter().cloned()),
+                _ => out.push((org.to_string(), events.clone())),
+            }
         }
     }
     Ok(out)
@@ -182,21 +211,43 @@ async fn issue_key(api: &GraphQl, org: &str) -> anyhow::Result<String> {
 }
 
 /// Posts one document and returns how many events its job appended.
-async fn capture(api: &GraphQl, token: &str, events: Vec<Value>) -> anyhow::Result<u64> {
-    let doc = json!({
-        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": rxledger_core::epcis::format_time(scenario::now_ms()),
-        "epcisBody": { "eventList": events },
-    });
+async fn capture(
+    api: &GraphQl,
+    token: &str,
+    events: Vec<Value>,
+    format: PartnerFormat,
+) -> anyhow::Result<u64> {
+    let created = rxledger_core::epcis::format_time(scenario::now_ms());
+    let (content_type, doc) = match format {
+        PartnerFormat::JsonLd => (
+            "application/ld+json",
+            json!({
+                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+                "type": "EPCISDocument",
+                "schemaVersion": "2.0",
+                "creationDate": created,
+                "epcisBody": { "eventList": events },
+            })
+            .to_string(),
+        ),
+        PartnerFormat::Epcis12Xml => {
+            let header = rxledger_core::epcis::xml::XmlHeader {
+                schema_version: "1.2".into(),
+                creation_date: Some(created),
+                ..Default::default()
+            };
+            let xml = rxledger_core::epcis::xml::to_epcis12_xml(&events, &header)
+                .map_err(|e| anyhow::anyhow!("writing the EPCIS 1.2 document: {e}"))?;
+            ("application/xml", xml)
+        }
+    };
     let (status, _, body) = api
         .request(
             "POST",
             "/epcis/capture",
             token,
-            &[("Content-Type", "application/ld+json")],
-            doc.to_string().as_bytes(),
+            &[("Content-Type", content_type)],
+            doc.as_bytes(),
         )
         .await?;
     let job: Value = serde_json::from_slice(&body)

@@ -2,15 +2,20 @@
 //! limits, and the version negotiation a request may ask for.
 //!
 //! rxledger speaks EPCIS 2.0.0 with CBV 2.0.0, answers EPCs as they were captured
-//! (`GS1-EPC-Format: Never_Translates`) and supports no extensions. A request whose
-//! `GS1-EPCIS-Version`, `GS1-EPCIS-Min`/`-Max` or `GS1-CBV-Min`/`-Max` exclude that, or that
-//! requires extensions (`GS1-Extensions`), is refused with 406 `NotAcceptableException`.
+//! (`GS1-EPC-Format: Never_Translates`) and supports no extensions. EPCIS 1.2 travels as XML
+//! only: a request that sends or accepts XML may ask for 1.2 (`GS1-EPCIS-Version: 1.2`, or a
+//! `GS1-EPCIS-Max` below 2.0), and is then answered in EPCIS 1.2 XML ([`epcis12_answer`]). A
+//! request whose `GS1-EPCIS-Version`, `GS1-EPCIS-Min`/`-Max` or `GS1-CBV-Min`/`-Max` exclude
+//! what it can have, or that requires extensions (`GS1-Extensions`), is refused with 406
+//! `NotAcceptableException`.
 
 use poem::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::problem::{EpcisProblem, Exception};
 
 pub const EPCIS_VERSION: &str = "2.0.0";
+/// The version a DSCSA partner's XML is in (GS1 US Healthcare R1.3).
+pub const EPCIS_12: &str = "1.2.0";
 pub const CBV_VERSION: &str = "2.0.0";
 /// Most events one capture document may hold (`GS1-EPCIS-Capture-Limit`).
 pub const CAPTURE_LIMIT: usize = 10_000;
@@ -54,8 +59,21 @@ pub fn capture_limits(h: &mut HeaderMap) {
     set(h, "gs1-capture-error-behaviour", "rollback");
 }
 
-/// Checks what the request says it can take: versions and extensions.
-pub fn negotiate(h: &HeaderMap) -> Result<(), EpcisProblem> {
+/// Whether a request asks for its answer in EPCIS 1.2 (`GS1-EPCIS-Version` 1.2, or a
+/// `GS1-EPCIS-Max` below 2.0). [`negotiate`] has refused it unless the request speaks XML.
+pub fn epcis12_answer(h: &HeaderMap) -> bool {
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let v12 = version(EPCIS_12).unwrap_or_default();
+    let v20 = version(EPCIS_VERSION).unwrap_or_default();
+    get("gs1-epcis-version").and_then(|v| version(v).ok()) == Some(v12)
+        || get("gs1-epcis-max")
+            .and_then(|v| version(v).ok())
+            .is_some_and(|max| max < v20)
+}
+
+/// Checks what the request says it can take: versions and extensions. `xml`: the request
+/// sends or accepts EPCIS XML, so EPCIS 1.2 is on offer too.
+pub fn negotiate(h: &HeaderMap, xml: bool) -> Result<(), EpcisProblem> {
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let refuse = |what: String| {
         Err(EpcisProblem::new(
@@ -67,6 +85,7 @@ pub fn negotiate(h: &HeaderMap) -> Result<(), EpcisProblem> {
     };
     if let Some(v) = get("gs1-epcis-version")
         && version(v)? != version(EPCIS_VERSION)?
+        && !(xml && version(v)? == version(EPCIS_12)?)
     {
         return refuse(format!(
             "GS1-EPCIS-Version {v}: this server speaks EPCIS {EPCIS_VERSION} (JSON-LD); EPCIS 1.2 travels as XML"
@@ -84,8 +103,13 @@ pub fn negotiate(h: &HeaderMap) -> Result<(), EpcisProblem> {
                 "{what} {lo} or later is asked for; this server speaks {ours}"
             ));
         }
+        let lowest = if xml && what == "EPCIS" {
+            version(EPCIS_12)?
+        } else {
+            ours_v.clone()
+        };
         if let Some(hi) = get(max)
-            && version(hi)? < ours_v
+            && version(hi)? < lowest
         {
             return refuse(format!(
                 "{what} {hi} or earlier is asked for; this server speaks {ours}"
@@ -137,21 +161,43 @@ mod tests {
 
     #[test]
     fn versions_are_negotiated() {
-        assert!(negotiate(&HeaderMap::new()).is_ok());
-        assert!(negotiate(&with(&[("gs1-epcis-version", "2.0")])).is_ok());
+        assert!(negotiate(&HeaderMap::new(), false).is_ok());
+        assert!(negotiate(&with(&[("gs1-epcis-version", "2.0")]), false).is_ok());
         assert!(
-            negotiate(&with(&[
-                ("gs1-epcis-min", "1.2.0"),
-                ("gs1-epcis-max", "2.0.0")
-            ]))
+            negotiate(
+                &with(&[("gs1-epcis-min", "1.2.0"), ("gs1-epcis-max", "2.0.0")]),
+                false
+            )
             .is_ok()
         );
-        let refused = negotiate(&with(&[("gs1-epcis-version", "1.2.0")])).unwrap_err();
+        let refused = negotiate(&with(&[("gs1-epcis-version", "1.2.0")]), false).unwrap_err();
         assert_eq!(refused.status, StatusCode::NOT_ACCEPTABLE);
-        assert!(negotiate(&with(&[("gs1-epcis-max", "1.2")])).is_err());
-        assert!(negotiate(&with(&[("gs1-cbv-min", "2.1")])).is_err());
-        assert!(negotiate(&with(&[("gs1-extensions", "x=http://x.example/")])).is_err());
-        let bad = negotiate(&with(&[("gs1-epcis-version", "two")])).unwrap_err();
+        assert!(negotiate(&with(&[("gs1-epcis-max", "1.2")]), false).is_err());
+        assert!(negotiate(&with(&[("gs1-cbv-min", "2.1")]), false).is_err());
+        assert!(negotiate(&with(&[("gs1-extensions", "x=http://x.example/")]), false).is_err());
+        let bad = negotiate(&with(&[("gs1-epcis-version", "two")]), false).unwrap_err();
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn epcis_12_is_on_offer_in_xml_only() {
+        for h in [
+            with(&[("gs1-epcis-version", "1.2")]),
+            with(&[("gs1-epcis-version", "1.2.0")]),
+            with(&[("gs1-epcis-max", "1.2")]),
+        ] {
+            assert!(negotiate(&h, true).is_ok());
+            assert!(negotiate(&h, false).is_err());
+            assert!(epcis12_answer(&h));
+        }
+        for h in [
+            HeaderMap::new(),
+            with(&[("gs1-epcis-version", "2.0.0")]),
+            with(&[("gs1-epcis-min", "1.2"), ("gs1-epcis-max", "2.0")]),
+        ] {
+            assert!(!epcis12_answer(&h));
+        }
+        assert!(negotiate(&with(&[("gs1-epcis-version", "1.1")]), true).is_err());
+        assert!(negotiate(&with(&[("gs1-epcis-max", "1.1")]), true).is_err());
     }
 }

@@ -231,30 +231,39 @@ pub fn read_event(bytes: &[u8], media: Media) -> Result<Value, EpcisProblem> {
     }
 }
 
-/// A document of logged events in `media`: its body text.
+/// A document of logged events in `media`: its body text. `epcis12`: XML is written as
+/// EPCIS 1.2 (the DSCSA's documents), else as EPCIS 2.0; JSON is always EPCIS 2.0.
 pub fn write(
     events: &[LoggedJson],
     media: Media,
     kind: Document,
     now_ms: i64,
+    epcis12: bool,
 ) -> Result<String, EpcisProblem> {
+    use rxledger_core::epcis::xml::{XmlHeader, to_epcis12_xml, to_epcis20_xml};
     use rxledger_graphql::epcis_doc;
     match media {
-        // EPCIS 2.0 XML, written by the core from the same logged JSON events.
+        // EPCIS XML, written by the core from the same logged JSON events.
         Media::Xml => {
             let _ = kind;
             let events: Vec<Value> = events.iter().map(|e| e.json.clone()).collect();
-            let header = rxledger_core::epcis::xml::XmlHeader {
-                schema_version: "2.0".into(),
+            let version = if epcis12 { "1.2" } else { "2.0" };
+            let header = XmlHeader {
+                schema_version: version.into(),
                 creation_date: Some(rxledger_core::epcis::format_time(now_ms)),
                 ..Default::default()
             };
-            rxledger_core::epcis::xml::to_epcis20_xml(&events, &header).map_err(|e| {
+            let written = if epcis12 {
+                to_epcis12_xml(&events, &header)
+            } else {
+                to_epcis20_xml(&events, &header)
+            };
+            written.map_err(|e| {
                 EpcisProblem::new(
                     StatusCode::NOT_ACCEPTABLE,
                     Exception::NotAcceptable,
                     "NOT_ACCEPTABLE",
-                    format!("these events cannot be written as EPCIS 2.0 XML ({e}); accept application/ld+json"),
+                    format!("these events cannot be written as EPCIS {version} XML ({e}); accept application/ld+json"),
                 )
             })
         }

@@ -92,13 +92,27 @@ fn answer(status: StatusCode, content_type: &str, body: String) -> Response {
     r
 }
 
+/// An answer in EPCIS 1.2 says so in `GS1-EPCIS-Version`.
+fn versioned(mut r: Response, epcis12: bool) -> Response {
+    if epcis12 {
+        r.headers_mut().insert(
+            "gs1-epcis-version",
+            poem::http::HeaderValue::from_static(headers::EPCIS_12),
+        );
+    }
+    r
+}
+
 fn done(r: Result<Response, EpcisProblem>) -> Response {
     r.unwrap_or_else(|p| p.respond())
 }
 
 /// The caller, once it has paid `tokens` from its bucket (refused keys pay nothing).
 async fn admit(st: &Epcis, req: &Request, tokens: f64) -> Result<Caller, EpcisProblem> {
-    headers::negotiate(req.headers())?;
+    let h = req.headers();
+    let xml = matches!(media::body_media(h), Ok(media::Media::Xml))
+        || matches!(media::answer_media(h), Ok(media::Media::Xml));
+    headers::negotiate(h, xml)?;
     Ok(crate::admit_tokens(&st.web, req, tokens).await?)
 }
 
@@ -476,13 +490,18 @@ async fn run_query(
         .await?
         .map(|v| v.into_iter().collect());
     let (events, next) = page(s, &parsed).await?;
+    let epcis12 = headers::epcis12_answer(req.headers());
     let body = media::write(
         &events,
         answer_in,
         Document::Query,
         rxledger_store::now_ms(),
+        epcis12,
     )?;
-    let mut r = answer(StatusCode::OK, answer_in.content_type(), body);
+    let mut r = versioned(
+        answer(StatusCode::OK, answer_in.content_type(), body),
+        epcis12,
+    );
     if let Some(after) = next {
         let mut url = String::from("/epcis/events?");
         for (k, v) in &parsed.defining {
@@ -550,13 +569,18 @@ async fn event_one(req: &Request, Path(id): Path<String>, Data(st): Data<&Arc<Ep
             if events.is_empty() {
                 return Err(not_found());
             }
+            let epcis12 = headers::epcis12_answer(req.headers());
             let body = media::write(
                 &events,
                 answer_in,
                 Document::Query,
                 rxledger_store::now_ms(),
+                epcis12,
             )?;
-            Ok(answer(StatusCode::OK, answer_in.content_type(), body))
+            Ok(versioned(
+                answer(StatusCode::OK, answer_in.content_type(), body),
+                epcis12,
+            ))
         }
         .await,
     )
