@@ -288,6 +288,16 @@ impl Driver {
         .await
     }
 
+    /// Runs an async script with `args`: the script calls its last argument with the result.
+    async fn script_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.session(
+            "POST",
+            "/execute/async",
+            json!({ "script": script, "args": args }),
+        )
+        .await
+    }
+
     async fn attribute(&self, css: &str, name: &str) -> String {
         let e = self.find(css).await;
         self.session(
@@ -818,6 +828,94 @@ mod browser {
         Box::pin(regulator_sees_names(&app, &d)).await;
         Box::pin(admin_page(&app, &d)).await;
         println!("screenshots in {}", screenshot_dir().display());
+        d.quit().await;
+        app.stop().await;
+    }
+
+    /// With the completeness map on, the page checks in the browser (WebCrypto) that the
+    /// verdict saw every entry about the pack, and says so; an answer with the dispensing
+    /// left out is refused by the same code, naming the pack.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
+    async fn the_page_proves_a_verdict_complete_and_catches_a_hidden_event() {
+        let app = Box::pin(spawn_app_with(Backends::Embedded, |c| c.map = true)).await;
+        let (_line, _pharmacy) = Box::pin(pharmacy_scene(&app)).await;
+        let (hill, _) = app
+            .app()
+            .api_keys
+            .issue("hill", "PHARMACY", "till", None)
+            .await
+            .unwrap();
+        let code = "(01)10614141073464(21)1004";
+        graphql_ok(
+            &app,
+            &hill,
+            "mutation($c: String!) { dispense(code: $c) { entryIndex } }",
+            json!({ "c": code }),
+        )
+        .await;
+
+        let d = Driver::start().await;
+        d.goto(&format!("http://{}/", app.http)).await;
+        d.scan(code).await;
+        d.wait_verdict("ALREADY_DISPENSED").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d
+            .attribute("#completeness-status", "data-complete")
+            .await
+            .is_empty()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the page never finished its check"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sentence = d.text("#completeness-status").await;
+        assert_eq!(
+            d.attribute("#completeness-status", "data-complete").await,
+            "yes",
+            "{sentence}"
+        );
+        assert!(sentence.starts_with("Complete:"), "{sentence}");
+        d.both_widths("verdict-complete").await;
+
+        // The same answer with the pack's dispensing left out, checked by the page's code.
+        let r = app
+            .graphql(
+                "query($c: String!) { verify(code: $c) { verdict reasons { evidence }
+                  checkpointSize checkpointNote completeness { mapEntry { index dataBase64 proof }
+                  identifiers { identifier entries { index leafHash } siblings
+                  leaf { key count head } } } } }",
+                json!({ "c": code }),
+            )
+            .await;
+        let v = r["data"]["verify"].clone();
+        assert!(v["completeness"].is_object(), "{r}");
+        let check = "const [v, done] = arguments; completenessStatus(v).then(done);";
+        let honest = d.script_async(check, vec![v.clone()]).await;
+        assert_eq!(honest[0], json!(true), "{honest}");
+        let mut hidden = v.clone();
+        let pack = hidden["completeness"]["identifiers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|i| i["identifier"] == "sgtin:10614141073464.1004")
+            .expect("the pack is among the identifiers");
+        let dispensing = pack["entries"].as_array_mut().unwrap().pop().unwrap();
+        for r in hidden["reasons"].as_array_mut().unwrap() {
+            r["evidence"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|i| *i != dispensing["index"]);
+        }
+        let caught = d.script_async(check, vec![hidden]).await;
+        assert_eq!(caught[0], json!(false), "{caught}");
+        let why = caught[1].as_str().unwrap_or_default();
+        assert!(
+            why.contains("sgtin:10614141073464.1004") && why.contains("the ledger's map holds"),
+            "{why}"
+        );
         d.quit().await;
         app.stop().await;
     }

@@ -134,6 +134,22 @@ async fn a_verdict_proves_it_saw_everything_and_a_hidden_event_is_named() {
     assert!(ok && out.contains("ANSWER VERIFIED"), "{out}");
     assert!(out.contains(&format!("complete:    {PACK} (")), "{out}");
 
+    // The resolver's page (no script) runs the same check and says so.
+    let (status, page) = http(
+        app.http,
+        "GET",
+        "/01/10614141073464/21/1",
+        &[("Accept", "text/html".to_string())],
+        b"",
+    )
+    .await;
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"<p class="witness witness-ok" id="completeness-status">Complete: "#),
+        "{page}"
+    );
+
     // The operator hides the dispensing from the answer: the list no longer matches the map.
     let mut hidden = v.clone();
     let entries = identifier(&mut hidden, PACK)["entries"]

@@ -15,7 +15,9 @@ const VERIFICATION = `verdict dispensable reasons { code severity message eviden
   product { gtin serial lot expiry tradeItem { productName strength dosageForm netContent
   marketingAuthorisationHolder imageUrl } } status evidence { index } checkpointSize checkpointNote
   cosignedCheckpoint { size cosigners }
-  timeline { index eventTime eventType action bizStep disposition inherited }`;
+  timeline { index eventTime eventType action bizStep disposition inherited }
+  completeness { mapEntry { index dataBase64 proof }
+    identifiers { identifier entries { index leafHash } siblings leaf { key count head } } }`;
 const VERIFY = `query($code: String!) { verify(code: $code) { ${VERIFICATION} } }`;
 const NO_PRODUCT_DATA = 'No product information registered for this GTIN.';
 
@@ -154,6 +156,17 @@ function render(v, supplied, places) {
   const [witnessed, sentence] = witnessStatus(v);
   text('witness-status', sentence);
   $('witness-status').className = 'witness ' + (witnessed ? 'witness-ok' : 'witness-warn');
+  const cs = $('completeness-status');
+  cs.hidden = !v.completeness;
+  if (v.completeness) {
+    text('completeness-status', 'Checking that the ledger showed every entry about this pack…');
+    cs.className = 'witness';
+    completenessStatus(v).then(([complete, sentence]) => {
+      text('completeness-status', sentence);
+      cs.className = 'witness ' + (complete ? 'witness-ok' : 'witness-warn');
+      cs.dataset.complete = complete ? 'yes' : 'no';
+    });
+  }
   text('evidence-idx', v.evidence.map((e) => '#' + e.index).join(', '));
   text('checkpoint-size', v.checkpointSize);
   text('checkpoint-note', v.checkpointNote);
@@ -213,6 +226,100 @@ function witnessStatus(v) {
     return [false, `Not yet witnessed: ledger entry #${newest} is newer than the last checkpoint the witnesses cosigned (${c.size} entries). Verify again in a minute.`];
   }
   return [true, `Witnessed: the checkpoint of ${c.size} entries${newest !== null ? ', which holds every cited entry,' : ''} is cosigned by ${good.join(', ')} (${q} required).`];
+}
+
+// Completeness, checked in the browser with WebCrypto: the same steps as the core's
+// `map::answer::verify_answer` (docs/VERIFY.md §4), except the map-root entry's k256 signature,
+// which WebCrypto cannot check; its inclusion in the cited checkpoint is checked instead.
+// 1. the map-root entry is included in the checkpoint at the index it states, for this log;
+// 2. each identifier's map proof verifies against its root, and the entries the answer lists
+//    are exactly the history the map holds;
+// 3. every entry a reason cites is listed under some identifier.
+const te = new TextEncoder();
+const hexBytes = (h) => Uint8Array.from((h || '').match(/../g) || [], (b) => parseInt(b, 16));
+const b64Bytes = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+const u64 = (n) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(n)); return b; };
+const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+async function sha256(...parts) {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { all.set(p, at); at += p.length; }
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', all));
+}
+const EMPTY = new Uint8Array(32);
+const bit = (key, d) => (key[d >> 3] & (0x80 >> (d & 7))) !== 0;
+
+// RFC 9162 §2.1.3.2.
+async function included(leaf, index, size, proof, root) {
+  if (index >= size) return false;
+  let fn = index, sn = size - 1, r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await sha256([1], p, r);
+      while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      r = await sha256([1], r, p);
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && same(r, root);
+}
+
+// The history the map proof holds for `id` against `root` ({count, head}), or throws.
+async function proven(c, root) {
+  const key = await sha256([0x13], te.encode(c.identifier));
+  const siblings = c.siblings.map(hexBytes);
+  if (siblings.length > 256 || (siblings.length && same(siblings[siblings.length - 1], EMPTY))) throw new Error('malformed map proof');
+  let cur = EMPTY, held = { count: 0, head: EMPTY };
+  if (c.leaf) {
+    const k = hexBytes(c.leaf.key), head = hexBytes(c.leaf.head);
+    for (let d = 0; d < siblings.length; d++) if (bit(k, d) !== bit(key, d)) throw new Error('the map proof ends at a leaf off its path');
+    cur = await sha256([0x10], k, u64(c.leaf.count), head);
+    if (same(k, key)) held = { count: c.leaf.count, head };
+  }
+  for (let d = siblings.length - 1; d >= 0; d--) {
+    cur = bit(key, d) ? await sha256([0x11], siblings[d], cur) : await sha256([0x11], cur, siblings[d]);
+  }
+  if (!same(cur, root)) throw new Error('the map proof does not lead to the map root');
+  return held;
+}
+
+// [complete, sentence] for a verification that carries `completeness`.
+async function completenessStatus(v) {
+  const fail = (why) => [false, `Not proven complete: ${why}. Verify again, and report it if this stays.`];
+  try {
+    const note = v.checkpointNote.split('\n');
+    const cpRoot = b64Bytes(note[2]);
+    const m = v.completeness.mapEntry;
+    const bytes = b64Bytes(m.dataBase64);
+    const lines = new TextDecoder().decode(bytes).split('\n');
+    if (lines[0] !== 'rxledger map root v1' || lines[1] !== 'origin ' + note[0] || lines[2] !== 'size ' + m.index) {
+      return fail('the map-root entry is not this log\'s entry #' + m.index);
+    }
+    const mapRoot = b64Bytes(lines[4].replace(/^root /, ''));
+    if (!(await included(await sha256([0], bytes), m.index, v.checkpointSize, m.proof.map(hexBytes), cpRoot))) {
+      return fail('the map-root entry is not in the cited checkpoint');
+    }
+    const listed = new Set();
+    for (const c of v.completeness.identifiers) {
+      let held;
+      try { held = await proven(c, mapRoot); } catch (e) { return fail(`${c.identifier}: ${e.message}`); }
+      let head = EMPTY, last = -1;
+      for (const e of c.entries) {
+        if (e.index <= last || e.index >= m.index) return fail(`${c.identifier}: its entries are out of order`);
+        head = await sha256([0x12], head, u64(e.index), hexBytes(e.leafHash));
+        last = e.index;
+        listed.add(e.index);
+      }
+      if (c.entries.length !== held.count) return fail(`${c.identifier}: the answer lists ${c.entries.length} entries and the ledger's map holds ${held.count}`);
+      if (!same(head, held.head)) return fail(`${c.identifier}: the entries listed are not the ones the ledger's map holds`);
+    }
+    for (const r of v.reasons) for (const i of r.evidence) if (!listed.has(i)) return fail(`ledger entry #${i} is cited but not listed`);
+    return [true, `Complete: the ledger's map proves that the ${listed.size} entries shown are every entry about this pack, its cases and its batch (map root in entry #${m.index}).`];
+  } catch (e) {
+    return fail('the proof could not be read');
+  }
 }
 
 async function loadWitnessing() {

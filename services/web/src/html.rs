@@ -197,9 +197,48 @@ pub fn witness_status(v: &Verification, w: &Witnesses<'_>) -> (bool, String) {
     )
 }
 
-/// The resolver's page for one verification: verdict, reasons, product, journey, evidence
-/// and whether the witnesses hold it to account.
-pub fn verification_page(v: &Verification, uri: &str, witnesses: &Witnesses<'_>) -> String {
+/// Whether a verification's completeness proof verifies, in plain words: `None` when it
+/// carries none (the map is off, or no map root is committed yet), else `(complete,
+/// sentence)`. The check is the core's (`map::answer::verify_answer`), the one
+/// `rxledger verify-answer` and the pharmacist's page (`assets/app.js`, `completenessStatus`)
+/// run, against the checkpoint the verdict cites and the log's key.
+pub fn completeness_status(
+    v: &Verification,
+    log_key: &rxledger_core::keys::PublicKey,
+) -> Option<(bool, String)> {
+    v.completeness.as_ref()?;
+    let checked = serde_json::to_value(v)
+        .map_err(|e| e.to_string())
+        .and_then(|answer| {
+            let (text, _) = rxledger_core::checkpoint::split_note(&v.checkpoint_note)
+                .map_err(|e| e.to_string())?;
+            let cp = rxledger_core::checkpoint::Checkpoint::parse_body(text)
+                .map_err(|e| e.to_string())?;
+            rxledger_core::map::answer::verify_answer(&answer, &cp, Some(log_key))
+        });
+    Some(match checked {
+        Ok(ok) => (
+            true,
+            format!(
+                "Complete: the ledger's map proves that the {} entries shown are every entry about this pack, its cases and its batch (map root in entry #{}).",
+                ok.entries, ok.map_entry
+            ),
+        ),
+        Err(why) => (
+            false,
+            format!("Not proven complete: {why}. Verify again, and report it if this stays."),
+        ),
+    })
+}
+
+/// The resolver's page for one verification: verdict, reasons, product, journey, evidence,
+/// whether the witnesses hold it to account and whether it is proven complete.
+pub fn verification_page(
+    v: &Verification,
+    uri: &str,
+    witnesses: &Witnesses<'_>,
+    complete: Option<(bool, String)>,
+) -> String {
     let verdict = v.verdict.as_str();
     let mut body = format!(
         r#"<section class="verdict {tone}" role="status" aria-live="polite"><h1>{head}</h1><p>{may}</p><p class="details">{details}</p></section>"#,
@@ -237,6 +276,17 @@ pub fn verification_page(v: &Verification, uri: &str, witnesses: &Witnesses<'_>)
         },
         esc(&sentence)
     ));
+    if let Some((complete, sentence)) = complete {
+        body.push_str(&format!(
+            r#"<p class="witness {}" id="completeness-status">{}</p>"#,
+            if complete {
+                "witness-ok"
+            } else {
+                "witness-warn"
+            },
+            esc(&sentence)
+        ));
+    }
     body.push_str(&format!(
         "<details><summary>Evidence</summary><p>Checkpoint of {} entries. Machine-readable: \
          <code>curl -H 'Accept: application/json' '{}'</code></p><pre>{}</pre></details>",

@@ -836,7 +836,12 @@ async fn resolve_answer(
     };
     Response::builder()
         .content_type("text/html; charset=utf-8")
-        .body(html::verification_page(&v, uri, &witnesses))
+        .body(html::verification_page(
+            &v,
+            uri,
+            &witnesses,
+            html::completeness_status(&v, web.services.ledger.verifier().public_key()),
+        ))
 }
 
 /// The GS1 Lightweight Verification Messaging answer for a checked code.

@@ -16,6 +16,7 @@
 //! presence with a value or absence. Every hash here is domain-separated from the RFC 9162
 //! log's (`0x00` leaf, `0x01` node): `0x10` leaf, `0x11` node, `0x12` chain link, `0x13` key.
 
+pub mod answer;
 pub mod completeness;
 pub mod proof;
 pub mod rootentry;
