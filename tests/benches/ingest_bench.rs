@@ -1,9 +1,13 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair]`
 //!
-//! With `pair`, the run is made four times in one process, alternately without and with the
-//! pack index map (issue 24), and the ratio of the rates and the disk per entry are printed.
+//! Without a mode, one run on the server's defaults. With `pair`, the run is made four times
+//! in one process, alternately without and with the pack index map (issue 24), and the ratio
+//! of the rates and the disk per entry are printed. With `witness-pair`, alternately without
+//! witnesses and with two local `rxledger witness` servers and a quorum of 2 (issue 21): each
+//! witnessed run also waits, after its last receipt, for a checkpoint cosigned by both that
+//! covers every entry, and prints how long that took.
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
@@ -103,8 +107,26 @@ struct Options {
     window: usize,
     external: Option<rxledger_ingest::MqttUrl>,
     topic_root: String,
-    /// Runs without and with the map, alternately.
-    pair: bool,
+    /// What the runs compare.
+    mode: Mode,
+}
+
+/// What a benchmark's runs compare.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One run on the server's defaults.
+    Single,
+    /// Without and with the pack index map, alternately.
+    MapPair,
+    /// Without and with two witnesses (quorum 2), alternately.
+    WitnessPair,
+}
+
+/// What one run turns on besides the defaults.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Features {
+    map: bool,
+    witnesses: bool,
 }
 
 impl Options {
@@ -129,7 +151,13 @@ impl Options {
             window: *args.get(2).unwrap_or(&4_000) as usize,
             external,
             topic_root,
-            pair: std::env::args().skip(1).any(|a| a == "pair"),
+            mode: if std::env::args().skip(1).any(|a| a == "pair") {
+                Mode::MapPair
+            } else if std::env::args().skip(1).any(|a| a == "witness-pair") {
+                Mode::WitnessPair
+            } else {
+                Mode::Single
+            },
         })
     }
 }
@@ -155,29 +183,46 @@ async fn main() -> anyhow::Result<()> {
         rates(&ceiling)
     );
 
-    let modes = if opts.pair {
-        vec![false, true, false, true]
-    } else {
-        vec![true]
+    let plain = Features {
+        map: false,
+        witnesses: false,
+    };
+    let with = match opts.mode {
+        Mode::Single => None,
+        Mode::MapPair => Some(Features { map: true, ..plain }),
+        Mode::WitnessPair => Some(Features {
+            witnesses: true,
+            ..plain
+        }),
+    };
+    let modes = match with {
+        None => vec![plain],
+        Some(w) => vec![plain, w, plain, w],
     };
     let mut runs = Vec::new();
-    for map in modes {
+    for f in modes {
         println!(
-            "\n== run {} the pack index map ==",
-            if map { "with" } else { "without" }
+            "\n== run {} the pack index map, {} witnesses ==",
+            if f.map { "with" } else { "without" },
+            if f.witnesses { "with two" } else { "without" }
         );
-        runs.push((map, one_run(&opts, map, &ceiling, cores).await?));
+        runs.push((f, one_run(&opts, f, &ceiling, cores).await?));
     }
-    if opts.pair {
-        let of = |m: bool| -> Vec<(f64, f64)> {
-            runs.iter().filter(|r| r.0 == m).map(|r| r.1).collect()
+    if let Some(w) = with {
+        let of = |f: Features| -> Vec<(f64, f64)> {
+            runs.iter().filter(|r| r.0 == f).map(|r| r.1).collect()
         };
-        let (off, on) = (of(false), of(true));
+        let (off, on) = (of(plain), of(w));
         let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
             v.iter().map(f).sum::<f64>() / v.len() as f64
         };
         println!(
-            "\npack index map: {:.0} events/s with it, {:.0} without: {:.2}x; disk {:.0} B per envelope with it, {:.0} without",
+            "\n{}: {:.0} events/s with it, {:.0} without: {:.2}x; disk {:.0} B per envelope with it, {:.0} without",
+            if w.map {
+                "pack index map"
+            } else {
+                "two witnesses, quorum 2"
+            },
             mean(&on, |r| r.0),
             mean(&off, |r| r.0),
             mean(&on, |r| r.0) / mean(&off, |r| r.0),
@@ -191,12 +236,17 @@ async fn main() -> anyhow::Result<()> {
 /// One run on a fresh server and database; its rate and database bytes per envelope.
 async fn one_run(
     opts: &Options,
-    map: bool,
+    features: Features,
     ceiling: &[(f64, f64)],
     cores: usize,
 ) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
-    let app = start_server(opts, dir.path(), map).await?;
+    let witnesses = if features.witnesses {
+        two_witnesses(dir.path()).await?
+    } else {
+        Vec::new()
+    };
+    let app = start_server(opts, dir.path(), features, &witnesses).await?;
     let work = sign(&app, opts).await?;
     let total = work
         .iter()
@@ -242,6 +292,36 @@ async fn one_run(
         counts,
     };
     print_results(run, ceiling.to_vec(), cores);
+    if features.witnesses {
+        let size = app.ledger.head().size;
+        let t = Instant::now();
+        let mut rx = app.ledger.witnesses().subscribe();
+        let covered = async {
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .as_ref()
+                    .is_some_and(|c| c.size >= size)
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), covered)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no checkpoint cosigned by both witnesses covered {size} entries within 120 s"
+                )
+            })?;
+        println!(
+            "a checkpoint of {size} entries or more cosigned by both witnesses {:.0} ms after the last receipt",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     print_ingest_stats(&app, total);
     println!("RSS at end {:.0} MB", rss_mb());
     let entries = app.ledger.head().size.max(1);
@@ -310,10 +390,42 @@ fn print_results(run: Measured, mut ceiling: Vec<(f64, f64)>, cores: usize) {
 }
 
 /// The real server (SQLite in `dir`, default batch settings) and the manufacturer `acme`.
+/// The log's two keys in `dir` and two `rxledger witness` servers on port 0 pinning its
+/// Ed25519 key, each with its state in a directory of its own under `dir`.
+async fn two_witnesses(
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<rxledger_witness::WitnessServer>> {
+    use rxledger_core::ed25519::{Ed25519Key, EdKind};
+    let key_path = dir.join("log.key");
+    rxledger::keyfile::generate(&key_path, false)?;
+    let ed: Ed25519Key =
+        rxledger::keyfile::generate_key(&rxledger::keyfile::ed25519_path(&key_path), false)?;
+    let log = ed.verifier(BENCH_ORIGIN, EdKind::Note)?;
+    let mut out = Vec::new();
+    for n in 1..=2 {
+        let data = dir.join(format!("witness{n}"));
+        std::fs::create_dir_all(&data)?;
+        out.push(
+            rxledger_witness::server::start(rxledger_witness::WitnessConfig {
+                data,
+                listen: "127.0.0.1:0".parse()?,
+                name: Some(format!("witness.bench/w{n}")),
+                logs: vec![log.clone()],
+            })
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// The log's origin in every run (the witnesses pin it).
+const BENCH_ORIGIN: &str = "bench.rxledger.local/log";
+
 async fn start_server(
     opts: &Options,
     dir: &std::path::Path,
-    map: bool,
+    features: Features,
+    witnesses: &[rxledger_witness::WitnessServer],
 ) -> anyhow::Result<server::App> {
     let cfg = ServeConfig {
         database: dir.join("bench.db").display().to_string(),
@@ -337,7 +449,19 @@ async fn start_server(
             per_second: 1e9,
             burst: 1e9,
         },
-        map,
+        map: features.map,
+        origin: Some(BENCH_ORIGIN.into()),
+        witnesses: witnesses
+            .iter()
+            .map(|w| {
+                rxledger_witness::WitnessClient::parse(&format!(
+                    "{}=http://{}",
+                    w.verifier.to_vkey(),
+                    w.addr
+                ))
+            })
+            .collect::<Result<_, _>>()?,
+        witness_quorum: witnesses.len(),
         ..ServeConfig::local(dir)
     };
     let app = server::start(cfg).await?;

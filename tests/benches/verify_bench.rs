@@ -119,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
         database,
         origin: Some("bench.rxledger.local/log".into()),
         node_id: "verify-bench".into(),
+        // The completeness benchmark (issue 24) needs the pack index map; answers that do
+        // not select `completeness` do not read it.
+        map: true,
         rate_limit: rxledger::ratelimit::RateLimit {
             per_second: 1e9,
             burst: 1e9,
