@@ -649,19 +649,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Serve(s) => serve(*s).await,
-        Command::Keygen { out, force } => {
-            let key = keyfile::generate(&out, force)?;
-            let ed_path = keyfile::ed25519_path(&out);
-            let ed: rxledger_core::ed25519::Ed25519Key = keyfile::generate_key(&ed_path, force)?;
-            println!(
-                "wrote {} and {} (mode 0600)",
-                out.display(),
-                ed_path.display()
-            );
-            println!("public key: {}", key.public_hex());
-            println!("ed25519 public key: {}", hex::encode(ed.public_bytes()));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Keygen { out, force } => keygen(&out, force),
         Command::Audit {
             url: Some(url),
             api_key,
@@ -676,21 +664,15 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             } else {
                 Some(witnesses.quorum()?)
             };
-            let audit = rxledger::remote_audit::RemoteAudit {
+            remote_audit(rxledger::remote_audit::RemoteAudit {
                 url,
                 api_key,
                 verifier_key,
                 checkpoint,
                 quorum,
                 ca,
-            };
-            let report = rxledger::remote_audit::run(&audit).await?;
-            rxledger::remote_audit::print(&report);
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
             })
+            .await
         }
         Command::Audit {
             storage,
@@ -736,23 +718,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             topic_root,
             out,
         } => broker_acl(&storage, &key, &format, &topic_root, &out).await,
-        Command::AdminKey { storage, label } => {
-            let db = rxledger_store::connect(&storage.url()?).await?;
-            let registry = Registry::new(db.clone());
-            if registry.organization("admin").await?.is_none() {
-                registry
-                    .add_organization("admin", "rxledger operator", "ADMIN")
-                    .await?;
-            }
-            let (token, row) = rxledger_store::ApiKeys::new(db)
-                .issue("admin", "ADMIN", &label, None)
-                .await?;
-            println!(
-                "admin API key {} (shown once, keep it safe): {token}",
-                row.id
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::AdminKey { storage, label } => admin_key(&storage, &label).await,
         Command::ExportSchema => {
             print!("{}", rxledger_graphql::sdl());
             Ok(ExitCode::SUCCESS)
@@ -760,6 +726,51 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Vkey { storage, key } => vkey(&storage, &storage.key(&key)).await,
         Command::Witness(w) => witness(w).await,
     }
+}
+
+/// `rxledger keygen`: a new log key pair (k256 and Ed25519), each file mode 0600.
+fn keygen(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    let key = keyfile::generate(out, force)?;
+    let ed_path = keyfile::ed25519_path(out);
+    let ed: rxledger_core::ed25519::Ed25519Key = keyfile::generate_key(&ed_path, force)?;
+    println!(
+        "wrote {} and {} (mode 0600)",
+        out.display(),
+        ed_path.display()
+    );
+    println!("public key: {}", key.public_hex());
+    println!("ed25519 public key: {}", hex::encode(ed.public_bytes()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rxledger audit --url`: the audit through a node's API; exit 2 when it finds a problem.
+async fn remote_audit(audit: rxledger::remote_audit::RemoteAudit) -> anyhow::Result<ExitCode> {
+    let report = rxledger::remote_audit::run(&audit).await?;
+    rxledger::remote_audit::print(&report);
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `rxledger admin-key`: another ADMIN key, for when the first one is lost.
+async fn admin_key(storage: &Storage, label: &str) -> anyhow::Result<ExitCode> {
+    let db = rxledger_store::connect(&storage.url()?).await?;
+    let registry = Registry::new(db.clone());
+    if registry.organization("admin").await?.is_none() {
+        registry
+            .add_organization("admin", "rxledger operator", "ADMIN")
+            .await?;
+    }
+    let (token, row) = rxledger_store::ApiKeys::new(db)
+        .issue("admin", "ADMIN", label, None)
+        .await?;
+    println!(
+        "admin API key {} (shown once, keep it safe): {token}",
+        row.id
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `rxledger vkey`: both verifier keys of the log in this data directory.
@@ -935,13 +946,35 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(rxledger::metrics::bind(addr).await?),
         None => None,
     };
+    let cfg = serve_config(&s)?;
+    let stop = shutdown_signal()?;
+    let app = server::start(cfg.clone()).await?;
+    print_started(&app, &cfg, &s.storage);
+    if let Some(bound) = metrics {
+        let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone())
+            .with_verify_latency(app.verify_latency.clone());
+        println!("metrics:      http://{}/metrics", bound.addr);
+        rxledger::metrics::serve(bound, sources);
+    }
+    let web = format!("{}://{}", app.http_scheme, app.http_addr);
+    println!("graphql:      {web}/graphql");
+    println!("pharmacist:   {web}/");
+    println!("listening on {web}");
+    stop.await;
+    eprintln!("shutting down: draining batches in flight");
+    app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `rxledger serve`'s flags ask for, checked (the witness quorum) before anything starts.
+fn serve_config(s: &Serve) -> anyhow::Result<ServeConfig> {
     let mqtt = match &s.mqtt_url {
         Some(url) => MqttTarget::External(MqttUrl::parse(url)?),
         None => MqttTarget::Embedded {
             listen: s.mqtt_listen,
         },
     };
-    let cfg = ServeConfig {
+    Ok(ServeConfig {
         database: s.storage.database_url(),
         key_path: s.storage.key(&s.key),
         origin: s.origin.clone(),
@@ -984,15 +1017,17 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         witness_quorum: witness_quorum(s.witnesses.len(), s.witness_quorum)?,
         witnesses: s.witnesses.clone(),
         map: s.completeness_map,
-    };
-    let stop = shutdown_signal()?;
-    let app = server::start(cfg.clone()).await?;
+    })
+}
+
+/// What a started node prints: what it created, its keys, witnesses and listeners.
+fn print_started(app: &server::App, cfg: &ServeConfig, storage: &Storage) {
     let head = app.ledger.head();
     if app.created_key {
         println!("created log key {}", cfg.key_path.display());
     }
     if let Some(token) = &app.first_admin_token {
-        print_first_admin(token, &s.storage);
+        print_first_admin(token, storage);
     }
     println!("log origin:   {}", app.ledger.origin());
     println!("public key:   {}", app.ledger.key().public_hex());
@@ -1016,20 +1051,6 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     if let Some(addr) = app.mqtts_addr {
         println!("mqtts:        mqtts://{addr}");
     }
-    if let Some(bound) = metrics {
-        let sources = rxledger::metrics::Sources::new(app.ingest_counters(), app.ledger.clone())
-            .with_verify_latency(app.verify_latency.clone());
-        println!("metrics:      http://{}/metrics", bound.addr);
-        rxledger::metrics::serve(bound, sources);
-    }
-    let web = format!("{}://{}", app.http_scheme, app.http_addr);
-    println!("graphql:      {web}/graphql");
-    println!("pharmacist:   {web}/");
-    println!("listening on {web}");
-    stop.await;
-    eprintln!("shutting down: draining batches in flight");
-    app.shutdown().await;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The first admin key, printed once when it is created, with the way to more keys and the

@@ -316,14 +316,7 @@ async fn cross_site_requests_with_the_cookie_are_refused() {
     )
     .await;
     assert_eq!(bare.status, 403, "{}", bare.body);
-    assert!(
-        app.app()
-            .registry
-            .organization("evil")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!org_exists(&app, "evil").await);
     // A same-site Referer is enough when there is no Origin.
     let referred = send(
         app.http,
@@ -633,14 +626,7 @@ async fn the_admin_page_manages_the_registry_and_keys() {
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(
-        app.app()
-            .registry
-            .organization("x")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!org_exists(&app, "x").await);
     // A forged cross-site form with the admin's cookie changes nothing.
     let forged = send(
         app.http,
@@ -655,13 +641,11 @@ async fn the_admin_page_manages_the_registry_and_keys() {
     )
     .await;
     assert_eq!(forged.status, 403, "{}", forged.body);
-    assert!(
-        app.app()
-            .registry
-            .organization("evil")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!org_exists(&app, "evil").await);
     app.stop().await;
+}
+
+/// Whether the registry holds organization `id`: what a refused change must not have made.
+async fn org_exists(app: &TestApp, id: &str) -> bool {
+    app.app().registry.organization(id).await.unwrap().is_some()
 }

@@ -390,10 +390,16 @@ async fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     opts.progress = !a.json;
     opts.witnesses = quorum(&a.witness_keys, a.witness_quorum)?;
     let report = scenario::run_scenario(opts).await?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    finish(a.json, &report, report.ok())
+}
+
+/// Prints a report as JSON when asked (the text was printed as the run went), and exits
+/// non-zero when an expectation failed.
+fn finish(json: bool, report: &impl serde::Serialize, ok: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     }
-    Ok(if report.ok() {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -415,14 +421,7 @@ async fn partner(a: PartnerArgs) -> anyhow::Result<ExitCode> {
         progress: !a.json,
     })
     .await?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    finish(a.json, &report, report.ok())
 }
 
 async fn load(a: LoadArgs) -> anyhow::Result<ExitCode> {

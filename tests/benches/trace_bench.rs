@@ -16,20 +16,20 @@
 //! The target (issue 23): a 1,000-pack lot in under 1 s at 1M packs, in a release build.
 //! `--packs 10000` checks that it runs in a debug build.
 
+mod loaded;
 mod shared;
 use shared::rss_mb;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use firmware_sim::events::{self, Where, transfer};
 use rxledger::server::{self, App, ServeConfig};
-use rxledger_core::envelope::{self, Body};
+
 use rxledger_core::gs1::{self, Sscc};
-use rxledger_store::ledger::EntryKind;
-use rxledger_store::{Admission, Ledger, NewEntry};
+use rxledger_store::{Admission, Ledger};
 use serde_json::{Value, json};
 
 const MFR_PREFIX: &str = "0614141";
@@ -216,7 +216,7 @@ async fn load(ledger: Arc<Ledger>, packs: u64) -> anyhow::Result<u64> {
         let last = (first + LOTS_PER_BATCH).min(lots);
         let batch = (first..last)
             .flat_map(|l| lot_events(l, base_ms))
-            .map(|(org, e)| entry(&ledger, &org, e))
+            .map(|(org, e)| loaded::entry(&ledger, &org, e))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let offered = batch.len();
         let done = ledger.append(batch).await?;
@@ -232,27 +232,6 @@ async fn load(ledger: Arc<Ledger>, packs: u64) -> anyhow::Result<u64> {
         first = last;
     }
     Ok(appended)
-}
-
-/// One entry as `append_state_change` writes it.
-fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
-    let now = rxledger_store::now_ms();
-    let (row, _) = rxledger_core::index::index_event(&event, org, now, 60_000)
-        .with_context(|| format!("generated event is invalid: {event}"))?;
-    let body = Body {
-        v: envelope::VERSION,
-        device_id: format!("org:{org}"),
-        seq: 0,
-        sent_at: rxledger_core::epcis::format_time(now),
-        events: vec![event],
-    };
-    Ok(NewEntry {
-        data: envelope::seal(ledger.key(), &body),
-        kind: EntryKind::ApiStateChange,
-        signer: format!("org:{org}"),
-        seq: None,
-        events: vec![row],
-    })
 }
 
 /// The 43 events of one lot: commissioned, cased, palletised, to the wholesaler, cases to

@@ -25,6 +25,7 @@
 //! packs. `--serve-for SECS` only loads and serves; `--client ADDR` only runs benchmark B
 //! against a server started that way, so the client can run in a process of its own.
 
+mod loaded;
 mod shared;
 use shared::rss_mb;
 use std::net::SocketAddr;
@@ -32,16 +33,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Parser;
 use firmware_sim::events::{self, Party, Where, object_event, transfer};
 use firmware_sim::http::Connection;
 use rxledger::server::{self, App, ServeConfig};
-use rxledger_core::envelope::{self, Body};
+
 use rxledger_core::gs1::{self, Sscc};
 use rxledger_graphql::verify::{self, Stage, Stopwatch, Wanted};
 use rxledger_graphql::{Caller, Services};
-use rxledger_store::ledger::EntryKind;
 use rxledger_store::packs::Packs;
 use rxledger_store::{Admission, Ledger, NewEntry};
 use serde_json::{Value, json};
@@ -128,7 +128,15 @@ async fn main() -> anyhow::Result<()> {
         },
         ..ServeConfig::local(&dir)
     };
+    let t = Instant::now();
     let app = server::start(cfg).await?;
+    // On a reused --dir this is the start-up of a node with a large log: the index check
+    // (issue 21) re-hashes every entry and rebuilds the map before anything is served.
+    println!(
+        "server started in {:.2} s with {} entries in its log (start-up index check included)",
+        t.elapsed().as_secs_f64(),
+        app.ledger.head().size
+    );
     load_or_reuse(&app, &dir, &args).await?;
     let t = Instant::now();
     app.packs.load_index().await?;
@@ -226,7 +234,7 @@ async fn load(ledger: Arc<Ledger>, packs: u64, pharmacies: u64) -> anyhow::Resul
             let last = (first + PALLETS_PER_BATCH).min(pallets);
             let batch = (first..last)
                 .flat_map(|p| pallet_events(p, base_ms, pharmacies))
-                .map(|(org, event)| entry(&signer, &org, event))
+                .map(|(org, event)| loaded::entry(&signer, &org, event))
                 .collect::<anyhow::Result<Vec<_>>>();
             if tx.blocking_send(batch).is_err() {
                 return;
@@ -267,28 +275,6 @@ async fn load(ledger: Arc<Ledger>, packs: u64, pharmacies: u64) -> anyhow::Resul
         .join()
         .map_err(|_| anyhow::anyhow!("the batch builder panicked"))?;
     Ok(appended)
-}
-
-/// One entry exactly as `append_state_change` writes it: one event, sealed by the log key,
-/// signer `org:<org>`, no sequence number.
-fn entry(ledger: &Ledger, org: &str, event: Value) -> anyhow::Result<NewEntry> {
-    let now = rxledger_store::now_ms();
-    let (row, _) = rxledger_core::index::index_event(&event, org, now, 60_000)
-        .with_context(|| format!("generated event is invalid: {event}"))?;
-    let body = Body {
-        v: envelope::VERSION,
-        device_id: format!("org:{org}"),
-        seq: 0,
-        sent_at: rxledger_core::epcis::format_time(now),
-        events: vec![event],
-    };
-    Ok(NewEntry {
-        data: envelope::seal(ledger.key(), &body),
-        kind: EntryKind::ApiStateChange,
-        signer: format!("org:{org}"),
-        seq: None,
-        events: vec![row],
-    })
 }
 
 /// The 83 events of one pallet, in business order, with the submitting organization.

@@ -27,11 +27,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, NoteVerifier};
-use crate::epcis::{BizStep, EventKind, SourceDestType};
+use crate::epcis::{BizStep, Event, EventKind, SourceDestType};
 use crate::gs1::EpcId;
 use crate::keys::{LogVerifier, SigningKey};
 use crate::merkle::{self, Hash};
-use crate::pack::{LoggedEvent, PackState, SiteDirectory, Via, normalise_party};
+use crate::pack::{HistoryItem, LoggedEvent, PackState, SiteDirectory, Via, normalise_party};
 use crate::spelling::spelled;
 
 /// The PDG Blueprint's response types.
@@ -295,23 +295,7 @@ pub fn owners<E: std::borrow::Borrow<LoggedEvent>>(
             .find(|le| le.index == index)
     };
     let mut trace = Trace::default();
-    if let Some(c) = &state.commissioning {
-        trace.owners.push(Owner {
-            party: c.org.clone(),
-            location: state
-                .history
-                .iter()
-                .find(|h| h.index == c.index)
-                .and_then(|h| h.location.clone()),
-            since_ms: c.event_time_ms,
-            index: c.index,
-            step: OwnerStep::Commissioned,
-        });
-    }
-    let resolve = |id: &str| {
-        let id = normalise_party(id);
-        directory.organization(&id).unwrap_or(id)
-    };
+    trace.owners.extend(first_owner(state));
     for h in &state.history {
         let Some(le) = find(h.index) else { continue };
         let e = &le.event;
@@ -337,57 +321,93 @@ pub fn owners<E: std::borrow::Borrow<LoggedEvent>>(
         if matches!(h.via, Via::Class(_)) {
             continue;
         }
-        trace.transactions.push(Transaction {
-            index: h.index,
-            time_ms: h.event_time_ms,
-            biz_step: step,
-            org: h.org.clone(),
-            location: h.location.clone(),
-            documents: e
-                .biz_transactions
-                .iter()
-                .map(|t| (t.kind.clone().unwrap_or_default(), t.id.clone()))
-                .collect(),
-            through: match &h.via {
-                Via::Container(c) => Some(c.clone()),
-                _ => None,
-            },
-        });
-        let owner_of_dest = e
-            .destinations
-            .iter()
-            .find(|p| p.kind == SourceDestType::OwningParty)
-            .map(|p| resolve(&p.id));
-        let location = e
-            .destinations
-            .iter()
-            .find(|p| p.kind == SourceDestType::Location)
-            .map(|p| normalise_party(&p.id))
-            .or_else(|| h.location.clone());
-        let (party, step) = match step {
-            BizStep::Shipping => match owner_of_dest {
-                Some(p) => (p, OwnerStep::Shipped),
-                None => continue,
-            },
-            BizStep::Receiving => (
-                owner_of_dest.unwrap_or_else(|| h.org.clone()),
-                OwnerStep::Received,
-            ),
-            _ => continue,
+        trace.transactions.push(transaction(h, e, step));
+        let Some(owner) = new_owner(h, e, step, directory) else {
+            continue;
         };
         // A receipt by the party a shipment already named keeps one owner.
-        if trace.owners.last().is_some_and(|o| o.party == party) {
+        if trace.owners.last().is_some_and(|o| o.party == owner.party) {
             continue;
         }
-        trace.owners.push(Owner {
-            party,
-            location,
-            since_ms: h.event_time_ms,
-            index: h.index,
-            step,
-        });
+        trace.owners.push(owner);
     }
     trace
+}
+
+/// The pack's first owner: whoever commissioned it, where.
+fn first_owner(state: &PackState) -> Option<Owner> {
+    let c = state.commissioning.as_ref()?;
+    Some(Owner {
+        party: c.org.clone(),
+        location: state
+            .history
+            .iter()
+            .find(|h| h.index == c.index)
+            .and_then(|h| h.location.clone()),
+        since_ms: c.event_time_ms,
+        index: c.index,
+        step: OwnerStep::Commissioned,
+    })
+}
+
+/// A shipping, receiving or dispensing event of the pack's history as a transaction.
+fn transaction(h: &HistoryItem, e: &Event, step: BizStep) -> Transaction {
+    Transaction {
+        index: h.index,
+        time_ms: h.event_time_ms,
+        biz_step: step,
+        org: h.org.clone(),
+        location: h.location.clone(),
+        documents: e
+            .biz_transactions
+            .iter()
+            .map(|t| (t.kind.clone().unwrap_or_default(), t.id.clone()))
+            .collect(),
+        through: match &h.via {
+            Via::Container(c) => Some(c.clone()),
+            _ => None,
+        },
+    }
+}
+
+/// Who owns the pack after a shipping (the destination's owning party, when named) or a
+/// receiving (that party, else the receiver); `None` for other steps.
+fn new_owner(
+    h: &HistoryItem,
+    e: &Event,
+    step: BizStep,
+    directory: &dyn SiteDirectory,
+) -> Option<Owner> {
+    let resolve = |id: &str| {
+        let id = normalise_party(id);
+        directory.organization(&id).unwrap_or(id)
+    };
+    let owner_of_dest = e
+        .destinations
+        .iter()
+        .find(|p| p.kind == SourceDestType::OwningParty)
+        .map(|p| resolve(&p.id));
+    let location = e
+        .destinations
+        .iter()
+        .find(|p| p.kind == SourceDestType::Location)
+        .map(|p| normalise_party(&p.id))
+        .or_else(|| h.location.clone());
+    let (party, step) = match step {
+        BizStep::Shipping => (owner_of_dest?, OwnerStep::Shipped),
+        BizStep::Receiving => (
+            owner_of_dest.unwrap_or_else(|| h.org.clone()),
+            OwnerStep::Received,
+        ),
+        _ => return None,
+    };
+    Some(Owner {
+        party,
+        location,
+        since_ms: h.event_time_ms,
+        index: h.index,
+        step,
+    })
 }
 
 /// The events of logged envelopes (`(index, bytes)`) that name any of `ids`, as they were

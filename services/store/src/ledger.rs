@@ -464,17 +464,10 @@ impl Ledger {
             None => None,
         };
         let map_entry = match map.as_deref_mut() {
-            Some(state) => {
-                state.ensure(&txn, old_size).await?;
-                let index = old_size + accepted.len() as u64;
-                let e = state
-                    .take_batch(&txn, &accepted, &leaves, index, &self.origin, &self.key)
-                    .await;
-                if e.is_err() {
-                    state.invalidate();
-                }
-                Some(e?)
-            }
+            Some(state) => Some(
+                self.map_root_entry(state, &txn, &accepted, &leaves, old_size)
+                    .await?,
+            ),
             None => None,
         };
         if let Some(e) = &map_entry {
@@ -512,6 +505,28 @@ impl Ledger {
         // Only now may an answer take the new map: the head it reads next covers its root.
         drop(map);
         Ok(Batch { admissions, head })
+    }
+
+    /// The batch's map-root entry: the map takes the batch's `accepted` entries (with their
+    /// `leaves`) on top of the log of `old_size`; a map that fails to is invalidated, so the
+    /// next batch reloads it.
+    async fn map_root_entry(
+        &self,
+        state: &mut crate::map::MapState,
+        txn: &sea_orm::DatabaseTransaction,
+        accepted: &[(u64, &NewEntry)],
+        leaves: &[Hash],
+        old_size: u64,
+    ) -> Result<NewEntry, StoreError> {
+        state.ensure(txn, old_size).await?;
+        let index = old_size + accepted.len() as u64;
+        let e = state
+            .take_batch(txn, accepted, leaves, index, &self.origin, &self.key)
+            .await;
+        if e.is_err() {
+            state.invalidate();
+        }
+        e
     }
 
     /// Takes the sequencer lease (on PostgreSQL) and reads the head; returns its size. If

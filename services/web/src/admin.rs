@@ -259,9 +259,21 @@ changes can be made with <code>rxledger org|site|device|key</code> or the GraphQ
             id = esc(&k.id),
         ));
     }
-    // Organizations and prefixes.
+    organizations_section(&mut b, &orgs);
+    sites_section(&mut b, &sites, &orgs);
+    devices_section(&mut b, &devices, &orgs);
+    keys_section(&mut b, &keys, &orgs);
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(page("Administration", &b))
+}
+
+/// Organizations and their company prefixes, with the forms that add them.
+fn organizations_section(b: &mut String, orgs: &[admin::Organization]) {
     b.push_str(r#"<section class="card" id="organizations"><h2>Organizations</h2><div class="scroll"><table><tr><th>Id</th><th>Name</th><th>Role</th><th>Company prefixes</th></tr>"#);
-    for o in &orgs {
+    for o in orgs {
         b.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&o.id),
@@ -282,11 +294,14 @@ changes can be made with <code>rxledger org|site|device|key</code> or the GraphQ
 <label for="prefix">GS1 company prefix</label><input id="prefix" name="prefix" inputmode="numeric" required>
 <p><button type="submit">Add prefix</button></p></form></section>"#,
         role_select("org-role", "role", false),
-        org_select("prefix-org", &orgs)
+        org_select("prefix-org", orgs)
     ));
-    // Sites.
+}
+
+/// Sites, with the form that adds one.
+fn sites_section(b: &mut String, sites: &[admin::Site], orgs: &[admin::Organization]) {
     b.push_str(r#"<section class="card" id="sites"><h2>Sites</h2><div class="scroll"><table><tr><th>GLN</th><th>Organization</th><th>Name</th></tr>"#);
-    for st in &sites {
+    for st in sites {
         b.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&st.gln),
@@ -302,11 +317,14 @@ changes can be made with <code>rxledger org|site|device|key</code> or the GraphQ
 <label for="site-lat">Latitude and longitude (optional)</label>
 <div class="row"><input id="site-lat" name="latitude" inputmode="decimal" aria-label="Latitude"><input id="site-lon" name="longitude" inputmode="decimal" aria-label="Longitude"></div>
 <p><button type="submit">Add site</button></p></form></section>"#,
-        org_select("site-org", &orgs)
+        org_select("site-org", orgs)
     ));
-    // Devices.
+}
+
+/// Devices, with revocation and the enrolment form.
+fn devices_section(b: &mut String, devices: &[admin::Device], orgs: &[admin::Organization]) {
     b.push_str(r#"<section class="card" id="devices"><h2>Devices</h2><div class="scroll"><table><tr><th>Id</th><th>Organization</th><th>Site</th><th>Status</th><th></th></tr>"#);
-    for d in &devices {
+    for d in devices {
         let revoke = if d.status == "active" {
             format!(
                 r#"<form method="post" action="/admin/revoke-device"><input type="hidden" name="id" value="{}"><button type="submit" class="secondary">Revoke</button></form>"#,
@@ -330,11 +348,14 @@ changes can be made with <code>rxledger org|site|device|key</code> or the GraphQ
 <label for="device-org">Organization</label>{}
 <label for="device-site">Site GLN</label><input id="device-site" name="site" inputmode="numeric" required>
 <p><button type="submit">Enrol device</button></p></form></section>"#,
-        org_select("device-org", &orgs)
+        org_select("device-org", orgs)
     ));
-    // API keys.
+}
+
+/// API keys, with revocation and the form that issues one, and sign-out.
+fn keys_section(b: &mut String, keys: &[admin::ApiKeyInfo], orgs: &[admin::Organization]) {
     b.push_str(r#"<section class="card" id="keys"><h2>API keys</h2><div class="scroll"><table><tr><th>Id</th><th>Organization</th><th>Role</th><th>Label</th><th>Status</th><th></th></tr>"#);
-    for k in &keys {
+    for k in keys {
         let (state, revoke) = if k.revoked {
             ("revoked", String::new())
         } else {
@@ -362,14 +383,9 @@ changes can be made with <code>rxledger org|site|device|key</code> or the GraphQ
 <label for="key-days">Expires after (days, optional)</label><input id="key-days" name="expires_days" inputmode="numeric">
 <p><button type="submit" id="issue-key">Issue key</button></p></form></section>
 <form method="post" action="/signout"><button type="submit" class="secondary">Sign out</button></form>"#,
-        org_select("key-org", &orgs),
+        org_select("key-org", orgs),
         role_select("key-role", "role", true)
     ));
-    Response::builder()
-        .status(status)
-        .content_type("text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(page("Administration", &b))
 }
 
 fn role_select(id: &str, name: &str, org_default: bool) -> String {

@@ -372,34 +372,37 @@ fn graphiql_asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
             "text/javascript; charset=utf-8",
             include_bytes!("../assets/graphiql/react-dom.production.min.js"),
         ),
-        _ => {
-            return Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset")
-                .respond(wants_json(headers));
-        }
+        _ => return no_such_asset(headers),
     };
-    Response::builder()
-        .content_type(ty)
-        .header(header::CACHE_CONTROL, "public, max-age=86400")
-        .body(body)
+    compiled_in(ty, body, "public, max-age=86400")
 }
 
 #[handler]
 fn asset(Path(name): Path<String>, headers: &HeaderMap) -> Response {
-    let (ty, body) = match name.as_str() {
+    let (ty, body): (&str, &'static [u8]) = match name.as_str() {
         "app.js" => (
             "text/javascript; charset=utf-8",
-            include_str!("../assets/app.js"),
+            include_bytes!("../assets/app.js"),
         ),
-        "app.css" => ("text/css; charset=utf-8", include_str!("../assets/app.css")),
-        _ => {
-            return Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset")
-                .respond(wants_json(headers));
-        }
+        "app.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../assets/app.css"),
+        ),
+        _ => return no_such_asset(headers),
     };
+    compiled_in(ty, body, "no-cache")
+}
+
+/// An asset compiled into the binary, with its type and caching.
+fn compiled_in(ty: &str, body: &'static [u8], cache_control: &'static str) -> Response {
     Response::builder()
         .content_type(ty)
-        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CACHE_CONTROL, cache_control)
         .body(body)
+}
+
+fn no_such_asset(headers: &HeaderMap) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such asset").respond(wants_json(headers))
 }
 
 /// `POST /scan` with a PNG or JPEG photo as the body: the codes found in it. At most

@@ -309,15 +309,13 @@ impl Replay<'_> {
         };
         let s = &mut self.state;
         if *via == Via::Direct && is_commissioning(e) {
-            if s.commissioning.is_none() {
-                s.commissioning = Some(Commissioning {
-                    index: le.index,
-                    event_time_ms: e.event_time_ms,
-                    org: le.org.clone(),
-                    lot: e.lot.clone(),
-                    expiry: e.item_expiration,
-                });
-            }
+            s.commissioning.get_or_insert_with(|| Commissioning {
+                index: le.index,
+                event_time_ms: e.event_time_ms,
+                org: le.org.clone(),
+                lot: e.lot.clone(),
+                expiry: e.item_expiration,
+            });
             return;
         }
         if let Some(reason) = quarantine_reason(e) {
@@ -349,21 +347,7 @@ impl Replay<'_> {
             )
         {
             flagged = true;
-            match &s.dispensed {
-                Some(first) => {
-                    let first_index = first.index;
-                    s.suspicions.push(Suspicion {
-                        code: Suspicion::DISPENSED_TWICE,
-                        message: format!(
-                            "dispensed again on {} although already dispensed on {}",
-                            crate::epcis::format_time(e.event_time_ms),
-                            crate::epcis::format_time(first.event_time_ms)
-                        ),
-                        evidence: vec![first_index, le.index],
-                    });
-                }
-                None => s.dispensed = Some(mark()),
-            }
+            dispensed(s, le, mark);
         }
         if step == Some(BizStep::Destroying)
             || matches!(disp, Some(Disposition::Destroyed | Disposition::Disposed))
@@ -707,4 +691,23 @@ fn haversine_km((lat1, lon1): (f64, f64), (lat2, lon2): (f64, f64)) -> f64 {
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+}
+
+/// A dispensing: the first marks the pack dispensed; a later one is a suspicion naming both.
+fn dispensed(s: &mut PackState, le: &LoggedEvent, mark: impl FnOnce() -> StatusMark) {
+    match &s.dispensed {
+        Some(first) => {
+            let suspicion = Suspicion {
+                code: Suspicion::DISPENSED_TWICE,
+                message: format!(
+                    "dispensed again on {} although already dispensed on {}",
+                    crate::epcis::format_time(le.event.event_time_ms),
+                    crate::epcis::format_time(first.event_time_ms)
+                ),
+                evidence: vec![first.index, le.index],
+            };
+            s.suspicions.push(suspicion);
+        }
+        None => s.dispensed = Some(mark()),
+    }
 }

@@ -92,15 +92,29 @@ fn answer(status: StatusCode, content_type: &str, body: String) -> Response {
     r
 }
 
-/// An answer in EPCIS 1.2 says so in `GS1-EPCIS-Version`.
-fn versioned(mut r: Response, epcis12: bool) -> Response {
+/// A query's events as an `EPCISQueryDocument` in `media`: EPCIS 1.2 XML when the request
+/// asks for 1.2, which `GS1-EPCIS-Version` then says.
+fn query_answer(
+    req: &Request,
+    events: &[rxledger_store::documents::LoggedJson],
+    media: media::Media,
+) -> Result<Response, EpcisProblem> {
+    let epcis12 = headers::epcis12_answer(req.headers());
+    let body = media::write(
+        events,
+        media,
+        Document::Query,
+        rxledger_store::now_ms(),
+        epcis12,
+    )?;
+    let mut r = answer(StatusCode::OK, media.content_type(), body);
     if epcis12 {
         r.headers_mut().insert(
             "gs1-epcis-version",
             poem::http::HeaderValue::from_static(headers::EPCIS_12),
         );
     }
-    r
+    Ok(r)
 }
 
 fn done(r: Result<Response, EpcisProblem>) -> Response {
@@ -490,18 +504,7 @@ async fn run_query(
         .await?
         .map(|v| v.into_iter().collect());
     let (events, next) = page(s, &parsed).await?;
-    let epcis12 = headers::epcis12_answer(req.headers());
-    let body = media::write(
-        &events,
-        answer_in,
-        Document::Query,
-        rxledger_store::now_ms(),
-        epcis12,
-    )?;
-    let mut r = versioned(
-        answer(StatusCode::OK, answer_in.content_type(), body),
-        epcis12,
-    );
+    let mut r = query_answer(req, &events, answer_in)?;
     if let Some(after) = next {
         let mut url = String::from("/epcis/events?");
         for (k, v) in &parsed.defining {
@@ -569,18 +572,7 @@ async fn event_one(req: &Request, Path(id): Path<String>, Data(st): Data<&Arc<Ep
             if events.is_empty() {
                 return Err(not_found());
             }
-            let epcis12 = headers::epcis12_answer(req.headers());
-            let body = media::write(
-                &events,
-                answer_in,
-                Document::Query,
-                rxledger_store::now_ms(),
-                epcis12,
-            )?;
-            Ok(versioned(
-                answer(StatusCode::OK, answer_in.content_type(), body),
-                epcis12,
-            ))
+            query_answer(req, &events, answer_in)
         }
         .await,
     )

@@ -121,64 +121,52 @@ fn locations(v: &str, name: &str) -> Result<Vec<String>, EpcisProblem> {
         .collect()
 }
 
+/// Each value of the list `v` of parameter `k`, as `parse` reads it; one it cannot read is
+/// refused as not being `what`.
+fn each<T>(
+    v: &str,
+    k: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, EpcisProblem> {
+    values(v, k)?
+        .iter()
+        .map(|x| {
+            parse(x).ok_or_else(|| EpcisProblem::parameter(format!("{k}: {x:?} is not {what}")))
+        })
+        .collect()
+}
+
+const EVENT_TYPES: &[&str] = &[
+    "ObjectEvent",
+    "AggregationEvent",
+    "TransactionEvent",
+    "TransformationEvent",
+    "AssociationEvent",
+];
+
 fn apply(f: &mut AnyOf, k: &str, v: &str) -> Result<(), EpcisProblem> {
+    let own = |x: &str| Some(x.to_string());
     match k {
         "eventType" => {
-            f.event_types = values(v, k)?;
-            for t in &f.event_types {
-                if !matches!(
-                    t.as_str(),
-                    "ObjectEvent"
-                        | "AggregationEvent"
-                        | "TransactionEvent"
-                        | "TransformationEvent"
-                        | "AssociationEvent"
-                ) {
-                    return Err(EpcisProblem::parameter(format!(
-                        "eventType: {t:?} is not an EPCIS event type"
-                    )));
-                }
-            }
+            f.event_types = each(v, k, "an EPCIS event type", |t| {
+                own(t).filter(|t| EVENT_TYPES.contains(&t.as_str()))
+            })?;
         }
         "EQ_action" => {
-            f.actions = values(v, k)?;
-            if let Some(a) = f
-                .actions
-                .iter()
-                .find(|a| !matches!(a.as_str(), "ADD" | "OBSERVE" | "DELETE"))
-            {
-                return Err(EpcisProblem::parameter(format!(
-                    "EQ_action: {a:?} is not ADD, OBSERVE or DELETE"
-                )));
-            }
+            f.actions = each(v, k, "ADD, OBSERVE or DELETE", |a| {
+                own(a).filter(|a| matches!(a.as_str(), "ADD" | "OBSERVE" | "DELETE"))
+            })?;
         }
         "EQ_bizStep" => {
-            f.biz_steps = values(v, k)?
-                .iter()
-                .map(|b| {
-                    BizStep::parse(b)
-                        .map(|x| x.as_str().to_string())
-                        .ok_or_else(|| {
-                            EpcisProblem::parameter(format!(
-                                "EQ_bizStep: {b:?} is not a CBV 2.0 business step"
-                            ))
-                        })
-                })
-                .collect::<Result<_, _>>()?;
+            f.biz_steps = each(v, k, "a CBV 2.0 business step", |b| {
+                BizStep::parse(b).map(|x| x.as_str().to_string())
+            })?;
         }
         "EQ_disposition" => {
-            f.dispositions = values(v, k)?
-                .iter()
-                .map(|d| {
-                    Disposition::parse(d)
-                        .map(|x| x.as_str().to_string())
-                        .ok_or_else(|| {
-                            EpcisProblem::parameter(format!(
-                                "EQ_disposition: {d:?} is not a CBV 2.0 disposition"
-                            ))
-                        })
-                })
-                .collect::<Result<_, _>>()?;
+            f.dispositions = each(v, k, "a CBV 2.0 disposition", |d| {
+                Disposition::parse(d).map(|x| x.as_str().to_string())
+            })?;
         }
         "EQ_bizLocation" => f.biz_locations = locations(v, k)?,
         "EQ_readPoint" => f.read_points = locations(v, k)?,
@@ -186,16 +174,12 @@ fn apply(f: &mut AnyOf, k: &str, v: &str) -> Result<(), EpcisProblem> {
         "MATCH_parentID" => f.parents = epcs(v, k)?,
         "MATCH_anyEPC" => f.any_epcs = epcs(v, k)?,
         "EQ_eventID" => {
-            f.hashes = values(v, k)?
-                .iter()
-                .map(|id| {
-                    epcis::hash_of_id(id).ok_or_else(|| {
-                        EpcisProblem::parameter(format!(
-                            "EQ_eventID: {id:?} is not a CBV 2.0 event hash ID (ni:///sha-256;…?ver=CBV2.0), which is how this repository identifies events"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?;
+            f.hashes = each(
+                v,
+                k,
+                "a CBV 2.0 event hash ID (ni:///sha-256;…?ver=CBV2.0), which is how this repository identifies events",
+                epcis::hash_of_id,
+            )?;
         }
         "GE_eventTime" => f.event_from_ms = Some(time(v, k)?),
         "LT_eventTime" => f.event_until_ms = Some(time(v, k)?),
