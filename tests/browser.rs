@@ -634,6 +634,40 @@ async fn regulator_sees_names(app: &TestApp, d: &Driver) {
     d.both_widths("regulator-names").await;
 }
 
+/// The regulator sends a tracing request from the page: the owners come back with names,
+/// and the evidence bundle the page offers for download verifies with the core's
+/// `verify_bundle` against the log's key, as `rxledger verify-bundle` checks it offline.
+async fn regulator_traces_a_pack(app: &TestApp, d: &Driver) {
+    d.type_into("#trace-code", "(01)10614141073464(21)1004")
+        .await;
+    d.type_into("#trace-incident", "INC-2026-0042").await;
+    d.click("#trace-send").await;
+    d.wait_for("#trace-bundle").await;
+    let view = d.text("#trace-view").await;
+    assert!(
+        view.contains("Serialised by")
+            && view.contains("Hill Pharmacy")
+            && view.contains("recorded as ledger entry #"),
+        "{view}"
+    );
+    d.both_widths("regulator-trace").await;
+    let bundle = d
+        .script_async(
+            "const done = arguments[0]; fetch(document.getElementById('trace-bundle').href)
+               .then((r) => r.text()).then(done, (e) => done('ERROR ' + e));",
+            vec![],
+        )
+        .await;
+    let bundle: rxledger_core::trace::Bundle =
+        serde_json::from_str(bundle.as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("the downloaded bundle is not a bundle: {e}: {bundle}"));
+    let cp = rxledger_core::trace::verify_bundle(&bundle, &app.log())
+        .unwrap_or_else(|e| panic!("the downloaded bundle does not verify: {e}"));
+    assert!(cp.size > 0);
+    let file = d.attribute("#trace-bundle", "download").await;
+    assert!(file.ends_with("-bundle.json"), "{file}");
+}
+
 /// The admin signs in on the sign-in page (the key is posted once; the browser keeps a
 /// session cookie, which no script can read), opens the admin page, issues a pharmacy key
 /// there and sees it once; screenshots at both widths.
@@ -826,6 +860,7 @@ mod browser {
         d.both_widths("verdict-supplied").await;
 
         Box::pin(regulator_sees_names(&app, &d)).await;
+        Box::pin(regulator_traces_a_pack(&app, &d)).await;
         Box::pin(admin_page(&app, &d)).await;
         println!("screenshots in {}", screenshot_dir().display());
         d.quit().await;

@@ -484,6 +484,85 @@ $('lot-form').addEventListener('submit', async (ev) => {
   } catch (e) { showError(e.message); }
 });
 
+const TRACE = `mutation($c: String!, $s: TraceScopeIn!, $r: TraceReasonIn!, $i: String, $t: Boolean!) {
+  traceRequest(code: $c, scope: $s, reason: $r, incidentNumber: $i, test: $t) {
+    request { entryIndex subject parties test } checkpointSize
+    packs { code status owners { party { organization name gln } step since entryIndex }
+      transactions { entryIndex eventTime bizStep party { organization name } documents throughContainer } }
+    epcisDocument evidenceBundle } }`;
+const OWNER_STEPS = { COMMISSIONED: 'Serialised by', SHIPPED: 'Shipped to', RECEIVED: 'Received by' };
+
+// A party as the answer names it: the registry's name when the caller may see it.
+const partyName = (p) => names.orgs[p.organization] || p.name || p.organization;
+
+// A link that saves `text` as a file, made in the browser (no second request to the server).
+function download(parent, id, label, text, file, type) {
+  const a = item(parent, 'a', label);
+  a.id = id;
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = file;
+  return a;
+}
+
+function renderTrace(t) {
+  const view = $('trace-view');
+  clear(view);
+  const r = t.request;
+  item(view, 'p', `${r.test ? 'Test request' : 'Request'} recorded as ledger entry #${r.entryIndex}, `
+    + `answered against the checkpoint of ${t.checkpointSize} entries. Parties asked: `
+    + (r.parties.map(orgName).join(', ') || 'none') + '.');
+  for (const p of t.packs) {
+    item(view, 'h4', `${p.code} · ${STATUS_WORDS[p.status] || p.status}`);
+    const owners = item(view, 'ol', '', 'timeline');
+    for (const o of p.owners) {
+      const li = item(owners, 'li', '');
+      const time = item(li, 'time', localTime(o.since));
+      time.dateTime = o.since;
+      item(li, 'span', `${OWNER_STEPS[o.step] || o.step} ${partyName(o.party)}`, 'step');
+      if (o.party.gln) item(li, 'span', siteName(o.party.gln) || o.party.gln, 'place');
+      item(li, 'span', ` ledger #${o.entryIndex}`, 'idx');
+    }
+    if (p.transactions.length) {
+      const wrap = item(view, 'div', '', 'scroll');
+      const table = document.createElement('table');
+      const head = document.createElement('tr');
+      for (const h of ['When', 'Step', 'By', 'Documents', 'Ledger']) item(head, 'th', h);
+      table.appendChild(head);
+      for (const x of p.transactions) {
+        const tr = document.createElement('tr');
+        item(tr, 'td', localTime(x.eventTime));
+        item(tr, 'td', stepName({ bizStep: x.bizStep }) + (x.throughContainer ? ' (with its case or pallet)' : ''));
+        item(tr, 'td', partyName(x.party));
+        item(tr, 'td', x.documents.join(', ') || '–');
+        item(tr, 'td', '#' + x.entryIndex);
+        table.appendChild(tr);
+      }
+      wrap.appendChild(table);
+    }
+  }
+  const files = item(view, 'p', '', 'actions');
+  download(files, 'trace-epcis', 'EPCIS 2.0 document', t.epcisDocument,
+    `trace-${r.entryIndex}.jsonld`, 'application/ld+json');
+  if (t.evidenceBundle) {
+    files.appendChild(document.createTextNode(' · '));
+    download(files, 'trace-bundle', 'Evidence bundle', t.evidenceBundle,
+      `trace-${r.entryIndex}-bundle.json`, 'application/json');
+    item(view, 'p', 'Check the bundle offline: rxledger verify-bundle FILE --verifier-key '
+      + '(the log\'s verifier key, from rxledger vkey).', 'help');
+  }
+}
+
+$('trace-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  showError('');
+  const incident = $('trace-incident').value.trim();
+  try {
+    const d = await gql(TRACE, { c: $('trace-code').value.trim(), s: $('trace-scope').value,
+      r: $('trace-reason').value, i: incident || null, t: $('trace-test').checked });
+    renderTrace(d.traceRequest);
+  } catch (e) { showError(e.message); }
+});
+
 function renderLedger(s) {
   const view = $('ledger-view');
   clear(view);
@@ -532,6 +611,7 @@ async function signIn() {
   $('admin-link').hidden = !(me && me.role === 'ADMIN');
   const regulator = me && (me.role === 'REGULATOR' || me.role === 'ADMIN');
   $('regulator').hidden = !regulator;
+  $('trace').hidden = !(me && (me.role === 'REGULATOR' || me.role === 'MANUFACTURER'));
   if (regulator) refreshLedger();
 }
 
