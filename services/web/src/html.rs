@@ -267,25 +267,9 @@ pub fn verification_page(
         body.push_str(&journey(&v.timeline));
     }
     let (witnessed, sentence) = witness_status(v, witnesses);
-    body.push_str(&format!(
-        r#"<p class="witness {}" id="witness-status">{}</p>"#,
-        if witnessed {
-            "witness-ok"
-        } else {
-            "witness-warn"
-        },
-        esc(&sentence)
-    ));
+    body.push_str(&trust_line("witness-status", witnessed, &sentence));
     if let Some((complete, sentence)) = complete {
-        body.push_str(&format!(
-            r#"<p class="witness {}" id="completeness-status">{}</p>"#,
-            if complete {
-                "witness-ok"
-            } else {
-                "witness-warn"
-            },
-            esc(&sentence)
-        ));
+        body.push_str(&trust_line("completeness-status", complete, &sentence));
     }
     body.push_str(&format!(
         "<details><summary>Evidence</summary><p>Checkpoint of {} entries. Machine-readable: \
@@ -295,6 +279,16 @@ pub fn verification_page(
         esc(&v.checkpoint_note)
     ));
     page(headline(verdict), &body)
+}
+
+/// A line saying whether the answer is held to account (witnessed, proven complete): green
+/// when it is, amber when not.
+fn trust_line(id: &str, ok: bool, sentence: &str) -> String {
+    format!(
+        r#"<p class="witness {}" id="{id}">{}</p>"#,
+        if ok { "witness-ok" } else { "witness-warn" },
+        esc(sentence)
+    )
 }
 
 /// A severity in words.
