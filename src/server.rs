@@ -259,6 +259,9 @@ fn case_timers(cases: rxledger_store::Cases, alerts: &Alerts, every: Duration) -
                     }
                 }
             }
+            // One sweep covers every alert recorded so far: a burst of alerts costs one.
+            use tokio::sync::broadcast::error::TryRecvError;
+            while matches!(new_alerts.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
             match cases.sweep().await {
                 Ok(s) if !s.opened.is_empty() || !s.timers.is_empty() => {
                     tracing::info!(
