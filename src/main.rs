@@ -392,6 +392,12 @@ struct Serve {
     /// Off by default until the rest of the tooling counts map-root entries (issue 24).
     #[arg(long, env = "RXLEDGER_COMPLETENESS_MAP")]
     completeness_map: bool,
+    /// Open an alert case for every alert about a pack, assigned to its brand owner, and run
+    /// its reminders and escalation (docs/CASES.md). Off by default: each transition is an
+    /// entry of the log, and firmware-sim and some tools still count every entry as an
+    /// envelope.
+    #[arg(long, env = "RXLEDGER_ALERT_CASES")]
+    alert_cases: bool,
     /// An alert case the brand owner has not answered is reminded after this long (from its
     /// opening, or from a regulator's request for information): `90s`, `30m`, `48h`, `5d`.
     #[arg(long, env = "RXLEDGER_CASE_FIRST_REMINDER", default_value = "48h", value_parser = span_ms)]
@@ -999,6 +1005,7 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
         witnesses: s.witnesses.clone(),
         map: s.completeness_map,
         cases: rxledger::server::CaseConfig {
+            enabled: s.alert_cases,
             timers: rxledger_core::case::Timers::new(
                 s.case_first_reminder,
                 s.case_second_reminder,

@@ -63,9 +63,13 @@ pub struct ServeConfig {
     pub cases: CaseConfig,
 }
 
-/// How a node runs alert cases (`rxledger serve --case-*`).
+/// How a node runs alert cases (`rxledger serve --alert-cases --case-*`).
 #[derive(Clone, Debug)]
 pub struct CaseConfig {
+    /// Open a case for every alert about a pack and run the timers (`--alert-cases`). Off by
+    /// default, like the completeness map: a case's records are entries of the log, and
+    /// firmware-sim and some tools still count every entry as an envelope.
+    pub enabled: bool,
     /// When an unanswered case is reminded and escalated (48 h, 5 days, 14 days).
     pub timers: rxledger_core::case::Timers,
     /// Where "now" comes from; tests set it by hand.
@@ -77,6 +81,7 @@ pub struct CaseConfig {
 impl Default for CaseConfig {
     fn default() -> Self {
         CaseConfig {
+            enabled: false,
             timers: Default::default(),
             clock: rxledger_store::Clock::system(),
             sweep_every: Duration::from_secs(60),
@@ -141,8 +146,9 @@ pub struct App {
     pub cases: rxledger_store::Cases,
     ingest: Ingest,
     follower: JoinHandle<()>,
-    /// The checkpoint file's writer, the witnessing task and the alert cases' timer task.
-    guards: [JoinHandle<()>; 3],
+    /// The checkpoint file's writer, the witnessing task and, with `--alert-cases`, the alert
+    /// cases' timer task.
+    guards: Vec<JoinHandle<()>>,
     checkpoint_file: CheckpointFile,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
@@ -186,11 +192,13 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     let alerts = Alerts::new(db.clone());
     let cases =
         rxledger_store::Cases::new(ledger.clone(), cfg.cases.timers, cfg.cases.clock.clone());
-    let guards = [
+    let mut guards = vec![
         file.clone().follow(ledger.clone()),
         witnessing.clone().spawn(alerts.clone()),
-        case_timers(cases.clone(), &alerts, cfg.cases.sweep_every),
     ];
+    if cfg.cases.enabled {
+        guards.push(case_timers(cases.clone(), &alerts, cfg.cases.sweep_every));
+    }
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;

@@ -157,6 +157,7 @@ const LIST: &str = "query($f: AlertCaseFilter) { alertCases(filter: $f) { id ale
 async fn an_alert_becomes_a_case_the_brand_owner_answers_and_the_timers_escalate() {
     let clock = Clock::manual(rxledger_store::now_ms());
     let mut app = spawn_app_with(Backends::Embedded, |cfg| {
+        cfg.cases.enabled = true;
         cfg.cases.clock = clock.clone();
         // The test sweeps itself; the task's own tick must not race its clock moves.
         cfg.cases.sweep_every = Duration::from_secs(24 * 3600);
@@ -444,6 +445,7 @@ async fn next_change(ws: &mut Ws) -> Option<Value> {
 async fn an_unassigned_case_is_the_regulators_and_a_pharmacy_sees_no_changes() {
     let clock = Clock::manual(rxledger_store::now_ms());
     let app = spawn_app_with(Backends::Embedded, |cfg| {
+        cfg.cases.enabled = true;
         cfg.cases.clock = clock.clone();
         cfg.cases.sweep_every = Duration::from_secs(24 * 3600);
     })
