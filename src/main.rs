@@ -1548,3 +1548,29 @@ fn span_ms(s: &str) -> Result<i64, String> {
         Err(format!("{s:?} is out of range: 1s to 3660d"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::span_ms;
+
+    #[test]
+    fn spans_of_time_for_the_case_timers() {
+        assert_eq!(span_ms("48h"), Ok(48 * 3_600_000));
+        assert_eq!(span_ms("5d"), Ok(5 * 86_400_000));
+        assert_eq!(span_ms("90s"), Ok(90_000));
+        assert_eq!(span_ms("30m"), Ok(1_800_000));
+        for bad in [
+            "",
+            "h",
+            "48",
+            "4.5h",
+            "-1d",
+            "0s",
+            "3661d",
+            "99999999999999999d",
+            "2w",
+        ] {
+            assert!(span_ms(bad).is_err(), "{bad}");
+        }
+    }
+}
