@@ -392,6 +392,26 @@ struct Serve {
     /// Off by default until the rest of the tooling counts map-root entries (issue 24).
     #[arg(long, env = "RXLEDGER_COMPLETENESS_MAP")]
     completeness_map: bool,
+    /// Open an alert case for every alert about a pack, assigned to its brand owner, and run
+    /// its reminders and escalation (docs/CASES.md). Off by default: each transition is an
+    /// entry of the log, and firmware-sim and some tools still count every entry as an
+    /// envelope.
+    #[arg(long, env = "RXLEDGER_ALERT_CASES")]
+    alert_cases: bool,
+    /// An alert case the brand owner has not answered is reminded after this long (from its
+    /// opening, or from a regulator's request for information): `90s`, `30m`, `48h`, `5d`.
+    #[arg(long, env = "RXLEDGER_CASE_FIRST_REMINDER", default_value = "48h", value_parser = span_ms)]
+    case_first_reminder: i64,
+    /// ... reminded again after this long.
+    #[arg(long, env = "RXLEDGER_CASE_SECOND_REMINDER", default_value = "5d", value_parser = span_ms)]
+    case_second_reminder: i64,
+    /// ... and escalated to the regulator after this long; only then may a regulator close it
+    /// NO_RESPONSE.
+    #[arg(long, env = "RXLEDGER_CASE_ESCALATION", default_value = "14d", value_parser = span_ms)]
+    case_escalation: i64,
+    /// How often the alert cases' timers are looked at (they are also on every new alert).
+    #[arg(long, env = "RXLEDGER_CASE_SWEEP", default_value = "60s", value_parser = span_ms)]
+    case_sweep: i64,
     /// A witness to submit every new checkpoint to: `<its cosigner vkey>=http://host:port`,
     /// as `rxledger witness` prints it. Repeatable.
     #[arg(long = "witness", value_parser = witness_spec)]
@@ -1017,6 +1037,21 @@ fn serve_config(s: &Serve) -> anyhow::Result<ServeConfig> {
         witness_quorum: witness_quorum(s.witnesses.len(), s.witness_quorum)?,
         witnesses: s.witnesses.clone(),
         map: s.completeness_map,
+        cases: rxledger::server::CaseConfig {
+            enabled: s.alert_cases,
+            timers: rxledger_core::case::Timers::new(
+                s.case_first_reminder,
+                s.case_second_reminder,
+                s.case_escalation,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--case-first-reminder, --case-second-reminder, --case-escalation: {e}"
+                )
+            })?,
+            clock: rxledger_store::Clock::system(),
+            sweep_every: Duration::from_millis(s.case_sweep as u64),
+        },
     })
 }
 
@@ -1511,4 +1546,52 @@ async fn broker_acl(
 fn custody_policy(s: &str) -> Result<rxledger_core::verdict::CustodyPolicy, String> {
     rxledger_core::verdict::CustodyPolicy::parse(s)
         .ok_or_else(|| format!("{s:?} is not a custody policy: use warn or refuse"))
+}
+
+/// A span of time, `<n>s`, `<n>m`, `<n>h` or `<n>d`, in milliseconds (at least one second,
+/// at most ten years).
+fn span_ms(s: &str) -> Result<i64, String> {
+    let bad = || format!("{s:?} is not a span of time: use e.g. 90s, 30m, 48h or 5d");
+    let split = s.len().checked_sub(1).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+    if (1_000..=10 * 366 * 86_400_000).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!("{s:?} is out of range: 1s to 3660d"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span_ms;
+
+    #[test]
+    fn spans_of_time_for_the_case_timers() {
+        assert_eq!(span_ms("48h"), Ok(48 * 3_600_000));
+        assert_eq!(span_ms("5d"), Ok(5 * 86_400_000));
+        assert_eq!(span_ms("90s"), Ok(90_000));
+        assert_eq!(span_ms("30m"), Ok(1_800_000));
+        for bad in [
+            "",
+            "h",
+            "48",
+            "4.5h",
+            "-1d",
+            "0s",
+            "3661d",
+            "99999999999999999d",
+            "2w",
+        ] {
+            assert!(span_ms(bad).is_err(), "{bad}");
+        }
+    }
 }

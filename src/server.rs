@@ -59,6 +59,34 @@ pub struct ServeConfig {
     /// `rxledger serve --completeness-map`. Off by default: map-root entries are entries of
     /// the log, and firmware-sim and some tools still count every entry as an envelope.
     pub map: bool,
+    /// Alert cases: their timers, the clock they read and how often the node looks.
+    pub cases: CaseConfig,
+}
+
+/// How a node runs alert cases (`rxledger serve --alert-cases --case-*`).
+#[derive(Clone, Debug)]
+pub struct CaseConfig {
+    /// Open a case for every alert about a pack and run the timers (`--alert-cases`). Off by
+    /// default, like the completeness map: a case's records are entries of the log, and
+    /// firmware-sim and some tools still count every entry as an envelope.
+    pub enabled: bool,
+    /// When an unanswered case is reminded and escalated (48 h, 5 days, 14 days).
+    pub timers: rxledger_core::case::Timers,
+    /// Where "now" comes from; tests set it by hand.
+    pub clock: rxledger_store::Clock,
+    /// How often the timer task looks for due timers (it also runs on every new alert).
+    pub sweep_every: Duration,
+}
+
+impl Default for CaseConfig {
+    fn default() -> Self {
+        CaseConfig {
+            enabled: false,
+            timers: Default::default(),
+            clock: rxledger_store::Clock::system(),
+            sweep_every: Duration::from_secs(60),
+        }
+    }
 }
 
 impl ServeConfig {
@@ -84,6 +112,7 @@ impl ServeConfig {
             witnesses: Vec::new(),
             witness_quorum: 0,
             map: false,
+            cases: CaseConfig::default(),
         }
     }
 }
@@ -113,10 +142,13 @@ pub struct App {
     pub first_admin_token: Option<String>,
     /// How long verifications take, by channel (`/metrics`).
     pub verify_latency: Arc<rxledger_graphql::latency::VerifyLatency>,
+    /// Alert cases, shared by GraphQL and the timer task.
+    pub cases: rxledger_store::Cases,
     ingest: Ingest,
     follower: JoinHandle<()>,
-    /// The checkpoint file's writer and the witnessing task.
-    guards: [JoinHandle<()>; 2],
+    /// The checkpoint file's writer, the witnessing task and, with `--alert-cases`, the alert
+    /// cases' timer task.
+    guards: Vec<JoinHandle<()>>,
     checkpoint_file: CheckpointFile,
     http: JoinHandle<std::io::Result<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
@@ -158,10 +190,15 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     rxledger_witness::check_start(&ledger, &file, &witnessing).await?;
     let registry = Registry::new(db.clone());
     let alerts = Alerts::new(db.clone());
-    let guards = [
+    let cases =
+        rxledger_store::Cases::new(ledger.clone(), cfg.cases.timers, cfg.cases.clock.clone());
+    let mut guards = vec![
         file.clone().follow(ledger.clone()),
         witnessing.clone().spawn(alerts.clone()),
     ];
+    if cfg.cases.enabled {
+        guards.push(case_timers(cases.clone(), &alerts, cfg.cases.sweep_every));
+    }
     let api_keys = ApiKeys::new(db.clone());
     let packs = Arc::new(Packs::indexed(db.clone(), ledger.postings()));
     let first_admin_token = first_admin(&registry, &api_keys).await?;
@@ -189,7 +226,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         verify_latency: Default::default(),
     };
     let verify_latency = services.verify_latency.clone();
-    let http = serve_http(&cfg, listeners.http, services)?;
+    let http = serve_http(&cfg, listeners.http, services, cases.clone())?;
     Ok(App {
         http_addr: http.addr,
         http_scheme: http.scheme,
@@ -204,12 +241,49 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         witnessing,
         first_admin_token,
         verify_latency,
+        cases,
         ingest,
         follower,
         guards,
         checkpoint_file: file,
         http: http.task,
         http_stop: http.stop,
+    })
+}
+
+/// The alert cases' timer task: a sweep (open cases for new alerts, make due reminders and
+/// escalations) on every new alert and every `every`, reading the configured clock.
+fn case_timers(cases: rxledger_store::Cases, alerts: &Alerts, every: Duration) -> JoinHandle<()> {
+    let mut new_alerts = alerts.subscribe();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = new_alerts.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+            }
+            // One sweep covers every alert recorded so far: a burst of alerts costs one.
+            use tokio::sync::broadcast::error::TryRecvError;
+            while matches!(new_alerts.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
+            match cases.sweep().await {
+                Ok(s) if !s.opened.is_empty() || !s.timers.is_empty() => {
+                    tracing::info!(
+                        opened = s.opened.len(),
+                        timers = s.timers.len(),
+                        "alert cases"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert cases: the sweep failed; it runs again")
+                }
+            }
+        }
     })
 }
 
@@ -406,8 +480,14 @@ fn serve_http(
     cfg: &ServeConfig,
     (listener, tls): (std::net::TcpListener, Option<crate::tls::Configs>),
     services: rxledger_graphql::Services,
+    cases: rxledger_store::Cases,
 ) -> anyhow::Result<Http> {
-    let schema = rxledger_graphql::schema_with(services.clone(), cfg.limits, cfg.custody_policy);
+    let schema = rxledger_graphql::schema_with_cases(
+        services.clone(),
+        cfg.limits,
+        cfg.custody_policy,
+        cases,
+    );
     let limiter = Arc::new(Limiter::new(cfg.rate_limit));
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -55,7 +55,7 @@ pub fn verify_file(file: &Path, log_key: &str) -> anyhow::Result<Result<Verified
     if let Some(log) = &k256 {
         for e in &bundle.entries {
             let bytes = e.bytes().map_err(|err| anyhow::anyhow!("{err}"))?;
-            if trace::is_record(&bytes) {
+            if trace::is_trace_record(&bytes) {
                 match trace::open_record(&bytes, log) {
                     Ok(r) => requests.push((e.index, r.requester, r.subject)),
                     Err(err) => return Ok(Err(format!("entry {}: {err}", e.index))),

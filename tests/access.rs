@@ -285,17 +285,24 @@ const ROUTES: &[(&str, &str)] = &[
         "traceRequests",
         "{ traceRequests { entryIndex requester subject scope reason incidentNumber test parties askedAt } }",
     ),
+    (
+        "alertCases",
+        "{ alertCases { id alertCode pack brandOwner status records { actor text alertMessage } } }",
+    ),
+    ("alertCase", "{ alertCase(id: 0) { id brandOwner } }"),
 ];
 
 /// Routes where a brand owner also sees other parties (organizations and sites, never their
 /// devices or bytes) of its own products: the lot view (where every pack is, for a recall)
-/// and alerts about its products.
-const BRAND_OWNER_SEES_PARTIES: &[&str] = &["lot", "alerts"];
+/// and alerts about its products, and those alerts' cases.
+const BRAND_OWNER_SEES_PARTIES: &[&str] = &["lot", "alerts", "alertCases", "alertCase"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_reveals_only_what_each_role_may_see() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(Backends::Embedded, |c| c.cases.enabled = true).await;
     let keys = supply_chain(&app).await;
+    // The alerts so far have their cases (the timer task may have opened them already).
+    app.app().cases.sweep().await.unwrap();
     let admin = keys.iter().find(|(o, _)| *o == "admin").unwrap().1.clone();
 
     // Every query field is in the table.
@@ -321,6 +328,10 @@ async fn every_route_reveals_only_what_each_role_may_see() {
     let org_of_signer = |signer: &str| -> &'static str {
         if signer == rxledger_store::map::MAP_SIGNER {
             return "public";
+        }
+        // The node's own alert-case records: regulators' and admins' only.
+        if signer == rxledger_store::cases::NODE_SIGNER {
+            return "desk";
         }
         let org = signer.strip_prefix("org:");
         PARTIES
@@ -414,6 +425,21 @@ async fn every_route_reveals_only_what_each_role_may_see() {
         .graphql_as(Some(rival), "{ alerts { code } }", json!({}))
         .await;
     assert_eq!(r["data"]["alerts"], json!([]), "{r}");
+    // The alert's case too: the brand owner's and the regulator's, not the rival's.
+    let cases = |who: &str| {
+        let token = keys.iter().find(|(o, _)| *o == who).unwrap().1.clone();
+        let app = &app;
+        async move {
+            let r = app
+                .graphql_as(Some(&token), "{ alertCases { brandOwner } }", json!({}))
+                .await;
+            r["data"]["alertCases"].clone()
+        }
+    };
+    let nca = cases("org-nca").await;
+    assert!(!nca.as_array().unwrap().is_empty(), "{nca}");
+    assert_eq!(cases("org-acme").await, nca, "every case here is acme's");
+    assert_eq!(cases("org-rival").await, json!([]));
 
     // The resolver pages run the same verify: nothing of any party reaches an anonymous page.
     for path in ["/01/10614141073464/21/1", "/01/10614141073464/21/3"] {

@@ -8,10 +8,12 @@
 //!   [`map_leaf`] (the authenticated pack index the map-root entries commit to);
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
 //! - product master data: [`product`] (what a GTIN is, for the pages);
-//! - the desk: [`trace_party`] (who may read a tracing request).
+//! - the desk: [`trace_party`] (who may read a tracing request), [`alert_case`] (an alert's
+//!   case: its records in the log, its state for lists and timers).
 //! - access: [`api_key`] and the browser [`session`]s signed in with them.
 
 pub mod alert;
+pub mod alert_case;
 pub mod api_key;
 pub mod checkpoint;
 pub mod commission;

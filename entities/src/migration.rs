@@ -8,6 +8,8 @@ use sea_orm_migration::prelude::*;
 
 #[path = "m0007_epcis_query_indexes.rs"]
 mod m0007_epcis;
+#[path = "m0008_desk_alert_cases.rs"]
+mod m0008_cases;
 
 pub struct Migrator;
 
@@ -22,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0005MapLeaves),
             Box::new(M0006OpsSessions),
             Box::new(m0007_epcis::M0007EpcisQueryIndexes),
+            Box::new(m0008_cases::M0008DeskAlertCases),
         ]
     }
 }

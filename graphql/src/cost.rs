@@ -125,7 +125,9 @@ pub fn weight(parent: &str, field: &str) -> u64 {
         ("Mutation", "recallLot") => 500,
         // Every pack of a lot, derived, and a bundle of proofs.
         ("Mutation", "traceRequest") => 1_000,
-        ("Query", "traceRequests") => 10,
+        ("Query", "traceRequests" | "alertCases") => 10,
+        // A case's records, read back from the log and checked against its key.
+        ("AlertCase", "records") => 10,
         // A pack's, a case's or a lot's events, and a signed entry.
         ("Mutation", "quarantine" | "releaseQuarantine") => 100,
         ("Mutation", "runAudit") => 5_000,
@@ -599,6 +601,20 @@ mod tests {
         // GraphiQL's introspection.
         let intro = "{ __schema { types { name fields { name args { name } } } } }";
         assert_eq!(cost_of(intro, serde_json::json!({})).await, Ok(200));
+    }
+
+    #[tokio::test]
+    async fn a_page_of_alert_cases_pays_for_reading_their_records() {
+        let page = |n: u32| format!("{{ alertCases(first: {n}) {{ id records {{ action }} }} }}");
+        let fifty = cost_of(&page(50), serde_json::json!({})).await.unwrap();
+        let flat = cost_of("{ alertCases(first: 50) { id } }", serde_json::json!({}))
+            .await
+            .unwrap();
+        assert!(fifty >= flat + 50 * 10, "{fifty} vs {flat}");
+        assert!(matches!(
+            cost_of(&page(1000), serde_json::json!({})).await,
+            Err(Refusal::TooCostly { .. })
+        ));
     }
 
     #[tokio::test]

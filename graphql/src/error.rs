@@ -15,6 +15,10 @@ pub enum Code {
     InvalidCode,
     /// A business rule refused the change (UNKNOWN_SERIAL, STATUS_ALREADY_SET, UNDO_WINDOW_PASSED, ...).
     Rule(RuleCode),
+    /// The alert case is closed: nothing more happens to it.
+    CaseClosed,
+    /// The case rules do not let this caller make this transition now.
+    CaseNotAllowed,
     Internal,
 }
 
@@ -27,6 +31,8 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::InvalidCode => "INVALID_CODE",
             Code::Rule(code) => code.as_str(),
+            Code::CaseClosed => "CASE_CLOSED",
+            Code::CaseNotAllowed => "CASE_NOT_ALLOWED",
             Code::Internal => "INTERNAL",
         }
     }

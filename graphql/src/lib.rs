@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+mod cases;
 mod changes;
 pub mod completeness;
 pub mod cost;
@@ -81,6 +82,7 @@ pub struct Query(
     status::StatusQuery,
     product::ProductQuery,
     trace::TraceQuery,
+    cases::CaseQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -88,6 +90,7 @@ pub struct Mutation(
     changes::PackMutation,
     quarantine::QuarantineMutation,
     trace::TraceMutation,
+    cases::CaseMutation,
     admin::AdminMutation,
     status::StatusMutation,
     product::ProductMutation,
@@ -103,11 +106,29 @@ pub fn schema(services: Services) -> RxSchema {
     schema_with(services, cost::Limits::default(), CustodyPolicy::default())
 }
 
-/// Builds the schema with its limits and custody policy (`--custody-policy`). The cost guard
-/// holds the query cache, so that it prices every document, parsed or taken from the cache.
+/// Builds the schema with its limits and custody policy (`--custody-policy`), and alert cases
+/// on the default timers and the system clock (the server passes its own to
+/// [`schema_with_cases`]).
 pub fn schema_with(services: Services, limits: cost::Limits, custody: CustodyPolicy) -> RxSchema {
+    let cases = rxledger_store::Cases::new(
+        services.ledger.clone(),
+        Default::default(),
+        rxledger_store::Clock::system(),
+    );
+    schema_with_cases(services, limits, custody, cases)
+}
+
+/// [`schema_with`] with the node's alert cases, whose timer task shares them. The cost guard
+/// holds the query cache, so that it prices every document, parsed or taken from the cache.
+pub fn schema_with_cases(
+    services: Services,
+    limits: cost::Limits,
+    custody: CustodyPolicy,
+    cases: rxledger_store::Cases,
+) -> RxSchema {
     Schema::build(Query::default(), Mutation::default(), live::Live)
         .data(services)
+        .data(cases)
         .data(custody)
         .data(AuditState::default())
         .limit_depth(12)

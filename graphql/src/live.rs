@@ -121,6 +121,16 @@ impl Live {
         }))
     }
 
+    /// Every transition of the alert cases the caller may see (a brand owner's own; every
+    /// one for regulators and admins), as it commits: openings, requests, answers, reminders,
+    /// escalations, closings.
+    async fn alert_case_changes(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<impl Stream<Item = crate::cases::AlertCaseChange>> {
+        Ok(crate::cases::changes(ctx)?)
+    }
+
     /// Every new checkpoint the log signs. Public, like the checkpoints themselves.
     async fn checkpoints(&self, ctx: &Context<'_>) -> impl Stream<Item = CheckpointEvent> {
         let rx = services(ctx).ledger.subscribe();

@@ -14,6 +14,7 @@
 //! | EPCIS `events` | no | its own events | | all |
 //! | a lot's packs by status and by custodian | no | no | its own lots | all |
 //! | alerts | no | no | alerts about its products, without rejected bytes | all |
+//! | alert cases: their state, records and changes | no | no | cases assigned to it (its products), to read and act on | all (regulators act, admins read) |
 //! | registry (organizations, sites, devices) | no | its own | | all |
 //! | product master data (what is printed on the pack) | yes | yes | writes its GTINs' | yes, writes |
 //!
@@ -142,6 +143,56 @@ impl<'a> Sight<'a> {
     }
 }
 
+impl Sight<'_> {
+    /// Which alert cases this caller may read, and as whom it acts on them; `None` when it
+    /// may see none. A case is assigned to the brand owner of its pack's GTIN and seen by
+    /// regulators and admins; nobody else learns of it.
+    pub fn cases(&self) -> Option<CaseScope> {
+        match self {
+            Sight::Everything => Some(CaseScope::All),
+            Sight::Org {
+                org,
+                role: Role::Manufacturer,
+            } => Some(CaseScope::Brand(org.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// The alert cases a caller may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaseScope {
+    All,
+    /// A brand owner: the cases assigned to it.
+    Brand(String),
+}
+
+impl CaseScope {
+    /// Whether a case assigned to `brand_owner` is in scope.
+    pub fn admits(&self, brand_owner: Option<&str>) -> bool {
+        match self {
+            CaseScope::All => true,
+            CaseScope::Brand(org) => brand_owner == Some(org.as_str()),
+        }
+    }
+
+    /// The brand owner a list is cut to (`None`: every case).
+    pub fn brand_owner(&self) -> Option<String> {
+        match self {
+            CaseScope::All => None,
+            CaseScope::Brand(org) => Some(org.clone()),
+        }
+    }
+
+    /// As whom the core's case rules see this caller act.
+    pub fn party(&self) -> rxledger_core::case::Party {
+        match self {
+            CaseScope::All => rxledger_core::case::Party::Regulator,
+            CaseScope::Brand(_) => rxledger_core::case::Party::BrandOwner,
+        }
+    }
+}
+
 /// Who the core's verdict sees asking ([`verdict::verdict`] decides from it whether to name
 /// the organisation that dispensed a pack): regulators and admins as regulators, a trading
 /// partner as its organization and role, anyone else as the public.
@@ -235,6 +286,20 @@ mod tests {
         assert!(Sight::of(&maker).lot(Some("m")));
         assert!(!Sight::of(&maker).lot(Some("n")));
         assert!(!Sight::of(&key("m", Role::Wholesaler)).lot(Some("m")));
+    }
+
+    #[test]
+    fn cases_are_the_brand_owners_and_the_regulators() {
+        let maker = key("m", Role::Manufacturer);
+        let scope = Sight::of(&maker).cases().unwrap();
+        assert!(scope.admits(Some("m")));
+        assert!(!scope.admits(Some("rival")) && !scope.admits(None));
+        let all = Sight::of(&key("nca", Role::Regulator)).cases().unwrap();
+        assert!(all.admits(None) && all.admits(Some("m")));
+        for role in [Role::Pharmacy, Role::Wholesaler] {
+            assert_eq!(Sight::of(&key("m", role)).cases(), None);
+        }
+        assert_eq!(Sight::of(&Caller::Anonymous).cases(), None);
     }
 
     #[test]

@@ -29,6 +29,20 @@ const MATRIX: &[(&str, [bool; 6])] = &[
         [F, F, F, A, A, A],
     ),
     ("{ alerts { id } }", [F, F, F, A, A, A]),
+    ("{ alertCases { id } }", [F, F, F, A, A, A]),
+    ("{ alertCase(id: 0) { id } }", [F, F, F, A, A, A]),
+    (
+        "mutation { answerCase(id: 0, text: \"x\") { id } }",
+        [F, F, F, A, A, F],
+    ),
+    (
+        "mutation { requestCaseInformation(id: 0, text: \"x\") { id } }",
+        [F, F, F, A, A, F],
+    ),
+    (
+        "mutation { closeCase(id: 0, rootCause: PROCESS_ERROR) { id } }",
+        [F, F, F, A, A, F],
+    ),
     (
         "{ product(gtin: \"10614141073464\") { productName } }",
         [A, A, A, A, A, A],

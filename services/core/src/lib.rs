@@ -7,8 +7,9 @@
 //! note keys ([`ed25519`]), witness cosignatures and their quorum ([`cosignature`]), a witness's
 //! decision on a submitted checkpoint ([`witness`]), GS1 identifiers ([`gs1`]),
 //! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]), what the ledger indexes about an event
-//! ([`index`]), the authenticated pack index that proves an answer complete ([`map`]) and the codes of a rejected envelope ([`codes`]).
+//! ([`index`]), the authenticated pack index that proves an answer complete ([`map`]), the codes of a rejected envelope ([`codes`]) and the rules of an alert case and its timers ([`case`]).
 
+pub mod case;
 pub mod checkpoint;
 pub mod codes;
 pub mod cosignature;

@@ -159,9 +159,14 @@ pub fn seal_record(key: &SigningKey, record: &TraceRecord) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// Whether entry bytes are a trace record (not an envelope): what the index and the auditor
-/// skip.
+/// Whether entry bytes are a desk record (not an envelope): a tracing request or a
+/// transition of an alert case (`crate::case`). What the index and the auditor skip.
 pub fn is_record(bytes: &[u8]) -> bool {
+    is_trace_record(bytes) || crate::case::is_case_record(bytes)
+}
+
+/// Whether entry bytes are a sealed tracing request.
+pub fn is_trace_record(bytes: &[u8]) -> bool {
     serde_json::from_slice::<SealedRecord>(bytes).is_ok()
 }
 

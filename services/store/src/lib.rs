@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod apikeys;
 pub mod audit;
+pub mod cases;
 mod db;
 pub mod desk;
 pub mod documents;
@@ -31,6 +32,7 @@ pub mod witnessing;
 
 pub use alerts::{Alerts, NewAlert, Severity, Subject};
 pub use apikeys::{ApiKeys, Principal};
+pub use cases::{Cases, Clock};
 pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
 pub use ledger::{Admission, Batch, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead};

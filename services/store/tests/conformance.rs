@@ -878,6 +878,134 @@ async fn trace_requests_and_who_reads_them(db: Database) {
     );
 }
 
+/// Alert cases: one per alert about a pack, assigned to the brand owner (none for an
+/// unregistered prefix, escalated at once); transitions decided by the core's rules, timers on
+/// a clock the test sets; the state folded back from the log; a restarted service opens no
+/// case twice; and the audit passes over the records.
+async fn alert_cases_follow_their_records(db: Database) {
+    use rxledger_core::case::{CaseAction, CaseError, Party, Timers, Transition};
+    use rxledger_store::cases::{CaseFilter, Cases};
+    use rxledger_store::{Alerts, Clock, NewAlert, Severity};
+    use std::sync::Arc;
+    const DAY: i64 = 86_400_000;
+    let ledger = Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let registry = Registry::new(db.clone());
+    registry
+        .add_organization("acme", "Acme", "MANUFACTURER")
+        .await
+        .unwrap();
+    registry
+        .add_company_prefix("acme", "0614141")
+        .await
+        .unwrap();
+    let alert = |code: &str, subject: &str| NewAlert {
+        code: code.into(),
+        severity: Severity::Warning,
+        subjects: vec![subject.into()],
+        message: format!("{code} about {subject}"),
+        evidence: vec![],
+        raw: None,
+    };
+    Alerts::new(db.clone())
+        .record(vec![
+            alert("DISPENSED_TWICE", "sgtin:10614141073464.1"),
+            alert("BAD_SIGNATURE", "device:line-1"),
+            alert("DISPENSED_TWICE", "sgtin:10999999000016.7"),
+        ])
+        .await
+        .unwrap();
+    let clock = Clock::manual(1_796_000_000_000);
+    let cases = Cases::new(ledger.clone(), Timers::default(), clock.clone());
+    let swept = cases.sweep().await.unwrap();
+    assert_eq!(swept.opened, [0, 1], "the device's alert names no pack");
+    let list = |f: CaseFilter| {
+        let cases = &cases;
+        async move { cases.list(&f, 10).await.unwrap() }
+    };
+    let mine = list(CaseFilter {
+        brand_owner: Some("acme".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(mine.len(), 1);
+    let acme = mine[0].id as u64;
+    let escalated = list(CaseFilter {
+        escalated: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0].brand_owner, None);
+
+    let act = |party: Party, t: Transition| {
+        let cases = &cases;
+        async move {
+            cases
+                .act(acme, party, "acme", t, Some("text".into()))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(matches!(
+        act(Party::BrandOwner, Transition::RequestInformation).await,
+        Some(Err(CaseError::NotAllowed(_)))
+    ));
+    assert!(
+        cases
+            .act(99, Party::Regulator, "nca", Transition::Answer, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    act(Party::BrandOwner, Transition::Answer)
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(3 * DAY);
+    assert!(cases.sweep().await.unwrap().timers.is_empty());
+    act(Party::Regulator, Transition::RequestInformation)
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(15 * DAY);
+    let timers: Vec<CaseAction> = cases
+        .sweep()
+        .await
+        .unwrap()
+        .timers
+        .into_iter()
+        .map(|t| t.1)
+        .collect();
+    assert_eq!(
+        timers,
+        [
+            CaseAction::Reminded,
+            CaseAction::Reminded,
+            CaseAction::Escalated
+        ]
+    );
+    let folded = cases.fold(acme).await.unwrap().unwrap();
+    let row = cases.row(acme).await.unwrap().unwrap();
+    assert_eq!(folded.records.len(), 6);
+    assert_eq!(
+        (row.status.as_str(), row.escalated, row.next_due_ms),
+        ("INFORMATION_REQUESTED", true, None)
+    );
+    assert_eq!(folded.status.as_str(), row.status);
+
+    // A restarted service opens no case twice.
+    let again = Cases::new(ledger.clone(), Timers::default(), clock);
+    assert_eq!(again.sweep().await.unwrap(), Default::default());
+    let report = audit(&db, ledger.verifier(), None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+    assert_eq!(
+        report.entries_unreadable, 0,
+        "case records are desk records"
+    );
+}
+
 /// The pack index map (issue 24): a map-root entry ends every batch, its root is the map of
 /// every entry before it, proofs from the committed map verify with the core, a reopened
 /// ledger carries on from the stored leaves, a ledger that moved on without this one (or
@@ -1214,6 +1342,7 @@ conformance!(
     product_master_data,
     audit_names_every_wrong_index_row,
     trace_requests_and_who_reads_them,
+    alert_cases_follow_their_records,
     map_commits_with_each_batch,
     sessions_follow_their_key,
 );
