@@ -955,6 +955,119 @@ mod browser {
         app.stop().await;
     }
 
+    /// With alert cases on, a pharmacy's dispense outside its custody becomes a case for the
+    /// brand owner. The regulator requests information from the page's inbox, and the brand
+    /// owner, signed in on the same page, answers; both steps show as the case's records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
+    async fn the_regulator_and_the_brand_owner_work_an_alert_case_from_the_page() {
+        let app = Box::pin(spawn_app_with(Backends::Embedded, |c| {
+            c.cases.enabled = true
+        }))
+        .await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
+        graphql_ok(
+            &app,
+            &pharmacy,
+            "mutation { dispense(code: \"(01)10614141073464(21)1003\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+        let regulator = app.regulator_key().await;
+        let (acme, _) = app
+            .app()
+            .api_keys
+            .issue("acme", "MANUFACTURER", "desk", None)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = loop {
+            let d = graphql_ok(
+                &app,
+                &regulator,
+                "{ alertCases { id alertCode } }",
+                json!({}),
+            )
+            .await;
+            if let Some(id) = d["alertCases"][0]["id"].as_i64() {
+                assert_eq!(
+                    d["alertCases"][0]["alertCode"], "DISPENSED_OUTSIDE_CUSTODY",
+                    "{d}"
+                );
+                break id;
+            }
+            assert!(Instant::now() < deadline, "no case was opened: {d}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+
+        let d = Driver::start().await;
+        d.goto(&format!("http://{}/", app.http)).await;
+        for (key, who, action, button, done) in [
+            (
+                &regulator,
+                "Medicines Agency (regulator)",
+                "Please send the packing records.",
+                "#case-request",
+                "Information requested",
+            ),
+            (
+                &acme,
+                "acme (manufacturer)",
+                "Serial 1003 was shipped to Hill Pharmacy.",
+                "#case-answer",
+                "Answered",
+            ),
+        ] {
+            d.click("#signed-in").await;
+            d.type_into("#key", &format!("{key}{ENTER}")).await;
+            d.wait_text("#signed-in", &format!("Signed in as {who}"))
+                .await;
+            d.wait_for(&format!("#case-{id}")).await;
+            d.click(&format!("#case-{id}")).await;
+            d.wait_for("#case-text").await;
+            d.type_into("#case-text", action).await;
+            d.click(button).await;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                // Read by script: the page renders the case again after each action, so an
+                // element found a moment ago may be gone.
+                let records = d
+                    .script("const e = document.getElementById('case-records'); return e ? e.textContent : '';")
+                    .await;
+                let records = records.as_str().unwrap_or_default().to_string();
+                if records.contains(done) && records.contains(action) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{who}: the case shows {records:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        d.both_widths("alert-case").await;
+        let c = graphql_ok(
+            &app,
+            &regulator,
+            "query($id: Int!) { alertCase(id: $id) { status records { action actor } } }",
+            json!({ "id": id }),
+        )
+        .await;
+        let actions: Vec<&str> = c["alertCase"]["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["OPENED", "INFORMATION_REQUESTED", "ANSWERED"],
+            "{c}"
+        );
+        d.quit().await;
+        app.stop().await;
+    }
+
     /// GraphiQL, offline, as a regulator signed in on the pharmacist's page: run
     /// `subscription { alerts { code } }` and see an alert arrive while the page is open.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -563,6 +563,122 @@ $('trace-form').addEventListener('submit', async (ev) => {
   } catch (e) { showError(e.message); }
 });
 
+// Alert cases: the inbox (filters), one case's records, and the actions the caller may take.
+const CASE_FIELDS = `id alertCode pack brandOwner status rootCause escalated nextDueAt openedAt updatedAt
+  records { entryIndex action actor at rootCause text alertMessage alertEvidence }`;
+const CASE_ACTIONS = {
+  OPENED: 'Opened', INFORMATION_REQUESTED: 'Information requested', ANSWERED: 'Answered',
+  COMMENTED: 'Comment', REMINDED: 'Reminder sent', ESCALATED: 'Escalated to the regulator', CLOSED: 'Closed',
+};
+const CASE_STATUS = { OPEN: 'Open', INFORMATION_REQUESTED: 'Information requested', CLOSED: 'Closed' };
+const ROOT_CAUSES = {
+  TECHNICAL_ERROR: 'Technical error', PROCESS_ERROR: 'Process error',
+  FALSIFICATION_CONFIRMED: 'Falsification confirmed', NO_RESPONSE: 'No response',
+};
+
+async function loadCases() {
+  const status = $('cases-status').value;
+  const filter = {};
+  if (status) filter.status = status;
+  if ($('cases-escalated').checked) filter.escalated = true;
+  const list = $('cases-list');
+  clear(list);
+  try {
+    const d = await gql(`query($f: AlertCaseFilter) { alertCases(filter: $f, first: 100) { ${CASE_FIELDS} } }`, { f: filter });
+    const shown = status ? d.alertCases : d.alertCases.filter((c) => c.status !== 'CLOSED');
+    if (!shown.length) { item(list, 'p', 'No cases.', 'no-data'); return; }
+    const wrap = item(list, 'div', '', 'scroll');
+    const table = document.createElement('table');
+    const head = document.createElement('tr');
+    for (const h of ['Case', 'Alert', 'Pack', 'Brand owner', 'Status', 'Next due']) item(head, 'th', h);
+    table.appendChild(head);
+    for (const c of shown) {
+      const tr = document.createElement('tr');
+      const open = item(item(tr, 'td', ''), 'button', '#' + c.id, 'link');
+      open.type = 'button';
+      open.id = 'case-' + c.id;
+      open.addEventListener('click', () => renderCase(c));
+      item(tr, 'td', c.alertCode);
+      item(tr, 'td', c.pack.replace(/^sgtin:/, ''));
+      item(tr, 'td', c.brandOwner ? orgName(c.brandOwner) : 'none (the regulator\'s)');
+      item(tr, 'td', (CASE_STATUS[c.status] || c.status) + (c.escalated ? ', escalated' : ''));
+      item(tr, 'td', c.nextDueAt ? localTime(c.nextDueAt) : '–');
+      table.appendChild(tr);
+    }
+    wrap.appendChild(table);
+  } catch (e) { item(list, 'p', e.message, 'no-data'); }
+}
+
+function renderCase(c) {
+  const view = $('case-view');
+  view.hidden = false;
+  clear(view);
+  item(view, 'h3', `Case #${c.id}: ${c.alertCode}`);
+  item(view, 'p', `Pack ${c.pack.replace(/^sgtin:/, '')} · ${CASE_STATUS[c.status] || c.status}`
+    + (c.rootCause ? ` (${ROOT_CAUSES[c.rootCause] || c.rootCause})` : '')
+    + (c.escalated ? ' · escalated' : '') + (c.nextDueAt ? ` · next due ${localTime(c.nextDueAt)}` : ''));
+  const records = item(view, 'ol', '', 'timeline');
+  records.id = 'case-records';
+  for (const r of c.records) {
+    const li = item(records, 'li', '');
+    const time = item(li, 'time', localTime(r.at));
+    time.dateTime = r.at;
+    item(li, 'span', CASE_ACTIONS[r.action] || r.action, 'step');
+    item(li, 'span', r.actor === 'rxledger' ? 'by the ledger' : 'by ' + orgName(r.actor), 'place');
+    const said = [r.alertMessage, r.text, r.rootCause && (ROOT_CAUSES[r.rootCause] || r.rootCause)].filter(Boolean).join(' · ');
+    if (said) item(li, 'span', ' ' + said);
+    item(li, 'span', ` ledger #${r.entryIndex}` + (r.alertEvidence.length ? `, evidence #${r.alertEvidence.join(', #')}` : ''), 'idx');
+  }
+  if (c.status === 'CLOSED' || !me) return;
+  const regulator = me.role === 'REGULATOR';
+  const owner = me.orgId === c.brandOwner;
+  const form = item(view, 'form', '');
+  form.id = 'case-act';
+  const label = item(form, 'label', 'Text');
+  label.htmlFor = 'case-text';
+  const textBox = item(form, 'textarea', '');
+  textBox.id = 'case-text';
+  textBox.maxLength = 2000;
+  const buttons = item(form, 'p', '', 'actions');
+  const act = async (mutation, vars) => {
+    showError('');
+    try {
+      const d = await gql(mutation, Object.assign({ id: c.id, t: textBox.value.trim() }, vars || {}));
+      renderCase(Object.values(d)[0]);
+      loadCases();
+    } catch (e) { showError(e.message); }
+  };
+  const button = (id, label, cls, run) => {
+    const b = item(buttons, 'button', label, cls);
+    b.type = 'button';
+    b.id = id;
+    b.addEventListener('click', run);
+  };
+  if (regulator) {
+    button('case-request', 'Request information', '', () => act(`mutation($id: Int!, $t: String!) {
+      requestCaseInformation(id: $id, text: $t) { ${CASE_FIELDS} } }`));
+  }
+  if (owner) {
+    button('case-answer', 'Answer', '', () => act(`mutation($id: Int!, $t: String!) {
+      answerCase(id: $id, text: $t) { ${CASE_FIELDS} } }`));
+  }
+  if (regulator || owner) {
+    const select = document.createElement('select');
+    select.id = 'case-root-cause';
+    select.setAttribute('aria-label', 'Root cause');
+    for (const [k, v] of Object.entries(ROOT_CAUSES)) {
+      if (k === 'NO_RESPONSE' && !(regulator && c.escalated)) continue;
+      const o = item(select, 'option', v);
+      o.value = k;
+    }
+    buttons.appendChild(select);
+    button('case-close', 'Close the case', 'secondary', () => act(`mutation($id: Int!, $c: RootCauseIn!, $t: String) {
+      closeCase(id: $id, rootCause: $c, text: $t) { ${CASE_FIELDS} } }`, { c: select.value, t: textBox.value.trim() || null }));
+  }
+}
+
+$('cases-filter').addEventListener('submit', (ev) => { ev.preventDefault(); loadCases(); });
+
 function renderLedger(s) {
   const view = $('ledger-view');
   clear(view);
@@ -612,6 +728,9 @@ async function signIn() {
   const regulator = me && (me.role === 'REGULATOR' || me.role === 'ADMIN');
   $('regulator').hidden = !regulator;
   $('trace').hidden = !(me && (me.role === 'REGULATOR' || me.role === 'MANUFACTURER'));
+  const desk = me && ['REGULATOR', 'ADMIN', 'MANUFACTURER'].includes(me.role);
+  $('cases').hidden = !desk;
+  if (desk) loadCases();
   if (regulator) refreshLedger();
 }
 
