@@ -17,6 +17,7 @@
 //! `--packs 10000` checks that it runs in a debug build.
 
 mod loaded;
+use loaded::{MFR_PREFIX, gln, party, site, sscc};
 mod shared;
 use shared::rss_mb;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,9 @@ use clap::Parser;
 use firmware_sim::events::{self, Where, transfer};
 use rxledger::server::{self, App, ServeConfig};
 
-use rxledger_core::gs1::{self, Sscc};
 use rxledger_store::{Admission, Ledger};
 use serde_json::{Value, json};
 
-const MFR_PREFIX: &str = "0614141";
 const ITEM_REF: &str = "107346";
 const GTIN: &str = "10614141073464";
 const WHS_PREFIX: &str = "4012345";
@@ -326,25 +325,4 @@ fn serial(pack: u64) -> String {
 
 fn lot_name(lot: u64) -> String {
     format!("T{lot:05}")
-}
-
-fn sscc(extension: u8, n: u64) -> String {
-    let body = format!("{extension}{MFR_PREFIX}{n:09}");
-    let digits = format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'));
-    let s = Sscc::parse(&digits).expect("a generated SSCC has a valid check digit");
-    s.to_epc_urn(MFR_PREFIX.len())
-        .expect("a 7-digit company prefix is valid")
-}
-
-fn gln(prefix: &str, location: u64) -> String {
-    let body = format!("{prefix}{location:05}");
-    format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'))
-}
-
-fn site(prefix: &str, location: u64) -> String {
-    format!("urn:epc:id:sgln:{prefix}.{location:05}.0")
-}
-
-fn party(prefix: &str, location: u64) -> String {
-    format!("urn:epc:id:pgln:{prefix}.{location:05}")
 }

@@ -26,6 +26,7 @@
 //! against a server started that way, so the client can run in a process of its own.
 
 mod loaded;
+use loaded::{MFR_PREFIX, gln, party, site, sscc};
 mod shared;
 use shared::rss_mb;
 use std::net::SocketAddr;
@@ -39,15 +40,13 @@ use firmware_sim::events::{self, Party, Where, object_event, transfer};
 use firmware_sim::http::Connection;
 use rxledger::server::{self, App, ServeConfig};
 
-use rxledger_core::gs1::{self, Sscc};
 use rxledger_graphql::verify::{self, Stage, Stopwatch, Wanted};
 use rxledger_graphql::{Caller, Services};
 use rxledger_store::packs::Packs;
 use rxledger_store::{Admission, Ledger, NewEntry};
 use serde_json::{Value, json};
 
-/// The manufacturer's GS1 company prefix and the product every pack is of.
-const MFR_PREFIX: &str = "0614141";
+/// The product every pack is of (under the manufacturer's prefix, `loaded::MFR_PREFIX`).
 const ITEM_REF: &str = "107346";
 const GTIN: &str = "10614141073464";
 const WHS_PREFIX: &str = "4012345";
@@ -509,31 +508,6 @@ fn serial(pack: u64) -> String {
 /// One lot per 10,000 packs.
 fn lot_of(pack: u64) -> String {
     format!("L{:05}", pack / 10_000)
-}
-
-/// An SSCC (extension digit, company prefix, serial reference, check digit) as an EPC URN;
-/// extension 0 for cases, 1 for pallets.
-fn sscc(extension: u8, n: u64) -> String {
-    let body = format!("{extension}{MFR_PREFIX}{n:09}");
-    // `body` is 17 digits, so a check digit exists and `Sscc::parse` accepts the result.
-    let digits = format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'));
-    let s = Sscc::parse(&digits).expect("a generated SSCC has a valid check digit");
-    s.to_epc_urn(MFR_PREFIX.len())
-        .expect("a 7-digit company prefix is valid")
-}
-
-fn gln(prefix: &str, location: u64) -> String {
-    let body = format!("{prefix}{location:05}");
-    format!("{body}{}", gs1::check_digit(&body).unwrap_or('0'))
-}
-
-fn site(prefix: &str, location: u64) -> String {
-    format!("urn:epc:id:sgln:{prefix}.{location:05}.0")
-}
-
-/// A PGLN naming the party whose site this is (normalises to the site's GLN).
-fn party(prefix: &str, location: u64) -> String {
-    format!("urn:epc:id:pgln:{prefix}.{location:05}")
 }
 
 fn pharmacy_org(p: u64) -> String {

@@ -333,15 +333,19 @@ const STANDARD: &[&str] = &[
     "ilmd",
 ];
 
+/// The fields of the EPCIS base event, which every event type has.
+pub(super) const BASE_EVENT_FIELDS: &[&str] = &[
+    "eventTime",
+    "recordTime",
+    "eventTimeZoneOffset",
+    "eventID",
+    "errorDeclaration",
+    "certificationInfo",
+];
+
 /// Whether the EPCIS 2.0 event type `kind` has the standard field `name`.
 pub(super) fn has_field(kind: &str, name: &str) -> bool {
-    const BASE: &[&str] = &[
-        "eventTime",
-        "recordTime",
-        "eventTimeZoneOffset",
-        "eventID",
-        "errorDeclaration",
-        "certificationInfo",
+    const SHARED: &[&str] = &[
         "action",
         "bizStep",
         "disposition",
@@ -353,7 +357,8 @@ pub(super) fn has_field(kind: &str, name: &str) -> bool {
         "sensorElementList",
         "persistentDisposition",
     ];
-    (BASE.contains(&name) && !(kind == "TransformationEvent" && name == "action"))
+    BASE_EVENT_FIELDS.contains(&name)
+        || (SHARED.contains(&name) && !(kind == "TransformationEvent" && name == "action"))
         || match kind {
             "ObjectEvent" => matches!(name, "epcList" | "quantityList" | "ilmd"),
             "AggregationEvent" | "AssociationEvent" => {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::event::{has_field, is_ncname};
+use super::event::{BASE_EVENT_FIELDS, has_field, is_ncname};
 use super::read::{NS_12, NS_20, SBDH};
 use super::vocab::Vocab;
 use super::{XmlError, XmlHeader, XmlVersion};
@@ -404,14 +404,7 @@ const ASSOCIATION: &[Slot] = &[
 ];
 
 /// Fields of the EPCIS base event, written by [`EventWriter::base`].
-const BASE: &[&str] = &[
-    "eventTime",
-    "recordTime",
-    "eventTimeZoneOffset",
-    "eventID",
-    "errorDeclaration",
-    "certificationInfo",
-];
+const BASE: &[&str] = BASE_EVENT_FIELDS;
 
 struct EventWriter<'a> {
     event: &'a Map<String, Value>,
