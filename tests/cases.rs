@@ -17,14 +17,6 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
-const GTIN: &str = "10614141073464";
-const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
-const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
-const ACME: (&str, &str) = ("urn:epc:id:pgln:0614141.00000", PLANT);
-const CORNER: (&str, &str) = (
-    "urn:epc:id:pgln:0614141.00002",
-    "urn:epc:id:sgln:0614141.00002.0",
-);
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 

@@ -10,9 +10,7 @@ use rxledger_graphql::verify::{self, Wanted};
 use rxledger_graphql::{Caller, Services};
 use serde_json::{Value, json};
 
-const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
 const CASE: &str = "urn:epc:id:sscc:0614141.1234567890";
-const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
 const PACK: &str = "sgtin:10614141073464.1";
 const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict reasons { code evidence } \
     evidence { index leafHash treeSize proof } checkpointSize checkpointNote \

@@ -8,18 +8,9 @@ use common::*;
 use firmware_sim::events::{aggregation, transfer};
 use serde_json::{Value, json};
 
-const GTIN: &str = "10614141073464";
-const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
 const CASE_URN: &str = "urn:epc:id:sscc:0614141.1234567890";
 /// The case above as an element string: extension digit 1, prefix, serial reference, check digit.
 const CASE_CODE: &str = "(00)106141412345678908";
-const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
-const ACME: (&str, &str) = ("urn:epc:id:pgln:0614141.00000", PLANT);
-/// `corner`'s site, 0614141000029.
-const CORNER: (&str, &str) = (
-    "urn:epc:id:pgln:0614141.00002",
-    "urn:epc:id:sgln:0614141.00002.0",
-);
 const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict dispensable status euAlert reasons { code evidence euAlert nmvsCode } } }";
 const HOLD: &str = "mutation($code: String!) { quarantine(code: $code, reason: SUSPECT) { entryIndex target released verification { verdict dispensable } } }";
 const RELEASE: &str = "mutation($code: String!) { releaseQuarantine(code: $code) { entryIndex target released verification { verdict dispensable } } }";

@@ -9,9 +9,7 @@ use rxledger_core::checkpoint;
 use rxledger_core::merkle;
 use serde_json::{Value, json};
 
-const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
 const CASE: &str = "urn:epc:id:sscc:0614141.1234567890";
-const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
 const VERIFY: &str = "query($code: String!) { verify(code: $code) { verdict reasons { code message evidence } evidence { index leafHash treeSize proof } checkpointSize checkpointNote timeline { index inherited } } }";
 
 /// `corner`, a pharmacy with a site and an API key.

@@ -24,6 +24,20 @@ use tokio::sync::mpsc;
 
 pub const MQTT_ENV: &str = "RXLEDGER_TEST_MQTT_URL";
 
+/// The test product: acme's GTIN (company prefix 0614141, item reference 107346).
+pub const GTIN: &str = "10614141073464";
+/// Its packs as EPC URNs, less the serial.
+pub const PACK_URN: &str = "urn:epc:id:sgtin:0614141.107346.";
+/// acme's plant (GLN 0614141000005) as an SGLN.
+pub const PLANT: &str = "urn:epc:id:sgln:0614141.00000.0";
+/// acme as a party and its plant, for source and destination lists.
+pub const ACME: (&str, &str) = ("urn:epc:id:pgln:0614141.00000", PLANT);
+/// `corner`'s site, 0614141000029, as a party and a location.
+pub const CORNER: (&str, &str) = (
+    "urn:epc:id:pgln:0614141.00002",
+    "urn:epc:id:sgln:0614141.00002.0",
+);
+
 /// Which backends a test runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backends {
