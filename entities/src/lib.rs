@@ -10,7 +10,8 @@
 //! - product master data: [`product`] (what a GTIN is, for the pages);
 //! - the desk: [`trace_party`] (who may read a tracing request), [`alert_case`] (an alert's
 //!   case: its records in the log, its state for lists and timers).
-//! - access: [`api_key`] and the browser [`session`]s signed in with them.
+//! - access: [`api_key`] and the browser [`session`]s signed in with them;
+//! - the EPCIS binding: [`epcis_query`] (an organisation's named queries).
 
 pub mod alert;
 pub mod alert_case;
@@ -21,6 +22,7 @@ pub mod company_prefix;
 pub mod device;
 pub mod entry;
 pub mod epc;
+pub mod epcis_query;
 pub mod event;
 pub mod head;
 pub mod map_leaf;

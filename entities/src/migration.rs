@@ -10,6 +10,8 @@ use sea_orm_migration::prelude::*;
 mod m0007_epcis;
 #[path = "m0008_desk_alert_cases.rs"]
 mod m0008_cases;
+#[path = "m0009_epcis_queries.rs"]
+mod m0009_queries;
 
 pub struct Migrator;
 
@@ -25,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(M0006OpsSessions),
             Box::new(m0007_epcis::M0007EpcisQueryIndexes),
             Box::new(m0008_cases::M0008DeskAlertCases),
+            Box::new(m0009_queries::M0009EpcisQueries),
         ]
     }
 }

@@ -5,7 +5,7 @@
 //! each, integrates them into the tile-stored Merkle tree, signs a checkpoint and advances
 //! the head with a compare-and-swap, so two inconsistent checkpoints can never both be
 //! signed. [`Registry`] holds organizations, sites and devices, [`Products`] the product
-//! master data. [`audit`] recomputes the
+//! master data, [`NamedQueries`] the EPCIS binding's named queries. [`audit`] recomputes the
 //! whole tree from the raw entries and compares it with what is stored.
 
 pub mod alerts;
@@ -23,6 +23,7 @@ pub mod map;
 pub mod packs;
 pub mod postings;
 pub mod products;
+pub mod queries;
 pub mod registry;
 pub mod rules;
 pub mod sessions;
@@ -37,6 +38,7 @@ pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
 pub use ledger::{Admission, Batch, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead};
 pub use products::{Products, TradeItem};
+pub use queries::{NamedQueries, QueryName};
 pub use registry::Registry;
 pub use sessions::Sessions;
 

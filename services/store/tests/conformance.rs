@@ -1303,6 +1303,68 @@ async fn checked_batches_are_all_or_nothing(db: Database) {
     assert!(none.is_empty());
 }
 
+/// Named EPCIS queries: kept per organisation (the same name in two organisations is two
+/// queries, and neither reads, lists or deletes the other's), one name once, at most
+/// `MAX_PER_ORG` each, listed by name.
+async fn named_queries_stay_with_their_organisation(db: Database) {
+    use rxledger_store::queries::{Creation, MAX_PER_ORG, NamedQueries, QueryName};
+    let q = NamedQueries::new(db);
+    let name = QueryName::parse("shipments").unwrap();
+    let text = r#"{"EQ_bizStep":["shipping"]}"#;
+    assert!(matches!(
+        q.create("acme", &name, text, 1).await.unwrap(),
+        Creation::Created(_)
+    ));
+    assert_eq!(
+        q.create("acme", &name, "{}", 2).await.unwrap(),
+        Creation::Exists
+    );
+    assert!(matches!(
+        q.create("rival", &name, "{}", 3).await.unwrap(),
+        Creation::Created(_)
+    ));
+    let mine = q.get("acme", "shipments").await.unwrap().unwrap();
+    assert_eq!((mine.query.as_str(), mine.created_ms), (text, 1));
+    assert_eq!(
+        q.get("rival", "shipments").await.unwrap().unwrap().query,
+        "{}"
+    );
+    assert_eq!(q.get("whole", "shipments").await.unwrap(), None);
+    assert!(!q.delete("whole", "shipments").await.unwrap());
+    assert!(q.delete("rival", "shipments").await.unwrap());
+    assert_eq!(q.get("rival", "shipments").await.unwrap(), None);
+    assert!(q.get("acme", "shipments").await.unwrap().is_some());
+    for i in 1..MAX_PER_ORG {
+        let n = QueryName::parse(&format!("q{i:03}")).unwrap();
+        assert!(matches!(
+            q.create("acme", &n, "{}", 4).await.unwrap(),
+            Creation::Created(_)
+        ));
+    }
+    let over = QueryName::parse("one-more").unwrap();
+    assert_eq!(
+        q.create("acme", &over, "{}", 5).await.unwrap(),
+        Creation::Full
+    );
+    let too_big = "x".repeat(rxledger_store::queries::MAX_QUERY_TEXT + 1);
+    assert!(matches!(
+        q.create("rival", &over, &too_big, 5).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let first: Vec<String> = q
+        .list("acme", None, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(first, ["q001", "q002", "q003"]);
+    let next = q.list("acme", Some("q099"), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].name, "shipments");
+    assert!(q.list("rival", None, 10).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1345,4 +1407,5 @@ conformance!(
     alert_cases_follow_their_records,
     map_commits_with_each_batch,
     sessions_follow_their_key,
+    named_queries_stay_with_their_organisation,
 );
