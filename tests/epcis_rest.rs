@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestApp, now_rfc3339, spawn_app};
+use common::{TestApp, Ws, now_rfc3339, spawn_app, ws_next};
 use firmware_sim::events::{self as ev, Where};
 use serde_json::{Value, json};
 
@@ -810,4 +810,505 @@ async fn exported_documents_are_valid_epcis_2_0_and_recapture_as_the_same_events
     )
     .await;
     assert_eq!(json12.status, 406);
+}
+
+/// `POST /epcis/queries` with a definition.
+async fn define(app: &TestApp, token: Option<&str>, definition: &Value) -> Answer {
+    call(
+        app,
+        "POST",
+        "/epcis/queries",
+        token,
+        &[("Content-Type", "application/json")],
+        definition.to_string().as_bytes(),
+    )
+    .await
+}
+
+async fn delete(app: &TestApp, path: &str, token: &str) -> Answer {
+    call(app, "DELETE", path, Some(token), &[], b"").await
+}
+
+/// Follows a query's `Link: rel="next"` pages from `first`, collecting every event ID.
+async fn all_pages(app: &TestApp, token: &str, first: &str) -> (Vec<String>, Vec<String>) {
+    let (mut ids, mut links) = (Vec::new(), Vec::new());
+    let mut path = first.to_string();
+    loop {
+        let r = get(app, &path, Some(token)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        ids.extend(event_ids(&r.json()));
+        let Some(link) = r.header("link") else {
+            return (ids, links);
+        };
+        path = link
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap()
+            .to_string();
+        links.push(path.clone());
+    }
+}
+
+/// Named queries (issue 22): an organisation's own, checked by the parser of
+/// `GET /epcis/events` when created, run with its paging, invisible to every other
+/// organisation (404 as for a name never used), and kept across a restart.
+#[tokio::test]
+async fn named_queries_are_the_organisations_own_and_run_as_events_queries_do() {
+    let mut app = spawn_app().await;
+    let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
+    let whole = partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
+    let doc = document(vec![
+        commissioning("1"),
+        commissioning("2"),
+        commissioning("3"),
+        shipping(&["1", "2"]),
+    ]);
+    assert_eq!(
+        capture(&app, &acme, &doc, None).await.json()["appendedCount"],
+        4
+    );
+
+    let shipments = json!({"name": "shipments",
+        "query": {"EQ_bizStep": ["shipping", "receiving"], "eventType": ["ObjectEvent"]}});
+    let r = define(&app, Some(&acme), &shipments).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("location"), Some("/epcis/queries/shipments"));
+    assert_eq!(r.header("gs1-epcis-version"), Some("2.0.0"));
+    assert_eq!(r.json(), shipments);
+    let again = define(&app, Some(&acme), &shipments).await;
+    again.problem(409, "ResourceAlreadyExistsException", "QUERY_EXISTS");
+    assert_eq!(again.header("location"), Some("/epcis/queries/shipments"));
+
+    // Refused at creation as `GET /epcis/events` refuses the same parameters.
+    for (query, status, exception, code) in [
+        (
+            json!({"EQ_bizStep": ["teleporting"]}),
+            400,
+            "QueryParameterException",
+            "BAD_QUERY_PARAMETER",
+        ),
+        (
+            json!({"EQ_quantity": ["3"]}),
+            400,
+            "QueryParameterException",
+            "BAD_QUERY_PARAMETER",
+        ),
+        (
+            json!({"GE_eventTime": "yesterday"}),
+            400,
+            "QueryParameterException",
+            "BAD_QUERY_PARAMETER",
+        ),
+        (
+            json!({"EQ_bizStep": "shipping|x"}),
+            400,
+            "QueryParameterException",
+            "BAD_QUERY_PARAMETER",
+        ),
+        (
+            json!({"perPage": "10"}),
+            400,
+            "QueryParameterException",
+            "BAD_QUERY_PARAMETER",
+        ),
+        (
+            json!(["EQ_bizStep"]),
+            400,
+            "ValidationException",
+            "INVALID_QUERY",
+        ),
+    ] {
+        define(&app, Some(&acme), &json!({"name": "bad", "query": query}))
+            .await
+            .problem(status, exception, code);
+    }
+    for bad in [
+        json!({"name": "a b", "query": {}}),
+        json!({"name": "x".repeat(65), "query": {}}),
+        json!({"query": {}}),
+        json!({"name": "q", "query": {}, "schedule": {}}),
+    ] {
+        define(&app, Some(&acme), &bad)
+            .await
+            .problem(400, "ValidationException", "INVALID_QUERY");
+    }
+    call(&app, "POST", "/epcis/queries", Some(&acme), &[], b"{")
+        .await
+        .problem(400, "ValidationException", "MALFORMED_JSON");
+    define(&app, None, &shipments)
+        .await
+        .problem(401, "SecurityException", "UNAUTHENTICATED");
+    assert!(get(&app, "/epcis/queries/bad", Some(&acme)).await.status == 404);
+
+    // The definition, the list, and its events: those of the same parameters on /epcis/events.
+    let one = get(&app, "/epcis/queries/shipments", Some(&acme)).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json(), shipments);
+    let list = get(&app, "/epcis/queries", Some(&acme)).await.json();
+    assert_eq!(list, json!([shipments]));
+    let direct = get(
+        &app,
+        "/epcis/events?EQ_bizStep=shipping|receiving&eventType=ObjectEvent",
+        Some(&acme),
+    )
+    .await;
+    let named = get(&app, "/epcis/queries/shipments/events", Some(&acme)).await;
+    assert_eq!(
+        named.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&named.body)
+    );
+    assert_eq!(named.header("content-type"), Some("application/ld+json"));
+    assert_eq!(event_ids(&named.json()).len(), 1);
+    assert_eq!(event_ids(&named.json()), event_ids(&direct.json()));
+    get(
+        &app,
+        "/epcis/queries/shipments/events?EQ_bizStep=commissioning",
+        Some(&acme),
+    )
+    .await
+    .problem(400, "QueryParameterException", "BAD_QUERY_PARAMETER");
+
+    // Paging: the next page is the named query's own resource, its token tied to the query.
+    let all = json!({"name": "everything", "query": {}});
+    assert_eq!(define(&app, Some(&acme), &all).await.status, 201);
+    let (paged, links) = all_pages(&app, &acme, "/epcis/queries/everything/events?perPage=3").await;
+    assert_eq!(
+        paged,
+        event_ids(&get(&app, "/epcis/events", Some(&acme)).await.json())
+    );
+    assert_eq!(links.len(), 1);
+    assert!(
+        links[0].starts_with("/epcis/queries/everything/events?perPage=3&nextPageToken="),
+        "{links:?}"
+    );
+    let token = links[0].split("nextPageToken=").nth(1).unwrap();
+    get(
+        &app,
+        &format!("/epcis/queries/shipments/events?nextPageToken={token}"),
+        Some(&acme),
+    )
+    .await
+    .problem(400, "QueryParameterException", "BAD_QUERY_PARAMETER");
+    let list = get(&app, "/epcis/queries?perPage=1", Some(&acme)).await;
+    assert_eq!(list.json()[0]["name"], "everything");
+    assert_eq!(
+        list.header("link"),
+        Some("</epcis/queries?perPage=1&nextPageToken=everything>; rel=\"next\"")
+    );
+
+    // Another organisation neither sees, runs nor deletes them, and has names of its own.
+    assert_eq!(
+        get(&app, "/epcis/queries", Some(&whole)).await.json(),
+        json!([])
+    );
+    for path in [
+        "/epcis/queries/shipments",
+        "/epcis/queries/shipments/events",
+    ] {
+        get(&app, path, Some(&whole))
+            .await
+            .problem(404, "NoSuchResourceException", "NOT_FOUND");
+    }
+    let missing = get(&app, "/epcis/queries/never-made", Some(&whole))
+        .await
+        .json();
+    let foreign = get(&app, "/epcis/queries/shipments", Some(&whole))
+        .await
+        .json();
+    assert_eq!(
+        missing["detail"]
+            .as_str()
+            .unwrap()
+            .replace("never-made", "shipments"),
+        foreign["detail"].as_str().unwrap(),
+        "a foreign query reads exactly as a missing one"
+    );
+    delete(&app, "/epcis/queries/shipments", &whole)
+        .await
+        .problem(404, "NoSuchResourceException", "NOT_FOUND");
+    assert_eq!(define(&app, Some(&whole), &shipments).await.status, 201);
+    let theirs = get(&app, "/epcis/queries/shipments/events", Some(&whole)).await;
+    assert!(
+        event_ids(&theirs.json()).is_empty(),
+        "whole sees none of acme's events"
+    );
+
+    // Kept across a restart; deleted by its owner only.
+    app.restart().await;
+    let named = get(&app, "/epcis/queries/shipments/events", Some(&acme)).await;
+    assert_eq!(event_ids(&named.json()), event_ids(&direct.json()));
+    let r = delete(&app, "/epcis/queries/shipments", &acme).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    get(&app, "/epcis/queries/shipments", Some(&acme))
+        .await
+        .problem(404, "NoSuchResourceException", "NOT_FOUND");
+    assert_eq!(
+        get(&app, "/epcis/queries/shipments", Some(&whole))
+            .await
+            .status,
+        200
+    );
+    let top = get(&app, "/epcis", None).await.json();
+    assert!(
+        top["member"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("queries")),
+        "{top}"
+    );
+}
+
+/// Opens a WebSocket on `path`: the socket and the 101 answer's headers, or the refusal's
+/// status and problem+json body.
+async fn upgrade(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(Ws, Vec<(String, String)>), (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://{}{path}", app.http)
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, resp)) => {
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect();
+            Ok((ws, headers))
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            let problem = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), problem))
+        }
+        Err(e) => panic!("upgrade to {path}: {e}"),
+    }
+}
+
+/// Reads pushes until `last` has arrived; every event ID pushed until then, in order. Each
+/// push is an EPCIS 2.0 query document naming the subscription.
+async fn pushed_until(ws: &mut Ws, last: &str, schema: &jsonschema::Validator) -> Vec<String> {
+    let mut ids = Vec::new();
+    while !ids.iter().any(|id| id == last) {
+        let push = ws_next(ws).await;
+        assert_valid(schema, &push, "a subscription's push");
+        let results = &push["epcisBody"]["queryResults"];
+        assert_eq!(results["queryName"], "SimpleEventQuery", "{push}");
+        assert!(
+            results["subscriptionID"]
+                .as_str()
+                .is_some_and(|s| s.len() == 36),
+            "{push}"
+        );
+        ids.extend(event_ids(&push));
+    }
+    ids
+}
+
+fn wholesaler_shipping(serial: &str) -> Value {
+    ev::transfer(
+        &now_rfc3339(),
+        "shipping",
+        &[sgtin(serial)],
+        WHOLE_SGLN,
+        ("urn:epc:id:pgln:0614141.00003", WHOLE_SGLN),
+        ("urn:epc:id:pgln:0614141.00000", ACME_SGLN),
+        "urn:epcglobal:cbv:bt:0614141000036:R1",
+    )
+}
+
+/// Standing queries over WebSocket (issue 22): `stream=true` pushes each new event that
+/// matches the query and that the caller may see, as the ledger appends it, and nothing
+/// logged before; `initialRecordTime` sends the earlier ones first; another organisation
+/// cannot subscribe; deleting the query or revoking the key closes the socket with a reason.
+#[tokio::test]
+async fn a_subscription_pushes_exactly_the_new_matching_events_its_caller_may_see() {
+    let app = spawn_app().await;
+    let schema = epcis_schema();
+    let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
+    let whole = partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
+    partner(&app, "nca", "REGULATOR", None, RIVAL_GLN).await;
+    let regulator = key(&app, "nca", "REGULATOR").await;
+    let shipping_only = json!({"EQ_bizStep": ["shipping"]});
+    for token in [&acme, &regulator] {
+        let d = json!({"name": "shipments", "query": shipping_only});
+        assert_eq!(define(&app, Some(token), &d).await.status, 201);
+    }
+    let earlier = shipping(&["1"]);
+    let doc = document(vec![
+        commissioning("1"),
+        commissioning("2"),
+        earlier.clone(),
+    ]);
+    assert_eq!(
+        capture(&app, &acme, &doc, None).await.json()["appendedCount"],
+        3
+    );
+
+    let stream = "/epcis/queries/shipments/events?stream=true";
+    let (mut mine, headers) = upgrade(&app, stream, Some(&acme))
+        .await
+        .expect("acme subscribes");
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(header("gs1-epcis-version").as_deref(), Some("2.0.0"));
+    assert!(header("gs1-query-min-record-time").is_some(), "{headers:?}");
+    let (mut nca, _) = upgrade(&app, stream, Some(&regulator))
+        .await
+        .expect("nca subscribes");
+
+    // whole's shipping matches the query but is not acme's to see; acme's next one is.
+    let theirs = wholesaler_shipping("2");
+    assert_eq!(
+        capture(&app, &whole, &document(vec![theirs.clone()]), None)
+            .await
+            .json()["appendedCount"],
+        1
+    );
+    let ours = shipping(&["2"]);
+    let doc = document(vec![commissioning("3"), ours.clone(), commissioning("4")]);
+    assert_eq!(
+        capture(&app, &acme, &doc, None).await.json()["appendedCount"],
+        3
+    );
+    let id = |e: &Value| rxledger_core::epcis::event_hash_id(e).unwrap();
+    assert_eq!(
+        pushed_until(&mut mine, &id(&ours), &schema).await,
+        [id(&ours)]
+    );
+    assert_eq!(
+        pushed_until(&mut nca, &id(&ours), &schema).await,
+        [id(&theirs), id(&ours)],
+        "the regulator sees every organisation's events"
+    );
+
+    // initialRecordTime: what was recorded since then first, then what is new.
+    let from = format!("{stream}&initialRecordTime=2000-01-01T00:00:00Z");
+    let (mut replay, _) = upgrade(&app, &from, Some(&acme)).await.expect("a replay");
+    assert_eq!(
+        pushed_until(&mut replay, &id(&ours), &schema).await,
+        [id(&earlier), id(&ours)]
+    );
+    drop(replay);
+
+    // Another organisation cannot subscribe to acme's query, nor anyone without a key.
+    let (status, problem) = upgrade(&app, stream, Some(&whole))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{problem}"
+    );
+    let (status, problem) = upgrade(&app, stream, None).await.expect_err("refused");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    // Controls the binding defines but rxledger does not offer are refused, not ignored.
+    for (path, code) in [
+        ("/epcis/queries/shipments/events", "STREAM_REQUIRED"),
+        ("/epcis/queries/shipments/events?hour=1", "BAD_SUBSCRIPTION"),
+        (
+            "/epcis/queries/shipments/events?stream=true&perPage=5",
+            "BAD_SUBSCRIPTION",
+        ),
+    ] {
+        let (status, problem) = upgrade(&app, path, Some(&acme)).await.expect_err(path);
+        assert_eq!(status, 400, "{path}: {problem}");
+        assert_eq!(
+            problem["type"],
+            "epcisException:SubscriptionControlsException"
+        );
+        assert_eq!(problem["code"], code, "{path}");
+    }
+    get(&app, stream, Some(&acme)).await.problem(
+        400,
+        "SubscriptionControlsException",
+        "WEBSOCKET_REQUIRED",
+    );
+
+    // Deleting the query closes its subscriptions, saying why.
+    let r = delete(&app, "/epcis/queries/shipments", &acme).await;
+    assert_eq!(r.status, 204);
+    let closed = ws_next(&mut mine).await;
+    assert_eq!(closed["close"], 4404, "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("QUERY_DELETED"),
+        "{closed}"
+    );
+
+    // A revoked key's subscription ends at the next event it would have been sent.
+    let (token, row) = app
+        .app()
+        .api_keys
+        .issue("nca", "REGULATOR", "to revoke", None)
+        .await
+        .unwrap();
+    let (mut revoked, _) = upgrade(&app, stream, Some(&token))
+        .await
+        .expect("subscribes");
+    app.app().api_keys.revoke(&row.id).await.unwrap();
+    let doc = document(vec![shipping(&["3"])]);
+    assert_eq!(
+        capture(&app, &acme, &doc, None).await.json()["appendedCount"],
+        1
+    );
+    let closed = ws_next(&mut revoked).await;
+    assert_eq!(closed["close"], 1008, "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("KEY_REVOKED"),
+        "{closed}"
+    );
+    assert_eq!(
+        pushed_until(&mut nca, &id(&doc["epcisBody"]["eventList"][0]), &schema)
+            .await
+            .len(),
+        1
+    );
+}
+
+/// Open subscriptions are bounded per organisation, refused before the upgrade with 429.
+#[tokio::test]
+async fn subscriptions_per_organisation_are_bounded() {
+    let app = spawn_app().await;
+    let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
+    let whole = partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
+    for token in [&acme, &whole] {
+        let d = json!({"name": "all", "query": {}});
+        assert_eq!(define(&app, Some(token), &d).await.status, 201);
+    }
+    let stream = "/epcis/queries/all/events?stream=true";
+    let mut held = Vec::new();
+    for _ in 0..rxledger_web::epcis::subscribe::MAX_PER_ORG {
+        held.push(upgrade(&app, stream, Some(&acme)).await.expect("room").0);
+    }
+    let (status, problem) = upgrade(&app, stream, Some(&acme)).await.expect_err("full");
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "epcisException:SubscriptionControlsException"
+    );
+    assert_eq!(problem["code"], "TOO_MANY_SUBSCRIPTIONS");
+    // Another organisation still has room.
+    assert!(upgrade(&app, stream, Some(&whole)).await.is_ok());
 }

@@ -21,9 +21,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const GTIN: &str = "10614141073464";
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 fn code(v: &Value) -> &str {
     v["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
@@ -81,24 +78,6 @@ async fn ws_connect(http: SocketAddr, payload: Value) -> Ws {
     .await
     .unwrap();
     ws
-}
-
-/// The next message: JSON text, or `{"close": code, "reason": …}` when the server closes.
-async fn ws_next(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a WebSocket message within 20 s");
-        match m {
-            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-            Some(Ok(Message::Close(Some(f)))) => {
-                return json!({"close": u16::from(f.code), "reason": f.reason.to_string()});
-            }
-            Some(Ok(Message::Close(None))) | None => return json!({"close": 0}),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return json!({"close": -1, "reason": e.to_string()}),
-        }
-    }
 }
 
 async fn ws_subscribe(ws: &mut Ws, id: &str, query: &str) {

@@ -651,3 +651,28 @@ impl TestApp {
         opts
     }
 }
+
+/// A WebSocket client connection, as the tests open them.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message on `ws`: JSON text, or `{"close": code, "reason": …}` when the server
+/// closes; waits at most 20 s.
+pub async fn ws_next(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a WebSocket message within 20 s");
+        match m {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(Some(f)))) => {
+                return json!({"close": u16::from(f.code), "reason": f.reason.to_string()});
+            }
+            Some(Ok(Message::Close(None))) | None => return json!({"close": 0}),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return json!({"close": -1, "reason": e.to_string()}),
+        }
+    }
+}

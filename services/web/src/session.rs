@@ -48,6 +48,36 @@ pub async fn caller(keys: &ApiKeys, req: &Request, base_url: &str) -> Result<Cal
     session_caller(keys, cookie).await
 }
 
+/// What a request authenticated with, kept by a long-lived connection (an EPCIS
+/// subscription) to ask again, before each push, whom it stands for now: a revoked key or
+/// an ended session stops it as it would stop a request.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Bearer(Vec<u8>),
+    Session(String),
+}
+
+impl Credential {
+    /// The credential [`caller`] read from `req`, if any.
+    pub fn of(req: &Request) -> Option<Credential> {
+        let headers = req.headers();
+        if let Some(auth) = headers.get(header::AUTHORIZATION) {
+            return Some(Credential::Bearer(auth.as_bytes().to_vec()));
+        }
+        cookie_value(headers).map(|c| Credential::Session(c.to_string()))
+    }
+
+    /// The caller it stands for now (the same-origin check was made when it was read).
+    pub async fn caller(&self, keys: &ApiKeys) -> Result<Caller, TokenRefused> {
+        match self {
+            Credential::Bearer(auth) => {
+                rxledger_graphql::authenticate_header(keys, Some(auth)).await
+            }
+            Credential::Session(cookie) => session_caller(keys, cookie).await,
+        }
+    }
+}
+
 /// The caller a session cookie stands for now.
 pub async fn session_caller(keys: &ApiKeys, cookie: &str) -> Result<Caller, TokenRefused> {
     let ended = |message| TokenRefused {

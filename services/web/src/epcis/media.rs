@@ -284,7 +284,8 @@ pub enum Document {
     Capture,
 }
 
-fn json(bytes: &[u8]) -> Result<Value, EpcisProblem> {
+/// A JSON body, or 400 `MALFORMED_JSON`.
+pub fn json(bytes: &[u8]) -> Result<Value, EpcisProblem> {
     // serde_json refuses nesting deeper than 128 before it allocates for it.
     serde_json::from_slice(bytes).map_err(|e| {
         EpcisProblem::validation("MALFORMED_JSON", format!("the body is not valid JSON: {e}"))

@@ -6,6 +6,9 @@
 //! - Query: `GET /epcis/events` (the simple event query, paged), `GET /epcis/events/{eventID}`,
 //!   and the discovery resources `GET /epcis`, `/epcis/eventTypes`,
 //!   `/epcis/eventTypes/{type}`, `/epcis/eventTypes/{type}/events`; `OPTIONS` on each.
+//! - Named queries ([`named`]): `POST`/`GET /epcis/queries`, `GET`/`DELETE
+//!   /epcis/queries/{name}`, `GET /epcis/queries/{name}/events`, which with `stream=true` and
+//!   a WebSocket upgrade is a subscription to the query's new events ([`subscribe`]).
 //!
 //! One pipeline: the caller is the API key of `/graphql` (`admit`, rate limited like every
 //! route), what it may read is `graphql::visibility::Sight` (the rule of GraphQL `events`),
@@ -17,8 +20,10 @@ pub mod capture;
 pub mod headers;
 pub mod jobs;
 pub mod media;
+pub mod named;
 pub mod problem;
 pub mod query;
+pub mod subscribe;
 
 use std::sync::Arc;
 
@@ -38,10 +43,13 @@ use jobs::Jobs;
 use media::{Document, Media};
 use problem::{EpcisProblem, Exception};
 
-/// What the EPCIS routes share: the web's services and this node's capture jobs.
+/// What the EPCIS routes share: the web's services, this node's capture jobs, the named
+/// queries and this node's open subscriptions.
 pub struct Epcis {
     web: Web,
     jobs: Jobs,
+    queries: rxledger_store::NamedQueries,
+    hub: Arc<subscribe::Hub>,
 }
 
 /// The event types this repository captures and answers.
@@ -57,6 +65,8 @@ pub fn routes(web: &Web) -> poem::endpoint::BoxEndpoint<'static> {
     let state = Arc::new(Epcis {
         web: web.clone(),
         jobs: Jobs::default(),
+        queries: rxledger_store::NamedQueries::new(web.services.ledger.database().clone()),
+        hub: Arc::default(),
     });
     Route::new()
         .at("/", get(top).options(discover_read))
@@ -77,6 +87,20 @@ pub fn routes(web: &Web) -> poem::endpoint::BoxEndpoint<'static> {
         .at(
             "/eventTypes/:t/events",
             get(events_of_type).options(discover_read),
+        )
+        .at(
+            "/queries",
+            get(named::list).post(named::create).options(discover_write),
+        )
+        .at(
+            "/queries/:name",
+            get(named::one)
+                .delete(named::remove)
+                .options(discover_remove),
+        )
+        .at(
+            "/queries/:name/events",
+            get(named::events).options(discover_read),
         )
         .data(state)
         .boxed()
@@ -144,6 +168,11 @@ fn charge(st: &Epcis, c: &Caller, req: &Request, tokens: f64) -> Result<(), Epci
 
 /// An API key is needed.
 fn keyed(c: &Caller) -> Result<(), EpcisProblem> {
+    owner(c).map(|_| ())
+}
+
+/// The organization of the caller's key (which owns its named queries); a key is needed.
+fn owner(c: &Caller) -> Result<String, EpcisProblem> {
     match c {
         Caller::Anonymous => Err(EpcisProblem::new(
             StatusCode::UNAUTHORIZED,
@@ -151,7 +180,7 @@ fn keyed(c: &Caller) -> Result<(), EpcisProblem> {
             "UNAUTHENTICATED",
             "this resource needs an API key (Authorization: Bearer …)",
         )),
-        Caller::Key { .. } => Ok(()),
+        Caller::Key { org_id, .. } => Ok(org_id.clone()),
     }
 }
 
@@ -168,21 +197,25 @@ fn capturer(c: &Caller) -> Result<String, EpcisProblem> {
     }
 }
 
+/// Capture bodies: what a client over the limit should do.
+const SPLIT_THE_DOCUMENT: &str = "(GS1-EPCIS-Capture-File-Size-Limit): split the document";
+
 /// Reads a body of at most `limit` bytes; a larger one is refused before it is read when
-/// its `Content-Length` says so.
-async fn body_of(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, EpcisProblem> {
+/// its `Content-Length` says so. `hint` follows the limit in the refusal.
+async fn body_of(
+    req: &Request,
+    body: Body,
+    limit: usize,
+    hint: &str,
+) -> Result<Vec<u8>, EpcisProblem> {
     let too_large = |n: Option<u64>| {
         EpcisProblem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Exception::CaptureLimitExceeded,
             "TOO_LARGE",
             match n {
-                Some(n) => format!(
-                    "the body is {n} bytes; at most {limit} are taken (GS1-EPCIS-Capture-File-Size-Limit): split the document"
-                ),
-                None => format!(
-                    "the body is larger than {limit} bytes (GS1-EPCIS-Capture-File-Size-Limit): split the document"
-                ),
+                Some(n) => format!("the body is {n} bytes; at most {limit} are taken {hint}"),
+                None => format!("the body is larger than {limit} bytes {hint}"),
             },
         )
     };
@@ -221,7 +254,7 @@ async fn capture_document(
             .get("gs1-capture-error-behaviour")
             .and_then(|v| v.to_str().ok()),
     )?;
-    let bytes = body_of(req, body, CAPTURE_FILE_SIZE_LIMIT).await?;
+    let bytes = body_of(req, body, CAPTURE_FILE_SIZE_LIMIT, SPLIT_THE_DOCUMENT).await?;
     let events = media::read_document(&bytes, media)?;
     drop(bytes);
     // One token per hundred events, charged before any of them is looked at.
@@ -294,33 +327,14 @@ async fn capture_list(
         async {
             let c = admit(st, req, 1.0).await?;
             keyed(&c)?;
-            let mut per_page = query::DEFAULT_PER_PAGE;
-            let mut before = None;
-            for (k, v) in &params {
-                match k.as_str() {
-                    "perPage" => {
-                        per_page = v
-                            .parse()
-                            .ok()
-                            .filter(|n| (1..=MAX_JOBS_PER_PAGE).contains(n))
-                            .ok_or_else(|| {
-                                EpcisProblem::parameter(format!(
-                                    "perPage must be 1 to {MAX_JOBS_PER_PAGE}"
-                                ))
-                            })?
-                    }
-                    "nextPageToken" => {
-                        before = Some(v.parse::<u64>().map_err(|_| {
-                            EpcisProblem::parameter("nextPageToken is not one this server gave")
-                        })?)
-                    }
-                    other => {
-                        return Err(EpcisProblem::parameter(format!(
-                            "{other}: capture jobs take perPage and nextPageToken"
-                        )));
-                    }
-                }
-            }
+            let (per_page, token) = list_page(&params, MAX_JOBS_PER_PAGE, "capture jobs")?;
+            let before = token
+                .map(|t| {
+                    t.parse::<u64>().map_err(|_| {
+                        EpcisProblem::parameter("nextPageToken is not one this server gave")
+                    })
+                })
+                .transpose()?;
             let sight = Sight::of(&c);
             let mut jobs = st
                 .jobs
@@ -345,6 +359,35 @@ async fn capture_list(
     )
 }
 
+/// The page of a list resource (capture jobs, named queries): `perPage` (1 to `max`) and
+/// `nextPageToken`, and nothing else.
+fn list_page(
+    params: &[(String, String)],
+    max: u64,
+    what: &str,
+) -> Result<(u64, Option<String>), EpcisProblem> {
+    let mut per_page = query::DEFAULT_PER_PAGE;
+    let mut token = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "perPage" => {
+                per_page = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| EpcisProblem::parameter(format!("perPage must be 1 to {max}")))?
+            }
+            "nextPageToken" => token = Some(v.clone()),
+            other => {
+                return Err(EpcisProblem::parameter(format!(
+                    "{other}: {what} take perPage and nextPageToken"
+                )));
+            }
+        }
+    }
+    Ok((per_page, token))
+}
+
 fn link_next(r: &mut Response, url: &str) {
     if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")) {
         r.headers_mut().insert(header::LINK, v);
@@ -360,7 +403,7 @@ async fn events_post(req: &Request, body: Body, Data(st): Data<&Arc<Epcis>>) -> 
             let c = admit(st, req, 1.0).await?;
             let org = capturer(&c)?;
             let media = media::body_media(req.headers())?;
-            let bytes = body_of(req, body, EVENT_SIZE_LIMIT).await?;
+            let bytes = body_of(req, body, EVENT_SIZE_LIMIT, SPLIT_THE_DOCUMENT).await?;
             let event = media::read_event(&bytes, media)?;
             let s = &st.web.services;
             let outcome = capture::capture(s, &org, vec![event], Behaviour::Rollback).await?;
@@ -464,7 +507,13 @@ async fn events_query(
     Query(params): Query<Vec<(String, String)>>,
     Data(st): Data<&Arc<Epcis>>,
 ) -> Response {
-    done(run_query(st, req, &params, &[]).await)
+    done(
+        async {
+            let c = admit(st, req, 1.0).await?;
+            run_query(st, req, &c, &params, &[], None).await
+        }
+        .await,
+    )
 }
 
 /// `GET /epcis/eventTypes/{type}/events`: the query with `eventType` fixed.
@@ -477,37 +526,41 @@ async fn events_of_type(
 ) -> Response {
     done(
         async {
+            let c = admit(st, req, 1.0).await?;
             if !EVENT_TYPES.contains(&t.as_str()) {
                 return Err(EpcisProblem::not_found(format!("no event type {t:?}")));
             }
-            run_query(st, req, &params, &[("eventType", t.clone())]).await
+            run_query(st, req, &c, &params, &[("eventType", t.clone())], None).await
         }
         .await,
     )
 }
 
-/// One page of the query for a caller: visibility is GraphQL `events`' own rule.
+/// One page of the query for an admitted caller: visibility is GraphQL `events`' own rule.
+/// The next page's link repeats the parameters on `/epcis/events`, or, for a named query,
+/// is `named`'s own resource (whose parameters are fixed).
 async fn run_query(
     st: &Epcis,
     req: &Request,
+    c: &Caller,
     params: &[(String, String)],
     fixed: &[(&str, String)],
+    named: Option<&str>,
 ) -> Result<Response, EpcisProblem> {
-    let c = admit(st, req, 1.0).await?;
-    keyed(&c)?;
+    keyed(c)?;
     let answer_in = media::answer_media(req.headers())?;
     let mut parsed = query::parse(params, fixed)?;
-    charge(st, &c, req, (parsed.per_page / 100) as f64)?;
+    charge(st, c, req, (parsed.per_page / 100) as f64)?;
     let s = &st.web.services;
-    parsed.filter.signers = Sight::of(&c)
-        .signers(s)
-        .await?
-        .map(|v| v.into_iter().collect());
-    let (events, next) = page(s, &parsed).await?;
+    parsed.filter.signers = signers(s, c).await?;
+    let (events, next) = page(s, &parsed.filter, parsed.per_page, parsed.after).await?;
     let mut r = query_answer(req, &events, answer_in)?;
     if let Some(after) = next {
-        let mut url = String::from("/epcis/events?");
-        for (k, v) in &parsed.defining {
+        let mut url = match named {
+            Some(name) => format!("/epcis/queries/{name}/events?"),
+            None => String::from("/epcis/events?"),
+        };
+        for (k, v) in parsed.defining.iter().filter(|_| named.is_none()) {
             url.push_str(&format!("{}={}&", percent_encode(k), percent_encode(v)));
         }
         url.push_str(&format!(
@@ -520,18 +573,32 @@ async fn run_query(
     Ok(r)
 }
 
-/// The page's events as logged, and where the next page starts (if there is one).
+/// The signers whose events `c` may see (`None`: all), as the store's filter takes them.
+async fn signers(
+    s: &rxledger_graphql::Services,
+    c: &Caller,
+) -> Result<Option<Vec<String>>, EpcisProblem> {
+    Ok(Sight::of(c)
+        .signers(s)
+        .await?
+        .map(|v| v.into_iter().collect()))
+}
+
+/// The page's events as logged (at most `per_page`, after `after`), and where the next page
+/// starts (if there is one).
 async fn page(
     s: &rxledger_graphql::Services,
-    parsed: &query::Parsed,
+    filter: &rxledger_store::packs::EventFilter,
+    per_page: u64,
+    after: Option<(i64, i32)>,
 ) -> Result<(Vec<LoggedJson>, Option<(i64, i32)>), EpcisProblem> {
     let mut rows = s
         .packs
-        .events_page(&parsed.filter, parsed.per_page + 1, parsed.after)
+        .events_page(filter, per_page + 1, after)
         .await
         .map_err(rxledger_graphql::ApiError::from)?;
-    let has_next = rows.len() as u64 > parsed.per_page;
-    rows.truncate(parsed.per_page as usize);
+    let has_next = rows.len() as u64 > per_page;
+    rows.truncate(per_page as usize);
     let next = rows
         .last()
         .filter(|_| has_next)
@@ -564,11 +631,8 @@ async fn event_one(req: &Request, Path(id): Path<String>, Data(st): Data<&Arc<Ep
             let s = &st.web.services;
             let mut parsed = query::parse(&[], &[])?;
             parsed.filter.any_of.hashes = vec![hash];
-            parsed.filter.signers = Sight::of(&c)
-                .signers(s)
-                .await?
-                .map(|v| v.into_iter().collect());
-            let (events, _) = page(s, &parsed).await?;
+            parsed.filter.signers = signers(s, &c).await?;
+            let (events, _) = page(s, &parsed.filter, parsed.per_page, parsed.after).await?;
             if events.is_empty() {
                 return Err(not_found());
             }
@@ -596,7 +660,7 @@ async fn top(req: &Request, Data(st): Data<&Arc<Epcis>>) -> Response {
             Ok(answer(
                 StatusCode::OK,
                 "application/json",
-                collection(&["capture", "events", "eventTypes"]),
+                collection(&["capture", "events", "eventTypes", "queries"]),
             ))
         }
         .await,
@@ -657,6 +721,11 @@ fn discover_read() -> Response {
 #[handler]
 fn discover_write() -> Response {
     discovery("OPTIONS, GET, POST", false)
+}
+
+#[handler]
+fn discover_remove() -> Response {
+    discovery("OPTIONS, GET, DELETE", false)
 }
 
 #[handler]

@@ -19,6 +19,8 @@ pub enum Exception {
     NotAcceptable,
     UnsupportedMediaType,
     ResourceAlreadyExists,
+    /// A subscription's controls (`stream`, schedule, `initialRecordTime`) are refused.
+    SubscriptionControls,
     Implementation,
     /// Not an EPCIS exception: the caller's rate-limit bucket is empty (429).
     RateLimited,
@@ -36,6 +38,7 @@ impl Exception {
             Exception::NotAcceptable => "epcisException:NotAcceptableException",
             Exception::UnsupportedMediaType => "epcisException:UnsupportedMediaTypeException",
             Exception::ResourceAlreadyExists => "epcisException:ResourceAlreadyExistsException",
+            Exception::SubscriptionControls => "epcisException:SubscriptionControlsException",
             Exception::Implementation => "epcisException:ImplementationException",
             Exception::RateLimited => "about:blank",
         }
@@ -52,6 +55,7 @@ impl Exception {
             Exception::NotAcceptable => "Cannot answer in the requested format or version",
             Exception::UnsupportedMediaType => "Unsupported media type",
             Exception::ResourceAlreadyExists => "The resource already exists",
+            Exception::SubscriptionControls => "The subscription cannot be made",
             Exception::Implementation => "Temporarily unavailable",
             Exception::RateLimited => "Too many requests",
         }
@@ -96,6 +100,11 @@ impl EpcisProblem {
             "BAD_QUERY_PARAMETER",
             detail,
         )
+    }
+
+    /// A subscription refused as asked (400), or for want of room (429).
+    pub fn subscription(status: StatusCode, code: &str, detail: impl Into<String>) -> EpcisProblem {
+        EpcisProblem::new(status, Exception::SubscriptionControls, code, detail)
     }
 
     pub fn not_found(detail: impl Into<String>) -> EpcisProblem {

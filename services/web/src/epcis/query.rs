@@ -95,7 +95,7 @@ fn values(v: &str, name: &str) -> Result<Vec<String>, EpcisProblem> {
 }
 
 /// A time parameter. A `+` offset that arrived unencoded reads as a space: put it back.
-fn time(v: &str, name: &str) -> Result<i64, EpcisProblem> {
+pub fn time(v: &str, name: &str) -> Result<i64, EpcisProblem> {
     epcis::parse_time(&v.trim().replace(' ', "+"))
         .map_err(|e| EpcisProblem::parameter(format!("{name}: {e}")))
 }
@@ -194,6 +194,55 @@ fn apply(f: &mut AnyOf, k: &str, v: &str) -> Result<(), EpcisProblem> {
     Ok(())
 }
 
+/// A named query's `query` object (the binding's query schema: a list parameter as an array
+/// of strings, a time as a string) as the parameters of `GET /epcis/events`, for [`parse`]:
+/// one parser for both. `@context` is allowed and means nothing to the filter; paging is
+/// given when the query runs, not in its definition.
+pub fn from_json(query: &serde_json::Value) -> Result<Vec<(String, String)>, EpcisProblem> {
+    use serde_json::Value;
+    let Value::Object(fields) = query else {
+        return Err(EpcisProblem::parameter("query must be a JSON object"));
+    };
+    let mut out = Vec::with_capacity(fields.len());
+    for (k, v) in fields {
+        let text = match (k.as_str(), v) {
+            ("@context", _) => continue,
+            ("perPage" | "nextPageToken", _) => {
+                return Err(EpcisProblem::parameter(format!(
+                    "{k} is not part of a query: give it when the query runs (GET /epcis/queries/{{name}}/events?{k}=…)"
+                )));
+            }
+            (_, Value::String(s)) => s.clone(),
+            (_, Value::Array(items)) if items.len() <= MAX_VALUES => {
+                let mut values = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.as_str() {
+                        Some(s) if !s.contains('|') => values.push(s),
+                        _ => {
+                            return Err(EpcisProblem::parameter(format!(
+                                "{k}: each value is a string without '|'"
+                            )));
+                        }
+                    }
+                }
+                values.join("|")
+            }
+            (_, Value::Array(_)) => {
+                return Err(EpcisProblem::parameter(format!(
+                    "{k}: at most {MAX_VALUES} values"
+                )));
+            }
+            _ => {
+                return Err(EpcisProblem::parameter(format!(
+                    "{k}: a list of strings, or a string for a time"
+                )));
+            }
+        };
+        out.push((k.clone(), text));
+    }
+    Ok(out)
+}
+
 /// The digest that ties a token to the parameters it pages through.
 fn digest(defining: &BTreeMap<String, String>) -> [u8; 8] {
     let mut text = String::from("rxledger epcis page\n");
@@ -281,6 +330,35 @@ mod tests {
         ] {
             assert!(parse(&params(&[bad]), &[]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_named_query_reads_as_its_parameters() {
+        let q = serde_json::json!({
+            "@context": "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+            "eventType": ["ObjectEvent"],
+            "EQ_bizStep": ["shipping", "receiving"],
+            "GE_eventTime": "2024-01-01T00:00:00Z",
+        });
+        let pairs = from_json(&q).unwrap();
+        let p = parse(&pairs, &[]).unwrap();
+        assert_eq!(p.filter.any_of.biz_steps, ["shipping", "receiving"]);
+        assert_eq!(p.filter.any_of.event_types, ["ObjectEvent"]);
+        assert!(p.filter.any_of.event_from_ms.is_some());
+        assert!(!p.defining.contains_key("@context"));
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!({"EQ_bizStep": ["shipping|receiving"]}),
+            serde_json::json!({"EQ_bizStep": [1]}),
+            serde_json::json!({"EQ_bizStep": {"x": 1}}),
+            serde_json::json!({"perPage": "10"}),
+            serde_json::json!({"EQ_bizStep": vec!["shipping"; MAX_VALUES + 1]}),
+        ] {
+            assert!(from_json(&bad).is_err(), "{bad}");
+        }
+        // What the parser refuses is refused the same way.
+        let unknown = from_json(&serde_json::json!({"EQ_quantity": ["3"]})).unwrap();
+        assert!(parse(&unknown, &[]).is_err());
     }
 
     #[test]
