@@ -250,8 +250,7 @@ pub async fn events(
             if ws.is_some() || !controls.is_empty() {
                 return super::subscribe::open(st, req, row, pairs, controls, paging, ws).await;
             }
-            let fixed: Vec<(&str, String)> =
-                pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let fixed = query::fixed(&pairs);
             super::run_query(st, req, &c, &paging, &fixed, Some(&row.name)).await
         }
         .await,

@@ -243,6 +243,11 @@ pub fn from_json(query: &serde_json::Value) -> Result<Vec<(String, String)>, Epc
     Ok(out)
 }
 
+/// Parameters as [`parse`] takes those the resource fixes (a named query's own).
+pub fn fixed(pairs: &[(String, String)]) -> Vec<(&str, String)> {
+    pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
 /// The digest that ties a token to the parameters it pages through.
 fn digest(defining: &BTreeMap<String, String>) -> [u8; 8] {
     let mut text = String::from("rxledger epcis page\n");

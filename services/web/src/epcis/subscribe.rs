@@ -144,8 +144,7 @@ pub async fn open(
             ),
         ));
     }
-    let fixed: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let parsed = query::parse(&[], &fixed)?;
+    let parsed = query::parse(&[], &query::fixed(&pairs))?;
     let credential = Credential::of(req)
         .ok_or_else(|| EpcisProblem::internal("a keyed caller carries no credential"))?;
     let held = st.hub.open(&row.org_id, &row.name)?;
