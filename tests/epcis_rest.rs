@@ -1312,3 +1312,45 @@ async fn subscriptions_per_organisation_are_bounded() {
     // Another organisation still has room.
     assert!(upgrade(&app, stream, Some(&whole)).await.is_ok());
 }
+
+/// A scanner's events over MQTT reach its organisation's subscription as REST captures do,
+/// and so do those of a scanner enrolled after the subscription opened: what a subscriber
+/// may see is asked again before each read, never fixed at the upgrade.
+#[tokio::test]
+async fn a_scanners_events_over_mqtt_are_pushed_even_from_a_device_enrolled_later() {
+    let app = spawn_app().await;
+    let schema = epcis_schema();
+    let mut line1 = app.acme_with_packs(&["1"]).await;
+    let acme = key(&app, "acme", "MANUFACTURER").await;
+    let d = json!({"name": "commissioning", "query": {"EQ_bizStep": ["commissioning"]}});
+    assert_eq!(define(&app, Some(&acme), &d).await.status, 201);
+    let stream = "/epcis/queries/commissioning/events?stream=true";
+    let (mut ws, _) = upgrade(&app, stream, Some(&acme))
+        .await
+        .expect("subscribes");
+
+    let first = common::commission(&["2"], "L1", "2031-06-30");
+    assert_eq!(
+        line1.send_events(vec![first.clone()]).await.status,
+        "ACCEPTED"
+    );
+    let id = |e: &Value| rxledger_core::epcis::event_hash_id(e).unwrap();
+    assert_eq!(
+        pushed_until(&mut ws, &id(&first), &schema).await,
+        [id(&first)]
+    );
+
+    let key2 = app
+        .enroll("acme", "MANUFACTURER", None, ACME_GLN, "line-2")
+        .await;
+    let mut line2 = app.device("line-2", key2).await;
+    let later = common::commission(&["3"], "L1", "2031-06-30");
+    assert_eq!(
+        line2.send_events(vec![later.clone()]).await.status,
+        "ACCEPTED"
+    );
+    assert_eq!(
+        pushed_until(&mut ws, &id(&later), &schema).await,
+        [id(&later)]
+    );
+}
