@@ -1,13 +1,14 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair|map]`
 //!
 //! Without a mode, one run on the server's defaults. With `pair`, the run is made four times
 //! in one process, alternately without and with the pack index map (issue 24), and the ratio
 //! of the rates and the disk per entry are printed. With `witness-pair`, alternately without
 //! witnesses and with two local `rxledger witness` servers and a quorum of 2 (issue 21): each
 //! witnessed run also waits, after its last receipt, for a checkpoint cosigned by both that
-//! covers every entry, and prints how long that took.
+//! covers every entry, and prints how long that took. With `map`, one run with the map (to profile
+//! its cost).
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
@@ -118,6 +119,8 @@ enum Mode {
     Single,
     /// Without and with the pack index map, alternately.
     MapPair,
+    /// One run with the pack index map (for a profile of its cost).
+    Map,
     /// Without and with two witnesses (quorum 2), alternately.
     WitnessPair,
 }
@@ -155,6 +158,8 @@ impl Options {
                 Mode::MapPair
             } else if std::env::args().skip(1).any(|a| a == "witness-pair") {
                 Mode::WitnessPair
+            } else if std::env::args().skip(1).any(|a| a == "map") {
+                Mode::Map
             } else {
                 Mode::Single
             },
@@ -188,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
         witnesses: false,
     };
     let with = match opts.mode {
-        Mode::Single => None,
+        Mode::Single | Mode::Map => None,
         Mode::MapPair => Some(Features { map: true, ..plain }),
         Mode::WitnessPair => Some(Features {
             witnesses: true,
@@ -196,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
         }),
     };
     let modes = match with {
+        None if opts.mode == Mode::Map => vec![Features { map: true, ..plain }],
         None => vec![plain],
         Some(w) => vec![plain, w, plain, w],
     };
