@@ -5,7 +5,7 @@
 //!   [`head`] (the single row advanced by compare-and-swap) and [`checkpoint`] (every signed
 //!   checkpoint, so an auditor can prove none were inconsistent);
 //! - indexes derived from the log: [`event`] (one row per EPCIS event, keyed by its CBV hash),
-//!   [`map_leaf`] (the authenticated pack index the map-root entries commit to);
+//!   [`epc`] (which identifiers each entry names; the pack index map is built from it);
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
 //! - product master data: [`product`] (what a GTIN is, for the pages);
 //! - the desk: [`trace_party`] (who may read a tracing request), [`alert_case`] (an alert's
@@ -25,7 +25,6 @@ pub mod epc;
 pub mod epcis_query;
 pub mod event;
 pub mod head;
-pub mod map_leaf;
 pub mod migration;
 pub mod organization;
 pub mod product;

@@ -6,12 +6,16 @@
 use sea_orm::{EntityTrait, Schema};
 use sea_orm_migration::prelude::*;
 
+#[path = "m0005_map_leaves.rs"]
+mod m0005_map;
 #[path = "m0007_epcis_query_indexes.rs"]
 mod m0007_epcis;
 #[path = "m0008_desk_alert_cases.rs"]
 mod m0008_cases;
 #[path = "m0009_epcis_queries.rs"]
 mod m0009_queries;
+#[path = "m0010_drop_map_leaves.rs"]
+mod m0010_map;
 
 pub struct Migrator;
 
@@ -23,11 +27,12 @@ impl MigratorTrait for Migrator {
             Box::new(M0002Products),
             Box::new(M0003CommissionsByEntry),
             Box::new(M0004DeskTraceParties),
-            Box::new(M0005MapLeaves),
+            Box::new(m0005_map::M0005MapLeaves),
             Box::new(M0006OpsSessions),
             Box::new(m0007_epcis::M0007EpcisQueryIndexes),
             Box::new(m0008_cases::M0008DeskAlertCases),
             Box::new(m0009_queries::M0009EpcisQueries),
+            Box::new(m0010_map::M0010DropMapLeaves),
         ]
     }
 }
@@ -194,22 +199,6 @@ impl MigrationTrait for M0004DeskTraceParties {
             [trace_party::Column::OrgId],
         )
         .await
-    }
-}
-
-/// The authenticated pack index (issue 24): one row per identifier, its history commitment.
-struct M0005MapLeaves;
-
-impl MigrationName for M0005MapLeaves {
-    fn name(&self) -> &str {
-        "m0005_map_leaves"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for M0005MapLeaves {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        create(manager, crate::map_leaf::Entity).await
     }
 }
 

@@ -507,9 +507,8 @@ impl Ledger {
         Ok(Batch { admissions, head })
     }
 
-    /// The batch's map-root entry: the map takes the batch's `accepted` entries (with their
-    /// `leaves`) on top of the log of `old_size`; a map that fails to is invalidated, so the
-    /// next batch reloads it.
+    /// The batch's map-root entry: the map, caught up to the log of `old_size`, takes the
+    /// batch's `accepted` entries (with their `leaves`).
     async fn map_root_entry(
         &self,
         state: &mut crate::map::MapState,
@@ -518,15 +517,12 @@ impl Ledger {
         leaves: &[Hash],
         old_size: u64,
     ) -> Result<NewEntry, StoreError> {
-        state.ensure(txn, old_size).await?;
-        let index = old_size + accepted.len() as u64;
-        let e = state
-            .take_batch(txn, accepted, leaves, index, &self.origin, &self.key)
-            .await;
-        if e.is_err() {
+        if let Err(e) = state.ensure(txn, old_size).await {
             state.invalidate();
+            return Err(e);
         }
-        e
+        let index = old_size + accepted.len() as u64;
+        Ok(state.take_batch(accepted, leaves, index, &self.origin, &self.key))
     }
 
     /// Takes the sequencer lease (on PostgreSQL) and reads the head; returns its size. If

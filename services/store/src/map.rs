@@ -1,38 +1,46 @@
 //! The authenticated pack index (`rxledger_core::map`) beside the log.
 //!
 //! The ledger keeps the whole map in memory and updates it inside each append transaction:
-//! the batch's entries are pushed onto the histories of the identifiers they name, the changed
-//! leaves are written back (one upsert per 500 keys) and a map-root entry signed by the log
-//! key is appended as the batch's last entry, all before the checkpoint is signed and in the
-//! same transaction. So the map never disagrees with the log: both commit or neither does.
+//! the batch's entries are pushed onto the histories of the identifiers they name and a
+//! map-root entry signed by the log key is appended as the batch's last entry, before the
+//! checkpoint is signed and in the same transaction. So the map never disagrees with the log:
+//! both commit or neither does.
 //!
-//! Only the leaves are stored (`map_leaves`: key, count, chain head); the inner nodes are
-//! rebuilt when the map is loaded. The map is loaded at open, and again whenever the log
-//! moved without this node (another node's batch on PostgreSQL) or a batch failed after the
-//! map had taken its entries, since the memory then holds uncommitted histories. A log
-//! written without a map (before this feature, or by a ledger opened without one) is caught
-//! up from the `epcs` table, which the server audits against the entries at start, and the
-//! next batch writes every leaf and commits the root.
+//! Nothing of the map itself is stored. It is derived from two things the transaction commits
+//! anyway: the `epcs` rows (which identifiers each entry names; the server audits them
+//! against the entry bytes at start) and the level-0 tiles (each entry's leaf hash). Writing
+//! leaves back each batch cost about 30 µs per event on the sequencer's path (an upsert of a
+//! random 32-byte key per identifier) and 180 B per entry on disk, for nothing a rebuild
+//! cannot give.
+//!
+//! The map is built at open, and caught up whenever the log moved without this node (another
+//! node's batch on PostgreSQL): only the entries it has not seen are read. A batch that failed
+//! after the map had taken its entries leaves uncommitted histories in memory, so the map is
+//! then built again from the start. A log written without a map (before this feature, or by a
+//! ledger opened without one) is caught up the same way, and the next batch commits its root.
 //!
 //! Answers take their proofs under the same lock as the sequencer, so they only ever see the
 //! map as committed: at most one batch's transaction waits in front of them.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 use rxledger_core::keys::LogKey;
 use rxledger_core::map::rootentry::{self, MapRoot};
 use rxledger_core::map::{self, History, MapProof, MapTree};
 use rxledger_core::merkle::{self, Hash};
 use rxledger_core::tiles::{TILE_WIDTH, TileId};
-use rxledger_entities::{entry, epc, map_leaf};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, QuerySelect, Set};
+use rxledger_core::{envelope, index};
+use rxledger_entities::{entry, epc};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::StoreError;
 use crate::ledger::{EntryKind, NewEntry, read_tiles};
 
-/// Leaves per INSERT statement.
-const LEAF_CHUNK: usize = 500;
+/// Tiles per SELECT statement.
+const TILE_CHUNK: usize = 500;
+/// Entries read per page when the map is built from the entries' bytes.
+const ENTRY_PAGE: u64 = 1000;
 /// The signer column of map-root entries (device ids cannot contain `:`; API state changes
 /// are `org:<id>`).
 pub const MAP_SIGNER: &str = "log:map";
@@ -41,10 +49,8 @@ pub const MAP_SIGNER: &str = "log:map";
 #[derive(Default)]
 pub struct MapState {
     tree: MapTree,
-    /// Entries `0..size` are in `tree`; `None` when the tree must be loaded again first.
+    /// Entries `0..size` are in `tree`; `None` when the tree must be built again first.
     size: Option<u64>,
-    /// Write every leaf (and drop every stored one) with the next batch: after a catch-up.
-    rewrite: bool,
     /// The newest map-root entry whose root is the tree's.
     committed: Option<CommittedRoot>,
 }
@@ -89,57 +95,81 @@ impl MapState {
         Some((committed, proofs))
     }
 
-    /// Forgets the tree: it is loaded again before the next batch (after a failed append).
+    /// Forgets the tree: it is built again before the next batch (after a failed append).
     pub(crate) fn invalidate(&mut self) {
         self.size = None;
         self.committed = None;
     }
 
-    /// Makes the tree hold entries `0..size` of the log as committed in `conn`.
+    /// Makes the tree hold entries `0..size` of the log as committed in `conn`: nothing when
+    /// it does, the entries it lacks when the log moved on without it, and otherwise all.
+    ///
+    /// The index rows are the fast source. When the map they give is not the one the log's
+    /// last map-root entry states, the index is wrong (a bug, or rows changed behind the
+    /// ledger's back): the map is then built from the entries' own bytes, as the auditor does,
+    /// so answers from the wrong index still fail their clients' check, naming the identifier.
     pub(crate) async fn ensure(
         &mut self,
         conn: &impl ConnectionTrait,
         size: u64,
     ) -> Result<(), StoreError> {
-        if self.size == Some(size) {
-            return Ok(());
+        let from = match self.size {
+            Some(have) if have == size => return Ok(()),
+            Some(have) if have < size => have,
+            _ => {
+                self.tree = MapTree::new();
+                0
+            }
+        };
+        self.size = None;
+        self.committed = None;
+        push_from_index(conn, &mut self.tree, from..size).await?;
+        let last = match size.checked_sub(1) {
+            Some(i) => last_root_entry(conn, i).await?,
+            None => None,
+        };
+        if let Some(c) = last {
+            if !states(&c, &mut self.tree) {
+                tracing::error!(
+                    size,
+                    "the pack index map the epcs rows give is not the one the log's last \
+                     map-root entry states: the index is wrong (run rxledger audit); building \
+                     the map from the entries themselves"
+                );
+                self.tree = MapTree::new();
+                push_from_entries(conn, &mut self.tree, 0..size).await?;
+            }
+            if states(&c, &mut self.tree) {
+                self.committed = Some(c);
+            } else {
+                tracing::error!(
+                    size,
+                    "the entries do not give the map the log's last map-root entry states \
+                     either; the next batch commits the map they give"
+                );
+            }
         }
-        *self = load(conn, size).await?;
+        self.size = Some(size);
         Ok(())
     }
 
-    /// Takes a batch's accepted entries (with their leaf hashes) into the map, writes the
-    /// changed leaves and returns the map-root entry to append after them at `index`.
-    pub(crate) async fn take_batch(
+    /// Takes a batch's accepted entries (with their leaf hashes) into the map and returns the
+    /// map-root entry to append after them at `index`.
+    pub(crate) fn take_batch(
         &mut self,
-        txn: &impl ConnectionTrait,
         accepted: &[(u64, &NewEntry)],
         leaves: &[Hash],
         index: u64,
         origin: &str,
         key: &LogKey,
-    ) -> Result<NewEntry, StoreError> {
+    ) -> NewEntry {
         // From here until the commit the tree holds histories the database may still lose.
         self.size = None;
         self.committed = None;
-        let mut changed: HashSet<Hash> = HashSet::new();
         for ((entry_index, e), leaf) in accepted.iter().zip(leaves) {
             for k in named_keys(e) {
-                let key = map::key_of(k);
-                self.tree.push(&key, *entry_index, leaf);
-                changed.insert(key);
+                self.tree.push(&map::key_of(k), *entry_index, leaf);
             }
-        }
-        if self.rewrite {
-            map_leaf::Entity::delete_many().exec(txn).await?;
-            let all: Vec<(Hash, History)> = self.tree.leaves();
-            write_leaves(txn, &all).await?;
-        } else {
-            let rows: Vec<(Hash, History)> = changed
-                .iter()
-                .filter_map(|k| self.tree.get(k).map(|v| (*k, v)))
-                .collect();
-            write_leaves(txn, &rows).await?;
         }
         let stated = MapRoot {
             origin: origin.to_string(),
@@ -153,20 +183,19 @@ impl MapState {
             entry: data.clone(),
             stated,
         });
-        Ok(NewEntry {
+        NewEntry {
             data,
             kind: EntryKind::MapRoot,
             signer: MAP_SIGNER.to_string(),
             seq: None,
             events: Vec::new(),
-        })
+        }
     }
 
     /// The batch ending with the map-root entry from [`MapState::take_batch`] committed: the
     /// log now has `size` entries.
     pub(crate) fn committed_at(&mut self, size: u64) {
         self.size = Some(size);
-        self.rewrite = false;
     }
 }
 
@@ -184,77 +213,16 @@ fn named_keys(e: &NewEntry) -> Vec<&str> {
     out
 }
 
-/// Upserts leaves.
-async fn write_leaves(
-    txn: &impl ConnectionTrait,
-    leaves: &[(Hash, History)],
-) -> Result<(), StoreError> {
-    for chunk in leaves.chunks(LEAF_CHUNK) {
-        let rows = chunk.iter().map(|(k, v)| map_leaf::ActiveModel {
-            key: Set(k.to_vec()),
-            count: Set(v.count as i64),
-            head: Set(v.head.to_vec()),
-        });
-        map_leaf::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(map_leaf::Column::Key)
-                    .update_columns([map_leaf::Column::Count, map_leaf::Column::Head])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// The map of the first `size` entries: the stored leaves when the log's last entry is a
-/// map-root entry stating their root, and otherwise rebuilt from the `epcs` table.
+/// The map of the first `size` entries of the log in `conn`.
 pub(crate) async fn load(conn: &impl ConnectionTrait, size: u64) -> Result<MapState, StoreError> {
-    let mut tree = MapTree::from_leaves(read_leaves(conn).await?);
-    let last = match size.checked_sub(1) {
-        Some(i) => last_root_entry(conn, i).await?,
-        None => None,
-    };
-    if let Some(c) = last
-        && c.stated.root == tree.root()
-        && c.stated.keys == tree.len()
-    {
-        return Ok(MapState {
-            tree,
-            size: Some(size),
-            rewrite: false,
-            committed: Some(c),
-        });
-    }
-    if size > 0 {
-        tracing::warn!(
-            size,
-            "the pack index map does not match the log's last map-root entry; rebuilding it \
-             from the index (the next batch commits its root)"
-        );
-    }
-    Ok(MapState {
-        tree: rebuild(conn, size).await?,
-        size: Some(size),
-        rewrite: true,
-        committed: None,
-    })
+    let mut state = MapState::default();
+    state.ensure(conn, size).await?;
+    Ok(state)
 }
 
-/// Every stored leaf, checking its shape.
-pub async fn read_leaves(conn: &impl ConnectionTrait) -> Result<Vec<(Hash, History)>, StoreError> {
-    map_leaf::Entity::find()
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let bad = || StoreError::Corrupt("a map_leaves row is not 32-byte key and head".into());
-            let key = merkle::hash_from_slice(&r.key).map_err(|_| bad())?;
-            let head = merkle::hash_from_slice(&r.head).map_err(|_| bad())?;
-            let count = u64::try_from(r.count).map_err(|_| bad())?;
-            Ok((key, History { count, head }))
-        })
-        .collect()
+/// Whether the map-root entry `c` states `tree`.
+fn states(c: &CommittedRoot, tree: &mut MapTree) -> bool {
+    c.stated.root == tree.root() && c.stated.keys == tree.len()
 }
 
 /// Entry `index` when it is a well-formed map-root entry for itself.
@@ -278,31 +246,33 @@ async fn last_root_entry(
         }))
 }
 
-/// The map of the first `size` entries from the `epcs` rows and the stored leaf hashes.
-async fn rebuild(conn: &impl ConnectionTrait, size: u64) -> Result<MapTree, StoreError> {
+/// Pushes entries `range` onto `tree`, in log order, from the `epcs` rows (which identifiers
+/// each names; an identifier counts once per entry) and the level-0 tiles (its leaf hash).
+async fn push_from_index(
+    conn: &impl ConnectionTrait,
+    tree: &mut MapTree,
+    range: Range<u64>,
+) -> Result<(), StoreError> {
+    if range.is_empty() {
+        return Ok(());
+    }
     let rows: Vec<(String, i64)> = epc::Entity::find()
         .select_only()
         .column(epc::Column::Epc)
         .column(epc::Column::EntryIdx)
+        .filter(epc::Column::EntryIdx.gte(range.start as i64))
+        .filter(epc::Column::EntryIdx.lt(range.end as i64))
         .order_by_asc(epc::Column::EntryIdx)
         .into_tuple()
         .all(conn)
         .await?;
-    let ids: Vec<TileId> = (0..size.div_ceil(TILE_WIDTH))
-        .map(|index| TileId { level: 0, index })
-        .collect();
-    let mut leaf_of: BTreeMap<u64, Hash> = BTreeMap::new();
-    for chunk in ids.chunks(LEAF_CHUNK) {
-        for t in read_tiles(conn, chunk).await? {
-            for (i, h) in t.hashes.into_iter().enumerate() {
-                leaf_of.insert(t.id.index * TILE_WIDTH + i as u64, h);
-            }
-        }
-    }
-    let mut tree = MapTree::new();
-    let mut seen: HashSet<(String, i64)> = HashSet::new();
+    let leaf_of = leaf_hashes(conn, &range).await?;
+    let mut current: (i64, HashSet<String>) = (-1, HashSet::new());
     for (key, idx) in rows {
-        if idx < 0 || idx as u64 >= size || !seen.insert((key.clone(), idx)) {
+        if idx != current.0 {
+            current = (idx, HashSet::new());
+        }
+        if !current.1.insert(key.clone()) {
             continue;
         }
         let leaf = leaf_of.get(&(idx as u64)).ok_or_else(|| {
@@ -310,5 +280,85 @@ async fn rebuild(conn: &impl ConnectionTrait, size: u64) -> Result<MapTree, Stor
         })?;
         tree.push(&map::key_of(&key), idx as u64, leaf);
     }
-    Ok(tree)
+    Ok(())
+}
+
+/// Pushes entries `range` onto `tree` from their own bytes: the identifiers
+/// [`named_in_entry`] reads and the leaf hash of the bytes. Slow (every event is parsed), so
+/// only when the index is found wrong.
+async fn push_from_entries(
+    conn: &impl ConnectionTrait,
+    tree: &mut MapTree,
+    range: Range<u64>,
+) -> Result<(), StoreError> {
+    let mut next = range.start;
+    while next < range.end {
+        let rows: Vec<(i64, i16, Vec<u8>)> = entry::Entity::find()
+            .select_only()
+            .column(entry::Column::Idx)
+            .column(entry::Column::Kind)
+            .column(entry::Column::Data)
+            .filter(entry::Column::Idx.gte(next as i64))
+            .filter(entry::Column::Idx.lt(range.end as i64))
+            .order_by_asc(entry::Column::Idx)
+            .limit(ENTRY_PAGE)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Err(StoreError::Corrupt(format!("entry {next} is missing")));
+        };
+        next = last.0 as u64 + 1;
+        for (idx, kind, data) in rows {
+            if kind == EntryKind::MapRoot as i16 {
+                continue;
+            }
+            let leaf = merkle::leaf_hash(&data);
+            for key in named_in_entry(&data) {
+                tree.push(&map::key_of(&key), idx as u64, &leaf);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The distinct identifiers an entry's events name, read from the entry's bytes (none for a
+/// map-root entry, a desk record or bytes that do not read): what the map and its audit push.
+pub(crate) fn named_in_entry(data: &[u8]) -> Vec<String> {
+    let Ok(body) = envelope::read_body(data) else {
+        return Vec::new();
+    };
+    let mut named: Vec<String> = Vec::new();
+    for json in &body.events {
+        if let Ok(v) = index::reindex_event(json, "") {
+            for (key, _) in v.ids {
+                if !named.contains(&key) {
+                    named.push(key);
+                }
+            }
+        }
+    }
+    named
+}
+
+/// The leaf hashes of entries `range`, from the level-0 tiles that hold them.
+async fn leaf_hashes(
+    conn: &impl ConnectionTrait,
+    range: &Range<u64>,
+) -> Result<BTreeMap<u64, Hash>, StoreError> {
+    let ids: Vec<TileId> = (range.start / TILE_WIDTH..range.end.div_ceil(TILE_WIDTH))
+        .map(|index| TileId { level: 0, index })
+        .collect();
+    let mut leaf_of = BTreeMap::new();
+    for chunk in ids.chunks(TILE_CHUNK) {
+        for t in read_tiles(conn, chunk).await? {
+            for (i, h) in t.hashes.into_iter().enumerate() {
+                let index = t.id.index * TILE_WIDTH + i as u64;
+                if range.contains(&index) {
+                    leaf_of.insert(index, h);
+                }
+            }
+        }
+    }
+    Ok(leaf_of)
 }

@@ -1062,7 +1062,7 @@ async fn map_commits_with_each_batch(db: Database) {
     )
     .unwrap();
 
-    // Reopened: the stored leaves are the committed map.
+    // Reopened: the map built from the index is the committed one.
     drop(ledger);
     let again = Ledger::open_with(db.clone(), key(), ORIGIN, with_map)
         .await
@@ -1081,18 +1081,6 @@ async fn map_commits_with_each_batch(db: Database) {
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.map_roots_checked, 4);
     assert_eq!(report.entries_unreadable, 3);
-
-    // A leaf altered behind the ledger's back is named.
-    exec(&db, "UPDATE map_leaves SET count = count + 1").await;
-    let report = audit(&db, again.verifier(), None, |_, _| {}).await.unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("map: the stored map_leaves")),
-        "{:?}",
-        report.problems
-    );
 }
 
 /// Browser sessions: a cookie stands for its key until sign-out, the idle or lifetime bound,
