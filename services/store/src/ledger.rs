@@ -267,9 +267,17 @@ impl Ledger {
         let postings = std::sync::Arc::new(crate::postings::Postings::new());
         postings.saw_head(head.size);
         let map = match options.map {
-            true => Some(tokio::sync::Mutex::new(
-                crate::map::load(&db.conn, head.size).await?,
-            )),
+            true => {
+                let started = std::time::Instant::now();
+                let state = crate::map::load(&db.conn, head.size).await?;
+                tracing::info!(
+                    entries = head.size,
+                    keys = state.keys(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "pack index map built"
+                );
+                Some(tokio::sync::Mutex::new(state))
+            }
             false => None,
         };
         let (tx, _) = watch::channel(head);

@@ -77,6 +77,11 @@ impl MapState {
         self.committed.as_ref()
     }
 
+    /// How many identifiers the map holds.
+    pub fn keys(&self) -> u64 {
+        self.tree.len()
+    }
+
     /// Proofs of `identifiers` (index keys) from the committed map, with the map-root entry
     /// they are against; `None` when no map-root entry covers the log as this node has it.
     pub fn prove(&self, identifiers: &[String]) -> Option<(CommittedRoot, Vec<KeyProof>)> {
