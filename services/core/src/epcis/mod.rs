@@ -20,6 +20,15 @@ mod hash;
 mod time;
 pub mod xml;
 
+/// The five EPCIS 2.0 event types (EPCIS 2.0 §7.4), as JSON-LD `type` and XML element names.
+pub const EVENT_TYPES: &[&str] = &[
+    "ObjectEvent",
+    "AggregationEvent",
+    "TransactionEvent",
+    "TransformationEvent",
+    "AssociationEvent",
+];
+
 use serde_json::{Map, Value};
 
 use crate::gs1::{self, CalendarDate, EpcId, Gs1Error, Lot, Sgln};

@@ -137,20 +137,12 @@ fn each<T>(
         .collect()
 }
 
-const EVENT_TYPES: &[&str] = &[
-    "ObjectEvent",
-    "AggregationEvent",
-    "TransactionEvent",
-    "TransformationEvent",
-    "AssociationEvent",
-];
-
 fn apply(f: &mut AnyOf, k: &str, v: &str) -> Result<(), EpcisProblem> {
     let own = |x: &str| Some(x.to_string());
     match k {
         "eventType" => {
             f.event_types = each(v, k, "an EPCIS event type", |t| {
-                own(t).filter(|t| EVENT_TYPES.contains(&t.as_str()))
+                own(t).filter(|t| rxledger_core::epcis::EVENT_TYPES.contains(&t.as_str()))
             })?;
         }
         "EQ_action" => {

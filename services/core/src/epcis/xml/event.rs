@@ -262,7 +262,7 @@ pub(super) fn convert(node: Node, index: usize) -> Result<Value, XmlError> {
             column,
         });
     }
-    let kind = EVENT_KINDS
+    let kind = crate::epcis::EVENT_TYPES
         .iter()
         .copied()
         .find(|k| *k == name)
@@ -293,14 +293,6 @@ fn qualified(node: Node) -> String {
         None => node.tag_name().name().to_owned(),
     }
 }
-
-const EVENT_KINDS: &[&str] = &[
-    "ObjectEvent",
-    "AggregationEvent",
-    "TransactionEvent",
-    "TransformationEvent",
-    "AssociationEvent",
-];
 
 /// The fields of the EPCIS 2.0 event types, all without a namespace.
 const STANDARD: &[&str] = &[

@@ -16,15 +16,6 @@ const NS_QUERY_20: &str = "urn:epcglobal:epcis-query:xsd:2";
 pub(super) const SBDH: &str =
     "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader";
 
-/// The event elements of an `EventList`, 1.2 wrappers included.
-const EVENT_TYPES: &[&str] = &[
-    "ObjectEvent",
-    "AggregationEvent",
-    "TransactionEvent",
-    "TransformationEvent",
-    "AssociationEvent",
-];
-
 pub(super) fn document(bytes: &[u8], limits: &XmlLimits) -> Result<XmlDocument, XmlError> {
     if bytes.len() > limits.max_bytes {
         return Err(XmlError::TooLarge {
@@ -191,7 +182,8 @@ fn event_nodes<'a, 'i>(
 
 /// Whether `node` is one of the event elements.
 pub(super) fn is_event(node: Node) -> bool {
-    node.tag_name().namespace().is_none() && EVENT_TYPES.contains(&node.tag_name().name())
+    node.tag_name().namespace().is_none()
+        && crate::epcis::EVENT_TYPES.contains(&node.tag_name().name())
 }
 
 fn header(root: Node) -> XmlHeader {
