@@ -389,8 +389,16 @@ struct Serve {
     custody_policy: rxledger_core::verdict::CustodyPolicy,
     /// Keep the authenticated pack index and append its root with every batch, so that
     /// verdicts carry completeness proofs (`verify { completeness }`, `rxledger verify-answer`).
-    /// Off by default until the rest of the tooling counts map-root entries (issue 24).
-    #[arg(long, env = "RXLEDGER_COMPLETENESS_MAP")]
+    /// On by default; `--completeness-map=false` runs without it (verdicts then carry no
+    /// completeness proof, and the pharmacist's page cannot say "complete").
+    #[arg(
+        long,
+        env = "RXLEDGER_COMPLETENESS_MAP",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     completeness_map: bool,
     /// Open an alert case for every alert about a pack, assigned to its brand owner, and run
     /// its reminders and escalation (docs/CASES.md). Off by default: each transition is an

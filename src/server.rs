@@ -55,9 +55,9 @@ pub struct ServeConfig {
     pub witnesses: Vec<WitnessClient>,
     /// Cosignatures a checkpoint needs to be published as cosigned.
     pub witness_quorum: usize,
-    /// Keep the authenticated pack index and commit its root with every batch (issue 24):
-    /// `rxledger serve --completeness-map`. Off by default: map-root entries are entries of
-    /// the log, and firmware-sim and some tools still count every entry as an envelope.
+    /// Keep the authenticated pack index and commit its root with every batch (issue 24),
+    /// so that verdicts carry completeness proofs. On by default; `rxledger serve
+    /// --completeness-map=false` turns it off.
     pub map: bool,
     /// Alert cases: their timers, the clock they read and how often the node looks.
     pub cases: CaseConfig,
@@ -111,7 +111,7 @@ impl ServeConfig {
             custody_policy: Default::default(),
             witnesses: Vec::new(),
             witness_quorum: 0,
-            map: false,
+            map: true,
             cases: CaseConfig::default(),
         }
     }

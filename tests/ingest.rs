@@ -240,7 +240,7 @@ async fn duplicate_delivery(backends: Backends) {
         (&first.entry_index, &first.leaf_hash, &first.event_ids),
         (&second.entry_index, &second.leaf_hash, &second.event_ids)
     );
-    assert_eq!(log_size(&app).await, 1);
+    assert_eq!(app.event_entries().await, 1);
     app.stop().await;
 }
 

@@ -216,8 +216,11 @@ mod external {
         let store = rxledger_store::connect(&db).await.unwrap();
         let rows = {
             use rxledger_entities::entry;
+            use sea_orm::{ColumnTrait, QueryFilter};
             use sea_orm::{EntityTrait, QueryOrder};
+            // The envelopes; the map roots each batch ends with are the log's own.
             entry::Entity::find()
+                .filter(entry::Column::Kind.eq(1))
                 .order_by_asc(entry::Column::Idx)
                 .all(&store.conn)
                 .await

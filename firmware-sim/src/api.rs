@@ -112,6 +112,14 @@ pub trait Api: Sync {
     fn verify(&self, code: &str) -> impl Future<Output = Result<Verification, ApiError>> + Send;
     /// The current log size.
     fn log_size(&self) -> impl Future<Output = Result<u64, ApiError>> + Send;
+    /// How many of the entries `from .. to` hold events (device envelopes and API state
+    /// changes, kinds 1 and 2): the entries the log writes itself, its map roots and desk
+    /// records, are not anybody's envelopes.
+    fn event_entries(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<u64, ApiError>> + Send;
     /// The log's verifier key, which devices pin. Fetching it over the API trusts the API
     /// connection; a real device gets it at installation, from the operator.
     fn log_verifier(&self) -> impl Future<Output = Result<LogVerifier, ApiError>> + Send;
@@ -136,6 +144,11 @@ pub trait Api: Sync {
         }
     }
 }
+
+/// Entry kinds that hold events: 1, a device envelope; 2, an API state change or capture.
+pub const EVENT_KINDS: [u64; 2] = [1, 2];
+/// Entries read per `entries` query, the API's bound.
+const ENTRIES_PAGE: u64 = 1000;
 
 /// The GraphQL API at `{base}/graphql`.
 #[derive(Clone, Debug)]
@@ -312,6 +325,30 @@ impl Api for GraphQl {
         data["checkpoint"]["size"]
             .as_u64()
             .ok_or_else(|| ApiError::Shape(format!("checkpoint: {data}")))
+    }
+
+    async fn event_entries(&self, from: u64, to: u64) -> Result<u64, ApiError> {
+        let q = "query($f: Int!, $c: Int!) { entries(from: $f, count: $c) { kind } }";
+        let mut n = 0;
+        let mut at = from;
+        while at < to {
+            let count = (to - at).min(ENTRIES_PAGE);
+            let data = self.execute(q, json!({"f": at, "c": count})).await?;
+            let page = data["entries"]
+                .as_array()
+                .ok_or_else(|| ApiError::Shape(format!("entries: {data}")))?;
+            if page.is_empty() {
+                return Err(ApiError::Shape(format!(
+                    "entries from {at}: none, though the log held {to}"
+                )));
+            }
+            n += page
+                .iter()
+                .filter(|e| EVENT_KINDS.contains(&e["kind"].as_u64().unwrap_or(0)))
+                .count() as u64;
+            at += page.len() as u64;
+        }
+        Ok(n)
     }
 
     async fn log_verifier(&self) -> Result<LogVerifier, ApiError> {

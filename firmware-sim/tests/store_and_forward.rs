@@ -73,7 +73,7 @@ async fn every_envelope_gets_a_receipt_and_one_log_entry() {
         assert!(indexes.insert(r.entry_index.unwrap()));
     }
     dev.flush(WAIT).await.unwrap();
-    assert_eq!(server.log_size(), N as u64);
+    assert_eq!(server.event_entries().await, N as u64);
     assert_eq!(
         dev.stored_receipts().unwrap().len(),
         N,
@@ -110,7 +110,7 @@ async fn every_envelope_gets_a_receipt_and_one_log_entry() {
         assert_eq!(again[0].status, "DUPLICATE");
         assert_eq!(again[0].entry_index, first.entry_index);
         dev.shutdown().await.unwrap();
-        assert_eq!(server.log_size(), N as u64, "no duplicate entry");
+        assert_eq!(server.event_entries().await, N as u64, "no duplicate entry");
     }
 }
 
@@ -164,7 +164,11 @@ async fn an_outage_loses_nothing_and_duplicates_nothing() {
     dev.flush(WAIT).await.unwrap();
     assert!(dev.connected(WAIT).await);
 
-    assert_eq!(server.log_size(), 25, "nothing lost, nothing twice");
+    assert_eq!(
+        server.event_entries().await,
+        25,
+        "nothing lost, nothing twice"
+    );
     let receipts = dev.stored_receipts().unwrap();
     let accepted: HashSet<&str> = receipts
         .iter()
@@ -236,7 +240,7 @@ async fn load_counts_every_receipt() {
     assert_eq!((report.rejected, report.missing), (0, 0));
     assert_eq!(report.latency.count, report.sent);
     assert!(report.latency.quantile(0.99) <= report.latency.max_us);
-    assert_eq!(server.log_size(), report.sent);
+    assert_eq!(server.event_entries().await, report.sent);
 }
 
 /// The whole scenario through the GraphQL API, every injection, every verdict.

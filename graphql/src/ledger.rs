@@ -94,11 +94,12 @@ pub struct LedgerEntry {
     pub leaf_hash: String,
     /// The exact bytes, base64; null when the caller may not see them.
     pub data_base64: Option<String>,
-    /// 1 = device envelope, 2 = API state change, 3 = map-root entry (public: it names no
-    /// party; docs/PROTOCOL.md).
+    /// 1 = device envelope, 2 = API state change or EPCIS capture, 3 = desk record (a
+    /// tracing request or an alert case's transition), 4 = map-root entry (public: it names
+    /// no party). Kinds 1 and 2 hold events; the log writes 3 and 4 itself (docs/PROTOCOL.md).
     pub kind: i32,
-    /// The device id, `org:<id>` for API state changes or `log:map` for map-root entries;
-    /// null like `dataBase64`.
+    /// The device id, `org:<id>` for API state changes, captures and desk records, or
+    /// `log:map` for map-root entries; null like `dataBase64`.
     pub signer: Option<String>,
 }
 

@@ -125,6 +125,14 @@ impl TestApp {
         self.app.as_ref().expect("app is running")
     }
 
+    /// How many entries of the log hold events (kinds 1 and 2: device envelopes, API state
+    /// changes and captures), not the map roots and desk records the log writes itself.
+    pub async fn event_entries(&self) -> u64 {
+        let ledger = &self.app().ledger;
+        let entries = ledger.entries(0, ledger.head().size).await.unwrap();
+        entries.iter().filter(|e| matches!(e.kind, 1 | 2)).count() as u64
+    }
+
     /// Restarts on the same database and key (and, for the embedded broker, a new port).
     pub async fn restart(&mut self) {
         if let Some(app) = self.app.take() {

@@ -91,7 +91,8 @@ pub struct ScenarioReport {
     /// logins; behind Mosquitto it gets a DEVICE_REVOKED receipt instead).
     pub cut_off: usize,
     pub verdicts_checked: usize,
-    /// How much the log grew; must equal `accepted`.
+    /// How many entries holding events the log gained (not its own map roots and desk
+    /// records); must equal `accepted`.
     pub log_growth: u64,
     pub failures: Vec<String>,
     pub elapsed_ms: u128,
@@ -109,7 +110,7 @@ impl ScenarioReport {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "scenario {}: {} envelopes ({} accepted, {} duplicate, {} rejected, {} cut off), {} verdicts checked, log grew by {}, {:.1} s\n",
+            "scenario {}: {} envelopes ({} accepted, {} duplicate, {} rejected, {} cut off), {} verdicts checked, {} event entries logged, {:.1} s\n",
             self.tag,
             self.envelopes,
             self.accepted,
@@ -232,7 +233,11 @@ pub async fn run_scenario_with<A: Api>(
         }
     }
     let size_after = api.log_size().await.context("reading the log size")?;
-    let mut report = run.finish(size_after.saturating_sub(size_before)).await?;
+    let growth = api
+        .event_entries(size_before, size_after)
+        .await
+        .context("reading the entries the scenario appended")?;
+    let mut report = run.finish(growth).await?;
     report.elapsed_ms = started.elapsed().as_millis();
     say(&opts, &report.summary());
     Ok(report)
@@ -495,14 +500,15 @@ impl<A: Api> Run<'_, A> {
         }
     }
 
-    /// Checks the log grew by exactly the accepted envelopes and that every device holds a
-    /// receipt for everything, and stops the devices.
+    /// Checks the log grew by exactly the accepted envelopes (`log_growth` counts the
+    /// entries that hold events, not the log's own map roots and desk records) and that
+    /// every device holds a receipt for everything, and stops the devices.
     async fn finish(self, log_growth: u64) -> anyhow::Result<ScenarioReport> {
         let mut report = self.report;
         report.log_growth = log_growth;
         if report.log_growth != self.accepted.len() as u64 {
             report.failures.push(format!(
-                "the log grew by {} entries but {} envelopes were accepted (is another client writing to this log?)",
+                "the log gained {} entries holding events but {} envelopes were accepted (is another client writing to this log?)",
                 report.log_growth,
                 self.accepted.len()
             ));

@@ -83,8 +83,15 @@ impl Server {
         );
     }
 
-    pub fn log_size(&self) -> u64 {
-        self.app().ledger.head().size
+    /// How many entries of the log hold events: what devices and the API appended, not
+    /// the log's own map roots.
+    pub async fn event_entries(&self) -> u64 {
+        let ledger = &self.app().ledger;
+        let entries = ledger.entries(0, ledger.head().size).await.unwrap();
+        entries
+            .iter()
+            .filter(|e| firmware_sim::api::EVENT_KINDS.contains(&(e.kind as u64)))
+            .count() as u64
     }
 
     /// Enrolls a device of the manufacturer that owns company prefix 0614141.
@@ -170,6 +177,18 @@ impl Api for RegistryApi<'_> {
     }
     async fn log_size(&self) -> Result<u64, ApiError> {
         Ok(self.0.ledger.head().size)
+    }
+    async fn event_entries(&self, from: u64, to: u64) -> Result<u64, ApiError> {
+        let entries = self
+            .0
+            .ledger
+            .entries(from, to.saturating_sub(from))
+            .await
+            .map_err(err)?;
+        Ok(entries
+            .iter()
+            .filter(|e| firmware_sim::api::EVENT_KINDS.contains(&(e.kind as u64)))
+            .count() as u64)
     }
 }
 
