@@ -1,14 +1,14 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair|map]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair|nomap]`
 //!
-//! Without a mode, one run on the server's defaults. With `pair`, the run is made four times
-//! in one process, alternately without and with the pack index map (issue 24), and the ratio
-//! of the rates and the disk per entry are printed. With `witness-pair`, alternately without
-//! witnesses and with two local `rxledger witness` servers and a quorum of 2 (issue 21): each
-//! witnessed run also waits, after its last receipt, for a checkpoint cosigned by both that
-//! covers every entry, and prints how long that took. With `map`, one run with the map (to profile
-//! its cost).
+//! Without a mode, one run on the server's defaults, the pack index map included. With
+//! `pair`, the run is made four times in one process, alternately without and with the pack
+//! index map (issue 24), and the ratio of the rates and the disk per entry are printed. With
+//! `witness-pair`, alternately without witnesses and with two local `rxledger witness` servers
+//! and a quorum of 2 (issue 21): each witnessed run also waits, after its last receipt, for a
+//! checkpoint cosigned by both that covers every entry, and prints how long that took. With
+//! `nomap`, one run without the map (`rxledger serve --completeness-map=false`).
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
@@ -115,12 +115,12 @@ struct Options {
 /// What a benchmark's runs compare.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// One run on the server's defaults.
+    /// One run on the server's defaults (the map included).
     Single,
     /// Without and with the pack index map, alternately.
     MapPair,
-    /// One run with the pack index map (for a profile of its cost).
-    Map,
+    /// One run without the pack index map.
+    NoMap,
     /// Without and with two witnesses (quorum 2), alternately.
     WitnessPair,
 }
@@ -158,8 +158,8 @@ impl Options {
                 Mode::MapPair
             } else if std::env::args().skip(1).any(|a| a == "witness-pair") {
                 Mode::WitnessPair
-            } else if std::env::args().skip(1).any(|a| a == "map") {
-                Mode::Map
+            } else if std::env::args().skip(1).any(|a| a == "nomap") {
+                Mode::NoMap
             } else {
                 Mode::Single
             },
@@ -188,22 +188,26 @@ async fn main() -> anyhow::Result<()> {
         rates(&ceiling)
     );
 
-    let plain = Features {
-        map: false,
+    // The server's defaults: the map on, no witnesses.
+    let defaults = Features {
+        map: true,
         witnesses: false,
     };
-    let with = match opts.mode {
-        Mode::Single | Mode::Map => None,
-        Mode::MapPair => Some(Features { map: true, ..plain }),
-        Mode::WitnessPair => Some(Features {
-            witnesses: true,
-            ..plain
-        }),
+    let nomap = Features {
+        map: false,
+        ..defaults
     };
-    let modes = match with {
-        None if opts.mode == Mode::Map => vec![Features { map: true, ..plain }],
-        None => vec![plain],
-        Some(w) => vec![plain, w, plain, w],
+    let modes = match opts.mode {
+        Mode::Single => vec![defaults],
+        Mode::NoMap => vec![nomap],
+        Mode::MapPair => vec![nomap, defaults, nomap, defaults],
+        Mode::WitnessPair => {
+            let w = Features {
+                witnesses: true,
+                ..defaults
+            };
+            vec![defaults, w, defaults, w]
+        }
     };
     let mut runs = Vec::new();
     for f in modes {
@@ -214,11 +218,12 @@ async fn main() -> anyhow::Result<()> {
         );
         runs.push((f, one_run(&opts, f, &ceiling, cores).await?));
     }
-    if let Some(w) = with {
+    // A pair: the first two runs are the one without and the one with the feature.
+    if let [(base, _), (w, _), ..] = runs[..] {
         let of = |f: Features| -> Vec<(f64, f64)> {
             runs.iter().filter(|r| r.0 == f).map(|r| r.1).collect()
         };
-        let (off, on) = (of(plain), of(w));
+        let (off, on) = (of(base), of(w));
         let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
             v.iter().map(f).sum::<f64>() / v.len() as f64
         };
