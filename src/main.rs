@@ -988,9 +988,23 @@ async fn serve(s: Serve) -> anyhow::Result<ExitCode> {
     println!("graphql:      {web}/graphql");
     println!("pharmacist:   {web}/");
     println!("listening on {web}");
-    stop.await;
+    // The index check may still run in the background (`server::start`); a node whose index
+    // does not match its log appends nothing, and stops.
+    let mut index = app.ledger.index_check();
+    let failed = index.wait_for(|c| matches!(c, rxledger_store::IndexCheck::Failed(_)));
+    let problems = tokio::select! {
+        _ = stop => None,
+        Ok(c) = failed => match &*c {
+            rxledger_store::IndexCheck::Failed(why) => Some(why.clone()),
+            _ => None,
+        },
+    };
     eprintln!("shutting down: draining batches in flight");
     app.shutdown().await;
+    if let Some(why) = problems {
+        eprintln!("error: the index does not match the log {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,7 +17,7 @@ use rxledger_graphql::cost::{LimitCode, Limits, Payer};
 use rxledger_graphql::ratelimit::{Limiter, RouteCost};
 use rxledger_ingest::{Gatekeeper, Ingest, IngestConfig, MqttTarget, broker};
 use rxledger_store::packs::Packs;
-use rxledger_store::{Alerts, ApiKeys, Ledger, LogKeys, Registry};
+use rxledger_store::{Alerts, ApiKeys, IndexCheck, Ledger, LogKeys, Registry};
 use rxledger_witness::{CheckpointFile, WitnessClient, Witnessing};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
@@ -184,7 +184,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
     };
     let options = rxledger_store::LedgerOptions { map: cfg.map };
     let ledger = Arc::new(Ledger::open_with(db.clone(), keys, &origin, options).await?);
-    check_index(&ledger).await?;
+    let index_check = check_index(&ledger).await?;
     let witnessing = Witnessing::new(cfg.witnesses.clone(), cfg.witness_quorum, ledger.clone());
     let file = CheckpointFile::beside(&cfg.key_path);
     rxledger_witness::check_start(&ledger, &file, &witnessing).await?;
@@ -196,6 +196,7 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
         file.clone().follow(ledger.clone()),
         witnessing.clone().spawn(alerts.clone()),
     ];
+    guards.extend(index_check);
     if cfg.cases.enabled {
         guards.push(case_timers(cases.clone(), &alerts, cfg.cases.sweep_every));
     }
@@ -289,24 +290,60 @@ fn case_timers(cases: rxledger_store::Cases, alerts: &Alerts, every: Duration) -
 
 /// Refuses to start on an index that is not what the log gives: verdicts read the `epcs` and
 /// `commissions` tables (and the in-memory copy loaded from them), so they are rebuilt from the
-/// entries and compared first (`store::indexaudit`, one page of entries in memory at a time).
-async fn check_index(ledger: &Ledger) -> anyhow::Result<()> {
+/// entries and compared (`store::indexaudit`, one page of entries in memory at a time).
+///
+/// When the map built at open from the `epcs` rows is the one the log's last map-root entry
+/// commits to, the rows verdicts read are vouched for already, and the whole check runs in the
+/// background (the task returned): the node answers at once, no entry is appended until the
+/// check passes (`Ledger::index_check`), and a failed check refuses every append and is
+/// reported (`rxledger serve` exits on it). Otherwise (no map, no map-root entry yet, or a map
+/// that disagrees) the check runs before the node starts, and a mismatch refuses the start.
+async fn check_index(ledger: &Arc<Ledger>) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if ledger.map_vouches_for_index().await == Some(true) {
+        ledger.checking_index();
+        let ledger = ledger.clone();
+        return Ok(Some(tokio::spawn(async move {
+            let outcome = match index_problems(&ledger).await {
+                Ok(None) => IndexCheck::Passed,
+                Ok(Some(problems)) => {
+                    tracing::error!(
+                        "the index does not match the log; nothing is appended: {problems}"
+                    );
+                    IndexCheck::Failed(problems)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the index check could not run; nothing is appended");
+                    IndexCheck::Failed(format!("the check could not run: {e:#}"))
+                }
+            };
+            ledger.index_checked(outcome);
+        })));
+    }
+    if let Some(problems) = index_problems(ledger).await? {
+        anyhow::bail!("the index does not match the log {problems}");
+    }
+    Ok(None)
+}
+
+/// The derived tables checked against the first `size` entries: `None` when they match, or
+/// the problems (the first [`SHOWN`]) with their count.
+async fn index_problems(ledger: &Ledger) -> anyhow::Result<Option<String>> {
+    const SHOWN: usize = 20;
     let started = std::time::Instant::now();
     let size = ledger.head().size;
     let report = rxledger_store::indexaudit::check_index(ledger.database(), size).await?;
     if !report.ok() {
-        const SHOWN: usize = 20;
         let shown: Vec<&str> = report
             .problems
             .iter()
             .take(SHOWN)
             .map(String::as_str)
             .collect();
-        anyhow::bail!(
-            "the index does not match the log ({} problem(s); `rxledger audit` lists them all):\n{}",
+        return Ok(Some(format!(
+            "({} problem(s); `rxledger audit` lists them all):\n{}",
             report.problems.len(),
             shown.join("\n")
-        );
+        )));
     }
     tracing::info!(
         entries = size,
@@ -314,7 +351,7 @@ async fn check_index(ledger: &Ledger) -> anyhow::Result<()> {
         ms = started.elapsed().as_millis() as u64,
         "index checked against the log"
     );
-    Ok(())
+    Ok(None)
 }
 
 /// Loads the identifier index in the background; verdicts read it from memory once it is

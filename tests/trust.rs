@@ -229,3 +229,127 @@ async fn a_server_refuses_to_start_on_an_index_the_log_does_not_give() {
         "{err}"
     );
 }
+
+/// With the map, the `epcs` rows verdicts read are vouched for at open (the map they give is
+/// the one the log commits to), so the rest of the index check runs behind the open node:
+/// appends wait for it, and a table it finds wrong (here a `commissions` row deleted, which
+/// the map does not cover) refuses every append from then on, naming the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_check_runs_behind_a_vouching_map_and_a_wrong_table_stops_appends() {
+    use rxledger_store::IndexCheck;
+    let mut app = spawn_app().await;
+    app.acme_with_packs(&["1", "2"]).await;
+    let pharmacy = pharmacy_key(&app).await;
+
+    // A clean log: the check passes behind the open node, and appends go on.
+    app.restart().await;
+    let mut check = app.app().ledger.index_check();
+    let outcome = check
+        .wait_for(|c| *c != IndexCheck::Running)
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(outcome, IndexCheck::Passed);
+    change(
+        &app,
+        &pharmacy,
+        &format!("dispense(code: \"{}\")", pack_code("1")),
+    )
+    .await;
+    app.app.take().unwrap().shutdown().await;
+
+    // A commissions row deleted behind the server's back.
+    let db = rxledger_store::connect(&app.cfg.database).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    let deleted = db
+        .conn
+        .execute_unprepared("DELETE FROM commissions WHERE sgtin = 'sgtin:10614141073464.2'")
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 1);
+    // The epcs rows are vouched for by the map: the node opens.
+    app.restart().await;
+    let size = app.app().ledger.head().size;
+    let mut check = app.app().ledger.index_check();
+    let outcome = check
+        .wait_for(|c| *c != IndexCheck::Running)
+        .await
+        .unwrap()
+        .clone();
+    let IndexCheck::Failed(why) = outcome else {
+        panic!("the check passed over a deleted commissions row: {outcome:?}");
+    };
+    assert!(
+        why.contains("commissions row sgtin:10614141073464.2 is missing"),
+        "{why}"
+    );
+    // Nothing is appended any more: a dispense is refused, and the log did not move.
+    let r = app
+        .graphql_as(
+            Some(&pharmacy),
+            &format!(
+                "mutation {{ dispense(code: \"{}\") {{ entryIndex }} }}",
+                pack_code("2")
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(!r["errors"].is_null(), "{r}");
+    assert_eq!(app.app().ledger.head().size, size);
+    app.app.take().unwrap().shutdown().await;
+}
+
+/// `rxledger serve` opens behind a vouching map, then exits non-zero, naming the row, when
+/// the background check finds a table the map does not cover wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_when_the_background_index_check_fails() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let key = rxledger_core::keys::SigningKey::generate();
+    enroll_acme_cli(data, &[], &[("line-1", &key)]);
+    let serve = || {
+        let mut cmd = Command::new(BIN);
+        cmd.args(serve_args(data, 20)).stderr(Stdio::piped());
+        spawn_serve(cmd)
+    };
+    let mut first = serve();
+    let mut line = TestDevice::connect(
+        ("127.0.0.1".into(), first.mqtt_port.unwrap()),
+        rxledger_core::envelope::DEFAULT_TOPIC_ROOT,
+        "line-1",
+        key,
+        &log_verifier_in(data),
+    )
+    .await;
+    let r = line
+        .send_events(vec![commission(&["1", "2"], "L1", "2031-06-30")])
+        .await;
+    assert_eq!(r.status, "ACCEPTED", "{r:?}");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let db = rxledger_store::connect(&data.join("rxledger.db").display().to_string())
+        .await
+        .unwrap();
+    use sea_orm::ConnectionTrait;
+    db.conn
+        .execute_unprepared("DELETE FROM commissions WHERE sgtin = 'sgtin:10614141073464.2'")
+        .await
+        .unwrap();
+    drop(db);
+
+    // It opens (spawn_serve read "listening on"), then stops on the check's finding.
+    let second = serve();
+    let out = tokio::task::spawn_blocking(move || second.child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the index does not match the log")
+            && stderr.contains("commissions row sgtin:10614141073464.2 is missing"),
+        "{stderr}"
+    );
+}

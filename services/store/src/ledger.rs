@@ -190,6 +190,22 @@ pub struct Ledger {
     /// The authenticated pack index, when kept. Its lock is held by the sequencer from
     /// taking a batch into the map until the commit, so answers see only committed maps.
     map: Option<tokio::sync::Mutex<crate::map::MapState>>,
+    /// Whether the derived tables were checked against the entries since the open: every
+    /// append waits for [`IndexCheck::Passed`] (see [`Ledger::checking_index`]).
+    index_check: watch::Sender<IndexCheck>,
+}
+
+/// Where the check of the derived tables against the log (`indexaudit::check_index`) stands.
+/// No entry is appended on an index that has not passed it: the ingest rules read
+/// `commissions` and `events`, so a wrong row could let a second commissioning in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexCheck {
+    /// Running in the background; appends wait.
+    Running,
+    /// The tables are what the entries give (or nobody asked for the check: tools, tests).
+    Passed,
+    /// They are not; the message names the first rows. Appends are refused.
+    Failed(String),
 }
 
 impl Ledger {
@@ -295,7 +311,45 @@ impl Ledger {
             postings,
             witnesses: Default::default(),
             map,
+            index_check: watch::channel(IndexCheck::Passed).0,
         })
+    }
+
+    /// Marks the derived tables as being checked: appends wait until [`Ledger::index_checked`]
+    /// says how the check ended.
+    pub fn checking_index(&self) {
+        self.index_check.send_replace(IndexCheck::Running);
+    }
+
+    /// How the check of the derived tables ended ([`IndexCheck::Passed`] or `Failed`).
+    pub fn index_checked(&self, outcome: IndexCheck) {
+        self.index_check.send_replace(outcome);
+    }
+
+    /// Follows the check of the derived tables.
+    pub fn index_check(&self) -> watch::Receiver<IndexCheck> {
+        self.index_check.subscribe()
+    }
+
+    /// Whether the `epcs` rows gave, when the map was built at open, the map the log's last
+    /// map-root entry commits to; `None` without the map or such an entry.
+    pub async fn map_vouches_for_index(&self) -> Option<bool> {
+        self.map.as_ref()?.lock().await.index_agreed()
+    }
+
+    /// Waits until the derived tables passed their check; an error once it failed.
+    async fn index_passed(&self) -> Result<(), StoreError> {
+        let mut rx = self.index_check.subscribe();
+        let state = rx
+            .wait_for(|s| *s != IndexCheck::Running)
+            .await
+            .map_err(|_| StoreError::Invalid("the ledger is closing".into()))?;
+        match &*state {
+            IndexCheck::Failed(why) => Err(StoreError::Invalid(format!(
+                "nothing is appended: the index does not match the log ({why})"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub fn origin(&self) -> &str {
@@ -399,6 +453,9 @@ impl Ledger {
         batch: &[NewEntry],
         check: Option<Precondition<'_>>,
     ) -> Result<Batch, StoreError> {
+        if *self.index_check.borrow() != IndexCheck::Passed {
+            self.index_passed().await?;
+        }
         let mut frontier = self.frontier.lock().await;
         let writer = lock(&self.writer).clone();
         // Boxed: the append future is large, and callers nest it deep in GraphQL resolvers.

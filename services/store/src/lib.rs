@@ -36,7 +36,9 @@ pub use apikeys::{ApiKeys, Principal};
 pub use cases::{Cases, Clock};
 pub use db::{Database, connect, normalize_url, redact};
 pub use error::StoreError;
-pub use ledger::{Admission, Batch, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead};
+pub use ledger::{
+    Admission, Batch, IndexCheck, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead,
+};
 pub use products::{Products, TradeItem};
 pub use queries::{NamedQueries, QueryName};
 pub use registry::Registry;

@@ -53,6 +53,10 @@ pub struct MapState {
     size: Option<u64>,
     /// The newest map-root entry whose root is the tree's.
     committed: Option<CommittedRoot>,
+    /// What the last build found: `Some(true)` when the `epcs` rows gave the map the log's
+    /// last map-root entry states, `Some(false)` when they did not, `None` when the log did
+    /// not end with a map-root entry to compare with.
+    index_agreed: Option<bool>,
 }
 
 /// A map-root entry as committed: where it is and what it states.
@@ -75,6 +79,12 @@ impl MapState {
     /// The committed map-root entry, if the tree is the one it states.
     pub fn committed(&self) -> Option<&CommittedRoot> {
         self.committed.as_ref()
+    }
+
+    /// Whether the `epcs` rows gave, at the last build, the map the log commits to (see the
+    /// field): the start-up check's fast half.
+    pub fn index_agreed(&self) -> Option<bool> {
+        self.index_agreed
     }
 
     /// How many identifiers the map holds.
@@ -133,8 +143,16 @@ impl MapState {
             Some(i) => last_root_entry(conn, i).await?,
             None => None,
         };
+        if from == 0 {
+            // Only a build from the first entry vouches for every row.
+            self.index_agreed = None;
+        }
         if let Some(c) = last {
-            if !states(&c, &mut self.tree) {
+            let agreed = states(&c, &mut self.tree);
+            if from == 0 {
+                self.index_agreed = Some(agreed);
+            }
+            if !agreed {
                 tracing::error!(
                     size,
                     "the pack index map the epcs rows give is not the one the log's last \
