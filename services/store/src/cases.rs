@@ -442,7 +442,10 @@ impl Cases {
                 }
                 None
             }
-            Expect::Last { case, .. } => self.listed(case).await?.and_then(|r| last_listed(&r)),
+            Expect::Last { case, .. } => self
+                .listed(case)
+                .await?
+                .and_then(|r| listed_records(&r).last().map(|i| *i as u64)),
         };
         let mut page_from = from;
         loop {
@@ -723,11 +726,7 @@ impl Cases {
         let Some(row) = self.listed(id).await? else {
             return Ok(None);
         };
-        let indices: Vec<i64> = row
-            .records
-            .split_whitespace()
-            .filter_map(|i| i.parse().ok())
-            .collect();
+        let indices = listed_records(&row);
         let mut entries = entry::Entity::find()
             .filter(entry::Column::Idx.is_in(indices.clone()))
             .all(self.db())
@@ -830,12 +829,12 @@ async fn update_row(db: &impl ConnectionTrait, row: alert_case::Model) -> Result
     Ok(())
 }
 
-/// The newest record a row lists.
-fn last_listed(row: &alert_case::Model) -> Option<u64> {
+/// The entries of the records a row lists, in log order.
+fn listed_records(row: &alert_case::Model) -> Vec<i64> {
     row.records
         .split_whitespace()
         .filter_map(|i| i.parse().ok())
-        .next_back()
+        .collect()
 }
 
 /// The refusal of a case record whose decision no longer holds: someone else made it.
