@@ -1,7 +1,8 @@
 //! An alert case (issue 23 item 2): one row per case, listing its ledger records and the
 //! summary its lists and timers filter on. The records themselves (`rxledger_core::case`)
 //! are desk entries of the log, sealed by its key; a case's state is always their fold, and
-//! this row is written from that fold after each record commits.
+//! this row is derived from the log: written from that fold only when the store catches up
+//! with the records ([`crate::alert_case_cursor`] says how far it has read).
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]

@@ -10,7 +10,8 @@ pub struct Model {
     /// The exact bytes that were appended; the leaf hash is SHA-256(0x00 || data).
     pub data: Vec<u8>,
     /// What the bytes are: 1 = a signed device envelope, 2 = a signed state change made through the API,
-    /// 3 = a map-root entry (`rxledger_core::map::rootentry`), signed by the log.
+    /// 3 = a desk record (a tracing request or an alert case's transition), 4 = a map-root entry
+    /// (`rxledger_core::map::rootentry`); 2 to 4 are signed by the log.
     pub kind: i16,
     /// The device (or API party) that signed the entry.
     pub signer: String,

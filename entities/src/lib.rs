@@ -9,12 +9,14 @@
 //! - the registry: [`organization`], [`company_prefix`], [`site`], [`device`], and [`alert`];
 //! - product master data: [`product`] (what a GTIN is, for the pages);
 //! - the desk: [`trace_party`] (who may read a tracing request), [`alert_case`] (an alert's
-//!   case: its records in the log, its state for lists and timers).
+//!   case: its records in the log, its state for lists and timers) and [`alert_case_cursor`]
+//!   (how far those rows have read the log).
 //! - access: [`api_key`] and the browser [`session`]s signed in with them;
 //! - the EPCIS binding: [`epcis_query`] (an organisation's named queries).
 
 pub mod alert;
 pub mod alert_case;
+pub mod alert_case_cursor;
 pub mod api_key;
 pub mod checkpoint;
 pub mod commission;

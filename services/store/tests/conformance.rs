@@ -1353,6 +1353,406 @@ async fn named_queries_stay_with_their_organisation(db: Database) {
     assert!(q.list("rival", None, 10).await.unwrap().is_empty());
 }
 
+/// Alert cases on one database for the tests below: acme owns prefix 0614141, and an alert
+/// about each of `packs` (serials of GTIN 10614141073464) is recorded; their alert ids.
+async fn alerts_about_packs(db: &Database, packs: std::ops::Range<u32>) -> Vec<i64> {
+    use rxledger_store::{Alerts, NewAlert, Severity};
+    let registry = Registry::new(db.clone());
+    if registry.organization("acme").await.unwrap().is_none() {
+        registry
+            .add_organization("acme", "Acme", "MANUFACTURER")
+            .await
+            .unwrap();
+        registry
+            .add_company_prefix("acme", "0614141")
+            .await
+            .unwrap();
+    }
+    let subjects: Vec<String> = packs.map(|s| format!("sgtin:10614141073464.{s}")).collect();
+    let alerts = Alerts::new(db.clone());
+    alerts
+        .record(
+            subjects
+                .iter()
+                .map(|subject| NewAlert {
+                    code: "DISPENSED_TWICE".into(),
+                    severity: Severity::Warning,
+                    subjects: vec![subject.clone()],
+                    message: format!("dispensed twice: {subject}"),
+                    evidence: vec![],
+                    raw: None,
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let all = alerts.list(None, 1000).await.unwrap();
+    let mut ids: Vec<i64> = subjects
+        .iter()
+        .map(|s| all.iter().find(|a| &a.subject == s).unwrap().id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every case record in the log, opened with the log key and folded by the core alone,
+/// with no row read: what the listing must equal. Tracing requests are skipped.
+async fn replayed(ledger: &Ledger) -> std::collections::BTreeMap<u64, rxledger_core::case::Case> {
+    use rxledger_core::case::{self, Case};
+    let size = ledger.refresh().await.unwrap().size;
+    let mut cases = std::collections::BTreeMap::new();
+    for e in ledger.entries(0, size).await.unwrap() {
+        if e.kind != EntryKind::DeskRecord as i16 || !case::is_case_record(&e.data) {
+            continue;
+        }
+        let r = case::open_record(&e.data, ledger.verifier()).unwrap();
+        match r.case {
+            None => {
+                cases.insert(e.idx as u64, Case::open(e.idx as u64, r).unwrap());
+            }
+            Some(id) => cases.get_mut(&id).unwrap().apply(e.idx as u64, r).unwrap(),
+        }
+    }
+    cases
+}
+
+/// (case, action) of every case record in the log, case by case in log order; an opening
+/// names its alert's id, negated, so that two openings for one alert show.
+async fn logged_actions(ledger: &Ledger) -> Vec<(i64, rxledger_core::case::CaseAction)> {
+    replayed(ledger)
+        .await
+        .values()
+        .flat_map(|c| {
+            c.records.iter().map(|(_, r)| match r.case {
+                None => (-r.alert.as_ref().unwrap().id, r.action),
+                Some(id) => (id as i64, r.action),
+            })
+        })
+        .collect()
+}
+
+/// The rows list every case of the log and only those, each as its records fold.
+async fn assert_listed_as_replayed(cases: &rxledger_store::Cases, ledger: &Ledger) {
+    use rxledger_store::cases::CaseFilter;
+    let replay = replayed(ledger).await;
+    let rows = cases.list(&CaseFilter::default(), 1000).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id as u64).rev().collect::<Vec<_>>(),
+        replay.keys().copied().collect::<Vec<_>>(),
+        "one row per case in the log"
+    );
+    for row in rows {
+        let c = &replay[&(row.id as u64)];
+        let records: Vec<String> = c.records.iter().map(|(i, _)| i.to_string()).collect();
+        assert_eq!(row.records, records.join(" "), "case {}", row.id);
+        assert_eq!(
+            (
+                row.alert_id,
+                row.status.as_str(),
+                row.root_cause.clone(),
+                row.escalated,
+                row.next_due_ms,
+                row.updated_ms
+            ),
+            (
+                c.alert.id,
+                c.status.as_str(),
+                c.root_cause.map(|r| r.to_string()),
+                c.escalated,
+                c.next_timer(cases.timers()).map(|(at, _)| at),
+                c.updated_ms
+            ),
+            "case {}",
+            row.id
+        );
+    }
+}
+
+/// Appends a case record the way `Cases` does, and nothing else: the node crashed after the
+/// record committed and before its row was written.
+async fn append_record_only(ledger: &Ledger, record: &rxledger_core::case::CaseRecord) -> u64 {
+    let e = NewEntry {
+        data: rxledger_core::case::seal_record(ledger.key(), record),
+        kind: EntryKind::DeskRecord,
+        signer: rxledger_store::cases::NODE_SIGNER.into(),
+        seq: None,
+        events: vec![],
+    };
+    match ledger.append(vec![e]).await.unwrap().admissions.as_slice() {
+        [Admission::Appended { index, .. }] => *index,
+        other => panic!("not appended: {other:?}"),
+    }
+}
+
+async fn listed_records(db: &Database, case: u64) -> String {
+    let sql = format!("SELECT records FROM alert_cases WHERE id = {case}");
+    let row = db
+        .conn
+        .query_one_raw(Statement::from_string(db.backend(), sql))
+        .await
+        .unwrap()
+        .expect("the case has a row");
+    row.try_get("", "records").unwrap()
+}
+
+/// A crash between a case record's commit and its row: the record stays in the log, unlisted.
+/// The next catch-up lists it as its records fold (a tracing request among them is skipped);
+/// a sweep opens no second case for its alert; a reminder whose row was lost does not fire
+/// again; and a decision is made on the log, not on a stale row.
+async fn case_rows_catch_up_after_a_crash(db: Database) {
+    use rxledger_core::case::{
+        AlertRef, CaseAction, CaseError, CaseRecord, NODE_ACTOR, Party, RootCause, Timers,
+        Transition,
+    };
+    use rxledger_core::trace::{TraceReason, TraceRecord, TraceScope};
+    use rxledger_store::{Cases, Clock, desk};
+    use std::sync::Arc;
+    const T0: i64 = 1_796_000_000_000;
+    const HOUR: i64 = 3_600_000;
+    let ledger = Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let alerts = alerts_about_packs(&db, 1..3).await;
+    let timers = Timers::default();
+    // The node opened the first alert's case, then crashed before listing it.
+    let opening = CaseRecord {
+        case: None,
+        action: CaseAction::Opened,
+        actor: NODE_ACTOR.into(),
+        at: rxledger_core::epcis::format_time(T0),
+        alert: Some(AlertRef {
+            id: alerts[0],
+            code: "DISPENSED_TWICE".into(),
+            pack: "sgtin:10614141073464.1".into(),
+            brand_owner: Some("acme".into()),
+            message: "dispensed twice".into(),
+            evidence: vec![],
+        }),
+        root_cause: None,
+        text: None,
+    };
+    let first = append_record_only(&ledger, &opening).await;
+    // Another desk record that is no case record follows it.
+    let trace = TraceRecord {
+        requester: "agency".into(),
+        subject: "https://id.gs1.org/01/10614141073464/21/1".into(),
+        scope: TraceScope::AllKnownOwners,
+        reason: TraceReason::Suspect,
+        incident: None,
+        test: false,
+        parties: vec!["acme".into()],
+        asked_at: rxledger_core::epcis::format_time(T0),
+    };
+    desk::append_trace_record(&ledger, &trace, T0)
+        .await
+        .unwrap();
+
+    let clock = Clock::manual(T0);
+    let cases = Cases::new(ledger.clone(), timers, clock.clone());
+    let swept = cases.sweep().await.unwrap();
+    assert_eq!(swept.opened.len(), 1, "only the second alert had no case");
+    let second = swept.opened[0];
+    assert!(second > first);
+    assert_eq!(
+        logged_actions(&ledger).await,
+        [
+            (-alerts[0], CaseAction::Opened),
+            (-alerts[1], CaseAction::Opened)
+        ]
+    );
+    assert_listed_as_replayed(&cases, &ledger).await;
+    // A restarted service finds nothing to open either.
+    let again = Cases::new(ledger.clone(), timers, clock.clone());
+    assert_eq!(again.sweep().await.unwrap(), Default::default());
+
+    // 48 hours on, the node reminded the first case and crashed before its row.
+    clock.advance(timers.first_reminder_ms);
+    let folded = cases.fold(first).await.unwrap().unwrap();
+    let remind = folded
+        .next(
+            Party::Node,
+            NODE_ACTOR,
+            Transition::Remind,
+            None,
+            clock.now_ms(),
+            &timers,
+        )
+        .unwrap();
+    let reminded = append_record_only(&ledger, &remind).await;
+    assert_eq!(listed_records(&db, first).await, first.to_string(), "lost");
+    // The sweep reminds the second case only: the first one's reminder is in the log.
+    let swept = cases.sweep().await.unwrap();
+    assert_eq!(swept.timers, [(second, CaseAction::Reminded)]);
+    assert_eq!(
+        listed_records(&db, first).await,
+        format!("{first} {reminded}")
+    );
+    let reminders = |actions: Vec<(i64, CaseAction)>, case: u64| {
+        actions
+            .iter()
+            .filter(|a| *a == &(case as i64, CaseAction::Reminded))
+            .count()
+    };
+    assert_eq!(reminders(logged_actions(&ledger).await, first), 1);
+    assert_listed_as_replayed(&cases, &ledger).await;
+
+    // The brand owner closed the second case on a node that crashed before its row: an
+    // answer now is decided on the closed case, and nothing more is due on it.
+    clock.advance(HOUR);
+    let folded = cases.fold(second).await.unwrap().unwrap();
+    let close = folded
+        .next(
+            Party::BrandOwner,
+            "acme",
+            Transition::Close(RootCause::ProcessError),
+            None,
+            clock.now_ms(),
+            &timers,
+        )
+        .unwrap();
+    append_record_only(&ledger, &close).await;
+    let answer = cases
+        .act(
+            second,
+            Party::BrandOwner,
+            "acme",
+            Transition::Answer,
+            Some("late".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer, Some(Err(CaseError::Closed)));
+    clock.advance(30 * 24 * HOUR);
+    let swept = cases.sweep().await.unwrap();
+    assert_eq!(
+        swept.timers,
+        [
+            (first, CaseAction::Reminded),
+            (first, CaseAction::Escalated)
+        ]
+    );
+    assert_eq!(reminders(logged_actions(&ledger).await, second), 1);
+    assert_listed_as_replayed(&cases, &ledger).await;
+    // A database from before the cursor starts it at entry 0: the catch-up reads every desk
+    // record again and lists nothing twice.
+    exec(&db, "UPDATE alert_case_cursor SET covered = 0").await;
+    let mut changes = cases.subscribe();
+    cases.reconcile().await.unwrap();
+    assert!(changes.try_recv().is_err(), "nothing listed twice");
+    assert_listed_as_replayed(&cases, &ledger).await;
+    let report = audit(&db, ledger.verifier(), None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:#?}", report.problems);
+}
+
+/// Two nodes on one database sweep the same alerts and the same due timers at the same time:
+/// each alert opens one case and each due timer makes one record, whichever node makes it,
+/// counted in the log (not the rows); and a transition a party asks of each node at once is
+/// decided on the case as the other left it.
+async fn two_nodes_make_each_case_record_once(db: Database) {
+    use rxledger_core::case::{CaseAction, CaseError, Party, RootCause, Timers, Transition};
+    use rxledger_store::{Cases, Clock};
+    use std::sync::Arc;
+    const DAY: i64 = 86_400_000;
+    let a = Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let b = Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let timers = Timers::default();
+    let clock = Clock::manual(1_796_000_000_000);
+    let node_a = Cases::new(a.clone(), timers, clock.clone());
+    let node_b = Cases::new(b.clone(), timers, clock.clone());
+    let nodes = (&node_a, &node_b);
+    let sweep_both = move || async move {
+        let (x, y) = tokio::join!(nodes.0.sweep(), nodes.1.sweep());
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let mut opened: Vec<u64> = x.opened.into_iter().chain(y.opened).collect();
+        opened.sort();
+        let mut timers: Vec<(u64, CaseAction)> = x.timers.into_iter().chain(y.timers).collect();
+        timers.sort_by_key(|t| t.0);
+        (opened, timers)
+    };
+
+    let mut alerts = alerts_about_packs(&db, 1..9).await;
+    let (opened, _) = sweep_both().await;
+    assert_eq!(opened.len(), 8, "{opened:?}");
+    // More alerts arrive while both look again.
+    alerts.extend(alerts_about_packs(&db, 9..13).await);
+    let (more, _) = sweep_both().await;
+    assert_eq!(more.len(), 4, "{more:?}");
+    let openings: Vec<i64> = logged_actions(&a)
+        .await
+        .into_iter()
+        .filter(|(_, action)| *action == CaseAction::Opened)
+        .map(|(alert, _)| -alert)
+        .collect();
+    assert_eq!(openings, alerts, "one opening per alert, in the log");
+
+    // Every case comes due three times: the two reminders, then the escalation.
+    let mut made = Vec::new();
+    for at in [
+        timers.first_reminder_ms,
+        timers.second_reminder_ms,
+        timers.escalation_ms,
+    ] {
+        clock.advance(at - (clock.now_ms() - 1_796_000_000_000));
+        let (_, timers) = sweep_both().await;
+        assert_eq!(timers.len(), 12, "{timers:?}");
+        made.extend(timers);
+    }
+    let logged = logged_actions(&a).await;
+    for case in opened.iter().chain(&more) {
+        let of_case: Vec<CaseAction> = logged
+            .iter()
+            .filter(|(c, _)| *c == *case as i64)
+            .map(|(_, action)| *action)
+            .collect();
+        assert_eq!(
+            of_case,
+            [
+                CaseAction::Reminded,
+                CaseAction::Reminded,
+                CaseAction::Escalated
+            ],
+            "case {case}"
+        );
+    }
+    assert_eq!(made.len(), 36);
+
+    // A regulator closes a case through both nodes at once: one closing; the other is
+    // decided on the closed case.
+    let id = opened[0];
+    let close = |cases: &Cases| {
+        let cases = cases.clone();
+        async move {
+            cases
+                .act(
+                    id,
+                    Party::Regulator,
+                    "nca",
+                    Transition::Close(RootCause::NoResponse),
+                    None,
+                )
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (x, y) = tokio::join!(close(&node_a), close(&node_b));
+    let mut outcomes = [x.map(|r| r.status), y.map(|r| r.status)];
+    outcomes.sort_by_key(|o| o.is_err());
+    assert_eq!(outcomes, [Ok("CLOSED".to_string()), Err(CaseError::Closed)]);
+    let closings = logged_actions(&a)
+        .await
+        .into_iter()
+        .filter(|c| *c == (id as i64, CaseAction::Closed))
+        .count();
+    assert_eq!(closings, 1);
+
+    // Both nodes list what the log holds, and have nothing left to do.
+    clock.advance(100 * DAY);
+    assert_eq!(sweep_both().await, (vec![], vec![]));
+    assert_listed_as_replayed(&node_a, &a).await;
+    assert_listed_as_replayed(&node_b, &b).await;
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1396,4 +1796,6 @@ conformance!(
     map_commits_with_each_batch,
     sessions_follow_their_key,
     named_queries_stay_with_their_organisation,
+    case_rows_catch_up_after_a_crash,
+    two_nodes_make_each_case_record_once,
 );
