@@ -401,10 +401,16 @@ struct Serve {
     )]
     completeness_map: bool,
     /// Open an alert case for every alert about a pack, assigned to its brand owner, and run
-    /// its reminders and escalation (docs/CASES.md). Off by default: each transition is an
-    /// entry of the log, and firmware-sim and some tools still count every entry as an
-    /// envelope.
-    #[arg(long, env = "RXLEDGER_ALERT_CASES")]
+    /// its reminders and escalation (docs/CASES.md). On by default; `--alert-cases=false`
+    /// turns it off.
+    #[arg(
+        long,
+        env = "RXLEDGER_ALERT_CASES",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     alert_cases: bool,
     /// An alert case the brand owner has not answered is reminded after this long (from its
     /// opening, or from a regulator's request for information): `90s`, `30m`, `48h`, `5d`.

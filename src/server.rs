@@ -66,9 +66,8 @@ pub struct ServeConfig {
 /// How a node runs alert cases (`rxledger serve --alert-cases --case-*`).
 #[derive(Clone, Debug)]
 pub struct CaseConfig {
-    /// Open a case for every alert about a pack and run the timers (`--alert-cases`). Off by
-    /// default, like the completeness map: a case's records are entries of the log, and
-    /// firmware-sim and some tools still count every entry as an envelope.
+    /// Open a case for every alert about a pack and run the timers. On by default;
+    /// `--alert-cases=false` turns it off (the node then opens no case and runs no timer).
     pub enabled: bool,
     /// When an unanswered case is reminded and escalated (48 h, 5 days, 14 days).
     pub timers: rxledger_core::case::Timers,
@@ -81,7 +80,7 @@ pub struct CaseConfig {
 impl Default for CaseConfig {
     fn default() -> Self {
         CaseConfig {
-            enabled: false,
+            enabled: true,
             timers: Default::default(),
             clock: rxledger_store::Clock::system(),
             sweep_every: Duration::from_secs(60),
@@ -146,8 +145,8 @@ pub struct App {
     pub cases: rxledger_store::Cases,
     ingest: Ingest,
     follower: JoinHandle<()>,
-    /// The checkpoint file's writer, the witnessing task and, with `--alert-cases`, the alert
-    /// cases' timer task.
+    /// The checkpoint file's writer, the witnessing task, the background index check and,
+    /// unless `--alert-cases=false`, the alert cases' timer task.
     guards: Vec<JoinHandle<()>>,
     checkpoint_file: CheckpointFile,
     http: JoinHandle<std::io::Result<()>>,
