@@ -11,7 +11,8 @@
 //! - the desk: [`trace_party`] (who may read a tracing request), [`alert_case`] (an alert's
 //!   case: its records in the log, its state for lists and timers).
 //! - access: [`api_key`] and the browser [`session`]s signed in with them;
-//! - the EPCIS binding: [`epcis_query`] (an organisation's named queries).
+//! - the EPCIS binding: [`epcis_query`] (an organisation's named queries) and
+//!   [`partner_document`] (the exact bytes of partner-signed capture documents).
 
 pub mod alert;
 pub mod alert_case;
@@ -27,6 +28,7 @@ pub mod event;
 pub mod head;
 pub mod migration;
 pub mod organization;
+pub mod partner_document;
 pub mod product;
 pub mod session;
 pub mod site;
