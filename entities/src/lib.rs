@@ -12,7 +12,8 @@
 //!   case: its records in the log, its state for lists and timers) and [`alert_case_cursor`]
 //!   (how far those rows have read the log).
 //! - access: [`api_key`] and the browser [`session`]s signed in with them;
-//! - the EPCIS binding: [`epcis_query`] (an organisation's named queries).
+//! - the EPCIS binding: [`epcis_query`] (an organisation's named queries) and
+//!   [`partner_document`] (the exact bytes of partner-signed capture documents).
 
 pub mod alert;
 pub mod alert_case;
@@ -29,6 +30,7 @@ pub mod event;
 pub mod head;
 pub mod migration;
 pub mod organization;
+pub mod partner_document;
 pub mod product;
 pub mod session;
 pub mod site;

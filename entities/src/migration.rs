@@ -16,6 +16,8 @@ mod m0008_cases;
 mod m0009_queries;
 #[path = "m0010_drop_map_leaves.rs"]
 mod m0010_map;
+#[path = "m0011_partner_documents.rs"]
+mod m0011_partner;
 #[path = "m0012_desk_record_index.rs"]
 mod m0012_desk;
 
@@ -35,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_cases::M0008DeskAlertCases),
             Box::new(m0009_queries::M0009EpcisQueries),
             Box::new(m0010_map::M0010DropMapLeaves),
+            Box::new(m0011_partner::M0011PartnerDocuments),
             Box::new(m0012_desk::M0012DeskRecordIndex),
         ]
     }

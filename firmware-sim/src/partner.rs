@@ -12,8 +12,12 @@
 //! wholesaler's shipment to it.
 //!
 //! The documents go as EPCIS 2.0 JSON-LD or, with [`PartnerFormat::Epcis12Xml`], as the EPCIS
-//! 1.2 XML files a US DSCSA partner exchanges, written by the core's own XML writer. Every
-//! capture job must succeed with every event appended, then the plan's verdicts are checked
+//! 1.2 XML files a US DSCSA partner exchanges, written by the core's own XML writer. Each
+//! document is signed by its organization's own key, as a partner that wants its signature in
+//! the ledger signs it: the organization's first device of the plan is enrolled with a fresh
+//! k256 key, and every document goes with `RxLedger-Signature` over its exact bytes
+//! (docs/EPCIS.md, "Partner signatures"). Every capture job must succeed with every event
+//! appended under the partner's signature, then the plan's verdicts are checked
 //! with `verify` exactly as the MQTT scenario checks them: the same supply chain must give
 //! the same verdicts whichever way it reached the ledger.
 
@@ -22,6 +26,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
+
+use rxledger_core::epcis::attestation;
+use rxledger_core::keys::SigningKey;
 
 use crate::api::{Api, GraphQl};
 use crate::scenario::{self, Expect, Injections, Plan, PlanConfig, Step};
@@ -121,12 +128,14 @@ pub async fn run_partner(opts: PartnerOptions) -> anyhow::Result<PartnerReport> 
         ..PartnerReport::default()
     };
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+    let mut signers: BTreeMap<String, Signer> = BTreeMap::new();
     for (org, events) in documents(&plan)? {
         if !tokens.contains_key(&org) {
             tokens.insert(org.clone(), issue_key(&api, &org).await?);
+            signers.insert(org.clone(), enroll_signer(&api, &plan, &org).await?);
         }
         let n = events.len();
-        let appended = capture(&api, &tokens[&org], events, opts.format)
+        let appended = capture(&api, &tokens[&org], &signers[&org], events, opts.format)
             .await
             .with_context(|| format!("capturing a document of {org}'s"))?;
         if appended != n as u64 {
@@ -196,6 +205,29 @@ pub fn documents(plan: &Plan) -> anyhow::Result<Vec<(String, Vec<Value>)>> {
     Ok(out)
 }
 
+/// The device whose key signs an organization's documents.
+struct Signer {
+    id: String,
+    key: SigningKey,
+}
+
+/// Enrolls the organization's first device of the plan with a fresh key: its signer.
+async fn enroll_signer(api: &GraphQl, plan: &Plan, org: &str) -> anyhow::Result<Signer> {
+    let d = plan
+        .devices
+        .iter()
+        .find(|d| d.org == org)
+        .with_context(|| format!("the plan has no device of {org}'s to sign with"))?;
+    let key = SigningKey::generate();
+    api.enroll_device(&d.id, &key.public_hex(), org, &d.site_gln)
+        .await
+        .with_context(|| format!("enrolling {org}'s signing device {}", d.id))?;
+    Ok(Signer {
+        id: d.id.clone(),
+        key,
+    })
+}
+
 async fn issue_key(api: &GraphQl, org: &str) -> anyhow::Result<String> {
     let data = api
         .execute(
@@ -210,10 +242,12 @@ async fn issue_key(api: &GraphQl, org: &str) -> anyhow::Result<String> {
         .with_context(|| format!("issueApiKey answered {data}"))
 }
 
-/// Posts one document and returns how many events its job appended.
+/// Posts one document, signed by `signer`, and returns how many events its job appended
+/// (under the partner's signature: anything else is an error).
 async fn capture(
     api: &GraphQl,
     token: &str,
+    signer: &Signer,
     events: Vec<Value>,
     format: PartnerFormat,
 ) -> anyhow::Result<u64> {
@@ -241,19 +275,24 @@ async fn capture(
             ("application/xml", xml)
         }
     };
+    let sig = attestation::sign_document(&signer.key, doc.as_bytes());
+    let signature = attestation::header_value(&signer.id, &sig);
     let (status, _, body) = api
         .request(
             "POST",
             "/epcis/capture",
             token,
-            &[("Content-Type", content_type)],
+            &[
+                ("Content-Type", content_type),
+                (attestation::HEADER, &signature),
+            ],
             doc.as_bytes(),
         )
         .await?;
     let job: Value = serde_json::from_slice(&body)
         .with_context(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body)))?;
     anyhow::ensure!(
-        status == 202 && job["success"] == true,
+        status == 202 && job["success"] == true && job["signedBy"] == "partner-key",
         "HTTP {status}: {job}"
     );
     job["appendedCount"]

@@ -6,7 +6,8 @@
 //! (its CBV 2.0 hash ID). Neither is part of the CBV hash, so an exported event captured again
 //! is recognised as the same event. Who signed each entry is not written into the events
 //! (that would change their hash); it travels beside them in the document's
-//! `rxl:provenance` list, one item per event, in the same order.
+//! `rxl:provenance` list, one item per event, in the same order: `signedBy` is `device`,
+//! `log-key` or `partner-key` (then with the partner's `attestation`).
 
 use rxledger_store::documents::LoggedJson;
 use serde_json::{Map, Value, json};
@@ -23,14 +24,23 @@ pub enum SignedBy {
     Device,
     /// The API acting for an organization (`org:<id>`): signed by the log key.
     LogKey,
+    /// The API acting for an organization whose trading partner signed the captured document
+    /// with an enrolled device key (`RxLedger-Signature`): the entry is signed by the log key
+    /// and carries the partner's signature over the document (its `attestation`).
+    PartnerKey,
 }
 
 impl SignedBy {
-    pub fn of(signer: &str) -> SignedBy {
-        if signer.starts_with("org:") {
-            SignedBy::LogKey
-        } else {
-            SignedBy::Device
+    /// How the entry of `signer`, carrying `attestation` or not, was signed.
+    pub fn of(
+        signer: &str,
+        attestation: Option<&rxledger_core::envelope::Attestation>,
+    ) -> SignedBy {
+        match (signer.starts_with("org:"), attestation) {
+            (true, Some(_)) => SignedBy::PartnerKey,
+            (true, None) => SignedBy::LogKey,
+            // The core refuses an attestation on any other entry.
+            (false, _) => SignedBy::Device,
         }
     }
 
@@ -38,8 +48,19 @@ impl SignedBy {
         match self {
             SignedBy::Device => "device",
             SignedBy::LogKey => "log-key",
+            SignedBy::PartnerKey => "partner-key",
         }
     }
+}
+
+/// An attestation as provenance shows it: the four fields exactly as the entry holds them.
+pub fn attestation_json(a: &rxledger_core::envelope::Attestation) -> Value {
+    json!({
+        "keyid": a.keyid,
+        "sig": a.sig,
+        "sha256": a.sha256,
+        "mediaType": a.media_type,
+    })
 }
 
 /// The event as a document shows it: as logged, with `recordTime` and an `eventID`.
@@ -70,13 +91,17 @@ fn provenance(events: &[LoggedJson]) -> Value {
     events
         .iter()
         .map(|e| {
-            json!({
+            let mut item = json!({
                 "eventHashID": rxledger_core::epcis::id_of_hash(&e.hash),
                 "ledgerEntry": e.entry,
                 "position": e.position,
                 "signer": e.signer,
-                "signedBy": SignedBy::of(&e.signer).as_str(),
-            })
+                "signedBy": SignedBy::of(&e.signer, e.attestation.as_ref()).as_str(),
+            });
+            if let (Some(a), Some(o)) = (&e.attestation, item.as_object_mut()) {
+                o.insert("attestation".into(), attestation_json(a));
+            }
+            item
         })
         .collect()
 }

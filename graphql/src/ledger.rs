@@ -101,6 +101,59 @@ pub struct LedgerEntry {
     /// The device id, `org:<id>` for API state changes, captures and desk records, or
     /// `log:map` for map-root entries; null like `dataBase64`.
     pub signer: Option<String>,
+    /// Whose key signed it: `device` (a scanner's enrolled key), `log-key` (the log, for an
+    /// organization's API key or itself) or `partner-key` (the log, for a capture whose
+    /// trading partner signed the document with an enrolled device key: see `attestation`).
+    /// Null like `signer`.
+    pub signed_by: Option<String>,
+    /// For `partner-key`: the partner's signature over the captured document, as the entry
+    /// holds it. Null otherwise, and like `signer`.
+    pub attestation: Option<PartnerAttestation>,
+}
+
+/// A trading partner's own k256 signature over an EPCIS document it captured over REST
+/// (`RxLedger-Signature`, docs/EPCIS.md "Partner signatures"), as a log entry carries it. The
+/// document's bytes are at `GET /epcis/capture/documents/{sha256}`; anyone with them, the
+/// entry and the device's public key can check that the device signed the document and that
+/// the entry's events are in it.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct PartnerAttestation {
+    /// The enrolled device whose key signed the document.
+    pub keyid: String,
+    /// ECDSA secp256k1 over SHA-256 of the document bytes, `r || s` with low `s`, hex.
+    pub sig: String,
+    /// SHA-256 of the document bytes, hex.
+    pub sha256: String,
+    /// `application/ld+json` or `application/xml`.
+    pub media_type: String,
+}
+
+impl From<rxledger_core::envelope::Attestation> for PartnerAttestation {
+    fn from(a: rxledger_core::envelope::Attestation) -> Self {
+        PartnerAttestation {
+            keyid: a.keyid,
+            sig: a.sig,
+            sha256: a.sha256,
+            media_type: a.media_type,
+        }
+    }
+}
+
+/// How the entry of `kind` with these bytes was signed (`device`, `log-key` or
+/// `partner-key`), and the partner's attestation when it carries one.
+pub(crate) fn signing(kind: i16, data: &[u8]) -> (&'static str, Option<PartnerAttestation>) {
+    use crate::epcis_doc::SignedBy;
+    if kind == rxledger_store::ledger::EntryKind::DeviceEnvelope as i16 {
+        return (SignedBy::Device.as_str(), None);
+    }
+    let attestation = (kind == rxledger_store::ledger::EntryKind::ApiStateChange as i16)
+        .then(|| rxledger_core::envelope::read_attested(data).ok())
+        .flatten()
+        .and_then(|(_, a)| a);
+    match attestation {
+        Some(a) => (SignedBy::PartnerKey.as_str(), Some(a.into())),
+        None => (SignedBy::LogKey.as_str(), None),
+    }
 }
 
 /// How to check this log's signatures.
@@ -204,18 +257,30 @@ impl LedgerQuery {
             .entries(from, count as u64)
             .await
             .map_err(ApiError::from)?;
+        // Reading the bodies for who signed costs a parse per entry: only when asked.
+        let wanted = ctx.look_ahead();
+        let signing_wanted =
+            wanted.field("signedBy").exists() || wanted.field("attestation").exists();
         Ok(rows
             .into_iter()
             .map(|r| {
                 // A map-root entry names no party: its bytes and signer are public.
                 let public = r.kind == rxledger_store::ledger::EntryKind::MapRoot as i16;
                 let shown = public || visible.as_ref().is_none_or(|v| v.contains(&r.signer));
+                let (signed_by, attestation) = if shown && signing_wanted {
+                    let (by, a) = signing(r.kind, &r.data);
+                    (Some(by.to_string()), a)
+                } else {
+                    (None, None)
+                };
                 LedgerEntry {
                     index: r.idx,
                     leaf_hash: hex::encode(rxledger_core::merkle::leaf_hash(&r.data)),
                     data_base64: shown.then(|| B64.encode(&r.data)),
                     kind: r.kind as i32,
                     signer: shown.then_some(r.signer),
+                    signed_by,
+                    attestation,
                 }
             })
             .collect())

@@ -41,6 +41,13 @@ pub struct HistoryEntry {
     pub disposition: Option<String>,
     /// The submitting organization (hidden from other trading partners).
     pub organization: Option<String>,
+    /// Whose key signed the event's entry (shown as `organization` is): `device` (one of the
+    /// organization's scanners), `log-key` (the log, for the organization's API key) or
+    /// `partner-key` (the log, carrying the organization's own signature over the EPCIS
+    /// document it captured: `attestation`).
+    pub signed_by: Option<String>,
+    /// For `partner-key`: the organization's signature over the captured document.
+    pub attestation: Option<crate::ledger::PartnerAttestation>,
     pub location: Option<String>,
     /// DIRECT, or the container / class the event reached the pack through.
     pub via: String,
@@ -96,9 +103,29 @@ impl PackQuery {
         let head = s.ledger.head();
         let mut history = Vec::new();
         let sight = Sight::of(c);
+        // Who signed each entry is read from its bytes: only when asked.
+        let asked = ctx.look_ahead().field("history");
+        let signing_wanted =
+            asked.field("signedBy").exists() || asked.field("attestation").exists();
         for h in state.history.iter().filter(|h| sight.party(&h.org)) {
             let ev = evidence(s, &[h.index], head.size).await?.pop();
             let Some(ev) = ev else { continue };
+            let entry = if signing_wanted {
+                s.ledger
+                    .entries(h.index, 1)
+                    .await
+                    .map_err(ApiError::from)?
+                    .pop()
+            } else {
+                None
+            };
+            let (signed_by, attestation) = match &entry {
+                Some(e) => {
+                    let (by, a) = crate::ledger::signing(e.kind, &e.data);
+                    (Some(by.to_string()), a)
+                }
+                None => (None, None),
+            };
             history.push(HistoryEntry {
                 index: h.index as i64,
                 event_time: rxledger_core::epcis::format_time(h.event_time_ms),
@@ -107,6 +134,8 @@ impl PackQuery {
                 biz_step: h.biz_step.map(|b| b.as_str().to_string()),
                 disposition: h.disposition.map(|d| d.as_str().to_string()),
                 organization: Some(h.org.clone()),
+                signed_by,
+                attestation,
                 location: h.location.clone(),
                 via: match &h.via {
                     pack::Via::Direct => "DIRECT".to_string(),

@@ -7,11 +7,12 @@
 //! | What | Anonymous | A trading partner | Brand owner, extra | Regulator, admin |
 //! |---|---|---|---|---|
 //! | checkpoints, proofs, leaf hashes, entry kinds | yes | yes | | yes |
-//! | an entry's raw bytes and its signer (device or `org:<id>`) | no | its own entries | | all |
+//! | an entry's raw bytes, its signer (device or `org:<id>`) and how it was signed | no | its own entries | | all |
 //! | a pack's verdict and public timeline (no parties, no places) | yes | yes | | yes |
 //! | history events: submitting organization and location | no | its own events | | all |
 //! | a pack's current custodian, location and container | no | when it is the custodian | | all |
 //! | EPCIS `events` | no | its own events | | all |
+//! | a partner-signed capture document's bytes (`/epcis/capture/documents/…`) | no | those it sent | | all |
 //! | a lot's packs by status and by custodian | no | no | its own lots | all |
 //! | alerts | no | no | alerts about its products, without rejected bytes | all |
 //! | alert cases: their state, records and changes | no | no | cases assigned to it (its products), to read and act on | all (regulators act, admins read) |

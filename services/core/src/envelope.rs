@@ -10,6 +10,11 @@
 //! [`open`] parses without verifying; [`Opened::verify`] checks the signature with the
 //! enrolled key. Parsing is strict: unknown top-level fields, a wrong version or a body that is
 //! not an object are errors, so two implementations cannot read one envelope differently.
+//!
+//! The log's own entries for an organization (`deviceId` `org:<id>`, signed by the log key)
+//! may carry one more body field, `attestation`: a trading partner's signature over the EPCIS
+//! document the entry's events came from ([`Attestation`], [`seal_attested`],
+//! [`read_attested`]). A device may not send it: [`open`] refuses an envelope that does.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,6 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, CheckpointError};
+pub use crate::epcis::attestation::Attestation;
 use crate::keys::{LogVerifier, PublicKey, SigningKey};
 use crate::merkle::{self, Hash};
 
@@ -81,6 +87,57 @@ pub struct Body {
     pub events: Vec<Value>,
 }
 
+/// The body as the wire spells it: [`Body`]'s fields in [`Body`]'s order, then `attestation`
+/// when there is one (after `events`, so a body without it is byte for byte what [`Body`]
+/// serialises to). The attestation travels beside [`Body`] rather than in it so that every
+/// device envelope, which may never carry one, is built and read as before.
+#[derive(Serialize)]
+struct BodyOut<'a> {
+    v: u64,
+    #[serde(rename = "deviceId")]
+    device_id: &'a str,
+    seq: u64,
+    #[serde(rename = "sentAt")]
+    sent_at: &'a str,
+    events: &'a [Value],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attestation: Option<&'a Attestation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BodyIn {
+    v: u64,
+    #[serde(rename = "deviceId")]
+    device_id: String,
+    seq: u64,
+    #[serde(rename = "sentAt")]
+    sent_at: String,
+    events: Vec<Value>,
+    /// Absent, or an attestation object (`null` is refused: one spelling for "none").
+    #[serde(default, deserialize_with = "present")]
+    attestation: Option<Attestation>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Attestation>, D::Error> {
+    Attestation::deserialize(d).map(Some)
+}
+
+impl BodyIn {
+    fn split(self) -> (Body, Option<Attestation>) {
+        (
+            Body {
+                v: self.v,
+                device_id: self.device_id,
+                seq: self.seq,
+                sent_at: self.sent_at,
+                events: self.events,
+            },
+            self.attestation,
+        )
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
@@ -110,6 +167,10 @@ pub enum EnvelopeError {
     SignatureEncoding,
     #[error("the signature does not verify with the device's enrolled key")]
     BadSignature,
+    #[error(
+        "\"attestation\" is carried only by the log's own entries for an organization (deviceId org:<id>); {0} may not send one"
+    )]
+    Attestation(String),
 }
 
 /// A parsed envelope whose signature has not been checked yet.
@@ -128,6 +189,21 @@ pub fn seal(key: &SigningKey, body: &Body) -> Vec<u8> {
     seal_payload(key, payload)
 }
 
+/// Signs `body` and `attestation` with the log key: the entry of a partner-signed capture.
+/// `body.device_id` must be `org:<id>` (what [`read_attested`] accepts back).
+pub fn seal_attested(key: &SigningKey, body: &Body, attestation: &Attestation) -> Vec<u8> {
+    let out = BodyOut {
+        v: body.v,
+        device_id: &body.device_id,
+        seq: body.seq,
+        sent_at: &body.sent_at,
+        events: &body.events,
+        attestation: Some(attestation),
+    };
+    // Serialising strings, integers and JSON values cannot fail.
+    seal_payload(key, serde_json::to_string(&out).unwrap_or_default())
+}
+
 /// Signs already-serialised body text (for test vectors and other languages' parity).
 pub fn seal_payload(key: &SigningKey, payload: String) -> Vec<u8> {
     let sig = hex::encode(key.sign(payload.as_bytes()));
@@ -139,8 +215,15 @@ pub fn open(bytes: &[u8], topic_device: &str) -> Result<Opened, EnvelopeError> {
     let wire: Wire =
         serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Wire(e.to_string()))?;
     let sig = decode_sig(&wire.sig)?;
-    let body: Body =
+    let body: BodyIn =
         serde_json::from_str(&wire.payload).map_err(|e| EnvelopeError::Body(e.to_string()))?;
+    let (body, attestation) = body.split();
+    if attestation.is_some() {
+        return Err(EnvelopeError::Attestation(format!(
+            "device {:?}",
+            body.device_id
+        )));
+    }
     if body.v != VERSION {
         return Err(EnvelopeError::Version(body.v));
     }
@@ -165,10 +248,27 @@ pub fn open(bytes: &[u8], topic_device: &str) -> Result<Opened, EnvelopeError> {
 
 /// Reads the body of a logged entry without topic or signer checks (the entry was checked
 /// when it was appended; API state changes are signed by the log itself).
+/// An entry's attestation, if any, is checked for place ([`read_attested`]) and left out.
 pub fn read_body(bytes: &[u8]) -> Result<Body, EnvelopeError> {
+    read_attested(bytes).map(|(body, _)| body)
+}
+
+/// Reads the body of a logged entry and its attestation, if it carries one. Only the log's
+/// own entries for an organization (`deviceId` `org:<id>`) may: an attestation anywhere else
+/// is an error, whoever wrote the bytes.
+pub fn read_attested(bytes: &[u8]) -> Result<(Body, Option<Attestation>), EnvelopeError> {
     let wire: Wire =
         serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Wire(e.to_string()))?;
-    serde_json::from_str(&wire.payload).map_err(|e| EnvelopeError::Body(e.to_string()))
+    let body: BodyIn =
+        serde_json::from_str(&wire.payload).map_err(|e| EnvelopeError::Body(e.to_string()))?;
+    let (body, attestation) = body.split();
+    if attestation.is_some() && !body.device_id.starts_with("org:") {
+        return Err(EnvelopeError::Attestation(format!(
+            "device {:?}",
+            body.device_id
+        )));
+    }
+    Ok((body, attestation))
 }
 
 impl Opened {
@@ -556,6 +656,92 @@ mod tests {
             verify_receipt_signature(&unsigned, &key.public_key()),
             Err(ReceiptError::Unsigned)
         );
+    }
+
+    fn org_body() -> Body {
+        Body {
+            v: VERSION,
+            device_id: "org:acme".into(),
+            seq: 0,
+            sent_at: "2026-01-15T09:30:00.000Z".into(),
+            events: vec![serde_json::json!({"type": "ObjectEvent"})],
+        }
+    }
+
+    fn attestation() -> Attestation {
+        Attestation {
+            keyid: "line-1".into(),
+            sig: "ab".repeat(64),
+            sha256: "cd".repeat(32),
+            media_type: "application/ld+json".into(),
+        }
+    }
+
+    /// Without an attestation the bytes are exactly what `Body` serialises to, so no entry
+    /// logged before attestations existed reads differently.
+    #[test]
+    fn the_attestation_follows_the_events_and_is_absent_otherwise() {
+        let key = SigningKey::generate();
+        let body = org_body();
+        let plain = BodyOut {
+            v: body.v,
+            device_id: &body.device_id,
+            seq: body.seq,
+            sent_at: &body.sent_at,
+            events: &body.events,
+            attestation: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            serde_json::to_string(&body).unwrap()
+        );
+        let a = attestation();
+        let sealed = seal_attested(&key, &body, &a);
+        let wire: Wire = serde_json::from_slice(&sealed).unwrap();
+        let prefix = serde_json::to_string(&body).unwrap();
+        assert!(
+            wire.payload.starts_with(prefix.strip_suffix('}').unwrap()),
+            "{}",
+            wire.payload
+        );
+        assert!(wire.payload.ends_with(&format!(
+            ",\"attestation\":{}}}",
+            serde_json::to_string(&a).unwrap()
+        )));
+        assert_eq!(read_attested(&sealed).unwrap(), (body.clone(), Some(a)));
+        assert_eq!(read_body(&sealed).unwrap(), body);
+        assert_eq!(read_attested(&seal(&key, &body)).unwrap(), (body, None));
+    }
+
+    /// A device never carries one: `open` refuses it (MALFORMED_ENVELOPE), and a logged entry
+    /// of a device that somehow holds one does not read.
+    #[test]
+    fn devices_may_not_send_an_attestation() {
+        let key = SigningKey::generate();
+        let mut body = org_body();
+        body.device_id = "line-1".into();
+        let sealed = seal_attested(&key, &body, &attestation());
+        let err = open(&sealed, "line-1").unwrap_err();
+        assert!(matches!(err, EnvelopeError::Attestation(_)), "{err}");
+        assert_eq!(
+            crate::codes::RejectCode::from(&err).as_str(),
+            "MALFORMED_ENVELOPE"
+        );
+        assert!(matches!(
+            read_attested(&sealed),
+            Err(EnvelopeError::Attestation(_))
+        ));
+        // `null` is not a spelling of "none".
+        let payload = serde_json::to_string(&body)
+            .unwrap()
+            .replace("]}", "],\"attestation\":null}");
+        let sealed = seal_payload(&key, payload);
+        assert!(matches!(
+            open(&sealed, "line-1"),
+            Err(EnvelopeError::Body(_))
+        ));
+        // Without one, the same body opens.
+        assert!(open(&seal(&key, &body), "line-1").is_ok());
     }
 
     #[test]

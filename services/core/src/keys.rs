@@ -212,6 +212,22 @@ impl PublicKey {
             .verify(msg, &sig)
             .map_err(|_| SignatureError::Invalid)
     }
+
+    /// [`verify`](Self::verify) for a message whose SHA-256 `digest` the caller has already
+    /// computed (a partner's document of many megabytes is hashed once).
+    pub fn verify_digest(&self, digest: &[u8; 32], sig: &[u8]) -> Result<(), SignatureError> {
+        use k256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        if sig.len() != SIGNATURE_LEN {
+            return Err(SignatureError::BadLength { got: sig.len() });
+        }
+        let sig = k256::ecdsa::Signature::from_slice(sig).map_err(|_| SignatureError::Malformed)?;
+        if sig.normalize_s() != sig {
+            return Err(SignatureError::HighS);
+        }
+        self.0
+            .verify_prehash(digest, &sig)
+            .map_err(|_| SignatureError::Invalid)
+    }
 }
 
 impl fmt::Debug for PublicKey {

@@ -28,6 +28,9 @@ pub struct LoggedJson {
     pub received_ms: i64,
     /// CBV 2.0 event hash.
     pub hash: [u8; 32],
+    /// The trading partner's signature over the document the event was captured in, when
+    /// the partner sent one (the entry's `attestation`; its signer is then `org:<id>`).
+    pub attestation: Option<envelope::Attestation>,
 }
 
 /// Rows read per query: well under every backend's bound-parameter limit.
@@ -42,27 +45,29 @@ pub async fn read(
     let mut idx: Vec<i64> = keys.iter().map(|((e, _), _)| *e).collect();
     idx.sort_unstable();
     idx.dedup();
-    let mut entries: HashMap<i64, (envelope::Body, String, i64)> = HashMap::new();
+    type Read = (envelope::Body, Option<envelope::Attestation>, String, i64);
+    let mut entries: HashMap<i64, Read> = HashMap::new();
     for chunk in idx.chunks(CHUNK) {
         for e in entry::Entity::find()
             .filter(entry::Column::Idx.is_in(chunk.to_vec()))
             .all(&db.conn)
             .await?
         {
-            let body = envelope::read_body(&e.data).map_err(|err| {
+            let (body, attestation) = envelope::read_attested(&e.data).map_err(|err| {
                 StoreError::Corrupt(format!(
                     "entry {} does not parse as an envelope: {err}",
                     e.idx
                 ))
             })?;
-            entries.insert(e.idx, (body, e.signer, e.received_ms));
+            entries.insert(e.idx, (body, attestation, e.signer, e.received_ms));
         }
     }
     keys.iter()
         .map(|&((entry, position), hash)| {
-            let (body, signer, received_ms) = entries.get(&entry).ok_or_else(|| {
-                StoreError::Corrupt(format!("entry {entry} is indexed, not logged"))
-            })?;
+            let (body, attestation, signer, received_ms) =
+                entries.get(&entry).ok_or_else(|| {
+                    StoreError::Corrupt(format!("entry {entry} is indexed, not logged"))
+                })?;
             let json = usize::try_from(position)
                 .ok()
                 .and_then(|p| body.events.get(p))
@@ -77,6 +82,7 @@ pub async fn read(
                 signer: signer.clone(),
                 received_ms: *received_ms,
                 hash,
+                attestation: attestation.clone(),
             })
         })
         .collect()

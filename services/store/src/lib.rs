@@ -5,7 +5,8 @@
 //! each, integrates them into the tile-stored Merkle tree, signs a checkpoint and advances
 //! the head with a compare-and-swap, so two inconsistent checkpoints can never both be
 //! signed. [`Registry`] holds organizations, sites and devices, [`Products`] the product
-//! master data, [`NamedQueries`] the EPCIS binding's named queries. [`audit`] recomputes the
+//! master data, [`NamedQueries`] the EPCIS binding's named queries, [`PartnerDocuments`] the
+//! exact bytes of partner-signed capture documents. [`audit`] recomputes the
 //! whole tree from the raw entries and compares it with what is stored.
 
 pub mod alerts;
@@ -21,6 +22,7 @@ pub mod indexaudit;
 pub mod ledger;
 pub mod map;
 pub mod packs;
+pub mod partners;
 pub mod postings;
 pub mod products;
 pub mod queries;
@@ -39,6 +41,7 @@ pub use error::StoreError;
 pub use ledger::{
     Admission, Batch, IndexCheck, Ledger, LedgerOptions, LogKeys, NewEntry, SignedHead,
 };
+pub use partners::{NewDocument, PartnerDocument, PartnerDocuments};
 pub use products::{Products, TradeItem};
 pub use queries::{NamedQueries, QueryName};
 pub use registry::Registry;

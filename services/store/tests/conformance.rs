@@ -1753,6 +1753,61 @@ async fn two_nodes_make_each_case_record_once(db: Database) {
     assert_listed_as_replayed(&node_b, &b).await;
 }
 
+/// A partner-signed document is kept once per organization and digest, and found only by
+/// digest and organization (or by digest alone, for callers who see every organization).
+async fn partner_documents_are_kept_once(db: Database) {
+    use rxledger_store::{NewDocument, PartnerDocuments};
+    let docs = PartnerDocuments::new(db);
+    let data = b"{\"type\":\"EPCISDocument\"}".to_vec();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let sig = "ab".repeat(64);
+    let doc = |org: &'static str, keyid: &'static str| NewDocument {
+        org,
+        keyid,
+        sig: "",
+        sha256: "",
+        media_type: "application/ld+json",
+        data: &[],
+    };
+    let acme = NewDocument {
+        sig: &sig,
+        sha256: &sha,
+        data: &data,
+        ..doc("acme", "erp-1")
+    };
+    assert!(docs.keep(acme, 1).await.unwrap());
+    // Sent again, even signed by another of its devices: nothing new is stored.
+    let again = NewDocument {
+        keyid: "erp-2",
+        ..acme
+    };
+    assert!(!docs.keep(again, 2).await.unwrap());
+    let got = docs.get(&sha, Some("acme")).await.unwrap().unwrap();
+    assert_eq!(
+        (got.keyid.as_str(), got.received_ms, got.data.as_slice()),
+        ("erp-1", 1, data.as_slice())
+    );
+    assert!(docs.get(&sha, Some("rival")).await.unwrap().is_none());
+    assert_eq!(docs.get(&sha, None).await.unwrap().unwrap().org_id, "acme");
+    assert!(docs.get(&"0".repeat(64), None).await.unwrap().is_none());
+    // The same bytes signed for another organization are its own row.
+    let rival = NewDocument {
+        org: "rival",
+        keyid: "rival-erp",
+        ..acme
+    };
+    assert!(docs.keep(rival, 3).await.unwrap());
+    assert_eq!(
+        docs.get(&sha, Some("rival")).await.unwrap().unwrap().keyid,
+        "rival-erp"
+    );
+    // A malformed key is refused, not stored.
+    assert!(matches!(
+        docs.keep(doc("acme", "erp-1"), 4).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -1798,4 +1853,5 @@ conformance!(
     named_queries_stay_with_their_organisation,
     case_rows_catch_up_after_a_crash,
     two_nodes_make_each_case_record_once,
+    partner_documents_are_kept_once,
 );

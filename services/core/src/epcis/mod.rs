@@ -15,7 +15,9 @@
 //! TransformationEvent and AssociationEvent are rejected with [`EpcisError::Unsupported`], but
 //! can still be hashed.
 
+pub mod attestation;
 mod canon;
+mod document;
 mod hash;
 mod time;
 pub mod xml;
@@ -33,6 +35,7 @@ use serde_json::{Map, Value};
 
 use crate::gs1::{self, CalendarDate, EpcId, Gs1Error, Lot, Sgln};
 
+pub use document::{DocumentError, json_document_events};
 pub use hash::{
     document_hash_ids, document_prehashes, event_hash, event_hash_id, event_prehash,
     hash_id_of_prehash,

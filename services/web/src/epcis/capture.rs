@@ -17,6 +17,12 @@
 //! committed state inside that transaction, so a serial commissioned meanwhile through MQTT
 //! or another capture cannot slip in twice: if anything changed, nothing is appended and the
 //! capture is judged afresh.
+//!
+//! A partner-signed capture ([`Signed`]: the document came with an `RxLedger-Signature` that
+//! the route has checked) is judged and appended the same way; each of its entries carries
+//! the partner's [`envelope::Attestation`] inside its log-signed body, and the document's
+//! exact bytes are kept (`rxledger_store::PartnerDocuments`) before the first entry that
+//! names them is appended, so no entry ever attests a document the node does not hold.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +104,41 @@ pub struct Outcome {
     pub errors: Vec<EventError>,
     /// The checkpoint that includes the appended entries.
     pub checkpoint_size: Option<u64>,
+    /// The partner's signature, for a signed capture: every appended entry carries it.
+    pub attestation: Option<envelope::Attestation>,
+    /// The signed document is kept (`GET /epcis/capture/documents/{sha256}`): it is once an
+    /// entry of this capture is about to attest it.
+    pub document_kept: bool,
+}
+
+/// A document whose partner signature the route has verified: the attestation every entry
+/// of the capture carries, and the exact bytes it attests.
+pub struct Signed {
+    pub attestation: envelope::Attestation,
+    pub org: String,
+    pub document: Vec<u8>,
+}
+
+impl Signed {
+    /// Keeps the document (once per organization and digest).
+    async fn keep(&self, s: &Services) -> Result<(), EpcisProblem> {
+        let a = &self.attestation;
+        rxledger_store::PartnerDocuments::new(s.ledger.database().clone())
+            .keep(
+                rxledger_store::NewDocument {
+                    org: &self.org,
+                    keyid: &a.keyid,
+                    sig: &a.sig,
+                    sha256: &a.sha256,
+                    media_type: &a.media_type,
+                    data: &self.document,
+                },
+                rxledger_store::now_ms(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(EpcisProblem::internal)
+    }
 }
 
 /// One event that passed the checks that need no ledger.
@@ -108,19 +149,24 @@ struct Candidate {
     event: Event,
 }
 
-/// Captures `events` for `org`. Errors are per event (in the outcome); the `Err` is an
-/// internal failure, after which nothing of this capture is in the log.
+/// Captures `events` for `org`, signed by the partner when `signed` is given. Errors are per
+/// event (in the outcome); the `Err` is an internal failure, after which nothing of this
+/// capture is in the log.
 pub async fn capture(
     s: &Services,
     org: &str,
     events: Vec<Value>,
     behaviour: Behaviour,
+    signed: Option<&Signed>,
 ) -> Result<Outcome, EpcisProblem> {
     let now = rxledger_store::now_ms();
     let (candidates, errors) = screen(events, org, now);
+    let mut kept = false;
     for _ in 0..ATTEMPTS {
         let mut outcome = Outcome {
             errors: errors.clone(),
+            attestation: signed.map(|d| d.attestation.clone()),
+            document_kept: kept,
             ..Outcome::default()
         };
         let judged = judge(s, org, &candidates)
@@ -134,7 +180,16 @@ pub async fn capture(
         {
             return Ok(outcome);
         }
-        if let Some(appended) = append(s, org, &judged.accepted, &candidates, now).await? {
+        let attestation = signed.map(|d| &d.attestation);
+        if let (Some(d), false) = (signed, kept) {
+            // Before the append: the bytes are durable before any entry attests them.
+            d.keep(s).await?;
+            kept = true;
+            outcome.document_kept = true;
+        }
+        if let Some(appended) =
+            append(s, org, &judged.accepted, &candidates, now, attestation).await?
+        {
             outcome.checkpoint_size = Some(appended.1);
             outcome.appended = appended.0;
             return Ok(outcome);
@@ -265,9 +320,10 @@ async fn append(
     accepted: &[usize],
     candidates: &[Candidate],
     now: i64,
+    attestation: Option<&envelope::Attestation>,
 ) -> Result<Option<(Vec<Placed>, u64)>, EpcisProblem> {
     let members: Vec<&Candidate> = accepted.iter().map(|&i| &candidates[i]).collect();
-    let chunks = entries(s, org, &members, now);
+    let chunks = entries(s, org, &members, now, attestation);
     let batch: Vec<NewEntry> = chunks.iter().map(|(e, _)| e.clone()).collect();
     let changed = AtomicBool::new(false);
     let check = {
@@ -314,18 +370,20 @@ async fn append(
 }
 
 /// The entries of a capture: envelopes of at most [`envelope::MAX_EVENTS`] events and
-/// [`MAX_ENTRY_BYTES`], signed by the log key for `org:<org>`.
+/// [`MAX_ENTRY_BYTES`], signed by the log key for `org:<org>`, each carrying the partner's
+/// `attestation` when there is one.
 fn entries<'c>(
     s: &Services,
     org: &str,
     accepted: &[&'c Candidate],
     now: i64,
+    attestation: Option<&envelope::Attestation>,
 ) -> Vec<(NewEntry, Vec<&'c Candidate>)> {
     let mut out = Vec::new();
     let mut pending: Vec<&[&'c Candidate]> = accepted.chunks(envelope::MAX_EVENTS).collect();
     pending.reverse();
     while let Some(group) = pending.pop() {
-        let entry = seal(s, org, group, now);
+        let entry = seal(s, org, group, now, attestation);
         if entry.data.len() > MAX_ENTRY_BYTES && group.len() > 1 {
             // Too large as one envelope: split it, keeping the document's order.
             let (a, b) = group.split_at(group.len() / 2);
@@ -338,7 +396,13 @@ fn entries<'c>(
     out
 }
 
-fn seal(s: &Services, org: &str, group: &[&Candidate], now: i64) -> NewEntry {
+fn seal(
+    s: &Services,
+    org: &str,
+    group: &[&Candidate],
+    now: i64,
+    attestation: Option<&envelope::Attestation>,
+) -> NewEntry {
     let body = envelope::Body {
         v: envelope::VERSION,
         device_id: format!("org:{org}"),
@@ -347,7 +411,10 @@ fn seal(s: &Services, org: &str, group: &[&Candidate], now: i64) -> NewEntry {
         events: group.iter().map(|c| c.json.clone()).collect(),
     };
     NewEntry {
-        data: envelope::seal(s.ledger.key(), &body),
+        data: match attestation {
+            Some(a) => envelope::seal_attested(s.ledger.key(), &body, a),
+            None => envelope::seal(s.ledger.key(), &body),
+        },
         kind: EntryKind::ApiStateChange,
         signer: format!("org:{org}"),
         seq: None,

@@ -87,7 +87,7 @@ impl Job {
                 })
             })
             .collect();
-        json!({
+        let mut job = json!({
             "captureID": self.id,
             "createdAt": fmt(self.created_ms),
             "finishedAt": self.finished_ms.map(fmt),
@@ -102,7 +102,21 @@ impl Job {
             "ledgerEntries": entries,
             "checkpointSize": o.checkpoint_size,
             "recognised": recognised,
-        })
+            "signedBy": if o.attestation.is_some() { "partner-key" } else { "log-key" },
+        });
+        if let (Some(a), Some(obj)) = (&o.attestation, job.as_object_mut()) {
+            obj.insert(
+                "attestation".into(),
+                rxledger_graphql::epcis_doc::attestation_json(a),
+            );
+            if o.document_kept {
+                obj.insert(
+                    "document".into(),
+                    Value::String(format!("/epcis/capture/documents/{}", a.sha256)),
+                );
+            }
+        }
+        job
     }
 }
 

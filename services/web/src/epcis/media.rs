@@ -144,60 +144,13 @@ pub fn read_document(bytes: &[u8], media: Media) -> Result<Vec<Value>, EpcisProb
         }
         Media::Json | Media::JsonLd => json(bytes)?,
     };
-    let Value::Object(mut doc) = doc else {
-        return Err(invalid("the document is not a JSON object"));
-    };
-    let kind = doc
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let list = match kind.as_str() {
-        "EPCISDocument" => doc
-            .get_mut("epcisBody")
-            .and_then(|b| b.get_mut("eventList")),
-        "EPCISQueryDocument" => doc
-            .get_mut("epcisBody")
-            .and_then(|b| b.pointer_mut("/queryResults/resultsBody/eventList")),
-        other => {
-            return Err(invalid(format!(
-                "type {other:?}: a capture takes an EPCISDocument or an EPCISQueryDocument"
-            )));
-        }
-    };
-    let events = match list.map(Value::take) {
-        Some(Value::Array(events)) => events,
-        Some(_) => return Err(invalid("epcisBody.eventList is not an array")),
-        None => return Err(invalid("epcisBody.eventList is missing")),
-    };
-    if !doc.contains_key("@context") {
-        return Err(invalid("@context is missing (EPCIS 2.0 JSON-LD)"));
-    }
-    if kind == "EPCISDocument" {
-        for field in ["schemaVersion", "creationDate"] {
-            if !doc.get(field).is_some_and(Value::is_string) {
-                return Err(invalid(format!("{field} is missing or not a string")));
-            }
-        }
-    }
-    if events.is_empty() {
-        return Err(invalid("epcisBody.eventList holds no event"));
-    }
+    // The core's reader: the partner-signature verifier finds the same events with it.
+    let events =
+        rxledger_core::epcis::json_document_events(doc).map_err(|e| invalid(e.to_string()))?;
     if events.len() > CAPTURE_LIMIT {
         return Err(too_many(events.len()));
     }
-    let context = doc.get("@context").filter(|c| defines_namespaces(c));
-    Ok(events
-        .into_iter()
-        .map(|mut e| {
-            if let (Some(ctx), Value::Object(o)) = (context, &mut e)
-                && !o.contains_key("@context")
-            {
-                o.insert("@context".into(), ctx.clone());
-            }
-            e
-        })
-        .collect())
+    Ok(events)
 }
 
 fn too_many(n: usize) -> EpcisProblem {
@@ -294,16 +247,6 @@ pub fn json(bytes: &[u8]) -> Result<Value, EpcisProblem> {
 
 fn invalid(detail: impl Into<String>) -> EpcisProblem {
     EpcisProblem::validation("INVALID_DOCUMENT", detail)
-}
-
-/// Whether a JSON-LD `@context` defines prefixes (an object somewhere in it), rather than
-/// only naming the standard context.
-fn defines_namespaces(c: &Value) -> bool {
-    match c {
-        Value::Object(o) => !o.is_empty(),
-        Value::Array(items) => items.iter().any(defines_namespaces),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! - Capture: `POST /epcis/capture` (an EPCISDocument; 202 with the job's `Location`),
 //!   `GET /epcis/capture` (the caller's jobs), `GET /epcis/capture/{id}`, and
-//!   `POST /epcis/events` (one event; 201, or 409 when it is logged already).
+//!   `POST /epcis/events` (one event; 201, or 409 when it is logged already). Either may carry
+//!   the partner's own signature (`RxLedger-Signature`, [`partner`]); the signed documents
+//!   are served at `GET /epcis/capture/documents/{sha256}`.
 //! - Query: `GET /epcis/events` (the simple event query, paged), `GET /epcis/events/{eventID}`,
 //!   and the discovery resources `GET /epcis`, `/epcis/eventTypes`,
 //!   `/epcis/eventTypes/{type}`, `/epcis/eventTypes/{type}/events`; `OPTIONS` on each.
@@ -21,6 +23,7 @@ pub mod headers;
 pub mod jobs;
 pub mod media;
 pub mod named;
+pub mod partner;
 pub mod problem;
 pub mod query;
 pub mod subscribe;
@@ -77,6 +80,10 @@ pub fn routes(web: &Web) -> poem::endpoint::BoxEndpoint<'static> {
                 .options(discover_capture),
         )
         .at("/capture/:id", get(capture_job).options(discover_read))
+        .at(
+            "/capture/documents/:sha256",
+            get(partner::document).options(discover_read),
+        )
         .at(
             "/events",
             get(events_query).post(events_post).options(discover_write),
@@ -254,9 +261,25 @@ async fn capture_document(
             .get("gs1-capture-error-behaviour")
             .and_then(|v| v.to_str().ok()),
     )?;
+    // A malformed signature header is refused before the body is read.
+    let signature = partner::header(req.headers())?;
     let bytes = body_of(req, body, CAPTURE_FILE_SIZE_LIMIT, SPLIT_THE_DOCUMENT).await?;
+    let attestation = match signature {
+        Some(h) => Some(partner::attest(&st.web.services, &org, h, &bytes, media).await?),
+        None => None,
+    };
     let events = media::read_document(&bytes, media)?;
-    drop(bytes);
+    let signed = match attestation {
+        Some(attestation) => Some(capture::Signed {
+            attestation,
+            org: org.clone(),
+            document: bytes,
+        }),
+        None => {
+            drop(bytes);
+            None
+        }
+    };
     // One token per hundred events, charged before any of them is looked at.
     charge(st, &c, req, (events.len() / 100) as f64)?;
     let job = st
@@ -266,7 +289,8 @@ async fn capture_document(
         let st = st.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
-            let outcome = capture::capture(&st.web.services, &org, events, behaviour).await;
+            let outcome =
+                capture::capture(&st.web.services, &org, events, behaviour, signed.as_ref()).await;
             st.jobs.finish(&id, outcome.ok(), rxledger_store::now_ms())
         })
     };
@@ -403,10 +427,22 @@ async fn events_post(req: &Request, body: Body, Data(st): Data<&Arc<Epcis>>) -> 
             let c = admit(st, req, 1.0).await?;
             let org = capturer(&c)?;
             let media = media::body_media(req.headers())?;
+            let signature = partner::header(req.headers())?;
             let bytes = body_of(req, body, EVENT_SIZE_LIMIT, SPLIT_THE_DOCUMENT).await?;
-            let event = media::read_event(&bytes, media)?;
             let s = &st.web.services;
-            let outcome = capture::capture(s, &org, vec![event], Behaviour::Rollback).await?;
+            let attestation = match signature {
+                Some(h) => Some(partner::attest(s, &org, h, &bytes, media).await?),
+                None => None,
+            };
+            let event = media::read_event(&bytes, media)?;
+            let signed = attestation.map(|attestation| capture::Signed {
+                attestation,
+                org: org.clone(),
+                document: bytes,
+            });
+            let outcome =
+                capture::capture(s, &org, vec![event], Behaviour::Rollback, signed.as_ref())
+                    .await?;
             if let Some(e) = outcome.errors.first() {
                 return Err(EpcisProblem::validation(&e.code, e.detail.clone()));
             }
