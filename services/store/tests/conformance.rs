@@ -1395,6 +1395,51 @@ async fn alerts_about_packs(db: &Database, packs: std::ops::Range<u32>) -> Vec<i
     ids
 }
 
+/// An alert that commits after a sweep passed higher ids (two PostgreSQL nodes' inserts can
+/// commit out of order) still gets its case at the next sweep, and no alert gets two.
+async fn a_late_committed_alert_still_gets_its_case(db: Database) {
+    use rxledger_core::case::Timers;
+    use rxledger_entities::alert;
+    use rxledger_store::{Cases, Clock};
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+    use std::sync::Arc;
+    let ledger = Arc::new(Ledger::open(db.clone(), key(), ORIGIN).await.unwrap());
+    let ids = alerts_about_packs(&db, 1..5).await;
+    // The third alert has not committed yet when the sweep runs.
+    let late = alert::Entity::find_by_id(ids[2])
+        .one(&db.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    alert::Entity::delete_by_id(ids[2])
+        .exec(&db.conn)
+        .await
+        .unwrap();
+    let cases = Cases::new(
+        ledger.clone(),
+        Timers::default(),
+        Clock::manual(1_796_000_000_000),
+    );
+    let first = cases.sweep().await.unwrap();
+    assert_eq!(first.opened.len(), 3, "{first:?}");
+    // It commits, with its lower id.
+    late.into_active_model()
+        .reset_all()
+        .insert(&db.conn)
+        .await
+        .unwrap();
+    let second = cases.sweep().await.unwrap();
+    assert_eq!(second.opened.len(), 1, "{second:?}");
+    let listed = cases
+        .list(&rxledger_store::cases::CaseFilter::default(), 10)
+        .await
+        .unwrap();
+    let mut alert_ids: Vec<i64> = listed.iter().map(|c| c.alert_id).collect();
+    alert_ids.sort();
+    assert_eq!(alert_ids, ids, "one case per alert");
+    assert!(cases.sweep().await.unwrap().opened.is_empty());
+}
+
 /// Every case record in the log, opened with the log key and folded by the core alone,
 /// with no row read: what the listing must equal. Tracing requests are skipped.
 async fn replayed(ledger: &Ledger) -> std::collections::BTreeMap<u64, rxledger_core::case::Case> {
@@ -1854,4 +1899,5 @@ conformance!(
     case_rows_catch_up_after_a_crash,
     two_nodes_make_each_case_record_once,
     partner_documents_are_kept_once,
+    a_late_committed_alert_still_gets_its_case,
 );
