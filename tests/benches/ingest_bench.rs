@@ -229,10 +229,10 @@ async fn main() -> anyhow::Result<()> {
         };
         println!(
             "\n{}: {:.0} events/s with it, {:.0} without: {:.2}x; disk {:.0} B per envelope with it, {:.0} without",
-            if w.map {
-                "pack index map"
-            } else {
+            if w.witnesses {
                 "two witnesses, quorum 2"
+            } else {
+                "pack index map"
             },
             mean(&on, |r| r.0),
             mean(&off, |r| r.0),
