@@ -250,6 +250,19 @@ async fn the_index_check_runs_behind_a_vouching_map_and_a_wrong_table_stops_appe
         .unwrap()
         .clone();
     assert_eq!(outcome, IndexCheck::Passed);
+    let regulator = app.regulator_key().await;
+    let status = app
+        .graphql_as(
+            Some(&regulator),
+            "{ ledgerStatus { indexCheck { state problems } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status["data"]["ledgerStatus"]["indexCheck"],
+        json!({"state": "PASSED", "problems": null}),
+        "{status}"
+    );
     change(
         &app,
         &pharmacy,
@@ -296,6 +309,23 @@ async fn the_index_check_runs_behind_a_vouching_map_and_a_wrong_table_stops_appe
         .await;
     assert!(!r["errors"].is_null(), "{r}");
     assert_eq!(app.app().ledger.head().size, size);
+    // The operator reads why in the ledger's status.
+    let status = app
+        .graphql_as(
+            Some(&regulator),
+            "{ ledgerStatus { indexCheck { state problems } } }",
+            json!({}),
+        )
+        .await;
+    let check = &status["data"]["ledgerStatus"]["indexCheck"];
+    assert_eq!(check["state"], "FAILED", "{status}");
+    assert!(
+        check["problems"]
+            .as_str()
+            .unwrap()
+            .contains("commissions row sgtin:10614141073464.2 is missing"),
+        "{status}"
+    );
     app.app.take().unwrap().shutdown().await;
 }
 

@@ -42,6 +42,38 @@ pub struct LedgerStatus {
     pub last_audit: Option<AuditResult>,
     /// The log's witnesses, and whether checkpoints reach their quorum.
     pub witnessing: Witnessing,
+    /// The check of the derived tables against the log since this node opened it.
+    pub index_check: IndexCheckOut,
+}
+
+/// Where the start-up index check stands: `RUNNING` (behind an open node whose map vouched
+/// for the `epcs` rows; appends wait), `PASSED`, or `FAILED` (nothing is appended; the
+/// problems name the rows).
+#[derive(SimpleObject)]
+pub struct IndexCheckOut {
+    pub state: String,
+    /// The first rows found wrong, when it failed.
+    pub problems: Option<String>,
+}
+
+impl IndexCheckOut {
+    fn of(ledger: &rxledger_store::Ledger) -> Self {
+        use rxledger_store::IndexCheck;
+        match &*ledger.index_check().borrow() {
+            IndexCheck::Running => IndexCheckOut {
+                state: "RUNNING".into(),
+                problems: None,
+            },
+            IndexCheck::Passed => IndexCheckOut {
+                state: "PASSED".into(),
+                problems: None,
+            },
+            IndexCheck::Failed(why) => IndexCheckOut {
+                state: "FAILED".into(),
+                problems: Some(why.clone()),
+            },
+        }
+    }
 }
 
 /// The node's witnesses (`serve --witness`, `--witness-quorum`).
@@ -122,6 +154,7 @@ impl StatusQuery {
             checkpoint_note: head.note,
             last_audit: last,
             witnessing: Witnessing::of(&s.ledger),
+            index_check: IndexCheckOut::of(&s.ledger),
         })
     }
 }
