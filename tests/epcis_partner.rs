@@ -625,3 +625,53 @@ async fn a_device_envelope_carrying_an_attestation_is_rejected() {
     assert_eq!(r.status, "ACCEPTED", "{r:?}");
     app.stop().await;
 }
+
+/// `rxledger audit` checks every partner-signed entry against its kept document: the bytes,
+/// the device's signature and the events. Changing the kept bytes is named, entry by entry.
+#[tokio::test]
+async fn the_audit_checks_each_signed_entry_against_its_document() {
+    let app = spawn_app().await;
+    let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
+    let key = device(&app, "acme-erp", "acme", ACME_GLN).await;
+    let doc = document(vec![commissioning("1"), commissioning("2")]);
+    let r = capture(
+        &app,
+        &acme,
+        "application/ld+json",
+        &doc,
+        &[&signature(&key, "acme-erp", &doc)],
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let entry = r.json()["ledgerEntries"][0].as_u64().unwrap();
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)
+        .await
+        .unwrap();
+    assert!(audit.ok(), "{:?}", audit.problems);
+
+    // The kept document's bytes changed behind the node's back (one event dropped, signature
+    // header kept): the entry no longer rests on what the partner signed.
+    let sha = hex::encode(attestation::digest(&doc));
+    let other = document(vec![commissioning("1")]);
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let db = &app.app().ledger.database().conn;
+    db.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Sqlite,
+        "UPDATE partner_documents SET data = ? WHERE sha256 = ?",
+        [other.clone().into(), sha.clone().into()],
+    ))
+    .await
+    .unwrap();
+    let audit = rxledger_store::audit::audit_ledger(&app.app().ledger)
+        .await
+        .unwrap();
+    assert!(
+        audit.problems.iter().any(|p| p
+            == &format!(
+                "entry {entry}: the partner-signed document {sha} does not verify: the document's SHA-256 is not the attested one: these are not the signed bytes"
+            )),
+        "{:?}",
+        audit.problems
+    );
+    app.stop().await;
+}

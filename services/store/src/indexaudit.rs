@@ -24,7 +24,7 @@
 //! rebuilt from it, and no verdict reads them) and `devices.last_seq` (the replay guard of
 //! ingest; a verdict never reads it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rxledger_core::envelope;
 use rxledger_core::index::{self, IndexedEvent};
@@ -53,6 +53,12 @@ pub struct IndexAudit {
     map: MapTree,
     /// The log key map-root entries must be signed with, when the caller knows it.
     log_key: Option<PublicKey>,
+    /// Device id → (organization, enrolled public key, SEC1 hex), for partner signatures.
+    keys: HashMap<String, (String, String)>,
+    /// The partner-signed document the last attested entry named (`sha256|org`), and the
+    /// hashes of its events or why it does not hold: a capture's entries are consecutive,
+    /// so one is enough and memory stays flat.
+    document: Option<(String, Result<HashSet<[u8; 32]>, String>)>,
 }
 
 /// The rows of one page, by each table's primary key.
@@ -116,11 +122,14 @@ impl Row for commission::Model {
 impl IndexAudit {
     /// Reads the device directory the commissions' organizations come from.
     pub async fn load(db: &Database) -> Result<IndexAudit, StoreError> {
-        let devices = device::Entity::find()
-            .all(&db.conn)
-            .await?
+        let rows = device::Entity::find().all(&db.conn).await?;
+        let devices = rows
+            .iter()
+            .map(|d| (d.id.clone(), d.org_id.clone()))
+            .collect();
+        let keys = rows
             .into_iter()
-            .map(|d| (d.id, d.org_id))
+            .map(|d| (d.id, (d.org_id, d.public_key)))
             .collect();
         Ok(IndexAudit {
             devices,
@@ -128,10 +137,14 @@ impl IndexAudit {
             unlisted: 0,
             map: MapTree::new(),
             log_key: None,
+            keys,
+            document: None,
         })
     }
 
-    /// Also checks each map-root entry's signature with the log's k256 key.
+    /// Also checks each map-root entry's signature with the log's k256 key, and each
+    /// partner-signed entry against its kept document (the full audit; the start-up check
+    /// does neither).
     pub fn with_log_key(mut self, key: PublicKey) -> Self {
         self.log_key = Some(key);
         self
@@ -149,6 +162,9 @@ impl IndexAudit {
         let to = from + entries.len() as u64;
         let expected = self.rebuild(entries, report);
         self.map_page(entries, report);
+        if self.log_key.is_some() {
+            self.check_attestations(db, entries, report).await?;
+        }
         let stored = stored_rows(db, Span::Page(from, to)).await?;
         report.index_rows_checked +=
             (expected.events.len() + expected.epcs.len() + expected.commissions.len()) as u64;
@@ -161,6 +177,109 @@ impl IndexAudit {
             report,
         );
         Ok(())
+    }
+
+    /// Each entry of a partner-signed capture (`envelope::read_attested`): its document is
+    /// kept, is the attested bytes, was signed by the enrolled key of a device of the entry's
+    /// organization, and holds every event of the entry (`core::epcis::attestation`).
+    async fn check_attestations(
+        &mut self,
+        db: &Database,
+        entries: &[entry::Model],
+        report: &mut AuditReport,
+    ) -> Result<(), StoreError> {
+        for e in entries {
+            let Ok((body, Some(att))) = envelope::read_attested(&e.data) else {
+                continue;
+            };
+            let org = body
+                .device_id
+                .strip_prefix("org:")
+                .unwrap_or("")
+                .to_string();
+            let name = format!("{}|{org}", att.sha256);
+            let (name, found) = match self.document.take() {
+                Some((n, found)) if n == name => (n, found),
+                _ => {
+                    let found = self.read_document(db, &att, &org).await?;
+                    (name, found)
+                }
+            };
+            match &found {
+                Err(why) => self.note(
+                    format!(
+                        "entry {}: the partner-signed document {} {why}",
+                        e.idx, att.sha256
+                    ),
+                    report,
+                ),
+                Ok(hashes) => {
+                    for (p, event) in body.events.iter().enumerate() {
+                        let held = rxledger_core::epcis::event_hash(event)
+                            .is_ok_and(|h| hashes.contains(&h));
+                        if !held {
+                            self.note(
+                                format!(
+                                    "entry {} event {p} is not one of the events of the partner-signed document {}",
+                                    e.idx, att.sha256
+                                ),
+                                report,
+                            );
+                        }
+                    }
+                }
+            }
+            self.document = Some((name, found));
+        }
+        Ok(())
+    }
+
+    /// The hashes of the events of the document `att` names, as `org` sent it, once it is
+    /// found to be the attested bytes signed by an enrolled device of `org`; or why not.
+    async fn read_document(
+        &self,
+        db: &Database,
+        att: &rxledger_core::epcis::attestation::Attestation,
+        org: &str,
+    ) -> Result<Result<HashSet<[u8; 32]>, String>, StoreError> {
+        use rxledger_core::epcis::attestation;
+        let Some(doc) = crate::PartnerDocuments::new(db.clone())
+            .get(&att.sha256, Some(org))
+            .await?
+        else {
+            return Ok(Err("is not kept".into()));
+        };
+        let key = match self.keys.get(&att.keyid) {
+            Some((owner, key)) if owner == org => key,
+            Some(_) => {
+                return Ok(Err(format!(
+                    "names device {:?}, which is not {org}'s",
+                    att.keyid
+                )));
+            }
+            None => {
+                return Ok(Err(format!(
+                    "names device {:?}, which was never enrolled",
+                    att.keyid
+                )));
+            }
+        };
+        let Ok(key) = PublicKey::from_sec1_hex(key) else {
+            return Ok(Err(format!(
+                "names device {:?}, whose key is unreadable",
+                att.keyid
+            )));
+        };
+        if let Err(e) = att.verify_document(&doc.data, &key) {
+            return Ok(Err(format!("does not verify: {e}")));
+        }
+        let hashes = att
+            .decode()
+            .and_then(|(media, _, _)| attestation::event_hashes(&doc.data, media));
+        Ok(match hashes {
+            Ok(h) => Ok(h.into_iter().flatten().collect()),
+            Err(e) => Err(format!("cannot be read: {e}")),
+        })
     }
 
     /// Rows that name an entry at or beyond the head (or a negative one) belong to no entry.
