@@ -58,8 +58,11 @@ pub struct IndexAudit {
     /// The partner-signed document the last attested entry named (`sha256|org`), and the
     /// hashes of its events or why it does not hold: a capture's entries are consecutive,
     /// so one is enough and memory stays flat.
-    document: Option<(String, Result<HashSet<[u8; 32]>, String>)>,
+    document: Option<(String, DocumentHashes)>,
 }
+
+/// A partner-signed document's event hashes, or why it does not hold.
+type DocumentHashes = Result<HashSet<[u8; 32]>, String>;
 
 /// The rows of one page, by each table's primary key.
 #[derive(Default)]
@@ -241,7 +244,7 @@ impl IndexAudit {
         db: &Database,
         att: &rxledger_core::epcis::attestation::Attestation,
         org: &str,
-    ) -> Result<Result<HashSet<[u8; 32]>, String>, StoreError> {
+    ) -> Result<DocumentHashes, StoreError> {
         use rxledger_core::epcis::attestation;
         let Some(doc) = crate::PartnerDocuments::new(db.clone())
             .get(&att.sha256, Some(org))
