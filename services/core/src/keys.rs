@@ -18,7 +18,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use k256::ecdsa::signature::Verifier as _;
 use k256::ecdsa::signature::hazmat::PrehashSigner as _;
 use k256::elliptic_curve::Generate as _;
 use sha2::{Digest, Sha256};
@@ -201,16 +200,7 @@ impl PublicKey {
 
     /// Verifies a 64-byte `r || s` low-`s` signature over `SHA-256(msg)`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
-        if sig.len() != SIGNATURE_LEN {
-            return Err(SignatureError::BadLength { got: sig.len() });
-        }
-        let sig = k256::ecdsa::Signature::from_slice(sig).map_err(|_| SignatureError::Malformed)?;
-        if sig.normalize_s() != sig {
-            return Err(SignatureError::HighS);
-        }
-        self.0
-            .verify(msg, &sig)
-            .map_err(|_| SignatureError::Invalid)
+        self.verify_digest(&Sha256::digest(msg).into(), sig)
     }
 
     /// [`verify`](Self::verify) for a message whose SHA-256 `digest` the caller has already
