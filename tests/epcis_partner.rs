@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestApp, now_rfc3339, spawn_app};
+use common::{Answer, TestApp, call, get, now_rfc3339, spawn_app};
 use firmware_sim::events::{self as ev, Where};
 use rxledger_core::envelope::{self, Attestation, Body};
 use rxledger_core::epcis::attestation::{self, AttestationError};
@@ -19,79 +19,6 @@ const ACME_GLN: &str = "0614141000005";
 const ACME_SGLN: &str = "urn:epc:id:sgln:0614141.00000.0";
 const RIVAL_GLN: &str = "0614141000043";
 const NCA_GLN: &str = "0614141000050";
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A refusal: its status, problem+json content type, GS1 exception type and code; the
-    /// problem's `detail`.
-    fn problem(&self, status: u16, exception: &str, code: &str) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "{body}"
-        );
-        assert_eq!(
-            body["type"],
-            format!("epcisException:{exception}"),
-            "{body}"
-        );
-        assert_eq!(body["code"], code, "{body}");
-        body["detail"].as_str().unwrap().to_string()
-    }
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    extra: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = extra.to_vec();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    let (status, headers, body) = firmware_sim::http::request_with_head(
-        app.http,
-        &app.http.to_string(),
-        method,
-        path,
-        &headers,
-        body,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Answer {
-    call(app, "GET", path, token, &[], b"").await
-}
 
 /// `POST /epcis/capture` of `body` as `content_type`, with these signature headers.
 async fn capture(

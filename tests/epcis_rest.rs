@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestApp, Ws, now_rfc3339, spawn_app, ws_next};
+use common::{Answer, TestApp, Ws, call, get, now_rfc3339, spawn_app, ws_next};
 use firmware_sim::events::{self as ev, Where};
 use serde_json::{Value, json};
 
@@ -15,78 +15,6 @@ const ACME_SGLN: &str = "urn:epc:id:sgln:0614141.00000.0";
 const WHOLE_GLN: &str = "0614141000036";
 const WHOLE_SGLN: &str = "urn:epc:id:sgln:0614141.00003.0";
 const RIVAL_GLN: &str = "0614141000043";
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A refusal: its status, problem+json content type, GS1 exception type and code.
-    fn problem(&self, status: u16, exception: &str, code: &str) {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "{body}"
-        );
-        assert_eq!(
-            body["type"],
-            format!("epcisException:{exception}"),
-            "{body}"
-        );
-        assert_eq!(body["code"], code, "{body}");
-        assert_eq!(body["status"], status, "{body}");
-    }
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    extra: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = extra.to_vec();
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    let (status, headers, body) = firmware_sim::http::request_with_head(
-        app.http,
-        &app.http.to_string(),
-        method,
-        path,
-        &headers,
-        body,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Answer {
-    call(app, "GET", path, token, &[], b"").await
-}
 
 async fn capture(app: &TestApp, token: &str, doc: &Value, behaviour: Option<&str>) -> Answer {
     let mut extra = vec![("Content-Type", "application/ld+json")];

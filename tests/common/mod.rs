@@ -684,3 +684,80 @@ pub async fn ws_next(ws: &mut Ws) -> Value {
         }
     }
 }
+
+/// An HTTP answer from the EPCIS REST routes, as the tests read it.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A refusal: its status, problem+json content type, GS1 exception type and code; the
+    /// problem's `detail`.
+    pub fn problem(&self, status: u16, exception: &str, code: &str) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{body}"
+        );
+        assert_eq!(
+            body["type"],
+            format!("epcisException:{exception}"),
+            "{body}"
+        );
+        assert_eq!(body["code"], code, "{body}");
+        assert_eq!(body["status"], status, "{body}");
+        body["detail"].as_str().unwrap().to_string()
+    }
+}
+
+/// A request to the test server with an optional API key and extra headers.
+pub async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let (status, headers, body) = firmware_sim::http::request_with_head(
+        app.http,
+        &app.http.to_string(),
+        method,
+        path,
+        &headers,
+        body,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `GET path` with an optional API key.
+pub async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Answer {
+    call(app, "GET", path, token, &[], b"").await
+}
