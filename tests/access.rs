@@ -279,7 +279,7 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "ledgerStatus",
-        "{ ledgerStatus { origin size rootHash checkpointNote } }",
+        "{ ledgerStatus { origin size rootHash checkpointNote indexCheck { state problems } } }",
     ),
     (
         "traceRequests",
