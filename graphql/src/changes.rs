@@ -159,7 +159,7 @@ pub(crate) struct Appended {
 
 /// The replay a change was decided on, kept for the answer.
 struct Decided<'o> {
-    events: Vec<Arc<LoggedEvent>>,
+    events: pack::PackEvents<Arc<LoggedEvent>>,
     derivation: Option<Derivation<'o>>,
     outside_custody: Option<verdict::OutsideCustody>,
 }
@@ -189,7 +189,7 @@ pub(crate) async fn append_decided(
                 let _ = directory.set(s.packs.directory().await?);
                 if let Some(d) = directory.get() {
                     let opts = opts.get_or_init(|| derive_options(d));
-                    derivation = Some(Derivation::new(sgtin, &events, opts));
+                    derivation = Some(events.derivation(opts));
                 }
             }
             let d = decide(derivation.as_ref().map(Derivation::state).as_ref());
@@ -242,7 +242,7 @@ fn after_change(
     {
         return d.into_state();
     }
-    let mut events = decided.events;
+    let mut events = decided.events.events;
     events.push(Arc::new(own));
     pack::derive_with(sgtin, &events, opts)
 }

@@ -221,8 +221,8 @@ async fn trace_packs(
         let (status, trace) = if events.is_empty() {
             (pack::PackStatus::Unknown.to_string(), Trace::default())
         } else {
-            let state = pack::derive_with(p, &events, &opts);
-            let t = trace::owners(&state, &events, directory.as_ref()).scoped(scope);
+            let state = events.derive(&opts);
+            let t = trace::owners(&state, &events.events, directory.as_ref()).scoped(scope);
             (state.status.to_string(), t)
         };
         out.push(PackTrace {

@@ -312,7 +312,7 @@ async fn derive_state<W: Stopwatch + Send>(
     Ok(derive_state_read(s, sgtin, watch).await?.0)
 }
 
-/// [`derive_state`], with what it read (`rxledger_core::map::completeness::read_set`).
+/// [`derive_state`], with what it read (`rxledger_core::map::completeness::read_set_of`).
 async fn derive_state_read<W: Stopwatch + Send>(
     s: &Services,
     sgtin: &Sgtin,
@@ -321,16 +321,14 @@ async fn derive_state_read<W: Stopwatch + Send>(
     let events = s.packs.events(sgtin).await?;
     watch.found(events.len());
     watch.lap(Stage::Events);
-    let reads =
-        crate::completeness::Reads(rxledger_core::map::completeness::read_set(sgtin, &events));
-    Ok((derive_from(s, sgtin, &events, watch).await?, Some(reads)))
+    let reads = crate::completeness::Reads(rxledger_core::map::completeness::read_set_of(&events));
+    Ok((derive_from(s, &events, watch).await?, Some(reads)))
 }
 
 /// The state derived from a pack's events, `None` when there are none.
 async fn derive_from<W: Stopwatch + Send>(
     s: &Services,
-    sgtin: &Sgtin,
-    events: &[Arc<pack::LoggedEvent>],
+    events: &pack::PackEvents<Arc<pack::LoggedEvent>>,
     watch: &mut W,
 ) -> Result<Option<PackState>, StoreError> {
     if events.is_empty() {
@@ -338,7 +336,7 @@ async fn derive_from<W: Stopwatch + Send>(
     }
     let directory = s.packs.directory().await?;
     watch.lap(Stage::Directory);
-    let state = pack::derive_with(sgtin, events, &derive_options(&directory));
+    let state = events.derive(&derive_options(&directory));
     watch.lap(Stage::Derive);
     watch.derived(state.history.len());
     Ok(Some(state))

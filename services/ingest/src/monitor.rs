@@ -99,7 +99,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
             let mut histories = Vec::with_capacity(batch.len());
             for sgtin in batch {
                 match packs.events(&sgtin).await {
-                    Ok(events) => histories.push((sgtin, events)),
+                    Ok(events) => histories.push(events),
                     Err(e) => {
                         tracing::warn!(error = %e, "suspicion monitor: cannot read a pack's events")
                     }
@@ -116,7 +116,7 @@ pub fn spawn(packs: Arc<Packs>, alerts: Alerts) -> mpsc::Sender<Vec<Sgtin>> {
 
 /// Derives each pack's state and returns the suspicions not reported before.
 fn judge(
-    histories: &[(Sgtin, Vec<std::sync::Arc<pack::LoggedEvent>>)],
+    histories: &[pack::PackEvents<std::sync::Arc<pack::LoggedEvent>>],
     directory: &dyn pack::SiteDirectory,
     reported: &mut Reported,
 ) -> Vec<NewAlert> {
@@ -125,9 +125,9 @@ fn judge(
         ..DeriveOptions::default()
     };
     let mut new = Vec::new();
-    for (sgtin, events) in histories {
-        let state = pack::derive_with(sgtin, events, &opts);
-        let subject = sgtin_key(sgtin);
+    for events in histories {
+        let state = events.derive(&opts);
+        let subject = sgtin_key(&events.pack);
         for s in state.suspicions {
             if reported.insert((s.code.to_string(), subject.clone(), s.evidence.clone())) {
                 new.push(NewAlert {

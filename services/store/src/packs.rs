@@ -14,7 +14,7 @@ use rxledger_core::envelope;
 use rxledger_core::epcis;
 use rxledger_core::gs1::{EpcId, Gtin, Sgtin};
 use rxledger_core::index;
-use rxledger_core::pack::{self, LoggedEvent};
+use rxledger_core::pack::{self, LoggedEvent, PackEvents};
 use rxledger_entities::{commission, company_prefix, device, entry, epc, site};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
@@ -113,14 +113,15 @@ impl Packs {
     }
 
     /// Every event that applies to `pack`: its own, its containers' (transitively) and its
-    /// classes'. Unordered; the core sorts by event time.
-    pub async fn events(&self, pack: &Sgtin) -> Result<Vec<Arc<LoggedEvent>>, StoreError> {
+    /// classes', as the core's [`pack::Walk`] names them, with the closure it walked.
+    /// Unordered; the core sorts by event time.
+    pub async fn events(&self, pack: &Sgtin) -> Result<PackEvents<Arc<LoggedEvent>>, StoreError> {
         let index = self.index().await?;
-        let me = EpcId::Sgtin(pack.clone());
         if let Some(p) = index {
             // Read every event of the pack and of every container it was ever in with one
-            // query, so the walk below finds them all in the cache.
-            let keys = p.closure(&[epc_key(&me)], pack::MAX_NESTING);
+            // query (the index's closure is a superset of the walk's), so that the walk below
+            // finds them all in the cache.
+            let keys = p.closure(&[sgtin_key(pack)], pack::MAX_NESTING);
             let wanted: Vec<(i64, i32)> = p
                 .lookup(&keys)
                 .into_iter()
@@ -138,37 +139,14 @@ impl Packs {
         }
         let mut out: Vec<Arc<LoggedEvent>> = Vec::new();
         let mut seen: HashSet<(i64, i32)> = HashSet::new();
-        let mut visited: HashSet<String> = HashSet::new();
-        let mut frontier = vec![me.clone()];
-        for level in 0..=pack::MAX_NESTING {
-            let keys: Vec<String> = frontier
-                .iter()
-                .map(epc_key)
-                .filter(|k| visited.insert(k.clone()))
-                .collect();
+        let mut walk = pack::Walk::new(pack);
+        loop {
+            let keys: Vec<String> = walk.next(&out).iter().map(epc_key).collect();
+            if keys.is_empty() {
+                return Ok(walk.finish(out));
+            }
             self.load(index, &keys, &mut seen, &mut out).await?;
-            if level == 0 {
-                let classes: Vec<String> = pack::classes_of(pack, &out)
-                    .iter()
-                    .map(epc_key)
-                    .filter(|k| visited.insert(k.clone()))
-                    .collect();
-                self.load(index, &classes, &mut seen, &mut out).await?;
-            }
-            let mut next = Vec::new();
-            for id in &frontier {
-                for c in pack::containers_of(id, &out) {
-                    if !visited.contains(&epc_key(&c)) && !next.contains(&c) {
-                        next.push(c);
-                    }
-                }
-            }
-            if next.is_empty() {
-                break;
-            }
-            frontier = next;
         }
-        Ok(out)
     }
 
     pub(crate) async fn load(

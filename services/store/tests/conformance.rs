@@ -8,6 +8,7 @@ use rxledger_core::checkpoint;
 use rxledger_core::index::IndexedEvent;
 use rxledger_core::keys::{PublicKey, SigningKey};
 use rxledger_core::merkle;
+use rxledger_core::pack::{LoggedEvent, PackEvents};
 use rxledger_store::audit::audit;
 use rxledger_store::ledger::EntryKind;
 use rxledger_store::testdb::{TempDb, filler_entry};
@@ -500,10 +501,11 @@ async fn index_in_memory_matches_table(db: Database) {
         let (db, indexed) = (db.clone(), &indexed);
         async move {
             let table = Packs::new(db.clone());
-            let sorted = |events: Vec<std::sync::Arc<rxledger_core::pack::LoggedEvent>>| {
-                let mut v: Vec<u64> = events.iter().map(|e| e.index).collect();
+            // The events, and the closure and classes the walk went through.
+            let sorted = |walked: PackEvents<std::sync::Arc<LoggedEvent>>| {
+                let mut v: Vec<u64> = walked.events.iter().map(|e| e.index).collect();
                 v.sort_unstable();
-                v
+                (v, walked.closure, walked.classes)
             };
             for serial in ["A1", "A2", "A3", "B9"] {
                 let from_table = sorted(table.events(&sgtin(serial)).await.unwrap());
@@ -552,6 +554,7 @@ async fn index_in_memory_matches_table(db: Database) {
         [0, 1, 2, 3].into(),
         "A1: commissioned, packed, its case shipped, dispensed"
     );
+    assert_eq!(a1.closure.len(), 2, "A1 and its case: {:?}", a1.closure);
 }
 
 /// Concurrent checked appends whose precondition each other's append breaks: exactly one is

@@ -24,7 +24,7 @@ use crate::gs1::{EpcId, Sgtin};
 use crate::index::epc_key;
 use crate::keys::PublicKey;
 use crate::merkle;
-use crate::pack::{self, LoggedEvent};
+use crate::pack::{self, LoggedEvent, PackEvents};
 
 /// What a verdict on the pack `sgtin` read from `events` (the store's `Packs::events`): every
 /// identifier the store's walk looks up (the pack, the containers it was ever in up to
@@ -33,19 +33,29 @@ use crate::pack::{self, LoggedEvent};
 /// absence from the map is part of what the answer proves.
 pub fn read_set<E: Borrow<LoggedEvent>>(sgtin: &Sgtin, events: &[E]) -> Vec<(String, Vec<u64>)> {
     let me = EpcId::Sgtin(sgtin.clone());
+    let closure = pack::container_closure(&me, events);
+    read_along(&closure, &pack::classes_of(sgtin, events), events)
+}
+
+/// [`read_set`] of events the store's walk loaded, along the closure and classes it found.
+pub fn read_set_of<E: Borrow<LoggedEvent>>(walked: &PackEvents<E>) -> Vec<(String, Vec<u64>)> {
+    read_along(&walked.closure, &walked.classes, &walked.events)
+}
+
+fn read_along<E: Borrow<LoggedEvent>>(
+    closure: &[EpcId],
+    classes: &[EpcId],
+    events: &[E],
+) -> Vec<(String, Vec<u64>)> {
     // The pack, its containers in key order (events come in any order), then its classes.
-    let mut containers: Vec<String> = pack::container_closure(&me, events)
-        .iter()
-        .skip(1)
-        .map(epc_key)
-        .collect();
+    let mut containers: Vec<String> = closure.iter().skip(1).map(epc_key).collect();
     containers.sort_unstable();
-    let ids = std::iter::once(epc_key(&me)).chain(containers).chain(
-        pack::classes_of(sgtin, events)
-            .iter()
-            .map(epc_key)
-            .collect::<Vec<_>>(),
-    );
+    let ids = closure
+        .iter()
+        .take(1)
+        .map(epc_key)
+        .chain(containers)
+        .chain(classes.iter().map(epc_key).collect::<Vec<_>>());
     ids.map(|id| {
         let mut entries: Vec<u64> = events
             .iter()

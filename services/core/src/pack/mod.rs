@@ -16,10 +16,11 @@
 //!
 //! For one pack: every event naming it (epcList, childEPCs, parentID); every event naming a
 //! container it was ever aggregated into, transitively up to [`MAX_NESTING`] levels (the store
-//! walks the closure with [`containers_of`], level by level; [`container_closure`] is the same
-//! walk over events already in hand); and class-level events for its GTIN + lot or its GTIN
-//! ([`classes_of`]), such as a lot recall. [`named_ids`] lists what an event must be indexed
-//! under.
+//! drives [`Walk`], level by level; [`container_closure`] is the same walk over events already
+//! in hand); and class-level events for its GTIN + lot or its GTIN ([`classes_of`]), such as a
+//! lot recall. The walk hands them over as [`PackEvents`], with the closure it found, which the
+//! replay and the completeness read set use instead of walking again. [`named_ids`] lists what
+//! an event must be indexed under.
 //!
 //! # Semantics
 //!
@@ -67,7 +68,7 @@
 //! - `replay`: [`derive`], [`derive_with`] and [`Derivation`], the replay in business order;
 //! - `rules`: the ingest rules ([`check_ingest`]) and the [`RuleViolation`]s they and the API's
 //!   state changes refuse with;
-//! - `closure`: what the store must fetch for a pack ([`containers_of`], [`classes_of`]);
+//! - `closure`: what the store must fetch for a pack ([`Walk`], [`PackEvents`]);
 //! - `quarantine`: how a quarantine and its release are written, and who may place or lift
 //!   one ([`quarantine::authorize_quarantine`]).
 
@@ -87,7 +88,7 @@ use std::collections::HashMap;
 use crate::epcis::{Event, Location};
 use crate::gs1::{self, EpcId};
 
-pub use closure::{classes_of, container_closure, containers_of, named_ids};
+pub use closure::{PackEvents, Walk, classes_of, container_closure, containers_of, named_ids};
 pub use replay::{Derivation, derive, derive_with, undo_target};
 pub use rules::{
     Commissioned, IngestContext, RuleCode, RuleViolation, check_ingest, commissioned_sgtins,

@@ -4,7 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use super::closure::container_closure;
+use super::closure::{PackEvents, container_closure};
 use super::quarantine::{Quarantine, quarantine_reason, released_entries};
 use super::rules::is_commissioning;
 use super::state::{
@@ -45,12 +45,23 @@ impl<'o> Derivation<'o> {
         events: &[E],
         opts: &'o DeriveOptions<'o>,
     ) -> Self {
+        let closure = container_closure(&EpcId::Sgtin(pack.clone()), events);
+        Self::along(pack, events, closure, opts)
+    }
+
+    /// Replays `events` given the pack's container closure (`tracked`, the pack first), as
+    /// [`PackEvents`] carries it from the walk that loaded them.
+    fn along<E: Borrow<LoggedEvent>>(
+        pack: &Sgtin,
+        events: &[E],
+        tracked: Vec<EpcId>,
+        opts: &'o DeriveOptions<'o>,
+    ) -> Self {
         let mut order: Vec<&LoggedEvent> = events.iter().map(|e| e.borrow()).collect();
         order.sort_by_key(|le| (le.event.event_time_ms, le.index));
         order.dedup_by_key(|le| le.index);
         let me = EpcId::Sgtin(pack.clone());
         let lot = first_commissioning(&me, order.iter().copied()).and_then(|e| e.event.lot.clone());
-        let tracked = container_closure(&me, events);
         let mut replay = Replay {
             opts,
             me,
@@ -96,6 +107,18 @@ impl<'o> Derivation<'o> {
         }
         self.replay.apply(le);
         true
+    }
+}
+
+impl<E: Borrow<LoggedEvent>> PackEvents<E> {
+    /// The pack's state, along the closure its events were loaded by.
+    pub fn derive(&self, opts: &DeriveOptions<'_>) -> PackState {
+        self.derivation(opts).into_state()
+    }
+
+    /// The replay kept open ([`Derivation`]), along the closure its events were loaded by.
+    pub fn derivation<'o>(&self, opts: &'o DeriveOptions<'o>) -> Derivation<'o> {
+        Derivation::along(&self.pack, &self.events, self.closure.clone(), opts)
     }
 }
 

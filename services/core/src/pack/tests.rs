@@ -444,6 +444,51 @@ fn the_store_can_walk_the_container_closure() {
 }
 
 #[test]
+fn the_walk_loads_what_the_closure_names_and_keeps_it() {
+    // A store that answers each step with the events naming what it asked for.
+    let all = packed();
+    let mut loaded: Vec<&LoggedEvent> = Vec::new();
+    let mut walk = Walk::new(&sgtin("A"));
+    let mut steps = Vec::new();
+    loop {
+        let ids = walk.next(&loaded);
+        if ids.is_empty() {
+            break;
+        }
+        for e in &all {
+            if named_ids(&e.event).iter().any(|n| ids.contains(n))
+                && !loaded.iter().any(|l| l.index == e.index)
+            {
+                loaded.push(e);
+            }
+        }
+        steps.push(ids);
+    }
+    let me = EpcId::Sgtin(sgtin("A"));
+    assert_eq!(steps[0], std::slice::from_ref(&me));
+    assert_eq!(
+        steps.len(),
+        3,
+        "the pack; its classes and case; the pallet: {steps:?}"
+    );
+    let walked = walk.finish(loaded);
+    assert_eq!(walked.closure, container_closure(&me, &all));
+    assert_eq!(
+        walked.closure,
+        [me, EpcId::Sscc(sscc(1)), EpcId::Sscc(sscc(100))]
+    );
+    assert_eq!(walked.classes, classes_of(&sgtin("A"), &all));
+    // Derived along the walk or from the events in hand: the same state.
+    assert_eq!(
+        walked.derive(&DeriveOptions::default()),
+        derive(&sgtin("A"), &walked.events)
+    );
+    // And over events in hand, the walk is the same.
+    let in_hand = PackEvents::walk(&sgtin("A"), all.iter().collect::<Vec<_>>());
+    assert_eq!(in_hand.closure, walked.closure);
+}
+
+#[test]
 fn party_ids_normalise_to_glns() {
     let g = gln(2).to_string();
     assert_eq!(normalise_party(&pgln(2)), g);
