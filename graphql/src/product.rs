@@ -15,8 +15,11 @@ use crate::auth::{KEYED, require};
 use crate::visibility::Sight;
 use crate::{ApiError, Code};
 
-/// What a GTIN is, as its brand owner registered it (GS1 Web Vocabulary and GDSN names).
-#[derive(SimpleObject, Serialize, Clone, Debug)]
+/// What a GTIN is, as its brand owner registered it (GS1 Web Vocabulary and GDSN names). As
+/// `TradeItemInput`, what `registerProduct` takes: the same fields, each bounded
+/// (docs/SECURITY.md).
+#[derive(SimpleObject, InputObject, Serialize, Clone, Debug)]
+#[graphql(input_name = "TradeItemInput")]
 #[serde(rename_all = "camelCase")]
 pub struct TradeItem {
     pub gtin: String,
@@ -48,18 +51,6 @@ impl From<product::Model> for TradeItem {
     }
 }
 
-/// A trade item to register: the fields of `TradeItem`, each bounded (docs/SECURITY.md).
-#[derive(InputObject)]
-pub struct TradeItemInput {
-    pub gtin: String,
-    pub product_name: String,
-    pub strength: Option<String>,
-    pub dosage_form: Option<String>,
-    pub net_content: Option<String>,
-    pub marketing_authorisation_holder: Option<String>,
-    pub image_url: Option<String>,
-}
-
 fn parse_gtin(text: &str) -> Result<Gtin, ApiError> {
     Gtin::parse(text).map_err(|e| ApiError::new(Code::InvalidCode, format!("gtin: {e}")))
 }
@@ -89,11 +80,7 @@ pub struct ProductMutation;
 impl ProductMutation {
     /// Registers or replaces a GTIN's master data. The GTIN's brand owner, regulators and
     /// admins.
-    async fn register_product(
-        &self,
-        ctx: &Context<'_>,
-        input: TradeItemInput,
-    ) -> Result<TradeItem> {
+    async fn register_product(&self, ctx: &Context<'_>, input: TradeItem) -> Result<TradeItem> {
         let c = require(ctx, KEYED)?;
         let s = services(ctx);
         let g = parse_gtin(&input.gtin)?;
