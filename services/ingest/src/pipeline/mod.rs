@@ -133,8 +133,14 @@ impl Ingest {
         connect_timeout: Duration,
     ) -> Result<Ingest, IngestError> {
         let addr = format!("{}:{}", opts.broker_address().0, opts.broker_address().1);
+        // Clean sessions: a node that dies leaves no session behind for the broker to keep
+        // routing its share of the envelopes to (Mosquitto queues them for an offline
+        // persistent session until it comes back, however long that is). Its subscriptions end
+        // when its connection closes, so new envelopes go at once to the nodes still
+        // connected; those it held unacknowledged are resent by their devices (PROTOCOL.md
+        // §2, §9). Connecting clean also discards a session an older version left persistent.
         opts.set_manual_acks(true)
-            .set_clean_session(false)
+            .set_clean_session(true)
             .set_inflight(1000)
             .set_max_packet_size(rumqttc_max(cfg.max_payload), rumqttc_max(cfg.max_payload));
         let stats = Arc::new(Stats::default());
