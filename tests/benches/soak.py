@@ -34,6 +34,11 @@ for line in server.stdout:
         break
 threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
 host, port = http_addr.rsplit(":", 1)
+# The devices log in to the broker with credentials derived from the log's verifier key.
+c = http.client.HTTPConnection(host, int(port), timeout=10)
+c.request("POST", "/graphql", json.dumps({"query": "{ ledgerPublicKey { verifierKey } }"}),
+          {"Content-Type": "application/json"})
+log_key = json.loads(c.getresponse().read())["data"]["ledgerPublicKey"]["verifierKey"]
 keys = os.path.join(d, "load.keys")
 subprocess.run([sim, "load-setup", "--devices", str(a.devices), "--out", keys,
                 "--server", f"http://{http_addr}", "--admin-key", admin], check=True,
@@ -42,7 +47,7 @@ subprocess.run([sim, "load-setup", "--devices", str(a.devices), "--out", keys,
 def load(rate, seconds):
     out = subprocess.run([sim, "load", "--mqtt", mqtt, "--devices", str(a.devices),
                           "--rate", str(rate), "--duration", str(seconds), "--keys-file", keys,
-                          "--json"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                          "--log-key", log_key, "--json"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     # A non-zero exit with a report means some envelopes went unreceipted: that is data.
     if "{" not in out.stdout:
         sys.exit(f"firmware-sim load failed ({out.returncode}): {out.stderr.strip()}")
