@@ -12,7 +12,9 @@ that maximum (default 0.5, then 0.25) and prints one JSON line per run with firm
 publish→receipt percentiles. Every run is on the same server, one after the other, so the
 ratios between them are same-run figures. Standard library only.
 """
-import argparse, http.client, json, os, re, subprocess, sys, tempfile, threading
+import argparse, json, re, sys
+
+from loadsetup import Served
 
 p = argparse.ArgumentParser()
 p.add_argument("--bin-dir", default="target/release")
@@ -26,41 +28,16 @@ p.add_argument("--fractions", default="0.5,0.25")
 p.add_argument("--server-args", default="", help="extra `rxledger serve` arguments")
 a = p.parse_args()
 
-rx, sim = os.path.join(a.bin_dir, "rxledger"), os.path.join(a.bin_dir, "firmware-sim")
-d = tempfile.mkdtemp(prefix="rxledger-halfload-")
-server = subprocess.Popen([rx, "serve", "--data-dir", d, "--http-listen", "127.0.0.1:0",
-                           "--mqtt-listen", "127.0.0.1:0", *a.server_args.split()],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "RXLEDGER_LOG": "warn"})
-admin = http_addr = mqtt = None
-for line in server.stdout:
-    if m := re.search(r"first admin API key.*: (\S+)", line): admin = m.group(1)
-    if m := re.match(r"mqtt:\s+(\S+)", line): mqtt = m.group(1)
-    if m := re.match(r"listening on http://(\S+)", line):
-        http_addr = m.group(1)
-        break
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-# The devices log in to the broker with credentials derived from the log's verifier key.
-conn = http.client.HTTPConnection(*http_addr.rsplit(":", 1), timeout=10)
-conn.request("POST", "/graphql", json.dumps({"query": "{ ledgerPublicKey { verifierKey } }"}),
-             {"Content-Type": "application/json"})
-log_key = json.loads(conn.getresponse().read())["data"]["ledgerPublicKey"]["verifierKey"]
-keys = os.path.join(d, "load.keys")
-subprocess.run([sim, "load-setup", "--devices", str(a.devices), "--out", keys,
-                "--server", f"http://{http_addr}", "--admin-key", admin], check=True,
-               stdout=subprocess.DEVNULL)
+served = Served(a.bin_dir, a.devices, "rxledger-halfload-", a.server_args.split())
 
 SUMMARY = re.compile(r"sent (\d+).*?accepted (\d+).*?missing (\d+).*?throughput (\d+) receipts/s"
                      r".*?p50 ([\d.]+) ms\s+p99 ([\d.]+) ms\s+max ([\d.]+) ms", re.S)
 
 def load(rate, seconds):
-    out = subprocess.run([sim, "load", "--mqtt", mqtt, "--devices", str(a.devices),
-                          "--procs", str(a.procs), "--rate", str(rate), "--duration", str(seconds),
-                          "--keys-file", keys, "--log-key", log_key], capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL)
-    m = SUMMARY.search(out.stdout)
+    stdout, code, stderr = served.load(rate, seconds, "--procs", str(a.procs))
+    m = SUMMARY.search(stdout)
     if not m:
-        sys.exit(f"firmware-sim load failed ({out.returncode}): {out.stdout}{out.stderr}")
+        sys.exit(f"firmware-sim load failed ({code}): {stdout}{stderr}")
     sent, accepted, missing, rate_done, p50, p99, mx = m.groups()
     return {"offered_per_s": round(rate), "sent": int(sent), "accepted": int(accepted),
             "missing": int(missing), "receipts_per_s": int(rate_done), "p50_ms": float(p50),
@@ -76,5 +53,4 @@ for f in (float(x) for x in a.fractions.split(",")):
     r = load(max_rate * f, a.seconds)
     r["fraction"] = f
     print(json.dumps(r), flush=True)
-server.terminate()
-server.wait()
+served.stop()

@@ -8,7 +8,9 @@ and, at the end, the load generator's sent / receipted / missing counts.
 Uses the real binaries: `rxledger serve` on a fresh SQLite directory with its embedded broker,
 and `firmware-sim load` for the scanners. Standard library only.
 """
-import argparse, http.client, json, os, random, re, subprocess, sys, tempfile, threading, time
+import argparse, http.client, json, random, sys, threading, time
+
+from loadsetup import Served
 
 p = argparse.ArgumentParser()
 p.add_argument("--bin-dir", default="target/release")
@@ -19,39 +21,15 @@ p.add_argument("--probe-rate", type=float, default=4000, help="offered rate of t
 p.add_argument("--verify-rate", type=float, default=20, help="verify queries per second")
 a = p.parse_args()
 
-rx, sim = os.path.join(a.bin_dir, "rxledger"), os.path.join(a.bin_dir, "firmware-sim")
-d = tempfile.mkdtemp(prefix="rxledger-soak-")
-server = subprocess.Popen([rx, "serve", "--data-dir", d, "--http-listen", "127.0.0.1:0",
-                           "--mqtt-listen", "127.0.0.1:0", "--rate-limit", "100000"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                          env={**os.environ, "RXLEDGER_LOG": "warn"})
-admin = http_addr = mqtt = None
-for line in server.stdout:
-    if m := re.search(r"first admin API key.*: (\S+)", line): admin = m.group(1)
-    if m := re.match(r"mqtt:\s+(\S+)", line): mqtt = m.group(1)
-    if m := re.match(r"listening on http://(\S+)", line):
-        http_addr = m.group(1)
-        break
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-host, port = http_addr.rsplit(":", 1)
-# The devices log in to the broker with credentials derived from the log's verifier key.
-c = http.client.HTTPConnection(host, int(port), timeout=10)
-c.request("POST", "/graphql", json.dumps({"query": "{ ledgerPublicKey { verifierKey } }"}),
-          {"Content-Type": "application/json"})
-log_key = json.loads(c.getresponse().read())["data"]["ledgerPublicKey"]["verifierKey"]
-keys = os.path.join(d, "load.keys")
-subprocess.run([sim, "load-setup", "--devices", str(a.devices), "--out", keys,
-                "--server", f"http://{http_addr}", "--admin-key", admin], check=True,
-               stdout=subprocess.DEVNULL)
+served = Served(a.bin_dir, a.devices, "rxledger-soak-", ["--rate-limit", "100000"])
+server, host, port = served.server, served.host, served.port
 
 def load(rate, seconds):
-    out = subprocess.run([sim, "load", "--mqtt", mqtt, "--devices", str(a.devices),
-                          "--rate", str(rate), "--duration", str(seconds), "--keys-file", keys,
-                          "--log-key", log_key, "--json"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    stdout, code, stderr = served.load(rate, seconds, "--json")
     # A non-zero exit with a report means some envelopes went unreceipted: that is data.
-    if "{" not in out.stdout:
-        sys.exit(f"firmware-sim load failed ({out.returncode}): {out.stderr.strip()}")
-    return json.loads(out.stdout[out.stdout.index("{"):])
+    if "{" not in stdout:
+        sys.exit(f"firmware-sim load failed ({code}): {stderr.strip()}")
+    return json.loads(stdout[stdout.index("{"):])
 
 def rss_kib():
     with open(f"/proc/{server.pid}/status") as f:
@@ -104,4 +82,4 @@ rep = result["report"]
 print(json.dumps({"sent": rep["sent"], "accepted": rep["accepted"], "duplicate": rep["duplicate"],
                   "rejected": rep["rejected"], "missing": rep["missing"],
                   "elapsed_s": round(rep["elapsed_s"], 1)}), flush=True)
-server.terminate(); server.wait()
+served.stop()
