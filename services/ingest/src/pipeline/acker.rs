@@ -14,7 +14,7 @@ use rxledger_store::packs::Packs;
 use rxledger_store::{Admission, Alerts, Batch, Ledger, NewAlert, Severity};
 use tokio::sync::mpsc;
 
-use super::{Checked, Clients, Offered, Reject, Stats, retry};
+use super::{Checked, Clients, Offered, Reject, Route, Stats, retry};
 use crate::monitor;
 
 /// What the acker needs, and the runtime it runs on: the shared one, beside the connections
@@ -48,8 +48,9 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Committed>, a: Acker) {
         attach_proofs(&a.ledger, &mut s.receipts, &s.proved, size).await;
         envelope::sign_receipts(&mut s.receipts, a.ledger.key());
         retry("recording alerts", || a.alerts.record(s.alerts.clone())).await;
-        for ((conn, publish, device), receipt) in s.routes.into_iter().zip(s.receipts) {
-            let client = &a.clients[conn.min(a.clients.len() - 1)];
+        for ((route, publish, device), receipt) in s.routes.into_iter().zip(s.receipts) {
+            let connection = &a.clients[route.conn.min(a.clients.len() - 1)];
+            let client = &connection.client;
             if let Some(d) = device {
                 let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
                 let topic = envelope::acks_topic(&a.topic_root, &d);
@@ -57,7 +58,13 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Committed>, a: Acker) {
                     tracing::warn!(error = %e, "could not queue a receipt");
                 }
             }
-            if let Err(e) = client.ack(&publish).await {
+            if !connection.current(route) {
+                // Came in an earlier session of this connection: its packet id is void.
+                tracing::debug!(
+                    conn = route.conn,
+                    "not acking a delivery of an earlier session"
+                );
+            } else if let Err(e) = client.ack(&publish).await {
                 tracing::warn!(error = %e, "could not queue a PUBACK");
             }
         }
@@ -69,8 +76,8 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Committed>, a: Acker) {
         }
     }
     // Drained: everything read was committed and acked. Disconnect after those requests.
-    for client in &a.clients {
-        let _ = client.disconnect().await;
+    for c in &a.clients {
+        let _ = c.client.disconnect().await;
     }
 }
 
@@ -78,7 +85,7 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Committed>, a: Acker) {
 struct Settled {
     receipts: Vec<Receipt>,
     /// (connection, message, device) to ack and answer, in the receipts' order.
-    routes: Vec<(usize, Publish, Option<String>)>,
+    routes: Vec<(Route, Publish, Option<String>)>,
     /// (receipt position, entry index, leaf hash) of receipts that need an inclusion proof.
     proved: Vec<(usize, u64, Hash)>,
     alerts: Vec<NewAlert>,
@@ -163,7 +170,7 @@ fn settle(Committed { batch, result }: Committed, stats: &Stats) -> Settled {
             }
         }
         s.receipts.push(r);
-        s.routes.push((c.conn, c.publish, c.device));
+        s.routes.push((c.route, c.publish, c.device));
     }
     s
 }

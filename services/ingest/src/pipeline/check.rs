@@ -16,7 +16,7 @@ use rxledger_store::ledger::EntryKind;
 use rxledger_store::{NewEntry, Registry, Severity, now_ms};
 use tokio::sync::mpsc;
 
-use super::{Checked, Delivery, IngestConfig, Ready, Reject, Stats, retry};
+use super::{Checked, Delivery, IngestConfig, Ready, Reject, Route, Stats, retry};
 
 /// How long the batcher waits for one more message before closing a batch early.
 const LINGER: Duration = Duration::from_millis(2);
@@ -93,8 +93,8 @@ async fn check_batch(
         handles.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|((conn, p), device, enrolment)| {
-                    verify_one(conn, p, device, enrolment, now, skew)
+                .map(|((route, p), device, enrolment)| {
+                    verify_one(route, p, device, enrolment, now, skew)
                 })
                 .collect::<Vec<_>>()
         }));
@@ -114,7 +114,7 @@ async fn check_batch(
 fn screen(batch: Vec<Delivery>, cfg: &IngestConfig) -> Vec<Screened> {
     batch
         .into_iter()
-        .map(|(conn, p)| {
+        .map(|(route, p)| {
             let device = envelope::device_of_topic(&cfg.topic_root, &p.topic).map(str::to_string);
             let outcome = if p.payload.len() > cfg.max_payload {
                 Err(Reject::new(
@@ -138,7 +138,7 @@ fn screen(batch: Vec<Delivery>, cfg: &IngestConfig) -> Vec<Screened> {
             } else {
                 Ok(())
             };
-            ((conn, p), device, outcome)
+            ((route, p), device, outcome)
         })
         .collect()
 }
@@ -224,7 +224,7 @@ fn open_enrolled(
 }
 
 fn verify_one(
-    conn: usize,
+    route: Route,
     publish: Publish,
     device: Option<String>,
     enrolment: Result<Enrolment, Reject>,
@@ -239,7 +239,7 @@ fn verify_one(
     let seq = outcome.as_ref().ok().map(|(o, _, _)| o.body.seq);
     let outcome = outcome.and_then(|(o, key, org)| ready(&publish, o, key, org, now, skew));
     Checked {
-        conn,
+        route,
         publish,
         device,
         seq,

@@ -205,13 +205,39 @@ fn rumqttc_max(payload: usize) -> usize {
     (payload * 4).max(crate::broker::BROKER_MAX_PAYLOAD) + 1024
 }
 
-/// A message and the index of the connection it came on (its PUBACK must go back there).
-type Delivery = (usize, Publish);
+/// A message and where it came from (its PUBACK must go back there).
+type Delivery = (Route, Publish);
+
+/// The connection a message came on, and which session of it: each connect starts a new
+/// session. Nodes connect with clean sessions, so after a reconnect the broker has forgotten
+/// the old session's deliveries, and a PUBACK with one of their packet ids would ack some
+/// other message (Mosquitto) or break the connection (rumqttd, which disconnects on an
+/// unexpected ack). The acker acks a message only in the session it came in; the device
+/// resends one that was not (PROTOCOL.md §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    conn: usize,
+    session: u64,
+}
+
+/// One of the node's MQTT connections: its client, and the session it is in (counted by its
+/// event loop at every CONNACK).
+struct Connection {
+    client: AsyncClient,
+    session: Arc<AtomicU64>,
+}
+
+impl Connection {
+    /// Whether a message that came on `route` can still be acknowledged here.
+    fn current(&self, route: Route) -> bool {
+        self.session.load(std::sync::atomic::Ordering::Acquire) == route.session
+    }
+}
 
 /// A message on its way through the stages: where it came from, what could be read of it,
 /// and either what the next stage works on (`T`) or why it was rejected.
 struct Checked<T> {
-    conn: usize,
+    route: Route,
     publish: Publish,
     device: Option<String>,
     seq: Option<u64>,
@@ -222,7 +248,7 @@ struct Checked<T> {
 impl<T> Checked<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> Checked<U> {
         Checked {
-            conn: self.conn,
+            route: self.route,
             publish: self.publish,
             device: self.device,
             seq: self.seq,
@@ -321,8 +347,30 @@ async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
     }
 }
 
-/// The clients of every connection, for acks and receipts.
-type Clients = Vec<AsyncClient>;
+/// Every connection, for acks and receipts.
+type Clients = Vec<Connection>;
 
 /// Resolves once every connection's subscription is acknowledged.
 type Readies = Vec<oneshot::Receiver<()>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_acked_only_in_the_session_it_came_in() {
+        let (client, _eventloop) = AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 1);
+        let c = Connection {
+            client,
+            session: Arc::new(AtomicU64::new(1)),
+        };
+        let came = Route {
+            conn: 0,
+            session: 1,
+        };
+        assert!(c.current(came));
+        // The event loop reconnected: the broker forgot the first session's packet ids.
+        c.session.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        assert!(!c.current(came));
+    }
+}

@@ -1,5 +1,7 @@
 //! The MQTT event loops: one per connection, all in the shared subscription.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
@@ -7,7 +9,7 @@ use rxledger_core::envelope;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Clients, Delivery, IngestConfig, Readies};
+use super::{Clients, Connection, Delivery, IngestConfig, Readies, Route};
 
 /// Opens `cfg.connections` connections (client ids `{id}`, `{id}-1`, …), each driven by a
 /// [`pump`] task that forwards publishes to `raw_tx`. Returns their clients, their tasks, and
@@ -30,8 +32,10 @@ pub(super) fn connect(
         }
         let (client, eventloop) = AsyncClient::new(o, 20_000);
         let (ready_tx, ready_rx) = oneshot::channel();
+        let session = Arc::new(AtomicU64::new(0));
         tasks.push(tokio::spawn(pump(
             conn,
+            session.clone(),
             eventloop,
             client.clone(),
             filter.clone(),
@@ -39,15 +43,17 @@ pub(super) fn connect(
             stop.clone(),
             ready_tx,
         )));
-        clients.push(client);
+        clients.push(Connection { client, session });
         readies.push(ready_rx);
     }
     (clients, tasks, readies)
 }
 
 /// Drives the connection until shutdown has drained and disconnected.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     conn: usize,
+    session: Arc<AtomicU64>,
     mut eventloop: EventLoop,
     client: AsyncClient,
     filter: String,
@@ -74,14 +80,20 @@ async fn pump(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 // While draining (no sender) a message is not acked, so the broker delivers it
                 // again later. Only QoS 0 traffic can overflow (see module docs).
+                let route = Route {
+                    conn,
+                    session: session.load(Ordering::Acquire),
+                };
                 if let Some(Err(mpsc::error::TrySendError::Full((_, p)))) =
-                    raw_tx.as_ref().map(|tx| tx.try_send((conn, p)))
+                    raw_tx.as_ref().map(|tx| tx.try_send((route, p)))
                 {
                     tracing::warn!(topic = %p.topic, "ingest queue full; dropping a QoS 0 message");
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
+                // A new session: what the last one delivered can no longer be acked here.
+                session.fetch_add(1, Ordering::AcqRel);
                 // One line per node, not one per connection (64 by default).
                 if conn == 0 {
                     tracing::info!(
