@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Answer, TestApp, call, get, now_rfc3339, spawn_app};
+use common::{Answer, TestApp, call, get, now_rfc3339, partner, spawn_app};
 use firmware_sim::events::{self as ev, Where};
 use rxledger_core::envelope::{self, Attestation, Body};
 use rxledger_core::epcis::attestation::{self, AttestationError};
@@ -38,22 +38,6 @@ async fn capture(
 /// The header a partner sends for `body`, signed by `key` as device `keyid`.
 fn signature(key: &SigningKey, keyid: &str, body: &[u8]) -> String {
     attestation::header_value(keyid, &attestation::sign_document(key, body))
-}
-
-/// An organization with a site (and a company prefix), and an API key for it.
-async fn partner(app: &TestApp, org: &str, role: &str, prefix: Option<&str>, gln: &str) -> String {
-    let r = &app.app().registry;
-    r.add_organization(org, org, role).await.unwrap();
-    if let Some(p) = prefix {
-        r.add_company_prefix(org, p).await.unwrap();
-    }
-    r.add_site(gln, org, &format!("{org} site")).await.unwrap();
-    app.app()
-        .api_keys
-        .issue(org, role, "epcis", None)
-        .await
-        .unwrap()
-        .0
 }
 
 /// A device enrolled to `org` at `gln`: the key its ERP signs documents with.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Answer, TestApp, Ws, call, get, now_rfc3339, spawn_app, ws_next};
+use common::{Answer, TestApp, Ws, call, epcis_key, get, now_rfc3339, partner, spawn_app, ws_next};
 use firmware_sim::events::{self as ev, Where};
 use serde_json::{Value, json};
 
@@ -30,26 +30,6 @@ async fn capture(app: &TestApp, token: &str, doc: &Value, behaviour: Option<&str
         doc.to_string().as_bytes(),
     )
     .await
-}
-
-/// An organization with a site (and a company prefix), and an API key for it.
-async fn partner(app: &TestApp, org: &str, role: &str, prefix: Option<&str>, gln: &str) -> String {
-    let r = &app.app().registry;
-    r.add_organization(org, org, role).await.unwrap();
-    if let Some(p) = prefix {
-        r.add_company_prefix(org, p).await.unwrap();
-    }
-    r.add_site(gln, org, &format!("{org} site")).await.unwrap();
-    key(app, org, role).await
-}
-
-async fn key(app: &TestApp, org: &str, role: &str) -> String {
-    app.app()
-        .api_keys
-        .issue(org, role, "epcis", None)
-        .await
-        .unwrap()
-        .0
 }
 
 /// The kinds of the entries appended since tree size `from`: 2 for a capture's entry, 4 for
@@ -127,7 +107,7 @@ async fn a_captured_document_is_logged_and_each_caller_sees_what_graphql_shows_i
     let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
     let whole = partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
     partner(&app, "nca", "REGULATOR", None, RIVAL_GLN).await;
-    let regulator = key(&app, "nca", "REGULATOR").await;
+    let regulator = epcis_key(&app, "nca", "REGULATOR").await;
     let before = app.app().ledger.head().size;
 
     let doc = document(vec![
@@ -403,7 +383,7 @@ async fn bad_input_gets_a_problem_and_appends_nothing() {
     let app = spawn_app().await;
     let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
     partner(&app, "nca", "REGULATOR", None, RIVAL_GLN).await;
-    let regulator = key(&app, "nca", "REGULATOR").await;
+    let regulator = epcis_key(&app, "nca", "REGULATOR").await;
     let before = app.app().ledger.head().size;
     let post = |body: Vec<u8>, extra: Vec<(&'static str, &'static str)>, token: Option<String>| {
         let app = &app;
@@ -631,7 +611,7 @@ async fn exported_documents_are_valid_epcis_2_0_and_recapture_as_the_same_events
     let schema = epcis_schema();
     // A scanner's commissioning over MQTT, then acme's packing and shipping over REST.
     let _line = app.acme_with_packs(&["1", "2"]).await;
-    let acme = key(&app, "acme", "MANUFACTURER").await;
+    let acme = epcis_key(&app, "acme", "MANUFACTURER").await;
     partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
     let sscc = "urn:epc:id:sscc:0614141.0000000042";
     let packing = ev::aggregation(
@@ -1089,7 +1069,7 @@ async fn a_subscription_pushes_exactly_the_new_matching_events_its_caller_may_se
     let acme = partner(&app, "acme", "MANUFACTURER", Some(GTIN_PREFIX), ACME_GLN).await;
     let whole = partner(&app, "whole", "WHOLESALER", None, WHOLE_GLN).await;
     partner(&app, "nca", "REGULATOR", None, RIVAL_GLN).await;
-    let regulator = key(&app, "nca", "REGULATOR").await;
+    let regulator = epcis_key(&app, "nca", "REGULATOR").await;
     let shipping_only = json!({"EQ_bizStep": ["shipping"]});
     for token in [&acme, &regulator] {
         let d = json!({"name": "shipments", "query": shipping_only});
@@ -1268,7 +1248,7 @@ async fn a_scanners_events_over_mqtt_are_pushed_even_from_a_device_enrolled_late
     let app = spawn_app().await;
     let schema = epcis_schema();
     let mut line1 = app.acme_with_packs(&["1"]).await;
-    let acme = key(&app, "acme", "MANUFACTURER").await;
+    let acme = epcis_key(&app, "acme", "MANUFACTURER").await;
     let d = json!({"name": "commissioning", "query": {"EQ_bizStep": ["commissioning"]}});
     assert_eq!(define(&app, Some(&acme), &d).await.status, 201);
     let stream = "/epcis/queries/commissioning/events?stream=true";

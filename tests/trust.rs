@@ -251,13 +251,7 @@ async fn the_index_check_runs_behind_a_vouching_map_and_a_wrong_table_stops_appe
         .clone();
     assert_eq!(outcome, IndexCheck::Passed);
     let regulator = app.regulator_key().await;
-    let status = app
-        .graphql_as(
-            Some(&regulator),
-            "{ ledgerStatus { indexCheck { state problems } } }",
-            json!({}),
-        )
-        .await;
+    let status = index_check_status(&app, &regulator).await;
     assert_eq!(
         status["data"]["ledgerStatus"]["indexCheck"],
         json!({"state": "PASSED", "problems": null}),
@@ -310,13 +304,7 @@ async fn the_index_check_runs_behind_a_vouching_map_and_a_wrong_table_stops_appe
     assert!(!r["errors"].is_null(), "{r}");
     assert_eq!(app.app().ledger.head().size, size);
     // The operator reads why in the ledger's status.
-    let status = app
-        .graphql_as(
-            Some(&regulator),
-            "{ ledgerStatus { indexCheck { state problems } } }",
-            json!({}),
-        )
-        .await;
+    let status = index_check_status(&app, &regulator).await;
     let check = &status["data"]["ledgerStatus"]["indexCheck"];
     assert_eq!(check["state"], "FAILED", "{status}");
     assert!(
@@ -382,4 +370,14 @@ async fn serve_exits_when_the_background_index_check_fails() {
             && stderr.contains("commissions row sgtin:10614141073464.2 is missing"),
         "{stderr}"
     );
+}
+
+/// `ledgerStatus { indexCheck }` as the regulator `token` reads it.
+async fn index_check_status(app: &TestApp, token: &str) -> serde_json::Value {
+    app.graphql_as(
+        Some(token),
+        "{ ledgerStatus { indexCheck { state problems } } }",
+        json!({}),
+    )
+    .await
 }

@@ -726,6 +726,34 @@ impl Answer {
     }
 }
 
+/// An organization with a site (and a company prefix), and an API key for it: an EPCIS
+/// partner.
+pub async fn partner(
+    app: &TestApp,
+    org: &str,
+    role: &str,
+    prefix: Option<&str>,
+    gln: &str,
+) -> String {
+    let r = &app.app().registry;
+    r.add_organization(org, org, role).await.unwrap();
+    if let Some(p) = prefix {
+        r.add_company_prefix(org, p).await.unwrap();
+    }
+    r.add_site(gln, org, &format!("{org} site")).await.unwrap();
+    epcis_key(app, org, role).await
+}
+
+/// An API key (label `epcis`) for `org` with `role`.
+pub async fn epcis_key(app: &TestApp, org: &str, role: &str) -> String {
+    app.app()
+        .api_keys
+        .issue(org, role, "epcis", None)
+        .await
+        .unwrap()
+        .0
+}
+
 /// A request to the test server with an optional API key and extra headers.
 pub async fn call(
     app: &TestApp,
