@@ -111,7 +111,7 @@ pub async fn audit(
         .filter_map(|id| rebuilt_tile(&log.rebuilt, id))
         .collect();
     let edge_refs: Vec<&Tile> = edge.iter().collect();
-    compare_tiles_grown(db, &edge_refs, now > size, &mut report).await?;
+    compare_tiles_grown(db, &edge_refs, Some(size), &mut report).await?;
 
     report.root = log.range.root();
     if head.root.as_slice() != report.root.as_slice() {
@@ -288,16 +288,31 @@ pub(crate) async fn read_page(
     Ok(Some(rows))
 }
 
-/// Entries beyond the head would be a batch that never committed its checkpoint.
+/// How often a look beyond the head of a live log is repeated because the head moved.
+pub(crate) const BEYOND_RETRIES: usize = 5;
+
+/// Entries beyond the head would be a batch that never committed its checkpoint. A live node
+/// commits a batch's entries and its new head in one transaction, so an entry found beyond
+/// `size` while the head has since moved past it is such a batch: look again beyond the new
+/// head.
 async fn check_beyond_head(
     db: &Database,
     size: u64,
     report: &mut AuditReport,
 ) -> Result<(), StoreError> {
-    let beyond = entry::Entity::find()
-        .filter(entry::Column::Idx.gte(size as i64))
-        .one(&db.conn)
-        .await?;
+    let mut size = size;
+    let mut beyond = None;
+    for _ in 0..=BEYOND_RETRIES {
+        beyond = entry::Entity::find()
+            .filter(entry::Column::Idx.gte(size as i64))
+            .one(&db.conn)
+            .await?;
+        let now = current_size(db).await?;
+        if beyond.is_none() || now <= size {
+            break;
+        }
+        size = now;
+    }
     if let Some(row) = beyond {
         report.problems.push(format!(
             "entry {} exists beyond the head (size {size})",
@@ -383,7 +398,7 @@ async fn consistency_from_tiles(
 }
 
 /// The head size as committed now.
-async fn current_size(db: &Database) -> Result<u64, StoreError> {
+pub(crate) async fn current_size(db: &Database) -> Result<u64, StoreError> {
     Ok(head::Entity::find_by_id(1i16)
         .one(&db.conn)
         .await?
@@ -396,19 +411,24 @@ async fn compare_tiles(
     rebuilt: &[&Tile],
     report: &mut AuditReport,
 ) -> Result<(), StoreError> {
-    compare_tiles_grown(db, rebuilt, false, report).await
+    compare_tiles_grown(db, rebuilt, None, report).await
 }
 
-/// [`compare_tiles`]; when the log `grew` since the audited size, a stored partial tile may
-/// hold more hashes than the rebuilt one, which must then be its beginning.
+/// [`compare_tiles`] of the right edge of the tree of the `audited` size: when the log grew
+/// past it, a stored partial tile may hold more hashes than the rebuilt one, which must then
+/// be its beginning. Tiles and the head commit together, so the head is read after the tiles.
 async fn compare_tiles_grown(
     db: &Database,
     rebuilt: &[&Tile],
-    grew: bool,
+    audited: Option<u64>,
     report: &mut AuditReport,
 ) -> Result<(), StoreError> {
     let ids: Vec<TileId> = rebuilt.iter().map(|t| t.id).collect();
     let stored = read_tiles_lenient(db, &ids, report).await?;
+    let grew = match audited {
+        Some(size) => current_size(db).await? > size,
+        None => false,
+    };
     for t in rebuilt {
         report.tiles_checked += 1;
         match stored.iter().find(|s| s.id == t.id) {
