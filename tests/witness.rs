@@ -442,3 +442,142 @@ async fn firmware_sim_checks_its_receipts_against_the_witnessed_log() {
     w1.stop().await;
     w2.stop().await;
 }
+
+/// A firmware-sim device with witnesses configured on `t`'s broker, its queue in `queue`,
+/// reading cosigned checkpoints and proofs from the node at `api`.
+fn held_device(
+    t: &TestApp,
+    api: &TestApp,
+    key: rxledger_core::keys::SigningKey,
+    queue: &Path,
+    quorum: Quorum,
+) -> firmware_sim::Device {
+    let mut o = firmware_sim::DeviceOptions::new(
+        firmware_sim::Identity::new("line-1", key).unwrap(),
+        firmware_sim::Broker {
+            host: t.mqtt.0.clone(),
+            port: t.mqtt.1,
+            tls: None,
+        },
+        queue.to_path_buf(),
+        t.log(),
+    );
+    o.topic_root = t.topic_root.clone();
+    o.witnesses = Some(firmware_sim::witness::Witnessing {
+        quorum,
+        api: firmware_sim::GraphQl::new(&format!("http://{}", api.http), None).unwrap(),
+        every: Duration::from_millis(50),
+    });
+    firmware_sim::Device::start(o).unwrap()
+}
+
+async fn acme_line(t: &TestApp) -> rxledger_core::keys::SigningKey {
+    t.enroll(
+        "acme",
+        "MANUFACTURER",
+        Some("0614141"),
+        "0614141000005",
+        "line-1",
+    )
+    .await
+}
+
+/// With witnesses, a device keeps a receipted envelope until a checkpoint the quorum
+/// cosigned extends its receipt's tree: not while a witness is down, and at once when it
+/// is back and caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_drops_an_envelope_only_once_the_witnesses_cosign_its_tree() {
+    let Witnessed {
+        keys,
+        log,
+        dirs: (_d1, d2),
+        w1,
+        w2,
+    } = two_witnesses().await;
+    let w2_addr = w2.addr;
+    let t = node(keys.path(), &[&w1, &w2], 2).await;
+    let key = acme_line(&t).await;
+    let quorum = Quorum {
+        witnesses: vec![w1.verifier.clone(), w2.verifier.clone()],
+        need: 2,
+    };
+    w2.stop().await;
+    let queue = tempfile::tempdir().unwrap();
+    let dev = held_device(&t, &t, key, queue.path(), quorum);
+    let events = vec![common::commission(&["W1", "W2"], "L1", "2031-06-30")];
+    let ticket = dev.send(events, common::now_rfc3339()).await.unwrap();
+    let r = ticket.receipt(PATIENCE).await.unwrap();
+    assert_eq!(r.status, "ACCEPTED", "{r:?}");
+    assert_eq!((dev.unreceipted(), dev.held()), (0, 1));
+
+    // One witness of two is down: no checkpoint covering the receipt reaches the quorum.
+    let err = dev
+        .witnessed(Duration::from_millis(600))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1 receipted envelopes are still held"),
+        "{err}"
+    );
+    assert_eq!(dev.held(), 1);
+    assert!(dev.fork().is_none());
+
+    let w2 = witness(d2.path(), w2_addr, &log, 2).await;
+    dev.witnessed(PATIENCE).await.unwrap();
+    assert_eq!(dev.held(), 0);
+    assert!(dev.fork().is_none());
+    dev.shutdown().await.unwrap();
+    t.stop().await;
+    w1.stop().await;
+    w2.stop().await;
+}
+
+/// A node with the honest log's keys but its own database shows a device a fork: the
+/// receipt verifies against the pinned key, but the tree it names is not a prefix of the
+/// tree the witnesses cosigned. The device keeps the envelope and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_shown_a_fork_keeps_its_envelope_and_says_so() {
+    let keys = tempfile::tempdir().unwrap();
+    let log = log_keys(keys.path());
+    let wd = tempfile::tempdir().unwrap();
+    let w = witness(wd.path(), any_port(), &log, 1).await;
+    let honest = node(keys.path(), &[&w], 1).await;
+
+    let fork_keys = tempfile::tempdir().unwrap();
+    for f in ["log.key", "log.ed25519.key"] {
+        std::fs::copy(keys.path().join(f), fork_keys.path().join(f)).unwrap();
+    }
+    let fork = node(fork_keys.path(), &[], 0).await;
+    let key = acme_line(&fork).await;
+    let queue = tempfile::tempdir().unwrap();
+    let quorum = Quorum {
+        witnesses: vec![w.verifier.clone()],
+        need: 1,
+    };
+    // The device publishes to the fork, and reads the cosigned log from the honest node.
+    let dev = held_device(&fork, &honest, key, queue.path(), quorum);
+    let events = vec![common::commission(&["F1"], "L1", "2031-06-30")];
+    let ticket = dev.send(events, common::now_rfc3339()).await.unwrap();
+    let r = ticket.receipt(PATIENCE).await.unwrap();
+    assert_eq!(
+        r.status, "ACCEPTED",
+        "the fork signs with the pinned key: {r:?}"
+    );
+
+    // The honest log grows past the fork's size and is cosigned there.
+    let fork_size = fork.app().ledger.head().size;
+    grow(&honest, "honest", fork_size + 3).await;
+    cosigned_at(&honest, fork_size + 3).await;
+    let err = dev.witnessed(PATIENCE).await.unwrap_err().to_string();
+    assert!(err.contains("the log showed this device a fork"), "{err}");
+    assert!(
+        err.contains("is not consistent with the checkpoint"),
+        "{err}"
+    );
+    assert_eq!(dev.held(), 1, "the envelope stays on the device");
+    dev.shutdown().await.unwrap();
+    honest.stop().await;
+    fork.stop().await;
+    w.stop().await;
+}

@@ -12,6 +12,11 @@
 //! log's (`rxledger_core::mqttauth`), and drops an envelope only for a receipt that verifies
 //! against the pinned log ([`Queue::record_receipts`]): signature, checkpoint, inclusion proof.
 //!
+//! With [`DeviceOptions::witnesses`] a receipt is not enough: the device also holds each
+//! receipted envelope until a checkpoint that the witnesses' quorum cosigned extends the
+//! receipt's tree ([`crate::witness`]), and keeps it for good, reporting a fork
+//! ([`Device::fork`]), if one is shown not to.
+//!
 //! Every queue write ends in an fsync, so it runs on tokio's blocking pool and the connection
 //! task waits for it there: a slow disk stalls this device, never a runtime worker (and with
 //! it other devices' connections).
@@ -35,8 +40,10 @@ use serde_json::Value;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::api::Api;
 use crate::identity::Identity;
 use crate::queue::{Queue, QueueError, Record};
+use crate::witness::{self, Witnessing};
 
 /// Most envelopes published and not yet receipted, per device.
 pub const IN_FLIGHT: usize = 256;
@@ -138,6 +145,9 @@ pub struct DeviceOptions {
     /// The log this device pins: receipts must verify against it, and its public key is half
     /// of the device's MQTT credentials.
     pub log: LogVerifier,
+    /// The witnesses whose cosigned checkpoint must extend a receipt's tree before the device
+    /// drops the envelope; `None` drops it on the log's receipt alone.
+    pub witnesses: Option<Witnessing>,
 }
 
 impl DeviceOptions {
@@ -154,6 +164,7 @@ impl DeviceOptions {
             queue_dir,
             broker,
             resend_after: Duration::from_secs(5),
+            witnesses: None,
         }
     }
 }
@@ -176,6 +187,13 @@ pub enum DeviceError {
     Stopped,
     #[error("the broker refuses this device's login (revoked?)")]
     Refused,
+    #[error(
+        "{0} receipted envelopes are still held: no checkpoint the witnesses cosigned extends \
+         their receipts' trees after {1:?} (last: {2})"
+    )]
+    WitnessTimeout(u64, Duration, String),
+    #[error("the log showed this device a fork, so its envelopes stay queued: {0}")]
+    Fork(String),
 }
 
 /// A queued envelope; await its receipt with [`Ticket::receipt`].
@@ -236,6 +254,12 @@ struct Shared {
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Receipt>>>>,
     /// Unreceipted envelopes, mirrored from the queue for waiting without the lock.
     unreceipted: watch::Sender<u64>,
+    /// Receipted envelopes held for the witnesses, mirrored likewise.
+    held: watch::Sender<u64>,
+    /// Why the last look for a cosigned checkpoint settled nothing, if it did not.
+    witness_note: Mutex<String>,
+    /// Evidence of a fork: a receipt's tree that the cosigned tree does not extend.
+    fork: watch::Sender<Option<String>>,
     connected: watch::Sender<bool>,
     /// The broker refused the last login (CONNACK refusal); cleared by the next accepted one.
     refused: watch::Sender<bool>,
@@ -292,7 +316,10 @@ impl Device {
     /// Opens the queue and starts the connection task. Envelopes left unreceipted by an
     /// earlier run are resent as soon as the broker is reachable.
     pub fn start(opts: DeviceOptions) -> Result<Device, DeviceError> {
-        let queue = Queue::open(&opts.queue_dir)?;
+        let mut queue = Queue::open(&opts.queue_dir)?;
+        if opts.witnesses.is_some() {
+            queue.hold_for_witnesses();
+        }
         let (unreceipted, _) = watch::channel(queue.unreceipted());
         let (connected, _) = watch::channel(false);
         let password = mqttauth::device_password(
@@ -305,6 +332,9 @@ impl Device {
             log: opts.log.clone(),
             waiters: Mutex::new(HashMap::new()),
             unreceipted,
+            held: watch::channel(0).0,
+            witness_note: Mutex::new("no cosigned checkpoint read yet".into()),
+            fork: watch::channel(None).0,
             connected,
             refused: watch::channel(false).0,
             wake: Notify::new(),
@@ -316,6 +346,9 @@ impl Device {
             online: true,
         });
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(w) = opts.witnesses.clone() {
+            tokio::spawn(hold_for_witnesses(shared.clone(), w, stop.subscribe()));
+        }
         let task = tokio::spawn(link(
             shared.clone(),
             opts.identity.device_id.clone(),
@@ -434,6 +467,48 @@ impl Device {
         }
     }
 
+    /// Receipted envelopes held until the witnesses cosign a tree that extends theirs.
+    pub fn held(&self) -> u64 {
+        *self.shared.held.borrow()
+    }
+
+    /// Evidence that the log showed this device a fork, if it did.
+    pub fn fork(&self) -> Option<String> {
+        self.shared.fork.borrow().clone()
+    }
+
+    /// Waits until every queued envelope is settled: receipted and, with witnesses, in a tree
+    /// the witnesses' cosigned checkpoint extends. Ends at once with the evidence if the
+    /// device is shown a fork.
+    pub async fn witnessed(&self, timeout: Duration) -> Result<(), DeviceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.flush(timeout).await?;
+        let mut held = self.shared.held.subscribe();
+        let mut fork = self.shared.fork.subscribe();
+        let settled = async {
+            loop {
+                if let Some(why) = fork.borrow_and_update().clone() {
+                    return Err(DeviceError::Fork(why));
+                }
+                if *held.borrow_and_update() == 0 {
+                    return Ok(());
+                }
+                tokio::select! {
+                    r = held.changed() => r.map_err(|_| DeviceError::Stopped)?,
+                    r = fork.changed() => r.map_err(|_| DeviceError::Stopped)?,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, settled).await {
+            Ok(r) => r,
+            Err(_) => Err(DeviceError::WitnessTimeout(
+                self.held(),
+                timeout,
+                lock(&self.shared.witness_note).clone(),
+            )),
+        }
+    }
+
     /// Waits until the device is connected and subscribed to its acks.
     pub async fn connected(&self, timeout: Duration) -> bool {
         let mut rx = self.shared.connected.subscribe();
@@ -482,6 +557,82 @@ impl Device {
 impl Drop for Device {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// While the device runs: every `w.every`, if envelopes are held, reads the newest cosigned
+/// checkpoint and settles the held envelopes whose receipts' trees it is proven to extend.
+/// A tree proven not to be extended is a fork: its envelopes stay, and [`Device::fork`] says
+/// why.
+async fn hold_for_witnesses(shared: Arc<Shared>, w: Witnessing, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(w.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if *shared.held.borrow() == 0 {
+            continue;
+        }
+        let note = match look(&shared, &w).await {
+            Ok(Some(settled)) if settled > 0 => {
+                // The window has room again: publish what waited behind the held ones.
+                shared.wake.notify_one();
+                continue;
+            }
+            Ok(Some(_)) => "the newest cosigned checkpoint does not cover them yet".into(),
+            Ok(None) => return,
+            Err(why) => why,
+        };
+        *lock(&shared.witness_note) = note;
+    }
+}
+
+/// One look: the cosigned checkpoint, its quorum, and a consistency proof per held tree.
+/// `Ok(None)` when the runtime is shutting down.
+async fn look(shared: &Arc<Shared>, w: &Witnessing) -> Result<Option<u64>, String> {
+    use rxledger_core::checkpoint::CheckpointError;
+    let note = w
+        .api
+        .cosigned_checkpoint()
+        .await
+        .map_err(|e| format!("reading the cosigned checkpoint: {e}"))?
+        .ok_or("the server has no cosigned checkpoint yet")?;
+    let cp = match rxledger_core::cosignature::open_cosigned(&note, &shared.log, &w.quorum) {
+        Ok((cp, _)) => cp,
+        Err(e @ CheckpointError::NoQuorum { .. }) => return Err(e.to_string()),
+        Err(e) => return Err(format!("the cosigned checkpoint does not verify: {e}")),
+    };
+    let Some(trees) = shared.on_disk(|_, q| q.held_trees()).await else {
+        return Ok(None);
+    };
+    let ext = witness::extended_by(&w.api, &cp, trees)
+        .await
+        .map_err(|e| format!("reading a consistency proof: {e}"))?;
+    if let Some(why) = ext.forks.first() {
+        tracing::error!(error = %why, "the log showed this device a fork; its envelopes stay");
+        shared.fork.send_if_modified(|f| {
+            let first = f.is_none();
+            f.get_or_insert_with(|| why.clone());
+            first
+        });
+    }
+    let settled = shared
+        .on_disk(move |shared, q| {
+            let n = q.witnessed(&ext.proven)?;
+            shared.held.send_replace(q.held());
+            Ok::<_, QueueError>(n)
+        })
+        .await;
+    match settled {
+        None => Ok(None),
+        Some(Ok(n)) => Ok(Some(n)),
+        Some(Err(e)) => Err(e.to_string()),
     }
 }
 
@@ -656,6 +807,7 @@ impl Session<'_> {
             .on_disk(move |shared, q| {
                 let settled = q.record_receipts(&receipts, &shared.log)?;
                 shared.unreceipted.send_replace(q.unreceipted());
+                shared.held.send_replace(q.held());
                 Ok::<_, QueueError>(settled)
             })
             .await?;

@@ -20,6 +20,7 @@ pub mod load;
 pub mod partner;
 pub mod queue;
 pub mod scenario;
+pub mod witness;
 
 pub use api::{Api, GraphQl};
 pub use device::{Broker, Device, DeviceOptions};

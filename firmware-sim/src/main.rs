@@ -142,8 +142,9 @@ struct ScenarioArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// A witness's verifier key (`rxledger witness` prints it): after the run, every
-    /// receipt must be in a checkpoint the witnesses cosigned. Repeatable.
+    /// A witness's verifier key (`rxledger witness` prints it). Repeatable. Each device then
+    /// keeps a receipted envelope until a checkpoint the witnesses cosigned extends its
+    /// receipt's tree (docs/PROTOCOL.md §13.6), and the run fails if any is left held.
     #[arg(
         long = "witness-key",
         env = "FIRMWARE_SIM_WITNESS_KEYS",

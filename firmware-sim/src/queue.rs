@@ -20,6 +20,12 @@
 //!   `last_seq` is the highest sequence number ever allocated; `head` is the byte offset in
 //!   the outbox of the first envelope without a receipt (all before it have one).
 //!
+//! With witnesses ([`Queue::hold_for_witnesses`]) a receipt does not settle its envelope on its
+//! own: the envelope stays in the outbox, no longer published, until a checkpoint that the
+//! witnesses' quorum cosigned is shown to extend the receipt's tree ([`Queue::witnessed`]).
+//! Only then does the head move past it. That state is kept in memory only: after a restart
+//! those envelopes are resent and answered `DUPLICATE`, with the same entry and proof.
+//!
 //! Memory is bounded: only a window of at most [`WINDOW`] unreceipted envelopes is held; the
 //! rest is streamed from the outbox as the window drains. `head` is persisted lazily: if it is
 //! behind after a crash, the envelopes between are resent and answered `DUPLICATE`, which is
@@ -33,12 +39,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeSet;
+
+use rxledger_core::checkpoint;
 use rxledger_core::envelope::{self, Receipt};
 use rxledger_core::keys::LogVerifier;
+use rxledger_core::merkle::Hash;
 use serde::{Deserialize, Serialize};
 
 /// Most unreceipted envelopes held in memory at once.
 pub const WINDOW: usize = 1024;
+/// Most receipted envelopes held for the witnesses at once. They are held without their
+/// bytes, so this costs about 100 B each; when it is reached the device publishes nothing
+/// new until the witnesses catch up (its backlog stays on disk).
+pub const HELD_MAX: usize = 65_536;
 /// Outbox size above which a fully receipted outbox is truncated.
 pub const COMPACT_BYTES: u64 = 1 << 20;
 
@@ -93,7 +107,19 @@ struct State {
 
 struct Slot {
     record: Record,
-    done: bool,
+    mark: Mark,
+}
+
+/// Where a windowed envelope stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// No verified receipt yet: published (again) until one comes.
+    Waiting,
+    /// Receipted in the log's tree of this size and root, and held until the witnesses'
+    /// quorum cosigns a tree that extends it.
+    Held { size: u64, root: Hash },
+    /// Settled: the head may move past it.
+    Done,
 }
 
 /// A device's durable queue. Not shared between processes.
@@ -111,6 +137,10 @@ pub struct Queue {
     window: VecDeque<Slot>,
     /// Unreceipted envelopes, in the window and on disk.
     unreceipted: u64,
+    /// Whether a receipt only holds its envelope until the witnesses cosign (see the module).
+    hold: bool,
+    /// Receipted envelopes held for the witnesses (all in the window).
+    held: usize,
 }
 
 impl Queue {
@@ -136,6 +166,8 @@ impl Queue {
             saved: state,
             window: VecDeque::new(),
             unreceipted: 0,
+            hold: false,
+            held: 0,
         };
         // Stream the unreceipted tail once: count it and find the highest sequence number.
         let (mut count, mut max_seq) = (0, q.state.last_seq);
@@ -161,6 +193,46 @@ impl Queue {
     /// Envelopes that have no receipt yet.
     pub fn unreceipted(&self) -> u64 {
         self.unreceipted
+    }
+
+    /// From now on a verified receipt holds its envelope until [`witnessed`](Self::witnessed)
+    /// settles it, instead of settling it at once.
+    pub fn hold_for_witnesses(&mut self) {
+        self.hold = true;
+    }
+
+    /// Receipted envelopes still held for the witnesses.
+    pub fn held(&self) -> u64 {
+        self.held as u64
+    }
+
+    /// The distinct log trees (size, root) that the held envelopes' receipts were proven in,
+    /// smallest first. Two roots for one size can only come from a fork, and both are listed.
+    pub fn held_trees(&self) -> BTreeSet<(u64, Hash)> {
+        self.window
+            .iter()
+            .filter_map(|s| match s.mark {
+                Mark::Held { size, root } => Some((size, root)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Settles every held envelope whose receipt's tree is in `trees`: a checkpoint the
+    /// witnesses' quorum cosigned was shown to extend it. Returns how many were settled.
+    pub fn witnessed(&mut self, trees: &BTreeSet<(u64, Hash)>) -> Result<u64, QueueError> {
+        let mut settled = 0;
+        for slot in self.window.iter_mut() {
+            if let Mark::Held { size, root } = slot.mark
+                && trees.contains(&(size, root))
+            {
+                slot.mark = Mark::Done;
+                settled += 1;
+            }
+        }
+        self.held -= settled;
+        self.advance()?;
+        Ok(settled as u64)
     }
 
     /// Allocates the next sequence number, builds the envelope with it and appends it
@@ -200,10 +272,10 @@ impl Queue {
             hash,
             payload,
         };
-        if self.loaded_to == offset && self.window.len() < WINDOW {
+        if self.loaded_to == offset && self.window.len() < WINDOW + self.held {
             self.window.push_back(Slot {
                 record: record.clone(),
-                done: false,
+                mark: Mark::Waiting,
             });
             self.loaded_to = self.end;
         }
@@ -214,7 +286,7 @@ impl Queue {
     pub fn pending(&self, limit: usize) -> Vec<Record> {
         self.window
             .iter()
-            .filter(|s| !s.done)
+            .filter(|s| s.mark == Mark::Waiting)
             .take(limit)
             .map(|s| s.record.clone())
             .collect()
@@ -231,27 +303,45 @@ impl Queue {
             .map(|settled| !settled.is_empty())
     }
 
-    /// Settles the waiting envelopes these receipts prove, storing those receipts with one
-    /// fsync before any envelope leaves the queue. A receipt that names no waiting envelope,
-    /// or does not verify against `log` for it, changes nothing. Returns the receipts that
-    /// settled an envelope.
+    /// Settles the waiting envelopes these receipts prove (or, holding for witnesses, holds
+    /// them), storing those receipts with one fsync before any envelope leaves the queue. A
+    /// receipt that names no waiting envelope, or does not verify against `log` for it,
+    /// changes nothing. Returns the receipts that settled or held an envelope.
     pub fn record_receipts(
         &mut self,
         receipts: &[Receipt],
         log: &LogVerifier,
     ) -> Result<Vec<Receipt>, QueueError> {
         let mut settled = Vec::new();
-        let mut slots = Vec::new();
+        let mut slots: Vec<(u64, Mark)> = Vec::new();
         for r in receipts {
             let Some(at) = self.window.iter().position(|s| {
-                !s.done && s.record.hash == r.payload_hash && !slots.contains(&s.record.offset)
+                s.mark == Mark::Waiting
+                    && s.record.hash == r.payload_hash
+                    && !slots.iter().any(|(o, _)| *o == s.record.offset)
             }) else {
                 continue;
             };
             let record = &self.window[at].record;
-            match envelope::check_receipt(r, &record.payload, log) {
-                Ok(()) => {
-                    slots.push(record.offset);
+            let proven = envelope::check_receipt(r, &record.payload, log).and_then(|()| {
+                if !self.hold {
+                    return Ok(Mark::Done);
+                }
+                // check_receipt has opened this very note; a receipt without one (REJECTED)
+                // proves no tree, and is settled at once: there is nothing to witness.
+                match &r.checkpoint {
+                    Some(note) => checkpoint::open_checkpoint(note, log)
+                        .map(|cp| Mark::Held {
+                            size: cp.size,
+                            root: cp.root,
+                        })
+                        .map_err(envelope::ReceiptError::Checkpoint),
+                    None => Ok(Mark::Done),
+                }
+            });
+            match proven {
+                Ok(mark) => {
+                    slots.push((record.offset, mark));
                     settled.push(r.clone());
                 }
                 Err(e) => tracing::warn!(
@@ -276,25 +366,36 @@ impl Queue {
             .map_err(io(&path))?;
         self.receipts.sync_data().map_err(io(&path))?;
         for slot in self.window.iter_mut() {
-            if slots.contains(&slot.record.offset) {
-                slot.done = true;
+            if let Some((_, mark)) = slots.iter().find(|(o, _)| *o == slot.record.offset) {
+                slot.mark = *mark;
                 self.unreceipted -= 1;
+                if matches!(mark, Mark::Held { .. }) {
+                    self.held += 1;
+                    // Held envelopes are never published again: keep only what names them.
+                    slot.record.payload = Vec::new();
+                }
             }
         }
-        while self.window.front().is_some_and(|s| s.done) {
+        self.advance()?;
+        Ok(settled)
+    }
+
+    /// Drops the settled envelopes at the front of the window, moves the head past them and
+    /// refills the window.
+    fn advance(&mut self) -> Result<(), QueueError> {
+        while self.window.front().is_some_and(|s| s.mark == Mark::Done) {
             self.window.pop_front();
         }
         self.state.head = self
             .window
             .front()
             .map_or(self.loaded_to, |s| s.record.offset);
-        self.refill()?;
-        Ok(settled)
+        self.refill()
     }
 
     /// Writes `state.json` if `head` or `last_seq` moved, compacting a fully receipted outbox.
     pub fn checkpoint(&mut self) -> Result<(), QueueError> {
-        if self.unreceipted == 0 && self.end >= COMPACT_BYTES {
+        if self.unreceipted == 0 && self.held == 0 && self.end >= COMPACT_BYTES {
             // Truncate first: a crash before the state write leaves head beyond the end, which
             // open() clamps. last_seq is already in memory and written just below.
             let path = self.dir.join(OUTBOX);
@@ -325,12 +426,14 @@ impl Queue {
         self.dir.join(name).display().to_string()
     }
 
-    /// Loads outbox lines after `loaded_to` into the window until it is full.
+    /// Loads outbox lines after `loaded_to` into the window until it holds [`WINDOW`]
+    /// envelopes besides the held ones, which count against [`HELD_MAX`] instead.
     fn refill(&mut self) -> Result<(), QueueError> {
-        if self.window.len() >= WINDOW || self.loaded_to >= self.end {
+        let cap = WINDOW + self.held.min(HELD_MAX);
+        if self.window.len() >= cap || self.loaded_to >= self.end {
             return Ok(());
         }
-        let room = WINDOW - self.window.len();
+        let room = cap - self.window.len();
         let mut loaded = Vec::new();
         let mut stop_at = self.end;
         self.scan_until(self.loaded_to, |r| {
@@ -345,7 +448,7 @@ impl Queue {
         for record in loaded {
             self.window.push_back(Slot {
                 record,
-                done: false,
+                mark: Mark::Waiting,
             });
         }
         Ok(())
@@ -589,6 +692,54 @@ mod tests {
         assert_eq!(q.receipts().unwrap().count(), 0);
         assert!(q.record_receipt(&receipt(&a.payload), &log()).unwrap());
         assert_eq!(q.unreceipted(), 0);
+    }
+
+    /// Holding for witnesses: a verified receipt stops the resends but keeps the envelope
+    /// until its tree is witnessed; only witnessed trees settle, and the head waits for the
+    /// oldest held envelope. What is held is not remembered across a restart: it is resent.
+    #[test]
+    fn held_envelopes_leave_only_when_their_tree_is_witnessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queue::open(dir.path()).unwrap();
+        q.hold_for_witnesses();
+        let a = q
+            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
+        let b = q
+            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap();
+        let rs = [receipt(&a.payload), receipt(&b.payload)];
+        assert_eq!(q.record_receipts(&rs, &log()).unwrap().len(), 2);
+        assert_eq!((q.unreceipted(), q.held()), (0, 2));
+        assert!(q.pending(10).is_empty(), "held envelopes are not resent");
+        // The test log's receipts are each the one entry of a tree of size 1: two trees.
+        let trees = q.held_trees();
+        let tree_of = |p: &[u8]| (1, rxledger_core::merkle::leaf_hash(p));
+        assert_eq!(trees, [tree_of(&a.payload), tree_of(&b.payload)].into());
+        // Witnessing b's tree settles b, but the head stays at a, which is still held.
+        let only_b = [tree_of(&b.payload)].into();
+        assert_eq!(q.witnessed(&only_b).unwrap(), 1);
+        assert_eq!(q.held(), 1);
+        assert_eq!(q.state.head, a.offset);
+        q.checkpoint().unwrap();
+        assert_eq!(
+            q.witnessed(&only_b).unwrap(),
+            0,
+            "nothing left in that tree"
+        );
+        drop(q);
+        let mut q = Queue::open(dir.path()).unwrap();
+        q.hold_for_witnesses();
+        assert_eq!(
+            (q.unreceipted(), q.held()),
+            (2, 0),
+            "resent after a restart"
+        );
+        q.record_receipts(&rs, &log()).unwrap();
+        let both = q.held_trees();
+        assert_eq!(q.witnessed(&both).unwrap(), 2);
+        assert_eq!((q.unreceipted(), q.held()), (0, 0));
+        assert_eq!(q.state.head, q.end);
     }
 
     #[test]

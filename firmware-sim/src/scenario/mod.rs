@@ -17,12 +17,13 @@ use rxledger_core::cosignature::{self, Quorum};
 use rxledger_core::envelope::{self, Body, Receipt};
 use rxledger_core::epcis;
 use rxledger_core::keys::{LogVerifier, SigningKey};
-use rxledger_core::merkle::{self, Hash};
+use rxledger_core::merkle::Hash;
 use serde::Serialize;
 
 use crate::api::{Api, GraphQl};
 use crate::device::{Broker, Device, DeviceError, DeviceOptions, Ticket};
 use crate::identity::Identity;
+use crate::witness::{self, Witnessing};
 pub use plan::{Expect, Injections, Plan, PlanConfig, Step, VerdictExpectation};
 
 /// Everything `firmware-sim scenario` takes.
@@ -50,9 +51,10 @@ pub struct ScenarioOptions {
     pub progress: bool,
     /// Check final verdicts with `verify`; off only where the server has no verdict API.
     pub check_verdicts: bool,
-    /// Demand that the witnesses saw the log the receipts came from: after the run, a
-    /// checkpoint cosigned by this quorum must cover every receipt's checkpoint, each
-    /// consistent with it. `None`: the log's own signature is trusted (docs/VERIFY.md).
+    /// Demand that the witnesses saw the log the receipts came from: each device holds its
+    /// receipted envelopes until a checkpoint cosigned by this quorum extends their trees
+    /// (docs/PROTOCOL.md §13.6), and after the run one such checkpoint must cover every
+    /// receipt's checkpoint. `None`: the log's own signature is trusted (docs/VERIFY.md).
     pub witnesses: Option<Quorum>,
 }
 
@@ -226,6 +228,9 @@ pub async fn run_scenario_with<A: Api>(
     }
     run.settle().await?;
     run.check_verdicts(&plan).await;
+    if opts.witnesses.is_some() {
+        run.devices_witnessed().await;
+    }
     if let Some(quorum) = &opts.witnesses {
         match witnessed(api, &log, quorum, &run.checkpoints, opts.receipt_timeout).await {
             Ok(w) => run.report.witnessed = Some(w),
@@ -315,6 +320,13 @@ async fn enroll<A: Api>(
             log.clone(),
         );
         o.topic_root = opts.topic_root.clone();
+        if let Some(quorum) = &opts.witnesses {
+            o.witnesses = Some(Witnessing {
+                quorum: quorum.clone(),
+                api: GraphQl::new(&opts.server, None)?,
+                every: Duration::from_millis(200),
+            });
+        }
         devices.insert(d.id.clone(), Device::start(o)?);
     }
     Ok(devices)
@@ -460,6 +472,26 @@ impl<A: Api> Run<'_, A> {
             &mut self.checkpoints,
         )
         .await
+    }
+
+    /// With witnesses: waits, up to the receipt timeout in all, until every device has
+    /// dropped every envelope because a cosigned checkpoint extends its receipt's tree, and
+    /// reports each device that could not, or that was shown a fork.
+    async fn devices_witnessed(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.opts.receipt_timeout;
+        let mut ids: Vec<_> = self.devices.keys().cloned().collect();
+        ids.sort();
+        for id in ids {
+            let d = &self.devices[&id];
+            // A device the broker refuses (revoked) keeps what it could not deliver.
+            if d.refused() {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Err(e) = d.witnessed(left).await {
+                self.report.failures.push(format!("{id}: {e}"));
+            }
+        }
     }
 
     /// Asks `verify` for every code the plan expects a verdict for.
@@ -643,20 +675,13 @@ async fn witnessed<A: Api>(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for (size, root) in &trees {
-        let proof = api
-            .consistency_proof(*size, cp.size)
-            .await
-            .map_err(|e| format!("reading the consistency proof {size} -> {}: {e}", cp.size))?;
-        merkle::verify_consistency(*size, cp.size, root, &cp.root, &proof).map_err(|e| {
-            format!(
-                "the receipts' checkpoint at size {size} is not consistent with the checkpoint \
-                 the witnesses cosigned at size {}: {e}",
-                cp.size
-            )
-        })?;
+    let ext = witness::extended_by(api, &cp, trees)
+        .await
+        .map_err(|e| format!("reading a consistency proof to size {}: {e}", cp.size))?;
+    match ext.forks.into_iter().next() {
+        Some(fork) => Err(fork),
+        None => Ok((cp.size, names)),
     }
-    Ok((cp.size, names))
 }
 
 fn count(report: &mut ScenarioReport, r: &Receipt) {
