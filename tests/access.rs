@@ -240,7 +240,7 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "ledgerPublicKey",
-        "{ ledgerPublicKey { origin publicKey verifierKey } }",
+        "{ ledgerPublicKey { origin publicKey verifierKey ed25519VerifierKey witnessQuorum witnesses witnessVerifierKeys } }",
     ),
     (
         "verify",

@@ -172,6 +172,13 @@ pub struct LedgerKey {
     pub witness_quorum: i32,
     /// The key names of the configured witnesses, as their cosignature lines name them.
     pub witnesses: Vec<String>,
+    /// The configured witnesses' cosigner verifier keys, in the order of `witnesses`: C2SP
+    /// vkeys of type 0x04 (c2sp.org/tlog-cosignature, `cosignature/v1`),
+    /// `<name>+<hex key ID>+<base64(0x04 || Ed25519 public key)>`, as `serve --witness` was
+    /// given them. With them a client checks the cosignature lines of `cosignedCheckpoint`
+    /// itself; they are only as good as the channel they came over, so a client that can
+    /// should pin them out of band (docs/VERIFY.md).
+    pub witness_verifier_keys: Vec<String>,
 }
 
 fn services<'a>(ctx: &'a Context<'_>) -> &'a Services {
@@ -296,6 +303,11 @@ impl LedgerQuery {
             verifier_key: s.ledger.verifier().to_vkey(),
             ed25519_verifier_key: s.ledger.ed25519_verifier().map(|v| v.to_vkey()),
             witness_quorum: witnessing.quorum as i32,
+            witness_verifier_keys: witnessing
+                .witnesses
+                .iter()
+                .map(|w| w.verifier.to_vkey())
+                .collect(),
             witnesses: witnessing.witnesses.into_iter().map(|w| w.name).collect(),
         }
     }

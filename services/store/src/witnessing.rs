@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use rxledger_core::ed25519::Ed25519Verifier;
 use tokio::sync::watch;
 
 /// The newest checkpoint with a quorum of witness cosignatures.
@@ -18,9 +19,12 @@ pub struct CosignedHead {
 }
 
 /// What the node knows of one witness.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessView {
     pub name: String,
+    /// The cosigner key the node pins for it (`serve --witness`): what a client checks the
+    /// witness's cosignature lines with.
+    pub verifier: Ed25519Verifier,
     pub url: String,
     /// The size this witness last cosigned for the log, as far as the node knows.
     pub cosigned_size: Option<u64>,

@@ -69,8 +69,11 @@ impl Witnessing {
             .iter()
             .map(|c| WitnessView {
                 name: c.name().to_owned(),
+                verifier: c.verifier.clone(),
                 url: c.url.clone(),
-                ..Default::default()
+                cosigned_size: None,
+                up: false,
+                error: None,
             })
             .collect();
         ledger.witnesses().update(|s| {
