@@ -2,6 +2,9 @@
 //! with one stylesheet, so a phone that scanned a QR code sees the answer without running any
 //! script.
 
+use rxledger_core::checkpoint::CheckpointError;
+use rxledger_core::cosignature::{Quorum, open_cosigned};
+use rxledger_core::keys::LogVerifier;
 use rxledger_core::verdict::{Severity, VerdictCode};
 use rxledger_graphql::product::TradeItem;
 use rxledger_graphql::verify::{Product, ReasonOut, TimelineStep, Verification};
@@ -131,20 +134,22 @@ fn details(v: &Verification) -> String {
     esc(&out)
 }
 
-/// The node's witnesses as a client must demand them: the quorum and the witnesses' key
-/// names (`serve --witness`, `--witness-quorum`).
+/// The node's witnesses as a client must demand them (`serve --witness`, `--witness-quorum`),
+/// and the log key the cosigned checkpoint must carry.
 pub struct Witnesses<'a> {
-    pub quorum: usize,
-    pub names: &'a [String],
+    pub quorum: &'a Quorum,
+    pub log: &'a LogVerifier,
 }
 
 /// Whether the checkpoint a verification cites is held to account by the configured
-/// witnesses, in plain words: `(witnessed, sentence)`. Witnessed means a checkpoint with at
-/// least `quorum` cosignatures of configured witnesses holds every cited entry. The same rule
-/// as the pharmacist's page (`assets/app.js`, `witnessStatus`).
+/// witnesses, in plain words: `(witnessed, sentence)`. Witnessed means a checkpoint signed by
+/// the log and cosigned by at least the quorum of configured witnesses, each cosignature
+/// checked here with the witness's key (`cosignature::open_cosigned`), holds every cited
+/// entry. The same rule as the pharmacist's page (`assets/app.js`, `witnessStatus`), which
+/// also checks the cosignatures itself.
 pub fn witness_status(v: &Verification, w: &Witnesses<'_>) -> (bool, String) {
     let newest = v.evidence.iter().map(|e| e.index).max();
-    let q = w.quorum;
+    let q = w.quorum.need;
     let plural = if q == 1 { "" } else { "s" };
     let Some(c) = v.cosigned_checkpoint.as_ref().filter(|_| q > 0) else {
         return (
@@ -158,21 +163,24 @@ pub fn witness_status(v: &Verification, w: &Witnesses<'_>) -> (bool, String) {
             },
         );
     };
-    let good: Vec<&str> = c
-        .cosigners
-        .iter()
-        .filter(|n| w.names.contains(n))
-        .map(String::as_str)
-        .collect();
-    if good.len() < q {
-        return (
-            false,
-            format!(
-                "Not witnessed: the newest cosigned checkpoint carries {} of the {q} required cosignatures.",
-                good.len()
-            ),
-        );
-    }
+    let good = match open_cosigned(&c.note, w.log, w.quorum) {
+        Ok((cp, names)) if cp.size == c.size as u64 => names,
+        Err(CheckpointError::NoQuorum { got, .. }) => {
+            return (
+                false,
+                format!(
+                    "Not witnessed: the newest cosigned checkpoint carries {got} of the {q} required cosignatures."
+                ),
+            );
+        }
+        // The node checked every line as a witness sent it: only a bug gets here.
+        _ => {
+            return (
+                false,
+                "Not witnessed: the newest cosigned checkpoint does not verify with the log's and the witnesses' keys.".into(),
+            );
+        }
+    };
     if let Some(n) = newest.filter(|n| *n >= c.size) {
         return (
             false,
@@ -434,6 +442,90 @@ mod tests {
         assert_eq!(
             esc("<a href=\"x\">&'\u{1d}"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;\u{fffd}"
+        );
+    }
+
+    /// A verification citing no entry, with `note` as its cosigned checkpoint of `size`, whose
+    /// board names both witnesses whatever the note carries.
+    fn cosigned(size: i64, note: String) -> Verification {
+        Verification {
+            verdict: "AUTHENTIC".into(),
+            dispensable: true,
+            eu_alert: None,
+            reasons: Vec::new(),
+            product: None,
+            status: None,
+            evidence: Vec::new(),
+            checkpoint_size: size,
+            checkpoint_note: note.clone(),
+            cosigned_checkpoint: Some(rxledger_graphql::CosignedCheckpoint {
+                size,
+                note,
+                cosigners: vec!["witness.example/w1".into(), "witness.example/w2".into()],
+            }),
+            timeline: Vec::new(),
+            completeness: None,
+        }
+    }
+
+    /// The page without script checks the cosigned note with the keys, not the names the
+    /// board lists: a forged cosignature is refused, a missing one counted.
+    #[test]
+    fn witness_status_checks_the_cosignatures() {
+        use rxledger_core::checkpoint::{Checkpoint, sign_checkpoint_with};
+        use rxledger_core::cosignature::{cosign, with_lines};
+        use rxledger_core::ed25519::{Ed25519Key, EdKind};
+        use rxledger_core::keys::SigningKey;
+
+        let origin = "example.com/rxledger";
+        let cp = Checkpoint {
+            origin: origin.into(),
+            size: 8,
+            root: [8; 32],
+        };
+        let k256 = SigningKey::from_bytes(&[3; 32]).unwrap();
+        let log = LogVerifier::new(origin, k256.public_key()).unwrap();
+        let note = sign_checkpoint_with(&cp, &k256, None).unwrap();
+        let witness = |n: u8| {
+            let key = Ed25519Key::from_bytes(&[n; 32]);
+            let name = format!("witness.example/w{n}");
+            let v = key.verifier(&name, EdKind::Cosignature).unwrap();
+            (key, v)
+        };
+        let ((k1, w1), (k2, w2)) = (witness(1), witness(2));
+        let l1 = cosign(&cp.body(), &w1, &k1, 10).unwrap();
+        let l2 = cosign(&cp.body(), &w2, &k2, 10).unwrap();
+        let other = Checkpoint {
+            size: 9,
+            ..cp.clone()
+        };
+        let forged = cosign(&other.body(), &w2, &k2, 10).unwrap();
+        let quorum = Quorum {
+            witnesses: vec![w1, w2],
+            need: 2,
+        };
+        let w = Witnesses {
+            quorum: &quorum,
+            log: &log,
+        };
+        let status = |lines: &[String]| witness_status(&cosigned(8, with_lines(&note, lines)), &w);
+        assert_eq!(
+            status(&[l1.clone(), l2]),
+            (
+                true,
+                "Witnessed: the checkpoint of 8 entries is cosigned by witness.example/w1, witness.example/w2 (2 required).".into()
+            )
+        );
+        assert_eq!(
+            status(std::slice::from_ref(&l1)).1,
+            "Not witnessed: the newest cosigned checkpoint carries 1 of the 2 required cosignatures."
+        );
+        assert_eq!(
+            status(&[l1, forged]),
+            (
+                false,
+                "Not witnessed: the newest cosigned checkpoint does not verify with the log's and the witnesses' keys.".into()
+            )
         );
     }
 

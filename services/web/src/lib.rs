@@ -832,10 +832,13 @@ async fn resolve_answer(
         };
     }
     let status = web.services.ledger.witnesses().status();
-    let names: Vec<String> = status.witnesses.into_iter().map(|w| w.name).collect();
+    let quorum = rxledger_core::cosignature::Quorum {
+        witnesses: status.witnesses.into_iter().map(|w| w.verifier).collect(),
+        need: status.quorum,
+    };
     let witnesses = html::Witnesses {
-        quorum: status.quorum,
-        names: &names,
+        quorum: &quorum,
+        log: web.services.ledger.verifier(),
     };
     Response::builder()
         .content_type("text/html; charset=utf-8")
