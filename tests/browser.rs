@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
+use rxledger_core::ed25519::{Ed25519Key, Ed25519Verifier, EdKind};
+use rxledger_witness::{WitnessClient, WitnessConfig, WitnessServer};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -699,6 +701,117 @@ async fn admin_page(app: &TestApp, d: &Driver) {
     d.both_widths("admin-new-key").await;
 }
 
+/// The log's keys in `dir` (the node's `key_path` is `dir/log.key`); returns the Ed25519
+/// verifier that witnesses pin. As tests/witness.rs does.
+fn log_keys(dir: &std::path::Path) -> Ed25519Verifier {
+    rxledger::keyfile::generate(&dir.join("log.key"), false).unwrap();
+    let ed: Ed25519Key = rxledger::keyfile::generate_key(
+        &rxledger::keyfile::ed25519_path(&dir.join("log.key")),
+        false,
+    )
+    .unwrap();
+    ed.verifier("test.rxledger.local/log", EdKind::Note)
+        .unwrap()
+}
+
+/// A real `rxledger witness` server on port 0, named `witness.test/w<n>`, pinning `log`.
+async fn witness(dir: &std::path::Path, log: &Ed25519Verifier, n: u8) -> WitnessServer {
+    rxledger_witness::server::start(WitnessConfig {
+        data: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        name: Some(format!("witness.test/w{n}")),
+        logs: vec![log.clone()],
+    })
+    .await
+    .unwrap()
+}
+
+/// `serve --witness <vkey>=<url>` for `w`.
+fn witness_spec(w: &WitnessServer) -> WitnessClient {
+    WitnessClient::parse(&format!("{}=http://{}", w.verifier.to_vkey(), w.addr)).unwrap()
+}
+
+/// Waits until the node publishes a checkpoint that its witnesses cosigned, of `size` or more.
+async fn cosigned_at(app: &TestApp, size: u64) -> u64 {
+    let mut rx = app.app().ledger.witnesses().subscribe();
+    let wait = async {
+        loop {
+            if let Some(c) = rx.borrow_and_update().clone().filter(|c| c.size >= size) {
+                return c.size;
+            }
+            rx.changed().await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no cosigned checkpoint of size {size}"))
+}
+
+/// `note` with one bit of `name`'s signature flipped (in the signature itself, past the key
+/// ID and, for a cosignature, the timestamp).
+fn flip_signature(note: &str, name: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let prefix = format!("\u{2014} {name} ");
+    note.split_inclusive('\n')
+        .map(|line| match line.strip_prefix(&prefix) {
+            Some(sig) => {
+                let mut raw = b64.decode(sig.trim_end()).unwrap();
+                raw[4 + 8 + 3] ^= 0x01;
+                format!("{prefix}{}\n", b64.encode(raw))
+            }
+            None => line.to_string(),
+        })
+        .collect()
+}
+
+impl Driver {
+    /// Waits until the page has checked the witnesses (`data-witnessed` on the status line);
+    /// returns whether it found the evidence witnessed, and its sentence.
+    async fn witnessed(&self) -> (bool, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let done = self.attribute("#witness-status", "data-witnessed").await;
+            if !done.is_empty() {
+                return (done == "yes", self.text("#witness-status").await);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never finished checking the witnesses: {:?}",
+                self.text("#witness-status").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The page's own verification answer for `code` (its `VERIFICATION` selection), from
+    /// the node as the page would get it.
+    async fn page_answer(&self, app: &TestApp, code: &str) -> Value {
+        let selection = self.script("return VERIFICATION").await;
+        let r = app
+            .graphql(
+                &format!(
+                    "query($c: String!) {{ verify(code: $c) {{ {} }} }}",
+                    selection.as_str().unwrap()
+                ),
+                json!({ "c": code }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+        r["data"]["verify"].clone()
+    }
+
+    /// Renders `v` as the page renders an answer from the node, and waits for its witness
+    /// check.
+    async fn render(&self, v: Value) -> (bool, String) {
+        self.script_async(
+            "const [v, done] = arguments; render(v, false, {}); done(null);",
+            vec![v],
+        )
+        .await;
+        self.witnessed().await
+    }
+}
+
 mod browser {
     use super::*;
 
@@ -950,6 +1063,149 @@ mod browser {
         assert!(
             why.contains("sgtin:10614141073464.1004") && why.contains("the ledger's map holds"),
             "{why}"
+        );
+        d.quit().await;
+        app.stop().await;
+    }
+
+    /// With two real `rxledger witness` servers and a quorum of two, the page checks the
+    /// cosigned checkpoint itself (WebCrypto Ed25519: the log's line and each witness's
+    /// `cosignature/v1`) and links the checkpoint the answer cites to it with a consistency
+    /// proof, before it says "Witnessed". An answer whose cosignature or cited checkpoint was
+    /// altered on the way is refused with what failed, and a browser without Ed25519 says it
+    /// cannot check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Debian's chromium and chromium-driver; .ci/run installs them"]
+    async fn the_page_checks_the_witnesses_cosignatures_itself() {
+        let keys = tempfile::tempdir().unwrap();
+        let log = log_keys(keys.path());
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let w1 = witness(d1.path(), &log, 1).await;
+        let w2 = witness(d2.path(), &log, 2).await;
+        let (key_path, specs) = (
+            keys.path().join("log.key"),
+            vec![witness_spec(&w1), witness_spec(&w2)],
+        );
+        let app = Box::pin(spawn_app_with(Backends::Embedded, move |cfg| {
+            cfg.key_path = key_path;
+            cfg.witnesses = specs;
+            cfg.witness_quorum = 2;
+        }))
+        .await;
+        let (_line, pharmacy) = Box::pin(pharmacy_scene(&app)).await;
+        let cosigned = cosigned_at(&app, app.app().ledger.head().size).await;
+
+        let d = Driver::start().await;
+        d.goto(&format!("http://{}/", app.http)).await;
+        d.scan("(01)10614141073464(21)1001").await;
+        d.wait_verdict("AUTHENTIC").await;
+        let (witnessed, sentence) = d.witnessed().await;
+        assert!(witnessed, "{sentence}");
+        assert!(
+            sentence.starts_with("Witnessed: the checkpoint of ")
+                && sentence.ends_with(
+                    "entries, which holds every cited entry, is cosigned by witness.test/w1, witness.test/w2 (2 required)."
+                ),
+            "{sentence}"
+        );
+        d.both_widths("verdict-witnessed").await;
+
+        // The same answer with one bit of w1's cosignature flipped: refused, naming w1.
+        let code = "(01)10614141073464(21)1001";
+        let honest = d.page_answer(&app, code).await;
+        let mut forged = honest.clone();
+        let note = forged["cosignedCheckpoint"]["note"].as_str().unwrap();
+        forged["cosignedCheckpoint"]["note"] = flip_signature(note, "witness.test/w1").into();
+        let (witnessed, sentence) = d.render(forged).await;
+        assert!(!witnessed, "{sentence}");
+        assert_eq!(
+            sentence,
+            "Not witnessed: the cosignature of witness.test/w1 does not verify."
+        );
+        d.screenshot("verdict-witness-forged").await;
+        // The log's own line altered instead: refused too.
+        let mut forged = honest.clone();
+        let note = forged["cosignedCheckpoint"]["note"].as_str().unwrap();
+        forged["cosignedCheckpoint"]["note"] =
+            flip_signature(note, "test.rxledger.local/log").into();
+        let (witnessed, sentence) = d.render(forged).await;
+        assert!(!witnessed, "{sentence}");
+        assert_eq!(
+            sentence,
+            "Not witnessed: the log's signature on the cosigned checkpoint does not verify."
+        );
+        // A cited checkpoint of another tree (its root changed) is not the witnessed log.
+        let mut fork = honest.clone();
+        let cited = fork["checkpointNote"].as_str().unwrap().to_string();
+        let root = cited.lines().nth(2).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut other = b64.decode(root).unwrap();
+        other[0] ^= 0x01;
+        let other = b64.encode(other);
+        fork["checkpointNote"] = cited.replacen(root, &other, 1).into();
+        let (witnessed, sentence) = d.render(fork).await;
+        assert!(!witnessed, "{sentence}");
+        assert!(
+            sentence.starts_with("Not witnessed: the checkpoint the answer cites (")
+                && sentence.contains("is not consistent with the cosigned one ("),
+            "{sentence}"
+        );
+        // A browser whose WebCrypto has no Ed25519 says it cannot check, and never "Witnessed".
+        let no_ed25519 = d
+            .script_async(
+                "const [v, done] = arguments;
+                 crypto.subtle.importKey = () => Promise.reject(new DOMException('no', 'NotSupportedError'));
+                 witnessStatus(v).then((r) => { delete crypto.subtle.importKey; done(r); });",
+                vec![honest.clone()],
+            )
+            .await;
+        assert_eq!(no_ed25519[0], json!(false), "{no_ed25519}");
+        assert!(
+            no_ed25519[1]
+                .as_str()
+                .unwrap()
+                .contains("cannot check witness cosignatures in this browser"),
+            "{no_ed25519}"
+        );
+        let (witnessed, sentence) = d.render(honest).await;
+        assert!(witnessed, "{sentence}");
+
+        // The witnesses go down and the log grows: the cosigned checkpoint stays behind the
+        // cited one. A pack whose entries it holds is still witnessed, through a real
+        // consistency proof; the dispense the witnesses never saw is not yet witnessed.
+        w1.stop().await;
+        w2.stop().await;
+        let behind = app.app().ledger.witnesses().cosigned().unwrap().size;
+        assert!(behind >= cosigned);
+        graphql_ok(
+            &app,
+            &pharmacy,
+            "mutation { dispense(code: \"(01)10614141073464(21)1002\") { entryIndex } }",
+            json!({}),
+        )
+        .await;
+        d.scan("(01)10614141073464(21)1002").await;
+        d.wait_verdict("ALREADY_DISPENSED").await;
+        let (witnessed, sentence) = d.witnessed().await;
+        assert!(!witnessed, "{sentence}");
+        assert!(
+            sentence.starts_with("Not yet witnessed: ledger entry #")
+                && sentence.contains(&format!(
+                    "is newer than the last checkpoint the witnesses cosigned ({behind} entries)"
+                )),
+            "{sentence}"
+        );
+        d.screenshot("verdict-not-yet-witnessed").await;
+        let v = d.page_answer(&app, code).await;
+        assert_eq!(v["cosignedCheckpoint"]["size"], json!(behind), "{v}");
+        assert!(v["checkpointSize"].as_u64().unwrap() > behind, "{v}");
+        d.scan(code).await;
+        d.wait_verdict("AUTHENTIC").await;
+        let (witnessed, sentence) = d.witnessed().await;
+        assert!(witnessed, "{sentence}");
+        assert!(
+            sentence.starts_with(&format!("Witnessed: the checkpoint of {behind} entries")),
+            "{sentence}"
         );
         d.quit().await;
         app.stop().await;

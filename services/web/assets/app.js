@@ -9,12 +9,13 @@ const $ = (id) => document.getElementById(id);
 let current = null; // the code last verified
 let me = null;      // { orgId, role } when signed in
 let names = { orgs: {}, sites: {} }; // registry names the caller may see
-let witnessing = null; // { witnessQuorum, witnesses }: what this ledger's evidence must carry
+let witnessing = null; // { witnessQuorum, witnessVerifierKeys, ed25519VerifierKey }: what evidence must carry
+let rendered = 0;      // verdicts rendered, so a late check never writes over a newer one
 
 const VERIFICATION = `verdict dispensable reasons { code severity message evidence }
   product { gtin serial lot expiry tradeItem { productName strength dosageForm netContent
-  marketingAuthorisationHolder imageUrl } } status evidence { index } checkpointSize checkpointNote
-  cosignedCheckpoint { size cosigners }
+  marketingAuthorisationHolder imageUrl } } status evidence { index leafHash treeSize proof }
+  checkpointSize checkpointNote cosignedCheckpoint { size note }
   timeline { index eventTime eventType action bizStep disposition inherited }
   completeness { mapEntry { index dataBase64 proof }
     identifiers { identifier entries { index leafHash } siblings leaf { key count head } } }`;
@@ -153,15 +154,24 @@ function render(v, supplied, places) {
   $('why').hidden = shown.length === 0;
   renderProduct(v);
   renderJourney(v.timeline, places);
-  const [witnessed, sentence] = witnessStatus(v);
-  text('witness-status', sentence);
-  $('witness-status').className = 'witness ' + (witnessed ? 'witness-ok' : 'witness-warn');
+  const seq = ++rendered;
+  const ws = $('witness-status');
+  text('witness-status', 'Checking the witnesses\' cosignatures…');
+  ws.className = 'witness';
+  delete ws.dataset.witnessed;
+  witnessStatus(v).then(([witnessed, sentence]) => {
+    if (seq !== rendered) return;
+    text('witness-status', sentence);
+    ws.className = 'witness ' + (witnessed ? 'witness-ok' : 'witness-warn');
+    ws.dataset.witnessed = witnessed ? 'yes' : 'no';
+  });
   const cs = $('completeness-status');
   cs.hidden = !v.completeness;
   if (v.completeness) {
     text('completeness-status', 'Checking that the ledger showed every entry about this pack…');
     cs.className = 'witness';
     completenessStatus(v).then(([complete, sentence]) => {
+      if (seq !== rendered) return;
       text('completeness-status', sentence);
       cs.className = 'witness ' + (complete ? 'witness-ok' : 'witness-warn');
       cs.dataset.complete = complete ? 'yes' : 'no';
@@ -209,25 +219,6 @@ function renderJourney(timeline, places) {
   }
 }
 
-// Whether the checkpoint the evidence cites is held to account by the configured witnesses:
-// a checkpoint with at least the quorum of cosignatures from configured witnesses must hold
-// every cited entry. The same rule as the page without script (`html::witness_status`).
-function witnessStatus(v) {
-  if (!witnessing) return [false, 'Witness status unknown: the ledger\'s witness settings could not be read.'];
-  const q = witnessing.witnessQuorum;
-  const c = v.cosignedCheckpoint;
-  const cited = v.evidence.map((e) => e.index);
-  const newest = cited.length ? Math.max(...cited) : null;
-  if (q === 0) return [false, 'No witnesses are configured for this ledger: the evidence rests on the operator\'s signature alone.'];
-  if (!c) return [false, `Not yet witnessed: no checkpoint has the ${q} witness cosignature${q === 1 ? '' : 's'} this ledger requires.`];
-  const good = c.cosigners.filter((n) => witnessing.witnesses.includes(n));
-  if (good.length < q) return [false, `Not witnessed: the newest cosigned checkpoint carries ${good.length} of the ${q} required cosignatures.`];
-  if (newest !== null && newest >= c.size) {
-    return [false, `Not yet witnessed: ledger entry #${newest} is newer than the last checkpoint the witnesses cosigned (${c.size} entries). Verify again in a minute.`];
-  }
-  return [true, `Witnessed: the checkpoint of ${c.size} entries${newest !== null ? ', which holds every cited entry,' : ''} is cosigned by ${good.join(', ')} (${q} required).`];
-}
-
 // Completeness, checked in the browser with WebCrypto: the same steps as the core's
 // `map::answer::verify_answer` (docs/VERIFY.md §4), except the map-root entry's k256 signature,
 // which WebCrypto cannot check; its inclusion in the cited checkpoint is checked instead.
@@ -264,6 +255,29 @@ async function included(leaf, index, size, proof, root) {
     fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
   }
   return sn === 0 && same(r, root);
+}
+
+// RFC 9162 §2.1.4.2: the tree of `newSize` with root `newRoot` extends the tree of `oldSize`
+// with root `oldRoot` (0 < oldSize <= newSize).
+async function consistent(oldSize, newSize, oldRoot, newRoot, proof) {
+  if (oldSize === newSize) return proof.length === 0 && same(oldRoot, newRoot);
+  if (oldSize < 1 || oldSize > newSize || proof.length === 0) return false;
+  const path = pow2(oldSize) ? [oldRoot, ...proof] : proof.slice();
+  let fn = oldSize - 1, sn = newSize - 1;
+  while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+  let fr = path[0], sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = await sha256([1], c, fr);
+      sr = await sha256([1], c, sr);
+      while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      sr = await sha256([1], sr, c);
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && same(fr, oldRoot) && same(sr, newRoot);
 }
 
 // The history the map proof holds for `id` against `root` ({count, head}), or throws.
@@ -322,10 +336,178 @@ async function completenessStatus(v) {
   }
 }
 
+// Witnessing, checked in the browser with WebCrypto Ed25519: the node is taken at its word
+// for the keys and the quorum (`ledgerPublicKey`) and for nothing else. The same checks as the
+// core's `cosignature::open_cosigned` and `merkle::verify_consistency` (docs/VERIFY.md §2,
+// "What the pages check").
+// 1. the cosigned note is a signed note (c2sp.org/signed-note) whose text is a checkpoint of
+//    this log, and the log's Ed25519 line (same name and key ID as `ed25519VerifierKey`)
+//    verifies over the text;
+// 2. each `cosignature/v1` line whose name and key ID are a configured witness's
+//    (`witnessVerifierKeys`) verifies (c2sp.org/tlog-cosignature); one that does not refuses
+//    the note, lines of other keys are ignored; at least `witnessQuorum` witnesses cosigned;
+// 3. the checkpoint the answer cites and the cosigned one are one log: a consistency proof
+//    from the smaller to the larger (or equal roots at one size);
+// 4. every cited entry is below the cosigned size and included in the cited checkpoint.
 async function loadWitnessing() {
-  try { witnessing = (await gql('{ ledgerPublicKey { witnessQuorum witnesses } }')).ledgerPublicKey; } catch (e) { witnessing = null; }
+  try {
+    witnessing = (await gql(`{ ledgerPublicKey { witnessQuorum witnessVerifierKeys
+      ed25519VerifierKey } }`)).ledgerPublicKey;
+  } catch (e) { witnessing = null; }
 }
 
+const MAX_NOTE = 64 * 1024;     // bytes, as the core's `checkpoint::MAX_NOTE_LEN`
+const MAX_SIGNATURES = 64;      // lines, as `checkpoint::MAX_SIGNATURES`
+const NOTE_TYPE = 0x01, COSIGNATURE_TYPE = 0x04; // signed-note signature types
+// Thrown where this browser's WebCrypto has no Ed25519 (or no WebCrypto at all).
+class NoEd25519 extends Error {}
+
+// Base64 with padding, nothing else (atob alone would take it without).
+function b64Strict(s) {
+  if (s.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) throw new Error('malformed base64');
+  return b64Bytes(s);
+}
+
+const pow2 = (n) => { while (n > 1 && n % 2 === 0) n /= 2; return n === 1; };
+
+// A note's text (up to and including the first newline of the last blank line) and its
+// signature lines `— <name> base64(key ID || payload)`.
+function splitNote(note) {
+  if (te.encode(note).length > MAX_NOTE) throw new Error('it is larger than 64 KiB');
+  if (/[\u0000-\u0009\u000b-\u001f\u007f]/.test(note)) throw new Error('it holds a control character');
+  const at = note.lastIndexOf('\n\n');
+  const sigs = at < 0 ? '' : note.slice(at + 2);
+  if (!sigs.endsWith('\n')) throw new Error('it has no signature lines');
+  const lines = sigs.slice(0, -1).split('\n');
+  if (lines.length > MAX_SIGNATURES) throw new Error(`it has more than ${MAX_SIGNATURES} signatures`);
+  return {
+    text: note.slice(0, at + 1),
+    lines: lines.map((raw) => {
+      const m = /^\u2014 (\S+) (\S+)$/.exec(raw);
+      if (!m || m[1].includes('+')) throw new Error('a signature line is malformed');
+      const bytes = b64Strict(m[2]);
+      if (bytes.length < 5) throw new Error('a signature line is malformed');
+      return { name: m[1], keyId: bytes.slice(0, 4), payload: bytes.slice(4) };
+    }),
+  };
+}
+
+// A checkpoint's origin, size and root from a note's text.
+function checkpointBody(text) {
+  const lines = text.slice(0, -1).split('\n');
+  if (lines.length < 3 || !lines[0] || !/^(0|[1-9][0-9]*)$/.test(lines[1]) || lines.slice(3).some((l) => !l)) {
+    throw new Error('it is not a checkpoint');
+  }
+  const size = Number(lines[1]), root = b64Strict(lines[2]);
+  if (!Number.isSafeInteger(size) || root.length !== 32) throw new Error('it is not a checkpoint');
+  return { origin: lines[0], size, root };
+}
+
+// An Ed25519 vkey `<name>+<hex key ID>+<base64(type || key)>` of signature type `type`,
+// its key ID checked, as { name, keyId, key } with a WebCrypto key.
+async function verifierKey(vkey, type) {
+  const [name, id, ...rest] = vkey.split('+'); // base64 may itself hold '+'
+  const blob = b64Strict(rest.join('+'));
+  if (!name || !/^[0-9a-f]{8}$/.test(id) || blob.length !== 33 || blob[0] !== type) {
+    throw new Error(`the verifier key ${name} is malformed`);
+  }
+  const keyId = (await sha256(te.encode(name), [0x0a, type], blob.slice(1))).slice(0, 4);
+  if (!same(keyId, hexBytes(id))) throw new Error(`the verifier key ${name} has the wrong key ID`);
+  if (!(window.crypto && crypto.subtle)) throw new NoEd25519();
+  try {
+    return { name, keyId, key: await crypto.subtle.importKey('raw', blob.slice(1), { name: 'Ed25519' }, false, ['verify']) };
+  } catch (e) {
+    if (e && e.name === 'NotSupportedError') throw new NoEd25519();
+    throw new Error(`the verifier key ${name} is not an Ed25519 key`);
+  }
+}
+
+const ed25519Verify = (key, sig, msg) => crypto.subtle.verify({ name: 'Ed25519' }, key, sig, msg);
+
+// Steps 1 and 2: the cosigned note's checkpoint and the names of the configured witnesses
+// whose cosignature verifies, or throws with what failed.
+async function openCosigned(note, logVkey, witnessVkeys) {
+  const log = await verifierKey(logVkey, NOTE_TYPE);
+  const witnesses = [];
+  for (const k of witnessVkeys) witnesses.push(await verifierKey(k, COSIGNATURE_TYPE));
+  let split, cp;
+  try {
+    split = splitNote(note);
+    cp = checkpointBody(split.text);
+  } catch (e) { throw new Error(`the cosigned checkpoint cannot be read: ${e.message}`); }
+  const { text, lines } = split;
+  const of = (k) => lines.filter((l) => l.name === k.name && same(l.keyId, k.keyId));
+  const logLines = of(log);
+  let signed = cp.origin === log.name && logLines.length > 0;
+  for (const l of logLines) signed = signed && l.payload.length === 64 && await ed25519Verify(log.key, l.payload, te.encode(text));
+  if (!signed) throw new Error('the log\'s signature on the cosigned checkpoint does not verify');
+  const names = [];
+  for (const w of witnesses) {
+    for (const l of of(w)) {
+      // timestamped_signature: u64 POSIX seconds, big-endian (1 to 2^63 - 1), then 64 bytes.
+      const ts = l.payload.length === 72 ? new DataView(l.payload.buffer, l.payload.byteOffset).getBigUint64(0) : 0n;
+      const msg = te.encode(`cosignature/v1\ntime ${ts}\n${text}`);
+      if (ts === 0n || ts >= 2n ** 63n || !(await ed25519Verify(w.key, l.payload.slice(8), msg))) {
+        throw new Error(`the cosignature of ${w.name} does not verify`);
+      }
+      if (!names.includes(w.name)) names.push(w.name);
+    }
+  }
+  return { size: cp.size, root: cp.root, names };
+}
+
+// Steps 3 and 4: why the cited checkpoint does not hold the cited entries as the cosigned
+// one `c` ({size, root}) does, or null.
+async function linked(v, c) {
+  let cited;
+  try { cited = checkpointBody(splitNote(v.checkpointNote).text); } catch (e) { return 'the checkpoint the answer cites cannot be read'; }
+  const [a, b] = cited.size <= c.size ? [cited, c] : [c, cited];
+  let proof = [];
+  if (a.size !== b.size) {
+    try {
+      const d = await gql('query($a: Int!, $b: Int!) { consistencyProof(fromSize: $a, toSize: $b) { hashes } }', { a: a.size, b: b.size });
+      proof = d.consistencyProof.hashes.map(hexBytes);
+    } catch (e) { return 'the consistency proof could not be fetched'; }
+  }
+  if (!(await consistent(a.size, b.size, a.root, b.root, proof))) {
+    return `the checkpoint the answer cites (${cited.size} entries) is not consistent with the cosigned one (${c.size} entries)`;
+  }
+  for (const e of v.evidence) {
+    if (e.treeSize !== cited.size || !(await included(hexBytes(e.leafHash), e.index, cited.size, e.proof.map(hexBytes), cited.root))) {
+      return `ledger entry #${e.index} is not included in the checkpoint the answer cites`;
+    }
+  }
+  return null;
+}
+
+// [witnessed, sentence]: whether the checkpoint the evidence cites is held to account by the
+// configured witnesses. The same rule and words as the page without script
+// (`html::witness_status`), with every signature and proof checked here.
+async function witnessStatus(v) {
+  if (!witnessing) return [false, 'Witness status unknown: the ledger\'s witness settings could not be read.'];
+  const q = witnessing.witnessQuorum;
+  const c = v.cosignedCheckpoint;
+  const cited = v.evidence.map((e) => e.index);
+  const newest = cited.length ? Math.max(...cited) : null;
+  if (q === 0) return [false, 'No witnesses are configured for this ledger: the evidence rests on the operator\'s signature alone.'];
+  if (!c) return [false, `Not yet witnessed: no checkpoint has the ${q} witness cosignature${q === 1 ? '' : 's'} this ledger requires.`];
+  if (!witnessing.ed25519VerifierKey) return [false, 'Not witnessed: the ledger publishes no Ed25519 key to check its checkpoints with.'];
+  let cp;
+  try {
+    cp = await openCosigned(c.note, witnessing.ed25519VerifierKey, witnessing.witnessVerifierKeys);
+  } catch (e) {
+    if (e instanceof NoEd25519) return [false, 'Witness status unknown: cannot check witness cosignatures in this browser (it has no Ed25519 in WebCrypto).'];
+    return [false, `Not witnessed: ${e.message}.`];
+  }
+  if (cp.size !== c.size) return [false, 'Not witnessed: the cosigned checkpoint is not of the size the ledger says.'];
+  if (cp.names.length < q) return [false, `Not witnessed: the newest cosigned checkpoint carries ${cp.names.length} of the ${q} required cosignatures.`];
+  if (newest !== null && newest >= cp.size) {
+    return [false, `Not yet witnessed: ledger entry #${newest} is newer than the last checkpoint the witnesses cosigned (${cp.size} entries). Verify again in a minute.`];
+  }
+  const why = await linked(v, cp);
+  if (why) return [false, `Not witnessed: ${why}.`];
+  return [true, `Witnessed: the checkpoint of ${cp.size} entries${newest !== null ? ', which holds every cited entry,' : ''} is cosigned by ${cp.names.join(', ')} (${q} required).`];
+}
 const PROVENANCE = `query($c: String!) { provenance(code: $c) { gtin serial status lot expiry custodian
   location parent history { index eventTime eventType action bizStep disposition organization location via } } }`;
 
