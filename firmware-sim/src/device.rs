@@ -680,6 +680,8 @@ async fn link(
             .set_max_packet_size(4 << 20, 4 << 20)
             .set_credentials(device.clone(), password.clone());
         let (client, mut eventloop) = AsyncClient::new(opts, IN_FLIGHT * 2 + 16);
+        // Small publishes back to back: without TCP_NODELAY each waits for the last one's ACK.
+        eventloop.network_options.set_tcp_nodelay(true);
         let mut session = Session {
             shared: &shared,
             client: &client,

@@ -335,6 +335,8 @@ async fn connect(
         );
     }
     let (client, mut eventloop) = AsyncClient::new(o, 10_000);
+    // Small publishes back to back: without TCP_NODELAY each waits for the last one's ACK.
+    eventloop.network_options.set_tcp_nodelay(true);
     let acks = envelope::acks_topic(&opts.topic_root, id);
     client.subscribe(acks.clone(), QoS::AtLeastOnce).await?;
     let (ready_tx, ready_rx) = oneshot::channel();

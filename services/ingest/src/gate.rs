@@ -250,9 +250,54 @@ where
     let root = &gate.keeper.topic_root;
     tokio::select! {
         r = relay_up(cl_rd, up_wr, buf, &who, root, gate.max_packet) => r,
-        r = tokio::io::copy(&mut up_rd, &mut cl_wr) => r.map(|_| ()).map_err(Closed::from),
+        r = relay_down(&mut up_rd, &mut cl_wr) => r.map_err(Closed::from),
         Some(()) = revoked => Err(Closed::Revoked(format!("{who:?}"))),
     }
+}
+
+/// Copies rumqttd's bytes to the client, acknowledging each read at once.
+///
+/// rumqttd does not set TCP_NODELAY on its sockets, so a small write (a receipt) that follows
+/// another (the PUBACK before it) waits until this side ACKs the first, and Linux delays that
+/// ACK by up to 40 ms when it has nothing to send back. That was the whole 43 ms median of a
+/// lightly loaded node. `TCP_QUICKACK` after each read sends the pending ACK now (it is not
+/// sticky, hence every read).
+async fn relay_down(
+    up: &mut tokio::net::tcp::OwnedReadHalf,
+    client: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let fd = up.as_ref().as_raw_fd();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = up.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        quickack(fd);
+        client.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Sends a delayed ACK now (Linux `TCP_QUICKACK`); a no-op elsewhere and on error.
+fn quickack(fd: std::os::fd::RawFd) {
+    #[cfg(target_os = "linux")]
+    {
+        let one: libc::c_int = 1;
+        // SAFETY: `fd` is a live TCP socket owned by the caller for the duration of the call,
+        // and the option value is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = fd;
 }
 
 /// Checks a CONNECT: the login, the certificate's name, the will. Gives who it is, the

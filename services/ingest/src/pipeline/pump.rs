@@ -30,7 +30,10 @@ pub(super) fn connect(
         if conn > 0 {
             o.set_client_id(format!("{base_id}-{conn}"));
         }
-        let (client, eventloop) = AsyncClient::new(o, 20_000);
+        let (client, mut eventloop) = AsyncClient::new(o, 20_000);
+        // A PUBACK and the receipt after it are two small writes: with Nagle on, the second
+        // waits for the broker's delayed ACK of the first (40 ms on Linux).
+        eventloop.network_options.set_tcp_nodelay(true);
         let (ready_tx, ready_rx) = oneshot::channel();
         let session = Arc::new(AtomicU64::new(0));
         tasks.push(tokio::spawn(pump(
