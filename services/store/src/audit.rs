@@ -103,7 +103,7 @@ pub async fn audit(
     let Some(log) = log else {
         return Ok(report);
     };
-    check_beyond_head(db, now, &mut report).await?;
+    check_beyond_head(db, &mut report).await?;
     // The right edge, including partial tiles, must match exactly; a partial tile the log
     // grew into since must still begin with it.
     let edge: Vec<Tile> = Frontier::ids_for(size)
@@ -288,32 +288,17 @@ pub(crate) async fn read_page(
     Ok(Some(rows))
 }
 
-/// How often a look beyond the head of a live log is repeated because the head moved.
-pub(crate) const BEYOND_RETRIES: usize = 5;
-
 /// Entries beyond the head would be a batch that never committed its checkpoint. A live node
-/// commits a batch's entries and its new head in one transaction, so an entry found beyond
-/// `size` while the head has since moved past it is such a batch: look again beyond the new
-/// head.
-async fn check_beyond_head(
-    db: &Database,
-    size: u64,
-    report: &mut AuditReport,
-) -> Result<(), StoreError> {
-    let mut size = size;
-    let mut beyond = None;
-    for _ in 0..=BEYOND_RETRIES {
-        beyond = entry::Entity::find()
-            .filter(entry::Column::Idx.gte(size as i64))
-            .one(&db.conn)
-            .await?;
-        let now = current_size(db).await?;
-        if beyond.is_none() || now <= size {
-            break;
-        }
-        size = now;
-    }
-    if let Some(row) = beyond {
+/// commits a batch's entries and its new head in one transaction, so the highest entry is
+/// read first and the head after it: every entry that read saw belongs to a batch whose head
+/// the second read sees, unless it is beyond any head the log committed.
+async fn check_beyond_head(db: &Database, report: &mut AuditReport) -> Result<(), StoreError> {
+    let last = entry::Entity::find()
+        .order_by_desc(entry::Column::Idx)
+        .one(&db.conn)
+        .await?;
+    let size = current_size(db).await?;
+    if let Some(row) = last.filter(|r| r.idx >= size as i64) {
         report.problems.push(format!(
             "entry {} exists beyond the head (size {size})",
             row.idx

@@ -35,7 +35,7 @@ use rxledger_core::merkle;
 use rxledger_entities::{commission, device, entry, epc, event};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect};
 
-use crate::audit::{AuditReport, BEYOND_RETRIES, current_size};
+use crate::audit::{AuditReport, current_size};
 use crate::{Database, StoreError};
 
 /// Index findings listed one by one; beyond this they are only counted.
@@ -286,27 +286,21 @@ impl IndexAudit {
     }
 
     /// Rows that name an entry at or beyond the head (or a negative one) belong to no entry.
-    /// A live node commits a batch's rows and its new head in one transaction, so rows found
-    /// beyond `size` while the head has since moved are that batch's: read again beyond the
-    /// new head (a few times at most, then report what is found).
+    /// A live node commits a batch's rows and its new head in one transaction, so the rows are
+    /// read first and the head after them: a row of an entry below that head belongs to a
+    /// batch committed since `size` was read, which the next audit covers.
     pub async fn check_beyond(
         &mut self,
         db: &Database,
         size: u64,
         report: &mut AuditReport,
     ) -> Result<(), StoreError> {
-        let mut size = size;
         let mut extra = stored_rows(db, Span::Outside(size)).await?;
-        for _ in 0..BEYOND_RETRIES {
-            let empty =
-                extra.events.is_empty() && extra.epcs.is_empty() && extra.commissions.is_empty();
-            let now = current_size(db).await?;
-            if empty || now <= size {
-                break;
-            }
-            size = now;
-            extra = stored_rows(db, Span::Outside(size)).await?;
-        }
+        let now = current_size(db).await?.max(size) as i64;
+        let beyond = |idx: i64| idx >= now || idx < 0;
+        extra.events.retain(|_, r| beyond(r.entry_idx));
+        extra.epcs.retain(|_, r| beyond(r.entry_idx));
+        extra.commissions.retain(|_, r| beyond(r.entry_idx));
         self.compare("events", BTreeMap::new(), extra.events, report);
         self.compare("epcs", BTreeMap::new(), extra.epcs, report);
         self.compare("commissions", BTreeMap::new(), extra.commissions, report);
