@@ -274,7 +274,7 @@ impl Shared {
     fn queue(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding the lock is a bug already reported; the queue's files are
         // consistent after every call, so keep using it.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.queue)
     }
 
     /// Runs queue work that writes and fsyncs files on the blocking pool, so no runtime worker
@@ -297,7 +297,7 @@ impl Shared {
         }
     }
     fn waiters(&self) -> MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<Receipt>>>> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.waiters)
     }
 }
 
@@ -520,11 +520,7 @@ impl Device {
 
     /// Why the last connection attempt failed, if one did.
     pub fn last_error(&self) -> Option<String> {
-        self.shared
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.last_error).clone()
     }
 
     /// Points the device at another broker; it reconnects and resends what is unreceipted.
@@ -560,6 +556,8 @@ impl Drop for Device {
     }
 }
 
+/// A lock that a panic elsewhere does not poison for good: every value this device keeps
+/// behind one is consistent between calls.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -742,7 +740,7 @@ async fn link(
                     Ok(_) => {}
                     Err(e) => {
                         tracing::debug!(device, error = %e, "MQTT connection lost");
-                        *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                        *lock(&shared.last_error) = Some(e.to_string());
                         if matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)) {
                             shared.refused.send_replace(true);
                         }

@@ -668,14 +668,18 @@ mod tests {
     use super::*;
     use rxledger_core::keys::SigningKey;
 
+    /// Queues the next envelope, `{"n":<its seq>}`.
+    fn push(q: &mut Queue) -> Record {
+        q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
+            .unwrap()
+    }
+
     /// A forged receipt (another key, or none) settles nothing and is not stored.
     #[test]
     fn only_verified_receipts_settle_envelopes() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
-        let a = q
-            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
+        let a = push(&mut q);
         let forger = SigningKey::generate();
         let forged = receipt_signed_by(&a.payload, Some(&forger));
         assert!(!q.record_receipt(&forged, &log()).unwrap());
@@ -702,12 +706,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
         q.hold_for_witnesses();
-        let a = q
-            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
-        let b = q
-            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
+        let a = push(&mut q);
+        let b = push(&mut q);
         let rs = [receipt(&a.payload), receipt(&b.payload)];
         assert_eq!(q.record_receipts(&rs, &log()).unwrap().len(), 2);
         assert_eq!((q.unreceipted(), q.held()), (0, 2));
@@ -746,8 +746,7 @@ mod tests {
     fn torn_last_line_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
-        q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
+        push(&mut q);
         drop(q);
         let mut f = OpenOptions::new()
             .append(true)
@@ -766,8 +765,7 @@ mod tests {
         let mut q = Queue::open(dir.path()).unwrap();
         let n = WINDOW as u64 + 10;
         for _ in 0..n {
-            q.push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-                .unwrap();
+            push(&mut q);
         }
         assert_eq!(q.window.len(), WINDOW);
         let all: Vec<_> = q.pending(usize::MAX);
@@ -791,12 +789,8 @@ mod tests {
     fn out_of_order_receipts_hold_the_head() {
         let dir = tempfile::tempdir().unwrap();
         let mut q = Queue::open(dir.path()).unwrap();
-        let a = q
-            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
-        let b = q
-            .push_with(|s| format!("{{\"n\":{s}}}").into_bytes())
-            .unwrap();
+        let a = push(&mut q);
+        let b = push(&mut q);
         assert!(q.record_receipt(&receipt(&b.payload), &log()).unwrap());
         assert!(
             !q.record_receipt(&receipt(&b.payload), &log()).unwrap(),
