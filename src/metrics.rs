@@ -157,6 +157,18 @@ impl Sources {
                 ("stage=\"ack\"", secs(&s.ack_us)),
             ],
         );
+        histogram(
+            out,
+            "rxledger_ingest_append_seconds",
+            "Time of each batch's append transaction, the one serial stage of ingest.",
+            &[("", s.append_seconds.snapshot())],
+        );
+        histogram(
+            out,
+            "rxledger_ingest_receipt_seconds",
+            "Time of each envelope in the node, from reading it off MQTT to queueing its receipt and PUBACK.",
+            &[("", s.receipt_seconds.snapshot())],
+        );
     }
 
     /// The log head, its age, the alerts and the process.
@@ -230,12 +242,17 @@ fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, Snapshot
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
     for (labels, h) in series {
+        // A family without labels has bare `_sum` and `_count`, and only `le` on its buckets.
+        let (sep, braced) = match labels.is_empty() {
+            true => ("", String::new()),
+            false => (",", format!("{{{labels}}}")),
+        };
         for (le, n) in &h.buckets {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(out, "{name}_sum{braced} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{braced} {}", h.count);
     }
 }
 

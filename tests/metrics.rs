@@ -117,6 +117,32 @@ async fn metrics_count_receipts_by_status_the_log_and_alerts() {
                 > 0.0
         );
     }
+    // The node's share of publish→receipt, one observation per receipted envelope (the
+    // four above), and one append per batch; families without labels have bare `le`s.
+    assert_eq!(
+        sample(&text, "rxledger_ingest_receipt_seconds_count", ""),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "rxledger_ingest_receipt_seconds_bucket",
+            "le=\"+Inf\""
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert!(sample(&text, "rxledger_ingest_receipt_seconds_sum", "").unwrap() > 0.0);
+    let batches = sample(&text, "rxledger_ingest_batches_total", "").unwrap();
+    assert_eq!(
+        sample(&text, "rxledger_ingest_append_seconds_count", ""),
+        Some(batches),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "rxledger_ingest_append_seconds_bucket", "le=\"0.1\"").unwrap() <= batches
+    );
     // Every family is declared before its samples, as the text format requires (a
     // histogram's samples carry suffixes of its name).
     for name in text

@@ -7,7 +7,7 @@
 //! note keys ([`ed25519`]), witness cosignatures and their quorum ([`cosignature`]), a witness's
 //! decision on a submitted checkpoint ([`witness`]), GS1 identifiers ([`gs1`]),
 //! EPCIS 2.0 events and their CBV 2.0 hash ([`epcis`]), what the ledger indexes about an event
-//! ([`index`]), the authenticated pack index that proves an answer complete ([`map`]), the codes of a rejected envelope ([`codes`]) and the rules of an alert case and its timers ([`case`]).
+//! ([`index`]), the authenticated pack index that proves an answer complete ([`map`]), the codes of a rejected envelope ([`codes`]), the rules of an alert case and its timers ([`case`]), and the latency histograms `/metrics` exposes ([`histogram`]).
 
 pub mod case;
 pub mod checkpoint;
@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod epcis;
 pub mod eucodes;
 pub mod gs1;
+pub mod histogram;
 pub mod index;
 pub mod keys;
 pub mod map;

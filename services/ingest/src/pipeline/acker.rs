@@ -67,6 +67,7 @@ pub(super) async fn run(mut rx: mpsc::Receiver<Committed>, a: Acker) {
             } else if let Err(e) = client.ack(&publish).await {
                 tracing::warn!(error = %e, "could not queue a PUBACK");
             }
+            a.stats.receipt_seconds.observe(route.received.elapsed());
         }
         a.stats
             .ack_us

@@ -32,6 +32,7 @@ use rumqttc::{AsyncClient, MqttOptions, Publish};
 use rxledger_core::codes::RejectCode;
 use rxledger_core::envelope::{self, EnvelopeError};
 use rxledger_core::epcis::{self, EpcisError};
+use rxledger_core::histogram::{Histogram, INGEST_BUCKETS};
 use rxledger_core::merkle::Hash;
 use rxledger_store::packs::Packs;
 use rxledger_store::{Alerts, Ledger, NewEntry, Registry, Severity};
@@ -98,7 +99,7 @@ pub enum IngestError {
 }
 
 /// Counters, for logs and benchmarks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     pub received: AtomicU64,
     pub appended: AtomicU64,
@@ -111,6 +112,32 @@ pub struct Stats {
     pub rules_us: AtomicU64,
     pub append_us: AtomicU64,
     pub ack_us: AtomicU64,
+    /// Each batch's append transaction (the sequencer's serial step), as a histogram: its
+    /// tail is what envelopes queue behind.
+    pub append_seconds: Histogram,
+    /// Each envelope's time in the node, from the event loop reading it to its receipt and
+    /// PUBACK being queued on the connection it came on: the node's share of what a device
+    /// sees between its publish and its receipt.
+    pub receipt_seconds: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let zero = || AtomicU64::new(0);
+        Stats {
+            received: zero(),
+            appended: zero(),
+            duplicates: zero(),
+            rejected: zero(),
+            batches: zero(),
+            check_us: zero(),
+            rules_us: zero(),
+            append_us: zero(),
+            ack_us: zero(),
+            append_seconds: Histogram::with_edges(&INGEST_BUCKETS),
+            receipt_seconds: Histogram::with_edges(&INGEST_BUCKETS),
+        }
+    }
 }
 
 /// A running ingest pipeline.
@@ -218,6 +245,9 @@ type Delivery = (Route, Publish);
 struct Route {
     conn: usize,
     session: u64,
+    /// When the event loop read the message: the node's share of its publish→receipt time
+    /// is measured from here ([`Stats::receipt_seconds`]).
+    received: std::time::Instant,
 }
 
 /// One of the node's MQTT connections: its client, and the session it is in (counted by its
@@ -367,6 +397,7 @@ mod tests {
         let came = Route {
             conn: 0,
             session: 1,
+            received: std::time::Instant::now(),
         };
         assert!(c.current(came));
         // The event loop reconnected: the broker forgot the first session's packet ids.

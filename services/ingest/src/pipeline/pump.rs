@@ -86,6 +86,7 @@ async fn pump(
                 let route = Route {
                     conn,
                     session: session.load(Ordering::Acquire),
+                    received: std::time::Instant::now(),
                 };
                 if let Some(Err(mpsc::error::TrySendError::Full((_, p)))) =
                     raw_tx.as_ref().map(|tx| tx.try_send((route, p)))

@@ -46,9 +46,11 @@ pub(super) async fn run(
             .collect();
         // Nothing is acked until the batch is durable; while the database is down, wait.
         let result = append_durably(&ledger, &entries).await;
+        let took = t.elapsed();
         stats
             .append_us
-            .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        stats.append_seconds.observe(took);
         if ack_tx.send(Committed { batch, result }).await.is_err() {
             break;
         }
