@@ -1,6 +1,6 @@
 //! End-to-end ingest benchmark: signed envelopes over MQTT into the SQLite ledger.
 //!
-//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair|nomap]`
+//! `cargo run --release --example ingest_bench -- [EVENTS] [DEVICES] [WINDOW] [mqtt://HOST:PORT] [pair|witness-pair|nomap] [stream]`
 //!
 //! Without a mode, one run on the server's defaults, the pack index map included. With
 //! `pair`, the run is made four times in one process, alternately without and with the pack
@@ -8,7 +8,12 @@
 //! `witness-pair`, alternately without witnesses and with two local `rxledger witness` servers
 //! and a quorum of 2 (issue 21): each witnessed run also waits, after its last receipt, for a
 //! checkpoint cosigned by both that covers every entry, and prints how long that took. With
-//! `nomap`, one run without the map (`rxledger serve --completeness-map=false`).
+//! `nomap`, one run without the map (`rxledger serve --completeness-map=false`). With
+//! `stream`, each device signs its envelopes on a thread of its own while the run goes, a
+//! window ahead of what it sends, so that memory stays flat however many there are (issue 25's
+//! 10 M run); the signing then shares the cores, and the rate is lower than with envelopes
+//! signed in advance. Runs of 2,000,000 envelopes or more print the rate of each million and
+//! the last million's against the first's, and the RSS after the first million.
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
@@ -110,6 +115,8 @@ struct Options {
     topic_root: String,
     /// What the runs compare.
     mode: Mode,
+    /// Sign while sending, instead of before the clock starts.
+    stream: bool,
 }
 
 /// What a benchmark's runs compare.
@@ -163,12 +170,34 @@ impl Options {
             } else {
                 Mode::Single
             },
+            stream: std::env::args().skip(1).any(|a| a == "stream"),
         })
     }
 }
 
 /// One simulated scanner: its id, MQTT password and signed envelopes with their hashes.
-type Work = (String, String, Vec<(String, Vec<u8>)>);
+type Work = (String, String, Envelopes);
+
+/// A device's envelopes, with their payload hashes: signed before the run, or as it goes.
+enum Envelopes {
+    Signed(Vec<(String, Vec<u8>)>),
+    Streamed {
+        rx: tokio::sync::mpsc::Receiver<(String, Vec<u8>)>,
+        n: usize,
+    },
+}
+
+impl Envelopes {
+    fn len(&self) -> usize {
+        match self {
+            Envelopes::Signed(v) => v.len(),
+            Envelopes::Streamed { n, .. } => *n,
+        }
+    }
+}
+
+/// Envelopes receipted so far in this process, for the progress lines.
+static RECEIPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Publish→receipt latencies (ms) and receipts by status or code.
 type Tally = (Vec<f64>, HashMap<String, u64>);
@@ -264,7 +293,11 @@ async fn one_run(
         .map(|(_, _, envs)| envs.len() as u64)
         .sum::<u64>();
     println!(
-        "signed {total} envelopes for {} devices; RSS {:.0} MB",
+        "{} {total} envelopes for {} devices; RSS {:.0} MB",
+        match opts.stream {
+            true => "signing as they are sent:",
+            false => "signed",
+        },
         opts.devices,
         rss_mb()
     );
@@ -281,20 +314,38 @@ async fn one_run(
     );
     let start = Instant::now();
     let cpu_start = cpu_seconds();
-    let rss_sampler = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            println!(
-                "t={:>4.0} s  RSS {:.0} MB",
-                start.elapsed().as_secs_f64(),
-                rss_mb()
-            );
+    let receipted_before = RECEIPTED.load(std::sync::atomic::Ordering::Relaxed);
+    let samples: Arc<std::sync::Mutex<Vec<Sample>>> = Default::default();
+    let rss_sampler = tokio::spawn({
+        let samples = samples.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let sample = Sample {
+                    secs: start.elapsed().as_secs_f64(),
+                    receipted: RECEIPTED.load(std::sync::atomic::Ordering::Relaxed)
+                        - receipted_before,
+                    rss_mb: rss_mb(),
+                };
+                println!(
+                    "t={:>4.0} s  receipted {}  RSS {:.0} MB",
+                    sample.secs, sample.receipted, sample.rss_mb
+                );
+                samples.lock().unwrap().push(sample);
+            }
         }
     });
     let (latencies, counts) = run_devices(work, &app, opts).await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
     rss_sampler.abort();
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap());
+    samples.push(Sample {
+        secs,
+        receipted: total,
+        rss_mb: rss_mb(),
+    });
+    print_per_million(&samples);
     let run = Measured {
         total,
         secs,
@@ -345,6 +396,59 @@ async fn one_run(
         .sum();
     println!("database: {bytes} bytes, {entries} entries for {total} envelopes");
     Ok((total as f64 / secs, bytes as f64 / total as f64))
+}
+
+/// A progress line: seconds since the clock started, envelopes receipted, RSS.
+struct Sample {
+    secs: f64,
+    receipted: u64,
+    rss_mb: f64,
+}
+
+/// For runs of 2,000,000 envelopes or more: the rate of each million (the time it was
+/// receipted in, between the 5 s samples by linear interpolation), the last million's rate
+/// against the first's, and the RSS from the end of the first million on.
+fn print_per_million(samples: &[Sample]) {
+    const M: u64 = 1_000_000;
+    let total = samples.last().map_or(0, |s| s.receipted);
+    if total < 2 * M {
+        return;
+    }
+    // When the receipts passed `n`.
+    let at = |n: u64| -> f64 {
+        let mut prev = (0.0, 0u64);
+        for s in samples {
+            if s.receipted >= n {
+                let span = (s.receipted - prev.1).max(1) as f64;
+                return prev.0 + (s.secs - prev.0) * (n - prev.1) as f64 / span;
+            }
+            prev = (s.secs, s.receipted);
+        }
+        prev.0
+    };
+    let rates: Vec<f64> = (1..=total / M)
+        .map(|k| M as f64 / (at(k * M) - at((k - 1) * M)).max(1e-9))
+        .collect();
+    let shown: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    println!("rate per million (events/s): {}", shown.join(", "));
+    println!(
+        "last million against the first: {:.2} ({:.0} against {:.0} events/s)",
+        rates[rates.len() - 1] / rates[0],
+        rates[rates.len() - 1],
+        rates[0]
+    );
+    let after = at(M);
+    let rss: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.secs >= after)
+        .map(|s| s.rss_mb)
+        .collect();
+    if let (Some(lo), Some(hi)) = (
+        rss.iter().copied().reduce(f64::min),
+        rss.iter().copied().reduce(f64::max),
+    ) {
+        println!("RSS after the first million: {lo:.0} to {hi:.0} MB");
+    }
 }
 
 /// What one run measured.
@@ -496,8 +600,9 @@ async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
         app.registry
             .enroll_device(&id, &key.public_key(), "acme", "0614141000005")
             .await?;
-        let envs: Vec<(String, Vec<u8>)> = (0..per_dev)
-            .map(|i| {
+        let seal = {
+            let (id, key) = (id.clone(), key.clone());
+            move |i: u64| {
                 let body = Body {
                     v: 1,
                     device_id: id.clone(),
@@ -507,8 +612,26 @@ async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
                 };
                 let bytes = envelope::seal(&key, &body);
                 (envelope::payload_hash(&bytes), bytes)
-            })
-            .collect();
+            }
+        };
+        let envs = if opts.stream {
+            // Two windows ahead of the sender: the signer waits while the channel is full.
+            let ahead = (2 * opts.window / opts.devices.max(1)).max(1);
+            let (tx, rx) = tokio::sync::mpsc::channel(ahead);
+            std::thread::spawn(move || {
+                for i in 0..per_dev {
+                    if tx.blocking_send(seal(i)).is_err() {
+                        return;
+                    }
+                }
+            });
+            Envelopes::Streamed {
+                rx,
+                n: per_dev as usize,
+            }
+        } else {
+            Envelopes::Signed((0..per_dev).map(seal).collect())
+        };
         // The device's MQTT password, derived from its key and the log's (mqttauth).
         let password = mqttauth::device_password(&key, &app.ledger.key().public_key(), &id);
         work.push((id, password, envs));
@@ -545,7 +668,7 @@ async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyh
 async fn run_device(
     id: String,
     password: String,
-    envs: Vec<(String, Vec<u8>)>,
+    envs: Envelopes,
     (host, port): (String, u16),
     root: String,
     share: usize,
@@ -576,6 +699,7 @@ async fn run_device(
                     if let Some(t) = t {
                         mine.push(t.elapsed().as_secs_f64() * 1000.0);
                         got += 1;
+                        RECEIPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         window2.add_permits(1);
                     }
                     *local
@@ -589,7 +713,17 @@ async fn run_device(
         (mine, local)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for (hash, e) in envs {
+    let mut envs = envs;
+    if let Envelopes::Signed(v) = &mut envs {
+        // Sent from the back, so in sequence order.
+        v.reverse();
+    }
+    loop {
+        let next = match &mut envs {
+            Envelopes::Signed(v) => v.pop(),
+            Envelopes::Streamed { rx, .. } => rx.recv().await,
+        };
+        let Some((hash, e)) = next else { break };
         window.acquire().await.unwrap().forget();
         sent.lock().unwrap().insert(hash, Instant::now());
         client
