@@ -180,7 +180,7 @@ type Work = (String, String, Envelopes);
 
 /// A device's envelopes, with their payload hashes: signed before the run, or as it goes.
 enum Envelopes {
-    Signed(Vec<(String, Vec<u8>)>),
+    Signed(std::vec::IntoIter<(String, Vec<u8>)>),
     Streamed {
         rx: tokio::sync::mpsc::Receiver<(String, Vec<u8>)>,
         n: usize,
@@ -630,7 +630,7 @@ async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
                 n: per_dev as usize,
             }
         } else {
-            Envelopes::Signed((0..per_dev).map(seal).collect())
+            Envelopes::Signed((0..per_dev).map(seal).collect::<Vec<_>>().into_iter())
         };
         // The device's MQTT password, derived from its key and the log's (mqttauth).
         let password = mqttauth::device_password(&key, &app.ledger.key().public_key(), &id);
@@ -668,7 +668,7 @@ async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyh
 async fn run_device(
     id: String,
     password: String,
-    envs: Envelopes,
+    mut envs: Envelopes,
     (host, port): (String, u16),
     root: String,
     share: usize,
@@ -713,14 +713,9 @@ async fn run_device(
         (mine, local)
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut envs = envs;
-    if let Envelopes::Signed(v) = &mut envs {
-        // Sent from the back, so in sequence order.
-        v.reverse();
-    }
     loop {
         let next = match &mut envs {
-            Envelopes::Signed(v) => v.pop(),
+            Envelopes::Signed(v) => v.next(),
             Envelopes::Streamed { rx, .. } => rx.recv().await,
         };
         let Some((hash, e)) = next else { break };
