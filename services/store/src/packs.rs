@@ -123,7 +123,7 @@ impl Packs {
             // finds them all in the cache.
             let keys = p.closure(&[sgtin_key(pack)], pack::MAX_NESTING);
             let wanted: Vec<(i64, i32)> = p
-                .lookup(&keys)
+                .lookup_ids(&keys)
                 .into_iter()
                 .map(|(i, pos)| (i as i64, pos as i32))
                 .collect();

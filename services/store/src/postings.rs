@@ -13,10 +13,14 @@
 //!   batches on a shared PostgreSQL) is read from the `epcs` table by [`Postings::catch_up`].
 //! - A reader whose log is ahead of `covered` reads the table instead (see `Packs::events`).
 //!
-//! Memory is about 100 bytes per distinct key (a pack, case, pallet or class) plus 8 bytes per
-//! row: some 130 MB for a million packs with their cases and pallets.
+//! A key is held as [`KeyId`], the first 16 bytes of its map key (SHA-256 with the map's key
+//! prefix), not as its string, and a key named by one event keeps that posting inline: about
+//! 60 bytes per distinct key (a pack, case, pallet or class, with the hash table's slack) plus
+//! 8 bytes per further row, and 40 per event with a parentID. Two distinct keys share an id with
+//! probability about n²/2¹²⁹, some 10⁻²² for ten billion keys.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,13 +42,86 @@ const CATCH_UP_CHUNK: i64 = 2_000;
 /// An event's place in the log: entry index and position inside the entry.
 pub type EventPos = (u64, u32);
 
+/// A key's identity in memory: the first 16 bytes of its map key
+/// ([`rxledger_core::map::key_of`]), already uniformly distributed, so its first half is the
+/// hash table's hash.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct KeyId(u64, u64);
+
+impl KeyId {
+    pub fn of(key: &str) -> KeyId {
+        let h = rxledger_core::map::key_of(key);
+        let half = |r: std::ops::Range<usize>| {
+            u64::from_le_bytes(h[r].try_into().expect("8 bytes of a 32-byte hash"))
+        };
+        KeyId(half(0..8), half(8..16))
+    }
+}
+
+impl Hash for KeyId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// Hashes a `u64` with one finalizer round instead of SipHash: the keys of both tables are a
+/// SHA-256 prefix or a packed event position, never chosen by a caller to collide (an event's
+/// position is the log's, and a key id is a hash).
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        // MurmurHash3's finalizer: a packed position's low 22 bits are mostly zero, and the
+        // table takes its bucket from the low bits and its control byte from the top.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Table<K, V> = HashMap<K, V, BuildHasherDefault<Identity>>;
+
+/// A key's postings: most keys (a pack commissioned and never moved) have one.
+enum Slot {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Slot {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Slot::One(p) => std::slice::from_ref(p),
+            Slot::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, posting: u64) {
+        match self {
+            Slot::One(p) => *self = Slot::Many(vec![*p, posting]),
+            Slot::Many(v) => v.push(posting),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     covered: u64,
-    map: HashMap<Box<str>, Vec<u64>>,
-    /// The parentID of every event that has one, by (entry, position): with the child
-    /// postings, what a pack's containers are, without reading the events.
-    parents: HashMap<EventPos, Box<str>>,
+    map: Table<KeyId, Slot>,
+    /// The parentID of every event that has one, by its packed position (role bits clear):
+    /// with the child postings, what a pack's containers are, without reading the events.
+    parents: Table<u64, KeyId>,
     rows: u64,
 }
 
@@ -73,6 +150,11 @@ fn unpack(p: u64) -> EventPos {
 
 fn role(p: u64) -> u64 {
     (p >> POS_BITS) & 3
+}
+
+/// A posting's event, without its role.
+fn event_of(p: u64) -> u64 {
+    p & !(3 << POS_BITS)
 }
 
 impl Postings {
@@ -112,35 +194,41 @@ impl Postings {
 
     /// The events that name each of `keys`, in the order of `keys` then log order.
     pub fn lookup(&self, keys: &[String]) -> Vec<EventPos> {
+        let ids: Vec<KeyId> = keys.iter().map(|k| KeyId::of(k)).collect();
+        self.lookup_ids(&ids)
+    }
+
+    /// [`Postings::lookup`] by key id.
+    pub fn lookup_ids(&self, ids: &[KeyId]) -> Vec<EventPos> {
         let g = self.read();
         let mut out = Vec::new();
-        for k in keys {
-            if let Some(v) = g.map.get(k.as_str()) {
-                out.extend(v.iter().map(|p| unpack(*p)));
+        for id in ids {
+            if let Some(v) = g.map.get(id) {
+                out.extend(v.as_slice().iter().map(|p| unpack(*p)));
             }
         }
         out
     }
 
     /// Every key `keys` are, or were ever, packed into (transitively, up to `depth` levels
-    /// above them), with the keys themselves: a superset of the containers whose events apply,
-    /// found from the index alone so that all their events can be read in one go.
-    pub fn closure(&self, keys: &[String], depth: usize) -> Vec<String> {
+    /// above them), with the keys themselves, as key ids: a superset of the containers whose
+    /// events apply, found from the index alone so that all their events can be read in one go.
+    pub fn closure(&self, keys: &[String], depth: usize) -> Vec<KeyId> {
         let g = self.read();
-        let mut all: Vec<String> = keys.to_vec();
-        let mut level: Vec<String> = keys.to_vec();
+        let mut all: Vec<KeyId> = keys.iter().map(|k| KeyId::of(k)).collect();
+        let mut level: Vec<KeyId> = all.clone();
         for _ in 0..depth {
             let mut next = Vec::new();
             for k in &level {
-                for p in g.map.get(k.as_str()).into_iter().flatten() {
+                for p in g.map.get(k).map(Slot::as_slice).unwrap_or_default() {
                     if role(*p) != ROLE_CHILD {
                         continue;
                     }
-                    if let Some(parent) = g.parents.get(&unpack(*p))
-                        && !all.iter().any(|a| a.as_str() == &**parent)
+                    if let Some(parent) = g.parents.get(&event_of(*p))
+                        && !all.contains(parent)
                     {
-                        all.push(parent.to_string());
-                        next.push(parent.to_string());
+                        all.push(*parent);
+                        next.push(*parent);
                     }
                 }
             }
@@ -229,14 +317,15 @@ impl Postings {
 
 fn add(g: &mut Inner, key: &str, index: u64, pos: usize, role: i16) {
     let posting = pack(index, pos, role);
+    let id = KeyId::of(key);
     if role as u64 == ROLE_PARENT {
-        g.parents.insert((index, pos as u32), key.into());
+        g.parents.insert(event_of(posting), id);
     }
     g.rows += 1;
-    match g.map.get_mut(key) {
+    match g.map.get_mut(&id) {
         Some(v) => v.push(posting),
         None => {
-            g.map.insert(key.into(), vec![posting]);
+            g.map.insert(id, Slot::One(posting));
         }
     }
 }
@@ -244,6 +333,21 @@ fn add(g: &mut Inner, key: &str, index: u64, pos: usize, role: i16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_costs_forty_bytes_of_table() {
+        assert_eq!(std::mem::size_of::<(KeyId, Slot)>(), 40);
+        assert_eq!(std::mem::size_of::<(u64, KeyId)>(), 24);
+    }
+
+    #[test]
+    fn ids_are_distinct_and_stable() {
+        let a = KeyId::of("sgtin:0614141.107346.B1");
+        assert_eq!(a, KeyId::of("sgtin:0614141.107346.B1"));
+        assert_ne!(a, KeyId::of("sgtin:0614141.107346.B2"));
+        let h = rxledger_core::map::key_of("sgtin:0614141.107346.B1");
+        assert_eq!(a.0.to_le_bytes(), h[..8]);
+    }
 
     #[test]
     fn postings_pack_and_unpack() {
