@@ -40,6 +40,13 @@ impl TempDb {
         let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
             panic!("{POSTGRES_ENV} is not set: PostgreSQL tests need a server, e.g. {POSTGRES_ENV}=postgres://postgres@127.0.0.1:5432/test")
         });
+        Self::postgres_on(&admin).await
+    }
+
+    /// A fresh PostgreSQL database on the server of `admin` (a URL of a database that exists),
+    /// for benchmarks that name their server on the command line.
+    pub async fn postgres_on(admin: &str) -> Result<TempDb, StoreError> {
+        let admin = admin.to_string();
         let name = format!("rxl_test_{}_{}", std::process::id(), unique());
         let admin_db = connect_raw(&admin).await?;
         admin_db
