@@ -65,12 +65,23 @@ impl Hash for KeyId {
 }
 
 /// Hashes a `u64` with one finalizer round instead of SipHash: the keys of both tables are a
-/// SHA-256 prefix or a packed event position, never chosen by a caller to collide (an event's
-/// position is the log's, and a key id is a hash).
-#[derive(Default)]
-struct Identity(u64);
+/// SHA-256 prefix or a packed event position. A per-process random seed goes in first, so an
+/// enrolled device that grinds serials until their ids share low bits still cannot aim them at
+/// one bucket: it does not know where the bucket is.
+struct Seeded(u64);
 
-impl Hasher for Identity {
+impl Default for Seeded {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0x7278_6c65_6467_6572_u64)
+        });
+        Seeded(seed)
+    }
+}
+
+impl Hasher for Seeded {
     fn finish(&self) -> u64 {
         // MurmurHash3's finalizer: a packed position's low 22 bits are mostly zero, and the
         // table takes its bucket from the low bits and its control byte from the top.
@@ -87,11 +98,11 @@ impl Hasher for Identity {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.0 ^= n;
     }
 }
 
-type Table<K, V> = HashMap<K, V, BuildHasherDefault<Identity>>;
+type Table<K, V> = HashMap<K, V, BuildHasherDefault<Seeded>>;
 
 /// A key's postings: most keys (a pack commissioned and never moved) have one.
 enum Slot {
