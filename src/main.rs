@@ -486,6 +486,16 @@ struct Serve {
         value_parser = clap::value_parser!(u16).range(1..)
     )]
     mqtt_connections: u16,
+    /// Envelopes a device connection may have awaiting receipts on the embedded broker; the
+    /// broker holds the rest back, and keeps about 6.5 KiB of receipts per slot for each
+    /// device. Raise it for a few devices that publish fast (a load test).
+    #[arg(
+        long,
+        env = "RXLEDGER_DEVICE_WINDOW",
+        default_value_t = rxledger_ingest::pipeline::DEFAULT_DEVICE_WINDOW as u32,
+        value_parser = clap::value_parser!(u32).range(1..=65_536)
+    )]
+    device_window: u32,
 }
 
 #[derive(Subcommand)]
@@ -1033,6 +1043,7 @@ fn serve_config(s: &Serve) -> anyhow::Result<ServeConfig> {
             batch_max: s.batch_max.max(1),
             batch_wait: Duration::from_millis(s.batch_wait_ms),
             connections: usize::from(s.mqtt_connections),
+            device_window: s.device_window as usize,
             topic_root: s.mqtt_topic_root.clone(),
             ..IngestConfig::default()
         },

@@ -116,6 +116,40 @@ impl ServeConfig {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as servers do: on the embedded broker
+/// each device connection holds three descriptors (the gate's two sockets and rumqttd's), so
+/// 10,000 devices need some 30,000, and the usual soft limit is 1,024. What the limit allows
+/// is logged; DEPLOY.md says how to raise the hard one.
+pub fn raise_open_files() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        tracing::debug!(
+            open_files = lim.rlim_cur,
+            "open files allowed: about {} device connections on the embedded broker",
+            lim.rlim_cur / 3
+        );
+    }
+}
+
 /// Largest GraphQL request body, and largest WebSocket message.
 pub const MAX_API_BODY: usize = 256 * 1024;
 
@@ -168,6 +202,7 @@ pub fn default_origin(public_key: &[u8]) -> String {
 /// behind. The log key is written only once the database has opened, so a database that
 /// cannot be reached leaves no stray `log.key` either.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
+    raise_open_files();
     let listeners = Listeners::bind(&cfg)?;
     create_sqlite_dir(&cfg.database)?;
     let db = rxledger_store::connect(&cfg.database).await?;
@@ -477,7 +512,7 @@ async fn mqtt_options(
                 ledger: ledger.clone(),
                 topic_root: cfg.ingest.topic_root.clone(),
             };
-            let b = broker::start(plain, keeper, tls).await?;
+            let b = broker::start(plain, keeper, tls, cfg.ingest.device_window).await?;
             let mut o = rumqttc_options(
                 &cfg.node_id,
                 &b.internal.ip().to_string(),

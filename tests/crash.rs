@@ -21,8 +21,9 @@ const TOTAL: u64 = 10_000;
 /// Starts `rxledger serve` on free ports and returns it with its MQTT port.
 fn serve(data: &Path) -> (Child, u16) {
     let mut cmd = Command::new(BIN);
+    // The device keeps up to rumqttc's 100 envelopes in flight, more than the default window.
     cmd.args(serve_args(data, 20))
-        .arg("--completeness-map")
+        .args(["--completeness-map", "--device-window", "1000"])
         .env("RXLEDGER_LOG", "warn")
         .stderr(Stdio::null());
     let s = spawn_serve(cmd);

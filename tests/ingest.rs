@@ -389,6 +389,49 @@ async fn skewed_device_clocks() {
     app.stop().await;
 }
 
+/// The embedded broker's device window (PROTOCOL.md §9.1): what a device publishes beyond
+/// its window is held back, never dropped. With a window of 4, forty envelopes published at
+/// once are all receipted, and no commit appends more than 4 of them. The acks log a window
+/// of 4 gets holds about 30 KiB, less than these forty receipts, so it also rolls over
+/// while the device reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_device_window_is_held_back_not_lost() {
+    use std::collections::{HashMap, HashSet};
+    let app = spawn_app_with(Backends::Embedded, |c| c.ingest.device_window = 4).await;
+    let mut line = manufacturer(&app, "line-1").await;
+    let burst: Vec<Vec<u8>> = (0..40)
+        .map(|i| line.envelope(vec![commission(&[&format!("W{i}")], "L1", "2031-01-31")]))
+        .collect();
+    for e in &burst {
+        line.publish(e.clone()).await;
+    }
+    let mut waiting: HashSet<String> = burst
+        .iter()
+        .map(|e| rxledger_core::envelope::payload_hash(e))
+        .collect();
+    // Receipts of one commit carry the checkpoint that commit signed.
+    let mut per_commit: HashMap<u64, usize> = HashMap::new();
+    while !waiting.is_empty() {
+        let r = line.next_receipt().await;
+        assert_eq!(r.status, "ACCEPTED", "{r:?}");
+        if waiting.remove(&r.payload_hash) {
+            let note = r
+                .checkpoint
+                .as_deref()
+                .expect("an accepted receipt has a checkpoint");
+            let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            *per_commit.entry(size).or_default() += 1;
+        }
+    }
+    let most = per_commit.values().max().copied().unwrap_or(0);
+    assert!(
+        most <= 4,
+        "a commit appended {most} envelopes of a device with a window of 4: {per_commit:?}"
+    );
+    assert_eq!(per_commit.values().sum::<usize>(), 40);
+    app.stop().await;
+}
+
 macro_rules! both {
     ($($case:ident),* $(,)?) => {
         mod embedded {

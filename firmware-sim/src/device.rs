@@ -45,8 +45,10 @@ use crate::identity::Identity;
 use crate::queue::{Queue, QueueError, Record};
 use crate::witness::{self, Witnessing};
 
-/// Most envelopes published and not yet receipted, per device.
-pub const IN_FLIGHT: usize = 256;
+/// Most envelopes published and not yet receipted, per device: the protocol's default window
+/// (PROTOCOL.md §9.1). The embedded broker holds back what a device publishes beyond its
+/// window, so more would only wait there.
+pub const IN_FLIGHT: usize = 16;
 
 /// An MQTT broker address, and for `mqtts://` the TLS configuration to reach it with.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -145,6 +145,11 @@ struct Features {
 }
 
 impl Options {
+    /// Envelopes each device keeps without a receipt: its share of the window, at least one.
+    fn share(&self) -> usize {
+        (self.window / self.devices.max(1)).max(1)
+    }
+
     fn from_args() -> anyhow::Result<Options> {
         let args: Vec<u64> = std::env::args()
             .skip(1)
@@ -214,6 +219,7 @@ type Tally = (Vec<f64>, HashMap<String, u64>);
 async fn main() -> anyhow::Result<()> {
     shared::init_logging();
     let opts = Options::from_args()?;
+    open_files_for(opts.devices);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -598,6 +604,32 @@ async fn two_witnesses(
     Ok(out)
 }
 
+/// Raises this process's open-files limits for `devices` clients: each holds its own socket
+/// and three of the server's (the gate's two and rumqttd's) in this one process. Raising the
+/// hard limit needs root; otherwise the run fails at connect with the OS's error.
+fn open_files_for(devices: usize) {
+    let want = (devices as u64 * 4 + 4096) as libc::rlim_t;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_max < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                eprintln!(
+                    "cannot raise the open-files limit to {want} for {devices} devices: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// The log's origin in every run (the witnesses pin it).
 const BENCH_ORIGIN: &str = "bench.rxledger.local/log";
 
@@ -624,6 +656,10 @@ async fn start_server(
             )?,
             // The same variable as `rxledger serve --batch-max`.
             batch_max: env_count("RXLEDGER_BATCH_MAX", IngestConfig::default().batch_max)?,
+            // Each device keeps its share of the window in flight, so the embedded broker
+            // lets it (`rxledger serve --device-window`); with more devices than the window,
+            // one each.
+            device_window: opts.share(),
             ..IngestConfig::default()
         },
         rate_limit: rxledger::ratelimit::RateLimit {
@@ -708,14 +744,24 @@ async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
 /// Runs every device at once and gathers their latencies and receipts.
 async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyhow::Result<Tally> {
     let (host, port) = app.mqtt_addr.clone();
-    // Each device keeps its share of the window without a receipt.
-    let share = opts.window / opts.devices.max(1);
+    // Each device keeps its share of the window without a receipt, and all of them together
+    // the window.
+    let share = opts.share();
+    let all = Arc::new(Semaphore::new(opts.window));
     let tasks: Vec<_> = work
         .into_iter()
         .map(|(id, password, envs)| {
             let broker = (host.clone(), port);
             let root = opts.topic_root.clone();
-            tokio::spawn(run_device(id, password, envs, broker, root, share))
+            tokio::spawn(run_device(
+                id,
+                password,
+                envs,
+                broker,
+                root,
+                share,
+                all.clone(),
+            ))
         })
         .collect();
     let (mut latencies, mut counts) = (Vec::new(), HashMap::<String, u64>::new());
@@ -729,8 +775,8 @@ async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyh
     Ok((latencies, counts))
 }
 
-/// One device: publishes its envelopes, keeping at most `share` without a receipt, and
-/// times each receipt.
+/// One device: publishes its envelopes, keeping at most `share` without a receipt (and
+/// taking a permit of `all` for each), and times each receipt.
 async fn run_device(
     id: String,
     password: String,
@@ -738,12 +784,16 @@ async fn run_device(
     (host, port): (String, u16),
     root: String,
     share: usize,
+    all: Arc<Semaphore>,
 ) -> Tally {
     let mut opts = MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
+    // rumqttc allocates its in-flight table up front: no larger than the share needs, for
+    // 10,000 devices in one process.
     opts.set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(1000)
+        .set_inflight(share.clamp(16, 1000) as u16)
+        .set_keep_alive(Duration::from_secs(60))
         .set_credentials(id.clone(), password);
-    let (client, mut el) = AsyncClient::new(opts, 10_000);
+    let (client, mut el) = AsyncClient::new(opts, share.clamp(16, 10_000));
     client
         .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)
         .await
@@ -752,7 +802,7 @@ async fn run_device(
         Arc::new(std::sync::Mutex::new(HashMap::with_capacity(share)));
     let window = Arc::new(Semaphore::new(share));
     let n = envs.len();
-    let (sent2, window2) = (sent.clone(), window.clone());
+    let (sent2, window2, all2) = (sent.clone(), window.clone(), all.clone());
     let reader = tokio::spawn(async move {
         let mut got = 0;
         let mut mine = Vec::with_capacity(n);
@@ -767,6 +817,7 @@ async fn run_device(
                         got += 1;
                         RECEIPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         window2.add_permits(1);
+                        all2.add_permits(1);
                     }
                     *local
                         .entry(r.code.unwrap_or(r.status).to_string())
@@ -786,6 +837,7 @@ async fn run_device(
         };
         let Some((hash, e)) = next else { break };
         window.acquire().await.unwrap().forget();
+        all.acquire().await.unwrap().forget();
         sent.lock().unwrap().insert(hash, Instant::now());
         client
             .publish(

@@ -1,5 +1,5 @@
 """What soak.py and halfload.py share: a fresh `rxledger serve` on its defaults (SQLite, the
-embedded broker) and load devices enrolled for `firmware-sim load`. Standard library only."""
+embedded broker; a device window for fast devices) and load devices enrolled for `firmware-sim load`. Standard library only."""
 import http.client, json, os, re, subprocess, tempfile, threading
 
 
@@ -14,7 +14,9 @@ class Served:
             [self.rx, "serve", "--data-dir", self.dir, "--http-listen", "127.0.0.1:0",
              "--mqtt-listen", "127.0.0.1:0", *server_args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "RXLEDGER_LOG": "warn"})
+            # The load devices are few and fast, like packaging lines: each may keep 4,096
+            # envelopes awaiting receipts (`--device-window`; the default, 16, suits many).
+            env={"RXLEDGER_DEVICE_WINDOW": "4096", **os.environ, "RXLEDGER_LOG": "warn"})
         admin = self.http = self.mqtt = None
         for line in self.server.stdout:
             if m := re.search(r"first admin API key.*: (\S+)", line): admin = m.group(1)

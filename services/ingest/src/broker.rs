@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rxledger_core::mqttauth::{self, NODE_USERNAME};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 use tokio::sync::oneshot;
 
 use crate::IngestError;
@@ -38,6 +38,41 @@ pub struct EmbeddedBroker {
 /// Largest MQTT packet the embedded broker accepts. The pipeline has its own, lower limit so
 /// that an oversized envelope gets a proper rejection instead of a dropped connection.
 pub const BROKER_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Bytes of a device's acks log per slot of its window (PROTOCOL.md §9.1): room for a
+/// receipt of an envelope with up to 30 events, with its inclusion proof in a log of up to
+/// 2^32 entries and a checkpoint with three cosignatures. A receipt of one event is about
+/// 1.9 KB at a million entries.
+pub const RECEIPT_BUDGET: usize = 5 * 1024;
+
+/// Segments of an acks log. rumqttd drops a log's oldest segment when a new one is started
+/// and the count is reached, so at least `count - 1` full segments (the window's budget)
+/// always remain, and at most `count` segments (plus one receipt) are ever held.
+const ACKS_SEGMENTS: usize = 5;
+
+/// Default segment size and count for every other filter: the nodes' shared subscription to
+/// the envelopes, which at most a few filters use.
+const EVENTS_SEGMENT: usize = 4 << 20;
+const EVENTS_SEGMENTS: usize = 8;
+
+/// The log rumqttd keeps for each device's acks filter: at least `window` receipts of
+/// [`RECEIPT_BUDGET`] bytes stay readable, and at most a quarter more is held.
+pub fn acks_log(window: usize) -> SegmentConfig {
+    SegmentConfig {
+        // rumqttd refuses segments under 1 KiB.
+        max_segment_size: (window.max(1) * RECEIPT_BUDGET)
+            .div_ceil(ACKS_SEGMENTS - 1)
+            .max(1024),
+        max_segment_count: ACKS_SEGMENTS,
+    }
+}
+
+/// Most bytes of receipts the embedded broker holds for one device, for a window of
+/// `window`: the figure DEPLOY.md's sizing multiplies by the devices.
+pub fn acks_log_bound(window: usize) -> usize {
+    let log = acks_log(window);
+    log.max_segment_count * log.max_segment_size + RECEIPT_BUDGET
+}
 
 /// Nice value of rumqttd's router thread.
 ///
@@ -96,10 +131,14 @@ pub fn bind(listen: SocketAddr) -> Result<TcpListener, IngestError> {
 /// Starts rumqttd on a loopback port and the gate on `public` (and in TLS on `tls`'s
 /// listener), both from [`bind`]. Runs on the tokio runtime (the gate is a task) and never
 /// blocks it.
+///
+/// `window` is how many envelopes a device connection may have awaiting receipts (the gate
+/// holds the rest back), and each device's acks log is sized for it ([`acks_log`]).
 pub async fn start(
     public: TcpListener,
     keeper: Gatekeeper,
     tls: Option<(TcpListener, TlsListener)>,
+    window: usize,
 ) -> Result<EmbeddedBroker, IngestError> {
     let (public, addr) = adopt(public)?;
     let tls = match tls {
@@ -107,8 +146,16 @@ pub async fn start(
         None => None,
     };
     let token: Arc<str> = random_token().map_err(bind_err(addr))?.into();
-    let internal =
-        start_rumqttd(mqttauth::node_password(keeper.ledger.key()), token.clone()).await?;
+    let acks = (
+        rxledger_core::envelope::acks_topic(&keeper.topic_root, "+"),
+        acks_log(window),
+    );
+    let internal = start_rumqttd(
+        mqttauth::node_password(keeper.ledger.key()),
+        token.clone(),
+        acks,
+    )
+    .await?;
     let live = Arc::new(Live::default());
     tokio::spawn(live.clone().sweep_forever(keeper.registry.clone()));
     let gate = Arc::new(Gate {
@@ -117,6 +164,7 @@ pub async fn start(
         token,
         max_packet: BROKER_MAX_PAYLOAD + 1024,
         live,
+        window: window.max(1),
     });
     let tls_addr = tls.as_ref().map(|((_, a), _)| *a);
     if let Some(((listener, _), config)) = tls {
@@ -164,7 +212,11 @@ const PROBE_WAIT: Duration = Duration::from_secs(10);
 /// first (bound and released). Another process may take it in between; then rumqttd's server
 /// thread ends, `Broker::start` returns, and the next port is tried. A probe that connects to
 /// some other listener never reaches this hook, so a stolen port is never mistaken for ours.
-async fn start_rumqttd(node_password: String, token: Arc<str>) -> Result<SocketAddr, IngestError> {
+async fn start_rumqttd(
+    node_password: String,
+    token: Arc<str>,
+    acks: (String, SegmentConfig),
+) -> Result<SocketAddr, IngestError> {
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let mut last = std::io::Error::other("no port tried");
     for _ in 0..PORT_ATTEMPTS {
@@ -184,7 +236,7 @@ async fn start_rumqttd(node_password: String, token: Arc<str>) -> Result<SocketA
             probe: secret.clone(),
             seen: seen.clone(),
         };
-        let mut stopped = spawn_rumqttd(addr, hook).await?;
+        let mut stopped = spawn_rumqttd(addr, hook, acks.clone()).await?;
         match probe(addr, &secret, &seen, &mut stopped).await {
             Ok(()) => return Ok(addr),
             Err(e) => {
@@ -252,9 +304,14 @@ async fn probe(
     Err(std::io::Error::other("rumqttd did not answer in time"))
 }
 
-/// Starts rumqttd on `addr` with `hook` as its CONNECT hook. The returned receiver fires if
+/// Starts rumqttd on `addr` with `hook` as its CONNECT hook, and `acks.1` as the log of every
+/// filter matching `acks.0` (the devices' acks topics). The returned receiver fires if
 /// rumqttd's server stops, which it does at once when it cannot bind `addr`.
-async fn spawn_rumqttd(addr: SocketAddr, hook: Hook) -> Result<oneshot::Receiver<()>, IngestError> {
+async fn spawn_rumqttd(
+    addr: SocketAddr,
+    hook: Hook,
+    acks: (String, SegmentConfig),
+) -> Result<oneshot::Receiver<()>, IngestError> {
     let mut connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
         max_payload_size: BROKER_MAX_PAYLOAD,
@@ -278,8 +335,9 @@ async fn spawn_rumqttd(addr: SocketAddr, hook: Hook) -> Result<oneshot::Receiver
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 1_000,
-            max_segment_size: 4 << 20,
-            max_segment_count: 8,
+            max_segment_size: EVENTS_SEGMENT,
+            max_segment_count: EVENTS_SEGMENTS,
+            custom_segment: Some(HashMap::from([acks])),
             ..Default::default()
         },
         v4: Some(HashMap::from([("1".to_string(), server)])),
@@ -334,7 +392,9 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap();
         let h = hook("secret");
-        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        let mut stopped = spawn_rumqttd(addr, h.clone(), ("x/devices/+/acks".into(), acks_log(16)))
+            .await
+            .unwrap();
         probe(addr, "secret", &h.seen, &mut stopped).await.unwrap();
     }
 
@@ -343,9 +403,27 @@ mod tests {
         let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let addr = taken.local_addr().unwrap();
         let h = hook("secret");
-        let mut stopped = spawn_rumqttd(addr, h.clone()).await.unwrap();
+        let mut stopped = spawn_rumqttd(addr, h.clone(), ("x/devices/+/acks".into(), acks_log(16)))
+            .await
+            .unwrap();
         assert!(probe(addr, "secret", &h.seen, &mut stopped).await.is_err());
         assert!(!h.seen.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn an_acks_log_keeps_a_window_of_receipts_and_little_more() {
+        for window in [1, 16, 512, 10_000] {
+            let log = acks_log(window);
+            // What survives the drop of the oldest segment.
+            let kept = (log.max_segment_count - 1) * log.max_segment_size;
+            assert!(
+                kept >= window * RECEIPT_BUDGET,
+                "window {window}: {kept} B kept"
+            );
+            assert!(log.max_segment_size >= 1024);
+        }
+        // The default window's bound, as DEPLOY.md states it: 105 KiB a device.
+        assert_eq!(acks_log_bound(16), 105 * 1024);
     }
 
     #[test]

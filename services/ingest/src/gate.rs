@@ -48,6 +48,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::revocation::Live;
+use crate::window::Window;
 
 /// Longest a client may take to finish the TLS handshake and send its CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,6 +120,8 @@ pub(crate) struct Gate {
     pub token: Arc<str>,
     pub max_packet: usize,
     pub live: Arc<Live>,
+    /// Envelopes a device connection may have awaiting receipts ([`Window`]).
+    pub window: usize,
 }
 
 /// Accepts clients on `listener` for ever (in TLS when `tls` is given), each relayed to
@@ -248,14 +251,18 @@ where
     let (mut up_rd, up_wr) = up.into_split();
     let (cl_rd, mut cl_wr) = tokio::io::split(client);
     let root = &gate.keeper.topic_root;
+    // Nodes connect to rumqttd directly; whoever else passes here publishes envelopes.
+    let window = matches!(who, Principal::Device(_)).then(|| Window::new(gate.window));
+    let window = window.as_ref();
     tokio::select! {
-        r = relay_up(cl_rd, up_wr, buf, &who, root, gate.max_packet) => r,
-        r = relay_down(&mut up_rd, &mut cl_wr) => r.map_err(Closed::from),
+        r = relay_up(cl_rd, up_wr, buf, &who, root, gate.max_packet, window) => r,
+        r = relay_down(&mut up_rd, &mut cl_wr, window) => r.map_err(Closed::from),
         Some(()) = revoked => Err(Closed::Revoked(format!("{who:?}"))),
     }
 }
 
-/// Copies rumqttd's bytes to the client, acknowledging each read at once.
+/// Copies rumqttd's packets to the client, acknowledging each read at once, and gives a
+/// window slot back for every PUBLISH (a receipt) once it is written to the client.
 ///
 /// rumqttd does not set TCP_NODELAY on its sockets, so a small write (a receipt) that follows
 /// another (the PUBACK before it) waits until this side ACKs the first, and Linux delays that
@@ -265,17 +272,35 @@ where
 async fn relay_down(
     up: &mut tokio::net::tcp::OwnedReadHalf,
     client: &mut (impl tokio::io::AsyncWrite + Unpin),
+    window: Option<&Window>,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
     let fd = up.as_ref().as_raw_fd();
-    let mut buf = vec![0u8; 16 * 1024];
+    // Small, for 10,000 connections: it grows (by `read_buf`) only while a packet is larger.
+    let mut buf = BytesMut::with_capacity(4096);
     loop {
-        let n = up.read(&mut buf).await?;
-        if n == 0 {
+        if up.read_buf(&mut buf).await? == 0 {
             return Ok(());
         }
         quickack(fd);
-        client.write_all(&buf[..n]).await?;
+        // Whole packets go down; a partial one waits for the rest of its bytes.
+        let (mut ready, mut receipts) = (0, 0);
+        while let Some((_, total)) =
+            frame(&buf[ready..], usize::MAX).map_err(|e| std::io::Error::other(e.to_string()))?
+        {
+            receipts += usize::from(buf[ready] >> 4 == 3);
+            ready += total;
+        }
+        if ready > 0 {
+            client.write_all(&buf[..ready]).await?;
+            buf.advance(ready);
+        }
+        if let Some(w) = window {
+            (0..receipts).for_each(|_| w.release());
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
     }
 }
 
@@ -413,7 +438,8 @@ async fn read_connect(
     }
 }
 
-/// Relays the client's packets to rumqttd, checking each PUBLISH and SUBSCRIBE.
+/// Relays the client's packets to rumqttd, checking each PUBLISH and SUBSCRIBE, and
+/// forwarding a device's PUBLISH only when it gets a slot in `window`.
 async fn relay_up(
     mut rd: impl AsyncRead + Unpin,
     mut wr: tokio::net::tcp::OwnedWriteHalf,
@@ -421,11 +447,22 @@ async fn relay_up(
     who: &Principal,
     root: &str,
     max_packet: usize,
+    window: Option<&Window>,
 ) -> Result<(), Closed> {
     loop {
         let mut ready = 0;
         while let Some((header, total)) = frame(&buf[ready..], max_packet)? {
             check(&buf[ready..ready + total], header, who, root)?;
+            if let Some(w) = window.filter(|_| buf[ready] >> 4 == 3) {
+                // What was checked before this PUBLISH goes first, so that its PUBACKs
+                // and the like are not held behind the wait.
+                if ready > 0 {
+                    wr.write_all(&buf[..ready]).await?;
+                    buf.advance(ready);
+                    ready = 0;
+                }
+                w.take().await;
+            }
             ready += total;
         }
         if ready > 0 {

@@ -22,6 +22,7 @@ mod mqtt;
 pub mod pipeline;
 mod proofs;
 pub mod revocation;
+pub mod window;
 
 pub use broker::EmbeddedBroker;
 pub use gate::{Gatekeeper, TlsListener};

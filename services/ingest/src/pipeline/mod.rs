@@ -61,7 +61,15 @@ pub struct IngestConfig {
     /// collected, one checked, one appended and one acked at once, at 800 to 900 envelopes
     /// each; with 32 batches stayed near 640 and ingest was 6 to 8 % slower (BENCHMARKS.md).
     pub connections: usize,
+    /// Envelopes a device connection may have awaiting receipts on the embedded broker
+    /// (PROTOCOL.md §9.1); the gate holds the rest back, and each device's acks log is sized
+    /// for this many receipts. Ignored with an external broker.
+    pub device_window: usize,
 }
+
+/// The default of [`IngestConfig::device_window`]: with 10,000 devices, the embedded
+/// broker's acks logs stay under 1.1 GB.
+pub const DEFAULT_DEVICE_WINDOW: usize = 16;
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -75,6 +83,7 @@ impl Default for IngestConfig {
             max_clock_skew: Duration::from_secs(300),
             topic_root: envelope::DEFAULT_TOPIC_ROOT.to_string(),
             connections: 64,
+            device_window: DEFAULT_DEVICE_WINDOW,
         }
     }
 }
