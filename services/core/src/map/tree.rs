@@ -281,25 +281,20 @@ impl MapTree {
     }
 
     fn rehash(&mut self, node: NodeRef) -> Hash {
-        match node.get() {
-            Node::Empty => EMPTY,
-            Node::Leaf(l) => {
-                let l = self.leaves.get(l);
-                leaf_hash(&l.key, &l.value)
-            }
-            Node::Inner(i) => {
-                let inner = self.inner.get(i);
-                if !inner.dirty {
-                    return inner.hash;
-                }
-                let (left, right) = (inner.left, inner.right);
-                let h = node_hash(&self.rehash(left), &self.rehash(right));
-                let inner = self.inner.get_mut(i);
-                inner.hash = h;
-                inner.dirty = false;
-                h
-            }
+        // Only a dirty inner node has a hash to recompute and store; the rest is `hash_of`'s.
+        let Node::Inner(i) = node.get() else {
+            return self.hash_of(node);
+        };
+        let inner = self.inner.get(i);
+        if !inner.dirty {
+            return inner.hash;
         }
+        let (left, right) = (inner.left, inner.right);
+        let h = node_hash(&self.rehash(left), &self.rehash(right));
+        let inner = self.inner.get_mut(i);
+        inner.hash = h;
+        inner.dirty = false;
+        h
     }
 
     /// The hash of a subtree without caching (for proofs taken between rehashes).
