@@ -20,6 +20,10 @@
 //!
 //! In one process: the real server (embedded rumqttd, or the external broker given as
 //! `mqtt://…`, on a topic root of its own; SQLite in a temp dir, default batch settings) and DEVICES MQTT clients that keep at most WINDOW envelopes without a receipt.
+//! Each device keeps its share of the WINDOW (at least one, so with more devices than the
+//! WINDOW each has one and all of them together the WINDOW), and the server's device window
+//! (`serve --device-window`) is that share unless `RXLEDGER_DEVICE_WINDOW` says otherwise.
+//! The clock starts once every device has connected and subscribed.
 //! Envelopes are signed before the clock starts. It prints, in the same run, the bare k256
 //! verification rate on one and on all cores (the ceiling), the end-to-end rate and its ratio
 //! to the ceiling, publish→receipt latency percentiles, and RSS over the run.
@@ -364,8 +368,8 @@ async fn one_run(
             }
         }
     });
-    let (latencies, counts) = run_devices(work, &app, opts).await?;
-    let secs = start.elapsed().as_secs_f64();
+    let ((latencies, counts), connected) = run_devices(work, &app, opts).await?;
+    let secs = connected.elapsed().as_secs_f64();
     let cpu_per_event = (cpu_seconds() - cpu_start) / total as f64;
     rss_sampler.abort();
     let mut samples = std::mem::take(&mut *samples.lock().unwrap());
@@ -658,8 +662,8 @@ async fn start_server(
             batch_max: env_count("RXLEDGER_BATCH_MAX", IngestConfig::default().batch_max)?,
             // Each device keeps its share of the window in flight, so the embedded broker
             // lets it (`rxledger serve --device-window`); with more devices than the window,
-            // one each.
-            device_window: opts.share(),
+            // one each. The same variable as `serve` sets it otherwise (the acks logs' size).
+            device_window: env_count("RXLEDGER_DEVICE_WINDOW", opts.share())?,
             ..IngestConfig::default()
         },
         rate_limit: rxledger::ratelimit::RateLimit {
@@ -742,28 +746,41 @@ async fn sign(app: &server::App, opts: &Options) -> anyhow::Result<Vec<Work>> {
 }
 
 /// Runs every device at once and gathers their latencies and receipts.
-async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyhow::Result<Tally> {
+///
+/// The devices connect and subscribe first, all of them (10,000 take seconds); the clock of
+/// the rate starts when the last one has, and is returned.
+async fn run_devices(
+    work: Vec<Work>,
+    app: &server::App,
+    opts: &Options,
+) -> anyhow::Result<(Tally, Instant)> {
     let (host, port) = app.mqtt_addr.clone();
     // Each device keeps its share of the window without a receipt, and all of them together
     // the window.
     let share = opts.share();
     let all = Arc::new(Semaphore::new(opts.window));
+    let connecting = Instant::now();
+    let ready = Arc::new(tokio::sync::Barrier::new(work.len() + 1));
     let tasks: Vec<_> = work
         .into_iter()
         .map(|(id, password, envs)| {
             let broker = (host.clone(), port);
             let root = opts.topic_root.clone();
-            tokio::spawn(run_device(
-                id,
-                password,
-                envs,
-                broker,
-                root,
-                share,
-                all.clone(),
-            ))
+            let gate = (share, all.clone(), ready.clone());
+            tokio::spawn(run_device(id, password, envs, broker, root, gate))
         })
         .collect();
+    // A device that cannot connect panics with the reason, and never reaches the barrier.
+    tokio::time::timeout(Duration::from_secs(300), ready.wait())
+        .await
+        .map_err(|_| anyhow::anyhow!("not every device connected within 300 s (see above)"))?;
+    let connected = Instant::now();
+    println!(
+        "{} devices connected and subscribed in {:.1} s; RSS {:.0} MB",
+        tasks.len(),
+        connecting.elapsed().as_secs_f64(),
+        rss_mb()
+    );
     let (mut latencies, mut counts) = (Vec::new(), HashMap::<String, u64>::new());
     for t in tasks {
         let (mine, local) = t.await?;
@@ -772,19 +789,19 @@ async fn run_devices(work: Vec<Work>, app: &server::App, opts: &Options) -> anyh
             *counts.entry(k).or_default() += v;
         }
     }
-    Ok((latencies, counts))
+    Ok(((latencies, counts), connected))
 }
 
-/// One device: publishes its envelopes, keeping at most `share` without a receipt (and
-/// taking a permit of `all` for each), and times each receipt.
+/// One device: connects and subscribes, waits at `ready` for the others, then publishes its
+/// envelopes, keeping at most `share` without a receipt (and taking a permit of `all` for
+/// each), and times each receipt.
 async fn run_device(
     id: String,
     password: String,
     mut envs: Envelopes,
     (host, port): (String, u16),
     root: String,
-    share: usize,
-    all: Arc<Semaphore>,
+    (share, all, ready): (usize, Arc<Semaphore>, Arc<tokio::sync::Barrier>),
 ) -> Tally {
     let mut opts = MqttOptions::new(format!("{id}-client-{}", std::process::id()), host, port);
     // rumqttc allocates its in-flight table up front: no larger than the share needs, for
@@ -798,6 +815,14 @@ async fn run_device(
         .subscribe(envelope::acks_topic(&root, &id), QoS::AtLeastOnce)
         .await
         .unwrap();
+    loop {
+        match el.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => panic!("device {id} cannot connect: {e}"),
+        }
+    }
+    ready.wait().await;
     let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> =
         Arc::new(std::sync::Mutex::new(HashMap::with_capacity(share)));
     let window = Arc::new(Semaphore::new(share));
@@ -829,7 +854,6 @@ async fn run_device(
         }
         (mine, local)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
     loop {
         let next = match &mut envs {
             Envelopes::Signed(v) => v.next(),
