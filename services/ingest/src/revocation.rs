@@ -21,6 +21,18 @@ use tokio::sync::oneshot;
 /// How often the registry is read for revocations.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
+/// What a sweep keeps: a connection of a device it did not read (one that logged in while
+/// the registry was being read, so its row is not in the answer), or one `allowed` admits.
+/// Judging the newcomers by an answer that cannot name them closed them as revoked: with
+/// hundreds of devices connecting at once, a few in every sweep.
+fn judged<'a>(
+    asked: &'a [String],
+    allowed: impl Fn(&str, &str) -> bool + 'a,
+) -> impl Fn(&str, &str) -> bool + 'a {
+    let asked: std::collections::HashSet<&str> = asked.iter().map(String::as_str).collect();
+    move |device, key| !asked.contains(device) || allowed(device, key)
+}
+
 /// The device connections open through the gate.
 #[derive(Default)]
 pub(crate) struct Live {
@@ -106,10 +118,10 @@ impl Live {
         }
         match registry.devices_by_ids(&devices).await {
             Ok(rows) => {
-                self.close_unless(|device, key| {
+                self.close_unless(judged(&devices, |device, key| {
                     rows.get(device)
                         .is_some_and(|d| d.status == "active" && d.public_key == key)
-                });
+                }));
             }
             Err(e) => tracing::warn!(error = %e, "reading devices for revocations failed"),
         }
@@ -145,5 +157,22 @@ mod tests {
         assert_eq!(live.close_unless(|_, k| k == "k3"), 1);
         assert!(b_closed.try_recv().is_ok());
         assert!(live.devices().is_empty());
+    }
+
+    #[test]
+    fn a_device_that_logs_in_during_a_sweep_is_not_taken_for_revoked() {
+        let live = Arc::new(Live::default());
+        let (_a, mut a_closed) = live.list("a", "k1");
+        let (_r, mut r_closed) = live.list("r", "k2");
+        // The sweep reads the rows of the devices connected now...
+        let asked = live.devices();
+        // ...and "n" logs in while the query runs: the answer has no row for it.
+        let (_n, mut n_closed) = live.list("n", "k3");
+        let rows = [("a", "k1")];
+        let allowed = |d: &str, k: &str| rows.iter().any(|(rd, rk)| *rd == d && *rk == k);
+        assert_eq!(live.close_unless(judged(&asked, allowed)), 1);
+        assert!(r_closed.try_recv().is_ok(), "r has no active row: revoked");
+        assert!(a_closed.try_recv().is_err());
+        assert!(n_closed.try_recv().is_err(), "n was not asked about");
     }
 }
