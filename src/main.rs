@@ -487,7 +487,7 @@ struct Serve {
     )]
     mqtt_connections: u16,
     /// Envelopes a device connection may have awaiting receipts on the embedded broker; the
-    /// broker holds the rest back, and keeps about 6.5 KiB of receipts per slot for each
+    /// broker holds the rest back, and keeps up to 10 KiB of receipts per slot for each
     /// device. Raise it for a few devices that publish fast (a load test).
     #[arg(
         long,

@@ -68,7 +68,7 @@ pub struct IngestConfig {
 }
 
 /// The default of [`IngestConfig::device_window`]: with 10,000 devices, the embedded
-/// broker's acks logs stay under 1.1 GB.
+/// broker's acks logs stay under 1.7 GB.
 pub const DEFAULT_DEVICE_WINDOW: usize = 16;
 
 impl Default for IngestConfig {
