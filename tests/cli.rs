@@ -179,6 +179,14 @@ fn a_connection_count_of_zero_is_refused() {
     }
 }
 
+#[test]
+fn a_device_window_outside_its_bounds_is_refused() {
+    for bad in ["0", "65537", "-1", "many"] {
+        let o = run(&["serve", &format!("--device-window={bad}")]);
+        assert_refused(&o, "--device-window");
+    }
+}
+
 #[tokio::test]
 async fn corrupt_rows_stop_the_server_before_it_writes() {
     use sea_orm::{ConnectionTrait, Statement};
