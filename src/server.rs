@@ -116,11 +116,14 @@ impl ServeConfig {
     }
 }
 
-/// Raises the soft limit on open files to the hard one, as servers do: on the embedded broker
-/// each device connection holds three descriptors (the gate's two sockets and rumqttd's), so
-/// 10,000 devices need some 30,000, and the usual soft limit is 1,024. What the limit allows
-/// is logged; DEPLOY.md says how to raise the hard one.
-pub fn raise_open_files() {
+/// Raises the limit on open files, as servers do: to `want` (hard limit included, which needs
+/// privilege) when that is more than the hard limit allows, or else the soft limit to the hard
+/// one. Returns the soft limit in force. On the embedded broker each device connection holds
+/// three descriptors (the gate's two sockets and rumqttd's), so 10,000 devices need some
+/// 30,000, and the usual soft limit is 1,024; DEPLOY.md says how to raise the hard one.
+// `rlim_t` is `u64` on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
+pub fn raise_open_files(want: u64) -> u64 {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -130,23 +133,31 @@ pub fn raise_open_files() {
         // SAFETY: getrlimit and setrlimit only read and write the struct passed.
         unsafe {
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                return;
+                return 0;
             }
-            if lim.rlim_cur < lim.rlim_max {
+            let wanted = want as libc::rlim_t;
+            // Above the hard limit first (privileged), then up to it.
+            let tries = [
+                (wanted > lim.rlim_max).then_some(wanted),
+                Some(lim.rlim_max),
+            ];
+            for to in tries.into_iter().flatten() {
                 let raised = libc::rlimit {
-                    rlim_cur: lim.rlim_max,
-                    rlim_max: lim.rlim_max,
+                    rlim_cur: to,
+                    rlim_max: to,
                 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                if to > lim.rlim_cur && libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
                     lim = raised;
+                    break;
                 }
             }
         }
-        tracing::debug!(
-            open_files = lim.rlim_cur,
-            "open files allowed: about {} device connections on the embedded broker",
-            lim.rlim_cur / 3
-        );
+        lim.rlim_cur as u64
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = want;
+        u64::MAX
     }
 }
 
@@ -202,7 +213,12 @@ pub fn default_origin(public_key: &[u8]) -> String {
 /// behind. The log key is written only once the database has opened, so a database that
 /// cannot be reached leaves no stray `log.key` either.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<App> {
-    raise_open_files();
+    let open_files = raise_open_files(0);
+    tracing::debug!(
+        open_files,
+        "open files allowed: about {} device connections on the embedded broker",
+        open_files / 3
+    );
     let listeners = Listeners::bind(&cfg)?;
     create_sqlite_dir(&cfg.database)?;
     let db = rxledger_store::connect(&cfg.database).await?;

@@ -226,7 +226,16 @@ type Tally = (Vec<f64>, HashMap<String, u64>);
 async fn main() -> anyhow::Result<()> {
     shared::init_logging();
     let opts = Options::from_args()?;
-    open_files_for(opts.devices);
+    // Each client holds its own socket and three of the server's (the gate's two and
+    // rumqttd's), all in this one process.
+    let want = opts.devices as u64 * 4 + 4096;
+    let allowed = server::raise_open_files(want);
+    if allowed < want {
+        eprintln!(
+            "open files: {allowed} allowed, {want} wanted for {} devices",
+            opts.devices
+        );
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -609,32 +618,6 @@ async fn two_witnesses(
         );
     }
     Ok(out)
-}
-
-/// Raises this process's open-files limits for `devices` clients: each holds its own socket
-/// and three of the server's (the gate's two and rumqttd's) in this one process. Raising the
-/// hard limit needs root; otherwise the run fails at connect with the OS's error.
-fn open_files_for(devices: usize) {
-    let want = (devices as u64 * 4 + 4096) as libc::rlim_t;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_max < want {
-            let raised = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-                eprintln!(
-                    "cannot raise the open-files limit to {want} for {devices} devices: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    }
 }
 
 /// The log's origin in every run (the witnesses pin it).

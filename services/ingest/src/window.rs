@@ -87,7 +87,8 @@ impl Window {
     }
 
     /// Slots taken now, expired ones included.
-    pub fn taken(&self) -> usize {
+    #[cfg(test)]
+    fn taken(&self) -> usize {
         self.taken.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
