@@ -170,6 +170,14 @@ impl Driver {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.try_call(method, path, body).await;
+        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    /// One WebDriver command: the HTTP status and the whole answer, for callers that handle
+    /// an error themselves.
+    async fn try_call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         let body = if method == "GET" || method == "DELETE" {
             Vec::new()
         } else {
@@ -184,8 +192,7 @@ impl Driver {
         )
         .await;
         let v: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
-        v["value"].clone()
+        (status, v)
     }
 
     async fn session(&self, method: &str, path: &str, body: Value) -> Value {
@@ -224,13 +231,23 @@ impl Driver {
             .await;
     }
 
+    /// The text of the element `css` matches. A page that re-renders can replace the element
+    /// between finding and reading it ("stale element reference"): find it again.
     async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.session("GET", &format!("/element/{e}/text"), Value::Null)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        for _ in 0..20 {
+            let e = self.find(css).await;
+            let path = format!("/session/{}/element/{e}/text", self.session);
+            let (status, v) = self.try_call("GET", &path, Value::Null).await;
+            if status == 200 {
+                return v["value"].as_str().unwrap_or("").to_string();
+            }
+            assert_eq!(
+                v["value"]["error"], "stale element reference",
+                "WebDriver GET {path}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} was re-rendered 20 times while being read");
     }
 
     /// Waits until `css`'s text is `want`; fails with what the page shows instead.
