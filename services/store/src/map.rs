@@ -41,6 +41,9 @@ use crate::ledger::{EntryKind, NewEntry, read_tiles};
 const TILE_CHUNK: usize = 500;
 /// Entries read per page when the map is built from the entries' bytes.
 const ENTRY_PAGE: u64 = 1000;
+/// Entries whose `epcs` rows are read per query when the map is built from the index (as the
+/// in-memory postings catch up).
+const INDEX_PAGE: u64 = 2000;
 /// The signer column of map-root entries (device ids cannot contain `:`; API state changes
 /// are `org:<id>`).
 pub const MAP_SIGNER: &str = "log:map";
@@ -270,15 +273,27 @@ async fn last_root_entry(
 }
 
 /// Pushes entries `range` onto `tree`, in log order, from the `epcs` rows (which identifiers
-/// each names; an identifier counts once per entry) and the level-0 tiles (its leaf hash).
+/// each names; an identifier counts once per entry) and the level-0 tiles (its leaf hash),
+/// [`INDEX_PAGE`] entries at a time, so a build holds one page of rows, not the log's.
 async fn push_from_index(
     conn: &impl ConnectionTrait,
     tree: &mut MapTree,
     range: Range<u64>,
 ) -> Result<(), StoreError> {
-    if range.is_empty() {
-        return Ok(());
+    let mut start = range.start;
+    while start < range.end {
+        let end = range.end.min(start + INDEX_PAGE);
+        push_page_from_index(conn, tree, start..end).await?;
+        start = end;
     }
+    Ok(())
+}
+
+async fn push_page_from_index(
+    conn: &impl ConnectionTrait,
+    tree: &mut MapTree,
+    range: Range<u64>,
+) -> Result<(), StoreError> {
     let rows: Vec<(String, i64)> = epc::Entity::find()
         .select_only()
         .column(epc::Column::Epc)
@@ -290,18 +305,21 @@ async fn push_from_index(
         .all(conn)
         .await?;
     let leaf_of = leaf_hashes(conn, &range).await?;
-    let mut current: (i64, HashSet<String>) = (-1, HashSet::new());
+    // The map keys the current entry pushed already (its rows are together).
+    let (mut current, mut seen) = (-1, HashSet::new());
     for (key, idx) in rows {
-        if idx != current.0 {
-            current = (idx, HashSet::new());
+        if idx != current {
+            current = idx;
+            seen.clear();
         }
-        if !current.1.insert(key.clone()) {
+        let key = map::key_of(&key);
+        if !seen.insert(key) {
             continue;
         }
         let leaf = leaf_of.get(&(idx as u64)).ok_or_else(|| {
             StoreError::Corrupt(format!("entry {idx} has no leaf hash in the tiles"))
         })?;
-        tree.push(&map::key_of(&key), idx as u64, leaf);
+        tree.push(&key, idx as u64, leaf);
     }
     Ok(())
 }

@@ -163,13 +163,17 @@ impl MapTree {
 
     /// Appends entry `index` with leaf hash `leaf` to the history of `key` (creating it).
     pub fn push(&mut self, key: &Hash, index: u64, leaf: &Hash) {
-        let mut value = self.get(key).unwrap_or_default();
-        value.push(index, leaf);
-        self.set(key, value);
+        self.update(key, |value| value.push(index, leaf));
     }
 
     /// Sets the history of `key`.
     pub fn set(&mut self, key: &Hash, value: History) {
+        self.update(key, |v| *v = value);
+    }
+
+    /// Applies `change` to the history of `key` (the empty history when the map lacks it), in
+    /// one walk down the tree: a key already held is changed in its leaf, in place.
+    fn update(&mut self, key: &Hash, change: impl FnOnce(&mut History)) {
         // Down to where the key belongs, marking the path dirty; `parent` is the inner node
         // (and side) whose child is replaced when the key lands in an empty slot or a leaf.
         let mut parent: Option<(u32, bool)> = None;
@@ -177,13 +181,19 @@ impl MapTree {
         let mut depth = 0;
         let replacement = loop {
             match node.get() {
-                Node::Empty => break NodeRef::leaf(self.leaves.push(Leaf { key: *key, value })),
+                Node::Empty => {
+                    let mut value = History::default();
+                    change(&mut value);
+                    break NodeRef::leaf(self.leaves.push(Leaf { key: *key, value }));
+                }
                 Node::Leaf(l) => {
                     let old = self.leaves.get_mut(l);
                     if old.key == *key {
-                        old.value = value;
+                        change(&mut old.value);
                         return;
                     }
+                    let mut value = History::default();
+                    change(&mut value);
                     let new = self.leaves.push(Leaf { key: *key, value });
                     break self.split(l, new, depth);
                 }
