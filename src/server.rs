@@ -343,17 +343,19 @@ fn case_timers(cases: rxledger_store::Cases, alerts: &Alerts, every: Duration) -
 /// entries and compared (`store::indexaudit`, one page of entries in memory at a time).
 ///
 /// When the map built at open from the `epcs` rows is the one the log's last map-root entry
-/// commits to, the rows verdicts read are vouched for already, and the whole check runs in the
-/// background (the task returned): the node answers at once, no entry is appended until the
-/// check passes (`Ledger::index_check`), and a failed check refuses every append and is
-/// reported (`rxledger serve` exits on it). Otherwise (no map, no map-root entry yet, or a map
-/// that disagrees) the check runs before the node starts, and a mismatch refuses the start.
+/// commits to, the rows verdicts read are vouched for already, and the check of the rows runs
+/// in the background (the task returned): the node answers at once, no entry is appended until
+/// the check passes (`Ledger::index_check`), and a failed check refuses every append and is
+/// reported (`rxledger serve` exits on it). It does not build a second map: rows that match
+/// the entries give the map that matched. Otherwise (no map, no map-root entry yet, or a map
+/// that disagrees) the check, map roots included, runs before the node starts, and a mismatch
+/// refuses the start.
 async fn check_index(ledger: &Arc<Ledger>) -> anyhow::Result<Option<JoinHandle<()>>> {
     if ledger.map_vouches_for_index().await == Some(true) {
         ledger.checking_index();
         let ledger = ledger.clone();
         return Ok(Some(tokio::spawn(async move {
-            let outcome = match index_problems(&ledger).await {
+            let outcome = match index_problems(&ledger, Recompute::Rows).await {
                 Ok(None) => IndexCheck::Passed,
                 Ok(Some(problems)) => {
                     tracing::error!(
@@ -369,19 +371,32 @@ async fn check_index(ledger: &Arc<Ledger>) -> anyhow::Result<Option<JoinHandle<(
             ledger.index_checked(outcome);
         })));
     }
-    if let Some(problems) = index_problems(ledger).await? {
+    if let Some(problems) = index_problems(ledger, Recompute::RowsAndMap).await? {
         anyhow::bail!("the index does not match the log {problems}");
     }
     Ok(None)
 }
 
+/// What the start-up check rebuilds from the entries.
+enum Recompute {
+    /// The index rows only: the map built from them is the log's (so the older map roots are
+    /// left to `rxledger audit`, and no second map is held).
+    Rows,
+    /// The rows, and the map they give against every map-root entry.
+    RowsAndMap,
+}
+
 /// The derived tables checked against the first `size` entries: `None` when they match, or
 /// the problems (the first [`SHOWN`]) with their count.
-async fn index_problems(ledger: &Ledger) -> anyhow::Result<Option<String>> {
+async fn index_problems(ledger: &Ledger, what: Recompute) -> anyhow::Result<Option<String>> {
     const SHOWN: usize = 20;
     let started = std::time::Instant::now();
     let size = ledger.head().size;
-    let report = rxledger_store::indexaudit::check_index(ledger.database(), size).await?;
+    let db = ledger.database();
+    let report = match what {
+        Recompute::Rows => rxledger_store::indexaudit::check_index_rows(db, size).await?,
+        Recompute::RowsAndMap => rxledger_store::indexaudit::check_index(db, size).await?,
+    };
     if !report.ok() {
         let shown: Vec<&str> = report
             .problems
