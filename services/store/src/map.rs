@@ -317,21 +317,28 @@ async fn push_page_from_index(
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     let leaf_of = leaf_hashes(conn, &range).await?;
+    let mut pushes: Vec<(Hash, u64)> = Vec::new();
     let mut seen = HashSet::new();
     for row in rows {
         let idx: i64 = row.try_get_by_index(0)?;
         let keys: String = row.try_get_by_index(1)?;
-        let leaf = leaf_of.get(&(idx as u64)).ok_or_else(|| {
-            StoreError::Corrupt(format!("entry {idx} has no leaf hash in the tiles"))
-        })?;
         // An identifier counts once per entry.
         seen.clear();
         for key in keys.split('\n') {
             let key = map::key_of(key);
             if seen.insert(key) {
-                tree.push(&key, idx as u64, leaf);
+                pushes.push((key, idx as u64));
             }
         }
+    }
+    // In key order, so that each walk down the tree starts where the last one went (the
+    // sort is stable: a key's entries keep their log order, which its history chains).
+    pushes.sort_by_key(|(key, _)| *key);
+    for (key, idx) in pushes {
+        let leaf = leaf_of.get(&idx).ok_or_else(|| {
+            StoreError::Corrupt(format!("entry {idx} has no leaf hash in the tiles"))
+        })?;
+        tree.push(&key, idx, leaf);
     }
     Ok(())
 }
