@@ -360,6 +360,23 @@ fn export_escapes_everything_and_refuses_what_xml_cannot_carry() {
         })
     );
     e["ex:note"] = json!("ok");
+    // A prefix beginning with "xml" is XML Namespaces' own, even when the @context declares
+    // it (a fuzzer's document did): `<xml:x>` would not read again, so it is refused, at the
+    // event and nested.
+    let mut reserved = e.clone();
+    reserved["@context"] =
+        json!([{"ex": "https://example.com/ns/", "xml": "http://www.w3.org/XML/1998/namespace"}]);
+    reserved["xml:x"] = json!("1");
+    assert!(matches!(
+        to_epcis12_xml(&[reserved.clone()], &header),
+        Err(XmlError::NotAnEvent { path, .. }) if path == "events[0].xml:x"
+    ));
+    reserved.as_object_mut().unwrap().remove("xml:x");
+    reserved["ex:note"] = json!({"xml:y": "1"});
+    assert!(matches!(
+        to_epcis20_xml(&[reserved], &header),
+        Err(XmlError::NotAnEvent { path, .. }) if path.ends_with("xml:y")
+    ));
     e["undeclared:x"] = json!("1");
     assert!(matches!(
         to_epcis20_xml(&[e], &header),

@@ -934,7 +934,7 @@ impl<'a> EventWriter<'a> {
                 Ok(key.to_owned())
             }
             Some((p, local)) => {
-                check_name(p, at)?;
+                check_prefix(p, key, at)?;
                 check_name(local, at)?;
                 let ns = self.prefixes.get(p).ok_or_else(|| {
                     not_exportable(
@@ -1065,7 +1065,7 @@ fn generic_value(
             }
             for (k, v) in o.iter().filter(|(k, _)| *k != "#text") {
                 if let Some((p, local)) = k.split_once(':') {
-                    check_name(p, at)?;
+                    check_prefix(p, k, at)?;
                     check_name(local, at)?;
                     let ns = prefixes.get(p).ok_or_else(|| {
                         not_exportable(format!("{at}.{k}"), "a prefix declared in the @context")
@@ -1085,6 +1085,20 @@ fn generic_value(
 }
 
 /// An XML NCName (no colon).
+/// A namespace prefix an extension may be written with: an XML name that does not begin with
+/// "xml" in any case, which XML Namespaces reserves (`xml:` is bound without a declaration,
+/// and a reader refuses an element named with it, so the document would not read again).
+fn check_prefix(p: &str, key: &str, at: &str) -> Result<(), XmlError> {
+    check_name(p, at)?;
+    if p.get(..3).is_some_and(|x| x.eq_ignore_ascii_case("xml")) {
+        return Err(not_exportable(
+            format!("{at}.{key}"),
+            "a prefix that does not begin with \"xml\" (reserved by XML Namespaces)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_name(s: &str, at: &str) -> Result<(), XmlError> {
     if is_ncname(s) {
         Ok(())
