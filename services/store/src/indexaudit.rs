@@ -347,30 +347,29 @@ impl IndexAudit {
 
     /// Pushes the page's entries onto the recomputed map and checks its map-root entries.
     fn map_page(&mut self, entries: &[entry::Model], report: &mut AuditReport) {
-        if self.map.is_none() {
+        // Taken out for the page, so that findings can be noted while it is borrowed.
+        let Some(mut tree) = self.map.take() else {
             return;
-        }
+        };
         for e in entries {
             let idx = e.idx as u64;
             if e.kind == crate::ledger::EntryKind::MapRoot as i16 {
-                match self.check_map_root(e) {
+                match self.check_map_root(&mut tree, e) {
                     Ok(()) => report.map_roots_checked += 1,
                     Err(why) => self.note(format!("map: map-root entry {idx} {why}"), report),
                 }
                 continue;
             }
             let leaf = merkle::leaf_hash(&e.data);
-            let Some(tree) = self.map.as_mut() else {
-                return;
-            };
             for key in crate::map::named_in_entry(&e.data) {
                 tree.push(&map::key_of(&key), idx, &leaf);
             }
         }
+        self.map = Some(tree);
     }
 
-    /// Whether a map-root entry states the map of every entry before it.
-    fn check_map_root(&mut self, e: &entry::Model) -> Result<(), String> {
+    /// Whether a map-root entry states `tree`, the map of every entry before it.
+    fn check_map_root(&self, tree: &mut MapTree, e: &entry::Model) -> Result<(), String> {
         let stated = match &self.log_key {
             Some(key) => MapRoot::open(&e.data, key),
             None => MapRoot::parse(&e.data).map(|(s, _)| s),
@@ -379,9 +378,6 @@ impl IndexAudit {
         if stated.size != e.idx as u64 {
             return Err(format!("states size {}, not its own index", stated.size));
         }
-        let Some(tree) = self.map.as_mut() else {
-            return Ok(());
-        };
         let (root, keys) = (tree.root(), tree.len());
         if stated.root != root || stated.keys != keys {
             return Err(format!(
